@@ -1,0 +1,94 @@
+//! Browser-facing rules: the refresh cookie, the CSRF check for cookie-authenticated
+//! endpoints, and the request context (client IP, user agent).
+
+use poem::Request;
+use poem::http::header::{COOKIE, ORIGIN, USER_AGENT};
+
+use super::error::ApiError;
+use crate::config::{Config, normalise_origin};
+use crate::domain::auth::RequestContext;
+use crate::security::Secret;
+
+/// The custom header a cookie-authenticated request must carry. Browsers never add it
+/// to cross-site form posts, and cross-origin scripts cannot set it without a CORS
+/// preflight that our allow-list refuses.
+pub const CSRF_HEADER: &str = "x-requested-with";
+pub const CSRF_HEADER_VALUE: &str = "latchkey";
+
+pub fn request_context(req: &Request) -> RequestContext {
+    RequestContext {
+        ip: req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|addr| addr.ip().to_string()),
+        user_agent: req.header(USER_AGENT).map(str::to_string),
+    }
+}
+
+/// Rejects cross-site requests to endpoints that a cookie authenticates: the Origin,
+/// when present, must be allowed, and the custom header must be present.
+pub fn check_csrf(config: &Config, req: &Request) -> Result<(), ApiError> {
+    if let Some(origin) = req.headers().get(ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .ok()
+            .and_then(normalise_origin)
+            .is_some_and(|o| {
+                config.allowed_origins.contains(&o)
+                    || own_origin(config).as_deref() == Some(o.as_str())
+            });
+        if !allowed {
+            return Err(ApiError::forbidden(
+                "csrf_check_failed",
+                "request origin is not allowed",
+            ));
+        }
+    }
+    let header_ok = req
+        .header(CSRF_HEADER)
+        .is_some_and(|v| v.eq_ignore_ascii_case(CSRF_HEADER_VALUE));
+    if !header_ok {
+        return Err(ApiError::forbidden(
+            "csrf_check_failed",
+            format!("the {CSRF_HEADER}: {CSRF_HEADER_VALUE} header is required"),
+        ));
+    }
+    Ok(())
+}
+
+fn own_origin(config: &Config) -> Option<String> {
+    normalise_origin(&config.issuer)
+}
+
+/// The refresh token from the request's cookie, if any.
+pub fn refresh_cookie(config: &Config, req: &Request) -> Option<Secret<String>> {
+    req.headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|header| {
+            header.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == config.cookie_name && !value.is_empty())
+                    .then(|| Secret::new(value.to_string()))
+            })
+        })
+}
+
+/// `Set-Cookie` for a refresh token that lives `max_age` seconds.
+pub fn set_refresh_cookie(config: &Config, token: &Secret<String>, max_age: i64) -> String {
+    cookie_header(config, token.expose(), max_age.max(0))
+}
+
+/// `Set-Cookie` that deletes the refresh cookie.
+pub fn clear_refresh_cookie(config: &Config) -> String {
+    cookie_header(config, "", 0)
+}
+
+fn cookie_header(config: &Config, value: &str, max_age: i64) -> String {
+    let secure = if config.cookie_secure { "; Secure" } else { "" };
+    format!(
+        "{}={value}; Path={}; Max-Age={max_age}; HttpOnly{secure}; SameSite=Strict",
+        config.cookie_name, config.cookie_path
+    )
+}

@@ -1,0 +1,128 @@
+//! Discovery documents (RFC 8414 and its OpenID Connect twin) and the JWKS (RFC 7517).
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::ApiTags;
+use super::models::{JsonWebKey, JsonWebKeySet, ServerMetadata};
+use crate::domain::oauth::SUPPORTED_GRANTS;
+use crate::state::AppState;
+
+pub struct DiscoveryApi;
+
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+#[derive(ApiResponse)]
+enum MetadataResponse {
+    #[oai(status = 200)]
+    Ok(
+        Json<ServerMetadata>,
+        #[oai(header = "Cache-Control")] String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum JwksResponse {
+    /// Public keys that verify access tokens. Cache for `max-age` seconds.
+    #[oai(status = 200)]
+    Ok(Json<JsonWebKeySet>, #[oai(header = "Cache-Control")] String),
+}
+
+fn metadata(state: &AppState) -> MetadataResponse {
+    let issuer = &state.config.issuer;
+    let auth_methods = || {
+        vec![
+            "client_secret_basic".to_string(),
+            "client_secret_post".into(),
+            "none".into(),
+        ]
+    };
+    let doc = ServerMetadata {
+        issuer: issuer.clone(),
+        jwks_uri: format!("{issuer}{JWKS_PATH}"),
+        token_endpoint: format!("{issuer}/oauth2/token"),
+        revocation_endpoint: format!("{issuer}/oauth2/revoke"),
+        introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+        userinfo_endpoint: format!("{issuer}/oauth2/userinfo"),
+        grant_types_supported: SUPPORTED_GRANTS.iter().map(|g| g.to_string()).collect(),
+        response_types_supported: Vec::new(),
+        token_endpoint_auth_methods_supported: auth_methods(),
+        revocation_endpoint_auth_methods_supported: auth_methods(),
+        introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic".to_string(),
+            "client_secret_post".into(),
+        ],
+        scopes_supported: vec!["openid".into(), "profile".into()],
+        claims_supported: [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "jti",
+            "client_id",
+            "scope",
+            "roles",
+            "sid",
+            "auth_time",
+            "amr",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect(),
+    };
+    MetadataResponse::Ok(Json(doc), "public, max-age=3600".into())
+}
+
+#[OpenApi(tag = "ApiTags::Discovery")]
+impl DiscoveryApi {
+    /// OpenID Connect-style discovery document.
+    #[oai(
+        path = "/.well-known/openid-configuration",
+        method = "get",
+        operation_id = "getOpenidConfiguration"
+    )]
+    async fn openid_configuration(&self, state: Data<&AppState>) -> MetadataResponse {
+        metadata(&state)
+    }
+
+    /// OAuth 2.0 authorization server metadata (RFC 8414).
+    #[oai(
+        path = "/.well-known/oauth-authorization-server",
+        method = "get",
+        operation_id = "getAuthorizationServerMetadata"
+    )]
+    async fn authorization_server(&self, state: Data<&AppState>) -> MetadataResponse {
+        metadata(&state)
+    }
+
+    /// The JSON Web Key Set: every key that may have signed a live token.
+    #[oai(
+        path = "/.well-known/jwks.json",
+        method = "get",
+        operation_id = "getJwks"
+    )]
+    async fn jwks(&self, state: Data<&AppState>) -> JwksResponse {
+        let keys = state.keys.current();
+        let set = JsonWebKeySet {
+            keys: keys
+                .jwks
+                .iter()
+                .map(|k| JsonWebKey {
+                    kty: k.kty.into(),
+                    use_: k.use_.into(),
+                    alg: k.alg.into(),
+                    kid: k.kid.clone(),
+                    n: k.n.clone(),
+                    e: k.e.clone(),
+                })
+                .collect(),
+        };
+        JwksResponse::Ok(
+            Json(set),
+            format!("public, max-age={}", state.config.jwks_max_age.as_secs()),
+        )
+    }
+}

@@ -1,0 +1,183 @@
+//! Errors become responses here and nowhere else.
+//!
+//! Handlers return `Result<_, ApiError>`; [`ApiError`] is a typed response (so every
+//! error status appears in the OpenAPI document) built from the domain's error.
+//! [`render_error`] catches everything else poem produces (malformed JSON, wrong content
+//! type, oversize bodies, unknown routes, missing credentials) and gives it the same
+//! `{error, error_description}` shape, so clients never see a plain-text error.
+
+use poem::Response;
+use poem::http::StatusCode;
+use poem::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::domain::{Error, OAuthErrorCode};
+
+/// The error body of every endpoint. For OAuth endpoints it is exactly RFC 6749 §5.2.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `invalid_grant`, `username_taken`.
+    pub error: String,
+    /// Human-readable explanation.
+    pub error_description: String,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>, description: impl Into<String>) -> Json<Self> {
+        Json(Self {
+            error: error.into(),
+            error_description: description.into(),
+        })
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed or fails validation.
+    #[oai(status = 400)]
+    BadRequest(
+        Json<ErrorBody>,
+        #[oai(header = "Cache-Control")] Option<String>,
+    ),
+    /// Missing, invalid or expired credentials.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// Authenticated, but not allowed.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such resource.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Conflicts with the current state (duplicate name, concurrent refresh).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Rate limited; retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// Unexpected server error; details are in the server log only.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// Temporarily unable to serve (database down, hashing pool full).
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+const BEARER_CHALLENGE: &str = r#"Bearer realm="latchkey""#;
+
+impl ApiError {
+    pub fn bad_request(code: &str, description: impl Into<String>) -> Self {
+        Self::BadRequest(ErrorBody::new(code, description), None)
+    }
+
+    pub fn forbidden(code: &str, description: impl Into<String>) -> Self {
+        Self::Forbidden(ErrorBody::new(code, description))
+    }
+
+    /// 401 for our own bearer-protected API (RFC 6750 §3).
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        let description = description.into();
+        let challenge = format!(
+            r#"{BEARER_CHALLENGE}, error="invalid_token", error_description="{}""#,
+            description.replace(['"', '\\'], "'")
+        );
+        Self::Unauthorized(ErrorBody::new("invalid_token", description), challenge)
+    }
+
+    /// RFC 6749 §5.2: `invalid_client` is 401 with a challenge, everything else 400,
+    /// and token responses are never cached.
+    pub fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        let body = ErrorBody::new(code.as_str(), description);
+        match code {
+            OAuthErrorCode::InvalidClient => {
+                Self::Unauthorized(body, r#"Basic realm="latchkey""#.into())
+            }
+            _ => Self::BadRequest(body, Some("no-store".into())),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        let description = err.to_string();
+        match err {
+            Error::BadRequest { code, .. } => ApiError::bad_request(code, description),
+            Error::InvalidCredentials => Self::Unauthorized(
+                ErrorBody::new("invalid_credentials", description),
+                BEARER_CHALLENGE.to_string(),
+            ),
+            Error::InvalidToken(_) => ApiError::invalid_token(description),
+            Error::Forbidden { code, .. } => ApiError::forbidden(code, description),
+            Error::NotFound(_) => ApiError::NotFound(ErrorBody::new("not_found", description)),
+            Error::Conflict { code, .. } => ApiError::Conflict(ErrorBody::new(code, description)),
+            Error::OAuth { code, description } => ApiError::oauth(code, description),
+            Error::RefreshRaced => ApiError::oauth(OAuthErrorCode::InvalidGrant, description),
+            Error::Busy { retry_after_secs } => {
+                ApiError::Unavailable(ErrorBody::new("server_busy", description), retry_after_secs)
+            }
+            Error::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                ApiError::Unavailable(ErrorBody::new("unavailable", description), 1)
+            }
+            Error::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                ApiError::Internal(ErrorBody::new("internal_error", description))
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Gives every error response the JSON shape; typed [`ApiError`]s pass through as built.
+pub async fn render_error(err: poem::Error) -> Response {
+    let message = err.to_string();
+    let response = err.into_response();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let status = response.status();
+    let (code, description) = match status {
+        StatusCode::BAD_REQUEST => ("invalid_request", message),
+        StatusCode::UNAUTHORIZED => (
+            "invalid_token",
+            "missing or malformed bearer token".to_string(),
+        ),
+        StatusCode::FORBIDDEN => ("forbidden", message),
+        StatusCode::NOT_FOUND => ("not_found", "no such resource".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "method not allowed on this resource".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "request body is too large".to_string())
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", message),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", message),
+        s if s.is_server_error() => {
+            tracing::error!(status = %s, %message, "unhandled server error");
+            ("internal_error", "internal error".to_string())
+        }
+        _ => ("error", message),
+    };
+    let retry_after = response.headers().get(RETRY_AFTER).cloned();
+    let mut out = Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(serde_json::json!({ "error": code, "error_description": description }).to_string());
+    if status == StatusCode::UNAUTHORIZED {
+        out.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            poem::http::HeaderValue::from_static(BEARER_CHALLENGE),
+        );
+    }
+    if let Some(value) = retry_after {
+        out.headers_mut().insert(RETRY_AFTER, value);
+    }
+    out
+}

@@ -1,0 +1,118 @@
+//! HTTP surface: poem-openapi handlers, one file per area, joined by [`apis`] into one
+//! OpenAPI document. Handlers extract and validate input, call one domain function and
+//! map its result; nothing here runs queries or holds rules.
+
+pub mod auth;
+pub mod browser;
+pub mod discovery;
+pub mod error;
+pub mod models;
+pub mod oauth;
+pub mod ops;
+pub mod security;
+
+use poem::http::Method;
+use poem::http::StatusCode;
+use poem::http::header::CONTENT_LENGTH;
+use poem::middleware::Cors;
+use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::state::AppState;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// First-party browser login, refresh cookie and the user's own sessions.
+    Auth,
+    /// OAuth 2.0 token, revocation, introspection and userinfo endpoints.
+    #[oai(rename = "OAuth")]
+    OAuth,
+    /// Discovery metadata and the JSON Web Key Set.
+    Discovery,
+    /// Health and readiness probes.
+    Operations,
+}
+
+pub fn apis() -> (
+    auth::AuthApi,
+    oauth::OAuthApi,
+    discovery::DiscoveryApi,
+    ops::OpsApi,
+) {
+    (
+        auth::AuthApi,
+        oauth::OAuthApi,
+        discovery::DiscoveryApi,
+        ops::OpsApi,
+    )
+}
+
+pub fn openapi_service() -> OpenApiService<
+    (
+        auth::AuthApi,
+        oauth::OAuthApi,
+        discovery::DiscoveryApi,
+        ops::OpsApi,
+    ),
+    (),
+> {
+    OpenApiService::new(apis(), "Latchkey", env!("CARGO_PKG_VERSION"))
+        .description("Self-hosted OAuth 2.0 token server with role-based access control.")
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`.
+pub fn spec_json() -> String {
+    let mut spec = openapi_service().spec();
+    spec.push('\n');
+    spec
+}
+
+/// The whole application: API, spec, docs, and the cross-cutting middleware.
+pub fn app(state: AppState) -> impl Endpoint {
+    let service = openapi_service();
+    let spec = service.spec_endpoint();
+    let docs = service.swagger_ui();
+    let config = &state.config;
+    let cors = (!config.allowed_origins.is_empty()).then(|| {
+        Cors::new()
+            .allow_origins(config.allowed_origins.iter().map(String::as_str))
+            .allow_origins(crate::config::normalise_origin(&config.issuer))
+            .allow_credentials(true)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::DELETE,
+                Method::PATCH,
+                Method::PUT,
+            ])
+            .allow_headers(["authorization", "content-type", browser::CSRF_HEADER])
+            .max_age(600)
+    });
+    let max_body = config.max_body_bytes;
+    Route::new()
+        .nest("/", service)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .with_if(cors.is_some(), cors.unwrap_or_default())
+        .around(move |next, req| limit_body(next, req, max_body))
+        .data(state)
+        .catch_all_error(error::render_error)
+}
+
+/// Refuses bodies over `max` bytes with 413: by `Content-Length` before reading, and
+/// for chunked bodies while reading (they are small JSON or form documents, so buffering
+/// them here costs nothing). poem's `SizeLimit` would also refuse bodiless requests
+/// that lack a `Content-Length`, which every GET does.
+async fn limit_body<E: Endpoint>(next: E, mut req: Request, max: usize) -> poem::Result<Response> {
+    let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
+    let declared = req.header(CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max as u64 => return Err(too_large()),
+        Some(_) => {}
+        None => {
+            let bytes = req.take_body().into_bytes_limit(max).await.map_err(|_| too_large())?;
+            req.set_body(Body::from_bytes(bytes));
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}

@@ -1,0 +1,191 @@
+//! Request and response schemas of the HTTP API. These are the public contract (they
+//! generate `openapi/openapi.json`); storage types never appear here.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+
+use crate::clock::to_datetime;
+use crate::domain::users::UserView;
+use crate::store::sessions::SessionRow;
+
+#[derive(Debug, Object)]
+pub struct RegisterRequest {
+    /// 1–64 characters; compared case-insensitively after trimming.
+    #[oai(validator(max_length = 256))]
+    pub username: String,
+    /// 8–128 characters (minimum configurable); any Unicode.
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+    #[oai(validator(max_length = 254))]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct LoginRequest {
+    #[oai(validator(max_length = 256))]
+    pub username: String,
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+/// An access token for the browser. The refresh token travels only in the HttpOnly
+/// cookie and never appears in this body.
+#[derive(Debug, Object)]
+pub struct AccessTokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: u64,
+    pub scope: String,
+}
+
+#[derive(Debug, Object)]
+pub struct UserResponse {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserView> for UserResponse {
+    fn from(user: UserView) -> Self {
+        Self {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            status: user.status,
+            roles: user.roles,
+            created_at: to_datetime(user.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct SessionResponse {
+    pub id: String,
+    pub client_id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    /// When the session ends if unused (idle timeout), never after its absolute lifetime.
+    pub idle_expires_at: DateTime<Utc>,
+    pub absolute_expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// True for the session of the access token making this request.
+    pub current: bool,
+}
+
+impl SessionResponse {
+    pub fn new(row: SessionRow, current_sid: Option<&str>) -> Self {
+        Self {
+            current: current_sid == Some(row.id.as_str()),
+            id: row.id,
+            client_id: row.client_id,
+            created_at: to_datetime(row.created_at),
+            last_used_at: to_datetime(row.last_used_at),
+            idle_expires_at: to_datetime(row.idle_expires_at),
+            absolute_expires_at: to_datetime(row.absolute_expires_at),
+            ip: row.ip,
+            user_agent: row.user_agent,
+        }
+    }
+}
+
+/// RFC 6749 §5.1 token response.
+#[derive(Debug, Object)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    #[oai(skip_serializing_if_is_none)]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// RFC 7662 §2.2 introspection response; only `active` is present for inactive tokens.
+#[derive(Debug, Object)]
+pub struct IntrospectionResponse {
+    pub active: bool,
+    #[oai(skip_serializing_if_is_none)]
+    pub token_type: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub client_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub sub: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub username: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub scope: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub exp: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub iat: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub nbf: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub aud: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub iss: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub jti: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub sid: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub roles: Option<Vec<String>>,
+}
+
+/// OpenID Connect-style userinfo.
+#[derive(Debug, Object)]
+pub struct UserInfoResponse {
+    pub sub: String,
+    pub preferred_username: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+}
+
+/// RFC 8414 authorization server metadata (also served as OpenID discovery). Only
+/// endpoints and features that exist are listed.
+#[derive(Debug, Object)]
+pub struct ServerMetadata {
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub token_endpoint: String,
+    pub revocation_endpoint: String,
+    pub introspection_endpoint: String,
+    pub userinfo_endpoint: String,
+    pub grant_types_supported: Vec<String>,
+    /// Empty: there is no authorization endpoint (no browser redirect flows yet).
+    pub response_types_supported: Vec<String>,
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    pub scopes_supported: Vec<String>,
+    pub claims_supported: Vec<String>,
+}
+
+/// RFC 7517 JSON Web Key (RSA public key).
+#[derive(Debug, Object)]
+pub struct JsonWebKey {
+    pub kty: String,
+    #[oai(rename = "use")]
+    pub use_: String,
+    pub alg: String,
+    pub kid: String,
+    pub n: String,
+    pub e: String,
+}
+
+#[derive(Debug, Object)]
+pub struct JsonWebKeySet {
+    pub keys: Vec<JsonWebKey>,
+}
+
+#[derive(Debug, Object)]
+pub struct HealthResponse {
+    pub status: String,
+}

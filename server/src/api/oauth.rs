@@ -1,0 +1,249 @@
+//! `/oauth2/*`: the OAuth 2.0 token (RFC 6749), revocation (RFC 7009) and
+//! introspection (RFC 7662) endpoints, form-encoded, plus userinfo.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use poem::Request;
+use poem::http::header::AUTHORIZATION;
+use poem::web::Data;
+use poem_openapi::payload::{Form, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde::Deserialize;
+
+use super::ApiTags;
+use super::auth::user_of_token;
+use super::browser::request_context;
+use super::error::{ApiError, ApiResult};
+use super::models::{IntrospectionResponse, TokenResponse, UserInfoResponse};
+use super::security::BearerAuth;
+use crate::domain::oauth::{self, ClientCredentials, TokenRequest};
+use crate::domain::{Error, OAuthErrorCode};
+use crate::security::Secret;
+use crate::state::AppState;
+
+pub struct OAuthApi;
+
+#[derive(Debug, Object, Deserialize)]
+struct TokenForm {
+    /// `refresh_token`, `password` or `client_credentials`.
+    grant_type: String,
+    refresh_token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    /// Space-separated scopes; defaults to all the client may have.
+    scope: Option<String>,
+    /// For public clients, and for `client_secret_post`.
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+struct TokenHandleForm {
+    /// The token to revoke or introspect.
+    token: String,
+    /// `access_token` or `refresh_token` (advisory; the token's form decides).
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum TokenIssued {
+    #[oai(status = 200)]
+    Ok(
+        Json<TokenResponse>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Pragma")] String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum Revoked {
+    /// Revoked, or the token was unknown (RFC 7009 §2.2: both answer 200).
+    #[oai(status = 200)]
+    Ok,
+}
+
+#[derive(ApiResponse)]
+enum Introspected {
+    #[oai(status = 200)]
+    Ok(
+        Json<IntrospectionResponse>,
+        #[oai(header = "Cache-Control")] String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum UserInfo {
+    #[oai(status = 200)]
+    Ok(Json<UserInfoResponse>),
+}
+
+/// Client credentials from HTTP Basic (RFC 6749 §2.3.1, form-url-encoded inside) or
+/// from the body. Using both at once is refused.
+fn client_credentials(
+    req: &Request,
+    id: Option<String>,
+    secret: Option<String>,
+) -> Result<ClientCredentials, ApiError> {
+    let Some(header) = req.header(AUTHORIZATION) else {
+        return Ok(ClientCredentials {
+            client_id: id,
+            client_secret: secret.map(Secret::new),
+            via_basic: false,
+        });
+    };
+    let bad_client =
+        || ApiError::oauth(OAuthErrorCode::InvalidClient, "malformed Basic credentials");
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))
+        .ok_or_else(bad_client)?;
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad_client())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad_client())?;
+    let (raw_id, raw_secret) = decoded.split_once(':').ok_or_else(bad_client)?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    if secret.is_some()
+        || id
+            .as_deref()
+            .is_some_and(|body_id| body_id != decode(raw_id))
+    {
+        return Err(ApiError::oauth(
+            OAuthErrorCode::InvalidRequest,
+            "client credentials must be sent in one way only",
+        ));
+    }
+    Ok(ClientCredentials {
+        client_id: Some(decode(raw_id)),
+        client_secret: Some(Secret::new(decode(raw_secret))),
+        via_basic: true,
+    })
+}
+
+/// OAuth endpoints answer every domain error in RFC 6749 form.
+fn oauth_error(err: Error) -> ApiError {
+    match err {
+        Error::InvalidCredentials => {
+            ApiError::oauth(OAuthErrorCode::InvalidGrant, "invalid username or password")
+        }
+        other => other.into(),
+    }
+}
+
+#[OpenApi(prefix_path = "/oauth2", tag = "ApiTags::OAuth")]
+impl OAuthApi {
+    /// Token endpoint: `refresh_token`, `password` (allowed clients only) and
+    /// `client_credentials` (confidential clients) grants.
+    #[oai(path = "/token", method = "post", operation_id = "token")]
+    async fn token(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        form: Form<TokenForm>,
+    ) -> ApiResult<TokenIssued> {
+        let form = form.0;
+        let creds = client_credentials(req, form.client_id, form.client_secret)?;
+        let request = TokenRequest {
+            grant_type: form.grant_type,
+            refresh_token: form.refresh_token.map(Secret::new),
+            username: form.username,
+            password: form.password.map(Secret::new),
+            scope: form.scope,
+        };
+        let tokens = oauth::token(&state, &creds, request, &request_context(req))
+            .await
+            .map_err(oauth_error)?;
+        Ok(TokenIssued::Ok(
+            Json(TokenResponse {
+                access_token: tokens.access_token,
+                token_type: "Bearer".into(),
+                expires_in: tokens.expires_in,
+                refresh_token: tokens.refresh_token.map(|t| t.expose().clone()),
+                scope: tokens.scope,
+            }),
+            "no-store".into(),
+            "no-cache".into(),
+        ))
+    }
+
+    /// Revoke a refresh token (its whole session) or an access token (its session).
+    #[oai(path = "/revoke", method = "post", operation_id = "revokeToken")]
+    async fn revoke(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        form: Form<TokenHandleForm>,
+    ) -> ApiResult<Revoked> {
+        let form = form.0;
+        let creds = client_credentials(req, form.client_id, form.client_secret)?;
+        let client = oauth::authenticate_client(&state, &creds)
+            .await
+            .map_err(oauth_error)?;
+        oauth::revoke(
+            &state,
+            &client,
+            &Secret::new(form.token),
+            &request_context(req),
+        )
+        .await?;
+        Ok(Revoked::Ok)
+    }
+
+    /// Introspect a token (confidential clients only).
+    #[oai(
+        path = "/introspect",
+        method = "post",
+        operation_id = "introspectToken"
+    )]
+    async fn introspect(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        form: Form<TokenHandleForm>,
+    ) -> ApiResult<Introspected> {
+        let form = form.0;
+        let creds = client_credentials(req, form.client_id, form.client_secret)?;
+        let client = oauth::authenticate_client(&state, &creds)
+            .await
+            .map_err(oauth_error)?;
+        let result = oauth::introspect(&state, &client, &Secret::new(form.token))
+            .await
+            .map_err(oauth_error)?;
+        Ok(Introspected::Ok(
+            Json(IntrospectionResponse {
+                active: result.active,
+                token_type: result.token_type.map(str::to_string),
+                client_id: result.client_id,
+                sub: result.sub,
+                username: result.username,
+                scope: result.scope,
+                exp: result.exp,
+                iat: result.iat,
+                nbf: result.nbf,
+                aud: result.aud,
+                iss: result.iss,
+                jti: result.jti,
+                sid: result.sid,
+                roles: result.roles,
+            }),
+            "no-store".into(),
+        ))
+    }
+
+    /// Claims about the user of the bearer token.
+    #[oai(path = "/userinfo", method = "get", operation_id = "userinfo")]
+    async fn userinfo(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<UserInfo> {
+        let user = user_of_token(&state, &auth).await?;
+        Ok(UserInfo::Ok(Json(UserInfoResponse {
+            sub: user.id,
+            preferred_username: user.username,
+            email: user.email,
+            roles: user.roles,
+        })))
+    }
+}

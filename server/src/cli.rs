@@ -1,0 +1,326 @@
+//! The `latchkey` command line: `serve` (default), `migrate`, `user create`,
+//! `client create`, `keys list` and `openapi`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::{SystemClock, to_datetime};
+use crate::config::Config;
+use crate::domain::oauth::NewClient;
+use crate::domain::users::NewAccount;
+use crate::security::Secret;
+use crate::{StartupError, build_state, domain, open_database, store};
+
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about = "Latchkey OAuth 2.0 token server")]
+pub struct Cli {
+    /// TOML configuration file (settings can also come from LATCHKEY_* variables).
+    #[arg(long, short, env = "LATCHKEY_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply pending database migrations (or roll them all back with --down).
+    Migrate {
+        /// Roll back every migration (destroys all data).
+        #[arg(long)]
+        down: bool,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Inspect signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password is read from a prompt, or from standard input when
+    /// it is not a terminal; never from the command line.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// Extra role (repeatable); every user also has `user`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client; a confidential client's secret is printed once.
+    Create(ClientCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientCreateArgs {
+    #[arg(long)]
+    client_id: String,
+    #[arg(long)]
+    name: Option<String>,
+    /// Confidential client (gets a secret); otherwise public.
+    #[arg(long)]
+    confidential: bool,
+    /// Allowed grant type (repeatable): client_credentials, password, refresh_token.
+    #[arg(long = "grant", required = true)]
+    grants: Vec<String>,
+    /// Allowed scope (repeatable).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Role carried by client_credentials tokens (repeatable).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Audience of this client's tokens (defaults to the server's).
+    #[arg(long)]
+    audience: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys with their state.
+    List,
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", crate::api::spec_json());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => return fail(&StartupError::Config(e)),
+    };
+    init_tracing(&config);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate { down } => migrate(config, down).await,
+        Command::User(UserCommand::Create {
+            username,
+            roles,
+            email,
+        }) => create_user(config, username, roles, email).await,
+        Command::Client(ClientCommand::Create(args)) => create_client(config, args).await,
+        Command::Keys(KeysCommand::List) => list_keys(config).await,
+        Command::Openapi => Ok(ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|e| fail(&e))
+}
+
+fn fail(error: &StartupError) -> ExitCode {
+    eprintln!("latchkey: {error}");
+    ExitCode::from(error.exit_code())
+}
+
+/// Human-readable logs by default, JSON with `log_format = "json"`; `RUST_LOG` filters.
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log_json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn serve(config: Config) -> Result<ExitCode, StartupError> {
+    let listen = config.listen;
+    let state = build_state(config, Arc::new(SystemClock)).await?;
+    if !store::users::any_active_with_role(&state.db, "admin")
+        .await
+        .unwrap_or(true)
+    {
+        tracing::warn!(
+            "no admin account exists yet; create one with: latchkey user create --username admin --role admin"
+        );
+    }
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("latchkey: cannot listen on {listen}: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match crate::serve(listener, state, shutdown_signal(), Duration::from_secs(10)).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("latchkey: server error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+async fn migrate(mut config: Config, down: bool) -> Result<ExitCode, StartupError> {
+    config.run_migrations = false;
+    let db = store::connect(&config)
+        .await
+        .map_err(StartupError::Database)?;
+    if down {
+        store::migrate_down_all(&db)
+            .await
+            .map_err(StartupError::Migration)?;
+        println!("all migrations rolled back");
+    } else {
+        let pending = store::pending_migrations(&db)
+            .await
+            .map_err(StartupError::Database)?;
+        store::migrate_up(&db)
+            .await
+            .map_err(StartupError::Migration)?;
+        println!("applied {pending} migration(s); the database is up to date");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_password() -> std::io::Result<Secret<String>> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            return Err(std::io::Error::other("the passwords do not match"));
+        }
+        return Ok(Secret::new(first));
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(Secret::new(line.trim_end_matches(['\r', '\n']).to_string()))
+}
+
+async fn create_user(
+    config: Config,
+    username: String,
+    roles: Vec<String>,
+    email: Option<String>,
+) -> Result<ExitCode, StartupError> {
+    let password = match read_password() {
+        Ok(password) => password,
+        Err(e) => {
+            eprintln!("latchkey: cannot read the password: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let state = build_state(config, Arc::new(SystemClock)).await?;
+    let account = NewAccount {
+        username,
+        password,
+        email,
+        roles,
+    };
+    match domain::users::create(&state, account, "cli", None).await {
+        Ok(user) => {
+            println!(
+                "created user {} ({}) with roles: {}",
+                user.username,
+                user.id,
+                user.roles.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("latchkey: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn create_client(config: Config, args: ClientCreateArgs) -> Result<ExitCode, StartupError> {
+    let state = build_state(config, Arc::new(SystemClock)).await?;
+    let new = NewClient {
+        name: args.name.unwrap_or_else(|| args.client_id.clone()),
+        client_id: args.client_id,
+        confidential: args.confidential,
+        grant_types: args.grants,
+        scopes: args.scopes,
+        audience: args.audience,
+        roles: args.roles,
+    };
+    match domain::oauth::create_client(&state, new, "cli").await {
+        Ok((client, secret)) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "created {} client {}",
+                client.client_type, client.client_id
+            );
+            if let Some(secret) = secret {
+                let _ = writeln!(out, "client_secret: {}", secret.expose());
+                let _ = writeln!(out, "(shown once: store it now; only its hash is kept)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("latchkey: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn list_keys(config: Config) -> Result<ExitCode, StartupError> {
+    let db = open_database(&config).await?;
+    let keys = store::keys::list(&db)
+        .await
+        .map_err(|e| StartupError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
+    println!(
+        "{:<45} {:<8} {:>5}  {:<20}  {:<20}",
+        "KID", "STATE", "BITS", "CREATED", "ACTIVATED"
+    );
+    for key in keys {
+        let fmt = |t: Option<i64>| {
+            t.map(|t| to_datetime(t).format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default()
+        };
+        println!(
+            "{:<45} {:<8} {:>5}  {:<20}  {:<20}",
+            key.kid,
+            key.state,
+            key.bits,
+            fmt(Some(key.created_at)),
+            fmt(key.activated_at)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

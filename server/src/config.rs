@@ -1,0 +1,529 @@
+//! Configuration: an optional TOML file plus `LATCHKEY_*` environment overrides, parsed
+//! strictly into [`RawConfig`] and then validated into the checked [`Config`] the rest
+//! of the server uses. Nothing outside this module sees unvalidated settings.
+//!
+//! Environment variables name nested keys with a double underscore:
+//! `LATCHKEY_TOKENS__ACCESS_TOKEN_TTL_SECS=300` sets `[tokens] access_token_ttl_secs`.
+//! `DATABASE_URL` is honoured as well, as most deployment tooling sets it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// A configuration problem, reported as one line and exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn invalid(key: &str, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("invalid value for `{key}`: {why}"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// The externally visible base URL; it is the token issuer (`iss`).
+    pub public_url: String,
+    /// `sqlite://…` or `postgres://…`. Defaults to a SQLite file in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the default SQLite database lives; created on first start.
+    pub data_dir: PathBuf,
+    pub db_pool_size: u32,
+    /// Run pending migrations when the server starts.
+    pub run_migrations: bool,
+    /// File holding the 256-bit master key that encrypts private keys at rest.
+    pub master_key_file: PathBuf,
+    /// Default `aud` of access tokens.
+    pub audience: String,
+    /// Whether `POST /auth/register` is open to anyone.
+    pub registration_enabled: bool,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// `human` or `json`.
+    pub log_format: String,
+    /// Origins allowed to call the API from a browser with credentials.
+    pub cors_allowed_origins: Vec<String>,
+    pub tokens: RawTokens,
+    pub keys: RawKeys,
+    pub passwords: RawPasswords,
+    pub cookie: RawCookie,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub access_token_ttl_secs: u64,
+    pub session_idle_timeout_secs: u64,
+    pub session_absolute_lifetime_secs: u64,
+    /// After a rotation, a second use of the rotated token within this window is
+    /// answered with a distinct error instead of revoking the session (0 = strict).
+    pub refresh_grace_secs: u64,
+    /// Leeway for `exp`/`nbf` checks of our own tokens.
+    pub clock_skew_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKeys {
+    pub rsa_bits: u32,
+    pub jwks_max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPasswords {
+    pub min_length: usize,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Concurrent Argon2 computations; 0 means one per CPU core.
+    pub hashing_threads: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCookie {
+    pub name: String,
+    pub path: String,
+    /// May be false only while `public_url` is http://localhost or a loopback address.
+    pub secure: bool,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            database_url: None,
+            data_dir: "data".into(),
+            db_pool_size: 10,
+            run_migrations: true,
+            master_key_file: "keys/master.key".into(),
+            audience: "latchkey".into(),
+            registration_enabled: true,
+            max_body_bytes: 64 * 1024,
+            log_format: "human".into(),
+            cors_allowed_origins: Vec::new(),
+            tokens: RawTokens::default(),
+            keys: RawKeys::default(),
+            passwords: RawPasswords::default(),
+            cookie: RawCookie::default(),
+        }
+    }
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 15 * 60,
+            session_idle_timeout_secs: 14 * 24 * 3600,
+            session_absolute_lifetime_secs: 30 * 24 * 3600,
+            refresh_grace_secs: 10,
+            clock_skew_secs: 30,
+        }
+    }
+}
+
+impl Default for RawKeys {
+    fn default() -> Self {
+        Self {
+            rsa_bits: 2048,
+            jwks_max_age_secs: 300,
+        }
+    }
+}
+
+impl Default for RawPasswords {
+    fn default() -> Self {
+        // OWASP's recommended Argon2id parameters (m=19 MiB, t=2, p=1).
+        Self {
+            min_length: 8,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hashing_threads: 0,
+        }
+    }
+}
+
+impl Default for RawCookie {
+    fn default() -> Self {
+        Self {
+            name: "lk_refresh".into(),
+            path: "/auth".into(),
+            secure: true,
+        }
+    }
+}
+
+/// Checked configuration. Every field holds a value the server can use as it is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Issuer: `public_url` without a trailing slash.
+    pub issuer: String,
+    pub database_url: String,
+    pub db_pool_size: u32,
+    pub run_migrations: bool,
+    pub master_key_file: PathBuf,
+    pub audience: String,
+    pub registration_enabled: bool,
+    pub max_body_bytes: usize,
+    pub log_json: bool,
+    /// Origins (scheme://host[:port]) allowed by CORS and the CSRF check.
+    pub allowed_origins: Vec<String>,
+    pub access_token_ttl: Duration,
+    pub session_idle_timeout: Duration,
+    pub session_absolute_lifetime: Duration,
+    pub refresh_grace: Duration,
+    pub clock_skew: Duration,
+    pub rsa_bits: u32,
+    pub jwks_max_age: Duration,
+    pub password_min_length: usize,
+    pub argon2: Argon2Settings,
+    pub hashing_threads: usize,
+    pub cookie_name: String,
+    pub cookie_path: String,
+    pub cookie_secure: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// Passwords longer than this are refused before hashing, to bound the work per request.
+pub const PASSWORD_MAX_LENGTH: usize = 128;
+
+impl RawConfig {
+    /// Reads the optional TOML file, then the environment, rejecting unknown keys.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            )
+            .merge(Env::prefixed("LATCHKEY_").ignore(&["CONFIG"]).split("__"));
+        figment
+            .extract()
+            .map_err(|e| ConfigError(describe_figment_error(e)))
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|e| invalid("listen", format!("{:?}: {e}", self.listen)))?;
+        let public_url = Url::parse(&self.public_url)
+            .map_err(|e| invalid("public_url", format!("{:?}: {e}", self.public_url)))?;
+        if !matches!(public_url.scheme(), "http" | "https") || public_url.host().is_none() {
+            return Err(invalid("public_url", "must be an http(s) URL with a host"));
+        }
+        if public_url.query().is_some() || public_url.fragment().is_some() {
+            return Err(invalid("public_url", "must not have a query or fragment"));
+        }
+        let issuer = public_url.as_str().trim_end_matches('/').to_string();
+
+        let database_url = match self.database_url {
+            Some(url) => url,
+            None => {
+                let path = self.data_dir.join("latchkey.db");
+                format!("sqlite://{}?mode=rwc", path.display())
+            }
+        };
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if database_url.starts_with("postgres") {
+            Url::parse(&database_url).map_err(|e| invalid("database_url", e))?;
+        }
+        if self.db_pool_size == 0 {
+            return Err(invalid("db_pool_size", "must be at least 1"));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(invalid("audience", "must not be empty"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        let log_json = match self.log_format.as_str() {
+            "human" => false,
+            "json" => true,
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?} (expected human or json)"),
+                ));
+            }
+        };
+        let mut allowed_origins = Vec::new();
+        for origin in &self.cors_allowed_origins {
+            allowed_origins.push(normalise_origin(origin).ok_or_else(|| {
+                invalid(
+                    "cors_allowed_origins",
+                    format!("{origin:?} is not an origin like https://app.example.com"),
+                )
+            })?);
+        }
+
+        let t = &self.tokens;
+        let positive = |key: &str, secs: u64| {
+            if secs == 0 {
+                Err(invalid(key, "must be greater than 0"))
+            } else {
+                Ok(Duration::from_secs(secs))
+            }
+        };
+        let access_token_ttl = positive("tokens.access_token_ttl_secs", t.access_token_ttl_secs)?;
+        let session_idle_timeout = positive(
+            "tokens.session_idle_timeout_secs",
+            t.session_idle_timeout_secs,
+        )?;
+        let session_absolute_lifetime = positive(
+            "tokens.session_absolute_lifetime_secs",
+            t.session_absolute_lifetime_secs,
+        )?;
+        if session_idle_timeout > session_absolute_lifetime {
+            return Err(invalid(
+                "tokens.session_idle_timeout_secs",
+                "must not exceed tokens.session_absolute_lifetime_secs",
+            ));
+        }
+
+        if !matches!(self.keys.rsa_bits, 2048 | 3072 | 4096) {
+            return Err(invalid("keys.rsa_bits", "must be 2048, 3072 or 4096"));
+        }
+        let jwks_max_age = positive("keys.jwks_max_age_secs", self.keys.jwks_max_age_secs)?;
+
+        let p = &self.passwords;
+        if !(8..=PASSWORD_MAX_LENGTH).contains(&p.min_length) {
+            return Err(invalid(
+                "passwords.min_length",
+                format!("must be between 8 and {PASSWORD_MAX_LENGTH}"),
+            ));
+        }
+        let argon2 = Argon2Settings {
+            memory_kib: p.argon2_memory_kib,
+            iterations: p.argon2_iterations,
+            parallelism: p.argon2_parallelism,
+        };
+        argon2::Params::new(
+            argon2.memory_kib,
+            argon2.iterations,
+            argon2.parallelism,
+            None,
+        )
+        .map_err(|e| invalid("passwords.argon2_*", e))?;
+        let hashing_threads = match p.hashing_threads {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        };
+
+        let c = &self.cookie;
+        if c.name.is_empty()
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
+        {
+            return Err(invalid(
+                "cookie.name",
+                "must be non-empty ASCII letters, digits, '_' or '-'",
+            ));
+        }
+        if !c.path.starts_with('/') {
+            return Err(invalid("cookie.path", "must start with '/'"));
+        }
+        if !c.secure && !is_loopback_http(&public_url) {
+            return Err(invalid(
+                "cookie.secure",
+                "may be false only when public_url is http://localhost or a loopback address",
+            ));
+        }
+
+        Ok(Config {
+            listen,
+            issuer,
+            database_url,
+            db_pool_size: self.db_pool_size,
+            run_migrations: self.run_migrations,
+            master_key_file: self.master_key_file,
+            audience: self.audience,
+            registration_enabled: self.registration_enabled,
+            max_body_bytes: self.max_body_bytes,
+            log_json,
+            allowed_origins,
+            access_token_ttl,
+            session_idle_timeout,
+            session_absolute_lifetime,
+            refresh_grace: Duration::from_secs(t.refresh_grace_secs),
+            clock_skew: Duration::from_secs(t.clock_skew_secs),
+            rsa_bits: self.keys.rsa_bits,
+            jwks_max_age,
+            password_min_length: p.min_length,
+            argon2,
+            hashing_threads,
+            cookie_name: c.name.clone(),
+            cookie_path: c.path.clone(),
+            cookie_secure: c.secure,
+        })
+    }
+}
+
+impl Config {
+    /// Loads and validates in one step, as every command does.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        RawConfig::load(file)?.validate()
+    }
+
+    /// The SQLite file's directory, if the database is a SQLite file, so it can be created.
+    pub fn sqlite_parent_dir(&self) -> Option<PathBuf> {
+        let rest = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next()?;
+        if path.is_empty() || path == ":memory:" {
+            return None;
+        }
+        Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+    }
+}
+
+/// `scheme://host[:port]` exactly as browsers send it in `Origin`, or `None`.
+pub fn normalise_origin(origin: &str) -> Option<String> {
+    let url = Url::parse(origin).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return None;
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
+
+fn is_loopback_http(url: &Url) -> bool {
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn describe_figment_error(error: figment::Error) -> String {
+    // figment reports one error per problem; name each key and where it came from.
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!(" at `{}`", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!(" (from {} {src})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            format!("{}{key}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let config = RawConfig::default().validate().expect("defaults are valid");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.issuer, "http://127.0.0.1:8080");
+        assert!(config.database_url.starts_with("sqlite://data/latchkey.db"));
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(
+            config.argon2,
+            Argon2Settings {
+                memory_kib: 19_456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+    }
+
+    #[test]
+    fn zero_ttl_is_rejected_with_its_key() {
+        let mut raw = RawConfig::default();
+        raw.tokens.access_token_ttl_secs = 0;
+        let err = raw.validate().unwrap_err();
+        assert!(err.0.contains("tokens.access_token_ttl_secs"), "{err}");
+    }
+
+    #[test]
+    fn insecure_cookie_only_on_loopback() {
+        let mut raw = RawConfig::default();
+        raw.cookie.secure = false;
+        assert!(raw.clone().validate().is_ok());
+        raw.public_url = "http://auth.example.com".into();
+        assert!(raw.validate().unwrap_err().0.contains("cookie.secure"));
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        assert_eq!(
+            normalise_origin("https://App.example.com").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            normalise_origin("http://127.0.0.1:5173/").as_deref(),
+            Some("http://127.0.0.1:5173")
+        );
+        assert_eq!(normalise_origin("https://a.example.com/path"), None);
+        assert_eq!(normalise_origin("*"), None);
+    }
+
+    #[test]
+    fn sqlite_parent_dir_is_found() {
+        let config = RawConfig::default().validate().unwrap();
+        assert_eq!(config.sqlite_parent_dir(), Some(PathBuf::from("data")));
+    }
+}

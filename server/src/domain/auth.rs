@@ -1,0 +1,142 @@
+//! Password authentication, access-token minting and bearer-token verification.
+
+use crate::security::Secret;
+use crate::state::AppState;
+use crate::store::audit::{self, NewAuditEvent};
+use crate::store::clients::ClientRow;
+use crate::store::sessions as session_store;
+use crate::store::users::{self, STATUS_ACTIVE, UserRow};
+use crate::tokens::{AccessClaims, TokenError};
+
+use super::{Error, Result, new_id};
+
+/// Where a request came from, for sessions and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Tokens handed to a client. The refresh token is wrapped so it cannot be logged.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub scope: String,
+    pub refresh_token: Option<Secret<String>>,
+    /// When the refresh token stops working if unused (for the cookie's Max-Age).
+    pub refresh_expires_at: Option<i64>,
+    pub session_id: Option<String>,
+}
+
+/// Checks a username and password. Unknown users are verified against a dummy hash so
+/// they take as long as wrong passwords; disabled users get the same generic error.
+pub async fn check_password(
+    state: &AppState,
+    username: &str,
+    password: &Secret<String>,
+    ctx: &RequestContext,
+) -> Result<UserRow> {
+    let normalized = username.trim().to_lowercase();
+    let row = users::find_by_username(&state.db, &normalized).await?;
+    let matched = state
+        .passwords
+        .verify(password, row.as_ref().map(|r| r.password_hash.as_str()))
+        .await?;
+    match row {
+        Some(user) if matched && user.status == STATUS_ACTIVE => Ok(user),
+        row => {
+            let reason = match &row {
+                None => "unknown_user",
+                Some(user) if user.status != STATUS_ACTIVE => "account_disabled",
+                Some(_) => "wrong_password",
+            };
+            audit::record(
+                &state.db,
+                NewAuditEvent {
+                    occurred_at: state.now(),
+                    actor: row
+                        .as_ref()
+                        .map_or_else(|| "anonymous".to_string(), |u| u.id.clone()),
+                    action: "login",
+                    target: Some(normalized),
+                    ip: ctx.ip.clone(),
+                    outcome: "failure",
+                    details: serde_json::json!({ "reason": reason }),
+                },
+            )
+            .await?;
+            Err(Error::InvalidCredentials)
+        }
+    }
+}
+
+/// What goes into an access token besides the fixed claims.
+pub struct AccessGrant<'a> {
+    pub subject: &'a str,
+    pub client_id: &'a str,
+    pub audience: &'a str,
+    pub scope: &'a str,
+    pub roles: Vec<String>,
+    pub session_id: Option<&'a str>,
+    pub auth_time: Option<i64>,
+    pub amr: Vec<String>,
+}
+
+/// Signs an access token with the active key. Returns the token and its lifetime.
+pub fn mint_access_token(state: &AppState, grant: AccessGrant<'_>) -> Result<(String, u64)> {
+    let now = state.now();
+    let ttl = state.config.access_token_ttl.as_secs();
+    let claims = AccessClaims {
+        iss: state.config.issuer.clone(),
+        sub: grant.subject.to_string(),
+        aud: grant.audience.to_string(),
+        exp: now + ttl as i64,
+        iat: now,
+        nbf: now,
+        jti: new_id(),
+        client_id: grant.client_id.to_string(),
+        scope: grant.scope.to_string(),
+        roles: grant.roles,
+        sid: grant.session_id.map(str::to_string),
+        auth_time: grant.auth_time,
+        amr: grant.amr,
+    };
+    let token = claims
+        .sign(&state.keys.current())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((token, ttl))
+}
+
+/// The audience of tokens issued to a client: its own configured audience, or ours.
+pub fn audience_for<'a>(state: &'a AppState, client: &'a ClientRow) -> &'a str {
+    client.audience.as_deref().unwrap_or(&state.config.audience)
+}
+
+/// Verifies a bearer token presented to our own API: signature, `typ`, issuer, our
+/// audience and time, and then that its session is still live (one primary-key read),
+/// so logout and revocation take effect at once here. Resource servers verifying
+/// offline accept the token until `exp`.
+pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<AccessClaims> {
+    let keys = state.keys.current();
+    let claims = AccessClaims::verify(
+        token,
+        &keys,
+        &state.config.issuer,
+        &state.config.audience,
+        state.now(),
+        state.config.clock_skew.as_secs() as i64,
+    )
+    .map_err(|e: TokenError| Error::InvalidToken(e.to_string()))?;
+    if let Some(sid) = &claims.sid {
+        let live = session_store::find_session(&state.db, sid)
+            .await?
+            .is_some_and(|s| s.revoked_at.is_none() && s.absolute_expires_at > state.now());
+        if !live {
+            return Err(Error::InvalidToken(
+                "the session of this token has ended".into(),
+            ));
+        }
+    }
+    Ok(claims)
+}

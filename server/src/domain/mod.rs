@@ -1,0 +1,154 @@
+//! The rules of the product: who may log in, how sessions and refresh tokens behave,
+//! which OAuth grants are allowed. No HTTP here (nothing imports poem): functions take
+//! plain inputs, the shared [`AppState`](crate::state::AppState) and the current time
+//! from its clock, and return [`Error`], which `api::error` maps to responses in one place.
+
+pub mod auth;
+pub mod keys;
+pub mod oauth;
+pub mod sessions;
+pub mod users;
+
+use std::fmt;
+
+use crate::security::password::HashError;
+use crate::store::StoreError;
+
+/// RFC 6749 §5.2 error codes; `Display` is the exact RFC string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    UnsupportedTokenType,
+}
+
+impl OAuthErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+        }
+    }
+}
+
+impl fmt::Display for OAuthErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The one application error type. Every variant has a stable machine code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that fails validation (400).
+    #[error("{description}")]
+    BadRequest {
+        code: &'static str,
+        description: String,
+    },
+    /// Wrong username or password, or a locked or disabled account: one generic answer.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// A missing, malformed, expired or revoked bearer token (401).
+    #[error("{0}")]
+    InvalidToken(String),
+    /// Authenticated but not allowed (403).
+    #[error("{description}")]
+    Forbidden {
+        code: &'static str,
+        description: String,
+    },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{description}")]
+    Conflict {
+        code: &'static str,
+        description: String,
+    },
+    /// An OAuth protocol error, answered in RFC 6749 §5.2 form.
+    #[error("{code}: {description}")]
+    OAuth {
+        code: OAuthErrorCode,
+        description: String,
+    },
+    /// The refresh token was rotated moments ago by a concurrent request (grace window).
+    #[error("refresh token already rotated; retry with the newest refresh token")]
+    RefreshRaced,
+    /// Too much work queued (the password hashing pool is full); retry shortly.
+    #[error("server busy, retry shortly")]
+    Busy { retry_after_secs: u64 },
+    /// The database is unreachable (503).
+    #[error("service temporarily unavailable")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details go to the log, never to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad_request(code: &'static str, description: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        Self::OAuth {
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// The single answer for any refresh token that cannot be used: revoked, expired,
+    /// unknown or issued to another client are indistinguishable to the caller.
+    pub fn invalid_refresh_token() -> Self {
+        Self::oauth(
+            OAuthErrorCode::InvalidGrant,
+            "refresh token is invalid, expired or revoked",
+        )
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => Error::Conflict {
+                code: "conflict",
+                description: err.to_string(),
+            },
+            StoreError::Missing(what) => {
+                Error::bad_request("unknown_reference", format!("unknown {what}"))
+            }
+            StoreError::Unavailable(e) => Error::Unavailable(e.to_string()),
+            StoreError::Db(e) => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => Error::Busy {
+                retry_after_secs: 1,
+            },
+            HashError::Internal(e) => Error::Internal(e),
+        }
+    }
+}
+
+/// A fresh random identifier (UUIDv7: time-ordered, so index-friendly).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

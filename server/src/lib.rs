@@ -1,0 +1,137 @@
+//! Latchkey server.
+//!
+//! Layout (each module's docs say what it owns):
+//! - [`api`]: poem-openapi handlers (thin), the error → response mapping, the OpenAPI document.
+//! - [`domain`]: the rules — login, sessions and refresh rotation, OAuth grants. No HTTP.
+//! - [`store`]: sea-orm entities and every query; transactions live here.
+//! - [`tokens`], [`security`]: cryptography — JWTs and keys; passwords, secrets, master key.
+//! - [`config`], [`clock`], [`state`]: checked settings, injectable time, shared state.
+//! - [`cli`]: the `latchkey` command line.
+//!
+//! [`serve`] takes a listener the caller bound, so tests bind `127.0.0.1:0`.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod security;
+pub mod state;
+pub mod store;
+pub mod tokens;
+
+use std::future::Future;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, TcpAcceptor};
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::security::master_key::{MasterKey, MasterKeyError};
+use crate::security::password::{HashError, PasswordHasher};
+use crate::state::{AppState, Inner};
+use crate::tokens::KeyRing;
+
+/// Why the server could not start. Each renders as one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
+    #[error("cannot open database: {0}")]
+    Database(sea_orm::DbErr),
+    #[error("database migration failed: {0}")]
+    Migration(sea_orm::DbErr),
+    #[error("the database needs {0} migration(s); run `latchkey migrate` or enable run_migrations")]
+    PendingMigrations(usize),
+    #[error(transparent)]
+    Keys(#[from] domain::keys::KeySetupError),
+    #[error("password hasher: {0}")]
+    Hasher(#[from] HashError),
+}
+
+impl StartupError {
+    /// Exit code: 2 for problems the operator fixes in configuration or files.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Config(_)
+            | StartupError::MasterKey(_)
+            | StartupError::PendingMigrations(_) => 2,
+            StartupError::Keys(domain::keys::KeySetupError::WrongMasterKey { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Opens the database (running migrations if configured) and returns the pool.
+pub async fn open_database(config: &Config) -> Result<store::Db, StartupError> {
+    let db = store::connect(config)
+        .await
+        .map_err(StartupError::Database)?;
+    if config.run_migrations {
+        store::migrate_up(&db)
+            .await
+            .map_err(StartupError::Migration)?;
+    } else {
+        let pending = store::pending_migrations(&db)
+            .await
+            .map_err(StartupError::Database)?;
+        if pending > 0 {
+            return Err(StartupError::PendingMigrations(pending));
+        }
+    }
+    Ok(db)
+}
+
+/// Builds the shared state: master key, database, signing keys, password hasher.
+pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState, StartupError> {
+    let (master_key, created) = MasterKey::load_or_create(&config.master_key_file)?;
+    if created {
+        tracing::info!(path = %config.master_key_file.display(), "generated a new master key");
+    }
+    let db = open_database(&config).await?;
+    if domain::keys::ensure_active_key(&db, &master_key, config.rsa_bits, clock.now()).await? {
+        tracing::info!(bits = config.rsa_bits, "generated the first signing key");
+    }
+    let key_set = domain::keys::load_key_set(&db, &master_key).await?;
+    let passwords = PasswordHasher::new(
+        config.argon2,
+        config.hashing_threads,
+        config.hashing_threads * 64,
+    )?;
+    Ok(AppState::new(Inner {
+        config,
+        db,
+        keys: KeyRing::new(key_set),
+        passwords,
+        master_key,
+        clock,
+    }))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for up to
+/// `drain` before returning.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    if let Some(addr) = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+    {
+        tracing::info!(%addr, issuer = %state.config.issuer, "listening");
+    }
+    let db = state.db.clone();
+    let result = poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(api::app(state), shutdown, Some(drain))
+        .await;
+    if let Err(e) = db.close().await {
+        tracing::warn!(error = %e, "closing the database pool failed");
+    }
+    result
+}

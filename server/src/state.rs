@@ -1,0 +1,41 @@
+//! Shared server state: configuration, database pool, key ring, password hasher,
+//! master key and clock. Cheap to clone.
+
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::security::master_key::MasterKey;
+use crate::security::password::PasswordHasher;
+use crate::store::Db;
+use crate::tokens::KeyRing;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub keys: KeyRing,
+    pub passwords: PasswordHasher,
+    pub master_key: MasterKey,
+    pub clock: SharedClock,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,12 @@
+//! sea-orm entities, one per table. They are storage types only: the API never
+//! serialises them (see `api::models`), and only `store` touches them.
+
+pub mod audit_events;
+pub mod clients;
+pub mod refresh_tokens;
+pub mod role_permissions;
+pub mod roles;
+pub mod sessions;
+pub mod signing_keys;
+pub mod user_roles;
+pub mod users;

@@ -1,0 +1,114 @@
+//! Persistence: the only module that runs queries. Every function takes a
+//! `ConnectionTrait` so it works on a pool or inside a transaction, and every
+//! multi-step change is one transaction here, not scattered across callers.
+
+pub mod audit;
+pub mod clients;
+pub mod entities;
+pub mod keys;
+pub mod roles;
+pub mod sessions;
+pub mod users;
+
+use std::time::Duration;
+
+use latchkey_migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr,
+};
+
+use crate::config::Config;
+
+pub type Db = DatabaseConnection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint rejected the write.
+    #[error("a record with the same key already exists")]
+    Conflict,
+    /// A record the write refers to does not exist (e.g. an unknown role name).
+    #[error("unknown {0}")]
+    Missing(String),
+    /// The database could not be reached (down, restarting, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(DbErr),
+    #[error("database error: {0}")]
+    Db(DbErr),
+}
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            return StoreError::Conflict;
+        }
+        match &err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StoreError::Unavailable(err),
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
+                if matches!(
+                    e.as_ref(),
+                    sea_orm::sqlx::Error::Io(_)
+                        | sea_orm::sqlx::Error::PoolTimedOut
+                        | sea_orm::sqlx::Error::PoolClosed
+                ) =>
+            {
+                StoreError::Unavailable(err)
+            }
+            _ => StoreError::Db(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens the pool. SQLite runs in WAL mode with `synchronous = NORMAL` (durable across
+/// application crashes; the WAL is fsynced at checkpoints) and waits up to five seconds
+/// for a competing writer instead of failing with `SQLITE_BUSY`.
+pub async fn connect(config: &Config) -> Result<Db, DbErr> {
+    if let Some(dir) = config.sqlite_parent_dir() {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            DbErr::Custom(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let mut options = ConnectOptions::new(config.database_url.clone());
+    options
+        .max_connections(config.db_pool_size)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
+    Database::connect(options).await
+}
+
+pub async fn migrate_up(db: &Db) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+pub async fn migrate_down_all(db: &Db) -> Result<(), DbErr> {
+    Migrator::down(db, None).await
+}
+
+/// Migrations known to the binary but not yet applied.
+pub async fn pending_migrations(db: &Db) -> Result<usize, DbErr> {
+    Ok(Migrator::get_pending_migrations(db).await?.len())
+}
+
+/// A cheap round trip for readiness checks.
+pub async fn ping(db: &Db) -> StoreResult<()> {
+    db.execute_unprepared("SELECT 1").await?;
+    Ok(())
+}
+
+pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
+    db.get_database_backend() == sea_orm::DbBackend::Postgres
+}

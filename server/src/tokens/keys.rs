@@ -1,0 +1,258 @@
+//! RSA key material and the in-memory key ring.
+//!
+//! Keys are generated and parsed with aws-lc-rs. The private key is parsed once into an
+//! `RsaKeyPair` and reused for every signature (aws-lc's RSA is constant-time); nothing
+//! re-parses DER per token. The `rsa` crate is deliberately not used for signing
+//! (RUSTSEC-2023-0071), and generation also goes through aws-lc: it is several times
+//! faster than the `rsa` crate's, which matters for start-up and tests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::DecodingKey;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("unsupported RSA key size {0} (use 2048, 3072 or 4096)")]
+    UnsupportedSize(u32),
+    #[error("RSA key generation failed")]
+    Generation,
+    #[error("the private key is not a valid RSA PKCS#8 key: {0}")]
+    Rejected(String),
+}
+
+/// A parsed RSA private key with its public JWK parameters.
+pub struct KeyMaterial {
+    kid: String,
+    bits: u32,
+    pair: RsaKeyPair,
+    n: String,
+    e: String,
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMaterial")
+            .field("kid", &self.kid)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyMaterial {
+    pub fn generate(bits: u32) -> Result<Self, KeyError> {
+        let size = match bits {
+            2048 => KeySize::Rsa2048,
+            3072 => KeySize::Rsa3072,
+            4096 => KeySize::Rsa4096,
+            other => return Err(KeyError::UnsupportedSize(other)),
+        };
+        let pair = RsaKeyPair::generate(size).map_err(|_| KeyError::Generation)?;
+        Ok(Self::from_pair(pair))
+    }
+
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
+        let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        if pair.public_modulus_len() < 256 {
+            return Err(KeyError::Rejected(
+                "keys shorter than 2048 bits are not accepted".into(),
+            ));
+        }
+        Ok(Self::from_pair(pair))
+    }
+
+    fn from_pair(pair: RsaKeyPair) -> Self {
+        let public = pair.public_key();
+        let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+        let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+        let bits = (pair.public_modulus_len() * 8) as u32;
+        let kid = jwk_thumbprint(&n, &e);
+        Self {
+            kid,
+            bits,
+            pair,
+            n,
+            e,
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    pub fn public_components(&self) -> (&str, &str) {
+        (&self.n, &self.e)
+    }
+
+    /// The private key as PKCS#8 DER, for encryption at rest.
+    pub fn pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let der = self.pair.as_der().map_err(|_| KeyError::Generation)?;
+        Ok(Zeroizing::new(der.as_ref().to_vec()))
+    }
+}
+
+/// RFC 7638 JWK thumbprint (SHA-256, base64url) over the required RSA members in
+/// lexicographic order.
+pub fn jwk_thumbprint(n: &str, e: &str) -> String {
+    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// One public key as published in the JWKS (RFC 7517).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Jwk {
+    pub kty: &'static str,
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+    pub alg: &'static str,
+    pub kid: String,
+    pub n: String,
+    pub e: String,
+}
+
+/// A key that verifiers should know about (pending, active or recently retired).
+#[derive(Debug, Clone)]
+pub struct PublishedKey {
+    pub kid: String,
+    pub n: String,
+    pub e: String,
+}
+
+/// The key that signs new tokens. The JWS header is pre-encoded once per key.
+pub struct Signer {
+    kid: String,
+    header_b64: String,
+    pair: RsaKeyPair,
+}
+
+impl Signer {
+    fn new(material: KeyMaterial) -> Self {
+        let header = format!(
+            r#"{{"alg":"RS256","typ":"at+jwt","kid":"{}"}}"#,
+            material.kid
+        );
+        Self {
+            kid: material.kid,
+            header_b64: URL_SAFE_NO_PAD.encode(header),
+            pair: material.pair,
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Produces a compact JWS over `claims`.
+    pub fn sign_json(&self, claims_json: &[u8]) -> Result<String, KeyError> {
+        let mut token =
+            String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 360);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
+        let mut signature = vec![0u8; self.pair.public_modulus_len()];
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.pair
+            .sign(&RSA_PKCS1_SHA256, &rng, token.as_bytes(), &mut signature)
+            .map_err(|_| KeyError::Generation)?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
+    }
+}
+
+/// A consistent snapshot: the signer, every verification key by `kid`, and the JWKS
+/// document serialised once.
+pub struct KeySet {
+    pub signer: Option<Signer>,
+    pub verifiers: HashMap<String, DecodingKey>,
+    pub jwks: Vec<Jwk>,
+}
+
+impl KeySet {
+    pub fn new(active: Option<KeyMaterial>, published: &[PublishedKey]) -> Result<Self, KeyError> {
+        let mut verifiers = HashMap::new();
+        let mut jwks = Vec::new();
+        for key in published {
+            let decoding = DecodingKey::from_rsa_components(&key.n, &key.e)
+                .map_err(|e| KeyError::Rejected(e.to_string()))?;
+            verifiers.insert(key.kid.clone(), decoding);
+            jwks.push(Jwk {
+                kty: "RSA",
+                use_: "sig",
+                alg: "RS256",
+                kid: key.kid.clone(),
+                n: key.n.clone(),
+                e: key.e.clone(),
+            });
+        }
+        Ok(Self {
+            signer: active.map(Signer::new),
+            verifiers,
+            jwks,
+        })
+    }
+}
+
+/// The current [`KeySet`], swapped atomically when keys change.
+pub struct KeyRing {
+    current: RwLock<Arc<KeySet>>,
+}
+
+impl KeyRing {
+    pub fn new(set: KeySet) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(set)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, set: KeySet) {
+        let mut guard = match self.current.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        // The example key of RFC 7638 §3.1.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        assert_eq!(
+            jwk_thumbprint(n, "AQAB"),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn generated_key_round_trips_through_pkcs8() {
+        let key = KeyMaterial::generate(2048).unwrap();
+        assert_eq!(key.bits(), 2048);
+        let again = KeyMaterial::from_pkcs8(&key.pkcs8_der().unwrap()).unwrap();
+        assert_eq!(again.kid(), key.kid());
+        assert_eq!(key.public_components().1, "AQAB");
+    }
+}

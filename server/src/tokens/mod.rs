@@ -1,0 +1,14 @@
+//! Token cryptography: RSA signing keys and their JWKs, RS256 access tokens (RFC 9068)
+//! and opaque refresh tokens. No database access here; see `domain::keys` for the
+//! lifecycle and `store::keys` for persistence.
+
+pub mod access;
+pub mod keys;
+
+pub use access::{AccessClaims, TokenError};
+pub use keys::{KeyMaterial, KeyRing, KeySet, PublishedKey};
+
+/// Prefix of refresh tokens, so secret scanners can recognise a leaked one.
+pub const REFRESH_TOKEN_PREFIX: &str = "lk_rt_";
+/// Prefix of generated client secrets.
+pub const CLIENT_SECRET_PREFIX: &str = "lk_cs_";
