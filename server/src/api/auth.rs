@@ -8,9 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
-use super::browser::{
-    check_csrf, clear_refresh_cookie, refresh_cookie, request_context, set_refresh_cookie,
-};
+use super::browser::{clear_refresh_cookie, refresh_cookie, request_context, set_refresh_cookie};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::models::{
     AccessTokenResponse, LoginRequest, RegisterRequest, SessionResponse, UserResponse,
@@ -140,7 +138,8 @@ impl AuthApi {
     }
 
     /// Log in with username and password. Returns an access token and sets the
-    /// refresh cookie. Requires the `X-Requested-With: latchkey` header.
+    /// refresh cookie. Like every cookie endpoint, requires `X-Requested-With: latchkey`
+    /// and, from a browser, an allowed `Origin` (else 403 `csrf_check_failed`).
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -148,7 +147,6 @@ impl AuthApi {
         req: &Request,
         body: Json<LoginRequest>,
     ) -> ApiResult<TokenIssued> {
-        check_csrf(&state.config, req)?;
         let password = Secret::new(body.0.password);
         let tokens =
             sessions::login(&state, &body.0.username, &password, &request_context(req)).await?;
@@ -160,7 +158,6 @@ impl AuthApi {
     /// moment (retry once with the new cookie).
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(&self, state: Data<&AppState>, req: &Request) -> ApiResult<TokenIssued> {
-        check_csrf(&state.config, req)?;
         let Some(token) = refresh_cookie(&state.config, req) else {
             return Err(cookie_flow_error(Error::invalid_refresh_token()));
         };
@@ -174,7 +171,6 @@ impl AuthApi {
     /// End the session of the refresh cookie and clear the cookie.
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(&self, state: Data<&AppState>, req: &Request) -> ApiResult<LoggedOut> {
-        check_csrf(&state.config, req)?;
         if let Some(token) = refresh_cookie(&state.config, req) {
             sessions::revoke_by_refresh_token(
                 &state,

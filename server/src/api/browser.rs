@@ -15,6 +15,9 @@ use crate::security::Secret;
 pub const CSRF_HEADER: &str = "x-requested-with";
 pub const CSRF_HEADER_VALUE: &str = "latchkey";
 
+/// Endpoints that set or use the refresh cookie; `check_csrf` guards them all.
+pub const COOKIE_ENDPOINTS: &[&str] = &["/auth/login", "/auth/refresh", "/auth/logout"];
+
 pub fn request_context(req: &Request) -> RequestContext {
     RequestContext {
         ip: req

@@ -93,6 +93,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/", service)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .around(csrf_guard)
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .around(move |next, req| limit_body(next, req, max_body))
         .data(state)
@@ -105,14 +106,32 @@ pub fn app(state: AppState) -> impl Endpoint {
 /// that lack a `Content-Length`, which every GET does.
 async fn limit_body<E: Endpoint>(next: E, mut req: Request, max: usize) -> poem::Result<Response> {
     let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
-    let declared = req.header(CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .header(CONTENT_LENGTH)
+        .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > max as u64 => return Err(too_large()),
         Some(_) => {}
         None => {
-            let bytes = req.take_body().into_bytes_limit(max).await.map_err(|_| too_large())?;
+            let bytes = req
+                .take_body()
+                .into_bytes_limit(max)
+                .await
+                .map_err(|_| too_large())?;
             req.set_body(Body::from_bytes(bytes));
         }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Runs the CSRF check on the cookie endpoints before anything reads the body, so a
+/// cross-site request is refused the same way whatever it carries.
+async fn csrf_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    if req.method() == Method::POST
+        && browser::COOKIE_ENDPOINTS.contains(&req.uri().path())
+        && let Some(state) = req.data::<AppState>()
+    {
+        browser::check_csrf(&state.config, &req)?;
     }
     next.call(req).await.map(IntoResponse::into_response)
 }

@@ -1,0 +1,241 @@
+//! Starts the real server in-process on 127.0.0.1:0 with a temporary SQLite file — or,
+//! when `TEST_DATABASE_URL` names a PostgreSQL server, a fresh database created on it —
+//! and a manual clock the test can move.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use latchkey_server::clock::ManualClock;
+use latchkey_server::config::RawConfig;
+use latchkey_server::state::AppState;
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const SPA_ORIGIN: &str = "http://127.0.0.1:5173";
+pub const PASSWORD: &str = "correct horse battery";
+
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Which engine this run tests, named in assertion messages.
+pub fn backend() -> &'static str {
+    if postgres_admin_url().is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A database URL for one test: a temp SQLite file, or a new PostgreSQL database.
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    match postgres_admin_url() {
+        None => format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display()),
+        Some(admin_url) => {
+            let name = format!(
+                "latchkey_it_{}_{}_{}",
+                std::process::id(),
+                DB_COUNTER.fetch_add(1, Ordering::SeqCst),
+                uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap()
+            );
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            url.to_string()
+        }
+    }
+}
+
+/// Test configuration: cheap (but real) Argon2id so tests stay fast.
+pub fn test_config(dir: &std::path::Path, database_url: String) -> RawConfig {
+    let mut raw = RawConfig {
+        listen: "127.0.0.1:0".into(),
+        database_url: Some(database_url),
+        master_key_file: dir.join("master.key"),
+        cors_allowed_origins: vec![SPA_ORIGIN.into()],
+        db_pool_size: 8,
+        ..Default::default()
+    };
+    raw.passwords.argon2_memory_kib = 1024;
+    raw.passwords.argon2_iterations = 1;
+    raw
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut RawConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database_url(dir.path()).await;
+        let mut raw = test_config(dir.path(), url);
+        adjust(&mut raw);
+        Self::start_raw(raw, dir).await
+    }
+
+    pub async fn start_raw(raw: RawConfig, dir: tempfile::TempDir) -> Self {
+        let clock = ManualClock::starting_now();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut raw = raw;
+        raw.public_url = format!("http://{addr}");
+        let config = raw.validate().expect("test config is valid");
+        let state = latchkey_server::build_state(config, clock.clone())
+            .await
+            .expect("server state");
+        let (tx, rx) = oneshot::channel::<()>();
+        let serve_state = state.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            latchkey_server::serve(listener, serve_state, shutdown, Duration::from_secs(5))
+                .await
+                .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder().build().unwrap(),
+            state,
+            clock,
+            shutdown: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    pub async fn register(&self, username: &str) -> Value {
+        let resp = self
+            .http
+            .post(self.url("/auth/register"))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "register {username} on {}", backend());
+        resp.json().await.unwrap()
+    }
+
+    /// Logs in through the SPA endpoint; returns (access token, refresh cookie value).
+    pub async fn login(&self, username: &str) -> (String, String) {
+        let resp = self
+            .http
+            .post(self.url("/auth/login"))
+            .header("x-requested-with", "latchkey")
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "login {username} on {}", backend());
+        let cookie = refresh_cookie(resp.headers()).expect("login sets the refresh cookie");
+        let body: Value = resp.json().await.unwrap();
+        (body["access_token"].as_str().unwrap().to_string(), cookie)
+    }
+
+    /// POST /auth/refresh with a cookie; returns the raw response.
+    pub async fn refresh(&self, cookie: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/auth/refresh"))
+            .header("x-requested-with", "latchkey")
+            .header("cookie", format!("lk_refresh={cookie}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn me(&self, access_token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/auth/me"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an OAuth client directly through the domain (as the CLI does).
+    pub async fn create_client(
+        &self,
+        client_id: &str,
+        confidential: bool,
+        grants: &[&str],
+        roles: &[&str],
+    ) -> Option<String> {
+        let new = latchkey_server::domain::oauth::NewClient {
+            client_id: client_id.into(),
+            name: client_id.into(),
+            confidential,
+            grant_types: grants.iter().map(|s| s.to_string()).collect(),
+            scopes: vec!["openid".into(), "profile".into(), "billing".into()],
+            audience: None,
+            roles: roles.iter().map(|s| s.to_string()).collect(),
+        };
+        let (_, secret) = latchkey_server::domain::oauth::create_client(&self.state, new, "test")
+            .await
+            .unwrap();
+        secret.map(|s| s.expose().clone())
+    }
+
+    pub async fn audit_actions(&self) -> Vec<(String, Option<String>)> {
+        latchkey_server::store::audit::list_recent(&self.state.db, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.action, e.target))
+            .collect()
+    }
+}
+
+/// The refresh cookie's value from `Set-Cookie`, if set (an empty value means cleared).
+pub fn refresh_cookie(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(SET_COOKIE).iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let value = v.strip_prefix("lk_refresh=")?.split(';').next()?;
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+pub fn set_cookie_header(headers: &HeaderMap) -> String {
+    headers
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}

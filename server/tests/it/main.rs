@@ -1,0 +1,15 @@
+//! The server's integration tests: one binary, real HTTP against the real server.
+//! Every test runs on SQLite, or on PostgreSQL when `TEST_DATABASE_URL` is set.
+
+// Helpers outside #[test] functions panic on failure by design: they are test code.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod cookie_flow;
+mod e2e;
+mod forged_tokens;
+mod harness;
+mod migrations;
+mod oauth;
+mod openapi;
+mod refresh;
