@@ -14,10 +14,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261123_000001_foundation::Migration),
-            Box::new(m20261123_000002_sessions::Migration),
-        ]
+        vec![Box::new(m20261123_000001_foundation::Migration), Box::new(m20261123_000002_sessions::Migration)]
     }
 }
 
@@ -27,11 +24,7 @@ pub(crate) mod cols {
 
     /// A UUID primary key kept as text: portable across engines and readable in `psql`.
     pub fn id_pk<T: IntoIden>(name: T) -> ColumnDef {
-        ColumnDef::new(name)
-            .string_len(36)
-            .not_null()
-            .primary_key()
-            .to_owned()
+        ColumnDef::new(name).string_len(36).not_null().primary_key().to_owned()
     }
 
     pub fn uuid_ref<T: IntoIden>(name: T) -> ColumnDef {

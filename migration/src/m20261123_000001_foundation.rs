@@ -95,20 +95,10 @@ impl MigrationTrait for Migration {
                     .table(Users::Table)
                     .col(id_pk(Users::Id))
                     .col(text(Users::Username))
-                    .col(
-                        ColumnDef::new(Users::UsernameNormalized)
-                            .string_len(255)
-                            .not_null()
-                            .unique_key(),
-                    )
+                    .col(ColumnDef::new(Users::UsernameNormalized).string_len(255).not_null().unique_key())
                     .col(text_null(Users::Email))
                     .col(text(Users::PasswordHash))
-                    .col(
-                        ColumnDef::new(Users::Status)
-                            .string_len(16)
-                            .not_null()
-                            .default("active"),
-                    )
+                    .col(ColumnDef::new(Users::Status).string_len(16).not_null().default("active"))
                     .col(unix_time(Users::CreatedAt))
                     .col(unix_time(Users::UpdatedAt))
                     .to_owned(),
@@ -119,24 +109,9 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Roles::Table)
-                    .col(
-                        ColumnDef::new(Roles::Name)
-                            .string_len(64)
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(Roles::Description)
-                            .text()
-                            .not_null()
-                            .default(""),
-                    )
-                    .col(
-                        ColumnDef::new(Roles::Builtin)
-                            .boolean()
-                            .not_null()
-                            .default(false),
-                    )
+                    .col(ColumnDef::new(Roles::Name).string_len(64).not_null().primary_key())
+                    .col(ColumnDef::new(Roles::Description).text().not_null().default(""))
+                    .col(ColumnDef::new(Roles::Builtin).boolean().not_null().default(false))
                     .col(unix_time(Roles::CreatedAt))
                     .to_owned(),
             )
@@ -146,21 +121,9 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(RolePermissions::Table)
-                    .col(
-                        ColumnDef::new(RolePermissions::RoleName)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(RolePermissions::Permission)
-                            .string_len(128)
-                            .not_null(),
-                    )
-                    .primary_key(
-                        Index::create()
-                            .col(RolePermissions::RoleName)
-                            .col(RolePermissions::Permission),
-                    )
+                    .col(ColumnDef::new(RolePermissions::RoleName).string_len(64).not_null())
+                    .col(ColumnDef::new(RolePermissions::Permission).string_len(128).not_null())
+                    .primary_key(Index::create().col(RolePermissions::RoleName).col(RolePermissions::Permission))
                     .foreign_key(
                         ForeignKey::create()
                             .from(RolePermissions::Table, RolePermissions::RoleName)
@@ -177,16 +140,8 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(UserRoles::Table)
                     .col(uuid_ref(UserRoles::UserId))
-                    .col(
-                        ColumnDef::new(UserRoles::RoleName)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .primary_key(
-                        Index::create()
-                            .col(UserRoles::UserId)
-                            .col(UserRoles::RoleName),
-                    )
+                    .col(ColumnDef::new(UserRoles::RoleName).string_len(64).not_null())
+                    .primary_key(Index::create().col(UserRoles::UserId).col(UserRoles::RoleName))
                     .foreign_key(
                         ForeignKey::create()
                             .from(UserRoles::Table, UserRoles::UserId)
@@ -205,11 +160,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_user_roles_role")
-                    .table(UserRoles::Table)
-                    .col(UserRoles::RoleName)
-                    .to_owned(),
+                Index::create().name("idx_user_roles_role").table(UserRoles::Table).col(UserRoles::RoleName).to_owned(),
             )
             .await?;
 
@@ -217,17 +168,8 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(SigningKeys::Table)
-                    .col(
-                        ColumnDef::new(SigningKeys::Kid)
-                            .string_len(64)
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(SigningKeys::Algorithm)
-                            .string_len(16)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(SigningKeys::Kid).string_len(64).not_null().primary_key())
+                    .col(ColumnDef::new(SigningKeys::Algorithm).string_len(16).not_null())
                     .col(ColumnDef::new(SigningKeys::Bits).integer().not_null())
                     .col(ColumnDef::new(SigningKeys::State).string_len(16).not_null())
                     .col(text(SigningKeys::PublicN))
@@ -252,33 +194,14 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(AuditEvents::Table)
-                    .col(
-                        ColumnDef::new(AuditEvents::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(AuditEvents::Id).big_integer().not_null().auto_increment().primary_key())
                     .col(unix_time(AuditEvents::OccurredAt))
                     .col(text(AuditEvents::Actor))
-                    .col(
-                        ColumnDef::new(AuditEvents::Action)
-                            .string_len(64)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(AuditEvents::Action).string_len(64).not_null())
                     .col(text_null(AuditEvents::Target))
                     .col(text_null(AuditEvents::Ip))
-                    .col(
-                        ColumnDef::new(AuditEvents::Outcome)
-                            .string_len(16)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(AuditEvents::Details)
-                            .text()
-                            .not_null()
-                            .default("{}"),
-                    )
+                    .col(ColumnDef::new(AuditEvents::Outcome).string_len(16).not_null())
+                    .col(ColumnDef::new(AuditEvents::Details).text().not_null().default("{}"))
                     .to_owned(),
             )
             .await?;
@@ -304,9 +227,7 @@ impl MigrationTrait for Migration {
             Roles::Table.into_iden(),
             Users::Table.into_iden(),
         ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }
@@ -316,24 +237,9 @@ async fn seed_builtin_roles(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let db = manager.get_connection();
     let insert_roles = Query::insert()
         .into_table(Roles::Table)
-        .columns([
-            Roles::Name,
-            Roles::Description,
-            Roles::Builtin,
-            Roles::CreatedAt,
-        ])
-        .values_panic([
-            "admin".into(),
-            "Full administrative access".into(),
-            true.into(),
-            0i64.into(),
-        ])
-        .values_panic([
-            "user".into(),
-            "Default role of every registered user".into(),
-            true.into(),
-            0i64.into(),
-        ])
+        .columns([Roles::Name, Roles::Description, Roles::Builtin, Roles::CreatedAt])
+        .values_panic(["admin".into(), "Full administrative access".into(), true.into(), 0i64.into()])
+        .values_panic(["user".into(), "Default role of every registered user".into(), true.into(), 0i64.into()])
         .to_owned();
     db.execute(&insert_roles).await?;
 

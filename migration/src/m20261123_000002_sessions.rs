@@ -22,9 +22,21 @@ enum Clients {
     GrantTypes,
     Scopes,
     Audience,
-    Roles,
     CreatedAt,
     UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ClientRoles {
+    Table,
+    ClientId,
+    RoleName,
+}
+
+#[derive(DeriveIden)]
+enum Roles {
+    Table,
+    Name,
 }
 
 #[derive(DeriveIden)]
@@ -66,36 +78,41 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Clients::Table)
-                    .col(
-                        ColumnDef::new(Clients::ClientId)
-                            .string_len(64)
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(Clients::ClientId).string_len(64).not_null().primary_key())
                     .col(text(Clients::Name))
-                    .col(
-                        ColumnDef::new(Clients::ClientType)
-                            .string_len(16)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Clients::ClientType).string_len(16).not_null())
                     .col(text_null(Clients::SecretHash))
                     // Space-separated lists, the way OAuth itself spells scopes.
-                    .col(
-                        ColumnDef::new(Clients::GrantTypes)
-                            .text()
-                            .not_null()
-                            .default(""),
-                    )
-                    .col(
-                        ColumnDef::new(Clients::Scopes)
-                            .text()
-                            .not_null()
-                            .default(""),
-                    )
+                    .col(ColumnDef::new(Clients::GrantTypes).text().not_null().default(""))
+                    .col(ColumnDef::new(Clients::Scopes).text().not_null().default(""))
                     .col(text_null(Clients::Audience))
-                    .col(ColumnDef::new(Clients::Roles).text().not_null().default(""))
                     .col(unix_time(Clients::CreatedAt))
                     .col(unix_time(Clients::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+
+        // Roles carried by a client's client_credentials tokens.
+        manager
+            .create_table(
+                Table::create()
+                    .table(ClientRoles::Table)
+                    .col(ColumnDef::new(ClientRoles::ClientId).string_len(64).not_null())
+                    .col(ColumnDef::new(ClientRoles::RoleName).string_len(64).not_null())
+                    .primary_key(Index::create().col(ClientRoles::ClientId).col(ClientRoles::RoleName))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(ClientRoles::Table, ClientRoles::ClientId)
+                            .to(Clients::Table, Clients::ClientId)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(ClientRoles::Table, ClientRoles::RoleName)
+                            .to(Roles::Table, Roles::Name)
+                            .on_delete(ForeignKeyAction::Cascade)
+                            .on_update(ForeignKeyAction::Cascade),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -112,21 +129,12 @@ impl MigrationTrait for Migration {
                     .col(unix_time(Sessions::IdleExpiresAt))
                     .col(unix_time(Sessions::AbsoluteExpiresAt))
                     .col(unix_time_null(Sessions::RevokedAt))
-                    .col(
-                        ColumnDef::new(Sessions::RevokedReason)
-                            .string_len(64)
-                            .null(),
-                    )
+                    .col(ColumnDef::new(Sessions::RevokedReason).string_len(64).null())
                     .col(text_null(Sessions::Ip))
                     .col(text_null(Sessions::UserAgent))
                     .col(ColumnDef::new(Sessions::Amr).string_len(64).not_null())
                     .col(unix_time(Sessions::AuthTime))
-                    .col(
-                        ColumnDef::new(Sessions::Scope)
-                            .text()
-                            .not_null()
-                            .default(""),
-                    )
+                    .col(ColumnDef::new(Sessions::Scope).text().not_null().default(""))
                     .foreign_key(
                         ForeignKey::create()
                             .from(Sessions::Table, Sessions::UserId)
@@ -144,20 +152,12 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_sessions_user")
-                    .table(Sessions::Table)
-                    .col(Sessions::UserId)
-                    .to_owned(),
+                Index::create().name("idx_sessions_user").table(Sessions::Table).col(Sessions::UserId).to_owned(),
             )
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_sessions_client")
-                    .table(Sessions::Table)
-                    .col(Sessions::ClientId)
-                    .to_owned(),
+                Index::create().name("idx_sessions_client").table(Sessions::Table).col(Sessions::ClientId).to_owned(),
             )
             .await?;
 
@@ -167,22 +167,9 @@ impl MigrationTrait for Migration {
                     .table(RefreshTokens::Table)
                     .col(id_pk(RefreshTokens::Id))
                     .col(uuid_ref(RefreshTokens::SessionId))
-                    .col(
-                        ColumnDef::new(RefreshTokens::ParentId)
-                            .string_len(36)
-                            .null(),
-                    )
-                    .col(
-                        ColumnDef::new(RefreshTokens::TokenHash)
-                            .string_len(64)
-                            .not_null()
-                            .unique_key(),
-                    )
-                    .col(
-                        ColumnDef::new(RefreshTokens::State)
-                            .string_len(16)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(RefreshTokens::ParentId).string_len(36).null())
+                    .col(ColumnDef::new(RefreshTokens::TokenHash).string_len(64).not_null().unique_key())
+                    .col(ColumnDef::new(RefreshTokens::State).string_len(16).not_null())
                     .col(unix_time(RefreshTokens::CreatedAt))
                     .col(unix_time_null(RefreshTokens::UsedAt))
                     .col(unix_time(RefreshTokens::ExpiresAt))
@@ -212,11 +199,10 @@ impl MigrationTrait for Migration {
         for table in [
             RefreshTokens::Table.into_iden(),
             Sessions::Table.into_iden(),
+            ClientRoles::Table.into_iden(),
             Clients::Table.into_iden(),
         ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clock::{SystemClock, to_datetime};
 use crate::config::Config;
-use crate::domain::oauth::NewClient;
+use crate::domain::clients::NewClient;
 use crate::domain::users::NewAccount;
 use crate::security::Secret;
 use crate::{StartupError, build_state, domain, open_database, store};
@@ -113,11 +113,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate { down } => migrate(config, down).await,
-        Command::User(UserCommand::Create {
-            username,
-            roles,
-            email,
-        }) => create_user(config, username, roles, email).await,
+        Command::User(UserCommand::Create { username, roles, email }) => {
+            create_user(config, username, roles, email).await
+        }
         Command::Client(ClientCommand::Create(args)) => create_client(config, args).await,
         Command::Keys(KeysCommand::List) => list_keys(config).await,
         Command::Openapi => Ok(ExitCode::SUCCESS),
@@ -134,23 +132,14 @@ fn fail(error: &StartupError) -> ExitCode {
 fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if config.log_json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if config.log_json { builder.json().try_init() } else { builder.try_init() };
 }
 
 async fn serve(config: Config) -> Result<ExitCode, StartupError> {
     let listen = config.listen;
     let state = build_state(config, Arc::new(SystemClock)).await?;
-    if !store::users::any_active_with_role(&state.db, "admin")
-        .await
-        .unwrap_or(true)
-    {
+    if !store::users::any_active_with_role(&state.db, "admin").await.unwrap_or(true) {
         tracing::warn!(
             "no admin account exists yet; create one with: latchkey user create --username admin --role admin"
         );
@@ -196,21 +185,13 @@ async fn shutdown_signal() {
 
 async fn migrate(mut config: Config, down: bool) -> Result<ExitCode, StartupError> {
     config.run_migrations = false;
-    let db = store::connect(&config)
-        .await
-        .map_err(StartupError::Database)?;
+    let db = store::connect(&config).await.map_err(StartupError::Database)?;
     if down {
-        store::migrate_down_all(&db)
-            .await
-            .map_err(StartupError::Migration)?;
+        store::migrate_down_all(&db).await.map_err(StartupError::Migration)?;
         println!("all migrations rolled back");
     } else {
-        let pending = store::pending_migrations(&db)
-            .await
-            .map_err(StartupError::Database)?;
-        store::migrate_up(&db)
-            .await
-            .map_err(StartupError::Migration)?;
+        let pending = store::pending_migrations(&db).await.map_err(StartupError::Database)?;
+        store::migrate_up(&db).await.map_err(StartupError::Migration)?;
         println!("applied {pending} migration(s); the database is up to date");
     }
     Ok(ExitCode::SUCCESS)
@@ -244,20 +225,10 @@ async fn create_user(
         }
     };
     let state = build_state(config, Arc::new(SystemClock)).await?;
-    let account = NewAccount {
-        username,
-        password,
-        email,
-        roles,
-    };
+    let account = NewAccount { username, password, email, roles };
     match domain::users::create(&state, account, "cli", None).await {
         Ok(user) => {
-            println!(
-                "created user {} ({}) with roles: {}",
-                user.username,
-                user.id,
-                user.roles.join(", ")
-            );
+            println!("created user {} ({}) with roles: {}", user.username, user.id, user.roles.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -278,14 +249,10 @@ async fn create_client(config: Config, args: ClientCreateArgs) -> Result<ExitCod
         audience: args.audience,
         roles: args.roles,
     };
-    match domain::oauth::create_client(&state, new, "cli").await {
+    match domain::clients::create(&state, new, "cli").await {
         Ok((client, secret)) => {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(
-                out,
-                "created {} client {}",
-                client.client_type, client.client_id
-            );
+            let _ = writeln!(out, "created {} client {}", client.row.client_type, client.row.client_id);
             if let Some(secret) = secret {
                 let _ = writeln!(out, "client_secret: {}", secret.expose());
                 let _ = writeln!(out, "(shown once: store it now; only its hash is kept)");
@@ -301,18 +268,12 @@ async fn create_client(config: Config, args: ClientCreateArgs) -> Result<ExitCod
 
 async fn list_keys(config: Config) -> Result<ExitCode, StartupError> {
     let db = open_database(&config).await?;
-    let keys = store::keys::list(&db)
-        .await
-        .map_err(|e| StartupError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
-    println!(
-        "{:<45} {:<8} {:>5}  {:<20}  {:<20}",
-        "KID", "STATE", "BITS", "CREATED", "ACTIVATED"
-    );
+    let keys =
+        store::keys::list(&db).await.map_err(|e| StartupError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
+    println!("{:<45} {:<8} {:>5}  {:<20}  {:<20}", "KID", "STATE", "BITS", "CREATED", "ACTIVATED");
     for key in keys {
-        let fmt = |t: Option<i64>| {
-            t.map(|t| to_datetime(t).format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_default()
-        };
+        let fmt =
+            |t: Option<i64>| t.map(|t| to_datetime(t).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
         println!(
             "{:<45} {:<8} {:>5}  {:<20}  {:<20}",
             key.kid,

@@ -133,10 +133,7 @@ impl Default for RawTokens {
 
 impl Default for RawKeys {
     fn default() -> Self {
-        Self {
-            rsa_bits: 2048,
-            jwks_max_age_secs: 300,
-        }
+        Self { rsa_bits: 2048, jwks_max_age_secs: 300 }
     }
 }
 
@@ -155,11 +152,7 @@ impl Default for RawPasswords {
 
 impl Default for RawCookie {
     fn default() -> Self {
-        Self {
-            name: "lk_refresh".into(),
-            path: "/auth".into(),
-            secure: true,
-        }
+        Self { name: "lk_refresh".into(), path: "/auth".into(), secure: true }
     }
 }
 
@@ -210,32 +203,21 @@ impl RawConfig {
         let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist or is not a file",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("config file {} does not exist or is not a file", path.display())));
             }
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(
-                Env::raw()
-                    .only(&["DATABASE_URL"])
-                    .map(|_| "database_url".into()),
-            )
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
             .merge(Env::prefixed("LATCHKEY_").ignore(&["CONFIG"]).split("__"));
-        figment
-            .extract()
-            .map_err(|e| ConfigError(describe_figment_error(e)))
+        figment.extract().map_err(|e| ConfigError(describe_figment_error(e)))
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let listen: SocketAddr = self
-            .listen
-            .parse()
-            .map_err(|e| invalid("listen", format!("{:?}: {e}", self.listen)))?;
-        let public_url = Url::parse(&self.public_url)
-            .map_err(|e| invalid("public_url", format!("{:?}: {e}", self.public_url)))?;
+        let listen: SocketAddr =
+            self.listen.parse().map_err(|e| invalid("listen", format!("{:?}: {e}", self.listen)))?;
+        let public_url =
+            Url::parse(&self.public_url).map_err(|e| invalid("public_url", format!("{:?}: {e}", self.public_url)))?;
         if !matches!(public_url.scheme(), "http" | "https") || public_url.host().is_none() {
             return Err(invalid("public_url", "must be an http(s) URL with a host"));
         }
@@ -255,10 +237,7 @@ impl RawConfig {
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
         {
-            return Err(invalid(
-                "database_url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
+            return Err(invalid("database_url", "must start with sqlite:, postgres:// or postgresql://"));
         }
         if database_url.starts_with("postgres") {
             Url::parse(&database_url).map_err(|e| invalid("database_url", e))?;
@@ -276,39 +255,24 @@ impl RawConfig {
             "human" => false,
             "json" => true,
             other => {
-                return Err(invalid(
-                    "log_format",
-                    format!("{other:?} (expected human or json)"),
-                ));
+                return Err(invalid("log_format", format!("{other:?} (expected human or json)")));
             }
         };
         let mut allowed_origins = Vec::new();
         for origin in &self.cors_allowed_origins {
             allowed_origins.push(normalise_origin(origin).ok_or_else(|| {
-                invalid(
-                    "cors_allowed_origins",
-                    format!("{origin:?} is not an origin like https://app.example.com"),
-                )
+                invalid("cors_allowed_origins", format!("{origin:?} is not an origin like https://app.example.com"))
             })?);
         }
 
         let t = &self.tokens;
         let positive = |key: &str, secs: u64| {
-            if secs == 0 {
-                Err(invalid(key, "must be greater than 0"))
-            } else {
-                Ok(Duration::from_secs(secs))
-            }
+            if secs == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(Duration::from_secs(secs)) }
         };
         let access_token_ttl = positive("tokens.access_token_ttl_secs", t.access_token_ttl_secs)?;
-        let session_idle_timeout = positive(
-            "tokens.session_idle_timeout_secs",
-            t.session_idle_timeout_secs,
-        )?;
-        let session_absolute_lifetime = positive(
-            "tokens.session_absolute_lifetime_secs",
-            t.session_absolute_lifetime_secs,
-        )?;
+        let session_idle_timeout = positive("tokens.session_idle_timeout_secs", t.session_idle_timeout_secs)?;
+        let session_absolute_lifetime =
+            positive("tokens.session_absolute_lifetime_secs", t.session_absolute_lifetime_secs)?;
         if session_idle_timeout > session_absolute_lifetime {
             return Err(invalid(
                 "tokens.session_idle_timeout_secs",
@@ -323,41 +287,23 @@ impl RawConfig {
 
         let p = &self.passwords;
         if !(8..=PASSWORD_MAX_LENGTH).contains(&p.min_length) {
-            return Err(invalid(
-                "passwords.min_length",
-                format!("must be between 8 and {PASSWORD_MAX_LENGTH}"),
-            ));
+            return Err(invalid("passwords.min_length", format!("must be between 8 and {PASSWORD_MAX_LENGTH}")));
         }
         let argon2 = Argon2Settings {
             memory_kib: p.argon2_memory_kib,
             iterations: p.argon2_iterations,
             parallelism: p.argon2_parallelism,
         };
-        argon2::Params::new(
-            argon2.memory_kib,
-            argon2.iterations,
-            argon2.parallelism,
-            None,
-        )
-        .map_err(|e| invalid("passwords.argon2_*", e))?;
+        argon2::Params::new(argon2.memory_kib, argon2.iterations, argon2.parallelism, None)
+            .map_err(|e| invalid("passwords.argon2_*", e))?;
         let hashing_threads = match p.hashing_threads {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n,
         };
 
         let c = &self.cookie;
-        if c.name.is_empty()
-            || !c
-                .name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
-        {
-            return Err(invalid(
-                "cookie.name",
-                "must be non-empty ASCII letters, digits, '_' or '-'",
-            ));
+        if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)) {
+            return Err(invalid("cookie.name", "must be non-empty ASCII letters, digits, '_' or '-'"));
         }
         if !c.path.starts_with('/') {
             return Err(invalid("cookie.path", "must start with '/'"));
@@ -406,18 +352,12 @@ impl Config {
 
     /// The SQLite file's directory, if the database is a SQLite file, so it can be created.
     pub fn sqlite_parent_dir(&self) -> Option<PathBuf> {
-        let rest = self
-            .database_url
-            .strip_prefix("sqlite://")
-            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let rest = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next()?;
         if path.is_empty() || path == ":memory:" {
             return None;
         }
-        Path::new(path)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
+        Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf)
     }
 }
 
@@ -450,11 +390,7 @@ fn describe_figment_error(error: figment::Error) -> String {
     error
         .into_iter()
         .map(|e| {
-            let key = if e.path.is_empty() {
-                String::new()
-            } else {
-                format!(" at `{}`", e.path.join("."))
-            };
+            let key = if e.path.is_empty() { String::new() } else { format!(" at `{}`", e.path.join(".")) };
             let source = e
                 .metadata
                 .as_ref()
@@ -480,14 +416,7 @@ mod tests {
         assert_eq!(config.issuer, "http://127.0.0.1:8080");
         assert!(config.database_url.starts_with("sqlite://data/latchkey.db"));
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
-        assert_eq!(
-            config.argon2,
-            Argon2Settings {
-                memory_kib: 19_456,
-                iterations: 2,
-                parallelism: 1
-            }
-        );
+        assert_eq!(config.argon2, Argon2Settings { memory_kib: 19_456, iterations: 2, parallelism: 1 });
     }
 
     #[test]
@@ -509,14 +438,8 @@ mod tests {
 
     #[test]
     fn origins_are_normalised() {
-        assert_eq!(
-            normalise_origin("https://App.example.com").as_deref(),
-            Some("https://app.example.com")
-        );
-        assert_eq!(
-            normalise_origin("http://127.0.0.1:5173/").as_deref(),
-            Some("http://127.0.0.1:5173")
-        );
+        assert_eq!(normalise_origin("https://App.example.com").as_deref(), Some("https://app.example.com"));
+        assert_eq!(normalise_origin("http://127.0.0.1:5173/").as_deref(), Some("http://127.0.0.1:5173"));
         assert_eq!(normalise_origin("https://a.example.com/path"), None);
         assert_eq!(normalise_origin("*"), None);
     }

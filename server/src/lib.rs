@@ -55,9 +55,7 @@ impl StartupError {
     /// Exit code: 2 for problems the operator fixes in configuration or files.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartupError::Config(_)
-            | StartupError::MasterKey(_)
-            | StartupError::PendingMigrations(_) => 2,
+            StartupError::Config(_) | StartupError::MasterKey(_) | StartupError::PendingMigrations(_) => 2,
             StartupError::Keys(domain::keys::KeySetupError::WrongMasterKey { .. }) => 2,
             _ => 1,
         }
@@ -66,17 +64,11 @@ impl StartupError {
 
 /// Opens the database (running migrations if configured) and returns the pool.
 pub async fn open_database(config: &Config) -> Result<store::Db, StartupError> {
-    let db = store::connect(config)
-        .await
-        .map_err(StartupError::Database)?;
+    let db = store::connect(config).await.map_err(StartupError::Database)?;
     if config.run_migrations {
-        store::migrate_up(&db)
-            .await
-            .map_err(StartupError::Migration)?;
+        store::migrate_up(&db).await.map_err(StartupError::Migration)?;
     } else {
-        let pending = store::pending_migrations(&db)
-            .await
-            .map_err(StartupError::Database)?;
+        let pending = store::pending_migrations(&db).await.map_err(StartupError::Database)?;
         if pending > 0 {
             return Err(StartupError::PendingMigrations(pending));
         }
@@ -95,19 +87,8 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         tracing::info!(bits = config.rsa_bits, "generated the first signing key");
     }
     let key_set = domain::keys::load_key_set(&db, &master_key).await?;
-    let passwords = PasswordHasher::new(
-        config.argon2,
-        config.hashing_threads,
-        config.hashing_threads * 64,
-    )?;
-    Ok(AppState::new(Inner {
-        config,
-        db,
-        keys: KeyRing::new(key_set),
-        passwords,
-        master_key,
-        clock,
-    }))
+    let passwords = PasswordHasher::new(config.argon2, config.hashing_threads, config.hashing_threads * 64)?;
+    Ok(AppState::new(Inner { config, db, keys: KeyRing::new(key_set), passwords, master_key, clock }))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
@@ -119,11 +100,7 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    if let Some(addr) = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-    {
+    if let Some(addr) = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()) {
         tracing::info!(%addr, issuer = %state.config.issuer, "listening");
     }
     let db = state.db.clone();

@@ -10,9 +10,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::ApiTags;
 use super::browser::{clear_refresh_cookie, refresh_cookie, request_context, set_refresh_cookie};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::models::{
-    AccessTokenResponse, LoginRequest, RegisterRequest, SessionResponse, UserResponse,
-};
+use super::models::{AccessTokenResponse, LoginRequest, RegisterRequest, SessionResponse, UserResponse};
 use super::security::BearerAuth;
 use crate::domain::auth::IssuedTokens;
 use crate::domain::sessions::{self, REASON_LOGOUT, REASON_LOGOUT_ALL, SPA_CLIENT_ID};
@@ -34,11 +32,7 @@ enum RegisterResponse {
 enum TokenIssued {
     /// An access token; the rotated refresh token is in the `Set-Cookie` header.
     #[oai(status = 200)]
-    Ok(
-        Json<AccessTokenResponse>,
-        #[oai(header = "Set-Cookie")] String,
-        #[oai(header = "Cache-Control")] String,
-    ),
+    Ok(Json<AccessTokenResponse>, #[oai(header = "Set-Cookie")] String, #[oai(header = "Cache-Control")] String),
 }
 
 #[derive(ApiResponse)]
@@ -68,9 +62,7 @@ enum SessionRevoked {
 
 fn issued(state: &AppState, tokens: IssuedTokens) -> TokenIssued {
     let cookie = match (&tokens.refresh_token, tokens.refresh_expires_at) {
-        (Some(token), Some(expires_at)) => {
-            set_refresh_cookie(&state.config, token, expires_at - state.now())
-        }
+        (Some(token), Some(expires_at)) => set_refresh_cookie(&state.config, token, expires_at - state.now()),
         _ => clear_refresh_cookie(&state.config),
     };
     TokenIssued::Ok(
@@ -89,17 +81,10 @@ fn issued(state: &AppState, tokens: IssuedTokens) -> TokenIssued {
 /// A token rotated moments ago by a concurrent tab is 409: retry with the new cookie.
 fn cookie_flow_error(err: Error) -> ApiError {
     match err {
-        Error::OAuth {
-            code: OAuthErrorCode::InvalidGrant,
-            description,
-        } => ApiError::Unauthorized(
-            ErrorBody::new("invalid_grant", description),
-            r#"Bearer realm="latchkey""#.into(),
-        ),
-        Error::RefreshRaced => ApiError::Conflict(ErrorBody::new(
-            "invalid_grant",
-            Error::RefreshRaced.to_string(),
-        )),
+        Error::OAuth { code: OAuthErrorCode::InvalidGrant, description } => {
+            ApiError::Unauthorized(ErrorBody::new("invalid_grant", description), r#"Bearer realm="latchkey""#.into())
+        }
+        Error::RefreshRaced => ApiError::Conflict(ErrorBody::new("invalid_grant", Error::RefreshRaced.to_string())),
         other => other.into(),
     }
 }
@@ -115,10 +100,7 @@ impl AuthApi {
         body: Json<RegisterRequest>,
     ) -> ApiResult<RegisterResponse> {
         if !state.config.registration_enabled {
-            return Err(ApiError::forbidden(
-                "registration_disabled",
-                "self-registration is disabled",
-            ));
+            return Err(ApiError::forbidden("registration_disabled", "self-registration is disabled"));
         }
         let body = body.0;
         let account = NewAccount {
@@ -127,13 +109,7 @@ impl AuthApi {
             email: body.email,
             roles: Vec::new(),
         };
-        let user = users::create(
-            &state,
-            account,
-            "self-registration",
-            request_context(req).ip,
-        )
-        .await?;
+        let user = users::create(&state, account, "self-registration", request_context(req).ip).await?;
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 
@@ -141,15 +117,9 @@ impl AuthApi {
     /// refresh cookie. Like every cookie endpoint, requires `X-Requested-With: latchkey`
     /// and, from a browser, an allowed `Origin` (else 403 `csrf_check_failed`).
     #[oai(path = "/login", method = "post", operation_id = "login")]
-    async fn login(
-        &self,
-        state: Data<&AppState>,
-        req: &Request,
-        body: Json<LoginRequest>,
-    ) -> ApiResult<TokenIssued> {
+    async fn login(&self, state: Data<&AppState>, req: &Request, body: Json<LoginRequest>) -> ApiResult<TokenIssued> {
         let password = Secret::new(body.0.password);
-        let tokens =
-            sessions::login(&state, &body.0.username, &password, &request_context(req)).await?;
+        let tokens = sessions::login(&state, &body.0.username, &password, &request_context(req)).await?;
         Ok(issued(&state, tokens))
     }
 
@@ -162,9 +132,8 @@ impl AuthApi {
             return Err(cookie_flow_error(Error::invalid_refresh_token()));
         };
         let client = sessions::first_party_client(&state, SPA_CLIENT_ID).await?;
-        let tokens = sessions::refresh(&state, &client, &token, &request_context(req))
-            .await
-            .map_err(cookie_flow_error)?;
+        let tokens =
+            sessions::refresh(&state, &client, &token, &request_context(req)).await.map_err(cookie_flow_error)?;
         Ok(issued(&state, tokens))
     }
 
@@ -186,19 +155,8 @@ impl AuthApi {
 
     /// End every session of the signed-in user, on every device.
     #[oai(path = "/logout-all", method = "post", operation_id = "logoutAll")]
-    async fn logout_all(
-        &self,
-        state: Data<&AppState>,
-        req: &Request,
-        auth: BearerAuth,
-    ) -> ApiResult<LoggedOut> {
-        sessions::revoke_all(
-            &state,
-            &auth.0.sub,
-            REASON_LOGOUT_ALL,
-            &request_context(req),
-        )
-        .await?;
+    async fn logout_all(&self, state: Data<&AppState>, req: &Request, auth: BearerAuth) -> ApiResult<LoggedOut> {
+        sessions::revoke_all(&state, &auth.0.sub, REASON_LOGOUT_ALL, &request_context(req)).await?;
         Ok(LoggedOut::NoContent(clear_refresh_cookie(&state.config)))
     }
 
@@ -211,27 +169,15 @@ impl AuthApi {
 
     /// The signed-in user's live sessions; the one of this token is marked `current`.
     #[oai(path = "/sessions", method = "get", operation_id = "listMySessions")]
-    async fn sessions(
-        &self,
-        state: Data<&AppState>,
-        auth: BearerAuth,
-    ) -> ApiResult<SessionListResponse> {
+    async fn sessions(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<SessionListResponse> {
         let user = user_of_token(&state, &auth).await?;
         let rows = sessions::list_live(&state, &user.id).await?;
         let current = auth.0.sid.as_deref();
-        Ok(SessionListResponse::Ok(Json(
-            rows.into_iter()
-                .map(|r| SessionResponse::new(r, current))
-                .collect(),
-        )))
+        Ok(SessionListResponse::Ok(Json(rows.into_iter().map(|r| SessionResponse::new(r, current)).collect())))
     }
 
     /// Revoke one of the signed-in user's sessions.
-    #[oai(
-        path = "/sessions/:id",
-        method = "delete",
-        operation_id = "revokeMySession"
-    )]
+    #[oai(path = "/sessions/:id", method = "delete", operation_id = "revokeMySession")]
     async fn revoke_session(
         &self,
         state: Data<&AppState>,
@@ -246,19 +192,12 @@ impl AuthApi {
 }
 
 /// The user a bearer token speaks for; service tokens (client_credentials) have none.
-pub async fn user_of_token(
-    state: &AppState,
-    auth: &BearerAuth,
-) -> Result<users::UserView, ApiError> {
+pub async fn user_of_token(state: &AppState, auth: &BearerAuth) -> Result<users::UserView, ApiError> {
     if auth.0.sid.is_none() {
-        return Err(ApiError::invalid_token(
-            "this token does not represent a user",
-        ));
+        return Err(ApiError::invalid_token("this token does not represent a user"));
     }
     match users::get(state, &auth.0.sub).await {
-        Err(Error::NotFound(_)) => Err(ApiError::invalid_token(
-            "the user of this token no longer exists",
-        )),
+        Err(Error::NotFound(_)) => Err(ApiError::invalid_token("the user of this token no longer exists")),
         other => Ok(other?),
     }
 }

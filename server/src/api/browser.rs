@@ -20,10 +20,7 @@ pub const COOKIE_ENDPOINTS: &[&str] = &["/auth/login", "/auth/refresh", "/auth/l
 
 pub fn request_context(req: &Request) -> RequestContext {
     RequestContext {
-        ip: req
-            .remote_addr()
-            .as_socket_addr()
-            .map(|addr| addr.ip().to_string()),
+        ip: req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()),
         user_agent: req.header(USER_AGENT).map(str::to_string),
     }
 }
@@ -32,24 +29,15 @@ pub fn request_context(req: &Request) -> RequestContext {
 /// when present, must be allowed, and the custom header must be present.
 pub fn check_csrf(config: &Config, req: &Request) -> Result<(), ApiError> {
     if let Some(origin) = req.headers().get(ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .ok()
-            .and_then(normalise_origin)
-            .is_some_and(|o| {
-                config.allowed_origins.contains(&o)
-                    || own_origin(config).as_deref() == Some(o.as_str())
+        let allowed =
+            origin.to_str().ok().and_then(normalise_origin).is_some_and(|o| {
+                config.allowed_origins.contains(&o) || own_origin(config).as_deref() == Some(o.as_str())
             });
         if !allowed {
-            return Err(ApiError::forbidden(
-                "csrf_check_failed",
-                "request origin is not allowed",
-            ));
+            return Err(ApiError::forbidden("csrf_check_failed", "request origin is not allowed"));
         }
     }
-    let header_ok = req
-        .header(CSRF_HEADER)
-        .is_some_and(|v| v.eq_ignore_ascii_case(CSRF_HEADER_VALUE));
+    let header_ok = req.header(CSRF_HEADER).is_some_and(|v| v.eq_ignore_ascii_case(CSRF_HEADER_VALUE));
     if !header_ok {
         return Err(ApiError::forbidden(
             "csrf_check_failed",
@@ -65,17 +53,12 @@ fn own_origin(config: &Config) -> Option<String> {
 
 /// The refresh token from the request's cookie, if any.
 pub fn refresh_cookie(config: &Config, req: &Request) -> Option<Secret<String>> {
-    req.headers()
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|header| {
-            header.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == config.cookie_name && !value.is_empty())
-                    .then(|| Secret::new(value.to_string()))
-            })
+    req.headers().get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
+        header.split(';').find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == config.cookie_name && !value.is_empty()).then(|| Secret::new(value.to_string()))
         })
+    })
 }
 
 /// `Set-Cookie` for a refresh token that lives `max_age` seconds.

@@ -16,10 +16,7 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 #[derive(ApiResponse)]
 enum MetadataResponse {
     #[oai(status = 200)]
-    Ok(
-        Json<ServerMetadata>,
-        #[oai(header = "Cache-Control")] String,
-    ),
+    Ok(Json<ServerMetadata>, #[oai(header = "Cache-Control")] String),
 }
 
 #[derive(ApiResponse)]
@@ -31,13 +28,7 @@ enum JwksResponse {
 
 fn metadata(state: &AppState) -> MetadataResponse {
     let issuer = &state.config.issuer;
-    let auth_methods = || {
-        vec![
-            "client_secret_basic".to_string(),
-            "client_secret_post".into(),
-            "none".into(),
-        ]
-    };
+    let auth_methods = || vec!["client_secret_basic".to_string(), "client_secret_post".into(), "none".into()];
     let doc = ServerMetadata {
         issuer: issuer.clone(),
         jwks_uri: format!("{issuer}{JWKS_PATH}"),
@@ -79,11 +70,7 @@ fn metadata(state: &AppState) -> MetadataResponse {
 #[OpenApi(tag = "ApiTags::Discovery")]
 impl DiscoveryApi {
     /// OpenID Connect-style discovery document.
-    #[oai(
-        path = "/.well-known/openid-configuration",
-        method = "get",
-        operation_id = "getOpenidConfiguration"
-    )]
+    #[oai(path = "/.well-known/openid-configuration", method = "get", operation_id = "getOpenidConfiguration")]
     async fn openid_configuration(&self, state: Data<&AppState>) -> MetadataResponse {
         metadata(&state)
     }
@@ -99,11 +86,7 @@ impl DiscoveryApi {
     }
 
     /// The JSON Web Key Set: every key that may have signed a live token.
-    #[oai(
-        path = "/.well-known/jwks.json",
-        method = "get",
-        operation_id = "getJwks"
-    )]
+    #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "getJwks")]
     async fn jwks(&self, state: Data<&AppState>) -> JwksResponse {
         let keys = state.keys.current();
         let set = JsonWebKeySet {
@@ -120,9 +103,6 @@ impl DiscoveryApi {
                 })
                 .collect(),
         };
-        JwksResponse::Ok(
-            Json(set),
-            format!("public, max-age={}", state.config.jwks_max_age.as_secs()),
-        )
+        JwksResponse::Ok(Json(set), format!("public, max-age={}", state.config.jwks_max_age.as_secs()))
     }
 }

@@ -25,10 +25,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(error: impl Into<String>, description: impl Into<String>) -> Json<Self> {
-        Json(Self {
-            error: error.into(),
-            error_description: description.into(),
-        })
+        Json(Self { error: error.into(), error_description: description.into() })
     }
 }
 
@@ -36,16 +33,13 @@ impl ErrorBody {
 pub enum ApiError {
     /// The request is malformed or fails validation.
     #[oai(status = 400)]
-    BadRequest(
-        Json<ErrorBody>,
-        #[oai(header = "Cache-Control")] Option<String>,
-    ),
+    BadRequest(Json<ErrorBody>, #[oai(header = "Cache-Control")] Option<String>),
     /// Missing, invalid or expired credentials.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// Authenticated, but not allowed.
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] Option<String>),
     /// No such resource.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -71,7 +65,15 @@ impl ApiError {
     }
 
     pub fn forbidden(code: &str, description: impl Into<String>) -> Self {
-        Self::Forbidden(ErrorBody::new(code, description))
+        let description = description.into();
+        // RFC 6750 §3.1: a token lacking the needed permission gets a Bearer challenge.
+        let challenge = (code == "insufficient_scope").then(|| {
+            format!(
+                r#"{BEARER_CHALLENGE}, error="insufficient_scope", error_description="{}""#,
+                description.replace(['"', '\\'], "'")
+            )
+        });
+        Self::Forbidden(ErrorBody::new(code, description), challenge)
     }
 
     /// 401 for our own bearer-protected API (RFC 6750 §3).
@@ -89,9 +91,7 @@ impl ApiError {
     pub fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> Self {
         let body = ErrorBody::new(code.as_str(), description);
         match code {
-            OAuthErrorCode::InvalidClient => {
-                Self::Unauthorized(body, r#"Basic realm="latchkey""#.into())
-            }
+            OAuthErrorCode::InvalidClient => Self::Unauthorized(body, r#"Basic realm="latchkey""#.into()),
             _ => Self::BadRequest(body, Some("no-store".into())),
         }
     }
@@ -102,10 +102,9 @@ impl From<Error> for ApiError {
         let description = err.to_string();
         match err {
             Error::BadRequest { code, .. } => ApiError::bad_request(code, description),
-            Error::InvalidCredentials => Self::Unauthorized(
-                ErrorBody::new("invalid_credentials", description),
-                BEARER_CHALLENGE.to_string(),
-            ),
+            Error::InvalidCredentials => {
+                Self::Unauthorized(ErrorBody::new("invalid_credentials", description), BEARER_CHALLENGE.to_string())
+            }
             Error::InvalidToken(_) => ApiError::invalid_token(description),
             Error::Forbidden { code, .. } => ApiError::forbidden(code, description),
             Error::NotFound(_) => ApiError::NotFound(ErrorBody::new("not_found", description)),
@@ -144,19 +143,11 @@ pub async fn render_error(err: poem::Error) -> Response {
     let status = response.status();
     let (code, description) = match status {
         StatusCode::BAD_REQUEST => ("invalid_request", message),
-        StatusCode::UNAUTHORIZED => (
-            "invalid_token",
-            "missing or malformed bearer token".to_string(),
-        ),
+        StatusCode::UNAUTHORIZED => ("invalid_token", "missing or malformed bearer token".to_string()),
         StatusCode::FORBIDDEN => ("forbidden", message),
         StatusCode::NOT_FOUND => ("not_found", "no such resource".to_string()),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "method not allowed on this resource".to_string(),
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ("payload_too_large", "request body is too large".to_string())
-        }
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this resource".to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large".to_string()),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", message),
         StatusCode::TOO_MANY_REQUESTS => ("rate_limited", message),
         s if s.is_server_error() => {
@@ -171,10 +162,7 @@ pub async fn render_error(err: poem::Error) -> Response {
         .content_type("application/json; charset=utf-8")
         .body(serde_json::json!({ "error": code, "error_description": description }).to_string());
     if status == StatusCode::UNAUTHORIZED {
-        out.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            poem::http::HeaderValue::from_static(BEARER_CHALLENGE),
-        );
+        out.headers_mut().insert(WWW_AUTHENTICATE, poem::http::HeaderValue::from_static(BEARER_CHALLENGE));
     }
     if let Some(value) = retry_after {
         out.headers_mut().insert(RETRY_AFTER, value);

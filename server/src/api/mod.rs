@@ -2,6 +2,7 @@
 //! OpenAPI document. Handlers extract and validate input, call one domain function and
 //! map its result; nothing here runs queries or holds rules.
 
+pub mod admin;
 pub mod auth;
 pub mod browser;
 pub mod discovery;
@@ -31,31 +32,37 @@ pub enum ApiTags {
     Discovery,
     /// Health and readiness probes.
     Operations,
+    /// Administration of users, roles, sessions, clients and the audit log (permission-guarded).
+    Admin,
 }
 
-pub fn apis() -> (
+type Apis = (
     auth::AuthApi,
     oauth::OAuthApi,
     discovery::DiscoveryApi,
     ops::OpsApi,
-) {
+    admin::users::AdminUsersApi,
+    admin::roles::AdminRolesApi,
+    admin::sessions::AdminSessionsApi,
+    admin::clients::AdminClientsApi,
+    admin::audit::AdminAuditApi,
+);
+
+pub fn apis() -> Apis {
     (
         auth::AuthApi,
         oauth::OAuthApi,
         discovery::DiscoveryApi,
         ops::OpsApi,
+        admin::users::AdminUsersApi,
+        admin::roles::AdminRolesApi,
+        admin::sessions::AdminSessionsApi,
+        admin::clients::AdminClientsApi,
+        admin::audit::AdminAuditApi,
     )
 }
 
-pub fn openapi_service() -> OpenApiService<
-    (
-        auth::AuthApi,
-        oauth::OAuthApi,
-        discovery::DiscoveryApi,
-        ops::OpsApi,
-    ),
-    (),
-> {
+pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(apis(), "Latchkey", env!("CARGO_PKG_VERSION"))
         .description("Self-hosted OAuth 2.0 token server with role-based access control.")
 }
@@ -78,13 +85,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             .allow_origins(config.allowed_origins.iter().map(String::as_str))
             .allow_origins(crate::config::normalise_origin(&config.issuer))
             .allow_credentials(true)
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::DELETE,
-                Method::PATCH,
-                Method::PUT,
-            ])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PATCH, Method::PUT])
             .allow_headers(["authorization", "content-type", browser::CSRF_HEADER])
             .max_age(600)
     });
@@ -106,18 +107,12 @@ pub fn app(state: AppState) -> impl Endpoint {
 /// that lack a `Content-Length`, which every GET does.
 async fn limit_body<E: Endpoint>(next: E, mut req: Request, max: usize) -> poem::Result<Response> {
     let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
-    let declared = req
-        .header(CONTENT_LENGTH)
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = req.header(CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > max as u64 => return Err(too_large()),
         Some(_) => {}
         None => {
-            let bytes = req
-                .take_body()
-                .into_bytes_limit(max)
-                .await
-                .map_err(|_| too_large())?;
+            let bytes = req.take_body().into_bytes_limit(max).await.map_err(|_| too_large())?;
             req.set_body(Body::from_bytes(bytes));
         }
     }

@@ -50,11 +50,7 @@ struct TokenHandleForm {
 #[derive(ApiResponse)]
 enum TokenIssued {
     #[oai(status = 200)]
-    Ok(
-        Json<TokenResponse>,
-        #[oai(header = "Cache-Control")] String,
-        #[oai(header = "Pragma")] String,
-    ),
+    Ok(Json<TokenResponse>, #[oai(header = "Cache-Control")] String, #[oai(header = "Pragma")] String),
 }
 
 #[derive(ApiResponse)]
@@ -67,10 +63,7 @@ enum Revoked {
 #[derive(ApiResponse)]
 enum Introspected {
     #[oai(status = 200)]
-    Ok(
-        Json<IntrospectionResponse>,
-        #[oai(header = "Cache-Control")] String,
-    ),
+    Ok(Json<IntrospectionResponse>, #[oai(header = "Cache-Control")] String),
 }
 
 #[derive(ApiResponse)]
@@ -87,36 +80,18 @@ fn client_credentials(
     secret: Option<String>,
 ) -> Result<ClientCredentials, ApiError> {
     let Some(header) = req.header(AUTHORIZATION) else {
-        return Ok(ClientCredentials {
-            client_id: id,
-            client_secret: secret.map(Secret::new),
-            via_basic: false,
-        });
+        return Ok(ClientCredentials { client_id: id, client_secret: secret.map(Secret::new), via_basic: false });
     };
-    let bad_client =
-        || ApiError::oauth(OAuthErrorCode::InvalidClient, "malformed Basic credentials");
-    let encoded = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))
-        .ok_or_else(bad_client)?;
+    let bad_client = || ApiError::oauth(OAuthErrorCode::InvalidClient, "malformed Basic credentials");
+    let encoded = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")).ok_or_else(bad_client)?;
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad_client())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad_client())?;
     let (raw_id, raw_secret) = decoded.split_once(':').ok_or_else(bad_client)?;
     let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
     };
-    if secret.is_some()
-        || id
-            .as_deref()
-            .is_some_and(|body_id| body_id != decode(raw_id))
-    {
-        return Err(ApiError::oauth(
-            OAuthErrorCode::InvalidRequest,
-            "client credentials must be sent in one way only",
-        ));
+    if secret.is_some() || id.as_deref().is_some_and(|body_id| body_id != decode(raw_id)) {
+        return Err(ApiError::oauth(OAuthErrorCode::InvalidRequest, "client credentials must be sent in one way only"));
     }
     Ok(ClientCredentials {
         client_id: Some(decode(raw_id)),
@@ -128,9 +103,7 @@ fn client_credentials(
 /// OAuth endpoints answer every domain error in RFC 6749 form.
 fn oauth_error(err: Error) -> ApiError {
     match err {
-        Error::InvalidCredentials => {
-            ApiError::oauth(OAuthErrorCode::InvalidGrant, "invalid username or password")
-        }
+        Error::InvalidCredentials => ApiError::oauth(OAuthErrorCode::InvalidGrant, "invalid username or password"),
         other => other.into(),
     }
 }
@@ -140,12 +113,7 @@ impl OAuthApi {
     /// Token endpoint: `refresh_token`, `password` (allowed clients only) and
     /// `client_credentials` (confidential clients) grants.
     #[oai(path = "/token", method = "post", operation_id = "token")]
-    async fn token(
-        &self,
-        state: Data<&AppState>,
-        req: &Request,
-        form: Form<TokenForm>,
-    ) -> ApiResult<TokenIssued> {
+    async fn token(&self, state: Data<&AppState>, req: &Request, form: Form<TokenForm>) -> ApiResult<TokenIssued> {
         let form = form.0;
         let creds = client_credentials(req, form.client_id, form.client_secret)?;
         let request = TokenRequest {
@@ -155,9 +123,7 @@ impl OAuthApi {
             password: form.password.map(Secret::new),
             scope: form.scope,
         };
-        let tokens = oauth::token(&state, &creds, request, &request_context(req))
-            .await
-            .map_err(oauth_error)?;
+        let tokens = oauth::token(&state, &creds, request, &request_context(req)).await.map_err(oauth_error)?;
         Ok(TokenIssued::Ok(
             Json(TokenResponse {
                 access_token: tokens.access_token,
@@ -173,33 +139,16 @@ impl OAuthApi {
 
     /// Revoke a refresh token (its whole session) or an access token (its session).
     #[oai(path = "/revoke", method = "post", operation_id = "revokeToken")]
-    async fn revoke(
-        &self,
-        state: Data<&AppState>,
-        req: &Request,
-        form: Form<TokenHandleForm>,
-    ) -> ApiResult<Revoked> {
+    async fn revoke(&self, state: Data<&AppState>, req: &Request, form: Form<TokenHandleForm>) -> ApiResult<Revoked> {
         let form = form.0;
         let creds = client_credentials(req, form.client_id, form.client_secret)?;
-        let client = oauth::authenticate_client(&state, &creds)
-            .await
-            .map_err(oauth_error)?;
-        oauth::revoke(
-            &state,
-            &client,
-            &Secret::new(form.token),
-            &request_context(req),
-        )
-        .await?;
+        let client = oauth::authenticate_client(&state, &creds).await.map_err(oauth_error)?;
+        oauth::revoke(&state, &client, &Secret::new(form.token), &request_context(req)).await?;
         Ok(Revoked::Ok)
     }
 
     /// Introspect a token (confidential clients only).
-    #[oai(
-        path = "/introspect",
-        method = "post",
-        operation_id = "introspectToken"
-    )]
+    #[oai(path = "/introspect", method = "post", operation_id = "introspectToken")]
     async fn introspect(
         &self,
         state: Data<&AppState>,
@@ -208,12 +157,8 @@ impl OAuthApi {
     ) -> ApiResult<Introspected> {
         let form = form.0;
         let creds = client_credentials(req, form.client_id, form.client_secret)?;
-        let client = oauth::authenticate_client(&state, &creds)
-            .await
-            .map_err(oauth_error)?;
-        let result = oauth::introspect(&state, &client, &Secret::new(form.token))
-            .await
-            .map_err(oauth_error)?;
+        let client = oauth::authenticate_client(&state, &creds).await.map_err(oauth_error)?;
+        let result = oauth::introspect(&state, &client, &Secret::new(form.token)).await.map_err(oauth_error)?;
         Ok(Introspected::Ok(
             Json(IntrospectionResponse {
                 active: result.active,

@@ -23,24 +23,17 @@ impl OpsApi {
     /// The process is up.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Health {
-        Health::Ok(Json(HealthResponse {
-            status: "ok".into(),
-        }))
+        Health::Ok(Json(HealthResponse { status: "ok".into() }))
     }
 
     /// The server can serve requests: the database answers.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&AppState>) -> ApiResult<Health> {
         match store::ping(&state.db).await {
-            Ok(()) => Ok(Health::Ok(Json(HealthResponse {
-                status: "ready".into(),
-            }))),
+            Ok(()) => Ok(Health::Ok(Json(HealthResponse { status: "ready".into() }))),
             Err(e) => {
                 tracing::warn!(error = %e, "readiness check failed");
-                Err(ApiError::Unavailable(
-                    ErrorBody::new("unavailable", "database unavailable"),
-                    1,
-                ))
+                Err(ApiError::Unavailable(ErrorBody::new("unavailable", "database unavailable"), 1))
             }
         }
     }

@@ -7,6 +7,7 @@ use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
 use super::error::ApiError;
+use crate::domain::rbac::{Permission, Principal};
 use crate::state::AppState;
 use crate::tokens::AccessClaims;
 
@@ -16,10 +17,27 @@ use crate::tokens::AccessClaims;
 pub struct BearerAuth(pub AccessClaims);
 
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AccessClaims> {
-    let state = req
-        .data::<AppState>()
-        .ok_or_else(|| poem::Error::from(ApiError::invalid_token("server misconfigured")))?;
-    crate::domain::auth::authenticate_bearer(state, &bearer.token)
-        .await
-        .map_err(|e| ApiError::from(e).into())
+    let state =
+        req.data::<AppState>().ok_or_else(|| poem::Error::from(ApiError::invalid_token("server misconfigured")))?;
+    crate::domain::auth::authenticate_bearer(state, &bearer.token).await.map_err(|e| ApiError::from(e).into())
+}
+
+/// A bearer token whose user (or service client) is resolved with its current
+/// permissions. Handlers call [`AdminAuth::require`] before doing anything.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_admin")]
+pub struct AdminAuth(pub Principal);
+
+impl AdminAuth {
+    pub fn require(&self, permission: Permission) -> Result<&Principal, ApiError> {
+        self.0.require(permission)?;
+        Ok(&self.0)
+    }
+}
+
+async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let claims = check_bearer(req, bearer).await?;
+    let state =
+        req.data::<AppState>().ok_or_else(|| poem::Error::from(ApiError::invalid_token("server misconfigured")))?;
+    crate::domain::rbac::principal(state, claims).await.map_err(|e| ApiError::from(e).into())
 }

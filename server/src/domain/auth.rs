@@ -39,10 +39,7 @@ pub async fn check_password(
 ) -> Result<UserRow> {
     let normalized = username.trim().to_lowercase();
     let row = users::find_by_username(&state.db, &normalized).await?;
-    let matched = state
-        .passwords
-        .verify(password, row.as_ref().map(|r| r.password_hash.as_str()))
-        .await?;
+    let matched = state.passwords.verify(password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
     match row {
         Some(user) if matched && user.status == STATUS_ACTIVE => Ok(user),
         row => {
@@ -55,9 +52,7 @@ pub async fn check_password(
                 &state.db,
                 NewAuditEvent {
                     occurred_at: state.now(),
-                    actor: row
-                        .as_ref()
-                        .map_or_else(|| "anonymous".to_string(), |u| u.id.clone()),
+                    actor: row.as_ref().map_or_else(|| "anonymous".to_string(), |u| u.id.clone()),
                     action: "login",
                     target: Some(normalized),
                     ip: ctx.ip.clone(),
@@ -102,9 +97,7 @@ pub fn mint_access_token(state: &AppState, grant: AccessGrant<'_>) -> Result<(St
         auth_time: grant.auth_time,
         amr: grant.amr,
     };
-    let token = claims
-        .sign(&state.keys.current())
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let token = claims.sign(&state.keys.current()).map_err(|e| Error::Internal(e.to_string()))?;
     Ok((token, ttl))
 }
 
@@ -133,9 +126,7 @@ pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Access
             .await?
             .is_some_and(|s| s.revoked_at.is_none() && s.absolute_expires_at > state.now());
         if !live {
-            return Err(Error::InvalidToken(
-                "the session of this token has ended".into(),
-            ));
+            return Err(Error::InvalidToken("the session of this token has ended".into()));
         }
     }
     Ok(claims)

@@ -31,9 +31,8 @@ pub async fn create_key(
     state: &str,
     now: i64,
 ) -> Result<SigningKeyRow, KeySetupError> {
-    let material = tokio::task::spawn_blocking(move || KeyMaterial::generate(bits))
-        .await
-        .map_err(|_| KeyError::Generation)??;
+    let material =
+        tokio::task::spawn_blocking(move || KeyMaterial::generate(bits)).await.map_err(|_| KeyError::Generation)??;
     let der = material.pkcs8_der()?;
     let (n, e) = material.public_components();
     let row = SigningKeyRow {
@@ -54,12 +53,7 @@ pub async fn create_key(
 
 /// On first start there is no key: create the first one directly active (no token can
 /// have been issued, so no verifier needs it in advance). Returns whether one was made.
-pub async fn ensure_active_key(
-    db: &Db,
-    master_key: &MasterKey,
-    bits: u32,
-    now: i64,
-) -> Result<bool, KeySetupError> {
+pub async fn ensure_active_key(db: &Db, master_key: &MasterKey, bits: u32, now: i64) -> Result<bool, KeySetupError> {
     if keys::active(db).await?.is_some() {
         return Ok(false);
     }
@@ -83,16 +77,10 @@ pub async fn load_key_set(db: &Db, master_key: &MasterKey) -> Result<KeySet, Key
         if row.state == STATE_ACTIVE && active.is_none() {
             let der = master_key
                 .decrypt(&encryption_context(&row.kid), &row.private_key_encrypted)
-                .map_err(|_| KeySetupError::WrongMasterKey {
-                    kid: row.kid.clone(),
-                })?;
+                .map_err(|_| KeySetupError::WrongMasterKey { kid: row.kid.clone() })?;
             active = Some(KeyMaterial::from_pkcs8(&der)?);
         }
-        published.push(PublishedKey {
-            kid: row.kid,
-            n: row.public_n,
-            e: row.public_e,
-        });
+        published.push(PublishedKey { kid: row.kid, n: row.public_n, e: row.public_e });
     }
     Ok(KeySet::new(active, &published)?)
 }

@@ -3,9 +3,12 @@
 //! plain inputs, the shared [`AppState`](crate::state::AppState) and the current time
 //! from its clock, and return [`Error`], which `api::error` maps to responses in one place.
 
+pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod keys;
 pub mod oauth;
+pub mod rbac;
 pub mod sessions;
 pub mod users;
 
@@ -51,10 +54,7 @@ impl fmt::Display for OAuthErrorCode {
 pub enum Error {
     /// Input that fails validation (400).
     #[error("{description}")]
-    BadRequest {
-        code: &'static str,
-        description: String,
-    },
+    BadRequest { code: &'static str, description: String },
     /// Wrong username or password, or a locked or disabled account: one generic answer.
     #[error("invalid username or password")]
     InvalidCredentials,
@@ -63,23 +63,14 @@ pub enum Error {
     InvalidToken(String),
     /// Authenticated but not allowed (403).
     #[error("{description}")]
-    Forbidden {
-        code: &'static str,
-        description: String,
-    },
+    Forbidden { code: &'static str, description: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{description}")]
-    Conflict {
-        code: &'static str,
-        description: String,
-    },
+    Conflict { code: &'static str, description: String },
     /// An OAuth protocol error, answered in RFC 6749 §5.2 form.
     #[error("{code}: {description}")]
-    OAuth {
-        code: OAuthErrorCode,
-        description: String,
-    },
+    OAuth { code: OAuthErrorCode, description: String },
     /// The refresh token was rotated moments ago by a concurrent request (grace window).
     #[error("refresh token already rotated; retry with the newest refresh token")]
     RefreshRaced,
@@ -98,39 +89,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn bad_request(code: &'static str, description: impl Into<String>) -> Self {
-        Self::BadRequest {
-            code,
-            description: description.into(),
-        }
+        Self::BadRequest { code, description: description.into() }
     }
 
     pub fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> Self {
-        Self::OAuth {
-            code,
-            description: description.into(),
-        }
+        Self::OAuth { code, description: description.into() }
     }
 
     /// The single answer for any refresh token that cannot be used: revoked, expired,
     /// unknown or issued to another client are indistinguishable to the caller.
     pub fn invalid_refresh_token() -> Self {
-        Self::oauth(
-            OAuthErrorCode::InvalidGrant,
-            "refresh token is invalid, expired or revoked",
-        )
+        Self::oauth(OAuthErrorCode::InvalidGrant, "refresh token is invalid, expired or revoked")
     }
 }
 
 impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict => Error::Conflict {
-                code: "conflict",
-                description: err.to_string(),
-            },
-            StoreError::Missing(what) => {
-                Error::bad_request("unknown_reference", format!("unknown {what}"))
-            }
+            StoreError::Conflict => Error::Conflict { code: "conflict", description: err.to_string() },
+            StoreError::Missing(what) => Error::bad_request("unknown_reference", format!("unknown {what}")),
+            StoreError::LastAdmin => Error::Conflict { code: "last_admin", description: err.to_string() },
             StoreError::Unavailable(e) => Error::Unavailable(e.to_string()),
             StoreError::Db(e) => Error::Internal(e.to_string()),
         }
@@ -140,9 +118,7 @@ impl From<StoreError> for Error {
 impl From<HashError> for Error {
     fn from(err: HashError) -> Self {
         match err {
-            HashError::Busy => Error::Busy {
-                retry_after_secs: 1,
-            },
+            HashError::Busy => Error::Busy { retry_after_secs: 1 },
             HashError::Internal(e) => Error::Internal(e),
         }
     }

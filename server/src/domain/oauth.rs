@@ -7,26 +7,19 @@
 
 use std::collections::BTreeSet;
 
-use crate::security::{Secret, constant_time_eq, generate_token, sha256_hex};
+use crate::security::{Secret, constant_time_eq, sha256_hex};
 use crate::state::AppState;
-use crate::store::audit::NewAuditEvent;
 use crate::store::clients::{self, ClientRow, TYPE_CONFIDENTIAL, TYPE_PUBLIC};
 use crate::store::sessions as session_store;
-use crate::tokens::{AccessClaims, CLIENT_SECRET_PREFIX, REFRESH_TOKEN_PREFIX};
+use crate::tokens::{AccessClaims, REFRESH_TOKEN_PREFIX};
 
-use super::auth::{
-    AccessGrant, IssuedTokens, RequestContext, audience_for, check_password, mint_access_token,
-};
+use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, check_password, mint_access_token};
 use super::{Error, OAuthErrorCode, Result, sessions, users};
 
 pub const GRANT_PASSWORD: &str = "password";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
-pub const SUPPORTED_GRANTS: &[&str] = &[
-    GRANT_REFRESH_TOKEN,
-    GRANT_PASSWORD,
-    GRANT_CLIENT_CREDENTIALS,
-];
+pub const SUPPORTED_GRANTS: &[&str] = &[GRANT_REFRESH_TOKEN, GRANT_PASSWORD, GRANT_CLIENT_CREDENTIALS];
 
 /// Credentials a client presented, from `Authorization: Basic` or the form body.
 #[derive(Debug, Default)]
@@ -48,10 +41,7 @@ pub struct TokenRequest {
 }
 
 fn invalid_client() -> Error {
-    Error::oauth(
-        OAuthErrorCode::InvalidClient,
-        "client authentication failed",
-    )
+    Error::oauth(OAuthErrorCode::InvalidClient, "client authentication failed")
 }
 
 /// Authenticates the calling client (RFC 6749 §2.3).
@@ -60,32 +50,19 @@ pub async fn authenticate_client(state: &AppState, creds: &ClientCredentials) ->
         .client_id
         .as_deref()
         .ok_or_else(|| Error::oauth(OAuthErrorCode::InvalidRequest, "client_id is required"))?;
-    let client = clients::find(&state.db, client_id)
-        .await?
-        .ok_or_else(invalid_client)?;
-    match (
-        client.client_type.as_str(),
-        &creds.client_secret,
-        &client.secret_hash,
-    ) {
+    let client = clients::find(&state.db, client_id).await?.ok_or_else(invalid_client)?;
+    match (client.client_type.as_str(), &creds.client_secret, &client.secret_hash) {
         (TYPE_PUBLIC, None, _) => Ok(client),
         (TYPE_CONFIDENTIAL, Some(secret), Some(stored)) => {
             let presented = sha256_hex(secret.expose());
-            if constant_time_eq(presented.as_bytes(), stored.as_bytes()) {
-                Ok(client)
-            } else {
-                Err(invalid_client())
-            }
+            if constant_time_eq(presented.as_bytes(), stored.as_bytes()) { Ok(client) } else { Err(invalid_client()) }
         }
         _ => Err(invalid_client()),
     }
 }
 
 fn allows_grant(client: &ClientRow, grant: &str) -> bool {
-    client
-        .grant_types
-        .split_ascii_whitespace()
-        .any(|g| g == grant)
+    client.grant_types.split_ascii_whitespace().any(|g| g == grant)
 }
 
 /// The granted scope: the requested one if the client may have all of it, else the
@@ -129,57 +106,37 @@ pub async fn token(
     }
     match request.grant_type.as_str() {
         GRANT_REFRESH_TOKEN => {
-            let presented = request.refresh_token.ok_or_else(|| {
-                Error::oauth(OAuthErrorCode::InvalidRequest, "refresh_token is required")
-            })?;
+            let presented = request
+                .refresh_token
+                .ok_or_else(|| Error::oauth(OAuthErrorCode::InvalidRequest, "refresh_token is required"))?;
             sessions::refresh(state, &client, &presented, ctx).await
         }
         GRANT_PASSWORD => {
             let (Some(username), Some(password)) = (request.username, request.password) else {
-                return Err(Error::oauth(
-                    OAuthErrorCode::InvalidRequest,
-                    "username and password are required",
-                ));
+                return Err(Error::oauth(OAuthErrorCode::InvalidRequest, "username and password are required"));
             };
             let scope = resolve_scope(&client, request.scope.as_deref())?;
             let user = match check_password(state, &username, &password, ctx).await {
                 Ok(user) => user,
                 Err(Error::InvalidCredentials) => {
-                    return Err(Error::oauth(
-                        OAuthErrorCode::InvalidGrant,
-                        "invalid username or password",
-                    ));
+                    return Err(Error::oauth(OAuthErrorCode::InvalidGrant, "invalid username or password"));
                 }
                 Err(e) => return Err(e),
             };
             sessions::start(state, &user, &client, &scope, &["pwd"], ctx).await
         }
-        GRANT_CLIENT_CREDENTIALS => client_credentials(state, &client, request.scope.as_deref()),
-        _ => Err(Error::oauth(
-            OAuthErrorCode::UnsupportedGrantType,
-            "unsupported grant_type",
-        )),
+        GRANT_CLIENT_CREDENTIALS => client_credentials(state, &client, request.scope.as_deref()).await,
+        _ => Err(Error::oauth(OAuthErrorCode::UnsupportedGrantType, "unsupported grant_type")),
     }
 }
 
 /// Machine-to-machine tokens: `sub` is the client, roles are the client's, no refresh token.
-fn client_credentials(
-    state: &AppState,
-    client: &ClientRow,
-    scope: Option<&str>,
-) -> Result<IssuedTokens> {
+async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<&str>) -> Result<IssuedTokens> {
     if client.client_type != TYPE_CONFIDENTIAL {
-        return Err(Error::oauth(
-            OAuthErrorCode::UnauthorizedClient,
-            "client_credentials needs a confidential client",
-        ));
+        return Err(Error::oauth(OAuthErrorCode::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
     let scope = resolve_scope(client, scope)?;
-    let roles = client
-        .roles
-        .split_ascii_whitespace()
-        .map(str::to_string)
-        .collect();
+    let roles = clients::role_names(&state.db, &client.client_id).await?;
     let (access_token, expires_in) = mint_access_token(
         state,
         AccessGrant {
@@ -206,12 +163,7 @@ fn client_credentials(
 /// `POST /oauth2/revoke` (RFC 7009). Refresh tokens end their session; access tokens
 /// with a session end that session too (RFC 7009 §2.1 allows revoking the grant).
 /// Unknown or foreign tokens are answered like successes, so the endpoint reveals nothing.
-pub async fn revoke(
-    state: &AppState,
-    client: &ClientRow,
-    token: &Secret<String>,
-    ctx: &RequestContext,
-) -> Result<()> {
+pub async fn revoke(state: &AppState, client: &ClientRow, token: &Secret<String>, ctx: &RequestContext) -> Result<()> {
     if token.expose().starts_with(REFRESH_TOKEN_PREFIX) {
         return sessions::revoke_by_refresh_token(
             state,
@@ -239,8 +191,7 @@ pub async fn revoke(
 
 fn verify_any_audience(state: &AppState, token: &str) -> std::result::Result<AccessClaims, ()> {
     // Tokens issued to clients with their own audience are still ours to introspect.
-    let unverified =
-        jsonwebtoken::dangerous::insecure_decode::<AccessClaims>(token).map_err(|_| ())?;
+    let unverified = jsonwebtoken::dangerous::insecure_decode::<AccessClaims>(token).map_err(|_| ())?;
     AccessClaims::verify(
         token,
         &state.keys.current(),
@@ -272,11 +223,7 @@ pub struct Introspection {
 }
 
 /// `POST /oauth2/introspect`, for confidential clients only.
-pub async fn introspect(
-    state: &AppState,
-    client: &ClientRow,
-    token: &Secret<String>,
-) -> Result<Introspection> {
+pub async fn introspect(state: &AppState, client: &ClientRow, token: &Secret<String>) -> Result<Introspection> {
     if client.client_type != TYPE_CONFIDENTIAL {
         return Err(invalid_client());
     }
@@ -294,10 +241,7 @@ pub async fn introspect(
         if !live {
             return Ok(Introspection::default());
         }
-        let username = users::get(state, &session.user_id)
-            .await
-            .ok()
-            .map(|u| u.username);
+        let username = users::get(state, &session.user_id).await.ok().map(|u| u.username);
         return Ok(Introspection {
             active: true,
             token_type: Some("refresh_token"),
@@ -324,10 +268,7 @@ pub async fn introspect(
         }
     }
     let username = match claims.sid {
-        Some(_) => users::get(state, &claims.sub)
-            .await
-            .ok()
-            .map(|u| u.username),
+        Some(_) => users::get(state, &claims.sub).await.ok().map(|u| u.username),
         None => None,
     };
     Ok(Introspection {
@@ -346,105 +287,4 @@ pub async fn introspect(
         sid: claims.sid,
         roles: Some(claims.roles),
     })
-}
-
-/// A new client as the CLI or admin API describes it.
-pub struct NewClient {
-    pub client_id: String,
-    pub name: String,
-    pub confidential: bool,
-    pub grant_types: Vec<String>,
-    pub scopes: Vec<String>,
-    pub audience: Option<String>,
-    pub roles: Vec<String>,
-}
-
-/// Creates a client; for a confidential one, returns its generated secret, shown once.
-pub async fn create_client(
-    state: &AppState,
-    new: NewClient,
-    actor: &str,
-) -> Result<(ClientRow, Option<Secret<String>>)> {
-    let valid_id = !new.client_id.is_empty()
-        && new.client_id.len() <= 64
-        && new
-            .client_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !valid_id {
-        return Err(Error::bad_request(
-            "invalid_client_id",
-            "client_id must be 1-64 of A-Z a-z 0-9 - _ .",
-        ));
-    }
-    for grant in &new.grant_types {
-        if !SUPPORTED_GRANTS.contains(&grant.as_str()) {
-            return Err(Error::bad_request(
-                "invalid_grant_type",
-                format!("unknown grant type {grant:?}"),
-            ));
-        }
-    }
-    if new
-        .grant_types
-        .iter()
-        .any(|g| g == GRANT_CLIENT_CREDENTIALS)
-        && !new.confidential
-    {
-        return Err(Error::bad_request(
-            "invalid_grant_type",
-            "client_credentials needs a confidential client",
-        ));
-    }
-    if let Some(role) = crate::store::roles::missing(&state.db, &new.roles)
-        .await?
-        .into_iter()
-        .next()
-    {
-        return Err(Error::bad_request(
-            "unknown_role",
-            format!("unknown role {role:?}"),
-        ));
-    }
-    let secret = new
-        .confidential
-        .then(|| generate_token(CLIENT_SECRET_PREFIX));
-    let now = state.now();
-    let row = ClientRow {
-        client_id: new.client_id,
-        name: new.name,
-        client_type: if new.confidential {
-            TYPE_CONFIDENTIAL
-        } else {
-            TYPE_PUBLIC
-        }
-        .into(),
-        secret_hash: secret.as_ref().map(|s| sha256_hex(s.expose())),
-        grant_types: new.grant_types.join(" "),
-        scopes: new.scopes.join(" "),
-        audience: new.audience,
-        roles: new.roles.join(" "),
-        created_at: now,
-        updated_at: now,
-    };
-    let event = NewAuditEvent {
-        occurred_at: now,
-        actor: actor.to_string(),
-        action: "client.create",
-        target: Some(row.client_id.clone()),
-        ip: None,
-        outcome: "success",
-        details: serde_json::json!({ "grant_types": row.grant_types, "roles": row.roles }),
-    };
-    let row = match clients::insert(&state.db, row, event).await {
-        Ok(row) => row,
-        Err(crate::store::StoreError::Conflict) => {
-            return Err(Error::Conflict {
-                code: "client_exists",
-                description: "that client_id is taken".into(),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    Ok((row, secret))
 }

@@ -11,8 +11,7 @@ use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
 use crate::store::clients::ClientRow;
 use crate::store::sessions::{
-    self as store, NewRefreshToken, NewSession, RefreshTokenRow, RotateOutcome, SessionRow,
-    TOKEN_ACTIVE, TOKEN_ROTATED,
+    self as store, NewRefreshToken, NewSession, RefreshTokenRow, RotateOutcome, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED,
 };
 use crate::store::users::{self, STATUS_ACTIVE, UserRow};
 use crate::tokens::REFRESH_TOKEN_PREFIX;
@@ -28,6 +27,7 @@ pub const REASON_LOGOUT_ALL: &str = "logout_all";
 pub const REASON_REUSE: &str = "refresh_token_reuse";
 pub const REASON_USER_REVOKED: &str = "revoked_by_user";
 pub const REASON_TOKEN_REVOKED: &str = "token_revoked";
+pub const REASON_ADMIN_REVOKED: &str = "revoked_by_admin";
 
 /// The public first-party client behind the `/auth` cookie endpoints.
 pub const SPA_CLIENT_ID: &str = "spa";
@@ -64,8 +64,7 @@ pub async fn start(
     let now = state.now();
     let config = &state.config;
     let absolute_expires_at = now + config.session_absolute_lifetime.as_secs() as i64;
-    let idle_expires_at =
-        (now + config.session_idle_timeout.as_secs() as i64).min(absolute_expires_at);
+    let idle_expires_at = (now + config.session_idle_timeout.as_secs() as i64).min(absolute_expires_at);
     let session_id = new_id();
     let refresh_token = generate_token(REFRESH_TOKEN_PREFIX);
     let amr_text = amr.join(" ");
@@ -79,10 +78,7 @@ pub async fn start(
             idle_expires_at,
             absolute_expires_at,
             ip: ctx.ip.clone(),
-            user_agent: ctx
-                .user_agent
-                .as_ref()
-                .map(|ua| ua.chars().take(USER_AGENT_MAX).collect()),
+            user_agent: ctx.user_agent.as_ref().map(|ua| ua.chars().take(USER_AGENT_MAX).collect()),
             amr: amr_text.clone(),
             auth_time: now,
             scope: scope.to_string(),
@@ -165,8 +161,7 @@ async fn rotate(
         return Err(Error::invalid_refresh_token());
     };
 
-    let idle_expires_at =
-        (now + state.config.session_idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
+    let idle_expires_at = (now + state.config.session_idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
     let child_token = generate_token(REFRESH_TOKEN_PREFIX);
     let child = NewRefreshToken {
         id: new_id(),
@@ -174,23 +169,13 @@ async fn rotate(
         token_hash: sha256_hex(child_token.expose()),
         expires_at: idle_expires_at,
     };
-    match store::rotate(
-        &state.db,
-        &token.id,
-        &session.id,
-        now,
-        idle_expires_at,
-        child,
-    )
-    .await?
-    {
+    match store::rotate(&state.db, &token.id, &session.id, now, idle_expires_at, child).await? {
         RotateOutcome::Rotated => {}
         RotateOutcome::SessionNotActive => return Err(Error::invalid_refresh_token()),
         RotateOutcome::TokenNotActive => {
             // A concurrent request won the compare-and-swap. Re-read the token and judge
             // it as the loser would have seen it (normally: within the grace window).
-            let Some((token, session)) = store::find_token(&state.db, &token.token_hash).await?
-            else {
+            let Some((token, session)) = store::find_token(&state.db, &token.token_hash).await? else {
                 return Err(Error::invalid_refresh_token());
             };
             if token.state == TOKEN_ROTATED {
@@ -201,11 +186,7 @@ async fn rotate(
     }
 
     let roles = users::role_names(&state.db, &user.id).await?;
-    let amr: Vec<String> = session
-        .amr
-        .split_ascii_whitespace()
-        .map(str::to_string)
-        .collect();
+    let amr: Vec<String> = session.amr.split_ascii_whitespace().map(str::to_string).collect();
     let (access_token, expires_in) = mint_access_token(
         state,
         AccessGrant {
@@ -270,9 +251,7 @@ async fn rotated_token_presented(
 }
 
 fn session_is_live(session: &SessionRow, now: i64) -> bool {
-    session.revoked_at.is_none()
-        && session.idle_expires_at > now
-        && session.absolute_expires_at > now
+    session.revoked_at.is_none() && session.idle_expires_at > now && session.absolute_expires_at > now
 }
 
 /// Revokes the session a refresh token belongs to, whatever the token's state.
@@ -295,12 +274,7 @@ pub async fn revoke_by_refresh_token(
     revoke_session(state, &session, reason, ctx).await
 }
 
-pub async fn revoke_session(
-    state: &AppState,
-    session: &SessionRow,
-    reason: &str,
-    ctx: &RequestContext,
-) -> Result<()> {
+pub async fn revoke_session(state: &AppState, session: &SessionRow, reason: &str, ctx: &RequestContext) -> Result<()> {
     let now = state.now();
     store::revoke(
         &state.db,
@@ -322,12 +296,7 @@ pub async fn revoke_session(
 }
 
 /// Revokes a session by id on behalf of `actor_user_id`, who must own it.
-pub async fn revoke_own(
-    state: &AppState,
-    user_id: &str,
-    session_id: &str,
-    ctx: &RequestContext,
-) -> Result<()> {
+pub async fn revoke_own(state: &AppState, user_id: &str, session_id: &str, ctx: &RequestContext) -> Result<()> {
     let session = store::find_session(&state.db, session_id)
         .await?
         .filter(|s| s.user_id == user_id && session_is_live(s, state.now()))
@@ -335,12 +304,7 @@ pub async fn revoke_own(
     revoke_session(state, &session, REASON_USER_REVOKED, ctx).await
 }
 
-pub async fn revoke_all(
-    state: &AppState,
-    user_id: &str,
-    reason: &str,
-    ctx: &RequestContext,
-) -> Result<u64> {
+pub async fn revoke_all(state: &AppState, user_id: &str, reason: &str, ctx: &RequestContext) -> Result<u64> {
     let now = state.now();
     Ok(store::revoke_all_for_user(
         &state.db,
@@ -362,4 +326,84 @@ pub async fn revoke_all(
 
 pub async fn list_live(state: &AppState, user_id: &str) -> Result<Vec<SessionRow>> {
     Ok(store::list_live_for_user(&state.db, user_id, state.now()).await?)
+}
+
+/// A live session with its user's name, for the admin list.
+#[derive(Debug, Clone)]
+pub struct SessionWithUser {
+    pub row: SessionRow,
+    pub username: String,
+}
+
+pub async fn admin_list(
+    state: &AppState,
+    filter: &store::SessionFilter,
+    page: crate::store::Page,
+) -> Result<(Vec<SessionWithUser>, u64)> {
+    if let Some(user_id) = &filter.user_id {
+        super::users::check_id(user_id)?;
+    }
+    let (rows, total) = store::list_live(&state.db, filter, state.now(), page).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.user_id.clone()).collect();
+    let names = users::usernames_of(&state.db, &ids).await?;
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            let username = names.get(&row.user_id).cloned().unwrap_or_default();
+            SessionWithUser { row, username }
+        })
+        .collect();
+    Ok((items, total))
+}
+
+/// An admin revokes any live session.
+pub async fn admin_revoke(state: &AppState, session_id: &str, actor: &str) -> Result<()> {
+    super::users::check_id(session_id)?;
+    let session = store::find_session(&state.db, session_id)
+        .await?
+        .filter(|s| session_is_live(s, state.now()))
+        .ok_or(Error::NotFound("session"))?;
+    let now = state.now();
+    store::revoke(
+        &state.db,
+        &session.id,
+        REASON_ADMIN_REVOKED,
+        now,
+        Some(NewAuditEvent {
+            occurred_at: now,
+            actor: actor.to_string(),
+            action: "session.revoke",
+            target: Some(session.id.clone()),
+            ip: None,
+            outcome: "success",
+            details: serde_json::json!({ "reason": REASON_ADMIN_REVOKED, "user_id": session.user_id }),
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// An admin revokes every session of a user.
+pub async fn admin_revoke_all(state: &AppState, user_id: &str, actor: &str) -> Result<u64> {
+    super::users::check_id(user_id)?;
+    if users::find_by_id(&state.db, user_id).await?.is_none() {
+        return Err(Error::NotFound("user"));
+    }
+    let now = state.now();
+    Ok(store::revoke_all_for_user(
+        &state.db,
+        user_id,
+        REASON_ADMIN_REVOKED,
+        now,
+        Some(NewAuditEvent {
+            occurred_at: now,
+            actor: actor.to_string(),
+            action: "session.revoke_all",
+            target: Some(user_id.to_string()),
+            ip: None,
+            outcome: "success",
+            details: serde_json::json!({ "reason": REASON_ADMIN_REVOKED }),
+        }),
+    )
+    .await?)
 }

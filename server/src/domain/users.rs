@@ -49,10 +49,7 @@ pub fn normalize_username(raw: &str) -> Result<(String, String)> {
         ));
     }
     if trimmed.chars().any(|c| c.is_control()) {
-        return Err(Error::bad_request(
-            "invalid_username",
-            "username must not contain control characters",
-        ));
+        return Err(Error::bad_request("invalid_username", "username must not contain control characters"));
     }
     Ok((trimmed.to_string(), trimmed.to_lowercase()))
 }
@@ -70,22 +67,14 @@ pub fn validate_password(password: &str, min_length: usize) -> Result<()> {
 }
 
 pub fn validate_email(email: Option<String>) -> Result<Option<String>> {
-    let Some(email) = email
-        .map(|e| e.trim().to_string())
-        .filter(|e| !e.is_empty())
-    else {
+    let Some(email) = email.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()) else {
         return Ok(None);
     };
     let valid = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
-        return Err(Error::bad_request(
-            "invalid_email",
-            "email address is not valid",
-        ));
+        return Err(Error::bad_request("invalid_email", "email address is not valid"));
     }
     Ok(Some(email))
 }
@@ -99,12 +88,7 @@ pub struct NewAccount {
 }
 
 /// Creates an account. `actor` names who did it, for the audit log.
-pub async fn create(
-    state: &AppState,
-    account: NewAccount,
-    actor: &str,
-    ip: Option<String>,
-) -> Result<UserView> {
+pub async fn create(state: &AppState, account: NewAccount, actor: &str, ip: Option<String>) -> Result<UserView> {
     let (username, normalized) = normalize_username(&account.username)?;
     validate_password(account.password.expose(), state.config.password_min_length)?;
     let email = validate_email(account.email)?;
@@ -116,10 +100,7 @@ pub async fn create(
     }
     roles.sort();
 
-    if users::find_by_username(&state.db, &normalized)
-        .await?
-        .is_some()
-    {
+    if users::find_by_username(&state.db, &normalized).await?.is_some() {
         return Err(username_taken());
     }
     let password_hash = state.passwords.hash(&account.password).await?;
@@ -134,36 +115,149 @@ pub async fn create(
         outcome: "success",
         details: serde_json::json!({ "username": username, "roles": roles }),
     };
-    let new_user = NewUser {
-        id,
-        username,
-        username_normalized: normalized,
-        email,
-        password_hash,
-        now,
-    };
+    let new_user = NewUser { id, username, username_normalized: normalized, email, password_hash, now };
     let row = match users::create(&state.db, new_user, &roles, event).await {
         Ok(row) => row,
         // Two registrations raced; the unique index decided.
         Err(StoreError::Conflict) => return Err(username_taken()),
+        Err(StoreError::Missing(what)) => return Err(Error::bad_request("unknown_role", format!("unknown {what}"))),
         Err(e) => return Err(e.into()),
     };
     Ok(UserView::new(row, roles))
 }
 
 fn username_taken() -> Error {
-    Error::Conflict {
-        code: "username_taken",
-        description: "that username is already taken".into(),
-    }
+    Error::Conflict { code: "username_taken", description: "that username is already taken".into() }
 }
 
 pub async fn get(state: &AppState, user_id: &str) -> Result<UserView> {
-    let row = users::find_by_id(&state.db, user_id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+    let row = users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
     let roles = users::role_names(&state.db, &row.id).await?;
     Ok(UserView::new(row, roles))
+}
+
+/// Rejects ids that cannot be ours (ids are UUIDs) with 400 rather than a lookup.
+pub fn check_id(id: &str) -> Result<()> {
+    uuid::Uuid::try_parse(id).map(|_| ()).map_err(|_| Error::bad_request("invalid_id", "malformed id"))
+}
+
+pub async fn list(
+    state: &AppState,
+    filter: &users::UserFilter,
+    page: crate::store::Page,
+) -> Result<(Vec<UserView>, u64)> {
+    if let Some(status) = &filter.status
+        && status != users::STATUS_ACTIVE
+        && status != users::STATUS_DISABLED
+    {
+        return Err(Error::bad_request("invalid_status", "status must be active or disabled"));
+    }
+    let (rows, total) = users::list(&state.db, filter, page).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut roles = users::role_names_of(&state.db, &ids).await?;
+    let views = rows
+        .into_iter()
+        .map(|row| {
+            let roles = roles.remove(&row.id).unwrap_or_default();
+            UserView::new(row, roles)
+        })
+        .collect();
+    Ok((views, total))
+}
+
+/// Creates a user for an admin. Without a password, a one-time password is generated
+/// and returned (shown once).
+pub async fn admin_create(
+    state: &AppState,
+    username: String,
+    email: Option<String>,
+    password: Option<Secret<String>>,
+    roles: Vec<String>,
+    actor: &str,
+) -> Result<(UserView, Option<Secret<String>>)> {
+    let (password, generated) = match password {
+        Some(password) => (password, false),
+        None => (crate::security::generate_token(""), true),
+    };
+    let account = NewAccount { username, password: password.clone(), email, roles };
+    let user = create(state, account, actor, None).await?;
+    Ok((user, generated.then_some(password)))
+}
+
+fn user_event(
+    state: &AppState,
+    actor: &str,
+    action: &'static str,
+    user_id: &str,
+    details: serde_json::Value,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        occurred_at: state.now(),
+        actor: actor.to_string(),
+        action,
+        target: Some(user_id.to_string()),
+        ip: None,
+        outcome: "success",
+        details,
+    }
+}
+
+async fn apply(state: &AppState, user_id: &str, changes: users::UserChanges, event: NewAuditEvent) -> Result<UserView> {
+    check_id(user_id)?;
+    match users::update(&state.db, user_id, changes, state.now(), event).await {
+        Ok(Some(_)) => get(state, user_id).await,
+        Ok(None) => Err(Error::NotFound("user")),
+        Err(StoreError::Missing(what)) => Err(Error::bad_request("unknown_role", format!("unknown {what}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Changes email and/or status. Disabling revokes every session at once.
+pub async fn admin_update(
+    state: &AppState,
+    user_id: &str,
+    email: Option<Option<String>>,
+    status: Option<String>,
+    actor: &str,
+) -> Result<UserView> {
+    let email = match email {
+        Some(email) => Some(validate_email(email)?),
+        None => None,
+    };
+    if let Some(status) = &status
+        && status != users::STATUS_ACTIVE
+        && status != users::STATUS_DISABLED
+    {
+        return Err(Error::bad_request("invalid_status", "status must be active or disabled"));
+    }
+    let details = serde_json::json!({ "email_changed": email.is_some(), "status": status });
+    let event = user_event(state, actor, "user.update", user_id, details);
+    apply(state, user_id, users::UserChanges { email, status, ..Default::default() }, event).await
+}
+
+/// Sets a new password and ends every session of the user.
+pub async fn admin_set_password(state: &AppState, user_id: &str, password: &Secret<String>, actor: &str) -> Result<()> {
+    check_id(user_id)?;
+    validate_password(password.expose(), state.config.password_min_length)?;
+    let hash = state.passwords.hash(password).await?;
+    let event = user_event(state, actor, "user.set_password", user_id, serde_json::json!({}));
+    apply(state, user_id, users::UserChanges { password_hash: Some(hash), ..Default::default() }, event).await?;
+    Ok(())
+}
+
+/// Replaces the user's roles (takes effect in tokens at the next refresh).
+pub async fn admin_set_roles(state: &AppState, user_id: &str, roles: Vec<String>, actor: &str) -> Result<UserView> {
+    let mut roles = roles;
+    roles.sort();
+    roles.dedup();
+    let event = user_event(state, actor, "user.set_roles", user_id, serde_json::json!({ "roles": roles }));
+    apply(state, user_id, users::UserChanges { roles: Some(roles), ..Default::default() }, event).await
+}
+
+pub async fn admin_delete(state: &AppState, user_id: &str, actor: &str) -> Result<()> {
+    check_id(user_id)?;
+    let event = user_event(state, actor, "user.delete", user_id, serde_json::json!({}));
+    if users::delete(&state.db, user_id, event).await? { Ok(()) } else { Err(Error::NotFound("user")) }
 }
 
 #[cfg(test)]
@@ -172,10 +266,7 @@ mod tests {
 
     #[test]
     fn usernames_are_trimmed_and_case_folded() {
-        assert_eq!(
-            normalize_username("  Alice ").unwrap(),
-            ("Alice".into(), "alice".into())
-        );
+        assert_eq!(normalize_username("  Alice ").unwrap(), ("Alice".into(), "alice".into()));
         assert_eq!(normalize_username("ÉMILE").unwrap().1, "émile");
         assert!(normalize_username("   ").is_err());
         assert!(normalize_username("a\u{0}b").is_err());
@@ -192,10 +283,7 @@ mod tests {
 
     #[test]
     fn emails_are_checked_loosely() {
-        assert_eq!(
-            validate_email(Some(" a@b.io ".into())).unwrap().as_deref(),
-            Some("a@b.io")
-        );
+        assert_eq!(validate_email(Some(" a@b.io ".into())).unwrap().as_deref(), Some("a@b.io"));
         assert_eq!(validate_email(Some("".into())).unwrap(), None);
         assert!(validate_email(Some("nope".into())).is_err());
     }

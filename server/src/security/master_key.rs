@@ -16,15 +16,9 @@ use super::random_bytes;
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
     #[error("cannot read master key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot create master key file {path}: {source}")]
-    Create {
-        path: String,
-        source: std::io::Error,
-    },
+    Create { path: String, source: std::io::Error },
     #[error("master key file {path} does not hold a base64-encoded 32-byte key")]
     Malformed { path: String },
 }
@@ -48,9 +42,7 @@ impl MasterKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         // AES-256 accepts any 32-byte key, so construction cannot fail.
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).unwrap_or_else(|_| unreachable!());
-        Self {
-            key: LessSafeKey::new(unbound),
-        }
+        Self { key: LessSafeKey::new(unbound) }
     }
 
     /// Loads the key, creating a fresh one (mode 0600) if the file does not exist yet.
@@ -58,31 +50,20 @@ impl MasterKey {
         let display = path.display().to_string();
         match fs::read_to_string(path) {
             Ok(text) => {
-                let decoded = Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| {
-                    MasterKeyError::Malformed {
-                        path: display.clone(),
-                    }
-                })?);
-                let bytes: &[u8; 32] = decoded
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| MasterKeyError::Malformed { path: display })?;
+                let decoded = Zeroizing::new(
+                    STANDARD.decode(text.trim()).map_err(|_| MasterKeyError::Malformed { path: display.clone() })?,
+                );
+                let bytes: &[u8; 32] =
+                    decoded.as_slice().try_into().map_err(|_| MasterKeyError::Malformed { path: display })?;
                 Ok((Self::from_bytes(bytes), false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let bytes = Zeroizing::new(random_bytes::<32>());
-                write_private_file(path, STANDARD.encode(*bytes).as_bytes()).map_err(|source| {
-                    MasterKeyError::Create {
-                        path: display,
-                        source,
-                    }
-                })?;
+                write_private_file(path, STANDARD.encode(*bytes).as_bytes())
+                    .map_err(|source| MasterKeyError::Create { path: display, source })?;
                 Ok((Self::from_bytes(&bytes), true))
             }
-            Err(source) => Err(MasterKeyError::Read {
-                path: display,
-                source,
-            }),
+            Err(source) => Err(MasterKeyError::Read { path: display, source }),
         }
     }
 
@@ -104,11 +85,7 @@ impl MasterKey {
         STANDARD.encode(out)
     }
 
-    pub fn decrypt(
-        &self,
-        context: &str,
-        encoded: &str,
-    ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+    pub fn decrypt(&self, context: &str, encoded: &str) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
         let raw = STANDARD.decode(encoded).map_err(|_| DecryptError)?;
         if raw.len() < NONCE_LEN {
             return Err(DecryptError);
@@ -116,11 +93,8 @@ impl MasterKey {
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| DecryptError)?;
         let mut buffer = Zeroizing::new(sealed.to_vec());
-        let plain_len = self
-            .key
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buffer)
-            .map_err(|_| DecryptError)?
-            .len();
+        let plain_len =
+            self.key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut buffer).map_err(|_| DecryptError)?.len();
         buffer.truncate(plain_len);
         Ok(buffer)
     }
@@ -152,10 +126,7 @@ mod tests {
     fn round_trip_and_context_binding() {
         let key = MasterKey::from_bytes(&[7u8; 32]);
         let sealed = key.encrypt("signing_key:abc", b"private");
-        assert_eq!(
-            key.decrypt("signing_key:abc", &sealed).unwrap().as_slice(),
-            b"private"
-        );
+        assert_eq!(key.decrypt("signing_key:abc", &sealed).unwrap().as_slice(), b"private");
         assert!(key.decrypt("signing_key:other", &sealed).is_err());
         let wrong = MasterKey::from_bytes(&[8u8; 32]);
         assert!(wrong.decrypt("signing_key:abc", &sealed).is_err());
@@ -170,10 +141,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let (second, created) = MasterKey::load_or_create(&path).unwrap();
         assert!(!created);
@@ -187,9 +155,6 @@ mod tests {
         let path = dir.path().join("master.key");
         fs::write(&path, "not a key").unwrap();
         let err = MasterKey::load_or_create(&path).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("does not hold a base64-encoded 32-byte key")
-        );
+        assert!(err.to_string().contains("does not hold a base64-encoded 32-byte key"));
     }
 }

@@ -37,18 +37,9 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    pub fn new(
-        settings: Argon2Settings,
-        threads: usize,
-        max_waiting: usize,
-    ) -> Result<Self, HashError> {
-        let params = Params::new(
-            settings.memory_kib,
-            settings.iterations,
-            settings.parallelism,
-            None,
-        )
-        .map_err(|e| HashError::Internal(e.to_string()))?;
+    pub fn new(settings: Argon2Settings, threads: usize, max_waiting: usize) -> Result<Self, HashError> {
+        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
+            .map_err(|e| HashError::Internal(e.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_password = super::generate_token("");
         let dummy_hash = hash_with(&argon2, dummy_password.expose())?;
@@ -66,17 +57,12 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Secret<String>) -> Result<String, HashError> {
         let argon2 = self.argon2.clone();
         let password = password.clone();
-        self.run(move || hash_with(&argon2, password.expose()))
-            .await?
+        self.run(move || hash_with(&argon2, password.expose())).await?
     }
 
     /// Verifies `password` against `stored`; with no stored hash (unknown user) it
     /// verifies against the dummy hash and returns `false`, taking the same time.
-    pub async fn verify(
-        &self,
-        password: &Secret<String>,
-        stored: Option<&str>,
-    ) -> Result<bool, HashError> {
+    pub async fn verify(&self, password: &Secret<String>, stored: Option<&str>) -> Result<bool, HashError> {
         let (hash, is_dummy) = match stored {
             Some(hash) => (hash.to_string(), false),
             None => {
@@ -88,9 +74,7 @@ impl PasswordHasher {
         let password = password.clone();
         let matched = self
             .run(move || match PasswordHash::new(&hash) {
-                Ok(parsed) => argon2
-                    .verify_password(password.expose().as_bytes(), &parsed)
-                    .is_ok(),
+                Ok(parsed) => argon2.verify_password(password.expose().as_bytes(), &parsed).is_ok(),
                 Err(_) => false,
             })
             .await?;
@@ -107,10 +91,7 @@ impl PasswordHasher {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashError> {
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -133,8 +114,7 @@ impl PasswordHasher {
 }
 
 fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String, HashError> {
-    let salt = SaltString::encode_b64(&random_bytes::<16>())
-        .map_err(|e| HashError::Internal(e.to_string()))?;
+    let salt = SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| HashError::Internal(e.to_string()))?;
     argon2
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -146,16 +126,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordHasher {
-        PasswordHasher::new(
-            Argon2Settings {
-                memory_kib: 1024,
-                iterations: 1,
-                parallelism: 1,
-            },
-            2,
-            8,
-        )
-        .unwrap()
+        PasswordHasher::new(Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1 }, 2, 8).unwrap()
     }
 
     #[tokio::test]
@@ -165,40 +136,21 @@ mod tests {
         let hash = hasher.hash(&password).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert!(hasher.verify(&password, Some(&hash)).await.unwrap());
-        assert!(
-            !hasher
-                .verify(&Secret::new("wrong horse".into()), Some(&hash))
-                .await
-                .unwrap()
-        );
+        assert!(!hasher.verify(&Secret::new("wrong horse".into()), Some(&hash)).await.unwrap());
     }
 
     #[tokio::test]
     async fn unknown_user_runs_the_dummy_verification() {
         let hasher = cheap();
         assert_eq!(hasher.dummy_verifications(), 0);
-        assert!(
-            !hasher
-                .verify(&Secret::new("anything".into()), None)
-                .await
-                .unwrap()
-        );
+        assert!(!hasher.verify(&Secret::new("anything".into()), None).await.unwrap());
         assert_eq!(hasher.dummy_verifications(), 1);
     }
 
     #[tokio::test]
     async fn queue_is_bounded() {
         let hasher = Arc::new(
-            PasswordHasher::new(
-                Argon2Settings {
-                    memory_kib: 8192,
-                    iterations: 3,
-                    parallelism: 1,
-                },
-                1,
-                1,
-            )
-            .unwrap(),
+            PasswordHasher::new(Argon2Settings { memory_kib: 8192, iterations: 3, parallelism: 1 }, 1, 1).unwrap(),
         );
         let password = Secret::new("password".to_string());
         let tasks: Vec<_> = (0..6)
@@ -214,9 +166,6 @@ mod tests {
                 busy += 1;
             }
         }
-        assert!(
-            busy >= 1,
-            "with one slot and one waiter, some of six must be refused"
-        );
+        assert!(busy >= 1, "with one slot and one waiter, some of six must be refused");
     }
 }

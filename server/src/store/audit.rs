@@ -34,14 +34,54 @@ pub async fn record(db: &impl ConnectionTrait, event: NewAuditEvent) -> StoreRes
 }
 
 /// Newest first; used by tests now and by the admin API.
-pub async fn list_recent(
-    db: &impl ConnectionTrait,
-    limit: u64,
-) -> StoreResult<Vec<audit_events::Model>> {
+pub async fn list_recent(db: &impl ConnectionTrait, limit: u64) -> StoreResult<Vec<audit_events::Model>> {
     use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
-    Ok(audit_events::Entity::find()
-        .order_by_desc(audit_events::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?)
+    Ok(audit_events::Entity::find().order_by_desc(audit_events::Column::Id).limit(limit).all(db).await?)
+}
+
+pub use audit_events::Model as AuditRow;
+
+/// Filters of the audit list; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<i64>,
+    /// Only events newer than this id (for following the log).
+    pub after_id: Option<i64>,
+}
+
+/// Newest first, one page, with the total.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &AuditFilter,
+    page: super::Page,
+) -> StoreResult<(Vec<AuditRow>, u64)> {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut query = audit_events::Entity::find();
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_events::Column::Actor.eq(actor.as_str()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_events::Column::Action.eq(action.as_str()));
+    }
+    if let Some(target) = &filter.target {
+        query = query.filter(audit_events::Column::Target.eq(target.as_str()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_events::Column::OccurredAt.gte(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::Column::OccurredAt.lt(until));
+    }
+    if let Some(after) = filter.after_id {
+        query = query.filter(audit_events::Column::Id.gt(after));
+    }
+    let total = query.clone().count(db).await?;
+    let rows = query.order_by_desc(audit_events::Column::Id).offset(page.offset()).limit(page.size).all(db).await?;
+    Ok((rows, total))
 }

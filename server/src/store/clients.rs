@@ -1,9 +1,15 @@
-//! OAuth clients.
+//! OAuth clients and the roles their `client_credentials` tokens carry.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set, TransactionTrait};
+use std::collections::HashMap;
 
-use super::StoreResult;
-use super::entities::clients;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
+};
+
+use super::audit::{self, NewAuditEvent};
+use super::entities::{client_roles, clients};
+use super::{Page, StoreError, StoreResult};
 
 pub use clients::Model as ClientRow;
 
@@ -11,18 +17,63 @@ pub const TYPE_PUBLIC: &str = "public";
 pub const TYPE_CONFIDENTIAL: &str = "confidential";
 
 pub async fn find(db: &impl ConnectionTrait, client_id: &str) -> StoreResult<Option<ClientRow>> {
-    Ok(clients::Entity::find_by_id(client_id.to_string())
-        .one(db)
-        .await?)
+    Ok(clients::Entity::find_by_id(client_id.to_string()).one(db).await?)
 }
 
-/// Inserts the client and its audit event in one transaction.
-pub async fn insert(
-    db: &super::Db,
-    row: ClientRow,
-    event: super::audit::NewAuditEvent,
-) -> StoreResult<ClientRow> {
+pub async fn role_names(db: &impl ConnectionTrait, client_id: &str) -> StoreResult<Vec<String>> {
+    Ok(role_names_of(db, &[client_id.to_string()]).await?.remove(client_id).unwrap_or_default())
+}
+
+pub async fn role_names_of(
+    db: &impl ConnectionTrait,
+    client_ids: &[String],
+) -> StoreResult<HashMap<String, Vec<String>>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    if client_ids.is_empty() {
+        return Ok(map);
+    }
+    let rows = client_roles::Entity::find()
+        .filter(client_roles::Column::ClientId.is_in(client_ids.iter().cloned()))
+        .order_by_asc(client_roles::Column::RoleName)
+        .all(db)
+        .await?;
+    for row in rows {
+        map.entry(row.client_id).or_default().push(row.role_name);
+    }
+    Ok(map)
+}
+
+pub async fn list(db: &impl ConnectionTrait, page: Page) -> StoreResult<(Vec<ClientRow>, u64)> {
+    let total = clients::Entity::find().count(db).await?;
+    let rows = clients::Entity::find()
+        .order_by_asc(clients::Column::ClientId)
+        .offset(page.offset())
+        .limit(page.size)
+        .all(db)
+        .await?;
+    Ok((rows, total))
+}
+
+async fn replace_roles(txn: &sea_orm::DatabaseTransaction, client_id: &str, roles: &[String]) -> StoreResult<()> {
+    if let Some(role) = super::roles::missing(txn, roles).await?.into_iter().next() {
+        return Err(StoreError::Missing(format!("role {role:?}")));
+    }
+    client_roles::Entity::delete_many().filter(client_roles::Column::ClientId.eq(client_id)).exec(txn).await?;
+    if !roles.is_empty() {
+        client_roles::Entity::insert_many(roles.iter().map(|role| client_roles::ActiveModel {
+            client_id: Set(client_id.to_string()),
+            role_name: Set(role.clone()),
+        }))
+        .exec(txn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts the client, its roles and the audit event in one transaction.
+pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: NewAuditEvent) -> StoreResult<ClientRow> {
     let txn = db.begin().await?;
+    let client_id = row.client_id.clone();
     let row = clients::ActiveModel {
         client_id: Set(row.client_id),
         name: Set(row.name),
@@ -31,13 +82,72 @@ pub async fn insert(
         grant_types: Set(row.grant_types),
         scopes: Set(row.scopes),
         audience: Set(row.audience),
-        roles: Set(row.roles),
         created_at: Set(row.created_at),
         updated_at: Set(row.updated_at),
     }
     .insert(&txn)
     .await?;
-    super::audit::record(&txn, event).await?;
+    replace_roles(&txn, &client_id, roles).await?;
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(row)
+}
+
+/// What an admin changes on a client; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChanges {
+    pub name: Option<String>,
+    pub grant_types: Option<String>,
+    pub scopes: Option<String>,
+    pub audience: Option<Option<String>>,
+    pub secret_hash: Option<String>,
+    pub roles: Option<Vec<String>>,
+}
+
+pub async fn update(
+    db: &super::Db,
+    client_id: &str,
+    changes: ClientChanges,
+    now: i64,
+    event: NewAuditEvent,
+) -> StoreResult<Option<ClientRow>> {
+    let txn = db.begin().await?;
+    let Some(row) = find(&txn, client_id).await? else {
+        return Ok(None);
+    };
+    let mut active: clients::ActiveModel = row.into();
+    if let Some(name) = changes.name {
+        active.name = Set(name);
+    }
+    if let Some(grants) = changes.grant_types {
+        active.grant_types = Set(grants);
+    }
+    if let Some(scopes) = changes.scopes {
+        active.scopes = Set(scopes);
+    }
+    if let Some(audience) = changes.audience {
+        active.audience = Set(audience);
+    }
+    if let Some(hash) = changes.secret_hash {
+        active.secret_hash = Set(Some(hash));
+    }
+    active.updated_at = Set(now);
+    let row = active.update(&txn).await?;
+    if let Some(roles) = changes.roles {
+        replace_roles(&txn, client_id, &roles).await?;
+    }
+    audit::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(Some(row))
+}
+
+/// Deletes a client; its sessions and their refresh tokens cascade.
+pub async fn delete(db: &super::Db, client_id: &str, event: NewAuditEvent) -> StoreResult<bool> {
+    let txn = db.begin().await?;
+    let deleted = clients::Entity::delete_by_id(client_id.to_string()).exec(&txn).await?.rows_affected;
+    if deleted == 1 {
+        audit::record(&txn, event).await?;
+    }
+    txn.commit().await?;
+    Ok(deleted == 1)
 }

@@ -1,8 +1,6 @@
 //! Signing keys at rest. The private part arrives here already encrypted.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::StoreResult;
 use super::entities::signing_keys;
@@ -14,10 +12,7 @@ pub const STATE_ACTIVE: &str = "active";
 pub const STATE_RETIRED: &str = "retired";
 
 pub async fn list(db: &impl ConnectionTrait) -> StoreResult<Vec<SigningKeyRow>> {
-    Ok(signing_keys::Entity::find()
-        .order_by_desc(signing_keys::Column::CreatedAt)
-        .all(db)
-        .await?)
+    Ok(signing_keys::Entity::find().order_by_desc(signing_keys::Column::CreatedAt).all(db).await?)
 }
 
 pub async fn active(db: &impl ConnectionTrait) -> StoreResult<Option<SigningKeyRow>> {

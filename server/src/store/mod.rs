@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use latchkey_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr};
 
 use crate::config::Config;
 
@@ -30,6 +28,9 @@ pub enum StoreError {
     /// A record the write refers to does not exist (e.g. an unknown role name).
     #[error("unknown {0}")]
     Missing(String),
+    /// The change would leave no active user holding the `admin` role.
+    #[error("the last active admin cannot be removed, disabled or lose the admin role")]
+    LastAdmin,
     /// The database could not be reached (down, restarting, pool exhausted).
     #[error("database unavailable: {0}")]
     Unavailable(DbErr),
@@ -47,9 +48,7 @@ impl From<DbErr> for StoreError {
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
                 if matches!(
                     e.as_ref(),
-                    sea_orm::sqlx::Error::Io(_)
-                        | sea_orm::sqlx::Error::PoolTimedOut
-                        | sea_orm::sqlx::Error::PoolClosed
+                    sea_orm::sqlx::Error::Io(_) | sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed
                 ) =>
             {
                 StoreError::Unavailable(err)
@@ -66,12 +65,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// for a competing writer instead of failing with `SQLITE_BUSY`.
 pub async fn connect(config: &Config) -> Result<Db, DbErr> {
     if let Some(dir) = config.sqlite_parent_dir() {
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            DbErr::Custom(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DbErr::Custom(format!("cannot create data directory {}: {e}", dir.display())))?;
     }
     let mut options = ConnectOptions::new(config.database_url.clone());
     options
@@ -107,6 +102,32 @@ pub async fn pending_migrations(db: &Db) -> Result<usize, DbErr> {
 pub async fn ping(db: &Db) -> StoreResult<()> {
     db.execute_unprepared("SELECT 1").await?;
     Ok(())
+}
+
+/// A page request: 1-based page number and page size (already validated).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub number: u64,
+    pub size: u64,
+}
+
+impl Page {
+    pub fn offset(&self) -> u64 {
+        (self.number.saturating_sub(1)) * self.size
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` substring search.
+pub fn like_pattern(text: &str) -> String {
+    let mut out = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {

@@ -9,8 +9,8 @@
 
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
 
 use super::StoreResult;
@@ -115,10 +115,8 @@ pub async fn find_token(
     db: &impl ConnectionTrait,
     token_hash: &str,
 ) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
-    let Some(token) = refresh_tokens::Entity::find()
-        .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
-        .one(db)
-        .await?
+    let Some(token) =
+        refresh_tokens::Entity::find().filter(refresh_tokens::Column::TokenHash.eq(token_hash)).one(db).await?
     else {
         return Ok(None);
     };
@@ -154,10 +152,7 @@ pub async fn rotate(
     }
     let touched = sessions::Entity::update_many()
         .col_expr(sessions::Column::LastUsedAt, Expr::value(now))
-        .col_expr(
-            sessions::Column::IdleExpiresAt,
-            Expr::value(idle_expires_at),
-        )
+        .col_expr(sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
         .filter(sessions::Column::Id.eq(session_id))
         .filter(live_session(now))
         .exec(&txn)
@@ -223,12 +218,22 @@ pub async fn revoke_all_for_user(
     event: Option<NewAuditEvent>,
 ) -> StoreResult<u64> {
     let txn = db.begin().await?;
+    let revoked = revoke_all_in(&txn, user_id, reason, now).await?;
+    if let Some(event) = event {
+        audit::record(&txn, event).await?;
+    }
+    txn.commit().await?;
+    Ok(revoked)
+}
+
+/// The body of [`revoke_all_for_user`], for callers that already hold a transaction.
+pub async fn revoke_all_in(db: &impl ConnectionTrait, user_id: &str, reason: &str, now: i64) -> StoreResult<u64> {
     let revoked = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
         .filter(sessions::Column::UserId.eq(user_id))
         .filter(sessions::Column::RevokedAt.is_null())
-        .exec(&txn)
+        .exec(db)
         .await?
         .rows_affected;
     let of_user = Query::select()
@@ -240,21 +245,46 @@ pub async fn revoke_all_for_user(
         .col_expr(refresh_tokens::Column::State, Expr::value(TOKEN_REVOKED))
         .filter(refresh_tokens::Column::SessionId.in_subquery(of_user))
         .filter(refresh_tokens::Column::State.ne(TOKEN_REVOKED))
-        .exec(&txn)
+        .exec(db)
         .await?;
-    if let Some(event) = event {
-        audit::record(&txn, event).await?;
-    }
-    txn.commit().await?;
     Ok(revoked)
 }
 
-/// A user's live sessions, most recently used first.
-pub async fn list_live_for_user(
+/// Filters of the admin session list.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// Live sessions, most recently used first, one page, with the total.
+pub async fn list_live(
     db: &impl ConnectionTrait,
-    user_id: &str,
+    filter: &SessionFilter,
     now: i64,
-) -> StoreResult<Vec<SessionRow>> {
+    page: super::Page,
+) -> StoreResult<(Vec<SessionRow>, u64)> {
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let mut query = sessions::Entity::find().filter(live_session(now));
+    if let Some(user_id) = &filter.user_id {
+        query = query.filter(sessions::Column::UserId.eq(user_id.as_str()));
+    }
+    if let Some(client_id) = &filter.client_id {
+        query = query.filter(sessions::Column::ClientId.eq(client_id.as_str()));
+    }
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_desc(sessions::Column::LastUsedAt)
+        .order_by_desc(sessions::Column::Id)
+        .offset(page.offset())
+        .limit(page.size)
+        .all(db)
+        .await?;
+    Ok((rows, total))
+}
+
+/// A user's live sessions, most recently used first.
+pub async fn list_live_for_user(db: &impl ConnectionTrait, user_id: &str, now: i64) -> StoreResult<Vec<SessionRow>> {
     Ok(sessions::Entity::find()
         .filter(sessions::Column::UserId.eq(user_id))
         .filter(live_session(now))

@@ -1,8 +1,8 @@
 //! Users and their role assignments.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 
 use super::entities::{user_roles, users};
@@ -23,14 +23,8 @@ pub struct NewUser {
     pub now: i64,
 }
 
-pub async fn find_by_username(
-    db: &impl ConnectionTrait,
-    normalized: &str,
-) -> StoreResult<Option<UserRow>> {
-    Ok(users::Entity::find()
-        .filter(users::Column::UsernameNormalized.eq(normalized))
-        .one(db)
-        .await?)
+pub async fn find_by_username(db: &impl ConnectionTrait, normalized: &str) -> StoreResult<Option<UserRow>> {
+    Ok(users::Entity::find().filter(users::Column::UsernameNormalized.eq(normalized)).one(db).await?)
 }
 
 pub async fn find_by_id(db: &impl ConnectionTrait, id: &str) -> StoreResult<Option<UserRow>> {
@@ -73,10 +67,11 @@ pub async fn create(
     .insert(&txn)
     .await?;
     if !roles.is_empty() {
-        user_roles::Entity::insert_many(roles.iter().map(|role| user_roles::ActiveModel {
-            user_id: Set(user.id.clone()),
-            role_name: Set(role.clone()),
-        }))
+        user_roles::Entity::insert_many(
+            roles
+                .iter()
+                .map(|role| user_roles::ActiveModel { user_id: Set(user.id.clone()), role_name: Set(role.clone()) }),
+        )
         .exec(&txn)
         .await?;
     }
@@ -102,4 +97,190 @@ pub async fn any_active_with_role(db: &impl ConnectionTrait, role: &str) -> Stor
         .one(db)
         .await?;
     Ok(found.is_some())
+}
+
+/// Filters of the admin user list.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Substring of the username or email, case-insensitive.
+    pub text: Option<String>,
+    pub role: Option<String>,
+    pub status: Option<String>,
+}
+
+/// One page of users ordered by normalised username (then id), and the total count.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &UserFilter,
+    page: super::Page,
+) -> StoreResult<(Vec<UserRow>, u64)> {
+    use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
+    use sea_orm::{Condition, PaginatorTrait};
+    let mut condition = Condition::all();
+    if let Some(text) = filter.text.as_deref().filter(|t| !t.trim().is_empty()) {
+        let pattern = super::like_pattern(text.trim());
+        condition = condition.add(
+            Condition::any()
+                .add(Expr::col(users::Column::UsernameNormalized).like(LikeExpr::new(pattern.clone()).escape('\\')))
+                .add(
+                    Expr::expr(Func::lower(Expr::col(users::Column::Email))).like(LikeExpr::new(pattern).escape('\\')),
+                ),
+        );
+    }
+    if let Some(status) = &filter.status {
+        condition = condition.add(users::Column::Status.eq(status.as_str()));
+    }
+    if let Some(role) = &filter.role {
+        let holders = Query::select()
+            .column(user_roles::Column::UserId)
+            .from(user_roles::Entity)
+            .and_where(user_roles::Column::RoleName.eq(role.as_str()))
+            .to_owned();
+        condition = condition.add(users::Column::Id.in_subquery(holders));
+    }
+    let query = users::Entity::find().filter(condition);
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_asc(users::Column::UsernameNormalized)
+        .order_by_asc(users::Column::Id)
+        .offset(page.offset())
+        .limit(page.size)
+        .all(db)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Role names of many users at once, for list pages.
+pub async fn role_names_of(
+    db: &impl ConnectionTrait,
+    user_ids: &[String],
+) -> StoreResult<std::collections::HashMap<String, Vec<String>>> {
+    let mut map: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    if user_ids.is_empty() {
+        return Ok(map);
+    }
+    let rows = user_roles::Entity::find()
+        .filter(user_roles::Column::UserId.is_in(user_ids.iter().cloned()))
+        .order_by_asc(user_roles::Column::RoleName)
+        .all(db)
+        .await?;
+    for row in rows {
+        map.entry(row.user_id).or_default().push(row.role_name);
+    }
+    Ok(map)
+}
+
+/// Serialises every change that could remove the last admin: it writes to the `admin`
+/// role row first, which takes a row lock on PostgreSQL and the write lock on SQLite, so
+/// two such changes never interleave their check and update.
+async fn lock_admin_changes(txn: &sea_orm::DatabaseTransaction) -> StoreResult<()> {
+    use super::entities::roles;
+    use sea_orm::sea_query::Expr;
+    roles::Entity::update_many()
+        .col_expr(roles::Column::Builtin, Expr::col(roles::Column::Builtin))
+        .filter(roles::Column::Name.eq(ADMIN_ROLE))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+pub const ADMIN_ROLE: &str = "admin";
+
+async fn ensure_an_admin_remains(txn: &sea_orm::DatabaseTransaction) -> StoreResult<()> {
+    if any_active_with_role(txn, ADMIN_ROLE).await? { Ok(()) } else { Err(StoreError::LastAdmin) }
+}
+
+/// What an admin changes on a user; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<Option<String>>,
+    pub status: Option<String>,
+    pub password_hash: Option<String>,
+    pub roles: Option<Vec<String>>,
+}
+
+/// Applies `changes` in one transaction guarded against losing the last admin. Disabling
+/// a user or setting its password revokes all its sessions in the same transaction.
+/// Returns the updated row, or `None` if the user does not exist.
+pub async fn update(
+    db: &super::Db,
+    user_id: &str,
+    changes: UserChanges,
+    now: i64,
+    event: super::audit::NewAuditEvent,
+) -> StoreResult<Option<UserRow>> {
+    let txn = db.begin().await?;
+    lock_admin_changes(&txn).await?;
+    let Some(row) = find_by_id(&txn, user_id).await? else {
+        return Ok(None);
+    };
+    let mut active: users::ActiveModel = row.into();
+    let mut end_sessions = false;
+    if let Some(email) = changes.email {
+        active.email = Set(email);
+    }
+    if let Some(status) = changes.status {
+        end_sessions |= status == STATUS_DISABLED;
+        active.status = Set(status);
+    }
+    if let Some(hash) = changes.password_hash {
+        end_sessions = true;
+        active.password_hash = Set(hash);
+    }
+    active.updated_at = Set(now);
+    let row = active.update(&txn).await?;
+    if let Some(roles) = changes.roles {
+        if let Some(role) = super::roles::missing(&txn, &roles).await?.into_iter().next() {
+            return Err(StoreError::Missing(format!("role {role:?}")));
+        }
+        user_roles::Entity::delete_many().filter(user_roles::Column::UserId.eq(user_id)).exec(&txn).await?;
+        if !roles.is_empty() {
+            user_roles::Entity::insert_many(roles.iter().map(|role| user_roles::ActiveModel {
+                user_id: Set(user_id.to_string()),
+                role_name: Set(role.clone()),
+            }))
+            .exec(&txn)
+            .await?;
+        }
+    }
+    ensure_an_admin_remains(&txn).await?;
+    if end_sessions {
+        super::sessions::revoke_all_in(&txn, user_id, "user_changed_by_admin", now).await?;
+    }
+    super::audit::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(Some(row))
+}
+
+/// Deletes a user (sessions and role links cascade), unless it is the last admin.
+pub async fn delete(db: &super::Db, user_id: &str, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
+    let txn = db.begin().await?;
+    lock_admin_changes(&txn).await?;
+    let deleted = users::Entity::delete_by_id(user_id.to_string()).exec(&txn).await?.rows_affected;
+    if deleted == 0 {
+        return Ok(false);
+    }
+    ensure_an_admin_remains(&txn).await?;
+    super::audit::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Usernames by id, for list pages of other records.
+pub async fn usernames_of(
+    db: &impl ConnectionTrait,
+    user_ids: &[String],
+) -> StoreResult<std::collections::HashMap<String, String>> {
+    if user_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, String)> = users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .column(users::Column::Username)
+        .filter(users::Column::Id.is_in(user_ids.iter().cloned()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
 }

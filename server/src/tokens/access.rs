@@ -66,9 +66,10 @@ impl AccessClaims {
         leeway: i64,
     ) -> Result<Self, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let typ_ok = header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-        });
+        let typ_ok = header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"));
         if header.alg != Algorithm::RS256 || !typ_ok {
             return Err(TokenError::Header);
         }
@@ -106,11 +107,7 @@ mod tests {
     fn keyset() -> KeySet {
         let key = KeyMaterial::generate(2048).unwrap();
         let (n, e) = key.public_components();
-        let published = PublishedKey {
-            kid: key.kid().into(),
-            n: n.into(),
-            e: e.into(),
-        };
+        let published = PublishedKey { kid: key.kid().into(), n: n.into(), e: e.into() };
         KeySet::new(Some(key), &[published]).unwrap()
     }
 
@@ -137,8 +134,7 @@ mod tests {
         let keys = keyset();
         let now = 1_800_000_000;
         let token = claims(now).sign(&keys).unwrap();
-        let verified =
-            AccessClaims::verify(&token, &keys, "https://issuer", "latchkey", now, 0).unwrap();
+        let verified = AccessClaims::verify(&token, &keys, "https://issuer", "latchkey", now, 0).unwrap();
         assert_eq!(verified, claims(now));
         assert_eq!(
             AccessClaims::verify(&token, &keys, "https://issuer", "latchkey", now + 901, 0),
@@ -154,5 +150,38 @@ mod tests {
             AccessClaims::verify(&token, &keyset(), "https://issuer", "latchkey", now, 0),
             Err(TokenError::UnknownKey)
         );
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::tokens::keys::{KeyMaterial, PublishedKey};
+
+    /// Tokens travel in every request header: keep one with 20 roles well under the
+    /// common 8 KiB header limits (the README quotes this size).
+    #[test]
+    fn a_token_with_twenty_roles_stays_small() {
+        let key = KeyMaterial::generate(2048).unwrap();
+        let (n, e) = key.public_components();
+        let published = PublishedKey { kid: key.kid().into(), n: n.into(), e: e.into() };
+        let keys = KeySet::new(Some(key), &[published]).unwrap();
+        let claims = AccessClaims {
+            iss: "https://auth.example.com".into(),
+            sub: "01a2086d-3590-73fa-b1f0-83e71616629a".into(),
+            aud: "latchkey".into(),
+            exp: 1_800_000_900,
+            iat: 1_800_000_000,
+            nbf: 1_800_000_000,
+            jti: "01a2086d-3590-73fa-b1f0-83e71616629b".into(),
+            client_id: "spa".into(),
+            scope: "openid profile".into(),
+            roles: (0..20).map(|i| format!("department-role-{i:02}")).collect(),
+            sid: Some("01a2086d-3590-73fa-b1f0-83e71616629c".into()),
+            auth_time: Some(1_800_000_000),
+            amr: vec!["pwd".into()],
+        };
+        let token = claims.sign(&keys).unwrap();
+        assert!(token.len() < 1600, "token with 20 roles is {} bytes", token.len());
     }
 }

@@ -40,10 +40,7 @@ pub struct KeyMaterial {
 
 impl std::fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyMaterial")
-            .field("kid", &self.kid)
-            .field("bits", &self.bits)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyMaterial").field("kid", &self.kid).field("bits", &self.bits).finish_non_exhaustive()
     }
 }
 
@@ -62,9 +59,7 @@ impl KeyMaterial {
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
         let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
         if pair.public_modulus_len() < 256 {
-            return Err(KeyError::Rejected(
-                "keys shorter than 2048 bits are not accepted".into(),
-            ));
+            return Err(KeyError::Rejected("keys shorter than 2048 bits are not accepted".into()));
         }
         Ok(Self::from_pair(pair))
     }
@@ -75,13 +70,7 @@ impl KeyMaterial {
         let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
         let bits = (pair.public_modulus_len() * 8) as u32;
         let kid = jwk_thumbprint(&n, &e);
-        Self {
-            kid,
-            bits,
-            pair,
-            n,
-            e,
-        }
+        Self { kid, bits, pair, n, e }
     }
 
     pub fn kid(&self) -> &str {
@@ -139,15 +128,8 @@ pub struct Signer {
 
 impl Signer {
     fn new(material: KeyMaterial) -> Self {
-        let header = format!(
-            r#"{{"alg":"RS256","typ":"at+jwt","kid":"{}"}}"#,
-            material.kid
-        );
-        Self {
-            kid: material.kid,
-            header_b64: URL_SAFE_NO_PAD.encode(header),
-            pair: material.pair,
-        }
+        let header = format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{}"}}"#, material.kid);
+        Self { kid: material.kid, header_b64: URL_SAFE_NO_PAD.encode(header), pair: material.pair }
     }
 
     pub fn kid(&self) -> &str {
@@ -156,16 +138,13 @@ impl Signer {
 
     /// Produces a compact JWS over `claims`.
     pub fn sign_json(&self, claims_json: &[u8]) -> Result<String, KeyError> {
-        let mut token =
-            String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 360);
+        let mut token = String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 360);
         token.push_str(&self.header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
         let mut signature = vec![0u8; self.pair.public_modulus_len()];
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.pair
-            .sign(&RSA_PKCS1_SHA256, &rng, token.as_bytes(), &mut signature)
-            .map_err(|_| KeyError::Generation)?;
+        self.pair.sign(&RSA_PKCS1_SHA256, &rng, token.as_bytes(), &mut signature).map_err(|_| KeyError::Generation)?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
         Ok(token)
@@ -185,8 +164,8 @@ impl KeySet {
         let mut verifiers = HashMap::new();
         let mut jwks = Vec::new();
         for key in published {
-            let decoding = DecodingKey::from_rsa_components(&key.n, &key.e)
-                .map_err(|e| KeyError::Rejected(e.to_string()))?;
+            let decoding =
+                DecodingKey::from_rsa_components(&key.n, &key.e).map_err(|e| KeyError::Rejected(e.to_string()))?;
             verifiers.insert(key.kid.clone(), decoding);
             jwks.push(Jwk {
                 kty: "RSA",
@@ -197,11 +176,7 @@ impl KeySet {
                 e: key.e.clone(),
             });
         }
-        Ok(Self {
-            signer: active.map(Signer::new),
-            verifiers,
-            jwks,
-        })
+        Ok(Self { signer: active.map(Signer::new), verifiers, jwks })
     }
 }
 
@@ -212,9 +187,7 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(set: KeySet) -> Self {
-        Self {
-            current: RwLock::new(Arc::new(set)),
-        }
+        Self { current: RwLock::new(Arc::new(set)) }
     }
 
     pub fn current(&self) -> Arc<KeySet> {
@@ -241,10 +214,7 @@ mod tests {
     fn rfc7638_thumbprint_example() {
         // The example key of RFC 7638 §3.1.
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        assert_eq!(
-            jwk_thumbprint(n, "AQAB"),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(jwk_thumbprint(n, "AQAB"), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]

@@ -3,12 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-fn latchkey(
-    dir: &std::path::Path,
-    args: &[&str],
-    envs: &[(&str, &str)],
-    stdin: Option<&str>,
-) -> Output {
+fn latchkey(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     cmd.args(args)
         .current_dir(dir)
@@ -24,12 +19,7 @@ fn latchkey(
     }
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -42,37 +32,15 @@ fn stderr(out: &Output) -> String {
 #[test]
 fn config_errors_exit_2_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "listen = \"127.0.0.1:0\"\nlisten_port = 9\n",
-    )
-    .unwrap();
-    let out = latchkey(
-        dir.path(),
-        &["--config", "bad.toml", "keys", "list"],
-        &[],
-        None,
-    );
+    std::fs::write(dir.path().join("bad.toml"), "listen = \"127.0.0.1:0\"\nlisten_port = 9\n").unwrap();
+    let out = latchkey(dir.path(), &["--config", "bad.toml", "keys", "list"], &[], None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("listen_port"), "{}", stderr(&out));
-    assert_eq!(
-        stderr(&out).lines().count(),
-        1,
-        "one clear line: {}",
-        stderr(&out)
-    );
+    assert_eq!(stderr(&out).lines().count(), 1, "one clear line: {}", stderr(&out));
 
     let cases: &[(&str, &str, &str)] = &[
-        (
-            "LATCHKEY_TOKENS__ACCESS_TOKEN_TTL_SECS",
-            "0",
-            "tokens.access_token_ttl_secs",
-        ),
-        (
-            "LATCHKEY_TOKENS__ACCESS_TOKEN_TTL_SECS",
-            "soon",
-            "access_token_ttl_secs",
-        ),
+        ("LATCHKEY_TOKENS__ACCESS_TOKEN_TTL_SECS", "0", "tokens.access_token_ttl_secs"),
+        ("LATCHKEY_TOKENS__ACCESS_TOKEN_TTL_SECS", "soon", "access_token_ttl_secs"),
         ("LATCHKEY_DATABASE_URL", "mysql://x", "database_url"),
         ("LATCHKEY_PUBLIC_URL", "not a url", "public_url"),
         ("LATCHKEY_LISTEN", "localhost", "listen"),
@@ -80,35 +48,16 @@ fn config_errors_exit_2_naming_the_problem() {
     ];
     for (key, value, named) in cases {
         let out = latchkey(dir.path(), &["keys", "list"], &[(key, value)], None);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{key}={value}: {}",
-            stderr(&out)
-        );
-        assert!(
-            stderr(&out).contains(named),
-            "{key}={value} should name {named}: {}",
-            stderr(&out)
-        );
+        assert_eq!(out.status.code(), Some(2), "{key}={value}: {}", stderr(&out));
+        assert!(stderr(&out).contains(named), "{key}={value} should name {named}: {}", stderr(&out));
     }
 
-    let out = latchkey(
-        dir.path(),
-        &["--config", "missing.toml", "keys", "list"],
-        &[],
-        None,
-    );
+    let out = latchkey(dir.path(), &["--config", "missing.toml", "keys", "list"], &[], None);
     assert_eq!(out.status.code(), Some(2));
 
     // An unreadable master key file (here: a directory).
     std::fs::create_dir_all(dir.path().join("keys/master.key")).unwrap();
-    let out = latchkey(
-        dir.path(),
-        &["user", "create", "--username", "x"],
-        &[],
-        Some("long enough password\n"),
-    );
+    let out = latchkey(dir.path(), &["user", "create", "--username", "x"], &[], Some("long enough password\n"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("master key"), "{}", stderr(&out));
 }
@@ -126,17 +75,11 @@ fn first_admin_and_a_wrong_master_key() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("admin, user"), "{stdout}");
-    assert!(
-        !stdout.contains("a long admin password")
-            && !stderr(&out).contains("a long admin password")
-    );
+    assert!(!stdout.contains("a long admin password") && !stderr(&out).contains("a long admin password"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("keys/master.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join("keys/master.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -144,46 +87,20 @@ fn first_admin_and_a_wrong_master_key() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("active"));
 
-    let dup = latchkey(
-        dir.path(),
-        &["user", "create", "--username", "ADMIN"],
-        &[],
-        Some("another password!\n"),
-    );
+    let dup = latchkey(dir.path(), &["user", "create", "--username", "ADMIN"], &[], Some("another password!\n"));
     assert_eq!(dup.status.code(), Some(2));
     assert!(stderr(&dup).contains("already taken"));
 
-    let unknown_role = latchkey(
-        dir.path(),
-        &["user", "create", "--username", "z", "--role", "wizard"],
-        &[],
-        Some("password123\n"),
-    );
+    let unknown_role =
+        latchkey(dir.path(), &["user", "create", "--username", "z", "--role", "wizard"], &[], Some("password123\n"));
     assert_eq!(unknown_role.status.code(), Some(2));
-    assert!(
-        stderr(&unknown_role).contains("wizard"),
-        "{}",
-        stderr(&unknown_role)
-    );
+    assert!(stderr(&unknown_role).contains("wizard"), "{}", stderr(&unknown_role));
 
     // Another valid key in place of the real one: a clear error, not garbage.
-    std::fs::write(
-        dir.path().join("keys/master.key"),
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
-    )
-    .unwrap();
-    let out = latchkey(
-        dir.path(),
-        &["user", "create", "--username", "y"],
-        &[],
-        Some("password123\n"),
-    );
+    std::fs::write(dir.path().join("keys/master.key"), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
+    let out = latchkey(dir.path(), &["user", "create", "--username", "y"], &[], Some("password123\n"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cannot decrypt signing key"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("cannot decrypt signing key"), "{}", stderr(&out));
 }
 
 #[test]

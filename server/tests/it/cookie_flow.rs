@@ -20,21 +20,13 @@ async fn refresh_cookie_attributes_are_exact_and_never_in_a_body() {
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let set_cookie = set_cookie_header(resp.headers());
     let token = refresh_cookie(resp.headers()).unwrap();
-    assert!(
-        token.starts_with("lk_rt_") && token.len() == 6 + 43,
-        "{token}"
-    );
+    assert!(token.starts_with("lk_rt_") && token.len() == 6 + 43, "{token}");
     assert_eq!(
         set_cookie,
-        format!(
-            "lk_refresh={token}; Path=/auth; Max-Age=1209600; HttpOnly; Secure; SameSite=Strict"
-        )
+        format!("lk_refresh={token}; Path=/auth; Max-Age=1209600; HttpOnly; Secure; SameSite=Strict")
     );
     let body = resp.text().await.unwrap();
-    assert!(
-        !body.contains(&token) && !body.contains("refresh"),
-        "refresh token leaked into the body: {body}"
-    );
+    assert!(!body.contains(&token) && !body.contains("refresh"), "refresh token leaked into the body: {body}");
 
     let refreshed = server.refresh(&token).await;
     assert_eq!(refreshed.status(), 200);
@@ -59,10 +51,7 @@ async fn csrf_defence_on_cookie_endpoints() {
         .await
         .unwrap();
     assert_eq!(without_header.status(), 403);
-    assert_eq!(
-        without_header.json::<Value>().await.unwrap()["error"],
-        "csrf_check_failed"
-    );
+    assert_eq!(without_header.json::<Value>().await.unwrap()["error"], "csrf_check_failed");
 
     let foreign_origin = server
         .http
@@ -99,10 +88,7 @@ async fn csrf_defence_on_cookie_endpoints() {
         .unwrap();
     assert_eq!(allowed.status(), 200, "{}", backend());
     assert_eq!(allowed.headers()["access-control-allow-origin"], SPA_ORIGIN);
-    assert_eq!(
-        allowed.headers()["access-control-allow-credentials"],
-        "true"
-    );
+    assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");
     server.stop().await;
 }
 
@@ -115,33 +101,19 @@ async fn cors_preflight_allows_only_the_allow_list() {
             .request(reqwest::Method::OPTIONS, server.url("/auth/refresh"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header(
-                "access-control-request-headers",
-                "x-requested-with, content-type",
-            )
+            .header("access-control-request-headers", "x-requested-with, content-type")
             .send()
     };
     let ok = preflight(SPA_ORIGIN).await.unwrap();
     assert!(ok.status().is_success(), "{}", ok.status());
     assert_eq!(ok.headers()["access-control-allow-origin"], SPA_ORIGIN);
     assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
-    let allowed_headers = ok.headers()["access-control-allow-headers"]
-        .to_str()
-        .unwrap()
-        .to_lowercase();
-    assert!(
-        allowed_headers.contains("x-requested-with"),
-        "{allowed_headers}"
-    );
+    let allowed_headers = ok.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    assert!(allowed_headers.contains("x-requested-with"), "{allowed_headers}");
 
     let denied = preflight("https://evil.example").await.unwrap();
     assert!(!denied.status().is_success());
-    assert!(
-        denied
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
     server.stop().await;
 }
 
@@ -204,42 +176,21 @@ async fn logout_logout_all_and_session_delete_end_refresh() {
         .find(|s| s["current"] == false)
         .map(|s| s["id"].as_str().unwrap().to_string())
         .unwrap();
-    let del = server
-        .http
-        .delete(server.url(&format!("/auth/sessions/{b_id}")))
-        .bearer_auth(&access_c)
-        .send()
-        .await
-        .unwrap();
+    let del =
+        server.http.delete(server.url(&format!("/auth/sessions/{b_id}"))).bearer_auth(&access_c).send().await.unwrap();
     assert_eq!(del.status(), 204);
     assert_eq!(server.refresh(&cookie_b).await.status(), 401);
-    let again = server
-        .http
-        .delete(server.url(&format!("/auth/sessions/{b_id}")))
-        .bearer_auth(&access_c)
-        .send()
-        .await
-        .unwrap();
+    let again =
+        server.http.delete(server.url(&format!("/auth/sessions/{b_id}"))).bearer_auth(&access_c).send().await.unwrap();
     assert_eq!(again.status(), 404);
 
     // Logout-all ends C as well.
-    let all = server
-        .http
-        .post(server.url("/auth/logout-all"))
-        .bearer_auth(&access_c)
-        .send()
-        .await
-        .unwrap();
+    let all = server.http.post(server.url("/auth/logout-all")).bearer_auth(&access_c).send().await.unwrap();
     assert_eq!(all.status(), 204);
     assert_eq!(server.refresh(&cookie_c).await.status(), 401);
     assert_eq!(server.me(&access_c).await.status(), 401);
 
-    let actions: Vec<String> = server
-        .audit_actions()
-        .await
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
+    let actions: Vec<String> = server.audit_actions().await.into_iter().map(|(a, _)| a).collect();
     assert!(actions.contains(&"session.revoke".to_string()));
     assert!(actions.contains(&"session.revoke_all".to_string()));
     server.stop().await;
@@ -256,9 +207,6 @@ async fn registration_can_be_disabled() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
-    assert_eq!(
-        resp.json::<Value>().await.unwrap()["error"],
-        "registration_disabled"
-    );
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "registration_disabled");
     server.stop().await;
 }

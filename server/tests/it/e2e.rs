@@ -24,10 +24,7 @@ async fn register_login_me_and_verify_via_jwks() {
         .await
         .unwrap();
     assert_eq!(dup.status(), 409);
-    assert_eq!(
-        dup.json::<Value>().await.unwrap()["error"],
-        "username_taken"
-    );
+    assert_eq!(dup.json::<Value>().await.unwrap()["error"], "username_taken");
 
     let (access, _cookie) = server.login("alice").await;
     let me = server.me(&access).await;
@@ -36,20 +33,11 @@ async fn register_login_me_and_verify_via_jwks() {
     assert_eq!(me["id"], user["id"]);
 
     // A resource server: discovery → jwks_uri → verify with only the JWKS.
-    let discovery: Value = reqwest::get(server.url("/.well-known/openid-configuration"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value =
+        reqwest::get(server.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert_eq!(discovery["issuer"], server.base);
-    let jwks_resp = reqwest::get(discovery["jwks_uri"].as_str().unwrap())
-        .await
-        .unwrap();
-    let cache = jwks_resp.headers()["cache-control"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let jwks_resp = reqwest::get(discovery["jwks_uri"].as_str().unwrap()).await.unwrap();
+    let cache = jwks_resp.headers()["cache-control"].to_str().unwrap().to_string();
     assert!(cache.starts_with("public, max-age="), "{cache}");
     let jwks: JwkSet = jwks_resp.json().await.unwrap();
     assert!(!jwks.keys.is_empty());
@@ -63,35 +51,18 @@ async fn register_login_me_and_verify_via_jwks() {
     validation.set_issuer(&[discovery["issuer"].as_str().unwrap()]);
     validation.set_audience(&["latchkey"]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let data =
-        jsonwebtoken::decode::<Value>(&access, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
-            .unwrap();
+    let data = jsonwebtoken::decode::<Value>(&access, &DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap();
     let claims = data.claims;
     assert_eq!(claims["sub"], user["id"]);
     assert_eq!(claims["client_id"], "spa");
     assert_eq!(claims["roles"], serde_json::json!(["user"]));
     assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
-    for claim in [
-        "iss",
-        "sub",
-        "aud",
-        "exp",
-        "iat",
-        "nbf",
-        "jti",
-        "client_id",
-        "scope",
-        "roles",
-        "sid",
-        "auth_time",
-        "amr",
-    ] {
+    for claim in
+        ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "roles", "sid", "auth_time", "amr"]
+    {
         assert!(claims.get(claim).is_some(), "claim {claim} missing");
     }
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        900
-    );
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
 
     // The RFC 7638 thumbprint is the kid.
     let thumb = jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256);
@@ -136,13 +107,7 @@ async fn bad_input_gets_json_errors_never_500() {
             .send()
     };
     let cases = [
-        (
-            "/auth/register",
-            "application/json",
-            "{not json".to_string(),
-            400,
-            "invalid_request",
-        ),
+        ("/auth/register", "application/json", "{not json".to_string(), 400, "invalid_request"),
         (
             "/auth/register",
             "application/json",
@@ -150,13 +115,7 @@ async fn bad_input_gets_json_errors_never_500() {
             400,
             "invalid_request",
         ),
-        (
-            "/auth/register",
-            "text/plain",
-            "hello".to_string(),
-            415,
-            "unsupported_media_type",
-        ),
+        ("/auth/register", "text/plain", "hello".to_string(), 415, "unsupported_media_type"),
         (
             "/auth/register",
             "application/json",
@@ -178,20 +137,8 @@ async fn bad_input_gets_json_errors_never_500() {
             400,
             "invalid_username",
         ),
-        (
-            "/auth/login",
-            "application/json",
-            r#"{"username":"x"}"#.to_string(),
-            400,
-            "invalid_request",
-        ),
-        (
-            "/oauth2/token",
-            "application/json",
-            "{}".to_string(),
-            415,
-            "unsupported_media_type",
-        ),
+        ("/auth/login", "application/json", r#"{"username":"x"}"#.to_string(), 400, "invalid_request"),
+        ("/oauth2/token", "application/json", "{}".to_string(), 415, "unsupported_media_type"),
     ];
     for (path, ct, body, status, code) in cases {
         let resp = post(path, ct, body).await.unwrap();
@@ -200,12 +147,7 @@ async fn bad_input_gets_json_errors_never_500() {
         assert_eq!(body["error"], code, "{path}: {body}");
         assert!(body["error_description"].is_string());
     }
-    let missing = server
-        .http
-        .get(server.url("/no/such/route"))
-        .send()
-        .await
-        .unwrap();
+    let missing = server.http.get(server.url("/no/such/route")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.unwrap()["error"], "not_found");
     let chunked = server
@@ -224,21 +166,14 @@ async fn bad_input_gets_json_errors_never_500() {
     server.stop().await;
 }
 
-fn futures_stream(
-    chunks: Vec<Vec<u8>>,
-) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+fn futures_stream(chunks: Vec<Vec<u8>>) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::iter(chunks.into_iter().map(Ok))
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
     let server = TestServer::start().await;
-    let health: Value = reqwest::get(server.url("/healthz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = reqwest::get(server.url("/healthz")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     let ready = reqwest::get(server.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);

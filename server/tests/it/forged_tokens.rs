@@ -16,32 +16,15 @@ fn b64(value: &Value) -> String {
 fn sign_with(pair: &RsaKeyPair, header: &Value, claims: &Value) -> String {
     let signing_input = format!("{}.{}", b64(header), b64(claims));
     let mut sig = vec![0; pair.public_modulus_len()];
-    pair.sign(
-        &RSA_PKCS1_SHA256,
-        &aws_lc_rs::rand::SystemRandom::new(),
-        signing_input.as_bytes(),
-        &mut sig,
-    )
-    .unwrap();
+    pair.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), signing_input.as_bytes(), &mut sig).unwrap();
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
 async fn assert_rejected(server: &TestServer, token: &str, what: &str) {
     let resp = server.me(token).await;
-    assert_eq!(
-        resp.status(),
-        401,
-        "{what} must be rejected on {}",
-        backend()
-    );
-    let challenge = resp.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        challenge.starts_with("Bearer") && challenge.contains(r#"error="invalid_token""#),
-        "{what}: {challenge}"
-    );
+    assert_eq!(resp.status(), 401, "{what} must be rejected on {}", backend());
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.starts_with("Bearer") && challenge.contains(r#"error="invalid_token""#), "{what}: {challenge}");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token", "{what}");
 }
@@ -59,20 +42,11 @@ async fn forged_and_stale_tokens_are_rejected() {
     let kid = header["kid"].as_str().unwrap().to_string();
 
     // alg: none, no signature.
-    let none = format!(
-        "{}.{}.",
-        b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
-        parts[1]
-    );
+    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})), parts[1]);
     assert_rejected(&server, &none, "alg none").await;
 
     // HS256 "signed" with the public key (the classic algorithm-confusion attack).
-    let jwks: Value = reqwest::get(server.url("/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
     let n = jwks["keys"][0]["n"].as_str().unwrap().to_string();
     let hs_header = jsonwebtoken::Header {
         alg: jsonwebtoken::Algorithm::HS256,
@@ -80,23 +54,15 @@ async fn forged_and_stale_tokens_are_rejected() {
         kid: Some(kid.clone()),
         ..Default::default()
     };
-    let hs256 = jsonwebtoken::encode(
-        &hs_header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(n.as_bytes()),
-    )
-    .unwrap();
+    let hs256 =
+        jsonwebtoken::encode(&hs_header, &claims, &jsonwebtoken::EncodingKey::from_secret(n.as_bytes())).unwrap();
     assert_rejected(&server, &hs256, "HS256 with the public key").await;
 
     // Another RSA key claiming our kid, and one with a kid nobody published.
     let other = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
     let wrong_key = sign_with(&other, &header, &claims);
     assert_rejected(&server, &wrong_key, "wrong key with a known kid").await;
-    let unknown_kid = sign_with(
-        &other,
-        &json!({"alg": "RS256", "typ": "at+jwt", "kid": "nope"}),
-        &claims,
-    );
+    let unknown_kid = sign_with(&other, &json!({"alg": "RS256", "typ": "at+jwt", "kid": "nope"}), &claims);
     assert_rejected(&server, &unknown_kid, "unknown kid").await;
 
     // Tampered payload with the original signature.
@@ -108,19 +74,9 @@ async fn forged_and_stale_tokens_are_rejected() {
     // Correctly signed with the real key, but wrong issuer / audience / typ.
     let real: AccessClaims = serde_json::from_value(claims.clone()).unwrap();
     let keys = server.state.keys.current();
-    let wrong_iss = AccessClaims {
-        iss: "https://evil.example".into(),
-        ..real.clone()
-    }
-    .sign(&keys)
-    .unwrap();
+    let wrong_iss = AccessClaims { iss: "https://evil.example".into(), ..real.clone() }.sign(&keys).unwrap();
     assert_rejected(&server, &wrong_iss, "wrong iss").await;
-    let wrong_aud = AccessClaims {
-        aud: "another-api".into(),
-        ..real.clone()
-    }
-    .sign(&keys)
-    .unwrap();
+    let wrong_aud = AccessClaims { aud: "another-api".into(), ..real.clone() }.sign(&keys).unwrap();
     assert_rejected(&server, &wrong_aud, "wrong aud").await;
 
     // Garbage.

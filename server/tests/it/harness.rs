@@ -21,17 +21,11 @@ static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Which engine this run tests, named in assertion messages.
 pub fn backend() -> &'static str {
-    if postgres_admin_url().is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    }
+    if postgres_admin_url().is_some() { "postgres" } else { "sqlite" }
 }
 
 pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
 
 /// A database URL for one test: a temp SQLite file, or a new PostgreSQL database.
@@ -45,13 +39,8 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
                 DB_COUNTER.fetch_add(1, Ordering::SeqCst),
                 uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap()
             );
-            let admin = Database::connect(&admin_url)
-                .await
-                .expect("connect to TEST_DATABASE_URL");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
+            let admin = Database::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
+            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
             admin.close().await.ok();
             let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
             url.set_path(&format!("/{name}"));
@@ -105,18 +94,14 @@ impl TestServer {
         let mut raw = raw;
         raw.public_url = format!("http://{addr}");
         let config = raw.validate().expect("test config is valid");
-        let state = latchkey_server::build_state(config, clock.clone())
-            .await
-            .expect("server state");
+        let state = latchkey_server::build_state(config, clock.clone()).await.expect("server state");
         let (tx, rx) = oneshot::channel::<()>();
         let serve_state = state.clone();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = rx.await;
             };
-            latchkey_server::serve(listener, serve_state, shutdown, Duration::from_secs(5))
-                .await
-                .unwrap();
+            latchkey_server::serve(listener, serve_state, shutdown, Duration::from_secs(5)).await.unwrap();
         });
         Self {
             base: format!("http://{addr}"),
@@ -182,12 +167,7 @@ impl TestServer {
     }
 
     pub async fn me(&self, access_token: &str) -> reqwest::Response {
-        self.http
-            .get(self.url("/auth/me"))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .unwrap()
+        self.http.get(self.url("/auth/me")).bearer_auth(access_token).send().await.unwrap()
     }
 
     /// Creates an OAuth client directly through the domain (as the CLI does).
@@ -198,7 +178,7 @@ impl TestServer {
         grants: &[&str],
         roles: &[&str],
     ) -> Option<String> {
-        let new = latchkey_server::domain::oauth::NewClient {
+        let new = latchkey_server::domain::clients::NewClient {
             client_id: client_id.into(),
             name: client_id.into(),
             confidential,
@@ -207,9 +187,7 @@ impl TestServer {
             audience: None,
             roles: roles.iter().map(|s| s.to_string()).collect(),
         };
-        let (_, secret) = latchkey_server::domain::oauth::create_client(&self.state, new, "test")
-            .await
-            .unwrap();
+        let (_, secret) = latchkey_server::domain::clients::create(&self.state, new, "test").await.unwrap();
         secret.map(|s| s.expose().clone())
     }
 
@@ -233,9 +211,5 @@ pub fn refresh_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 pub fn set_cookie_header(headers: &HeaderMap) -> String {
-    headers
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
+    headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }

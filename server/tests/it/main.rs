@@ -4,6 +4,7 @@
 // Helpers outside #[test] functions panic on failure by design: they are test code.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod cli;
 mod cookie_flow;
 mod e2e;

@@ -11,11 +11,7 @@ async fn table_count(db: &store::Db) -> i64 {
     } else {
         "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'seaql_migrations'"
     };
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
     row.try_get::<i64>("", "n").unwrap()
 }
 
@@ -30,20 +26,10 @@ async fn up_down_up() {
     assert!(tables >= 9, "{tables} tables on {}", backend());
     assert_eq!(store::pending_migrations(&db).await.unwrap(), 0);
     store::migrate_down_all(&db).await.unwrap();
-    assert_eq!(
-        table_count(&db).await,
-        0,
-        "down removes every table on {}",
-        backend()
-    );
+    assert_eq!(table_count(&db).await, 0, "down removes every table on {}", backend());
     store::migrate_up(&db).await.unwrap();
     assert_eq!(table_count(&db).await, tables);
     // Seeded data came back too: the built-in roles and first-party clients.
     assert!(store::clients::find(&db, "spa").await.unwrap().is_some());
-    assert!(
-        store::roles::missing(&db, &["admin".into(), "user".into()])
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store::roles::missing(&db, &["admin".into(), "user".into()]).await.unwrap().is_empty());
 }

@@ -14,10 +14,7 @@ async fn token(
 ) -> (u16, Value, reqwest::header::HeaderMap) {
     let mut req = server.http.post(server.url("/oauth2/token")).form(form);
     if let Some((id, secret)) = basic {
-        req = req.header(
-            "authorization",
-            format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
-        );
+        req = req.header("authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
@@ -29,61 +26,23 @@ async fn token(
 async fn token_endpoint_errors_have_rfc6749_shapes() {
     let server = TestServer::start().await;
     server.register("liam").await;
-    let secret = server
-        .create_client("svc", true, &["client_credentials"], &["user"])
-        .await
-        .unwrap();
+    let secret = server.create_client("svc", true, &["client_credentials"], &["user"]).await.unwrap();
 
-    type Case<'a> = (
-        Option<(&'a str, &'a str)>,
-        Vec<(&'a str, &'a str)>,
-        u16,
-        &'a str,
-    );
+    type Case<'a> = (Option<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
+        (None, vec![("client_id", "latchkey-admin")], 400, "invalid_request"),
+        (None, vec![("grant_type", "authorization_code"), ("client_id", "spa")], 400, "unsupported_grant_type"),
         (
             None,
-            vec![("client_id", "latchkey-admin")],
-            400,
-            "invalid_request",
-        ),
-        (
-            None,
-            vec![("grant_type", "authorization_code"), ("client_id", "spa")],
-            400,
-            "unsupported_grant_type",
-        ),
-        (
-            None,
-            vec![
-                ("grant_type", "password"),
-                ("client_id", "nope"),
-                ("username", "liam"),
-                ("password", PASSWORD),
-            ],
+            vec![("grant_type", "password"), ("client_id", "nope"), ("username", "liam"), ("password", PASSWORD)],
             401,
             "invalid_client",
         ),
-        (
-            Some(("svc", "wrong")),
-            vec![("grant_type", "client_credentials")],
-            401,
-            "invalid_client",
-        ),
+        (Some(("svc", "wrong")), vec![("grant_type", "client_credentials")], 401, "invalid_client"),
+        (None, vec![("grant_type", "client_credentials"), ("client_id", "svc")], 401, "invalid_client"),
         (
             None,
-            vec![("grant_type", "client_credentials"), ("client_id", "svc")],
-            401,
-            "invalid_client",
-        ),
-        (
-            None,
-            vec![
-                ("grant_type", "password"),
-                ("client_id", "spa"),
-                ("username", "liam"),
-                ("password", PASSWORD),
-            ],
+            vec![("grant_type", "password"), ("client_id", "spa"), ("username", "liam"), ("password", PASSWORD)],
             400,
             "unauthorized_client",
         ),
@@ -100,11 +59,7 @@ async fn token_endpoint_errors_have_rfc6749_shapes() {
         ),
         (
             None,
-            vec![
-                ("grant_type", "password"),
-                ("client_id", "latchkey-admin"),
-                ("username", "liam"),
-            ],
+            vec![("grant_type", "password"), ("client_id", "latchkey-admin"), ("username", "liam")],
             400,
             "invalid_request",
         ),
@@ -120,43 +75,20 @@ async fn token_endpoint_errors_have_rfc6749_shapes() {
             400,
             "invalid_scope",
         ),
+        (None, vec![("grant_type", "refresh_token"), ("client_id", "latchkey-admin")], 400, "invalid_request"),
         (
             None,
-            vec![
-                ("grant_type", "refresh_token"),
-                ("client_id", "latchkey-admin"),
-            ],
-            400,
-            "invalid_request",
-        ),
-        (
-            None,
-            vec![
-                ("grant_type", "refresh_token"),
-                ("client_id", "latchkey-admin"),
-                ("refresh_token", "lk_rt_unknown"),
-            ],
+            vec![("grant_type", "refresh_token"), ("client_id", "latchkey-admin"), ("refresh_token", "lk_rt_unknown")],
             400,
             "invalid_grant",
         ),
         (
             Some(("svc", secret.as_str())),
-            vec![
-                ("grant_type", "client_credentials"),
-                ("client_secret", "also-in-body"),
-            ],
+            vec![("grant_type", "client_credentials"), ("client_secret", "also-in-body")],
             400,
             "invalid_request",
         ),
-        (
-            None,
-            vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", "latchkey-admin"),
-            ],
-            400,
-            "unauthorized_client",
-        ),
+        (None, vec![("grant_type", "client_credentials"), ("client_id", "latchkey-admin")], 400, "unauthorized_client"),
     ];
     for (basic, form, status, code) in cases {
         let (got, body, headers) = token(&server, basic, &form).await;
@@ -164,10 +96,7 @@ async fn token_endpoint_errors_have_rfc6749_shapes() {
         assert_eq!(body["error"], code, "{form:?}: {body}");
         assert!(body["error_description"].is_string());
         if status == 401 {
-            assert!(
-                headers.get("www-authenticate").is_some(),
-                "invalid_client carries a challenge"
-            );
+            assert!(headers.get("www-authenticate").is_some(), "invalid_client carries a challenge");
         }
     }
     server.stop().await;
@@ -180,12 +109,7 @@ async fn password_and_refresh_grants_for_the_admin_console() {
     let (status, body, headers) = token(
         &server,
         None,
-        &[
-            ("grant_type", "password"),
-            ("client_id", "latchkey-admin"),
-            ("username", "MIA"),
-            ("password", PASSWORD),
-        ],
+        &[("grant_type", "password"), ("client_id", "latchkey-admin"), ("username", "MIA"), ("password", PASSWORD)],
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -197,11 +121,7 @@ async fn password_and_refresh_grants_for_the_admin_console() {
     let (status, rotated, _) = token(
         &server,
         None,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", "latchkey-admin"),
-            ("refresh_token", &refresh),
-        ],
+        &[("grant_type", "refresh_token"), ("client_id", "latchkey-admin"), ("refresh_token", &refresh)],
     )
     .await;
     assert_eq!(status, 200);
@@ -226,28 +146,17 @@ async fn password_and_refresh_grants_for_the_admin_console() {
 #[tokio::test]
 async fn client_credentials_introspection_revocation_and_userinfo() {
     let server = TestServer::start().await;
-    let secret = server
-        .create_client("billing-svc", true, &["client_credentials"], &["user"])
-        .await
-        .unwrap();
+    let secret = server.create_client("billing-svc", true, &["client_credentials"], &["user"]).await.unwrap();
     assert!(secret.starts_with("lk_cs_"));
 
     // client_secret_basic
-    let (status, body, _) = token(
-        &server,
-        Some(("billing-svc", &secret)),
-        &[("grant_type", "client_credentials"), ("scope", "billing")],
-    )
-    .await;
+    let (status, body, _) =
+        token(&server, Some(("billing-svc", &secret)), &[("grant_type", "client_credentials"), ("scope", "billing")])
+            .await;
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body.get("refresh_token").is_none(),
-        "no refresh token for services"
-    );
+    assert!(body.get("refresh_token").is_none(), "no refresh token for services");
     let service_token = body["access_token"].as_str().unwrap().to_string();
-    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&service_token)
-        .unwrap()
-        .claims;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&service_token).unwrap().claims;
     assert_eq!(claims["sub"], "billing-svc");
     assert_eq!(claims["roles"], serde_json::json!(["user"]));
     assert_eq!(claims["scope"], "billing");
@@ -257,11 +166,7 @@ async fn client_credentials_introspection_revocation_and_userinfo() {
     let (status, _, _) = token(
         &server,
         None,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "billing-svc"),
-            ("client_secret", &secret),
-        ],
+        &[("grant_type", "client_credentials"), ("client_id", "billing-svc"), ("client_secret", &secret)],
     )
     .await;
     assert_eq!(status, 200);
@@ -278,29 +183,14 @@ async fn client_credentials_introspection_revocation_and_userinfo() {
             .form(&[("token", token)])
             .send()
     };
-    let active: Value = introspect(user_access.clone())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let active: Value = introspect(user_access.clone()).await.unwrap().json().await.unwrap();
     assert_eq!(active["active"], true);
     assert_eq!(active["username"], "noah");
     assert_eq!(active["client_id"], "spa");
-    let refresh_info: Value = introspect(cookie.clone())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refresh_info: Value = introspect(cookie.clone()).await.unwrap().json().await.unwrap();
     assert_eq!(refresh_info["active"], true);
     assert_eq!(refresh_info["token_type"], "refresh_token");
-    let junk: Value = introspect("garbage".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let junk: Value = introspect("garbage".into()).await.unwrap().json().await.unwrap();
     assert_eq!(junk, serde_json::json!({"active": false}));
 
     // Public clients may not introspect.
@@ -325,13 +215,7 @@ async fn client_credentials_introspection_revocation_and_userinfo() {
         .await
         .unwrap();
     assert_eq!(info["preferred_username"], "noah");
-    let no_user = server
-        .http
-        .get(server.url("/oauth2/userinfo"))
-        .bearer_auth(&service_token)
-        .send()
-        .await
-        .unwrap();
+    let no_user = server.http.get(server.url("/oauth2/userinfo")).bearer_auth(&service_token).send().await.unwrap();
     assert_eq!(no_user.status(), 401);
 
     // RFC 7009: unknown tokens answer 200; revoking the access token ends its session.
@@ -342,29 +226,10 @@ async fn client_credentials_introspection_revocation_and_userinfo() {
             .form(&[("token", token), ("client_id", client.to_string())])
             .send()
     };
-    assert_eq!(
-        revoke("lk_rt_doesnotexist".into(), "spa")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        revoke(user_access.clone(), "latchkey-admin")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        server.me(&user_access).await.status(),
-        200,
-        "another client cannot revoke it"
-    );
-    assert_eq!(
-        revoke(user_access.clone(), "spa").await.unwrap().status(),
-        200
-    );
+    assert_eq!(revoke("lk_rt_doesnotexist".into(), "spa").await.unwrap().status(), 200);
+    assert_eq!(revoke(user_access.clone(), "latchkey-admin").await.unwrap().status(), 200);
+    assert_eq!(server.me(&user_access).await.status(), 200, "another client cannot revoke it");
+    assert_eq!(revoke(user_access.clone(), "spa").await.unwrap().status(), 200);
     assert_eq!(server.me(&user_access).await.status(), 401);
     assert_eq!(server.refresh(&cookie).await.status(), 401);
     let inactive: Value = introspect(user_access).await.unwrap().json().await.unwrap();

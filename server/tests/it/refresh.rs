@@ -6,9 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{
-    PASSWORD, TestServer, backend, fresh_database_url, postgres_admin_url, refresh_cookie,
-};
+use crate::harness::{PASSWORD, TestServer, backend, fresh_database_url, postgres_admin_url, refresh_cookie};
 
 /// Fires `n` refreshes of one cookie at once; returns status → count and the winner's cookie.
 async fn race(bases: &[String], cookie: &str, n: usize) -> (HashMap<u16, usize>, Option<String>) {
@@ -52,17 +50,8 @@ async fn fifty_concurrent_refreshes_have_exactly_one_winner() {
     let (_, cookie) = server.login("henry").await;
 
     let (counts, winner) = race(std::slice::from_ref(&server.base), &cookie, 50).await;
-    assert_eq!(
-        counts.get(&200),
-        Some(&1),
-        "exactly one winner on {}: {counts:?}",
-        backend()
-    );
-    assert_eq!(
-        counts.get(&409),
-        Some(&49),
-        "the others hit the grace window: {counts:?}"
-    );
+    assert_eq!(counts.get(&200), Some(&1), "exactly one winner on {}: {counts:?}", backend());
+    assert_eq!(counts.get(&409), Some(&49), "the others hit the grace window: {counts:?}");
 
     // Nobody revoked anything: the winner's token still works, and so does the session.
     let winner = winner.unwrap();
@@ -90,43 +79,19 @@ async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     assert_eq!(raced.status(), 409);
     let raced: Value = raced.json().await.unwrap();
     assert_eq!(raced["error"], "invalid_grant");
-    assert!(
-        raced["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("already rotated")
-    );
+    assert!(raced["error_description"].as_str().unwrap().contains("already rotated"));
 
     // Past the window: reuse. The session and every token in it die.
     server.clock.advance(11);
     let reused = server.refresh(&first).await;
     assert_eq!(reused.status(), 401);
-    assert_eq!(
-        reused.json::<Value>().await.unwrap()["error"],
-        "invalid_grant"
-    );
-    assert_eq!(
-        server.refresh(&second).await.status(),
-        401,
-        "the child token died with the session"
-    );
-    assert_eq!(
-        server.me(&access).await.status(),
-        401,
-        "the session check rejects its access tokens"
-    );
+    assert_eq!(reused.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_eq!(server.refresh(&second).await.status(), 401, "the child token died with the session");
+    assert_eq!(server.me(&access).await.status(), 401, "the session check rejects its access tokens");
 
-    let sid = jsonwebtoken::dangerous::insecure_decode::<Value>(&access)
-        .unwrap()
-        .claims["sid"]
-        .clone();
+    let sid = jsonwebtoken::dangerous::insecure_decode::<Value>(&access).unwrap().claims["sid"].clone();
     let actions = server.audit_actions().await;
-    assert!(
-        actions
-            .iter()
-            .any(|(a, t)| a == "refresh_token.reuse" && t.as_deref() == sid.as_str()),
-        "{actions:?}"
-    );
+    assert!(actions.iter().any(|(a, t)| a == "refresh_token.reuse" && t.as_deref() == sid.as_str()), "{actions:?}");
     server.stop().await;
 }
 
@@ -162,19 +127,8 @@ async fn idle_timeout_and_absolute_lifetime_follow_the_clock() {
         let resp = server.refresh(&cookie).await;
         assert_eq!(resp.status(), 200, "refresh {step} within the idle timeout");
         let set_cookie = crate::harness::set_cookie_header(resp.headers());
-        let max_age: i64 = set_cookie
-            .split("Max-Age=")
-            .nth(1)
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(
-            max_age <= 250 - 90 * step,
-            "cookie outlives the session: {set_cookie}"
-        );
+        let max_age: i64 = set_cookie.split("Max-Age=").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+        assert!(max_age <= 250 - 90 * step, "cookie outlives the session: {set_cookie}");
         cookie = refresh_cookie(resp.headers()).unwrap();
     }
     server.clock.advance(71); // 251 s after login
@@ -186,9 +140,7 @@ async fn idle_timeout_and_absolute_lifetime_follow_the_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_server_processes_race_on_postgres() {
     if postgres_admin_url().is_none() {
-        println!(
-            "skipped: two_server_processes_race_on_postgres needs TEST_DATABASE_URL (PostgreSQL)"
-        );
+        println!("skipped: two_server_processes_race_on_postgres needs TEST_DATABASE_URL (PostgreSQL)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -219,11 +171,7 @@ async fn two_server_processes_race_on_postgres() {
     let (counts, winner) = race(&[base_a.clone(), base_b.clone()], &cookie, 50).await;
     a.kill().ok();
     b.kill().ok();
-    assert_eq!(
-        counts.get(&200),
-        Some(&1),
-        "exactly one winner across two processes: {counts:?}"
-    );
+    assert_eq!(counts.get(&200), Some(&1), "exactly one winner across two processes: {counts:?}");
     assert_eq!(counts.get(&409), Some(&49), "{counts:?}");
     assert!(winner.is_some());
 }

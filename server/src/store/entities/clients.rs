@@ -11,7 +11,6 @@ pub struct Model {
     pub grant_types: String,
     pub scopes: String,
     pub audience: Option<String>,
-    pub roles: String,
     pub created_at: i64,
     pub updated_at: i64,
 }

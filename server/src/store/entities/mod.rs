@@ -2,6 +2,7 @@
 //! serialises them (see `api::models`), and only `store` touches them.
 
 pub mod audit_events;
+pub mod client_roles;
 pub mod clients;
 pub mod refresh_tokens;
 pub mod role_permissions;

@@ -1,0 +1,62 @@
+//! `/admin/audit`.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::AdminAuth;
+use super::models::AuditPage;
+use crate::api::ApiTags;
+use crate::api::error::ApiResult;
+use crate::domain::audit;
+use crate::domain::rbac::Permission;
+use crate::state::AppState;
+use crate::store::audit::AuditFilter;
+
+pub struct AdminAuditApi;
+
+#[derive(ApiResponse)]
+enum ListResponse {
+    #[oai(status = 200)]
+    Ok(Json<AuditPage>),
+}
+
+#[OpenApi(prefix_path = "/admin/audit", tag = "ApiTags::Admin")]
+impl AdminAuditApi {
+    /// Audit events, newest first. `after_id` returns only newer events (to follow the log).
+    #[oai(path = "/", method = "get", operation_id = "adminListAuditEvents")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        #[oai(validator(minimum(value = "1")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
+        actor: Query<Option<String>>,
+        action: Query<Option<String>>,
+        target: Query<Option<String>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+        after_id: Query<Option<i64>>,
+    ) -> ApiResult<ListResponse> {
+        auth.require(Permission::AuditRead)?;
+        let page = super::page(page.0, page_size.0);
+        let filter = AuditFilter {
+            actor: actor.0,
+            action: action.0,
+            target: target.0,
+            since: since.0.map(|t| t.timestamp()),
+            until: until.0.map(|t| t.timestamp()),
+            after_id: after_id.0,
+        };
+        let (items, total) = audit::list(&state, &filter, page).await?;
+        Ok(ListResponse::Ok(Json(AuditPage {
+            items: items.into_iter().map(Into::into).collect(),
+            total,
+            page: page.number,
+            page_size: page.size,
+        })))
+    }
+}

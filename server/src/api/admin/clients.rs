@@ -1,0 +1,147 @@
+//! `/admin/clients`.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::AdminAuth;
+use super::models::{
+    ClientPage, ClientResponse, ClientSecretResponse, CreateClientRequest, CreatedClientResponse, UpdateClientRequest,
+};
+use crate::api::ApiTags;
+use crate::api::error::ApiResult;
+use crate::domain::clients::{self, ClientUpdate, NewClient};
+use crate::domain::rbac::Permission;
+use crate::state::AppState;
+
+pub struct AdminClientsApi;
+
+#[derive(ApiResponse)]
+enum ListResponse {
+    #[oai(status = 200)]
+    Ok(Json<ClientPage>),
+}
+
+#[derive(ApiResponse)]
+enum CreatedResponse {
+    #[oai(status = 201)]
+    Created(Json<CreatedClientResponse>),
+}
+
+#[derive(ApiResponse)]
+enum ClientResult {
+    #[oai(status = 200)]
+    Ok(Json<ClientResponse>),
+}
+
+#[derive(ApiResponse)]
+enum SecretResult {
+    #[oai(status = 200)]
+    Ok(Json<ClientSecretResponse>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    #[oai(status = 204)]
+    Done,
+}
+
+#[OpenApi(prefix_path = "/admin/clients", tag = "ApiTags::Admin")]
+impl AdminClientsApi {
+    #[oai(path = "/", method = "get", operation_id = "adminListClients")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        #[oai(validator(minimum(value = "1")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
+    ) -> ApiResult<ListResponse> {
+        auth.require(Permission::ClientsRead)?;
+        let page = super::page(page.0, page_size.0);
+        let (items, total) = clients::list(&state, page).await?;
+        Ok(ListResponse::Ok(Json(ClientPage {
+            items: items.into_iter().map(Into::into).collect(),
+            total,
+            page: page.number,
+            page_size: page.size,
+        })))
+    }
+
+    /// Create a client. A confidential client's secret is in the response, once.
+    #[oai(path = "/", method = "post", operation_id = "adminCreateClient")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        body: Json<CreateClientRequest>,
+    ) -> ApiResult<CreatedResponse> {
+        let admin = auth.require(Permission::ClientsWrite)?;
+        let body = body.0;
+        let new = NewClient {
+            client_id: body.client_id,
+            name: body.name,
+            confidential: body.confidential,
+            grant_types: body.grant_types,
+            scopes: body.scopes,
+            audience: body.audience,
+            roles: body.roles,
+        };
+        let (client, secret) = clients::create(&state, new, admin.actor()).await?;
+        Ok(CreatedResponse::Created(Json(CreatedClientResponse {
+            client: client.into(),
+            client_secret: secret.map(|s| s.expose().clone()),
+        })))
+    }
+
+    #[oai(path = "/:client_id", method = "get", operation_id = "adminGetClient")]
+    async fn get(&self, state: Data<&AppState>, auth: AdminAuth, client_id: Path<String>) -> ApiResult<ClientResult> {
+        auth.require(Permission::ClientsRead)?;
+        Ok(ClientResult::Ok(Json(clients::get(&state, &client_id.0).await?.into())))
+    }
+
+    #[oai(path = "/:client_id", method = "patch", operation_id = "adminUpdateClient")]
+    async fn update(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        client_id: Path<String>,
+        body: Json<UpdateClientRequest>,
+    ) -> ApiResult<ClientResult> {
+        let admin = auth.require(Permission::ClientsWrite)?;
+        let body = body.0;
+        let update = ClientUpdate {
+            name: body.name,
+            grant_types: body.grant_types,
+            scopes: body.scopes,
+            audience: if body.audience.is_undefined() { None } else { Some(body.audience.take()) },
+            roles: body.roles,
+        };
+        let client = clients::update(&state, &client_id.0, update, admin.actor()).await?;
+        Ok(ClientResult::Ok(Json(client.into())))
+    }
+
+    /// Replace a confidential client's secret; the old one stops working at once.
+    #[oai(path = "/:client_id/secret", method = "post", operation_id = "adminRotateClientSecret")]
+    async fn rotate_secret(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        client_id: Path<String>,
+    ) -> ApiResult<SecretResult> {
+        let admin = auth.require(Permission::ClientsWrite)?;
+        let secret = clients::rotate_secret(&state, &client_id.0, admin.actor()).await?;
+        Ok(SecretResult::Ok(
+            Json(ClientSecretResponse { client_id: client_id.0, client_secret: secret.expose().clone() }),
+            "no-store".into(),
+        ))
+    }
+
+    /// Delete a client and its sessions (the built-in `spa` and `latchkey-admin` refuse).
+    #[oai(path = "/:client_id", method = "delete", operation_id = "adminDeleteClient")]
+    async fn delete(&self, state: Data<&AppState>, auth: AdminAuth, client_id: Path<String>) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::ClientsWrite)?;
+        clients::delete(&state, &client_id.0, admin.actor()).await?;
+        Ok(NoContent::Done)
+    }
+}

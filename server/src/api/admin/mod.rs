@@ -1,0 +1,22 @@
+//! `/admin/*`: the admin API the console drives. Every handler takes [`AdminAuth`]
+//! and calls `require(Permission::…)` first. Lists are paged (`page` from 1,
+//! `page_size` 1–200, default 50) and report the total.
+
+pub mod audit;
+pub mod clients;
+pub mod models;
+pub mod roles;
+pub mod sessions;
+pub mod users;
+
+use crate::store::Page;
+
+pub use super::security::AdminAuth;
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 200;
+
+/// Validated by the query-parameter validators before it gets here.
+pub fn page(number: Option<u64>, size: Option<u64>) -> Page {
+    Page { number: number.unwrap_or(1).max(1), size: size.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) }
+}

@@ -1,0 +1,272 @@
+//! Schemas of the admin API.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+use poem_openapi::types::MaybeUndefined;
+
+use crate::api::models::UserResponse;
+use crate::clock::to_datetime;
+use crate::domain::clients::ClientView;
+use crate::domain::sessions::SessionWithUser;
+use crate::store::audit::AuditRow;
+use crate::store::roles::RoleDetails;
+
+#[derive(Debug, Object)]
+pub struct UserPage {
+    pub items: Vec<UserResponse>,
+    pub total: u64,
+    pub page: u64,
+    pub page_size: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct CreateUserRequest {
+    #[oai(validator(max_length = 256))]
+    pub username: String,
+    #[oai(validator(max_length = 254))]
+    pub email: Option<String>,
+    /// Omit to have a one-time password generated and returned once.
+    #[oai(validator(max_length = 1024))]
+    pub password: Option<String>,
+    /// Extra roles; every user also holds `user`.
+    #[oai(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct CreatedUserResponse {
+    pub user: UserResponse,
+    /// Present only when the server generated the password; shown this once.
+    #[oai(skip_serializing_if_is_none)]
+    pub one_time_password: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct UpdateUserRequest {
+    /// A new email, or `null` to remove it; omit to keep it.
+    #[oai(validator(max_length = 254))]
+    pub email: MaybeUndefined<String>,
+    /// `active` or `disabled`. Disabling ends every session at once.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct SetPasswordRequest {
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct SetRolesRequest {
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct RoleResponse {
+    pub name: String,
+    pub description: String,
+    /// Built-in roles (`admin`, `user`) cannot be deleted.
+    pub builtin: bool,
+    pub permissions: Vec<String>,
+    pub user_count: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<RoleDetails> for RoleResponse {
+    fn from(role: RoleDetails) -> Self {
+        Self {
+            name: role.row.name,
+            description: role.row.description,
+            builtin: role.row.builtin,
+            permissions: role.permissions,
+            user_count: role.user_count,
+            created_at: to_datetime(role.row.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct CreateRoleRequest {
+    #[oai(validator(max_length = 64))]
+    pub name: String,
+    #[oai(default, validator(max_length = 512))]
+    pub description: String,
+    /// `resource:action` strings, e.g. `billing:read`.
+    #[oai(default)]
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct UpdateRoleRequest {
+    #[oai(validator(max_length = 512))]
+    pub description: Option<String>,
+    pub permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Object)]
+pub struct ClientResponse {
+    pub client_id: String,
+    pub name: String,
+    /// `public` or `confidential`.
+    pub client_type: String,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    /// Roles carried by `client_credentials` tokens.
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split_ascii_whitespace().map(str::to_string).collect()
+}
+
+impl From<ClientView> for ClientResponse {
+    fn from(client: ClientView) -> Self {
+        let row = client.row;
+        Self {
+            grant_types: words(&row.grant_types),
+            scopes: words(&row.scopes),
+            client_id: row.client_id,
+            name: row.name,
+            client_type: row.client_type,
+            audience: row.audience,
+            roles: client.roles,
+            created_at: to_datetime(row.created_at),
+            updated_at: to_datetime(row.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct ClientPage {
+    pub items: Vec<ClientResponse>,
+    pub total: u64,
+    pub page: u64,
+    pub page_size: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct CreateClientRequest {
+    #[oai(validator(max_length = 64))]
+    pub client_id: String,
+    #[oai(validator(max_length = 128))]
+    pub name: String,
+    /// Confidential clients get a generated secret; public ones none.
+    pub confidential: bool,
+    pub grant_types: Vec<String>,
+    #[oai(default)]
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    #[oai(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct CreatedClientResponse {
+    pub client: ClientResponse,
+    /// For confidential clients: the secret, shown this once.
+    #[oai(skip_serializing_if_is_none)]
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct UpdateClientRequest {
+    #[oai(validator(max_length = 128))]
+    pub name: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    /// A new audience, or `null` for the server default; omit to keep it.
+    pub audience: MaybeUndefined<String>,
+    pub roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Object)]
+pub struct ClientSecretResponse {
+    pub client_id: String,
+    /// The new secret, shown this once; the previous one no longer works.
+    pub client_secret: String,
+}
+
+#[derive(Debug, Object)]
+pub struct AdminSessionResponse {
+    pub id: String,
+    pub user_id: String,
+    pub username: String,
+    pub client_id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+    pub absolute_expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl From<SessionWithUser> for AdminSessionResponse {
+    fn from(s: SessionWithUser) -> Self {
+        let row = s.row;
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            username: s.username,
+            client_id: row.client_id,
+            created_at: to_datetime(row.created_at),
+            last_used_at: to_datetime(row.last_used_at),
+            idle_expires_at: to_datetime(row.idle_expires_at),
+            absolute_expires_at: to_datetime(row.absolute_expires_at),
+            ip: row.ip,
+            user_agent: row.user_agent,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct SessionPage {
+    pub items: Vec<AdminSessionResponse>,
+    pub total: u64,
+    pub page: u64,
+    pub page_size: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct RevokedCount {
+    pub revoked: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct AuditEventResponse {
+    /// Increasing; use it with `after_id` to follow new events.
+    pub id: i64,
+    pub occurred_at: DateTime<Utc>,
+    /// User id, client id, `cli`, `anonymous` or `self-registration`.
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub ip: Option<String>,
+    pub outcome: String,
+    pub details: serde_json::Value,
+}
+
+impl From<AuditRow> for AuditEventResponse {
+    fn from(row: AuditRow) -> Self {
+        Self {
+            id: row.id,
+            occurred_at: to_datetime(row.occurred_at),
+            actor: row.actor,
+            action: row.action,
+            target: row.target,
+            ip: row.ip,
+            outcome: row.outcome,
+            details: serde_json::from_str(&row.details).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct AuditPage {
+    pub items: Vec<AuditEventResponse>,
+    pub total: u64,
+    pub page: u64,
+    pub page_size: u64,
+}

@@ -1,0 +1,64 @@
+//! `/admin/sessions`.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::AdminAuth;
+use super::models::SessionPage;
+use crate::api::ApiTags;
+use crate::api::error::ApiResult;
+use crate::domain::rbac::Permission;
+use crate::domain::sessions;
+use crate::state::AppState;
+use crate::store::sessions::SessionFilter;
+
+pub struct AdminSessionsApi;
+
+#[derive(ApiResponse)]
+enum ListResponse {
+    #[oai(status = 200)]
+    Ok(Json<SessionPage>),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    #[oai(status = 204)]
+    Done,
+}
+
+#[OpenApi(prefix_path = "/admin/sessions", tag = "ApiTags::Admin")]
+impl AdminSessionsApi {
+    /// All live sessions, most recently used first; filter by user or client.
+    #[oai(path = "/", method = "get", operation_id = "adminListSessions")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        #[oai(validator(minimum(value = "1")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
+        user_id: Query<Option<String>>,
+        client_id: Query<Option<String>>,
+    ) -> ApiResult<ListResponse> {
+        auth.require(Permission::SessionsRead)?;
+        let page = super::page(page.0, page_size.0);
+        let filter = SessionFilter { user_id: user_id.0, client_id: client_id.0 };
+        let (items, total) = sessions::admin_list(&state, &filter, page).await?;
+        Ok(ListResponse::Ok(Json(SessionPage {
+            items: items.into_iter().map(Into::into).collect(),
+            total,
+            page: page.number,
+            page_size: page.size,
+        })))
+    }
+
+    /// Revoke a session: its refresh tokens die, and its access tokens fail the
+    /// session check here at once (offline verifiers accept them until `exp`).
+    #[oai(path = "/:id", method = "delete", operation_id = "adminRevokeSession")]
+    async fn revoke(&self, state: Data<&AppState>, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::SessionsRevoke)?;
+        sessions::admin_revoke(&state, &id.0, admin.actor()).await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,211 @@
+//! OAuth client administration: create (secret shown once), update, rotate the secret,
+//! delete. The two seeded first-party clients cannot be deleted.
+
+use crate::security::{Secret, generate_token, sha256_hex};
+use crate::state::AppState;
+use crate::store::audit::NewAuditEvent;
+use crate::store::clients::{self, ClientChanges, ClientRow, TYPE_CONFIDENTIAL, TYPE_PUBLIC};
+use crate::store::{Page, StoreError};
+use crate::tokens::CLIENT_SECRET_PREFIX;
+
+use super::oauth::{GRANT_CLIENT_CREDENTIALS, SUPPORTED_GRANTS};
+use super::sessions::SPA_CLIENT_ID;
+use super::{Error, Result};
+
+/// The console's client, seeded with the `spa` client by the migrations.
+pub const ADMIN_CONSOLE_CLIENT_ID: &str = "latchkey-admin";
+
+#[derive(Debug, Clone)]
+pub struct ClientView {
+    pub row: ClientRow,
+    pub roles: Vec<String>,
+}
+
+/// A new client as the CLI or admin API describes it.
+pub struct NewClient {
+    pub client_id: String,
+    pub name: String,
+    pub confidential: bool,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    pub roles: Vec<String>,
+}
+
+fn validate_grants(grants: &[String], confidential: bool) -> Result<String> {
+    for grant in grants {
+        if !SUPPORTED_GRANTS.contains(&grant.as_str()) {
+            return Err(Error::bad_request("invalid_grant_type", format!("unknown grant type {grant:?}")));
+        }
+    }
+    if grants.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) && !confidential {
+        return Err(Error::bad_request("invalid_grant_type", "client_credentials needs a confidential client"));
+    }
+    Ok(join_unique(grants))
+}
+
+fn validate_scopes(scopes: &[String]) -> Result<String> {
+    for scope in scopes {
+        let valid = !scope.is_empty()
+            && scope.len() <= 64
+            && scope.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+        if !valid {
+            return Err(Error::bad_request("invalid_scope", format!("scope {scope:?} is not a valid scope token")));
+        }
+    }
+    Ok(join_unique(scopes))
+}
+
+fn join_unique(items: &[String]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for item in items {
+        if !seen.contains(&item.as_str()) {
+            seen.push(item);
+        }
+    }
+    seen.join(" ")
+}
+
+fn event(
+    state: &AppState,
+    actor: &str,
+    action: &'static str,
+    client_id: &str,
+    details: serde_json::Value,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        occurred_at: state.now(),
+        actor: actor.to_string(),
+        action,
+        target: Some(client_id.to_string()),
+        ip: None,
+        outcome: "success",
+        details,
+    }
+}
+
+fn map_store(err: StoreError) -> Error {
+    match err {
+        StoreError::Missing(what) => Error::bad_request("unknown_role", format!("unknown {what}")),
+        StoreError::Conflict => {
+            Error::Conflict { code: "client_exists", description: "that client_id is taken".into() }
+        }
+        other => other.into(),
+    }
+}
+
+/// Creates a client; for a confidential one, returns its generated secret, shown once.
+pub async fn create(state: &AppState, new: NewClient, actor: &str) -> Result<(ClientView, Option<Secret<String>>)> {
+    let valid_id = !new.client_id.is_empty()
+        && new.client_id.len() <= 64
+        && new.client_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid_id {
+        return Err(Error::bad_request("invalid_client_id", "client_id must be 1-64 of A-Z a-z 0-9 - _ ."));
+    }
+    let name = new.name.trim().to_string();
+    if name.is_empty() || name.len() > 128 {
+        return Err(Error::bad_request("invalid_name", "name must be 1-128 characters"));
+    }
+    let grant_types = validate_grants(&new.grant_types, new.confidential)?;
+    let scopes = validate_scopes(&new.scopes)?;
+    let secret = new.confidential.then(|| generate_token(CLIENT_SECRET_PREFIX));
+    let now = state.now();
+    let row = ClientRow {
+        client_id: new.client_id.clone(),
+        name,
+        client_type: if new.confidential { TYPE_CONFIDENTIAL } else { TYPE_PUBLIC }.into(),
+        secret_hash: secret.as_ref().map(|s| sha256_hex(s.expose())),
+        grant_types,
+        scopes,
+        audience: new.audience.filter(|a| !a.trim().is_empty()),
+        created_at: now,
+        updated_at: now,
+    };
+    let details = serde_json::json!({ "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type });
+    let audit = event(state, actor, "client.create", &new.client_id, details);
+    let row = clients::insert(&state.db, row, &new.roles, audit).await.map_err(map_store)?;
+    let mut roles = new.roles;
+    roles.sort();
+    roles.dedup();
+    Ok((ClientView { row, roles }, secret))
+}
+
+pub async fn get(state: &AppState, client_id: &str) -> Result<ClientView> {
+    let row = clients::find(&state.db, client_id).await?.ok_or(Error::NotFound("client"))?;
+    let roles = clients::role_names(&state.db, client_id).await?;
+    Ok(ClientView { row, roles })
+}
+
+pub async fn list(state: &AppState, page: Page) -> Result<(Vec<ClientView>, u64)> {
+    let (rows, total) = clients::list(&state.db, page).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.client_id.clone()).collect();
+    let mut roles = clients::role_names_of(&state.db, &ids).await?;
+    let views = rows
+        .into_iter()
+        .map(|row| {
+            let roles = roles.remove(&row.client_id).unwrap_or_default();
+            ClientView { row, roles }
+        })
+        .collect();
+    Ok((views, total))
+}
+
+pub struct ClientUpdate {
+    pub name: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub audience: Option<Option<String>>,
+    pub roles: Option<Vec<String>>,
+}
+
+pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, actor: &str) -> Result<ClientView> {
+    let current = get(state, client_id).await?;
+    let confidential = current.row.client_type == TYPE_CONFIDENTIAL;
+    let name = match update.name.map(|n| n.trim().to_string()) {
+        Some(n) if n.is_empty() || n.len() > 128 => {
+            return Err(Error::bad_request("invalid_name", "name must be 1-128 characters"));
+        }
+        other => other,
+    };
+    let changes = ClientChanges {
+        name,
+        grant_types: update.grant_types.as_deref().map(|g| validate_grants(g, confidential)).transpose()?,
+        scopes: update.scopes.as_deref().map(validate_scopes).transpose()?,
+        audience: update.audience.map(|a| a.filter(|a| !a.trim().is_empty())),
+        secret_hash: None,
+        roles: update.roles.clone(),
+    };
+    let details = serde_json::json!({
+        "grant_types": changes.grant_types, "scopes": changes.scopes, "roles": update.roles, "name": changes.name,
+    });
+    let audit = event(state, actor, "client.update", client_id, details);
+    clients::update(&state.db, client_id, changes, state.now(), audit)
+        .await
+        .map_err(map_store)?
+        .ok_or(Error::NotFound("client"))?;
+    get(state, client_id).await
+}
+
+/// Replaces a confidential client's secret; the old one stops working at once.
+pub async fn rotate_secret(state: &AppState, client_id: &str, actor: &str) -> Result<Secret<String>> {
+    let current = get(state, client_id).await?;
+    if current.row.client_type != TYPE_CONFIDENTIAL {
+        return Err(Error::Conflict { code: "public_client", description: "public clients have no secret".into() });
+    }
+    let secret = generate_token(CLIENT_SECRET_PREFIX);
+    let changes = ClientChanges { secret_hash: Some(sha256_hex(secret.expose())), ..Default::default() };
+    let audit = event(state, actor, "client.rotate_secret", client_id, serde_json::json!({}));
+    clients::update(&state.db, client_id, changes, state.now(), audit).await.map_err(map_store)?;
+    Ok(secret)
+}
+
+pub async fn delete(state: &AppState, client_id: &str, actor: &str) -> Result<()> {
+    if client_id == SPA_CLIENT_ID || client_id == ADMIN_CONSOLE_CLIENT_ID {
+        return Err(Error::Conflict {
+            code: "builtin_client",
+            description: format!("{client_id} is a built-in client the server relies on"),
+        });
+    }
+    let audit = event(state, actor, "client.delete", client_id, serde_json::json!({}));
+    if clients::delete(&state.db, client_id, audit).await? { Ok(()) } else { Err(Error::NotFound("client")) }
+}

@@ -1,0 +1,495 @@
+//! The admin API: the permission matrix, last-admin protections, disabling users,
+//! paging, custom roles on client_credentials tokens, audit events, bad input.
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use latchkey_server::domain::users::{self, NewAccount};
+use latchkey_server::security::Secret;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{PASSWORD, TestServer, backend, refresh_cookie};
+
+/// Creates a user directly (as the CLI does) with extra roles, and logs it in.
+async fn user_with_roles(server: &TestServer, name: &str, roles: &[&str]) -> (String, String) {
+    let account = NewAccount {
+        username: name.into(),
+        password: Secret::new(PASSWORD.into()),
+        email: None,
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    };
+    let user = users::create(&server.state, account, "test", None).await.unwrap();
+    let (access, _) = server.login(name).await;
+    (user.id, access)
+}
+
+async fn call(server: &TestServer, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = server.http.request(method, server.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// One admin operation, the permission it needs, and fixtures made fresh per call.
+struct Op {
+    permission: &'static str,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+}
+
+async fn fixtures(server: &TestServer, admin: &str, n: usize) -> (String, String, String) {
+    let (_, user) = call(
+        server,
+        admin,
+        Method::POST,
+        "/admin/users",
+        Some(json!({"username": format!("target{n}"), "password": PASSWORD})),
+    )
+    .await;
+    let user_id = user["user"]["id"].as_str().unwrap().to_string();
+    call(
+        server,
+        admin,
+        Method::POST,
+        "/admin/roles",
+        Some(json!({"name": format!("role{n}"), "permissions": ["x:y"]})),
+    )
+    .await;
+    call(
+        server,
+        admin,
+        Method::POST,
+        "/admin/clients",
+        Some(json!({"client_id": format!("client{n}"), "name": "c", "confidential": true, "grant_types": ["client_credentials"]})),
+    )
+    .await;
+    let (_, cookie) = server.login(&format!("target{n}")).await;
+    let _ = cookie;
+    let (_, sessions) = call(server, admin, Method::GET, &format!("/admin/users/{user_id}/sessions"), None).await;
+    let session_id = sessions["items"][0]["id"].as_str().unwrap().to_string();
+    (user_id, session_id, format!("{n}"))
+}
+
+fn ops(user_id: &str, session_id: &str, n: &str) -> Vec<Op> {
+    let op = |permission, method, path: String, body| Op { permission, method, path, body };
+    vec![
+        op("users:read", Method::GET, "/admin/users".into(), None),
+        op("users:read", Method::GET, format!("/admin/users/{user_id}"), None),
+        op("users:write", Method::POST, "/admin/users".into(), Some(json!({"username": format!("new{n}")}))),
+        op("users:write", Method::PATCH, format!("/admin/users/{user_id}"), Some(json!({"email": "t@example.com"}))),
+        op(
+            "users:write",
+            Method::PUT,
+            format!("/admin/users/{user_id}/password"),
+            Some(json!({"password": "a new password"})),
+        ),
+        op("users:write", Method::PUT, format!("/admin/users/{user_id}/roles"), Some(json!({"roles": ["user"]}))),
+        op("sessions:read", Method::GET, format!("/admin/users/{user_id}/sessions"), None),
+        op("sessions:read", Method::GET, "/admin/sessions".into(), None),
+        op("sessions:revoke", Method::DELETE, format!("/admin/sessions/{session_id}"), None),
+        op("sessions:revoke", Method::DELETE, format!("/admin/users/{user_id}/sessions"), None),
+        op("roles:read", Method::GET, "/admin/roles".into(), None),
+        op("roles:read", Method::GET, format!("/admin/roles/role{n}"), None),
+        op("roles:write", Method::POST, "/admin/roles".into(), Some(json!({"name": format!("extra{n}")}))),
+        op("roles:write", Method::PATCH, format!("/admin/roles/role{n}"), Some(json!({"description": "d"}))),
+        op("roles:write", Method::DELETE, format!("/admin/roles/role{n}"), None),
+        op("clients:read", Method::GET, "/admin/clients".into(), None),
+        op("clients:read", Method::GET, format!("/admin/clients/client{n}"), None),
+        op(
+            "clients:write",
+            Method::POST,
+            "/admin/clients".into(),
+            Some(
+                json!({"client_id": format!("made{n}"), "name": "m", "confidential": false, "grant_types": ["refresh_token"]}),
+            ),
+        ),
+        op("clients:write", Method::PATCH, format!("/admin/clients/client{n}"), Some(json!({"name": "renamed"}))),
+        op("clients:write", Method::POST, format!("/admin/clients/client{n}/secret"), None),
+        op("clients:write", Method::DELETE, format!("/admin/clients/client{n}"), None),
+        op("audit:read", Method::GET, "/admin/audit".into(), None),
+        op("users:write", Method::DELETE, format!("/admin/users/{user_id}"), None),
+    ]
+}
+
+#[tokio::test]
+async fn permission_matrix() {
+    let server = TestServer::start().await;
+    let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let (_, nobody) = user_with_roles(&server, "nobody", &[]).await;
+
+    // One role per permission, one user per role.
+    let permissions = [
+        "users:read",
+        "users:write",
+        "roles:read",
+        "roles:write",
+        "sessions:read",
+        "sessions:revoke",
+        "clients:read",
+        "clients:write",
+        "audit:read",
+    ];
+    let mut holders = std::collections::HashMap::new();
+    for permission in permissions {
+        let role = format!("only-{}", permission.replace(':', "-"));
+        let (status, _) = call(
+            &server,
+            &admin,
+            Method::POST,
+            "/admin/roles",
+            Some(json!({"name": role, "permissions": [permission]})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let (_, token) = user_with_roles(&server, &format!("holder-{}", permission.replace(':', "-")), &[&role]).await;
+        holders.insert(permission, token);
+    }
+
+    // Without a token: 401. Without the permission: 403 insufficient_scope. With it: 2xx.
+    let anonymous = server.http.get(server.url("/admin/users")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let count = ops("u", "s", "0").len();
+    for i in 0..count {
+        let (user_id, session_id, n) = fixtures(&server, &admin, i).await;
+        let op = ops(&user_id, &session_id, &n).remove(i);
+        let (status, body) = call(&server, &nobody, op.method.clone(), &op.path, op.body.clone()).await;
+        assert_eq!(status, 403, "{} {} without {} on {}", op.method, op.path, op.permission, backend());
+        assert_eq!(body["error"], "insufficient_scope");
+        // A holder of a *different* permission is refused too.
+        let other = permissions.iter().find(|p| **p != op.permission).unwrap();
+        let (status, _) = call(&server, &holders[other], op.method.clone(), &op.path, op.body.clone()).await;
+        assert_eq!(status, 403, "{} {} with only {other}", op.method, op.path);
+        let (status, body) = call(&server, &holders[op.permission], op.method.clone(), &op.path, op.body.clone()).await;
+        assert!((200..300).contains(&status), "{} {} with {} gave {status}: {body}", op.method, op.path, op.permission);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn last_admin_is_protected() {
+    let server = TestServer::start().await;
+    let (root_id, root) = user_with_roles(&server, "root", &["admin"]).await;
+    for (method, path, body) in [
+        (Method::PATCH, format!("/admin/users/{root_id}"), Some(json!({"status": "disabled"}))),
+        (Method::DELETE, format!("/admin/users/{root_id}"), None),
+        (Method::PUT, format!("/admin/users/{root_id}/roles"), Some(json!({"roles": ["user"]}))),
+    ] {
+        let (status, err) = call(&server, &root, method.clone(), &path, body).await;
+        assert_eq!(status, 409, "{method} {path} on {}", backend());
+        assert_eq!(err["error"], "last_admin");
+    }
+    let (status, _) = call(&server, &root, Method::DELETE, "/admin/roles/admin", None).await;
+    assert_eq!(status, 409, "built-in roles cannot be deleted");
+    let (status, _) = call(&server, &root, Method::PATCH, "/admin/roles/admin", Some(json!({"permissions": []}))).await;
+    assert_eq!(status, 409, "admin keeps every permission");
+
+    // With a second admin, the first may step down.
+    let (second_id, second) = user_with_roles(&server, "second", &["admin"]).await;
+    let (status, _) =
+        call(&server, &second, Method::PUT, &format!("/admin/users/{root_id}/roles"), Some(json!({"roles": ["user"]})))
+            .await;
+    assert_eq!(status, 200);
+    let (status, err) = call(
+        &server,
+        &second,
+        Method::PATCH,
+        &format!("/admin/users/{second_id}"),
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    assert_eq!((status, err["error"].as_str()), (409, Some("last_admin")));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn disabling_a_user_ends_sessions_and_blocks_login_and_refresh() {
+    let server = TestServer::start().await;
+    let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let (victim_id, victim_access) = user_with_roles(&server, "victim", &[]).await;
+    let (_, cookie) = server.login("victim").await;
+    let (status, user) =
+        call(&server, &admin, Method::PATCH, &format!("/admin/users/{victim_id}"), Some(json!({"status": "disabled"})))
+            .await;
+    assert_eq!(status, 200);
+    assert_eq!(user["status"], "disabled");
+    assert_eq!(server.me(&victim_access).await.status(), 401);
+    assert_eq!(server.refresh(&cookie).await.status(), 401);
+    let login = server
+        .http
+        .post(server.url("/auth/login"))
+        .header("x-requested-with", "latchkey")
+        .json(&json!({"username": "victim", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 401);
+    let (_, sessions) = call(&server, &admin, Method::GET, &format!("/admin/users/{victim_id}/sessions"), None).await;
+    assert_eq!(sessions["total"], 0);
+
+    // Re-enabled, the user logs in again; an admin password reset ends sessions too.
+    call(&server, &admin, Method::PATCH, &format!("/admin/users/{victim_id}"), Some(json!({"status": "active"}))).await;
+    let (_, cookie) = server.login("victim").await;
+    let (status, _) = call(
+        &server,
+        &admin,
+        Method::PUT,
+        &format!("/admin/users/{victim_id}/password"),
+        Some(json!({"password": "brand new password"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(server.refresh(&cookie).await.status(), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn paging_over_a_thousand_users_is_stable_and_complete() {
+    let server = TestServer::start().await;
+    let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let hash = server.state.passwords.hash(&Secret::new(PASSWORD.into())).await.unwrap();
+    for i in 0..1000 {
+        let new = latchkey_server::store::users::NewUser {
+            id: uuid::Uuid::now_v7().to_string(),
+            username: format!("bulk{i:04}"),
+            username_normalized: format!("bulk{i:04}"),
+            email: None,
+            password_hash: hash.clone(),
+            now: 0,
+        };
+        let event = latchkey_server::store::audit::NewAuditEvent {
+            occurred_at: 0,
+            actor: "test".into(),
+            action: "user.create",
+            target: None,
+            ip: None,
+            outcome: "success",
+            details: json!({}),
+        };
+        latchkey_server::store::users::create(&server.state.db, new, &["user".into()], event).await.unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut page = 1;
+    loop {
+        let (status, body) =
+            call(&server, &admin, Method::GET, &format!("/admin/users?q=bulk&page={page}&page_size=37"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["total"], 1000);
+        let items = body["items"].as_array().unwrap();
+        if items.is_empty() {
+            break;
+        }
+        for item in items {
+            assert!(seen.insert(item["id"].as_str().unwrap().to_string()), "duplicate while paging");
+        }
+        page += 1;
+    }
+    assert_eq!(seen.len(), 1000, "every user exactly once on {}", backend());
+    assert_eq!(page, 1000 / 37 + 2);
+
+    // Filters.
+    let (_, admins) = call(&server, &admin, Method::GET, "/admin/users?role=admin", None).await;
+    assert_eq!(admins["total"], 1);
+    let (_, none) = call(&server, &admin, Method::GET, "/admin/users?q=bulk_%25", None).await;
+    assert_eq!(none["total"], 0, "LIKE wildcards in the search text are literal");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn custom_role_on_client_credentials_verifies_via_jwks() {
+    let server = TestServer::start().await;
+    let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let (status, role) = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/admin/roles",
+        Some(json!({"name": "billing-reader", "description": "Reads invoices", "permissions": ["billing:read"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(role["permissions"], json!(["billing:read"]));
+    let (status, created) = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/admin/clients",
+        Some(json!({"client_id": "invoicer", "name": "Invoicer", "confidential": true, "grant_types": ["client_credentials"], "scopes": ["billing"], "roles": ["billing-reader"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(created["client"]["roles"], json!(["billing-reader"]));
+
+    let token: Value = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .basic_auth("invoicer", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"].as_str().unwrap();
+    let jwks: JwkSet = reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    let kid = jsonwebtoken::decode_header(access).unwrap().kid.unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[&server.base]);
+    validation.set_audience(&["latchkey"]);
+    let claims =
+        jsonwebtoken::decode::<Value>(access, &DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap(), &validation)
+            .unwrap()
+            .claims;
+    assert_eq!(claims["sub"], "invoicer");
+    assert_eq!(claims["roles"], json!(["billing-reader"]));
+
+    // Rotating the secret kills the old one.
+    let (status, rotated) = call(&server, &admin, Method::POST, "/admin/clients/invoicer/secret", None).await;
+    assert_eq!(status, 200);
+    let old = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .basic_auth("invoicer", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    let new = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .basic_auth("invoicer", Some(new_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(new.status(), 200);
+
+    // A user's new role appears in the token at the next refresh.
+    let (uid, _) = user_with_roles(&server, "reader", &[]).await;
+    let (_, cookie) = server.login("reader").await;
+    call(
+        &server,
+        &admin,
+        Method::PUT,
+        &format!("/admin/users/{uid}/roles"),
+        Some(json!({"roles": ["user", "billing-reader"]})),
+    )
+    .await;
+    let refreshed = server.refresh(&cookie).await;
+    assert!(refresh_cookie(refreshed.headers()).is_some());
+    let body: Value = refreshed.json().await.unwrap();
+    let claims =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(body["access_token"].as_str().unwrap()).unwrap().claims;
+    assert_eq!(claims["roles"], json!(["billing-reader", "user"]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn mutations_are_audited_and_bad_input_is_rejected() {
+    let server = TestServer::start().await;
+    let (root_id, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let (status, created) = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/admin/users",
+        Some(json!({"username": "olive", "email": "olive@example.com", "roles": ["admin"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let otp = created["one_time_password"].as_str().expect("generated password shown once");
+    let olive = created["user"]["id"].as_str().unwrap().to_string();
+    let login = server
+        .http
+        .post(server.url("/auth/login"))
+        .header("x-requested-with", "latchkey")
+        .json(&json!({"username": "olive", "password": otp}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "the one-time password works");
+    call(&server, &admin, Method::PATCH, &format!("/admin/users/{olive}"), Some(json!({"email": null}))).await;
+    call(&server, &admin, Method::POST, "/admin/roles", Some(json!({"name": "auditors"}))).await;
+    call(&server, &admin, Method::DELETE, &format!("/admin/users/{olive}"), None).await;
+
+    let (status, events) =
+        call(&server, &admin, Method::GET, &format!("/admin/audit?actor={root_id}&page_size=200"), None).await;
+    assert_eq!(status, 200);
+    let events = events["items"].as_array().unwrap();
+    for (action, target) in
+        [("user.create", olive.as_str()), ("user.update", &olive), ("role.create", "auditors"), ("user.delete", &olive)]
+    {
+        assert!(
+            events.iter().any(|e| e["action"] == action && e["target"] == target && e["actor"] == root_id.as_str()),
+            "no audit event {action} on {target}: {events:?}"
+        );
+    }
+    assert!(events.windows(2).all(|w| w[0]["id"].as_i64() > w[1]["id"].as_i64()), "newest first");
+    assert!(!serde_json::to_string(events).unwrap().contains(otp), "no secrets in the audit log");
+
+    let cases: Vec<(Method, String, Option<Value>, u16, &str)> = vec![
+        (
+            Method::POST,
+            "/admin/users".into(),
+            Some(json!({"username": "x1", "roles": ["wizard"]})),
+            400,
+            "unknown_role",
+        ),
+        (Method::POST, "/admin/users".into(), Some(json!({"username": "ROOT"})), 409, "username_taken"),
+        (Method::GET, "/admin/users?page_size=500".into(), None, 400, "invalid_request"),
+        (Method::GET, "/admin/users?page=0".into(), None, 400, "invalid_request"),
+        (Method::GET, "/admin/users?status=sleeping".into(), None, 400, "invalid_status"),
+        (Method::GET, "/admin/users/not-an-id".into(), None, 400, "invalid_id"),
+        (Method::GET, format!("/admin/users/{}", uuid::Uuid::now_v7()), None, 404, "not_found"),
+        (
+            Method::PUT,
+            format!("/admin/users/{root_id}/roles"),
+            Some(json!({"roles": ["admin", "wizard"]})),
+            400,
+            "unknown_role",
+        ),
+        (Method::POST, "/admin/roles".into(), Some(json!({"name": "Bad Name"})), 400, "invalid_role_name"),
+        (Method::POST, "/admin/roles".into(), Some(json!({"name": "auditors"})), 409, "role_exists"),
+        (
+            Method::POST,
+            "/admin/roles".into(),
+            Some(json!({"name": "p", "permissions": ["nocolon"]})),
+            400,
+            "invalid_permission",
+        ),
+        (Method::DELETE, "/admin/clients/spa".into(), None, 409, "builtin_client"),
+        (
+            Method::POST,
+            "/admin/clients".into(),
+            Some(json!({"client_id": "spa", "name": "dup", "confidential": false, "grant_types": []})),
+            409,
+            "client_exists",
+        ),
+        (
+            Method::POST,
+            "/admin/clients".into(),
+            Some(
+                json!({"client_id": "pub", "name": "p", "confidential": false, "grant_types": ["client_credentials"]}),
+            ),
+            400,
+            "invalid_grant_type",
+        ),
+        (Method::POST, "/admin/clients/spa/secret".into(), None, 409, "public_client"),
+        (Method::DELETE, format!("/admin/sessions/{}", uuid::Uuid::now_v7()), None, 404, "not_found"),
+        (Method::PATCH, format!("/admin/users/{root_id}"), Some(json!({"status": ["x"]})), 400, "invalid_request"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, err) = call(&server, &admin, method.clone(), &path, body).await;
+        assert_eq!(got, status, "{method} {path}: {err}");
+        assert_eq!(err["error"], code, "{method} {path}: {err}");
+    }
+    server.stop().await;
+}
