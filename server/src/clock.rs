@@ -41,6 +41,10 @@ impl ManualClock {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
 
+    pub fn now_secs(&self) -> UnixTime {
+        self.0.load(Ordering::SeqCst)
+    }
+
     pub fn set(&self, now: UnixTime) {
         self.0.store(now, Ordering::SeqCst);
     }

@@ -54,6 +54,93 @@ pub struct RawConfig {
     pub keys: RawKeys,
     pub passwords: RawPasswords,
     pub cookie: RawCookie,
+    pub rate_limits: RawRateLimits,
+    pub lockout: RawLockout,
+    pub mfa: RawMfa,
+}
+
+/// A token bucket: `per_minute` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Quota {
+    pub const fn new(per_minute: u32, burst: u32) -> Self {
+        Self { per_minute, burst }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimits {
+    /// Per client IP: `/auth/login`, `/auth/login/mfa`.
+    pub login: Quota,
+    /// Per client IP: `/auth/register`.
+    pub register: Quota,
+    /// Per client IP: `/oauth2/token`, `/oauth2/revoke`, `/oauth2/introspect`.
+    pub token: Quota,
+    /// Per client IP: `/auth/refresh`.
+    pub refresh: Quota,
+    /// Per client IP: `/auth/totp/*`.
+    pub totp: Quota,
+    /// Per client IP: `/auth/password`.
+    pub password_change: Quota,
+    /// Per normalised username: password and TOTP attempts, from any IP.
+    pub username: Quota,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Idle buckets are evicted; this caps how many keys each limiter holds between sweeps.
+    pub max_tracked_keys: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLockout {
+    /// Consecutive failures before the account is locked (0 disables lockout).
+    pub threshold: u32,
+    /// First lock duration; it doubles with every further failure.
+    pub base_secs: u64,
+    pub max_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMfa {
+    /// Issuer shown in authenticator apps.
+    pub totp_issuer: String,
+    /// Lifetime of the `mfa_token` between password and code.
+    pub challenge_ttl_secs: u64,
+}
+
+impl Default for RawRateLimits {
+    fn default() -> Self {
+        Self {
+            login: Quota::new(30, 10),
+            register: Quota::new(10, 5),
+            token: Quota::new(1200, 200),
+            refresh: Quota::new(600, 100),
+            totp: Quota::new(30, 10),
+            password_change: Quota::new(10, 5),
+            username: Quota::new(10, 10),
+            trusted_proxies: Vec::new(),
+            max_tracked_keys: 100_000,
+        }
+    }
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        Self { threshold: 5, base_secs: 30, max_secs: 3600 }
+    }
+}
+
+impl Default for RawMfa {
+    fn default() -> Self {
+        Self { totp_issuer: "Latchkey".into(), challenge_ttl_secs: 300 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +172,8 @@ pub struct RawPasswords {
     pub argon2_parallelism: u32,
     /// Concurrent Argon2 computations; 0 means one per CPU core.
     pub hashing_threads: usize,
+    /// Password checks that may wait for a hashing thread; beyond it, 503. 0 = 64 per thread.
+    pub max_queued: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +204,9 @@ impl Default for RawConfig {
             keys: RawKeys::default(),
             passwords: RawPasswords::default(),
             cookie: RawCookie::default(),
+            rate_limits: RawRateLimits::default(),
+            lockout: RawLockout::default(),
+            mfa: RawMfa::default(),
         }
     }
 }
@@ -146,6 +238,7 @@ impl Default for RawPasswords {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             hashing_threads: 0,
+            max_queued: 0,
         }
     }
 }
@@ -185,6 +278,43 @@ pub struct Config {
     pub cookie_name: String,
     pub cookie_path: String,
     pub cookie_secure: bool,
+    pub hashing_max_queued: usize,
+    pub rate_limits: RateLimits,
+    pub lockout: Lockout,
+    pub totp_issuer: String,
+    pub mfa_challenge_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    pub login: Quota,
+    pub register: Quota,
+    pub token: Quota,
+    pub refresh: Quota,
+    pub totp: Quota,
+    pub password_change: Quota,
+    pub username: Quota,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub max_tracked_keys: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Lockout {
+    pub threshold: u32,
+    pub base_secs: u64,
+    pub max_secs: u64,
+}
+
+impl Lockout {
+    /// Seconds to lock after `failures` consecutive failures: none below the threshold,
+    /// then `base · 2^(failures − threshold)`, capped at `max`.
+    pub fn duration_after(&self, failures: u32) -> Option<u64> {
+        if self.threshold == 0 || failures < self.threshold {
+            return None;
+        }
+        let doublings = std::cmp::min(failures - self.threshold, 30);
+        Some(std::cmp::min(self.base_secs.saturating_mul(1u64 << doublings), self.max_secs))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +445,55 @@ impl RawConfig {
             ));
         }
 
+        let r = &self.rate_limits;
+        for (key, quota) in [
+            ("login", r.login),
+            ("register", r.register),
+            ("token", r.token),
+            ("refresh", r.refresh),
+            ("totp", r.totp),
+            ("password_change", r.password_change),
+            ("username", r.username),
+        ] {
+            if quota.per_minute == 0 || quota.burst == 0 {
+                return Err(invalid(&format!("rate_limits.{key}"), "per_minute and burst must be greater than 0"));
+            }
+        }
+        let mut trusted_proxies = Vec::new();
+        for cidr in &r.trusted_proxies {
+            let net = cidr
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid("rate_limits.trusted_proxies", format!("{cidr:?} is not an IP address or CIDR"))
+                })?;
+            trusted_proxies.push(net);
+        }
+        let rate_limits = RateLimits {
+            login: r.login,
+            register: r.register,
+            token: r.token,
+            refresh: r.refresh,
+            totp: r.totp,
+            password_change: r.password_change,
+            username: r.username,
+            trusted_proxies,
+            max_tracked_keys: r.max_tracked_keys.max(1000),
+        };
+        let l = &self.lockout;
+        if l.threshold > 0 && (l.base_secs == 0 || l.max_secs < l.base_secs) {
+            return Err(invalid("lockout", "base_secs must be > 0 and max_secs >= base_secs"));
+        }
+        let lockout = Lockout { threshold: l.threshold, base_secs: l.base_secs, max_secs: l.max_secs };
+        if self.mfa.totp_issuer.is_empty() || self.mfa.totp_issuer.contains(':') {
+            return Err(invalid("mfa.totp_issuer", "must be non-empty and contain no ':'"));
+        }
+        let mfa_challenge_ttl = positive("mfa.challenge_ttl_secs", self.mfa.challenge_ttl_secs)?;
+        let hashing_max_queued = match p.max_queued {
+            0 => hashing_threads * 64,
+            n => n,
+        };
+
         Ok(Config {
             listen,
             issuer,
@@ -340,6 +519,11 @@ impl RawConfig {
             cookie_name: c.name.clone(),
             cookie_path: c.path.clone(),
             cookie_secure: c.secure,
+            hashing_max_queued,
+            rate_limits,
+            lockout,
+            totp_issuer: self.mfa.totp_issuer.clone(),
+            mfa_challenge_ttl,
         })
     }
 }
@@ -434,6 +618,17 @@ mod tests {
         assert!(raw.clone().validate().is_ok());
         raw.public_url = "http://auth.example.com".into();
         assert!(raw.validate().unwrap_err().0.contains("cookie.secure"));
+    }
+
+    #[test]
+    fn lockout_backs_off_exponentially_with_a_cap() {
+        let lockout = Lockout { threshold: 5, base_secs: 30, max_secs: 3600 };
+        assert_eq!(lockout.duration_after(4), None);
+        assert_eq!(lockout.duration_after(5), Some(30));
+        assert_eq!(lockout.duration_after(6), Some(60));
+        assert_eq!(lockout.duration_after(9), Some(480));
+        assert_eq!(lockout.duration_after(40), Some(3600));
+        assert_eq!(Lockout { threshold: 0, ..lockout }.duration_after(100), None);
     }
 
     #[test]

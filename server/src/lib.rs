@@ -29,6 +29,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::security::master_key::{MasterKey, MasterKeyError};
 use crate::security::password::{HashError, PasswordHasher};
+use crate::security::rate_limit::Limiters;
 use crate::state::{AppState, Inner};
 use crate::tokens::KeyRing;
 
@@ -87,8 +88,9 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         tracing::info!(bits = config.rsa_bits, "generated the first signing key");
     }
     let key_set = domain::keys::load_key_set(&db, &master_key).await?;
-    let passwords = PasswordHasher::new(config.argon2, config.hashing_threads, config.hashing_threads * 64)?;
-    Ok(AppState::new(Inner { config, db, keys: KeyRing::new(key_set), passwords, master_key, clock }))
+    let passwords = PasswordHasher::new(config.argon2, config.hashing_threads, config.hashing_max_queued)?;
+    let limits = Limiters::new(&config.rate_limits);
+    Ok(AppState::new(Inner { config, db, keys: KeyRing::new(key_set), passwords, limits, master_key, clock }))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
@@ -104,11 +106,22 @@ pub async fn serve(
         tracing::info!(%addr, issuer = %state.config.issuer, "listening");
     }
     let db = state.db.clone();
+    let sweeper = tokio::spawn(sweep_rate_limits(state.clone()));
     let result = poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(api::app(state), shutdown, Some(drain))
         .await;
+    sweeper.abort();
     if let Err(e) = db.close().await {
         tracing::warn!(error = %e, "closing the database pool failed");
     }
     result
+}
+
+/// Evicts idle rate-limit buckets once a minute so memory tracks active clients only.
+async fn sweep_rate_limits(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.limits.sweep();
+    }
 }

@@ -7,6 +7,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::security::master_key::MasterKey;
 use crate::security::password::PasswordHasher;
+use crate::security::rate_limit::Limiters;
 use crate::store::Db;
 use crate::tokens::KeyRing;
 
@@ -18,6 +19,7 @@ pub struct Inner {
     pub db: Db,
     pub keys: KeyRing,
     pub passwords: PasswordHasher,
+    pub limits: Limiters,
     pub master_key: MasterKey,
     pub clock: SharedClock,
 }

@@ -10,9 +10,14 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::ApiTags;
 use super::browser::{clear_refresh_cookie, refresh_cookie, request_context, set_refresh_cookie};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::models::{AccessTokenResponse, LoginRequest, RegisterRequest, SessionResponse, UserResponse};
+use super::models::{
+    AccessTokenResponse, ChangePasswordRequest, LoginRequest, LoginResponse, MfaLoginRequest, PasswordRequest,
+    RecoveryCodesResponse, RegisterRequest, SessionResponse, TotpCodeRequest, TotpDisableRequest, TotpSetupResponse,
+    UserResponse,
+};
 use super::security::BearerAuth;
 use crate::domain::auth::IssuedTokens;
+use crate::domain::mfa::{self, LoginOutcome, SecondFactor};
 use crate::domain::sessions::{self, REASON_LOGOUT, REASON_LOGOUT_ALL, SPA_CLIENT_ID};
 use crate::domain::users::{self, NewAccount};
 use crate::domain::{Error, OAuthErrorCode};
@@ -33,6 +38,25 @@ enum TokenIssued {
     /// An access token; the rotated refresh token is in the `Set-Cookie` header.
     #[oai(status = 200)]
     Ok(Json<AccessTokenResponse>, #[oai(header = "Set-Cookie")] String, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+enum LoginResult {
+    /// Tokens (refresh token in `Set-Cookie`), or `mfa_required` with an `mfa_token`.
+    #[oai(status = 200)]
+    Ok(Json<LoginResponse>, #[oai(header = "Set-Cookie")] Option<String>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+enum TotpSetup {
+    #[oai(status = 200)]
+    Ok(Json<TotpSetupResponse>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+enum RecoveryCodes {
+    #[oai(status = 200)]
+    Ok(Json<RecoveryCodesResponse>, #[oai(header = "Cache-Control")] String),
 }
 
 #[derive(ApiResponse)]
@@ -117,10 +141,142 @@ impl AuthApi {
     /// refresh cookie. Like every cookie endpoint, requires `X-Requested-With: latchkey`
     /// and, from a browser, an allowed `Origin` (else 403 `csrf_check_failed`).
     #[oai(path = "/login", method = "post", operation_id = "login")]
-    async fn login(&self, state: Data<&AppState>, req: &Request, body: Json<LoginRequest>) -> ApiResult<TokenIssued> {
+    async fn login(&self, state: Data<&AppState>, req: &Request, body: Json<LoginRequest>) -> ApiResult<LoginResult> {
         let password = Secret::new(body.0.password);
-        let tokens = sessions::login(&state, &body.0.username, &password, &request_context(req)).await?;
+        match sessions::login(&state, &body.0.username, &password, &request_context(req)).await? {
+            LoginOutcome::Tokens(tokens) => {
+                let TokenIssued::Ok(Json(access), cookie, cache) = issued(&state, tokens);
+                Ok(LoginResult::Ok(
+                    Json(LoginResponse {
+                        mfa_required: false,
+                        mfa_token: None,
+                        access_token: Some(access.access_token),
+                        token_type: Some(access.token_type),
+                        expires_in: access.expires_in,
+                        scope: Some(access.scope),
+                    }),
+                    Some(cookie),
+                    cache,
+                ))
+            }
+            LoginOutcome::MfaRequired { mfa_token, expires_in } => Ok(LoginResult::Ok(
+                Json(LoginResponse {
+                    mfa_required: true,
+                    mfa_token: Some(mfa_token.expose().clone()),
+                    access_token: None,
+                    token_type: None,
+                    expires_in,
+                    scope: None,
+                }),
+                None,
+                "no-store".into(),
+            )),
+        }
+    }
+
+    /// Second step of a login on an account with TOTP: the `mfa_token` plus a current
+    /// code (or a recovery code) → tokens and the refresh cookie, `amr = ["pwd","otp"]`.
+    #[oai(path = "/login/mfa", method = "post", operation_id = "loginMfa")]
+    async fn login_mfa(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<MfaLoginRequest>,
+    ) -> ApiResult<TokenIssued> {
+        let body = body.0;
+        let factor = second_factor(body.code, body.recovery_code)?;
+        let tokens = mfa::complete_login(&state, &Secret::new(body.mfa_token), factor, &request_context(req)).await?;
         Ok(issued(&state, tokens))
+    }
+
+    /// Start TOTP enrolment (password re-checked): a secret, its otpauth URI and QR code.
+    #[oai(path = "/totp/setup", method = "post", operation_id = "totpSetup")]
+    async fn totp_setup(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<PasswordRequest>,
+    ) -> ApiResult<TotpSetup> {
+        let user = user_of_token(&state, &auth).await?;
+        let enrolment = mfa::setup(&state, &user.id, &Secret::new(body.0.password), &request_context(req)).await?;
+        Ok(TotpSetup::Ok(
+            Json(TotpSetupResponse {
+                secret: enrolment.secret_base32.expose().clone(),
+                otpauth_uri: enrolment.otpauth_uri.expose().clone(),
+                qr_svg: enrolment.qr_svg.expose().clone(),
+            }),
+            "no-store".into(),
+        ))
+    }
+
+    /// Confirm enrolment with a current code; returns ten recovery codes, once.
+    #[oai(path = "/totp/confirm", method = "post", operation_id = "totpConfirm")]
+    async fn totp_confirm(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<TotpCodeRequest>,
+    ) -> ApiResult<RecoveryCodes> {
+        let user = user_of_token(&state, &auth).await?;
+        let codes = mfa::confirm(&state, &user.id, &body.0.code, &request_context(req)).await?;
+        Ok(recovery_codes(codes))
+    }
+
+    /// Turn TOTP off: needs the password and a current code or a recovery code.
+    #[oai(path = "/totp", method = "delete", operation_id = "totpDisable")]
+    async fn totp_disable(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<TotpDisableRequest>,
+    ) -> ApiResult<SessionRevoked> {
+        let user = user_of_token(&state, &auth).await?;
+        let body = body.0;
+        let factor = second_factor(body.code, body.recovery_code)?;
+        mfa::disable(&state, &user.id, &Secret::new(body.password), &factor, &request_context(req)).await?;
+        Ok(SessionRevoked::NoContent)
+    }
+
+    /// Replace the recovery codes (password re-checked); the old ones stop working.
+    #[oai(path = "/totp/recovery-codes", method = "post", operation_id = "totpRecoveryCodes")]
+    async fn totp_recovery_codes(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<PasswordRequest>,
+    ) -> ApiResult<RecoveryCodes> {
+        let user = user_of_token(&state, &auth).await?;
+        let codes =
+            mfa::regenerate_recovery_codes(&state, &user.id, &Secret::new(body.0.password), &request_context(req))
+                .await?;
+        Ok(recovery_codes(codes))
+    }
+
+    /// Change the password (the current one is re-checked); every other session ends.
+    #[oai(path = "/password", method = "post", operation_id = "changePassword")]
+    async fn change_password(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<ChangePasswordRequest>,
+    ) -> ApiResult<SessionRevoked> {
+        let user = user_of_token(&state, &auth).await?;
+        let body = body.0;
+        users::change_password(
+            &state,
+            &user.id,
+            auth.0.sid.as_deref(),
+            &Secret::new(body.current_password),
+            &Secret::new(body.new_password),
+            &request_context(req),
+        )
+        .await?;
+        Ok(SessionRevoked::NoContent)
     }
 
     /// Exchange the refresh cookie for a new access token; the cookie is rotated.
@@ -189,6 +345,21 @@ impl AuthApi {
         sessions::revoke_own(&state, &user.id, &id.0, &request_context(req)).await?;
         Ok(SessionRevoked::NoContent)
     }
+}
+
+fn second_factor(code: Option<String>, recovery_code: Option<String>) -> Result<SecondFactor, ApiError> {
+    match (code, recovery_code) {
+        (Some(code), None) => Ok(SecondFactor::Code(code)),
+        (None, Some(recovery)) => Ok(SecondFactor::RecoveryCode(Secret::new(recovery))),
+        _ => Err(ApiError::bad_request("invalid_request", "send exactly one of code and recovery_code")),
+    }
+}
+
+fn recovery_codes(codes: Vec<Secret<String>>) -> RecoveryCodes {
+    RecoveryCodes::Ok(
+        Json(RecoveryCodesResponse { recovery_codes: codes.into_iter().map(|c| c.expose().clone()).collect() }),
+        "no-store".into(),
+    )
 }
 
 /// The user a bearer token speaks for; service tokens (client_credentials) have none.

@@ -1,6 +1,9 @@
 //! Browser-facing rules: the refresh cookie, the CSRF check for cookie-authenticated
 //! endpoints, and the request context (client IP, user agent).
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use poem::Request;
 use poem::http::header::{COOKIE, ORIGIN, USER_AGENT};
 
@@ -8,6 +11,7 @@ use super::error::ApiError;
 use crate::config::{Config, normalise_origin};
 use crate::domain::auth::RequestContext;
 use crate::security::Secret;
+use crate::state::AppState;
 
 /// The custom header a cookie-authenticated request must carry. Browsers never add it
 /// to cross-site form posts, and cross-origin scripts cannot set it without a CORS
@@ -16,13 +20,60 @@ pub const CSRF_HEADER: &str = "x-requested-with";
 pub const CSRF_HEADER_VALUE: &str = "latchkey";
 
 /// Endpoints that set or use the refresh cookie; `check_csrf` guards them all.
-pub const COOKIE_ENDPOINTS: &[&str] = &["/auth/login", "/auth/refresh", "/auth/logout"];
+pub const COOKIE_ENDPOINTS: &[&str] = &["/auth/login", "/auth/login/mfa", "/auth/refresh", "/auth/logout"];
 
 pub fn request_context(req: &Request) -> RequestContext {
+    let trusted = req.data::<AppState>().map(|s| s.config.rate_limits.trusted_proxies.as_slice()).unwrap_or(&[]);
     RequestContext {
-        ip: req.remote_addr().as_socket_addr().map(|addr| addr.ip().to_string()),
+        ip: client_ip(req, trusted).map(|ip| ip.to_string()),
         user_agent: req.header(USER_AGENT).map(str::to_string),
     }
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then the
+/// right-most address in `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a
+/// trusted proxy. Entries left of it were written by the client and prove nothing.
+pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr()?.ip();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<Option<IpAddr>> = Vec::new();
+    for value in req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+        hops.extend(value.split(',').map(parse_hop));
+    }
+    if hops.is_empty() {
+        for value in req.headers().get_all("forwarded").iter().filter_map(|v| v.to_str().ok()) {
+            for element in value.split(',') {
+                let node = element.split(';').find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.eq_ignore_ascii_case("for").then(|| value.trim_matches('"').to_string())
+                });
+                if let Some(node) = node {
+                    hops.push(parse_hop(&node));
+                }
+            }
+        }
+    }
+    let mut nearest = peer;
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(&ip) => nearest = ip,
+            Some(ip) => return Some(ip),
+            // An unparseable entry can only come from the untrusted side: stop there.
+            None => break,
+        }
+    }
+    Some(nearest)
+}
+
+fn parse_hop(raw: &str) -> Option<IpAddr> {
+    let raw = raw.trim();
+    raw.parse::<IpAddr>()
+        .ok()
+        .or_else(|| raw.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| raw.strip_prefix('[').and_then(|r| r.split(']').next()).and_then(|r| r.parse().ok()))
 }
 
 /// Rejects cross-site requests to endpoints that a cookie authenticates: the Origin,

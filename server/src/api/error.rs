@@ -106,11 +106,17 @@ impl From<Error> for ApiError {
                 Self::Unauthorized(ErrorBody::new("invalid_credentials", description), BEARER_CHALLENGE.to_string())
             }
             Error::InvalidToken(_) => ApiError::invalid_token(description),
+            Error::InvalidSecondFactor => {
+                Self::Unauthorized(ErrorBody::new("invalid_code", description), BEARER_CHALLENGE.to_string())
+            }
             Error::Forbidden { code, .. } => ApiError::forbidden(code, description),
             Error::NotFound(_) => ApiError::NotFound(ErrorBody::new("not_found", description)),
             Error::Conflict { code, .. } => ApiError::Conflict(ErrorBody::new(code, description)),
             Error::OAuth { code, description } => ApiError::oauth(code, description),
             Error::RefreshRaced => ApiError::oauth(OAuthErrorCode::InvalidGrant, description),
+            Error::RateLimited { retry_after_secs } => {
+                ApiError::TooManyRequests(ErrorBody::new("rate_limited", description), retry_after_secs)
+            }
             Error::Busy { retry_after_secs } => {
                 ApiError::Unavailable(ErrorBody::new("server_busy", description), retry_after_secs)
             }

@@ -95,6 +95,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .around(csrf_guard)
+        .around(rate_limit_guard)
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .around(move |next, req| limit_body(next, req, max_body))
         .data(state)
@@ -127,6 +128,20 @@ async fn csrf_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response
         && let Some(state) = req.data::<AppState>()
     {
         browser::check_csrf(&state.config, &req)?;
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Per-IP token buckets for the sensitive endpoints; over the limit → 429 + Retry-After.
+async fn rate_limit_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    if req.method() != Method::GET
+        && let Some(bucket) = crate::security::rate_limit::Bucket::for_path(req.uri().path())
+        && let Some(state) = req.data::<AppState>()
+        && let Some(ip) = browser::client_ip(&req, &state.config.rate_limits.trusted_proxies)
+        && let Err(retry_after) = state.limits.check_ip(bucket, ip)
+    {
+        tracing::info!(%ip, bucket = bucket.as_str(), "rate limited");
+        return Err(error::ApiError::from(crate::domain::Error::RateLimited { retry_after_secs: retry_after }).into());
     }
     next.call(req).await.map(IntoResponse::into_response)
 }

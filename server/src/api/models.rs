@@ -28,6 +28,80 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// The result of a password login: tokens, or a second-factor challenge.
+#[derive(Debug, Object)]
+pub struct LoginResponse {
+    /// True when the account has TOTP: complete with `POST /auth/login/mfa`.
+    pub mfa_required: bool,
+    #[oai(skip_serializing_if_is_none)]
+    pub mfa_token: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub access_token: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub token_type: Option<String>,
+    /// Lifetime in seconds of the access token, or of the `mfa_token`.
+    pub expires_in: u64,
+    #[oai(skip_serializing_if_is_none)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct MfaLoginRequest {
+    #[oai(validator(max_length = 128))]
+    pub mfa_token: String,
+    /// The current 6-digit TOTP code…
+    #[oai(validator(max_length = 16))]
+    pub code: Option<String>,
+    /// …or one of the recovery codes.
+    #[oai(validator(max_length = 64))]
+    pub recovery_code: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct PasswordRequest {
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TotpSetupResponse {
+    /// Base32 secret, for typing into an authenticator app.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// The otpauth URI as a QR code (SVG document).
+    pub qr_svg: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TotpCodeRequest {
+    #[oai(validator(max_length = 16))]
+    pub code: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TotpDisableRequest {
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+    #[oai(validator(max_length = 16))]
+    pub code: Option<String>,
+    #[oai(validator(max_length = 64))]
+    pub recovery_code: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct RecoveryCodesResponse {
+    /// Single-use codes, shown this once; each replaces a TOTP code one time.
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct ChangePasswordRequest {
+    #[oai(validator(max_length = 1024))]
+    pub current_password: String,
+    #[oai(validator(max_length = 1024))]
+    pub new_password: String,
+}
+
 /// An access token for the browser. The refresh token travels only in the HttpOnly
 /// cookie and never appears in this body.
 #[derive(Debug, Object)]
@@ -49,6 +123,11 @@ pub struct UserResponse {
     pub status: String,
     pub roles: Vec<String>,
     pub created_at: DateTime<Utc>,
+    pub totp_enabled: bool,
+    /// Consecutive failed password or TOTP attempts.
+    pub failed_logins: i32,
+    /// Set while the account is locked out after repeated failures.
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 impl From<UserView> for UserResponse {
@@ -60,6 +139,9 @@ impl From<UserView> for UserResponse {
             status: user.status,
             roles: user.roles,
             created_at: to_datetime(user.created_at),
+            totp_enabled: user.totp_enabled,
+            failed_logins: user.failed_logins,
+            locked_until: user.locked_until.map(to_datetime),
         }
     }
 }

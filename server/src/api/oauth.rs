@@ -35,6 +35,8 @@ struct TokenForm {
     /// For public clients, and for `client_secret_post`.
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// Password grant on an account with TOTP: the current 6-digit code.
+    totp: Option<String>,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -122,6 +124,7 @@ impl OAuthApi {
             username: form.username,
             password: form.password.map(Secret::new),
             scope: form.scope,
+            totp: form.totp,
         };
         let tokens = oauth::token(&state, &creds, request, &request_context(req)).await.map_err(oauth_error)?;
         Ok(TokenIssued::Ok(

@@ -5,7 +5,7 @@ use crate::state::AppState;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
 use crate::store::sessions as session_store;
-use crate::store::users::{self, STATUS_ACTIVE, UserRow};
+use crate::store::users::{self, Factor, STATUS_ACTIVE, UserRow};
 use crate::tokens::{AccessClaims, TokenError};
 
 use super::{Error, Result, new_id};
@@ -30,7 +30,9 @@ pub struct IssuedTokens {
 }
 
 /// Checks a username and password. Unknown users are verified against a dummy hash so
-/// they take as long as wrong passwords; disabled users get the same generic error.
+/// they take as long as wrong passwords; disabled and locked accounts get the same
+/// generic error (no account-state oracle). Failures count towards the account's
+/// lockout in the database, so it holds across nodes.
 pub async fn check_password(
     state: &AppState,
     username: &str,
@@ -38,20 +40,34 @@ pub async fn check_password(
     ctx: &RequestContext,
 ) -> Result<UserRow> {
     let normalized = username.trim().to_lowercase();
+    state.limits.check_username(&normalized).map_err(|wait| Error::RateLimited { retry_after_secs: wait })?;
     let row = users::find_by_username(&state.db, &normalized).await?;
+    let now = state.now();
+    let locked = row.as_ref().is_some_and(|u| u.locked_until.is_some_and(|until| until > now));
+    // Always pay for one Argon2 verification, whatever the account's state.
     let matched = state.passwords.verify(password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
     match row {
-        Some(user) if matched && user.status == STATUS_ACTIVE => Ok(user),
+        Some(user) if matched && !locked && user.status == STATUS_ACTIVE => {
+            if user.failed_logins != 0 || user.locked_until.is_some() {
+                users::record_success(&state.db, &user.id, Factor::Password).await?;
+            }
+            Ok(user)
+        }
         row => {
             let reason = match &row {
                 None => "unknown_user",
+                Some(_) if locked => "locked",
                 Some(user) if user.status != STATUS_ACTIVE => "account_disabled",
+                Some(_) if matched => "account_disabled",
                 Some(_) => "wrong_password",
             };
+            if let Some(user) = row.as_ref().filter(|_| !locked && !matched) {
+                record_failure(state, user, Factor::Password, ctx).await?;
+            }
             audit::record(
                 &state.db,
                 NewAuditEvent {
-                    occurred_at: state.now(),
+                    occurred_at: now,
                     actor: row.as_ref().map_or_else(|| "anonymous".to_string(), |u| u.id.clone()),
                     action: "login",
                     target: Some(normalized),
@@ -64,6 +80,32 @@ pub async fn check_password(
             Err(Error::InvalidCredentials)
         }
     }
+}
+
+/// Counts a failed attempt and audits the lockout when it engages.
+pub async fn record_failure(state: &AppState, user: &UserRow, factor: Factor, ctx: &RequestContext) -> Result<()> {
+    let now = state.now();
+    let (failures, locked_until) =
+        users::record_failure(&state.db, &user.id, factor, now, state.config.lockout).await?;
+    if let Some(until) = locked_until {
+        tracing::warn!(user_id = %user.id, failures, ?factor, "account locked after repeated failures");
+        audit::record(
+            &state.db,
+            NewAuditEvent {
+                occurred_at: now,
+                actor: "system".into(),
+                action: "lockout",
+                target: Some(user.id.clone()),
+                ip: ctx.ip.clone(),
+                outcome: "locked",
+                details: serde_json::json!({
+                    "factor": format!("{factor:?}").to_lowercase(), "failures": failures, "locked_for_secs": until - now,
+                }),
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// What goes into an access token besides the fixed claims.

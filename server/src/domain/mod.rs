@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod keys;
+pub mod mfa;
 pub mod oauth;
 pub mod rbac;
 pub mod sessions;
@@ -27,6 +28,8 @@ pub enum OAuthErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     UnsupportedTokenType,
+    /// Extension code (as Auth0 uses it): the password was right, a second factor is needed.
+    MfaRequired,
 }
 
 impl OAuthErrorCode {
@@ -39,6 +42,7 @@ impl OAuthErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
             Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::MfaRequired => "mfa_required",
         }
     }
 }
@@ -58,6 +62,9 @@ pub enum Error {
     /// Wrong username or password, or a locked or disabled account: one generic answer.
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// A wrong, expired or already used TOTP or recovery code (401).
+    #[error("invalid or already used code")]
+    InvalidSecondFactor,
     /// A missing, malformed, expired or revoked bearer token (401).
     #[error("{0}")]
     InvalidToken(String),
@@ -74,6 +81,9 @@ pub enum Error {
     /// The refresh token was rotated moments ago by a concurrent request (grace window).
     #[error("refresh token already rotated; retry with the newest refresh token")]
     RefreshRaced,
+    /// Too many attempts; retry after the given number of seconds (429).
+    #[error("too many requests, retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// Too much work queued (the password hashing pool is full); retry shortly.
     #[error("server busy, retry shortly")]
     Busy { retry_after_secs: u64 },

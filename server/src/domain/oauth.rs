@@ -14,7 +14,7 @@ use crate::store::sessions as session_store;
 use crate::tokens::{AccessClaims, REFRESH_TOKEN_PREFIX};
 
 use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, check_password, mint_access_token};
-use super::{Error, OAuthErrorCode, Result, sessions, users};
+use super::{Error, OAuthErrorCode, Result, mfa, sessions, users};
 
 pub const GRANT_PASSWORD: &str = "password";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
@@ -38,6 +38,8 @@ pub struct TokenRequest {
     pub username: Option<String>,
     pub password: Option<Secret<String>>,
     pub scope: Option<String>,
+    /// TOTP code for the password grant on accounts with a second factor.
+    pub totp: Option<String>,
 }
 
 fn invalid_client() -> Error {
@@ -123,7 +125,22 @@ pub async fn token(
                 }
                 Err(e) => return Err(e),
             };
-            sessions::start(state, &user, &client, &scope, &["pwd"], ctx).await
+            if !user.totp_enabled {
+                return sessions::start(state, &user, &client, &scope, &["pwd"], ctx).await;
+            }
+            let Some(code) = request.totp else {
+                return Err(Error::oauth(
+                    OAuthErrorCode::MfaRequired,
+                    "this account requires a TOTP code: repeat the request with the totp parameter",
+                ));
+            };
+            match mfa::verify_second_factor(state, &user, &mfa::SecondFactor::Code(code), ctx).await {
+                Ok(()) => sessions::start(state, &user, &client, &scope, mfa::AMR_PASSWORD_AND_OTP, ctx).await,
+                Err(Error::InvalidSecondFactor) => {
+                    Err(Error::oauth(OAuthErrorCode::InvalidGrant, "invalid or already used TOTP code"))
+                }
+                Err(e) => Err(e),
+            }
         }
         GRANT_CLIENT_CREDENTIALS => client_credentials(state, &client, request.scope.as_deref()).await,
         _ => Err(Error::oauth(OAuthErrorCode::UnsupportedGrantType, "unsupported grant_type")),

@@ -39,17 +39,18 @@ pub async fn first_party_client(state: &AppState, client_id: &str) -> Result<Cli
         .ok_or_else(|| Error::Internal(format!("first-party client {client_id:?} is missing")))
 }
 
-/// Username + password login for the browser app: a new session of the `spa` client.
+/// Username + password login for the browser app: a new session of the `spa` client,
+/// or a challenge when the account has TOTP.
 pub async fn login(
     state: &AppState,
     username: &str,
     password: &Secret<String>,
     ctx: &RequestContext,
-) -> Result<IssuedTokens> {
+) -> Result<super::mfa::LoginOutcome> {
     let client = first_party_client(state, SPA_CLIENT_ID).await?;
     let user = super::auth::check_password(state, username, password, ctx).await?;
     let scope = super::oauth::resolve_scope(&client, None)?;
-    start(state, &user, &client, &scope, &["pwd"], ctx).await
+    super::mfa::after_password(state, &user, &client, &scope, ctx).await
 }
 
 /// Starts a session for an authenticated user and issues its first tokens.

@@ -22,11 +22,19 @@ pub struct UserView {
     pub status: String,
     pub roles: Vec<String>,
     pub created_at: i64,
+    pub totp_enabled: bool,
+    /// Consecutive failures of the password or of TOTP, whichever is higher.
+    pub failed_logins: i32,
+    /// The later of the password and TOTP locks, if any is set.
+    pub locked_until: Option<i64>,
 }
 
 impl UserView {
     pub fn new(row: UserRow, roles: Vec<String>) -> Self {
         Self {
+            locked_until: row.locked_until.max(row.totp_locked_until),
+            failed_logins: row.failed_logins.max(row.totp_failures),
+            totp_enabled: row.totp_enabled,
             id: row.id,
             username: row.username,
             email: row.email,
@@ -252,6 +260,41 @@ pub async fn admin_set_roles(state: &AppState, user_id: &str, roles: Vec<String>
     roles.dedup();
     let event = user_event(state, actor, "user.set_roles", user_id, serde_json::json!({ "roles": roles }));
     apply(state, user_id, users::UserChanges { roles: Some(roles), ..Default::default() }, event).await
+}
+
+/// The user changes their own password: the current one is re-checked, and every other
+/// session of theirs ends.
+pub async fn change_password(
+    state: &AppState,
+    user_id: &str,
+    current_session: Option<&str>,
+    current: &Secret<String>,
+    new: &Secret<String>,
+    ctx: &super::auth::RequestContext,
+) -> Result<()> {
+    let user = users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
+    super::auth::check_password(state, &user.username, current, ctx).await?;
+    validate_password(new.expose(), state.config.password_min_length)?;
+    let hash = state.passwords.hash(new).await?;
+    let mut event = user_event(state, user_id, "user.change_password", user_id, serde_json::json!({}));
+    event.ip = ctx.ip.clone();
+    let changes = users::UserChanges {
+        password_hash: Some(hash),
+        keep_session: current_session.map(str::to_string),
+        ..Default::default()
+    };
+    apply(state, user_id, changes, event).await?;
+    Ok(())
+}
+
+/// Clears a user's lockouts (password and TOTP).
+pub async fn admin_unlock(state: &AppState, user_id: &str, actor: &str) -> Result<UserView> {
+    check_id(user_id)?;
+    let event = user_event(state, actor, "user.unlock", user_id, serde_json::json!({}));
+    if !users::unlock(&state.db, user_id, event).await? {
+        return Err(Error::NotFound("user"));
+    }
+    get(state, user_id).await
 }
 
 pub async fn admin_delete(state: &AppState, user_id: &str, actor: &str) -> Result<()> {

@@ -3,6 +3,8 @@
 
 pub mod master_key;
 pub mod password;
+pub mod rate_limit;
+pub mod totp;
 
 use std::fmt;
 

@@ -1,17 +1,20 @@
 //! Argon2id password hashing on a bounded pool.
 //!
-//! Hashing is deliberately expensive, so it runs on the blocking thread pool with at
-//! most `threads` computations at once (one per core by default) and a bounded number
-//! of callers waiting for a slot. A login flood therefore queues behind the semaphore
-//! instead of occupying the async workers, and beyond the queue it is refused with
-//! [`HashError::Busy`] rather than growing memory without bound.
+//! Hashing is deliberately expensive, so it runs on its own small set of threads (one
+//! per core by default), fed by a bounded queue. A login flood therefore waits in the
+//! queue instead of occupying the async workers, and beyond the queue it is refused
+//! with [`HashError::Busy`] rather than growing memory without bound. Dedicated threads
+//! (rather than tokio's blocking pool, which grows to hundreds of threads) also bound
+//! the allocator arenas that keep Argon2's 19 MiB working memory resident: with many
+//! threads, each one's arena would retain its own copy.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use super::{Secret, random_bytes};
 use crate::config::Argon2Settings;
@@ -24,33 +27,44 @@ pub enum HashError {
     Internal(String),
 }
 
-#[derive(Debug)]
+type Job = Box<dyn FnOnce() + Send>;
+
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
-    max_waiting: usize,
-    waiting: AtomicUsize,
+    jobs: SyncSender<Job>,
+    /// Jobs accepted but not yet started.
+    queued: Arc<AtomicUsize>,
     /// A hash of a random password, verified against when the user does not exist so
     /// that unknown usernames cost the same as wrong passwords.
     dummy_hash: String,
     dummy_verifications: AtomicU64,
 }
 
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher").field("queued", &self.queue_depth()).finish_non_exhaustive()
+    }
+}
+
 impl PasswordHasher {
+    /// Starts `threads` hashing threads with room for `max_waiting` queued jobs.
     pub fn new(settings: Argon2Settings, threads: usize, max_waiting: usize) -> Result<Self, HashError> {
         let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
             .map_err(|e| HashError::Internal(e.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_password = super::generate_token("");
         let dummy_hash = hash_with(&argon2, dummy_password.expose())?;
-        Ok(Self {
-            argon2,
-            permits: Arc::new(Semaphore::new(threads.max(1))),
-            max_waiting,
-            waiting: AtomicUsize::new(0),
-            dummy_hash,
-            dummy_verifications: AtomicU64::new(0),
-        })
+        let (jobs, receiver) = sync_channel::<Job>(max_waiting);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let queued = Arc::new(AtomicUsize::new(0));
+        for i in 0..threads.max(1) {
+            let (receiver, queued) = (receiver.clone(), queued.clone());
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || worker(&receiver, &queued))
+                .map_err(|e| HashError::Internal(e.to_string()))?;
+        }
+        Ok(Self { argon2, jobs, queued, dummy_hash, dummy_verifications: AtomicU64::new(0) })
     }
 
     /// Hashes a new password (PHC string with a random salt).
@@ -86,30 +100,41 @@ impl PasswordHasher {
         self.dummy_verifications.load(Ordering::Relaxed)
     }
 
-    /// Callers currently waiting for a hashing slot.
+    /// Jobs waiting for a hashing thread.
     pub fn queue_depth(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.queued.load(Ordering::Relaxed)
     }
 
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-                    self.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return Err(HashError::Busy);
-                }
-                let acquired = self.permits.clone().acquire_owned().await;
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
-                acquired.map_err(|e| HashError::Internal(e.to_string()))?
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(job());
+        });
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                return Err(HashError::Busy);
             }
+            Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                return Err(HashError::Internal("hashing threads are gone".into()));
+            }
+        }
+        rx.await.map_err(|_| HashError::Internal("hashing job was dropped".into()))
+    }
+}
+
+fn worker(receiver: &Mutex<Receiver<Job>>, queued: &AtomicUsize) {
+    loop {
+        let next = match receiver.lock() {
+            Ok(guard) => guard.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
         };
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            job()
-        })
-        .await
-        .map_err(|e| HashError::Internal(e.to_string()))
+        let Ok(job) = next else { return };
+        queued.fetch_sub(1, Ordering::SeqCst);
+        job();
     }
 }
 
@@ -152,6 +177,7 @@ mod tests {
         let hasher = Arc::new(
             PasswordHasher::new(Argon2Settings { memory_kib: 8192, iterations: 3, parallelism: 1 }, 1, 1).unwrap(),
         );
+        // One thread busy, one job queued: the rest of six concurrent jobs are refused.
         let password = Secret::new("password".to_string());
         let tasks: Vec<_> = (0..6)
             .map(|_| {

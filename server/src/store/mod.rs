@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clients;
 pub mod entities;
 pub mod keys;
+pub mod mfa;
 pub mod roles;
 pub mod sessions;
 pub mod users;

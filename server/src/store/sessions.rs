@@ -218,7 +218,7 @@ pub async fn revoke_all_for_user(
     event: Option<NewAuditEvent>,
 ) -> StoreResult<u64> {
     let txn = db.begin().await?;
-    let revoked = revoke_all_in(&txn, user_id, reason, now).await?;
+    let revoked = revoke_all_in(&txn, user_id, None, reason, now).await?;
     if let Some(event) = event {
         audit::record(&txn, event).await?;
     }
@@ -227,11 +227,20 @@ pub async fn revoke_all_for_user(
 }
 
 /// The body of [`revoke_all_for_user`], for callers that already hold a transaction.
-pub async fn revoke_all_in(db: &impl ConnectionTrait, user_id: &str, reason: &str, now: i64) -> StoreResult<u64> {
+/// `except` keeps one session alive (the caller's own, after a password change).
+pub async fn revoke_all_in(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    except: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> StoreResult<u64> {
+    let keep = except.unwrap_or("");
     let revoked = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
         .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::Id.ne(keep))
         .filter(sessions::Column::RevokedAt.is_null())
         .exec(db)
         .await?
@@ -240,6 +249,7 @@ pub async fn revoke_all_in(db: &impl ConnectionTrait, user_id: &str, reason: &st
         .column(sessions::Column::Id)
         .from(sessions::Entity)
         .and_where(sessions::Column::UserId.eq(user_id))
+        .and_where(sessions::Column::Id.ne(keep))
         .to_owned();
     refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::State, Expr::value(TOKEN_REVOKED))

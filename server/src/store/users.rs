@@ -1,7 +1,7 @@
 //! Users and their role assignments.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     TransactionTrait,
 };
 
@@ -63,6 +63,7 @@ pub async fn create(
         status: Set(STATUS_ACTIVE.into()),
         created_at: Set(user.now),
         updated_at: Set(user.now),
+        ..Default::default()
     }
     .insert(&txn)
     .await?;
@@ -186,8 +187,10 @@ async fn lock_admin_changes(txn: &sea_orm::DatabaseTransaction) -> StoreResult<(
 
 pub const ADMIN_ROLE: &str = "admin";
 
-async fn ensure_an_admin_remains(txn: &sea_orm::DatabaseTransaction) -> StoreResult<()> {
-    if any_active_with_role(txn, ADMIN_ROLE).await? { Ok(()) } else { Err(StoreError::LastAdmin) }
+/// Fails if the change inside `txn` took away the last active admin (an installation
+/// that had none yet is left alone).
+async fn ensure_an_admin_remains(txn: &sea_orm::DatabaseTransaction, had_admin: bool) -> StoreResult<()> {
+    if !had_admin || any_active_with_role(txn, ADMIN_ROLE).await? { Ok(()) } else { Err(StoreError::LastAdmin) }
 }
 
 /// What an admin changes on a user; `None` leaves a field alone.
@@ -197,6 +200,8 @@ pub struct UserChanges {
     pub status: Option<String>,
     pub password_hash: Option<String>,
     pub roles: Option<Vec<String>>,
+    /// When the change ends the user's sessions, keep this one (the caller's own).
+    pub keep_session: Option<String>,
 }
 
 /// Applies `changes` in one transaction guarded against losing the last admin. Disabling
@@ -211,6 +216,7 @@ pub async fn update(
 ) -> StoreResult<Option<UserRow>> {
     let txn = db.begin().await?;
     lock_admin_changes(&txn).await?;
+    let had_admin = any_active_with_role(&txn, ADMIN_ROLE).await?;
     let Some(row) = find_by_id(&txn, user_id).await? else {
         return Ok(None);
     };
@@ -243,9 +249,10 @@ pub async fn update(
             .await?;
         }
     }
-    ensure_an_admin_remains(&txn).await?;
+    ensure_an_admin_remains(&txn, had_admin).await?;
     if end_sessions {
-        super::sessions::revoke_all_in(&txn, user_id, "user_changed_by_admin", now).await?;
+        let reason = if changes.keep_session.is_some() { "password_changed" } else { "user_changed_by_admin" };
+        super::sessions::revoke_all_in(&txn, user_id, changes.keep_session.as_deref(), reason, now).await?;
     }
     super::audit::record(&txn, event).await?;
     txn.commit().await?;
@@ -256,11 +263,12 @@ pub async fn update(
 pub async fn delete(db: &super::Db, user_id: &str, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
     let txn = db.begin().await?;
     lock_admin_changes(&txn).await?;
+    let had_admin = any_active_with_role(&txn, ADMIN_ROLE).await?;
     let deleted = users::Entity::delete_by_id(user_id.to_string()).exec(&txn).await?.rows_affected;
     if deleted == 0 {
         return Ok(false);
     }
-    ensure_an_admin_remains(&txn).await?;
+    ensure_an_admin_remains(&txn, had_admin).await?;
     super::audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(true)
@@ -283,4 +291,146 @@ pub async fn usernames_of(
         .all(db)
         .await?;
     Ok(rows.into_iter().collect())
+}
+
+/// Which failure counter an attempt belongs to; passwords and TOTP count separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    Password,
+    Totp,
+}
+
+/// Counts one failed attempt atomically (`SET n = n + 1`, so concurrent failures are
+/// all counted) and, from the `threshold`-th consecutive failure on, locks the account
+/// for `base · 2^(n − threshold)` seconds, capped at `max`. Returns the new count and
+/// the lock, if one was set.
+pub async fn record_failure(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    factor: Factor,
+    now: i64,
+    lockout: crate::config::Lockout,
+) -> StoreResult<(i32, Option<i64>)> {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    let (counter, lock) = match factor {
+        Factor::Password => (users::Column::FailedLogins, users::Column::LockedUntil),
+        Factor::Totp => (users::Column::TotpFailures, users::Column::TotpLockedUntil),
+    };
+    users::Entity::update_many()
+        .col_expr(counter, Expr::col(counter).add(1))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    let failures: i32 = users::Entity::find_by_id(user_id.to_string())
+        .select_only()
+        .column(counter)
+        .into_tuple()
+        .one(db)
+        .await?
+        .unwrap_or(0);
+    let Some(secs) = lockout.duration_after(u32::try_from(failures).unwrap_or(0)) else {
+        return Ok((failures, None));
+    };
+    let until = now + secs as i64;
+    users::Entity::update_many()
+        .col_expr(lock, Expr::value(until))
+        .filter(users::Column::Id.eq(user_id))
+        .filter(Condition::any().add(lock.is_null()).add(lock.lt(until)))
+        .exec(db)
+        .await?;
+    Ok((failures, Some(until)))
+}
+
+/// A successful attempt clears that factor's counter and lock.
+pub async fn record_success(db: &impl ConnectionTrait, user_id: &str, factor: Factor) -> StoreResult<()> {
+    use sea_orm::sea_query::Expr;
+    let (counter, lock) = match factor {
+        Factor::Password => (users::Column::FailedLogins, users::Column::LockedUntil),
+        Factor::Totp => (users::Column::TotpFailures, users::Column::TotpLockedUntil),
+    };
+    users::Entity::update_many()
+        .col_expr(counter, Expr::value(0))
+        .col_expr(lock, Expr::value(Option::<i64>::None))
+        .filter(users::Column::Id.eq(user_id))
+        .filter(Condition::any().add(counter.ne(0)).add(lock.is_not_null()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Clears both lockouts (admin unlock) and audits it; `false` if the user is unknown.
+pub async fn unlock(db: &super::Db, user_id: &str, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
+    use sea_orm::sea_query::Expr;
+    let txn = db.begin().await?;
+    let updated = users::Entity::update_many()
+        .col_expr(users::Column::FailedLogins, Expr::value(0))
+        .col_expr(users::Column::LockedUntil, Expr::value(Option::<i64>::None))
+        .col_expr(users::Column::TotpFailures, Expr::value(0))
+        .col_expr(users::Column::TotpLockedUntil, Expr::value(Option::<i64>::None))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if updated == 1 {
+        super::audit::record(&txn, event).await?;
+    }
+    txn.commit().await?;
+    Ok(updated == 1)
+}
+
+/// Stores a not-yet-confirmed TOTP secret (encrypted by the caller).
+pub async fn set_pending_totp(db: &impl ConnectionTrait, user_id: &str, encrypted: &str) -> StoreResult<()> {
+    use sea_orm::sea_query::Expr;
+    users::Entity::update_many()
+        .col_expr(users::Column::TotpPendingEncrypted, Expr::value(encrypted))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Accepts TOTP step `step` for the user only if it is newer than every step accepted
+/// before (compare-and-swap), so a code can never be used twice, even across nodes.
+pub async fn claim_totp_step(db: &impl ConnectionTrait, user_id: &str, step: i64) -> StoreResult<bool> {
+    use sea_orm::sea_query::Expr;
+    let claimed = users::Entity::update_many()
+        .col_expr(users::Column::TotpLastStep, Expr::value(step))
+        .filter(users::Column::Id.eq(user_id))
+        .filter(Condition::any().add(users::Column::TotpLastStep.is_null()).add(users::Column::TotpLastStep.lt(step)))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(claimed == 1)
+}
+
+/// Turns TOTP on (pending secret becomes the secret) or off, and replaces the recovery
+/// codes, in one transaction with its audit event.
+pub async fn set_totp(
+    db: &super::Db,
+    user_id: &str,
+    enabled: Option<(String, i64)>,
+    recovery_code_hashes: &[String],
+    now: i64,
+    event: super::audit::NewAuditEvent,
+) -> StoreResult<()> {
+    use sea_orm::sea_query::Expr;
+    let txn = db.begin().await?;
+    let (secret, step) = match enabled {
+        Some((secret, step)) => (Some(secret), Some(step)),
+        None => (None, None),
+    };
+    users::Entity::update_many()
+        .col_expr(users::Column::TotpEnabled, Expr::value(secret.is_some()))
+        .col_expr(users::Column::TotpSecretEncrypted, Expr::value(secret))
+        .col_expr(users::Column::TotpPendingEncrypted, Expr::value(Option::<String>::None))
+        .col_expr(users::Column::TotpLastStep, Expr::value(step))
+        .col_expr(users::Column::TotpFailures, Expr::value(0))
+        .col_expr(users::Column::TotpLockedUntil, Expr::value(Option::<i64>::None))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(&txn)
+        .await?;
+    super::mfa::replace_recovery_codes(&txn, user_id, recovery_code_hashes, now).await?;
+    super::audit::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(())
 }

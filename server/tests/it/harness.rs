@@ -59,6 +59,20 @@ pub fn test_config(dir: &std::path::Path, database_url: String) -> RawConfig {
         db_pool_size: 8,
         ..Default::default()
     };
+    // Rate limits have their own tests; elsewhere they must not get in the way.
+    let generous = latchkey_server::config::Quota::new(1_000_000, 100_000);
+    let limits = &mut raw.rate_limits;
+    for quota in [
+        &mut limits.login,
+        &mut limits.register,
+        &mut limits.token,
+        &mut limits.refresh,
+        &mut limits.totp,
+        &mut limits.password_change,
+        &mut limits.username,
+    ] {
+        *quota = generous;
+    }
     raw.passwords.argon2_memory_kib = 1024;
     raw.passwords.argon2_iterations = 1;
     raw

@@ -7,6 +7,7 @@
 mod admin;
 mod cli;
 mod cookie_flow;
+mod defences;
 mod e2e;
 mod forged_tokens;
 mod harness;

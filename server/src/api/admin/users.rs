@@ -169,6 +169,21 @@ impl AdminUsersApi {
         Ok(UserResult::Ok(Json(user.into())))
     }
 
+    /// Clear the user's lockouts (password and TOTP).
+    #[oai(path = "/:id/unlock", method = "post", operation_id = "adminUnlockUser")]
+    async fn unlock(&self, state: Data<&AppState>, auth: AdminAuth, id: Path<String>) -> ApiResult<UserResult> {
+        let admin = auth.require(Permission::UsersWrite)?;
+        Ok(UserResult::Ok(Json(users::admin_unlock(&state, &id.0, admin.actor()).await?.into())))
+    }
+
+    /// Remove the user's TOTP and recovery codes (lost device); audited.
+    #[oai(path = "/:id/totp", method = "delete", operation_id = "adminResetUserTotp")]
+    async fn reset_totp(&self, state: Data<&AppState>, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::UsersWrite)?;
+        crate::domain::mfa::admin_reset(&state, &id.0, admin.actor()).await?;
+        Ok(NoContent::Done)
+    }
+
     /// The user's live sessions.
     #[oai(path = "/:id/sessions", method = "get", operation_id = "adminListUserSessions")]
     async fn sessions(

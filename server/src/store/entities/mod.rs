@@ -4,6 +4,8 @@
 pub mod audit_events;
 pub mod client_roles;
 pub mod clients;
+pub mod mfa_challenges;
+pub mod recovery_codes;
 pub mod refresh_tokens;
 pub mod role_permissions;
 pub mod roles;

@@ -12,6 +12,14 @@ pub struct Model {
     pub status: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub failed_logins: i32,
+    pub locked_until: Option<i64>,
+    pub totp_failures: i32,
+    pub totp_locked_until: Option<i64>,
+    pub totp_secret_encrypted: Option<String>,
+    pub totp_pending_encrypted: Option<String>,
+    pub totp_enabled: bool,
+    pub totp_last_step: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

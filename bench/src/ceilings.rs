@@ -1,0 +1,89 @@
+//! This machine's physical limits, measured in-process in the same run: RS256 signatures
+//! and verifications per second with a pre-parsed aws-lc key, and Argon2id hashes per
+//! second at the server's configured parameters, on one core and on all cores.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rate {
+    pub one_core: f64,
+    pub all_cores: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Ceilings {
+    pub cores: usize,
+    pub rs256_sign_per_sec: Rate,
+    pub rs256_verify_per_sec: Rate,
+    pub argon2id_hash_per_sec: Rate,
+}
+
+/// Runs `work` on `threads` threads for `window`; returns operations per second.
+fn rate(threads: usize, window: Duration, work: Arc<dyn Fn() + Send + Sync>) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (stop, done, work) = (stop.clone(), done.clone(), work.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    work();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(window);
+    stop.store(true, Ordering::Relaxed);
+    for handle in handles {
+        let _ = handle.join();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn both(cores: usize, window: Duration, work: Arc<dyn Fn() + Send + Sync>) -> Rate {
+    Rate { one_core: rate(1, window, work.clone()), all_cores: rate(cores, window, work) }
+}
+
+pub fn measure(argon2_memory_kib: u32, argon2_iterations: u32, window: Duration) -> anyhow::Result<Ceilings> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let pair = Arc::new(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA keygen failed"))?);
+    let message = vec![b'x'; 600]; // about the size of a signed access token's header and claims
+    let sign = {
+        let (pair, message) = (pair.clone(), message.clone());
+        Arc::new(move || {
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            let mut sig = vec![0; pair.public_modulus_len()];
+            let _ = pair.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut sig);
+        }) as Arc<dyn Fn() + Send + Sync>
+    };
+    let mut sig = vec![0; pair.public_modulus_len()];
+    pair.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), &message, &mut sig)
+        .map_err(|_| anyhow::anyhow!("sign failed"))?;
+    let public = pair.public_key().as_ref().to_vec();
+    let verify = Arc::new(move || {
+        let key = signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &public);
+        let _ = key.verify(&message, &sig);
+    }) as Arc<dyn Fn() + Send + Sync>;
+    let params = Params::new(argon2_memory_kib, argon2_iterations, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let hash = Arc::new(move || {
+        let salt = SaltString::encode_b64(b"bench-salt-16byt").unwrap_or_else(|_| unreachable!());
+        let _ = argon2.hash_password(b"correct horse battery", &salt);
+    }) as Arc<dyn Fn() + Send + Sync>;
+    Ok(Ceilings {
+        cores,
+        rs256_sign_per_sec: both(cores, window, sign),
+        rs256_verify_per_sec: both(cores, window, verify),
+        argon2id_hash_per_sec: both(cores, window * 2, hash),
+    })
+}

@@ -1,0 +1,409 @@
+//! Scenarios and the load driver: N keep-alive connections, each a task looping one
+//! request after another, latencies in an HDR histogram, server CPU and RSS from /proc.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::ceilings::Ceilings;
+use crate::server;
+
+const PASSWORD: &str = "bench password 123";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Login,
+    Refresh,
+    ClientCredentials,
+    Me,
+    Jwks,
+    Mixed,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Jwks,
+        Scenario::Me,
+        Scenario::ClientCredentials,
+        Scenario::Refresh,
+        Scenario::Login,
+        Scenario::Mixed,
+    ];
+}
+
+/// One virtual client: its own user, session cookie and access token.
+struct Account {
+    username: String,
+    cookie: String,
+    access_token: String,
+}
+
+pub struct Fixture {
+    base: String,
+    http: reqwest::Client,
+    accounts: Vec<Arc<Mutex<Account>>>,
+    client: Option<(String, String)>,
+}
+
+impl Fixture {
+    /// Registers and logs in one user per connection (through the API, like real users).
+    pub async fn seed(base: &str, concurrency: usize, client: Option<(String, String)>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?;
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let mut accounts = Vec::new();
+        for i in 0..concurrency {
+            let username = format!("bench-{}-{i}", &run[..8]);
+            let resp = http
+                .post(format!("{base}/auth/register"))
+                .json(&serde_json::json!({"username": username, "password": PASSWORD}))
+                .send()
+                .await?;
+            if resp.status() != 201 {
+                bail!("seeding: register returned {} (is registration enabled?)", resp.status());
+            }
+            let (cookie, access_token) = login(&http, base, &username).await?.context("seeding: login failed")?;
+            accounts.push(Arc::new(Mutex::new(Account { username, cookie, access_token })));
+        }
+        Ok(Self { base: base.to_string(), http, accounts, client })
+    }
+}
+
+async fn login(http: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<Option<(String, String)>> {
+    let resp = http
+        .post(format!("{base}/auth/login"))
+        .header("x-requested-with", "latchkey")
+        .json(&serde_json::json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await?;
+    if resp.status() != 200 {
+        return Ok(None);
+    }
+    let cookie = cookie_of(resp.headers());
+    let body: serde_json::Value = resp.json().await?;
+    Ok(cookie.zip(body["access_token"].as_str().map(str::to_string)))
+}
+
+fn cookie_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers.get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let value = v.strip_prefix("lk_refresh=")?.split(';').next()?;
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Login,
+    Refresh,
+    ClientCredentials,
+    Me,
+    Jwks,
+}
+
+/// One request; true on the expected success status.
+async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
+    let base = &fixture.base;
+    let http = &fixture.http;
+    match op {
+        Op::Jwks => http.get(format!("{base}/.well-known/jwks.json")).send().await.is_ok_and(|r| r.status() == 200),
+        Op::Me => {
+            let token = account.lock().await.access_token.clone();
+            http.get(format!("{base}/auth/me")).bearer_auth(token).send().await.is_ok_and(|r| r.status() == 200)
+        }
+        Op::ClientCredentials => {
+            let Some((id, secret)) = &fixture.client else { return false };
+            http.post(format!("{base}/oauth2/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+        Op::Refresh => {
+            let mut account = account.lock().await;
+            let resp = http
+                .post(format!("{base}/auth/refresh"))
+                .header("x-requested-with", "latchkey")
+                .header("cookie", format!("lk_refresh={}", account.cookie))
+                .send()
+                .await;
+            let Ok(resp) = resp else { return false };
+            if resp.status() != 200 {
+                return false;
+            }
+            match cookie_of(resp.headers()) {
+                Some(cookie) => account.cookie = cookie,
+                None => return false,
+            }
+            match resp.json::<serde_json::Value>().await {
+                Ok(body) => {
+                    if let Some(token) = body["access_token"].as_str() {
+                        account.access_token = token.to_string();
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        Op::Login => {
+            let username = account.lock().await.username.clone();
+            login(http, base, &username).await.is_ok_and(|r| r.is_some())
+        }
+    }
+}
+
+/// Chooses the operation for a connection's n-th request.
+type Picker = Arc<dyn Fn(u64) -> Op + Send + Sync>;
+/// A connection: which account it uses and what it sends.
+type Worker = (usize, Picker);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Server CPU over the window, in % of one core.
+    pub server_cpu_pct: Option<f64>,
+    pub server_peak_rss_mib: Option<f64>,
+    /// The ceiling that bounds this scenario, and our rate as a fraction of it.
+    pub bound: Option<String>,
+    pub ratio_to_bound: Option<f64>,
+}
+
+struct Tally {
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self { hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!()), errors: 0 }
+    }
+}
+
+/// Per-op tallies from one worker: index 0 is all ops, then one per op kind of interest.
+type Tallies = Vec<(Op, Tally)>;
+
+/// Runs workers for `warmup + window`; only requests started after the warm-up count.
+async fn drive(
+    fixture: &Arc<Fixture>,
+    workers: Vec<Worker>,
+    warmup: Duration,
+    window: Duration,
+) -> (Tallies, Duration) {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let deadline = measure_from + window;
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|(account_index, pick)| {
+            let fixture = fixture.clone();
+            tokio::spawn(async move {
+                let account = fixture.accounts[account_index % fixture.accounts.len()].clone();
+                let mut tallies: Tallies = Vec::new();
+                let mut n = 0u64;
+                loop {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    let op = pick(n);
+                    n += 1;
+                    let ok = step(&fixture, &account, op).await;
+                    if now >= measure_from {
+                        let micros = now.elapsed().as_micros() as u64;
+                        let tally = match tallies.iter_mut().find(|(o, _)| *o == op) {
+                            Some((_, t)) => t,
+                            None => {
+                                tallies.push((op, Tally::new()));
+                                &mut tallies.last_mut().unwrap_or_else(|| unreachable!()).1
+                            }
+                        };
+                        if ok {
+                            let _ = tally.hist.record(micros.max(1));
+                        } else {
+                            tally.errors += 1;
+                        }
+                    }
+                }
+                tallies
+            })
+        })
+        .collect();
+    let mut merged: Tallies = Vec::new();
+    for task in tasks {
+        if let Ok(tallies) = task.await {
+            for (op, tally) in tallies {
+                match merged.iter_mut().find(|(o, _)| *o == op) {
+                    Some((_, m)) => {
+                        let _ = m.hist.add(&tally.hist);
+                        m.errors += tally.errors;
+                    }
+                    None => merged.push((op, tally)),
+                }
+            }
+        }
+    }
+    (merged, window)
+}
+
+fn outcome(name: &str, tallies: &[&Tally], window: Duration, cpu: Option<f64>, rss: Option<f64>) -> Outcome {
+    let mut hist = Tally::new().hist;
+    let mut errors = 0;
+    for t in tallies {
+        let _ = hist.add(&t.hist);
+        errors += t.errors;
+    }
+    let requests = hist.len() + errors;
+    Outcome {
+        scenario: name.to_string(),
+        requests,
+        errors,
+        per_sec: hist.len() as f64 / window.as_secs_f64(),
+        p50_ms: hist.value_at_quantile(0.50) as f64 / 1000.0,
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        server_cpu_pct: cpu,
+        server_peak_rss_mib: rss,
+        bound: None,
+        ratio_to_bound: None,
+    }
+}
+
+fn constant(op: Op) -> Picker {
+    Arc::new(move |_| op)
+}
+
+pub async fn run_scenario(
+    scenario: Scenario,
+    fixture: &Fixture,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+    pid: Option<u32>,
+) -> anyhow::Result<Vec<Outcome>> {
+    // Safe to share: the fixture outlives the scenario and is only read (accounts lock).
+    let fixture = Arc::new(Fixture {
+        base: fixture.base.clone(),
+        http: fixture.http.clone(),
+        accounts: fixture.accounts.clone(),
+        client: fixture.client.clone(),
+    });
+    if scenario == Scenario::ClientCredentials && fixture.client.is_none() {
+        println!("  skipped: no confidential client (pass --client-id/--client-secret with --target)");
+        return Ok(Vec::new());
+    }
+    let workers: Vec<Worker> = match scenario {
+        Scenario::Login => (0..concurrency).map(|i| (i, constant(Op::Login))).collect(),
+        Scenario::Refresh => (0..concurrency).map(|i| (i, constant(Op::Refresh))).collect(),
+        Scenario::ClientCredentials => (0..concurrency).map(|i| (i, constant(Op::ClientCredentials))).collect(),
+        Scenario::Me => (0..concurrency).map(|i| (i, constant(Op::Me))).collect(),
+        Scenario::Jwks => (0..concurrency).map(|i| (i, constant(Op::Jwks))).collect(),
+        Scenario::Mixed => {
+            // 1 login : 20 refresh : 200 me, interleaved on every connection.
+            let pick: Picker = Arc::new(|n| match n % 221 {
+                0 => Op::Login,
+                1..=20 => Op::Refresh,
+                _ => Op::Me,
+            });
+            (0..concurrency).map(|i| (i, pick.clone())).collect()
+        }
+    };
+    let cpu_before = pid.map(server::cpu_seconds);
+    if let Some(pid) = pid {
+        server::reset_peak_rss(pid);
+    }
+    let started = Instant::now();
+    let (tallies, window) = drive(&fixture, workers, warmup, window).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = pid.zip(cpu_before).map(|(pid, before)| (server::cpu_seconds(pid) - before) / elapsed * 100.0);
+    let rss = pid.map(|pid| server::memory_mib(pid).1);
+    let all: Vec<&Tally> = tallies.iter().map(|(_, t)| t).collect();
+    let name = scenario.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    let mut outcomes = vec![outcome(&name, &all, window, cpu, rss)];
+    if scenario == Scenario::Mixed {
+        if let Some((_, me)) = tallies.iter().find(|(op, _)| *op == Op::Me) {
+            outcomes.push(outcome("mixed: me only", &[me], window, None, None));
+        }
+        outcomes.extend(me_while_logins_saturate(&fixture, concurrency, window, pid).await);
+    }
+    Ok(outcomes)
+}
+
+/// `me` latency while enough logins run to keep every Argon2 slot busy.
+async fn me_while_logins_saturate(
+    fixture: &Arc<Fixture>,
+    concurrency: usize,
+    window: Duration,
+    pid: Option<u32>,
+) -> Vec<Outcome> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let login_workers = cores * 4;
+    let mut workers: Vec<Worker> = (0..login_workers).map(|i| (i, constant(Op::Login))).collect();
+    workers.extend((0..concurrency.min(8)).map(|i| (i + login_workers, constant(Op::Me))));
+    let cpu_before = pid.map(server::cpu_seconds);
+    let started = Instant::now();
+    let (tallies, window) = drive(fixture, workers, Duration::from_millis(500), window).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = pid.zip(cpu_before).map(|(pid, before)| (server::cpu_seconds(pid) - before) / elapsed * 100.0);
+    let rss = pid.map(|pid| server::memory_mib(pid).1);
+    let mut out = Vec::new();
+    if let Some((_, logins)) = tallies.iter().find(|(op, _)| *op == Op::Login) {
+        out.push(outcome("saturating logins", &[logins], window, cpu, rss));
+    }
+    if let Some((_, me)) = tallies.iter().find(|(op, _)| *op == Op::Me) {
+        out.push(outcome("me while logins saturate", &[me], window, None, None));
+    }
+    out
+}
+
+/// Attaches each row's bounding ceiling and prints the table.
+pub fn print_table(outcomes: &[Outcome], ceilings: &Ceilings) {
+    println!();
+    println!(
+        "{:<26} {:>9} {:>8} {:>8} {:>7} {:>8} {:>9}  {:<28} {:>6}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "errors", "srv CPU", "peak RSS", "bound (same run)", "ratio"
+    );
+    for o in outcomes {
+        let (bound_name, bound) = bound_of(&o.scenario, ceilings);
+        let ratio = bound.map(|b| o.per_sec / b);
+        println!(
+            "{:<26} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>8} {:>9}  {:<28} {:>6}",
+            o.scenario,
+            o.per_sec,
+            o.p50_ms,
+            o.p99_ms,
+            o.errors,
+            o.server_cpu_pct.map_or("-".into(), |c| format!("{c:.0}%")),
+            o.server_peak_rss_mib.map_or("-".into(), |r| format!("{r:.1} MiB")),
+            bound_name,
+            ratio.map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
+        );
+    }
+}
+
+pub fn bound_of(scenario: &str, c: &Ceilings) -> (String, Option<f64>) {
+    let cores = c.cores;
+    match scenario {
+        "login" | "saturating logins" => (
+            format!("Argon2id {:.0}/s ({cores} cores)", c.argon2id_hash_per_sec.all_cores),
+            Some(c.argon2id_hash_per_sec.all_cores),
+        ),
+        "refresh" | "client-credentials" => (
+            format!("RS256 sign {:.0}/s ({cores} cores)", c.rs256_sign_per_sec.all_cores),
+            Some(c.rs256_sign_per_sec.all_cores),
+        ),
+        "me" | "mixed: me only" => (
+            format!("RS256 verify {:.0}/s ({cores} cores)", c.rs256_verify_per_sec.all_cores),
+            Some(c.rs256_verify_per_sec.all_cores),
+        ),
+        _ => ("HTTP stack".into(), None),
+    }
+}

@@ -1,0 +1,285 @@
+//! The optional second factor: TOTP enrolment, login challenges and their completion,
+//! recovery codes, and admin reset.
+//!
+//! After a correct password, an account with TOTP gets a short-lived single-use
+//! `mfa_token` instead of tokens; `complete_login` exchanges it plus a code (or a
+//! recovery code) for a session with `amr = ["pwd", "otp"]`. A TOTP step, once
+//! accepted, is never accepted again for that user (compare-and-swap in the database),
+//! and failures count towards a lockout separate from the password's.
+
+use crate::security::totp;
+use crate::security::{Secret, generate_token, sha256_hex};
+use crate::state::AppState;
+use crate::store::audit::{self, NewAuditEvent};
+use crate::store::clients::ClientRow;
+use crate::store::mfa::{self as store, ChallengeRow};
+use crate::store::users::{self, Factor, STATUS_ACTIVE, UserRow};
+
+use super::auth::{IssuedTokens, RequestContext, check_password, record_failure};
+use super::{Error, Result, new_id, sessions};
+
+pub const MFA_TOKEN_PREFIX: &str = "lk_mfa_";
+/// Steps either side of now that a code may come from (RFC 6238 §5.2's network delay).
+pub const TOTP_SKEW_STEPS: i64 = 1;
+pub const AMR_PASSWORD_AND_OTP: &[&str] = &["pwd", "otp"];
+
+/// What a password login leads to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Tokens(IssuedTokens),
+    MfaRequired { mfa_token: Secret<String>, expires_in: u64 },
+}
+
+pub enum SecondFactor {
+    Code(String),
+    RecoveryCode(Secret<String>),
+}
+
+fn totp_context(user_id: &str) -> String {
+    format!("latchkey:totp:{user_id}")
+}
+
+fn decrypt_secret(state: &AppState, user_id: &str, encrypted: Option<&str>) -> Result<Secret<Vec<u8>>> {
+    let encrypted = encrypted.ok_or(Error::InvalidSecondFactor)?;
+    let plain = state
+        .master_key
+        .decrypt(&totp_context(user_id), encrypted)
+        .map_err(|_| Error::Internal(format!("cannot decrypt the TOTP secret of user {user_id}")))?;
+    Ok(Secret::new(plain.to_vec()))
+}
+
+fn event(state: &AppState, actor: &str, action: &'static str, user_id: &str, ctx: &RequestContext) -> NewAuditEvent {
+    NewAuditEvent {
+        occurred_at: state.now(),
+        actor: actor.to_string(),
+        action,
+        target: Some(user_id.to_string()),
+        ip: ctx.ip.clone(),
+        outcome: "success",
+        details: serde_json::json!({}),
+    }
+}
+
+/// Password checked: either a session, or (TOTP enabled) a challenge to complete.
+pub async fn after_password(
+    state: &AppState,
+    user: &UserRow,
+    client: &ClientRow,
+    scope: &str,
+    ctx: &RequestContext,
+) -> Result<LoginOutcome> {
+    if !user.totp_enabled {
+        return Ok(LoginOutcome::Tokens(sessions::start(state, user, client, scope, &["pwd"], ctx).await?));
+    }
+    let now = state.now();
+    let ttl = state.config.mfa_challenge_ttl.as_secs();
+    let token = generate_token(MFA_TOKEN_PREFIX);
+    store::create_challenge(
+        &state.db,
+        ChallengeRow {
+            id: new_id(),
+            token_hash: sha256_hex(token.expose()),
+            user_id: user.id.clone(),
+            client_id: client.client_id.clone(),
+            created_at: now,
+            expires_at: now + ttl as i64,
+            used_at: None,
+        },
+    )
+    .await?;
+    Ok(LoginOutcome::MfaRequired { mfa_token: token, expires_in: ttl })
+}
+
+/// Checks a TOTP or recovery code for `user`, counting failures towards the TOTP lockout.
+pub async fn verify_second_factor(
+    state: &AppState,
+    user: &UserRow,
+    factor: &SecondFactor,
+    ctx: &RequestContext,
+) -> Result<()> {
+    state
+        .limits
+        .check_username(&user.username_normalized)
+        .map_err(|wait| Error::RateLimited { retry_after_secs: wait })?;
+    let now = state.now();
+    if !user.totp_enabled {
+        return Err(Error::InvalidSecondFactor);
+    }
+    let locked = user.totp_locked_until.is_some_and(|until| until > now);
+    let accepted = !locked
+        && match factor {
+            SecondFactor::Code(code) => {
+                let secret = decrypt_secret(state, &user.id, user.totp_secret_encrypted.as_deref())?;
+                match totp::matching_step(secret.expose(), code, now, TOTP_SKEW_STEPS) {
+                    Some(step) => users::claim_totp_step(&state.db, &user.id, step).await?,
+                    None => false,
+                }
+            }
+            SecondFactor::RecoveryCode(code) => {
+                let hash = sha256_hex(&totp::normalise_recovery_code(code.expose()));
+                let used = store::use_recovery_code(&state.db, &user.id, &hash, now).await?;
+                if used {
+                    audit::record(&state.db, event(state, &user.id, "mfa.recovery_code_used", &user.id, ctx)).await?;
+                }
+                used
+            }
+        };
+    if accepted {
+        if user.totp_failures != 0 || user.totp_locked_until.is_some() {
+            users::record_success(&state.db, &user.id, Factor::Totp).await?;
+        }
+        return Ok(());
+    }
+    if !locked {
+        record_failure(state, user, Factor::Totp, ctx).await?;
+    }
+    let mut failure = event(state, &user.id, "mfa", &user.id, ctx);
+    failure.outcome = "failure";
+    failure.details = serde_json::json!({ "reason": if locked { "locked" } else { "invalid_code" } });
+    audit::record(&state.db, failure).await?;
+    Err(Error::InvalidSecondFactor)
+}
+
+/// `POST /auth/login/mfa`: the challenge plus a code → a session.
+pub async fn complete_login(
+    state: &AppState,
+    mfa_token: &Secret<String>,
+    factor: SecondFactor,
+    ctx: &RequestContext,
+) -> Result<IssuedTokens> {
+    let now = state.now();
+    let challenge = store::find_live_challenge(&state.db, &sha256_hex(mfa_token.expose()), now)
+        .await?
+        .ok_or_else(|| Error::InvalidToken("the mfa_token is invalid, expired or used; log in again".into()))?;
+    let user = users::find_by_id(&state.db, &challenge.user_id)
+        .await?
+        .filter(|u| u.status == STATUS_ACTIVE)
+        .ok_or(Error::InvalidCredentials)?;
+    verify_second_factor(state, &user, &factor, ctx).await?;
+    // Single use: only one completion wins, even if two arrive with valid codes.
+    if !store::consume_challenge(&state.db, &challenge.id, now).await? {
+        return Err(Error::InvalidToken("the mfa_token was already used; log in again".into()));
+    }
+    let client = sessions::first_party_client(state, &challenge.client_id).await?;
+    let scope = super::oauth::resolve_scope(&client, None)?;
+    sessions::start(state, &user, &client, &scope, AMR_PASSWORD_AND_OTP, ctx).await
+}
+
+/// What a user needs to add the account to an authenticator app.
+pub struct TotpEnrolment {
+    pub secret_base32: Secret<String>,
+    pub otpauth_uri: Secret<String>,
+    pub qr_svg: Secret<String>,
+}
+
+async fn user(state: &AppState, user_id: &str) -> Result<UserRow> {
+    users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))
+}
+
+/// Starts enrolment (password re-checked): a new secret, pending until confirmed.
+pub async fn setup(
+    state: &AppState,
+    user_id: &str,
+    password: &Secret<String>,
+    ctx: &RequestContext,
+) -> Result<TotpEnrolment> {
+    let user = user(state, user_id).await?;
+    check_password(state, &user.username, password, ctx).await?;
+    if user.totp_enabled {
+        return Err(Error::Conflict {
+            code: "totp_enabled",
+            description: "TOTP is already enabled; disable it first".into(),
+        });
+    }
+    let secret = totp::generate_secret();
+    let encrypted = state.master_key.encrypt(&totp_context(&user.id), secret.expose());
+    users::set_pending_totp(&state.db, &user.id, &encrypted).await?;
+    let uri = totp::otpauth_uri(secret.expose(), &state.config.totp_issuer, &user.username)
+        .ok_or_else(|| Error::Internal("cannot build the otpauth URI".into()))?;
+    let svg = totp::qr_svg(&uri).ok_or_else(|| Error::Internal("cannot draw the QR code".into()))?;
+    Ok(TotpEnrolment {
+        secret_base32: Secret::new(totp::secret_base32(secret.expose())),
+        otpauth_uri: Secret::new(uri),
+        qr_svg: Secret::new(svg),
+    })
+}
+
+fn hash_codes(codes: &[Secret<String>]) -> Vec<String> {
+    codes.iter().map(|c| sha256_hex(&totp::normalise_recovery_code(c.expose()))).collect()
+}
+
+/// Confirms enrolment with a current code: TOTP is on, and ten recovery codes are
+/// returned (once; only their hashes are kept).
+pub async fn confirm(state: &AppState, user_id: &str, code: &str, ctx: &RequestContext) -> Result<Vec<Secret<String>>> {
+    let user = user(state, user_id).await?;
+    if user.totp_enabled {
+        return Err(Error::Conflict { code: "totp_enabled", description: "TOTP is already enabled".into() });
+    }
+    let pending = user
+        .totp_pending_encrypted
+        .as_deref()
+        .ok_or_else(|| Error::bad_request("no_pending_totp", "start with POST /auth/totp/setup"))?;
+    let secret = decrypt_secret(state, &user.id, Some(pending))?;
+    let step = totp::matching_step(secret.expose(), code, state.now(), TOTP_SKEW_STEPS)
+        .ok_or_else(|| Error::bad_request("invalid_code", "that code does not match; check the device's clock"))?;
+    let codes = totp::generate_recovery_codes();
+    users::set_totp(
+        &state.db,
+        &user.id,
+        Some((pending.to_string(), step)),
+        &hash_codes(&codes),
+        state.now(),
+        event(state, &user.id, "totp.enable", &user.id, ctx),
+    )
+    .await?;
+    Ok(codes)
+}
+
+/// Turns TOTP off; needs the password and a current code (or a recovery code).
+pub async fn disable(
+    state: &AppState,
+    user_id: &str,
+    password: &Secret<String>,
+    factor: &SecondFactor,
+    ctx: &RequestContext,
+) -> Result<()> {
+    let user = user(state, user_id).await?;
+    check_password(state, &user.username, password, ctx).await?;
+    if !user.totp_enabled {
+        return Err(Error::Conflict { code: "totp_disabled", description: "TOTP is not enabled".into() });
+    }
+    verify_second_factor(state, &user, factor, ctx).await?;
+    users::set_totp(&state.db, &user.id, None, &[], state.now(), event(state, &user.id, "totp.disable", &user.id, ctx))
+        .await?;
+    Ok(())
+}
+
+/// New recovery codes (the old ones stop working); needs the password.
+pub async fn regenerate_recovery_codes(
+    state: &AppState,
+    user_id: &str,
+    password: &Secret<String>,
+    ctx: &RequestContext,
+) -> Result<Vec<Secret<String>>> {
+    let user = user(state, user_id).await?;
+    check_password(state, &user.username, password, ctx).await?;
+    if !user.totp_enabled {
+        return Err(Error::Conflict { code: "totp_disabled", description: "TOTP is not enabled".into() });
+    }
+    let codes = totp::generate_recovery_codes();
+    let txn_event = event(state, &user.id, "totp.recovery_codes", &user.id, ctx);
+    let step = user.totp_last_step.unwrap_or(0);
+    let secret = user.totp_secret_encrypted.clone().ok_or(Error::InvalidSecondFactor)?;
+    users::set_totp(&state.db, &user.id, Some((secret, step)), &hash_codes(&codes), state.now(), txn_event).await?;
+    Ok(codes)
+}
+
+/// An admin removes a user's TOTP (lost device); audited with the admin as actor.
+pub async fn admin_reset(state: &AppState, user_id: &str, actor: &str) -> Result<()> {
+    super::users::check_id(user_id)?;
+    user(state, user_id).await?;
+    let ctx = RequestContext::default();
+    users::set_totp(&state.db, user_id, None, &[], state.now(), event(state, actor, "totp.reset", user_id, &ctx))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Token-bucket rate limits (governor), per client IP for each group of sensitive
+//! endpoints and per normalised username for password and TOTP attempts. Buckets live in
+//! this node's memory only (DESIGN.md allows it: lockout, the durable defence, is in the
+//! database); idle keys are swept so memory stays bounded under many distinct IPs.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota as GovernorQuota, RateLimiter};
+
+use crate::config::{Quota, RateLimits};
+
+/// Endpoint groups with their own per-IP buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Login,
+    Register,
+    Token,
+    Refresh,
+    Totp,
+    PasswordChange,
+}
+
+impl Bucket {
+    /// Which bucket a request path belongs to, if any.
+    pub fn for_path(path: &str) -> Option<Bucket> {
+        match path {
+            "/auth/login" | "/auth/login/mfa" => Some(Bucket::Login),
+            "/auth/register" => Some(Bucket::Register),
+            "/oauth2/token" | "/oauth2/revoke" | "/oauth2/introspect" => Some(Bucket::Token),
+            "/auth/refresh" => Some(Bucket::Refresh),
+            "/auth/password" => Some(Bucket::PasswordChange),
+            p if p.starts_with("/auth/totp") => Some(Bucket::Totp),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Login => "login",
+            Bucket::Register => "register",
+            Bucket::Token => "token",
+            Bucket::Refresh => "refresh",
+            Bucket::Totp => "totp",
+            Bucket::PasswordChange => "password_change",
+        }
+    }
+}
+
+pub struct Limiters {
+    per_ip: Vec<(Bucket, DefaultKeyedRateLimiter<IpAddr>)>,
+    per_username: DefaultKeyedRateLimiter<String>,
+    max_keys: usize,
+    clock: DefaultClock,
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(quota: Quota) -> DefaultKeyedRateLimiter<K> {
+    let per_minute = NonZeroU32::new(quota.per_minute).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(quota.burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::keyed(GovernorQuota::per_minute(per_minute).allow_burst(burst))
+}
+
+impl Limiters {
+    pub fn new(config: &RateLimits) -> Self {
+        Self {
+            per_ip: vec![
+                (Bucket::Login, limiter(config.login)),
+                (Bucket::Register, limiter(config.register)),
+                (Bucket::Token, limiter(config.token)),
+                (Bucket::Refresh, limiter(config.refresh)),
+                (Bucket::Totp, limiter(config.totp)),
+                (Bucket::PasswordChange, limiter(config.password_change)),
+            ],
+            per_username: limiter(config.username),
+            max_keys: config.max_tracked_keys,
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `ip` has used up its bucket for this group.
+    pub fn check_ip(&self, bucket: Bucket, ip: IpAddr) -> Result<(), u64> {
+        let Some((_, limiter)) = self.per_ip.iter().find(|(b, _)| *b == bucket) else {
+            return Ok(());
+        };
+        if limiter.len() > self.max_keys {
+            limiter.retain_recent();
+        }
+        limiter.check_key(&ip).map_err(|not_until| retry_after(&self.clock, &not_until))
+    }
+
+    /// `Err(seconds to wait)` when this account has seen too many attempts.
+    pub fn check_username(&self, normalized_username: &str) -> Result<(), u64> {
+        if self.per_username.len() > self.max_keys {
+            self.per_username.retain_recent();
+        }
+        let key = normalized_username.to_string();
+        self.per_username.check_key(&key).map_err(|not_until| retry_after(&self.clock, &not_until))
+    }
+
+    /// Drops buckets that are full again (idle keys); run periodically.
+    pub fn sweep(&self) {
+        for (_, limiter) in &self.per_ip {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        self.per_username.retain_recent();
+        self.per_username.shrink_to_fit();
+    }
+
+    /// Keys currently tracked across all limiters.
+    pub fn tracked_keys(&self) -> usize {
+        self.per_ip.iter().map(|(_, l)| l.len()).sum::<usize>() + self.per_username.len()
+    }
+}
+
+fn retry_after(clock: &DefaultClock, not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> u64 {
+    not_until.wait_time_from(clock.now()).as_secs_f64().ceil().max(1.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    #[test]
+    fn burst_then_refuse_per_key() {
+        let mut config = RawConfig::default().validate().unwrap().rate_limits;
+        config.login = Quota::new(1, 3);
+        let limits = Limiters::new(&config);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limits.check_ip(Bucket::Login, a).is_ok());
+        }
+        let wait = limits.check_ip(Bucket::Login, a).unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(limits.check_ip(Bucket::Login, b).is_ok(), "another IP has its own bucket");
+        assert!(limits.check_ip(Bucket::Register, a).is_ok(), "another group has its own bucket");
+    }
+
+    #[test]
+    fn paths_map_to_buckets() {
+        assert_eq!(Bucket::for_path("/auth/login/mfa"), Some(Bucket::Login));
+        assert_eq!(Bucket::for_path("/auth/totp/confirm"), Some(Bucket::Totp));
+        assert_eq!(Bucket::for_path("/auth/me"), None);
+    }
+}
