@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    Set,
 };
 
 use super::audit::{self, NewAuditEvent};
@@ -72,7 +72,7 @@ async fn replace_roles(txn: &sea_orm::DatabaseTransaction, client_id: &str, role
 
 /// Inserts the client, its roles and the audit event in one transaction.
 pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: NewAuditEvent) -> StoreResult<ClientRow> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let client_id = row.client_id.clone();
     let row = clients::ActiveModel {
         client_id: Set(row.client_id),
@@ -85,10 +85,10 @@ pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: New
         created_at: Set(row.created_at),
         updated_at: Set(row.updated_at),
     }
-    .insert(&txn)
+    .insert(&*txn)
     .await?;
     replace_roles(&txn, &client_id, roles).await?;
-    audit::record(&txn, event).await?;
+    audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(row)
 }
@@ -111,8 +111,8 @@ pub async fn update(
     now: i64,
     event: NewAuditEvent,
 ) -> StoreResult<Option<ClientRow>> {
-    let txn = db.begin().await?;
-    let Some(row) = find(&txn, client_id).await? else {
+    let txn = super::begin_write(db).await?;
+    let Some(row) = find(&*txn, client_id).await? else {
         return Ok(None);
     };
     let mut active: clients::ActiveModel = row.into();
@@ -132,21 +132,21 @@ pub async fn update(
         active.secret_hash = Set(Some(hash));
     }
     active.updated_at = Set(now);
-    let row = active.update(&txn).await?;
+    let row = active.update(&*txn).await?;
     if let Some(roles) = changes.roles {
         replace_roles(&txn, client_id, &roles).await?;
     }
-    audit::record(&txn, event).await?;
+    audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(Some(row))
 }
 
 /// Deletes a client; its sessions and their refresh tokens cascade.
 pub async fn delete(db: &super::Db, client_id: &str, event: NewAuditEvent) -> StoreResult<bool> {
-    let txn = db.begin().await?;
-    let deleted = clients::Entity::delete_by_id(client_id.to_string()).exec(&txn).await?.rows_affected;
+    let txn = super::begin_write(db).await?;
+    let deleted = clients::Entity::delete_by_id(client_id.to_string()).exec(&*txn).await?.rows_affected;
     if deleted == 1 {
-        audit::record(&txn, event).await?;
+        audit::record(&*txn, event).await?;
     }
     txn.commit().await?;
     Ok(deleted == 1)

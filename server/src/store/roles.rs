@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    Set,
 };
 
 use super::StoreResult;
@@ -104,17 +104,17 @@ pub async fn create(
     now: i64,
     event: NewAuditEvent,
 ) -> StoreResult<()> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     roles::ActiveModel {
         name: Set(name.to_string()),
         description: Set(description.to_string()),
         builtin: Set(false),
         created_at: Set(now),
     }
-    .insert(&txn)
+    .insert(&*txn)
     .await?;
     replace_permissions(&txn, name, permissions).await?;
-    audit::record(&txn, event).await?;
+    audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -126,34 +126,34 @@ pub async fn update(
     permissions: Option<&[String]>,
     event: NewAuditEvent,
 ) -> StoreResult<bool> {
-    let txn = db.begin().await?;
-    let Some(row) = roles::Entity::find_by_id(name.to_string()).one(&txn).await? else {
+    let txn = super::begin_write(db).await?;
+    let Some(row) = roles::Entity::find_by_id(name.to_string()).one(&*txn).await? else {
         return Ok(false);
     };
     if let Some(description) = description {
         let mut active: roles::ActiveModel = row.into();
         active.description = Set(description.to_string());
-        active.update(&txn).await?;
+        active.update(&*txn).await?;
     }
     if let Some(permissions) = permissions {
         replace_permissions(&txn, name, permissions).await?;
     }
-    audit::record(&txn, event).await?;
+    audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(true)
 }
 
 /// Deletes a non-built-in role; assignments to users and clients cascade.
 pub async fn delete(db: &super::Db, name: &str, event: NewAuditEvent) -> StoreResult<bool> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let deleted = roles::Entity::delete_many()
         .filter(roles::Column::Name.eq(name))
         .filter(roles::Column::Builtin.eq(false))
-        .exec(&txn)
+        .exec(&*txn)
         .await?
         .rows_affected;
     if deleted == 1 {
-        audit::record(&txn, event).await?;
+        audit::record(&*txn, event).await?;
     }
     txn.commit().await?;
     Ok(deleted == 1)

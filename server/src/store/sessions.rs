@@ -8,10 +8,7 @@
 //! a read snapshot and failing with `SQLITE_BUSY`.
 
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::StoreResult;
 use super::audit::{self, NewAuditEvent};
@@ -64,7 +61,7 @@ pub async fn create(
     token: NewRefreshToken,
     event: NewAuditEvent,
 ) -> StoreResult<SessionRow> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let row = sessions::ActiveModel {
         id: Set(session.id.clone()),
         user_id: Set(session.user_id),
@@ -81,10 +78,10 @@ pub async fn create(
         auth_time: Set(session.auth_time),
         scope: Set(session.scope),
     }
-    .insert(&txn)
+    .insert(&*txn)
     .await?;
-    insert_token(&txn, &session.id, session.now, token).await?;
-    audit::record(&txn, event).await?;
+    insert_token(&*txn, &session.id, session.now, token).await?;
+    audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(row)
 }
@@ -137,13 +134,13 @@ pub async fn rotate(
     idle_expires_at: i64,
     child: NewRefreshToken,
 ) -> StoreResult<RotateOutcome> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let swapped = refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::State, Expr::value(TOKEN_ROTATED))
         .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
         .filter(refresh_tokens::Column::Id.eq(token_id))
         .filter(refresh_tokens::Column::State.eq(TOKEN_ACTIVE))
-        .exec(&txn)
+        .exec(&*txn)
         .await?
         .rows_affected;
     if swapped != 1 {
@@ -155,14 +152,14 @@ pub async fn rotate(
         .col_expr(sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
         .filter(sessions::Column::Id.eq(session_id))
         .filter(live_session(now))
-        .exec(&txn)
+        .exec(&*txn)
         .await?
         .rows_affected;
     if touched != 1 {
         txn.rollback().await?;
         return Ok(RotateOutcome::SessionNotActive);
     }
-    insert_token(&txn, session_id, now, child).await?;
+    insert_token(&*txn, session_id, now, child).await?;
     txn.commit().await?;
     Ok(RotateOutcome::Rotated)
 }
@@ -185,13 +182,13 @@ pub async fn revoke(
     now: i64,
     event: Option<NewAuditEvent>,
 ) -> StoreResult<bool> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let revoked = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
         .filter(sessions::Column::Id.eq(session_id))
         .filter(sessions::Column::RevokedAt.is_null())
-        .exec(&txn)
+        .exec(&*txn)
         .await?
         .rows_affected;
     if revoked == 1 {
@@ -199,10 +196,10 @@ pub async fn revoke(
             .col_expr(refresh_tokens::Column::State, Expr::value(TOKEN_REVOKED))
             .filter(refresh_tokens::Column::SessionId.eq(session_id))
             .filter(refresh_tokens::Column::State.ne(TOKEN_REVOKED))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if let Some(event) = event {
-            audit::record(&txn, event).await?;
+            audit::record(&*txn, event).await?;
         }
     }
     txn.commit().await?;
@@ -217,10 +214,10 @@ pub async fn revoke_all_for_user(
     now: i64,
     event: Option<NewAuditEvent>,
 ) -> StoreResult<u64> {
-    let txn = db.begin().await?;
-    let revoked = revoke_all_in(&txn, user_id, None, reason, now).await?;
+    let txn = super::begin_write(db).await?;
+    let revoked = revoke_all_in(&*txn, user_id, None, reason, now).await?;
     if let Some(event) = event {
-        audit::record(&txn, event).await?;
+        audit::record(&*txn, event).await?;
     }
     txn.commit().await?;
     Ok(revoked)

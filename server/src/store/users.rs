@@ -2,7 +2,6 @@
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
 };
 
 use super::entities::{user_roles, users};
@@ -50,8 +49,8 @@ pub async fn create(
     roles: &[String],
     event: super::audit::NewAuditEvent,
 ) -> StoreResult<UserRow> {
-    let txn = db.begin().await?;
-    if let Some(role) = super::roles::missing(&txn, roles).await?.into_iter().next() {
+    let txn = super::begin_write(db).await?;
+    if let Some(role) = super::roles::missing(&*txn, roles).await?.into_iter().next() {
         return Err(StoreError::Missing(format!("role {role:?}")));
     }
     let row = users::ActiveModel {
@@ -65,7 +64,7 @@ pub async fn create(
         updated_at: Set(user.now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(&*txn)
     .await?;
     if !roles.is_empty() {
         user_roles::Entity::insert_many(
@@ -73,10 +72,10 @@ pub async fn create(
                 .iter()
                 .map(|role| user_roles::ActiveModel { user_id: Set(user.id.clone()), role_name: Set(role.clone()) }),
         )
-        .exec(&txn)
+        .exec(&*txn)
         .await?;
     }
-    super::audit::record(&txn, event).await?;
+    super::audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(row)
 }
@@ -214,10 +213,10 @@ pub async fn update(
     now: i64,
     event: super::audit::NewAuditEvent,
 ) -> StoreResult<Option<UserRow>> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     lock_admin_changes(&txn).await?;
-    let had_admin = any_active_with_role(&txn, ADMIN_ROLE).await?;
-    let Some(row) = find_by_id(&txn, user_id).await? else {
+    let had_admin = any_active_with_role(&*txn, ADMIN_ROLE).await?;
+    let Some(row) = find_by_id(&*txn, user_id).await? else {
         return Ok(None);
     };
     let mut active: users::ActiveModel = row.into();
@@ -234,42 +233,42 @@ pub async fn update(
         active.password_hash = Set(hash);
     }
     active.updated_at = Set(now);
-    let row = active.update(&txn).await?;
+    let row = active.update(&*txn).await?;
     if let Some(roles) = changes.roles {
-        if let Some(role) = super::roles::missing(&txn, &roles).await?.into_iter().next() {
+        if let Some(role) = super::roles::missing(&*txn, &roles).await?.into_iter().next() {
             return Err(StoreError::Missing(format!("role {role:?}")));
         }
-        user_roles::Entity::delete_many().filter(user_roles::Column::UserId.eq(user_id)).exec(&txn).await?;
+        user_roles::Entity::delete_many().filter(user_roles::Column::UserId.eq(user_id)).exec(&*txn).await?;
         if !roles.is_empty() {
             user_roles::Entity::insert_many(roles.iter().map(|role| user_roles::ActiveModel {
                 user_id: Set(user_id.to_string()),
                 role_name: Set(role.clone()),
             }))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         }
     }
     ensure_an_admin_remains(&txn, had_admin).await?;
     if end_sessions {
         let reason = if changes.keep_session.is_some() { "password_changed" } else { "user_changed_by_admin" };
-        super::sessions::revoke_all_in(&txn, user_id, changes.keep_session.as_deref(), reason, now).await?;
+        super::sessions::revoke_all_in(&*txn, user_id, changes.keep_session.as_deref(), reason, now).await?;
     }
-    super::audit::record(&txn, event).await?;
+    super::audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(Some(row))
 }
 
 /// Deletes a user (sessions and role links cascade), unless it is the last admin.
 pub async fn delete(db: &super::Db, user_id: &str, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     lock_admin_changes(&txn).await?;
-    let had_admin = any_active_with_role(&txn, ADMIN_ROLE).await?;
-    let deleted = users::Entity::delete_by_id(user_id.to_string()).exec(&txn).await?.rows_affected;
+    let had_admin = any_active_with_role(&*txn, ADMIN_ROLE).await?;
+    let deleted = users::Entity::delete_by_id(user_id.to_string()).exec(&*txn).await?.rows_affected;
     if deleted == 0 {
         return Ok(false);
     }
     ensure_an_admin_remains(&txn, had_admin).await?;
-    super::audit::record(&txn, event).await?;
+    super::audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(true)
 }
@@ -361,18 +360,18 @@ pub async fn record_success(db: &impl ConnectionTrait, user_id: &str, factor: Fa
 /// Clears both lockouts (admin unlock) and audits it; `false` if the user is unknown.
 pub async fn unlock(db: &super::Db, user_id: &str, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
     use sea_orm::sea_query::Expr;
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let updated = users::Entity::update_many()
         .col_expr(users::Column::FailedLogins, Expr::value(0))
         .col_expr(users::Column::LockedUntil, Expr::value(Option::<i64>::None))
         .col_expr(users::Column::TotpFailures, Expr::value(0))
         .col_expr(users::Column::TotpLockedUntil, Expr::value(Option::<i64>::None))
         .filter(users::Column::Id.eq(user_id))
-        .exec(&txn)
+        .exec(&*txn)
         .await?
         .rows_affected;
     if updated == 1 {
-        super::audit::record(&txn, event).await?;
+        super::audit::record(&*txn, event).await?;
     }
     txn.commit().await?;
     Ok(updated == 1)
@@ -414,7 +413,7 @@ pub async fn set_totp(
     event: super::audit::NewAuditEvent,
 ) -> StoreResult<()> {
     use sea_orm::sea_query::Expr;
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let (secret, step) = match enabled {
         Some((secret, step)) => (Some(secret), Some(step)),
         None => (None, None),
@@ -427,10 +426,10 @@ pub async fn set_totp(
         .col_expr(users::Column::TotpFailures, Expr::value(0))
         .col_expr(users::Column::TotpLockedUntil, Expr::value(Option::<i64>::None))
         .filter(users::Column::Id.eq(user_id))
-        .exec(&txn)
+        .exec(&*txn)
         .await?;
-    super::mfa::replace_recovery_codes(&txn, user_id, recovery_code_hashes, now).await?;
-    super::audit::record(&txn, event).await?;
+    super::mfa::replace_recovery_codes(&*txn, user_id, recovery_code_hashes, now).await?;
+    super::audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(())
 }
