@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_foundation;
 mod m20261123_000002_sessions;
 mod m20261123_000003_defences;
+mod m20261123_000004_operations;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_foundation::Migration),
             Box::new(m20261123_000002_sessions::Migration),
             Box::new(m20261123_000003_defences::Migration),
+            Box::new(m20261123_000004_operations::Migration),
         ]
     }
 }

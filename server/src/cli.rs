@@ -5,7 +5,6 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -97,6 +96,15 @@ pub struct ClientCreateArgs {
 pub enum KeysCommand {
     /// List signing keys with their state.
     List,
+    /// Start a rotation: a new key, published now, signing after the JWKS cache lifetime.
+    Rotate,
+    /// Bring your own RSA private key (PEM, PKCS#8 or PKCS#1) in as a pending key.
+    Import {
+        /// The PEM file.
+        file: PathBuf,
+    },
+    /// Emergency: withdraw a compromised key from the JWKS at once.
+    Revoke { kid: String },
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -118,6 +126,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Client(ClientCommand::Create(args)) => create_client(config, args).await,
         Command::Keys(KeysCommand::List) => list_keys(config).await,
+        Command::Keys(KeysCommand::Rotate) => keys_change(config, KeyChange::Rotate).await,
+        Command::Keys(KeysCommand::Import { file }) => import_key(config, &file).await,
+        Command::Keys(KeysCommand::Revoke { kid }) => keys_change(config, KeyChange::Revoke(kid)).await,
         Command::Openapi => Ok(ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| fail(&e))
@@ -151,7 +162,8 @@ async fn serve(config: Config) -> Result<ExitCode, StartupError> {
             return Ok(ExitCode::from(2));
         }
     };
-    match crate::serve(listener, state, shutdown_signal(), Duration::from_secs(10)).await {
+    let grace = state.config.shutdown_grace;
+    match crate::serve(listener, state, shutdown_signal(), grace).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("latchkey: server error: {e}");
@@ -284,4 +296,56 @@ async fn list_keys(config: Config) -> Result<ExitCode, StartupError> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+enum KeyChange {
+    Rotate,
+    Revoke(String),
+}
+
+async fn keys_change(config: Config, change: KeyChange) -> Result<ExitCode, StartupError> {
+    let state = build_state(config, Arc::new(SystemClock)).await?;
+    let result = match &change {
+        KeyChange::Rotate => domain::keys::rotate(&state, "cli").await.map(|row| {
+            let due = domain::keys::activation_due(&state.config, row.created_at);
+            println!("new key {} is published; it starts signing at {}", row.kid, to_datetime(due));
+        }),
+        KeyChange::Revoke(kid) => domain::keys::revoke(&state, kid, "cli").await.map(|()| {
+            println!("key {kid} is revoked and no longer published; tokens it signed stop verifying");
+        }),
+    };
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("latchkey: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn import_key(config: Config, file: &std::path::Path) -> Result<ExitCode, StartupError> {
+    let pem = match std::fs::read_to_string(file) {
+        Ok(pem) => zeroize::Zeroizing::new(pem),
+        Err(e) => {
+            eprintln!("latchkey: cannot read {}: {e}", file.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let state = build_state(config, Arc::new(SystemClock)).await?;
+    match domain::keys::import_pem(&state.db, &state.master_key, &pem, state.now()).await {
+        Ok(row) => {
+            let due = domain::keys::activation_due(&state.config, row.created_at);
+            println!(
+                "imported key {} ({} bits) as pending; it starts signing at {}",
+                row.kid,
+                row.bits,
+                to_datetime(due)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("latchkey: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
 }

@@ -57,6 +57,37 @@ pub struct RawConfig {
     pub rate_limits: RawRateLimits,
     pub lockout: RawLockout,
     pub mfa: RawMfa,
+    pub operations: RawOperations,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOperations {
+    /// Serve `/metrics` on this separate address instead of the main listener.
+    pub metrics_listen: Option<String>,
+    /// On SIGTERM/Ctrl-C, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+    /// How often the purge job runs (on one node at a time).
+    pub purge_interval_secs: u64,
+    /// Rows deleted per statement, so the job never holds long locks.
+    pub purge_batch_size: u64,
+    /// Ended sessions (revoked or expired) are kept this long for the admin's view.
+    pub ended_session_retention_days: u64,
+    /// Audit events older than this are deleted (0 keeps them forever).
+    pub audit_retention_days: u64,
+}
+
+impl Default for RawOperations {
+    fn default() -> Self {
+        Self {
+            metrics_listen: None,
+            shutdown_grace_secs: 10,
+            purge_interval_secs: 600,
+            purge_batch_size: 1000,
+            ended_session_retention_days: 7,
+            audit_retention_days: 365,
+        }
+    }
 }
 
 /// A token bucket: `per_minute` sustained, `burst` at once.
@@ -160,7 +191,13 @@ pub struct RawTokens {
 #[serde(deny_unknown_fields, default)]
 pub struct RawKeys {
     pub rsa_bits: u32,
+    /// How long verifiers may cache the JWKS. A new key is published this long before it
+    /// signs anything.
     pub jwks_max_age_secs: u64,
+    /// Scheduled rotation: a new key every this many days (0 turns it off).
+    pub rotation_interval_days: u64,
+    /// How often each node re-reads the key set and runs due transitions.
+    pub poll_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,6 +244,7 @@ impl Default for RawConfig {
             rate_limits: RawRateLimits::default(),
             lockout: RawLockout::default(),
             mfa: RawMfa::default(),
+            operations: RawOperations::default(),
         }
     }
 }
@@ -225,7 +263,7 @@ impl Default for RawTokens {
 
 impl Default for RawKeys {
     fn default() -> Self {
-        Self { rsa_bits: 2048, jwks_max_age_secs: 300 }
+        Self { rsa_bits: 2048, jwks_max_age_secs: 300, rotation_interval_days: 30, poll_interval_secs: 10 }
     }
 }
 
@@ -283,6 +321,16 @@ pub struct Config {
     pub lockout: Lockout,
     pub totp_issuer: String,
     pub mfa_challenge_ttl: Duration,
+    /// Zero when scheduled rotation is off.
+    pub key_rotation_interval: Duration,
+    pub key_poll_interval: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    pub shutdown_grace: Duration,
+    pub purge_interval: Duration,
+    pub purge_batch_size: u64,
+    pub ended_session_retention: Duration,
+    /// Zero keeps audit events forever.
+    pub audit_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -494,6 +542,21 @@ impl RawConfig {
             n => n,
         };
 
+        let o = &self.operations;
+        let metrics_listen = match &o.metrics_listen {
+            Some(addr) => Some(
+                addr.parse::<SocketAddr>()
+                    .map_err(|e| invalid("operations.metrics_listen", format!("{addr:?}: {e}")))?,
+            ),
+            None => None,
+        };
+        let purge_interval = positive("operations.purge_interval_secs", o.purge_interval_secs)?;
+        if o.purge_batch_size == 0 {
+            return Err(invalid("operations.purge_batch_size", "must be greater than 0"));
+        }
+        let key_poll_interval = positive("keys.poll_interval_secs", self.keys.poll_interval_secs)?;
+        const DAY: u64 = 24 * 3600;
+
         Ok(Config {
             listen,
             issuer,
@@ -524,6 +587,14 @@ impl RawConfig {
             lockout,
             totp_issuer: self.mfa.totp_issuer.clone(),
             mfa_challenge_ttl,
+            key_rotation_interval: Duration::from_secs(self.keys.rotation_interval_days * DAY),
+            key_poll_interval,
+            metrics_listen,
+            shutdown_grace: Duration::from_secs(o.shutdown_grace_secs),
+            purge_interval,
+            purge_batch_size: o.purge_batch_size,
+            ended_session_retention: Duration::from_secs(o.ended_session_retention_days * DAY),
+            audit_retention: Duration::from_secs(o.audit_retention_days * DAY),
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod security;
 pub mod state;
 pub mod store;
@@ -50,6 +51,8 @@ pub enum StartupError {
     Keys(#[from] domain::keys::KeySetupError),
     #[error("password hasher: {0}")]
     Hasher(#[from] HashError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 impl StartupError {
@@ -87,10 +90,21 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
     if domain::keys::ensure_active_key(&db, &master_key, config.rsa_bits, clock.now()).await? {
         tracing::info!(bits = config.rsa_bits, "generated the first signing key");
     }
-    let key_set = domain::keys::load_key_set(&db, &master_key).await?;
+    let key_set = domain::keys::load_key_set(&db, &master_key, &config, clock.now()).await?;
     let passwords = PasswordHasher::new(config.argon2, config.hashing_threads, config.hashing_max_queued)?;
     let limits = Limiters::new(&config.rate_limits);
-    Ok(AppState::new(Inner { config, db, keys: KeyRing::new(key_set), passwords, limits, master_key, clock }))
+    let metrics = metrics::Metrics::new()?;
+    Ok(AppState::new(Inner {
+        config,
+        db,
+        keys: KeyRing::new(key_set),
+        passwords,
+        limits,
+        master_key,
+        clock,
+        metrics,
+        node_id: uuid::Uuid::new_v4().to_string(),
+    }))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
@@ -106,22 +120,28 @@ pub async fn serve(
         tracing::info!(%addr, issuer = %state.config.issuer, "listening");
     }
     let db = state.db.clone();
-    let sweeper = tokio::spawn(sweep_rate_limits(state.clone()));
+    let jobs = tokio::spawn(domain::maintenance::run_forever(state.clone()));
+    let metrics_server = match state.config.metrics_listen {
+        Some(addr) => {
+            let listener = poem::listener::TcpListener::bind(addr);
+            let app = api::metrics_app(state.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = poem::Server::new(listener).run(app).await {
+                    tracing::error!(error = %e, %addr, "metrics listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
     let result = poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(api::app(state), shutdown, Some(drain))
         .await;
-    sweeper.abort();
+    jobs.abort();
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     if let Err(e) = db.close().await {
         tracing::warn!(error = %e, "closing the database pool failed");
     }
     result
-}
-
-/// Evicts idle rate-limit buckets once a minute so memory tracks active clients only.
-async fn sweep_rate_limits(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        state.limits.sweep();
-    }
 }

@@ -20,6 +20,9 @@ pub struct Inner {
     pub keys: KeyRing,
     pub passwords: PasswordHasher,
     pub limits: Limiters,
+    pub metrics: crate::metrics::Metrics,
+    /// Names this process in job leases.
+    pub node_id: String,
     pub master_key: MasterKey,
     pub clock: SharedClock,
 }

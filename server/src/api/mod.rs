@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod error;
 pub mod models;
 pub mod oauth;
+pub mod observe;
 pub mod ops;
 pub mod security;
 
@@ -46,6 +47,7 @@ type Apis = (
     admin::sessions::AdminSessionsApi,
     admin::clients::AdminClientsApi,
     admin::audit::AdminAuditApi,
+    admin::keys::AdminKeysApi,
 );
 
 pub fn apis() -> Apis {
@@ -59,6 +61,7 @@ pub fn apis() -> Apis {
         admin::sessions::AdminSessionsApi,
         admin::clients::AdminClientsApi,
         admin::audit::AdminAuditApi,
+        admin::keys::AdminKeysApi,
     )
 }
 
@@ -90,14 +93,30 @@ pub fn app(state: AppState) -> impl Endpoint {
             .max_age(600)
     });
     let max_body = config.max_body_bytes;
-    Route::new()
-        .nest("/", service)
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
+    let mut route = Route::new().nest("/", service).at("/openapi.json", spec).nest("/docs", docs);
+    if config.metrics_listen.is_none() {
+        route = route.at(
+            "/metrics",
+            poem::get(poem::endpoint::make(|req: Request| async move { observe::metrics_endpoint(&req).await })),
+        );
+    }
+    route
         .around(csrf_guard)
         .around(rate_limit_guard)
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .around(move |next, req| limit_body(next, req, max_body))
+        .around(observe::observe)
+        .data(state)
+        .catch_all_error(error::render_error)
+}
+
+/// `/metrics` alone, for a separate listen address.
+pub fn metrics_app(state: AppState) -> impl Endpoint {
+    Route::new()
+        .at(
+            "/metrics",
+            poem::get(poem::endpoint::make(|req: Request| async move { observe::metrics_endpoint(&req).await })),
+        )
         .data(state)
         .catch_all_error(error::render_error)
 }

@@ -40,7 +40,7 @@ pub async fn check_password(
     ctx: &RequestContext,
 ) -> Result<UserRow> {
     let normalized = username.trim().to_lowercase();
-    state.limits.check_username(&normalized).map_err(|wait| Error::RateLimited { retry_after_secs: wait })?;
+    check_username_limit(state, &normalized)?;
     let row = users::find_by_username(&state.db, &normalized).await?;
     let now = state.now();
     let locked = row.as_ref().is_some_and(|u| u.locked_until.is_some_and(|until| until > now));
@@ -82,12 +82,21 @@ pub async fn check_password(
     }
 }
 
+/// The per-account bucket on password and TOTP attempts (any IP).
+pub fn check_username_limit(state: &AppState, normalized_username: &str) -> Result<()> {
+    state.limits.check_username(normalized_username).map_err(|wait| {
+        state.metrics.rate_limited.with_label_values(&["username"]).inc();
+        Error::RateLimited { retry_after_secs: wait }
+    })
+}
+
 /// Counts a failed attempt and audits the lockout when it engages.
 pub async fn record_failure(state: &AppState, user: &UserRow, factor: Factor, ctx: &RequestContext) -> Result<()> {
     let now = state.now();
     let (failures, locked_until) =
         users::record_failure(&state.db, &user.id, factor, now, state.config.lockout).await?;
     if let Some(until) = locked_until {
+        state.metrics.lockouts.inc();
         tracing::warn!(user_id = %user.id, failures, ?factor, "account locked after repeated failures");
         audit::record(
             &state.db,

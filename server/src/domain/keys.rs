@@ -1,10 +1,27 @@
-//! Signing-key lifecycle: make sure one active key exists, and build the in-memory
-//! key set (signer + published verification keys) from the database.
+//! Signing-key lifecycle: `pending → active → retired` (or `revoked` in an emergency).
+//!
+//! - A new key (scheduled rotation, `latchkey keys rotate`, `POST /admin/keys/rotate`,
+//!   `latchkey keys import`) starts `pending`: published in the JWKS but not signing.
+//! - After `jwks_max_age` (the time verifiers may cache the JWKS) it becomes `active`
+//!   and the previous key `retired`, so no verifier meets a `kid` it has not seen.
+//! - A retired key stays published for the longest access-token lifetime plus clock
+//!   skew — until every token it signed has expired — then leaves the JWKS, and its
+//!   private part is erased.
+//! - A `revoked` key leaves the JWKS at once; tokens it signed stop verifying.
+//!
+//! Every node runs [`maintain`] on a timer: transitions are compare-and-swap updates
+//! guarded by unique indexes (one active, one pending), so exactly one node performs
+//! each, and every node reloads the key set, so all pick up changes within one poll.
 
+use crate::config::Config;
 use crate::security::master_key::MasterKey;
+use crate::state::AppState;
+use crate::store::audit::NewAuditEvent;
 use crate::store::keys::{self, STATE_ACTIVE, STATE_PENDING, STATE_RETIRED, SigningKeyRow};
 use crate::store::{Db, StoreError};
 use crate::tokens::keys::{KeyError, KeyMaterial, KeySet, PublishedKey};
+
+use super::Error;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeySetupError {
@@ -33,6 +50,16 @@ pub async fn create_key(
 ) -> Result<SigningKeyRow, KeySetupError> {
     let material =
         tokio::task::spawn_blocking(move || KeyMaterial::generate(bits)).await.map_err(|_| KeyError::Generation)??;
+    store_key(db, master_key, &material, state, now).await
+}
+
+async fn store_key(
+    db: &Db,
+    master_key: &MasterKey,
+    material: &KeyMaterial,
+    state: &str,
+    now: i64,
+) -> Result<SigningKeyRow, KeySetupError> {
     let der = material.pkcs8_der()?;
     let (n, e) = material.public_components();
     let row = SigningKeyRow {
@@ -65,13 +92,32 @@ pub async fn ensure_active_key(db: &Db, master_key: &MasterKey, bits: u32, now: 
     }
 }
 
-/// Reads all keys, decrypts the active one, and publishes pending, active and retired keys.
-pub async fn load_key_set(db: &Db, master_key: &MasterKey) -> Result<KeySet, KeySetupError> {
+/// Until when a key retired at `retired_at` must stay published: every token it signed
+/// has expired by then, even on a verifier whose clock runs `clock_skew` behind.
+pub fn published_until(config: &Config, retired_at: i64) -> i64 {
+    retired_at + config.access_token_ttl.as_secs() as i64 + config.clock_skew.as_secs() as i64
+}
+
+/// When a pending key created at `created_at` may start signing.
+pub fn activation_due(config: &Config, created_at: i64) -> i64 {
+    created_at + config.jwks_max_age.as_secs() as i64
+}
+
+pub fn is_published(config: &Config, row: &SigningKeyRow, now: i64) -> bool {
+    match row.state.as_str() {
+        STATE_PENDING | STATE_ACTIVE => true,
+        STATE_RETIRED => row.retired_at.is_none_or(|at| now < published_until(config, at)),
+        _ => false,
+    }
+}
+
+/// Reads all keys, decrypts the active one, and publishes the keys verifiers need now.
+pub async fn load_key_set(db: &Db, master_key: &MasterKey, config: &Config, now: i64) -> Result<KeySet, KeySetupError> {
     let rows = keys::list(db).await?;
     let mut active = None;
     let mut published = Vec::new();
     for row in rows {
-        if ![STATE_PENDING, STATE_ACTIVE, STATE_RETIRED].contains(&row.state.as_str()) {
+        if !is_published(config, &row, now) {
             continue;
         }
         if row.state == STATE_ACTIVE && active.is_none() {
@@ -83,4 +129,156 @@ pub async fn load_key_set(db: &Db, master_key: &MasterKey) -> Result<KeySet, Key
         published.push(PublishedKey { kid: row.kid, n: row.public_n, e: row.public_e });
     }
     Ok(KeySet::new(active, &published)?)
+}
+
+/// Re-reads the key set into the running server.
+pub async fn reload(state: &AppState) -> Result<(), Error> {
+    let set = load_key_set(&state.db, &state.master_key, &state.config, state.now()).await.map_err(setup_error)?;
+    state.keys.replace(set);
+    Ok(())
+}
+
+fn setup_error(err: KeySetupError) -> Error {
+    match err {
+        KeySetupError::Store(e) => e.into(),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+fn key_event(state: &AppState, actor: &str, action: &'static str, kid: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        occurred_at: state.now(),
+        actor: actor.to_string(),
+        action,
+        target: Some(kid.to_string()),
+        ip: None,
+        outcome: "success",
+        details: serde_json::json!({}),
+    }
+}
+
+fn pending_exists() -> Error {
+    Error::Conflict {
+        code: "rotation_in_progress",
+        description: "a pending key exists already; it becomes active after the JWKS cache lifetime".into(),
+    }
+}
+
+/// Starts a rotation: a new pending key, published now, signing after `jwks_max_age`.
+pub async fn rotate(state: &AppState, actor: &str) -> Result<SigningKeyRow, Error> {
+    let row = match create_key(&state.db, &state.master_key, state.config.rsa_bits, STATE_PENDING, state.now()).await {
+        Ok(row) => row,
+        Err(KeySetupError::Store(StoreError::Conflict)) => return Err(pending_exists()),
+        Err(e) => return Err(setup_error(e)),
+    };
+    crate::store::audit::record(&state.db, key_event(state, actor, "key.rotate", &row.kid)).await?;
+    reload(state).await?;
+    Ok(row)
+}
+
+/// Brings an operator's own RSA private key (PEM: PKCS#8 `PRIVATE KEY` or PKCS#1
+/// `RSA PRIVATE KEY`) in as a pending key.
+pub async fn import_pem(db: &Db, master_key: &MasterKey, pem: &str, now: i64) -> Result<SigningKeyRow, KeySetupError> {
+    let material = parse_pem(pem)?;
+    if keys::find(db, material.kid()).await?.is_some() {
+        return Err(KeySetupError::Key(KeyError::Rejected("this key is already in the database".into())));
+    }
+    store_key(db, master_key, &material, STATE_PENDING, now).await
+}
+
+fn parse_pem(pem: &str) -> Result<KeyMaterial, KeySetupError> {
+    use base64::Engine;
+    let rejected = |why: &str| KeySetupError::Key(KeyError::Rejected(why.into()));
+    let label = pem
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")))
+        .ok_or_else(|| rejected("no PEM block found"))?
+        .to_string();
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("-----BEGIN "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END "))
+        .collect();
+    let der = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| rejected("the PEM body is not base64"))?,
+    );
+    let material = match label.as_str() {
+        "PRIVATE KEY" => KeyMaterial::from_pkcs8(&der)?,
+        "RSA PRIVATE KEY" => KeyMaterial::from_pkcs1(&der)?,
+        other => return Err(rejected(&format!("unsupported PEM block {other:?}; expected an RSA private key"))),
+    };
+    if material.bits() < 2048 {
+        return Err(rejected("RSA keys must have at least 2048 bits"));
+    }
+    Ok(material)
+}
+
+/// Emergency revoke of a compromised key: it leaves the JWKS at once and its tokens stop
+/// verifying. If it was the active key, signing moves to a key at once too: the pending
+/// one if there is one, else a freshly generated one.
+pub async fn revoke(state: &AppState, kid: &str, actor: &str) -> Result<(), Error> {
+    let row = keys::find(&state.db, kid).await?.ok_or(Error::NotFound("signing key"))?;
+    if !keys::revoke(&state.db, kid, state.now(), key_event(state, actor, "key.revoke", kid)).await? {
+        return Err(Error::Conflict { code: "already_revoked", description: "that key is already revoked".into() });
+    }
+    if row.state == STATE_ACTIVE {
+        let replacement = match keys::list(&state.db).await?.into_iter().find(|k| k.state == STATE_PENDING) {
+            Some(pending) => pending.kid,
+            None => match create_key(&state.db, &state.master_key, state.config.rsa_bits, STATE_PENDING, state.now())
+                .await
+            {
+                Ok(row) => row.kid,
+                Err(e) => return Err(setup_error(e)),
+            },
+        };
+        keys::promote(&state.db, &replacement, state.now(), key_event(state, actor, "key.activate", &replacement))
+            .await?;
+    }
+    reload(state).await
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    pub created: Option<String>,
+    pub activated: Option<String>,
+    pub wiped: u64,
+}
+
+/// One pass of the lifecycle, run by every node on a timer (and by tests directly):
+/// start a scheduled rotation, activate a pending key whose time has come, erase
+/// expired private keys, and reload the key set.
+pub async fn maintain(state: &AppState) -> Result<Maintenance, Error> {
+    let now = state.now();
+    let config = &state.config;
+    let mut done = Maintenance::default();
+    let rows = keys::list(&state.db).await?;
+    let active = rows.iter().find(|k| k.state == STATE_ACTIVE);
+    let mut pending = rows.iter().find(|k| k.state == STATE_PENDING).cloned();
+
+    let interval = config.key_rotation_interval.as_secs() as i64;
+    let rotation_due = active.is_some_and(|k| k.activated_at.unwrap_or(k.created_at) + interval <= now);
+    if interval > 0 && pending.is_none() && rotation_due {
+        match create_key(&state.db, &state.master_key, config.rsa_bits, STATE_PENDING, now).await {
+            Ok(row) => {
+                crate::store::audit::record(&state.db, key_event(state, "system", "key.rotate", &row.kid)).await?;
+                done.created = Some(row.kid.clone());
+                pending = Some(row);
+            }
+            // Another node created it first.
+            Err(KeySetupError::Store(StoreError::Conflict)) => {}
+            Err(e) => return Err(setup_error(e)),
+        }
+    }
+    if let Some(pending) = pending.filter(|p| activation_due(config, p.created_at) <= now)
+        && keys::promote(&state.db, &pending.kid, now, key_event(state, "system", "key.activate", &pending.kid)).await?
+    {
+        tracing::info!(kid = %pending.kid, "signing key activated");
+        done.activated = Some(pending.kid);
+    }
+    done.wiped = keys::wipe_expired_private_keys(&state.db, now - published_until(config, 0)).await?;
+    reload(state).await?;
+    Ok(done)
 }

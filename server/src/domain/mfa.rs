@@ -97,10 +97,7 @@ pub async fn verify_second_factor(
     factor: &SecondFactor,
     ctx: &RequestContext,
 ) -> Result<()> {
-    state
-        .limits
-        .check_username(&user.username_normalized)
-        .map_err(|wait| Error::RateLimited { retry_after_secs: wait })?;
+    super::auth::check_username_limit(state, &user.username_normalized)?;
     let now = state.now();
     if !user.totp_enabled {
         return Err(Error::InvalidSecondFactor);

@@ -154,6 +154,7 @@ async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<
     }
     let scope = resolve_scope(client, scope)?;
     let roles = clients::role_names(&state.db, &client.client_id).await?;
+    state.metrics.tokens_issued.with_label_values(&["client_credentials"]).inc();
     let (access_token, expires_in) = mint_access_token(
         state,
         AccessGrant {

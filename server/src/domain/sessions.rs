@@ -102,6 +102,7 @@ pub async fn start(
     )
     .await?;
     let roles = users::role_names(&state.db, &user.id).await?;
+    state.metrics.tokens_issued.with_label_values(&["login"]).inc();
     let (access_token, expires_in) = mint_access_token(
         state,
         AccessGrant {
@@ -187,6 +188,7 @@ async fn rotate(
     }
 
     let roles = users::role_names(&state.db, &user.id).await?;
+    state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
     let amr: Vec<String> = session.amr.split_ascii_whitespace().map(str::to_string).collect();
     let (access_token, expires_in) = mint_access_token(
         state,
@@ -246,6 +248,7 @@ async fn rotated_token_presented(
     )
     .await?;
     if revoked_now {
+        state.metrics.refresh_reuse.inc();
         tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reuse: session revoked");
     }
     Ok(Error::invalid_refresh_token())

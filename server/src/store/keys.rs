@@ -40,3 +40,73 @@ pub async fn insert(db: &impl ConnectionTrait, row: SigningKeyRow) -> StoreResul
     .await?;
     Ok(())
 }
+
+pub const STATE_REVOKED: &str = "revoked";
+
+pub async fn find(db: &impl ConnectionTrait, kid: &str) -> StoreResult<Option<SigningKeyRow>> {
+    Ok(signing_keys::Entity::find_by_id(kid.to_string()).one(db).await?)
+}
+
+/// Retires the active key and activates `kid` (which must still be pending), atomically.
+/// Returns false when another node did it first (nothing changes then).
+pub async fn promote(db: &super::Db, kid: &str, now: i64, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
+    use sea_orm::sea_query::Expr;
+    let txn = super::begin_write(db).await?;
+    // Retire first: the unique index allows only one active key at any moment.
+    signing_keys::Entity::update_many()
+        .col_expr(signing_keys::Column::State, Expr::value(STATE_RETIRED))
+        .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
+        .filter(signing_keys::Column::State.eq(STATE_ACTIVE))
+        .filter(signing_keys::Column::Kid.ne(kid))
+        .exec(&*txn)
+        .await?;
+    let activated = signing_keys::Entity::update_many()
+        .col_expr(signing_keys::Column::State, Expr::value(STATE_ACTIVE))
+        .col_expr(signing_keys::Column::ActivatedAt, Expr::value(now))
+        .filter(signing_keys::Column::Kid.eq(kid))
+        .filter(signing_keys::Column::State.eq(STATE_PENDING))
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    if activated != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    super::audit::record(&*txn, event).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Emergency: the key is withdrawn from the JWKS at once.
+pub async fn revoke(db: &super::Db, kid: &str, now: i64, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
+    use sea_orm::sea_query::Expr;
+    let txn = super::begin_write(db).await?;
+    let revoked = signing_keys::Entity::update_many()
+        .col_expr(signing_keys::Column::State, Expr::value(STATE_REVOKED))
+        .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
+        .col_expr(signing_keys::Column::PrivateKeyEncrypted, Expr::value(""))
+        .filter(signing_keys::Column::Kid.eq(kid))
+        .filter(signing_keys::Column::State.ne(STATE_REVOKED))
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    if revoked == 1 {
+        super::audit::record(&*txn, event).await?;
+    }
+    txn.commit().await?;
+    Ok(revoked == 1)
+}
+
+/// Erases the private part of retired keys whose tokens have all expired: they can
+/// never be needed again, so they should not sit in the database.
+pub async fn wipe_expired_private_keys(db: &impl ConnectionTrait, retired_before: i64) -> StoreResult<u64> {
+    use sea_orm::sea_query::Expr;
+    Ok(signing_keys::Entity::update_many()
+        .col_expr(signing_keys::Column::PrivateKeyEncrypted, Expr::value(""))
+        .filter(signing_keys::Column::State.eq(STATE_RETIRED))
+        .filter(signing_keys::Column::RetiredAt.lt(retired_before))
+        .filter(signing_keys::Column::PrivateKeyEncrypted.ne(""))
+        .exec(db)
+        .await?
+        .rows_affected)
+}

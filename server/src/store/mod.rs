@@ -7,6 +7,7 @@ pub mod clients;
 pub mod entities;
 pub mod keys;
 pub mod mfa;
+pub mod purge;
 pub mod roles;
 pub mod sessions;
 pub mod users;
@@ -79,7 +80,14 @@ pub async fn begin_write(db: &Db) -> Result<WriteTxn, DbErr> {
         sea_orm::DbBackend::Sqlite => Some(SQLITE_WRITER.lock().await),
         _ => None,
     };
-    Ok(WriteTxn { txn: db.begin().await?, _writer: writer })
+    let txn = db.begin().await?;
+    if writer.is_some() {
+        // Take SQLite's write lock now (a write statement takes it even when it changes
+        // nothing), so the transaction never upgrades a read snapshot that another
+        // connection has since overtaken — which fails at once with SQLITE_BUSY_SNAPSHOT.
+        txn.execute_unprepared("UPDATE seaql_migrations SET version = version WHERE 1 = 0").await?;
+    }
+    Ok(WriteTxn { txn, _writer: writer })
 }
 
 impl WriteTxn {
@@ -172,4 +180,20 @@ pub fn like_pattern(text: &str) -> String {
 
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == sea_orm::DbBackend::Postgres
+}
+
+/// (open connections, idle connections) of the pool, for metrics.
+pub fn pool_usage(db: &Db) -> (u32, u32) {
+    // The accessors panic on the other engine, so dispatch on the backend first.
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle() as u32)
+        }
+        sea_orm::DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle() as u32)
+        }
+        _ => (0, 0),
+    }
 }

@@ -64,6 +64,12 @@ impl KeyMaterial {
         Ok(Self::from_pair(pair))
     }
 
+    /// A PKCS#1 `RSAPrivateKey` (the body of a `BEGIN RSA PRIVATE KEY` PEM block).
+    pub fn from_pkcs1(der: &[u8]) -> Result<Self, KeyError> {
+        let pair = RsaKeyPair::from_der(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        Ok(Self::from_pair(pair))
+    }
+
     fn from_pair(pair: RsaKeyPair) -> Self {
         let public = pair.public_key();
         let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());

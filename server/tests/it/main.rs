@@ -14,4 +14,5 @@ mod harness;
 mod migrations;
 mod oauth;
 mod openapi;
+mod operations;
 mod refresh;

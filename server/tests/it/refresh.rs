@@ -177,6 +177,10 @@ async fn two_server_processes_race_on_postgres() {
 }
 
 fn spawn_node(database_url: &str, dir: &std::path::Path) -> Child {
+    spawn_node_with(database_url, dir, &[])
+}
+
+pub fn spawn_node_with(database_url: &str, dir: &std::path::Path, extra: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("serve")
         .env("LATCHKEY_LISTEN", "127.0.0.1:0")
@@ -187,6 +191,7 @@ fn spawn_node(database_url: &str, dir: &std::path::Path) -> Child {
         .env("LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB", "1024")
         .env("LATCHKEY_PASSWORDS__ARGON2_ITERATIONS", "1")
         .env("RUST_LOG", "info")
+        .envs(extra.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -195,7 +200,7 @@ fn spawn_node(database_url: &str, dir: &std::path::Path) -> Child {
 }
 
 /// Reads the node's JSON log until it says where it listens.
-fn wait_for_listen(child: &mut Child) -> String {
+pub fn wait_for_listen(child: &mut Child) -> String {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     while let Some(Ok(line)) = lines.next() {

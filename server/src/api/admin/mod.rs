@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod clients;
+pub mod keys;
 pub mod models;
 pub mod roles;
 pub mod sessions;

@@ -1,0 +1,103 @@
+//! `/admin/keys`: the signing-key lifecycle.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::AdminAuth;
+use crate::api::ApiTags;
+use crate::api::error::ApiResult;
+use crate::clock::to_datetime;
+use crate::domain::keys;
+use crate::domain::rbac::Permission;
+use crate::state::AppState;
+use crate::store::keys::{STATE_PENDING, STATE_RETIRED, SigningKeyRow};
+
+pub struct AdminKeysApi;
+
+#[derive(Debug, Object)]
+pub struct SigningKeyResponse {
+    /// RFC 7638 thumbprint, the JWT `kid`.
+    pub kid: String,
+    pub algorithm: String,
+    pub bits: i32,
+    /// `pending`, `active`, `retired` or `revoked`.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub retired_at: Option<DateTime<Utc>>,
+    /// In the JWKS now.
+    pub published: bool,
+    /// For a pending key: when it starts signing.
+    pub activates_at: Option<DateTime<Utc>>,
+    /// For a retired key: when it leaves the JWKS (its last token has expired).
+    pub unpublished_at: Option<DateTime<Utc>>,
+}
+
+fn response(state: &AppState, row: SigningKeyRow) -> SigningKeyResponse {
+    let config = &state.config;
+    SigningKeyResponse {
+        published: keys::is_published(config, &row, state.now()),
+        activates_at: (row.state == STATE_PENDING).then(|| to_datetime(keys::activation_due(config, row.created_at))),
+        unpublished_at: (row.state == STATE_RETIRED)
+            .then(|| row.retired_at.map(|at| to_datetime(keys::published_until(config, at))))
+            .flatten(),
+        kid: row.kid,
+        algorithm: row.algorithm,
+        bits: row.bits,
+        created_at: to_datetime(row.created_at),
+        activated_at: row.activated_at.map(to_datetime),
+        retired_at: row.retired_at.map(to_datetime),
+        state: row.state,
+    }
+}
+
+#[derive(ApiResponse)]
+enum KeyList {
+    #[oai(status = 200)]
+    Ok(Json<Vec<SigningKeyResponse>>),
+}
+
+#[derive(ApiResponse)]
+enum Rotated {
+    /// The new key, pending: published now, signing from `activates_at`.
+    #[oai(status = 201)]
+    Created(Json<SigningKeyResponse>),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    #[oai(status = 204)]
+    Done,
+}
+
+#[OpenApi(prefix_path = "/admin/keys", tag = "ApiTags::Admin")]
+impl AdminKeysApi {
+    /// Every signing key with its state and dates, newest first.
+    #[oai(path = "/", method = "get", operation_id = "adminListKeys")]
+    async fn list(&self, state: Data<&AppState>, auth: AdminAuth) -> ApiResult<KeyList> {
+        auth.require(Permission::KeysRead)?;
+        let rows = crate::store::keys::list(&state.db).await.map_err(crate::domain::Error::from)?;
+        Ok(KeyList::Ok(Json(rows.into_iter().map(|r| response(&state, r)).collect())))
+    }
+
+    /// Start a rotation: a new key is published now and signs after the JWKS cache
+    /// lifetime; the current key is then retired (409 if a rotation is under way).
+    #[oai(path = "/rotate", method = "post", operation_id = "adminRotateKeys")]
+    async fn rotate(&self, state: Data<&AppState>, auth: AdminAuth) -> ApiResult<Rotated> {
+        let admin = auth.require(Permission::KeysRotate)?;
+        let row = keys::rotate(&state, admin.actor()).await?;
+        Ok(Rotated::Created(Json(response(&state, row))))
+    }
+
+    /// Emergency: withdraw a compromised key from the JWKS at once. Tokens it signed stop
+    /// verifying; if it was signing, another key takes over immediately.
+    #[oai(path = "/:kid/revoke", method = "post", operation_id = "adminRevokeKey")]
+    async fn revoke(&self, state: Data<&AppState>, auth: AdminAuth, kid: Path<String>) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::KeysRotate)?;
+        keys::revoke(&state, &kid.0, admin.actor()).await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,83 @@
+//! Periodic jobs every node runs: the signing-key lifecycle (each node, idempotent) and
+//! the purge of ended sessions, old audit events and expired MFA challenges (one node
+//! at a time, under a lease).
+
+use std::time::Duration;
+
+use crate::state::AppState;
+use crate::store::purge;
+
+use super::Result;
+
+/// What one purge pass deleted, or `None` when another node holds the lease.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: u64,
+    pub audit_events: u64,
+    pub challenges: u64,
+}
+
+pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
+    let now = state.now();
+    let config = &state.config;
+    let lease = config.purge_interval.as_secs() as i64;
+    if !purge::try_lease(&state.db, "purge", &state.node_id, now, lease).await? {
+        return Ok(None);
+    }
+    let batch = config.purge_batch_size;
+    let mut done = Purged::default();
+    let sessions_before = now - config.ended_session_retention.as_secs() as i64;
+    done.sessions = drain(|| purge::ended_sessions(&state.db, sessions_before, batch), batch).await?;
+    if !config.audit_retention.is_zero() {
+        let audit_before = now - config.audit_retention.as_secs() as i64;
+        done.audit_events = drain(|| purge::old_audit_events(&state.db, audit_before, batch), batch).await?;
+    }
+    done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?;
+    if done != Purged::default() {
+        tracing::info!(?done, "purged expired records");
+    }
+    Ok(Some(done))
+}
+
+/// Repeats a batched delete until a batch comes back short.
+async fn drain<F, Fut>(mut step: F, batch: u64) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::store::StoreResult<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = step().await?;
+        total += deleted;
+        if deleted < batch {
+            return Ok(total);
+        }
+        // Let other work interleave between batches.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Runs key maintenance every `key_poll_interval` and the purge every `purge_interval`
+/// until the server stops. Failures are logged and retried on the next tick.
+pub async fn run_forever(state: AppState) {
+    let mut keys = tokio::time::interval(state.config.key_poll_interval);
+    let mut purge_tick = tokio::time::interval(state.config.purge_interval);
+    keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = keys.tick() => {
+                if let Err(e) = super::keys::maintain(&state).await {
+                    tracing::warn!(error = %e, "key maintenance failed; retrying next tick");
+                }
+            }
+            _ = purge_tick.tick() => {
+                if let Err(e) = purge(&state).await {
+                    tracing::warn!(error = %e, "purge failed; retrying next tick");
+                }
+            }
+            _ = sweep.tick() => state.limits.sweep(),
+        }
+    }
+}

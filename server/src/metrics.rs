@@ -1,0 +1,75 @@
+//! Prometheus metrics. Counters are incremented where things happen (the domain counts
+//! tokens, reuse and lockouts; the HTTP layer counts requests and rate limiting); gauges
+//! that mirror state (hashing queue, database pool, keys) are read at scrape time.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub tokens_issued: IntCounterVec,
+    pub refresh_reuse: IntCounter,
+    pub rate_limited: IntCounterVec,
+    pub lockouts: IntCounter,
+    pub hashing_queue: IntGauge,
+    pub db_pool: IntGaugeVec,
+    pub signing_keys: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("latchkey".into()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route template, method and status"),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route template")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["route", "method"],
+        )?;
+        let tokens_issued =
+            IntCounterVec::new(Opts::new("tokens_issued_total", "Access tokens issued by grant"), &["grant"])?;
+        let refresh_reuse = IntCounter::new("refresh_token_reuse_total", "Reused refresh tokens (sessions revoked)")?;
+        let rate_limited =
+            IntCounterVec::new(Opts::new("rate_limited_total", "Requests refused by a rate limit"), &["bucket"])?;
+        let lockouts = IntCounter::new("lockouts_total", "Accounts locked after repeated failures")?;
+        let hashing_queue = IntGauge::new("argon2_queue_depth", "Password checks waiting for a hashing thread")?;
+        let db_pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Database pool connections"), &["state"])?;
+        let signing_keys =
+            IntGaugeVec::new(Opts::new("signing_keys", "Signing keys published in the JWKS by state"), &["state"])?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(tokens_issued.clone()))?;
+        registry.register(Box::new(refresh_reuse.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(lockouts.clone()))?;
+        registry.register(Box::new(hashing_queue.clone()))?;
+        registry.register(Box::new(db_pool.clone()))?;
+        registry.register(Box::new(signing_keys.clone()))?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            tokens_issued,
+            refresh_reuse,
+            rate_limited,
+            lockouts,
+            hashing_queue,
+            db_pool,
+            signing_keys,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if TextEncoder::new().encode(&self.registry.gather(), &mut buffer).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}

@@ -1,0 +1,71 @@
+//! Deleting what nobody needs any more, in bounded batches so no statement holds locks
+//! for long, and job leases so one node at a time does it.
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
+
+use super::StoreResult;
+use super::entities::{audit_events, mfa_challenges, sessions};
+
+/// Takes (or renews) the named lease until `now + ttl` if it is free, expired or
+/// already ours. Exactly one node holds it at a time.
+pub async fn try_lease(db: &impl ConnectionTrait, name: &str, holder: &str, now: i64, ttl: i64) -> StoreResult<bool> {
+    let stmt = Query::update()
+        .table(JobLeases::Table)
+        .value(JobLeases::Holder, holder)
+        .value(JobLeases::ExpiresAt, now + ttl)
+        .and_where(Expr::col(JobLeases::Name).eq(name))
+        .cond_where(
+            Condition::any().add(Expr::col(JobLeases::ExpiresAt).lt(now)).add(Expr::col(JobLeases::Holder).eq(holder)),
+        )
+        .to_owned();
+    Ok(db.execute(&stmt).await?.rows_affected() == 1)
+}
+
+#[derive(sea_orm::DeriveIden)]
+enum JobLeases {
+    Table,
+    Name,
+    Holder,
+    ExpiresAt,
+}
+
+/// Deletes up to `batch` sessions that ended before `before` (revoked, idle-expired or
+/// past their lifetime); their refresh tokens go with them. Returns how many.
+pub async fn ended_sessions(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let ended = Condition::any()
+        .add(sessions::Column::RevokedAt.lt(before))
+        .add(sessions::Column::IdleExpiresAt.lt(before))
+        .add(sessions::Column::AbsoluteExpiresAt.lt(before));
+    let ids =
+        Query::select().column(sessions::Column::Id).from(sessions::Entity).cond_where(ended).limit(batch).to_owned();
+    Ok(sessions::Entity::delete_many().filter(sessions::Column::Id.in_subquery(ids)).exec(db).await?.rows_affected)
+}
+
+pub async fn old_audit_events(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let ids = Query::select()
+        .column(audit_events::Column::Id)
+        .from(audit_events::Entity)
+        .and_where(audit_events::Column::OccurredAt.lt(before))
+        .limit(batch)
+        .to_owned();
+    Ok(audit_events::Entity::delete_many()
+        .filter(audit_events::Column::Id.in_subquery(ids))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+pub async fn expired_challenges(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let ids = Query::select()
+        .column(mfa_challenges::Column::Id)
+        .from(mfa_challenges::Entity)
+        .and_where(mfa_challenges::Column::ExpiresAt.lt(before))
+        .limit(batch)
+        .to_owned();
+    Ok(mfa_challenges::Entity::delete_many()
+        .filter(mfa_challenges::Column::Id.in_subquery(ids))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
