@@ -120,8 +120,9 @@ pub async fn connect(config: &Config) -> Result<Db, DbErr> {
     options
         .max_connections(config.db_pool_size)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(5))
+        // Fail fast while the database is away: callers answer 503 and retry.
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_timeout(Duration::from_secs(3))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(SqliteJournalMode::Wal)

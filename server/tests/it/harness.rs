@@ -32,17 +32,24 @@ pub fn postgres_admin_url() -> Option<String> {
 pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match postgres_admin_url() {
         None => format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display()),
-        Some(admin_url) => {
+        Some(admin_url) => fresh_postgres_database(&admin_url).await,
+    }
+}
+
+/// A new, empty database on the PostgreSQL server at `admin_url`.
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
+    {
+        {
             let name = format!(
                 "latchkey_it_{}_{}_{}",
                 std::process::id(),
                 DB_COUNTER.fetch_add(1, Ordering::SeqCst),
                 uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap()
             );
-            let admin = Database::connect(&admin_url).await.expect("connect to TEST_DATABASE_URL");
+            let admin = Database::connect(admin_url).await.expect("connect to the PostgreSQL server");
             admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
             admin.close().await.ok();
-            let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+            let mut url = url::Url::parse(admin_url).expect("a PostgreSQL URL");
             url.set_path(&format!("/{name}"));
             url.to_string()
         }

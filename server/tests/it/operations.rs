@@ -329,3 +329,49 @@ async fn two_nodes_share_sessions_reuse_detection_and_keys() {
     b.kill().ok();
     assert!(seen, "node B publishes the key node A created");
 }
+
+/// The server survives a database restart: 503 while PostgreSQL is down, then it
+/// recovers by itself. Needs the private cluster of `.ci/restartable-postgres.sh`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_restart_gives_503_then_recovers() {
+    let (Ok(admin_url), Ok(control)) = (std::env::var("RESTART_PG_URL"), std::env::var("RESTART_PG_CTL")) else {
+        println!(
+            "skipped: database_restart_gives_503_then_recovers needs RESTART_PG_URL (see .ci/restartable-postgres.sh)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::harness::fresh_postgres_database(&admin_url).await;
+    let raw = crate::harness::test_config(dir.path(), url);
+    let server = TestServer::start_raw(raw, dir).await;
+    server.register("rita").await;
+    let (access, _) = server.login("rita").await;
+    assert_eq!(server.me(&access).await.status(), 200);
+
+    let pg = |action: &str| {
+        let status = std::process::Command::new("bash").arg(&control).arg(action).status().unwrap();
+        assert!(status.success(), "{action} failed");
+    };
+    pg("pause");
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.headers().get("retry-after").is_some());
+    let me = server.me(&access).await;
+    assert_eq!(me.status(), 503, "database down is 503, not 500");
+    assert_eq!(me.json::<Value>().await.unwrap()["error"], "unavailable");
+    // Stateless endpoints keep working.
+    assert_eq!(reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().status(), 200);
+
+    pg("resume");
+    let mut recovered = false;
+    for _ in 0..60 {
+        if reqwest::get(server.url("/readyz")).await.unwrap().status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(recovered, "the server reconnects without a restart");
+    assert_eq!(server.me(&access).await.status(), 200);
+    server.stop().await;
+}
