@@ -187,6 +187,7 @@ async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
         scenarios: Vec::new(),
     };
 
+    let mut bench_database = None;
     let (server, client) = if args.target.is_some() {
         let client = match (&args.client_id, &args.client_secret) {
             (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
@@ -197,7 +198,11 @@ async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
         let binary = server::server_binary()?;
         let database_url = match args.database {
             DatabaseKind::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()),
-            DatabaseKind::Postgres => fresh_postgres_database(&args.postgres_url).await?,
+            DatabaseKind::Postgres => {
+                let url = fresh_postgres_database(&args.postgres_url).await?;
+                bench_database = url::Url::parse(&url)?.path().strip_prefix('/').map(str::to_string);
+                url
+            }
         };
         let mut env = server::base_env(dir.path(), &database_url);
         env.push(("LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB".into(), args.argon2_memory_kib.to_string()));
@@ -235,6 +240,12 @@ async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
         let outcomes =
             load::run_scenario(*scenario, &fixture, args.concurrency, args.warmup, args.duration, pid).await?;
         report.scenarios.extend(outcomes);
+    }
+    drop(server);
+    if let Some(name) = bench_database {
+        use sea_orm::ConnectionTrait;
+        let admin = sea_orm::Database::connect(&args.postgres_url).await?;
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
     }
     Ok(report)
 }
