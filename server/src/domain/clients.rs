@@ -73,15 +73,7 @@ fn event(
     client_id: &str,
     details: serde_json::Value,
 ) -> NewAuditEvent {
-    NewAuditEvent {
-        occurred_at: state.now(),
-        actor: actor.to_string(),
-        action,
-        target: Some(client_id.to_string()),
-        ip: None,
-        outcome: "success",
-        details,
-    }
+    NewAuditEvent::success(state.now(), actor, action, client_id).details(details)
 }
 
 fn map_store(err: StoreError) -> Error {

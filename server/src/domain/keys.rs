@@ -146,15 +146,7 @@ fn setup_error(err: KeySetupError) -> Error {
 }
 
 fn key_event(state: &AppState, actor: &str, action: &'static str, kid: &str) -> NewAuditEvent {
-    NewAuditEvent {
-        occurred_at: state.now(),
-        actor: actor.to_string(),
-        action,
-        target: Some(kid.to_string()),
-        ip: None,
-        outcome: "success",
-        details: serde_json::json!({}),
-    }
+    NewAuditEvent::success(state.now(), actor, action, kid)
 }
 
 fn pending_exists() -> Error {

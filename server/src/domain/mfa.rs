@@ -49,15 +49,7 @@ fn decrypt_secret(state: &AppState, user_id: &str, encrypted: Option<&str>) -> R
 }
 
 fn event(state: &AppState, actor: &str, action: &'static str, user_id: &str, ctx: &RequestContext) -> NewAuditEvent {
-    NewAuditEvent {
-        occurred_at: state.now(),
-        actor: actor.to_string(),
-        action,
-        target: Some(user_id.to_string()),
-        ip: ctx.ip.clone(),
-        outcome: "success",
-        details: serde_json::json!({}),
-    }
+    NewAuditEvent::success(state.now(), actor, action, user_id).ip(ctx.ip.clone())
 }
 
 /// Password checked: either a session, or (TOTP enabled) a challenge to complete.

@@ -173,15 +173,7 @@ fn role_event(
     name: &str,
     details: serde_json::Value,
 ) -> NewAuditEvent {
-    NewAuditEvent {
-        occurred_at: state.now(),
-        actor: actor.to_string(),
-        action,
-        target: Some(name.to_string()),
-        ip: None,
-        outcome: "success",
-        details,
-    }
+    NewAuditEvent::success(state.now(), actor, action, name).details(details)
 }
 
 pub async fn list_roles(state: &AppState) -> Result<Vec<RoleDetails>> {

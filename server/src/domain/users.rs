@@ -199,15 +199,7 @@ fn user_event(
     user_id: &str,
     details: serde_json::Value,
 ) -> NewAuditEvent {
-    NewAuditEvent {
-        occurred_at: state.now(),
-        actor: actor.to_string(),
-        action,
-        target: Some(user_id.to_string()),
-        ip: None,
-        outcome: "success",
-        details,
-    }
+    NewAuditEvent::success(state.now(), actor, action, user_id).details(details)
 }
 
 async fn apply(state: &AppState, user_id: &str, changes: users::UserChanges, event: NewAuditEvent) -> Result<UserView> {

@@ -17,6 +17,31 @@ pub struct NewAuditEvent {
     pub details: serde_json::Value,
 }
 
+impl NewAuditEvent {
+    /// A successful action by `actor` on `target`, with no details yet.
+    pub fn success(occurred_at: i64, actor: &str, action: &'static str, target: &str) -> Self {
+        Self {
+            occurred_at,
+            actor: actor.to_string(),
+            action,
+            target: Some(target.to_string()),
+            ip: None,
+            outcome: "success",
+            details: serde_json::json!({}),
+        }
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn ip(mut self, ip: Option<String>) -> Self {
+        self.ip = ip;
+        self
+    }
+}
+
 pub async fn record(db: &impl ConnectionTrait, event: NewAuditEvent) -> StoreResult<()> {
     audit_events::ActiveModel {
         occurred_at: Set(event.occurred_at),
