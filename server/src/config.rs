@@ -385,9 +385,13 @@ impl RawConfig {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
-            .merge(Env::prefixed("LATCHKEY_").ignore(&["CONFIG"]).split("__"));
+        figment = figment.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into())).merge(
+            // LATCHKEY_ADMIN_* belongs to the console (`latchkey-admin`), not the server.
+            Env::prefixed("LATCHKEY_")
+                .ignore(&["CONFIG"])
+                .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("admin_"))
+                .split("__"),
+        );
         figment.extract().map_err(|e| ConfigError(describe_figment_error(e)))
     }
 

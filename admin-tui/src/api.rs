@@ -1,0 +1,440 @@
+//! A typed client of Latchkey's admin API. Its request and response types mirror the
+//! schemas in `openapi/openapi.json`; a test compares their field names with the
+//! committed document, so they cannot drift apart silently.
+
+use std::sync::{Arc, Mutex};
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The console's OAuth client, seeded by the server's migrations.
+pub const CLIENT_ID: &str = "latchkey-admin";
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ApiError {
+    /// The server answered with an error body.
+    #[error("{message}")]
+    Server { status: u16, code: String, message: String },
+    /// The password was right; the account needs a TOTP code.
+    #[error("a TOTP code is required")]
+    MfaRequired,
+    /// The session is over (refresh failed): log in again.
+    #[error("session expired, please log in again")]
+    SessionExpired,
+    /// No answer at all (server down, network).
+    #[error("cannot reach the server: {0}")]
+    Connection(String),
+    #[error("unexpected response: {0}")]
+    Decode(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub status: String,
+    pub roles: Vec<String>,
+    pub created_at: String,
+    pub totp_enabled: bool,
+    pub failed_logins: i32,
+    pub locked_until: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub page: u64,
+    pub page_size: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct CreatedUser {
+    pub user: User,
+    pub one_time_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub description: String,
+    pub builtin: bool,
+    pub permissions: Vec<String>,
+    pub user_count: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub username: String,
+    pub client_id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub idle_expires_at: String,
+    pub absolute_expires_at: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub client_type: String,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    pub roles: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct CreatedClient {
+    pub client: Client,
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ClientSecret {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct SigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub bits: i32,
+    pub state: String,
+    pub created_at: String,
+    pub activated_at: Option<String>,
+    pub retired_at: Option<String>,
+    pub published: bool,
+    pub activates_at: Option<String>,
+    pub unpublished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub occurred_at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub ip: Option<String>,
+    pub outcome: String,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct TotpSetup {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct RevokedCount {
+    pub revoked: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    refresh_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: String,
+    error_description: String,
+}
+
+/// Tokens live in memory only, never on disk.
+#[derive(Default)]
+struct Tokens {
+    access: Option<String>,
+    refresh: Option<String>,
+}
+
+impl Drop for Tokens {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.access.zeroize();
+        self.refresh.zeroize();
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+    tokens: Arc<Mutex<Tokens>>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+fn connection(err: reqwest::Error) -> ApiError {
+    ApiError::Connection(err.to_string())
+}
+
+impl ApiClient {
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { base: base.trim_end_matches('/').to_string(), http, tokens: Arc::new(Mutex::new(Tokens::default())) }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn set_tokens(&self, access: Option<String>, refresh: Option<String>) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.access = access;
+            tokens.refresh = refresh;
+        }
+    }
+
+    fn access_token(&self) -> Option<String> {
+        self.tokens.lock().ok().and_then(|t| t.access.clone())
+    }
+
+    pub fn logged_in(&self) -> bool {
+        self.access_token().is_some()
+    }
+
+    pub fn logout(&self) {
+        self.set_tokens(None, None);
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<(), ApiError> {
+        let resp = self.http.post(format!("{}/oauth2/token", self.base)).form(form).send().await.map_err(connection)?;
+        let status = resp.status();
+        if status.is_success() {
+            let tokens: TokenResponse = resp.json().await.map_err(|e| ApiError::Decode(e.to_string()))?;
+            self.set_tokens(Some(tokens.access_token), tokens.refresh_token);
+            return Ok(());
+        }
+        Err(error_from(status, resp).await)
+    }
+
+    /// Password grant of the `latchkey-admin` client; `totp` when the account has it.
+    pub async fn login(&self, username: &str, password: &str, totp: Option<&str>) -> Result<(), ApiError> {
+        let mut form =
+            vec![("grant_type", "password"), ("client_id", CLIENT_ID), ("username", username), ("password", password)];
+        if let Some(code) = totp {
+            form.push(("totp", code));
+        }
+        match self.token_request(&form).await {
+            Err(ApiError::Server { code, .. }) if code == "mfa_required" => Err(ApiError::MfaRequired),
+            other => other,
+        }
+    }
+
+    /// Rotates the refresh token for a fresh access token.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        let Some(refresh) = self.tokens.lock().ok().and_then(|t| t.refresh.clone()) else {
+            return Err(ApiError::SessionExpired);
+        };
+        match self
+            .token_request(&[("grant_type", "refresh_token"), ("client_id", CLIENT_ID), ("refresh_token", &refresh)])
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(ApiError::Server { status: 400 | 401, .. }) => {
+                self.logout();
+                Err(ApiError::SessionExpired)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One authenticated call; on 401 it refreshes once and retries.
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Value>) -> Result<T, ApiError> {
+        for attempt in 0..2 {
+            let token = self.access_token().ok_or(ApiError::SessionExpired)?;
+            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(token);
+            if let Some(body) = &body {
+                req = req.json(body);
+            }
+            let resp = req.send().await.map_err(connection)?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                self.refresh().await?;
+                continue;
+            }
+            if status == StatusCode::NO_CONTENT {
+                return serde_json::from_value(Value::Null).map_err(|e| ApiError::Decode(e.to_string()));
+            }
+            if status.is_success() {
+                return resp.json().await.map_err(|e| ApiError::Decode(e.to_string()));
+            }
+            return Err(error_from(status, resp).await);
+        }
+        Err(ApiError::SessionExpired)
+    }
+
+    pub async fn users(&self, query: &str, page: u64, page_size: u64) -> Result<Page<User>, ApiError> {
+        let q = encode(query);
+        self.call(Method::GET, &format!("/admin/users?page={page}&page_size={page_size}&q={q}"), None).await
+    }
+
+    pub async fn create_user(
+        &self,
+        username: &str,
+        email: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<CreatedUser, ApiError> {
+        self.call(
+            Method::POST,
+            "/admin/users",
+            Some(json!({"username": username, "email": email, "password": password})),
+        )
+        .await
+    }
+
+    pub async fn set_user_email(&self, id: &str, email: Option<&str>) -> Result<User, ApiError> {
+        self.call(Method::PATCH, &format!("/admin/users/{id}"), Some(json!({ "email": email }))).await
+    }
+
+    pub async fn set_user_status(&self, id: &str, status: &str) -> Result<User, ApiError> {
+        self.call(Method::PATCH, &format!("/admin/users/{id}"), Some(json!({ "status": status }))).await
+    }
+
+    pub async fn set_user_roles(&self, id: &str, roles: &[String]) -> Result<User, ApiError> {
+        self.call(Method::PUT, &format!("/admin/users/{id}/roles"), Some(json!({ "roles": roles }))).await
+    }
+
+    pub async fn set_user_password(&self, id: &str, password: &str) -> Result<(), ApiError> {
+        self.call(Method::PUT, &format!("/admin/users/{id}/password"), Some(json!({ "password": password }))).await
+    }
+
+    pub async fn unlock_user(&self, id: &str) -> Result<User, ApiError> {
+        self.call(Method::POST, &format!("/admin/users/{id}/unlock"), None).await
+    }
+
+    pub async fn reset_user_totp(&self, id: &str) -> Result<(), ApiError> {
+        self.call(Method::DELETE, &format!("/admin/users/{id}/totp"), None).await
+    }
+
+    pub async fn delete_user(&self, id: &str) -> Result<(), ApiError> {
+        self.call(Method::DELETE, &format!("/admin/users/{id}"), None).await
+    }
+
+    pub async fn roles(&self) -> Result<Vec<Role>, ApiError> {
+        self.call(Method::GET, "/admin/roles", None).await
+    }
+
+    pub async fn create_role(&self, name: &str, description: &str, permissions: &[String]) -> Result<Role, ApiError> {
+        let body = json!({"name": name, "description": description, "permissions": permissions});
+        self.call(Method::POST, "/admin/roles", Some(body)).await
+    }
+
+    pub async fn update_role(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        permissions: Option<&[String]>,
+    ) -> Result<Role, ApiError> {
+        let body = json!({"description": description, "permissions": permissions});
+        self.call(Method::PATCH, &format!("/admin/roles/{}", encode(name)), Some(body)).await
+    }
+
+    pub async fn delete_role(&self, name: &str) -> Result<(), ApiError> {
+        self.call(Method::DELETE, &format!("/admin/roles/{}", encode(name)), None).await
+    }
+
+    pub async fn sessions(&self, user_id: Option<&str>, page: u64, page_size: u64) -> Result<Page<Session>, ApiError> {
+        let filter = user_id.map(|u| format!("&user_id={}", encode(u))).unwrap_or_default();
+        self.call(Method::GET, &format!("/admin/sessions?page={page}&page_size={page_size}{filter}"), None).await
+    }
+
+    pub async fn revoke_session(&self, id: &str) -> Result<(), ApiError> {
+        self.call(Method::DELETE, &format!("/admin/sessions/{id}"), None).await
+    }
+
+    pub async fn revoke_user_sessions(&self, user_id: &str) -> Result<RevokedCount, ApiError> {
+        self.call(Method::DELETE, &format!("/admin/users/{user_id}/sessions"), None).await
+    }
+
+    pub async fn clients(&self, page: u64, page_size: u64) -> Result<Page<Client>, ApiError> {
+        self.call(Method::GET, &format!("/admin/clients?page={page}&page_size={page_size}"), None).await
+    }
+
+    pub async fn create_client(
+        &self,
+        client_id: &str,
+        confidential: bool,
+        grants: &[String],
+    ) -> Result<CreatedClient, ApiError> {
+        let body =
+            json!({"client_id": client_id, "name": client_id, "confidential": confidential, "grant_types": grants});
+        self.call(Method::POST, "/admin/clients", Some(body)).await
+    }
+
+    pub async fn rotate_client_secret(&self, client_id: &str) -> Result<ClientSecret, ApiError> {
+        self.call(Method::POST, &format!("/admin/clients/{}/secret", encode(client_id)), None).await
+    }
+
+    pub async fn delete_client(&self, client_id: &str) -> Result<(), ApiError> {
+        self.call(Method::DELETE, &format!("/admin/clients/{}", encode(client_id)), None).await
+    }
+
+    pub async fn keys(&self) -> Result<Vec<SigningKey>, ApiError> {
+        self.call(Method::GET, "/admin/keys", None).await
+    }
+
+    pub async fn rotate_keys(&self) -> Result<SigningKey, ApiError> {
+        self.call(Method::POST, "/admin/keys/rotate", None).await
+    }
+
+    pub async fn audit(&self, action: Option<&str>, page: u64, page_size: u64) -> Result<Page<AuditEvent>, ApiError> {
+        let filter = action.filter(|a| !a.is_empty()).map(|a| format!("&action={}", encode(a))).unwrap_or_default();
+        self.call(Method::GET, &format!("/admin/audit?page={page}&page_size={page_size}{filter}"), None).await
+    }
+
+    pub async fn totp_setup(&self, password: &str) -> Result<TotpSetup, ApiError> {
+        self.call(Method::POST, "/auth/totp/setup", Some(json!({ "password": password }))).await
+    }
+
+    pub async fn totp_confirm(&self, code: &str) -> Result<RecoveryCodes, ApiError> {
+        self.call(Method::POST, "/auth/totp/confirm", Some(json!({ "code": code }))).await
+    }
+}
+
+fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+async fn error_from(status: StatusCode, resp: reqwest::Response) -> ApiError {
+    let text = resp.text().await.unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => ApiError::Server { status: status.as_u16(), code: body.error, message: body.error_description },
+        Err(_) => ApiError::Server { status: status.as_u16(), code: "error".into(), message: format!("HTTP {status}") },
+    }
+}

@@ -1,0 +1,123 @@
+//! The typed client against the real server, started in-process on 127.0.0.1:0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey_admin::api::{ApiClient, ApiError};
+use latchkey_server::clock::ManualClock;
+use latchkey_server::config::RawConfig;
+use latchkey_server::domain::users::{self, NewAccount};
+use latchkey_server::security::Secret;
+
+const PASSWORD: &str = "operator password 1";
+
+struct Server {
+    base: String,
+    clock: Arc<ManualClock>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> (Server, latchkey_server::state::AppState) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut raw = RawConfig {
+        public_url: format!("http://{addr}"),
+        database_url: Some(format!("sqlite://{}?mode=rwc", dir.path().join("db.sqlite").display())),
+        master_key_file: dir.path().join("master.key"),
+        ..Default::default()
+    };
+    raw.passwords.argon2_memory_kib = 1024;
+    raw.passwords.argon2_iterations = 1;
+    let clock = ManualClock::starting_now();
+    let state = latchkey_server::build_state(raw.validate().unwrap(), clock.clone()).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serve_state = state.clone();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        latchkey_server::serve(listener, serve_state, shutdown, Duration::from_secs(2)).await.unwrap();
+    });
+    (Server { base: format!("http://{addr}"), clock, shutdown: Some(tx), _dir: dir }, state)
+}
+
+fn code(uri: &str, unix_time: i64) -> String {
+    totp_rs::Totp::from_url(uri).unwrap().generate(unix_time as u64).to_string()
+}
+
+#[tokio::test]
+async fn console_operations_against_the_real_server() {
+    let (mut server, state) = start().await;
+    let account = NewAccount {
+        username: "operator".into(),
+        password: Secret::new(PASSWORD.into()),
+        email: None,
+        roles: vec!["admin".into()],
+    };
+    users::create(&state, account, "test", None).await.unwrap();
+
+    let api = ApiClient::new(&server.base);
+    assert!(matches!(api.login("operator", "wrong password", None).await, Err(ApiError::Server { status: 400, .. })));
+    api.login("operator", PASSWORD, None).await.unwrap();
+
+    // Enrol TOTP from the console, then log in with it.
+    let setup = api.totp_setup(PASSWORD).await.unwrap();
+    let codes = api.totp_confirm(&code(&setup.otpauth_uri, server.clock.now_secs())).await.unwrap();
+    assert_eq!(codes.recovery_codes.len(), 10);
+    api.logout();
+    assert_eq!(api.login("operator", PASSWORD, None).await, Err(ApiError::MfaRequired));
+    server.clock.advance(30);
+    api.login("operator", PASSWORD, Some(&code(&setup.otpauth_uri, server.clock.now_secs()))).await.unwrap();
+
+    // Users: create (one-time password), disable, set roles.
+    let created = api.create_user("dana", Some("dana@example.com"), None).await.unwrap();
+    let one_time = created.one_time_password.clone().expect("a generated password");
+    let disabled = api.set_user_status(&created.user.id, "disabled").await.unwrap();
+    assert_eq!(disabled.status, "disabled");
+    api.set_user_status(&created.user.id, "active").await.unwrap();
+    api.create_role("billing-reader", "Reads invoices", &["billing:read".into()]).await.unwrap();
+    let with_roles = api.set_user_roles(&created.user.id, &["billing-reader".into(), "user".into()]).await.unwrap();
+    assert_eq!(with_roles.roles, vec!["billing-reader", "user"]);
+    let page = api.users("dan", 1, 50).await.unwrap();
+    assert_eq!(page.total, 1);
+
+    // Sessions: dana logs in through the browser flow; the console revokes it.
+    let http = reqwest::Client::new();
+    let login = http
+        .post(format!("{}/auth/login", server.base))
+        .header("x-requested-with", "latchkey")
+        .json(&serde_json::json!({"username": "dana", "password": one_time}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let sessions = api.sessions(Some(&created.user.id), 1, 50).await.unwrap();
+    assert_eq!(sessions.total, 1);
+    api.revoke_session(&sessions.items[0].id).await.unwrap();
+    assert_eq!(api.sessions(Some(&created.user.id), 1, 50).await.unwrap().total, 0);
+
+    // Server errors come back with the server's message.
+    let err = api.delete_role("admin").await.unwrap_err();
+    match err {
+        ApiError::Server { status, code, message } => {
+            assert_eq!((status, code.as_str()), (409, "builtin_role"));
+            assert!(message.contains("built-in"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!api.keys().await.unwrap().is_empty());
+    assert!(api.audit(Some("user.create"), 1, 50).await.unwrap().total >= 2);
+
+    // An expired access token is refreshed transparently.
+    server.clock.advance(16 * 60);
+    assert_eq!(api.users("", 1, 50).await.unwrap().total, 2);
+    let _ = server.shutdown.take().map(|tx| tx.send(()));
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_there_is_a_connection_error() {
+    let api = ApiClient::new("http://127.0.0.1:9");
+    assert!(matches!(api.login("x", "y", None).await, Err(ApiError::Connection(_))));
+}
