@@ -41,6 +41,10 @@ wait_for "operator"
 tmux send-keys -t "$SESSION" c
 wait_for "New user"
 tmux send-keys -t "$SESSION" "tmux-made-user" Enter
+wait_for "Email"
+tmux send-keys -t "$SESSION" "tmux@example.com" Enter
+wait_for "Password (empty"
+tmux send-keys -t "$SESSION" Enter
 wait_for "One-time password"
 screen | tee "$WORK/screen.txt"
 tmux send-keys -t "$SESSION" Escape

@@ -80,7 +80,7 @@ pub enum Request {
     Login { username: String, password: String, totp: Option<String> },
     Refresh,
     Load(Screen),
-    CreateUser { username: String },
+    CreateUser { username: String, email: Option<String>, password: Option<String> },
     SetEmail { user_id: String, email: Option<String> },
     SetStatus { user_id: String, status: String },
     SetRoles { user_id: String, roles: Vec<String> },
@@ -143,6 +143,8 @@ pub enum Action {
 pub enum Prompt {
     SearchUsers,
     CreateUser,
+    CreateUserEmail { username: String },
+    CreateUserPassword { username: String, email: Option<String> },
     SetEmail { user_id: String },
     SetPassword { user_id: String },
     CreateRole,
@@ -518,7 +520,23 @@ impl App {
                 self.page[screen_index(Screen::Users)] = 1;
                 vec![Request::Load(Screen::Users)]
             }
-            Prompt::CreateUser if !trimmed.is_empty() => vec![Request::CreateUser { username: trimmed }],
+            Prompt::CreateUser if !trimmed.is_empty() => {
+                self.input(Prompt::CreateUserEmail { username: trimmed }, "Email (optional)", "", false);
+                Vec::new()
+            }
+            Prompt::CreateUserEmail { username } => {
+                let email = (!trimmed.is_empty()).then_some(trimmed);
+                self.input(
+                    Prompt::CreateUserPassword { username, email },
+                    "Password (empty: generate a one-time password)",
+                    "",
+                    true,
+                );
+                Vec::new()
+            }
+            Prompt::CreateUserPassword { username, email } => {
+                vec![Request::CreateUser { username, email, password: (!value.is_empty()).then_some(value) }]
+            }
             Prompt::SetEmail { user_id } => {
                 vec![Request::SetEmail { user_id, email: (!trimmed.is_empty()).then_some(trimmed) }]
             }
@@ -640,7 +658,7 @@ impl App {
             return Vec::new();
         }
         if c == 'c' {
-            self.input(Prompt::CreateUser, "New user — username (a one-time password is generated)", "", false);
+            self.input(Prompt::CreateUser, "New user — username", "", false);
             return Vec::new();
         }
         let Some(user) = self.selected_user().cloned() else { return Vec::new() };

@@ -32,8 +32,8 @@ async fn execute(api: &ApiClient, request: Request, view: View) -> Result<Loaded
             Ok(Loaded::Done("Session refreshed.".into()))
         }
         Request::Load(screen) => load(api, screen, &view).await,
-        Request::CreateUser { username } => {
-            let created = api.create_user(&username, None, None).await?;
+        Request::CreateUser { username, email, password } => {
+            let created = api.create_user(&username, email.as_deref(), password.as_deref()).await?;
             let mut lines = vec![format!("User {} created.", created.user.username)];
             if let Some(password) = created.one_time_password {
                 lines.push(format!("One-time password: {password}"));

@@ -314,6 +314,31 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height }
 }
 
+/// The QR code on the left, the secret, URI and instructions beside it, so everything
+/// fits in 80×24.
+fn draw_totp(frame: &mut Frame, setup: &crate::api::TotpSetup, _theme: Theme) {
+    let qr: Vec<Line> = crate::qr::half_blocks(&setup.otpauth_uri).into_iter().map(Line::from).collect();
+    let qr_width = qr.iter().map(|l| l.width() as u16).max().unwrap_or(40);
+    let rect = centered(frame.area(), frame.area().width, qr.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    let block = Block::default().borders(Borders::ALL).title(" Set up TOTP ");
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let [left, right] = Layout::horizontal([Constraint::Length(qr_width + 1), Constraint::Min(10)]).areas(inner);
+    frame.render_widget(Paragraph::new(qr), left);
+    let text = vec![
+        Line::from("Scan the code with an authenticator app, or type the secret:"),
+        Line::from(""),
+        Line::from(setup.secret.clone()),
+        Line::from(""),
+        Line::from("otpauth URI:"),
+        Line::from(setup.otpauth_uri.clone()),
+        Line::from(""),
+        Line::from("Enter: type the current code. Esc: cancel."),
+    ];
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), right);
+}
+
 fn draw_popup(frame: &mut Frame, popup: &Popup, app: &App, theme: Theme) {
     let area = frame.area();
     let (title, lines, width, height): (String, Vec<Line>, u16, u16) = match popup {
@@ -346,12 +371,8 @@ fn draw_popup(frame: &mut Frame, popup: &Popup, app: &App, theme: Theme) {
             (format!(" Roles of {username} "), lines, 40, height)
         }
         Popup::Totp { setup } => {
-            let mut lines: Vec<Line> = crate::qr::half_blocks(&setup.otpauth_uri).into_iter().map(Line::from).collect();
-            lines.push(Line::from(format!("Secret: {}", setup.secret)));
-            lines.push(Line::from("Scan, then Enter to type the current code."));
-            let width = lines.iter().map(|l| l.width() as u16).max().unwrap_or(40) + 2;
-            let height = lines.len() as u16 + 2;
-            (" Set up TOTP ".into(), lines, width.max(46), height)
+            draw_totp(frame, setup, theme);
+            return;
         }
         Popup::Help => {
             let mut lines = vec![Line::styled(

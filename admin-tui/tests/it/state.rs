@@ -81,7 +81,14 @@ fn search_create_and_roles_flow() {
 
     press(&mut app, KeyCode::Char('c'));
     type_text(&mut app, "dave");
-    assert_eq!(press(&mut app, KeyCode::Enter), vec![Request::CreateUser { username: "dave".into() }]);
+    assert!(press(&mut app, KeyCode::Enter).is_empty(), "then the email");
+    type_text(&mut app, "dave@example.com");
+    assert!(press(&mut app, KeyCode::Enter).is_empty(), "then the password");
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Request::CreateUser { username: "dave".into(), email: Some("dave@example.com".into()), password: None }],
+        "an empty password means: generate a one-time password"
+    );
 
     let sent = press(&mut app, KeyCode::Char('o'));
     assert!(matches!(sent.as_slice(), [Request::LoadRolesForPicker { .. }]));
