@@ -16,7 +16,7 @@ pub struct RegisterRequest {
     /// 8–128 characters (minimum configurable); any Unicode.
     #[oai(validator(max_length = 1024))]
     pub password: String,
-    #[oai(validator(max_length = 254))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 254))]
     pub email: Option<String>,
 }
 
@@ -50,10 +50,10 @@ pub struct MfaLoginRequest {
     #[oai(validator(max_length = 128))]
     pub mfa_token: String,
     /// The current 6-digit TOTP code…
-    #[oai(validator(max_length = 16))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 16))]
     pub code: Option<String>,
     /// …or one of the recovery codes.
-    #[oai(validator(max_length = 64))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 64))]
     pub recovery_code: Option<String>,
 }
 
@@ -82,9 +82,9 @@ pub struct TotpCodeRequest {
 pub struct TotpDisableRequest {
     #[oai(validator(max_length = 1024))]
     pub password: String,
-    #[oai(validator(max_length = 16))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 16))]
     pub code: Option<String>,
-    #[oai(validator(max_length = 64))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 64))]
     pub recovery_code: Option<String>,
 }
 
@@ -118,6 +118,7 @@ pub struct AccessTokenResponse {
 pub struct UserResponse {
     pub id: String,
     pub username: String,
+    #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
     /// `active` or `disabled`.
     pub status: String,
@@ -127,6 +128,7 @@ pub struct UserResponse {
     /// Consecutive failed password or TOTP attempts.
     pub failed_logins: i32,
     /// Set while the account is locked out after repeated failures.
+    #[oai(skip_serializing_if_is_none)]
     pub locked_until: Option<DateTime<Utc>>,
 }
 
@@ -155,7 +157,9 @@ pub struct SessionResponse {
     /// When the session ends if unused (idle timeout), never after its absolute lifetime.
     pub idle_expires_at: DateTime<Utc>,
     pub absolute_expires_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
     pub ip: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub user_agent: Option<String>,
     /// True for the session of the access token making this request.
     pub current: bool,

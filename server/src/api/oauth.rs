@@ -81,11 +81,16 @@ fn client_credentials(
     id: Option<String>,
     secret: Option<String>,
 ) -> Result<ClientCredentials, ApiError> {
-    let Some(header) = req.header(AUTHORIZATION) else {
+    // Only the Basic scheme carries client credentials; another scheme (a Bearer token a
+    // generic HTTP client attaches to every request) says nothing about the client.
+    let basic = req.header(AUTHORIZATION).and_then(|h| {
+        let (scheme, value) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then_some(value)
+    });
+    let Some(encoded) = basic else {
         return Ok(ClientCredentials { client_id: id, client_secret: secret.map(Secret::new), via_basic: false });
     };
     let bad_client = || ApiError::oauth(OAuthErrorCode::InvalidClient, "malformed Basic credentials");
-    let encoded = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")).ok_or_else(bad_client)?;
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad_client())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad_client())?;
     let (raw_id, raw_secret) = decoded.split_once(':').ok_or_else(bad_client)?;

@@ -26,13 +26,17 @@ pub struct SigningKeyResponse {
     /// `pending`, `active`, `retired` or `revoked`.
     pub state: String,
     pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
     pub activated_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
     pub retired_at: Option<DateTime<Utc>>,
     /// In the JWKS now.
     pub published: bool,
     /// For a pending key: when it starts signing.
+    #[oai(skip_serializing_if_is_none)]
     pub activates_at: Option<DateTime<Utc>>,
     /// For a retired key: when it leaves the JWKS (its last token has expired).
+    #[oai(skip_serializing_if_is_none)]
     pub unpublished_at: Option<DateTime<Utc>>,
 }
 

@@ -23,10 +23,10 @@ pub struct UserPage {
 pub struct CreateUserRequest {
     #[oai(validator(max_length = 256))]
     pub username: String,
-    #[oai(validator(max_length = 254))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 254))]
     pub email: Option<String>,
     /// Omit to have a one-time password generated and returned once.
-    #[oai(validator(max_length = 1024))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 1024))]
     pub password: Option<String>,
     /// Extra roles; every user also holds `user`.
     #[oai(default)]
@@ -47,6 +47,7 @@ pub struct UpdateUserRequest {
     #[oai(validator(max_length = 254))]
     pub email: MaybeUndefined<String>,
     /// `active` or `disabled`. Disabling ends every session at once.
+    #[oai(skip_serializing_if_is_none)]
     pub status: Option<String>,
 }
 
@@ -98,8 +99,9 @@ pub struct CreateRoleRequest {
 
 #[derive(Debug, Object)]
 pub struct UpdateRoleRequest {
-    #[oai(validator(max_length = 512))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 512))]
     pub description: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub permissions: Option<Vec<String>>,
 }
 
@@ -111,6 +113,7 @@ pub struct ClientResponse {
     pub client_type: String,
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub audience: Option<String>,
     /// Roles carried by `client_credentials` tokens.
     pub roles: Vec<String>,
@@ -158,6 +161,7 @@ pub struct CreateClientRequest {
     pub grant_types: Vec<String>,
     #[oai(default)]
     pub scopes: Vec<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub audience: Option<String>,
     #[oai(default)]
     pub roles: Vec<String>,
@@ -173,12 +177,15 @@ pub struct CreatedClientResponse {
 
 #[derive(Debug, Object)]
 pub struct UpdateClientRequest {
-    #[oai(validator(max_length = 128))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 128))]
     pub name: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub grant_types: Option<Vec<String>>,
+    #[oai(skip_serializing_if_is_none)]
     pub scopes: Option<Vec<String>>,
     /// A new audience, or `null` for the server default; omit to keep it.
     pub audience: MaybeUndefined<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub roles: Option<Vec<String>>,
 }
 
@@ -199,7 +206,9 @@ pub struct AdminSessionResponse {
     pub last_used_at: DateTime<Utc>,
     pub idle_expires_at: DateTime<Utc>,
     pub absolute_expires_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
     pub ip: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub user_agent: Option<String>,
 }
 
@@ -242,7 +251,9 @@ pub struct AuditEventResponse {
     /// User id, client id, `cli`, `anonymous` or `self-registration`.
     pub actor: String,
     pub action: String,
+    #[oai(skip_serializing_if_is_none)]
     pub target: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub ip: Option<String>,
     pub outcome: String,
     pub details: serde_json::Value,

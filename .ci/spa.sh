@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The reference SPA: install (npm ci, lock file committed), generate its API client from
+# openapi/openapi.json, type-check and build it, then run the browser tests in Debian's
+# Chromium through playwright-core (no browser download).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+BIN=${BIN:-target/debug}
+export LATCHKEY_BIN="$PWD/$BIN/latchkey"
+cd examples/spa
+npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build
+npm run --silent test:browser
+echo "screenshot: examples/spa/artifacts/logged-in.png"

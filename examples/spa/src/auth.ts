@@ -1,0 +1,93 @@
+// Token handling for a browser app, the way Latchkey expects it:
+// - the access token lives in this module's memory only (never localStorage);
+// - the refresh token lives only in Latchkey's HttpOnly cookie, which JavaScript cannot
+//   read; the browser sends it to /auth/* because every call uses credentials: "include";
+// - a 401 triggers one silent refresh and one retry;
+// - refreshes are single-flight across tabs with the Web Locks API, so two tabs never
+//   present the same (already rotated) refresh token at once.
+import createClient from "openapi-fetch";
+import type { paths } from "./generated/api";
+
+/// Latchkey requires this header on its cookie endpoints (CSRF defence).
+const CSRF = { "X-Requested-With": "latchkey" } as const;
+
+export type Session = { accessToken: string };
+
+export function makeApi(baseUrl: string) {
+  return createClient<paths>({ baseUrl, credentials: "include" });
+}
+
+export type Api = ReturnType<typeof makeApi>;
+
+let accessToken: string | null = null;
+
+export function currentToken(): string | null {
+  return accessToken;
+}
+
+export function forget(): void {
+  accessToken = null;
+}
+
+export type LoginResult = { kind: "signed-in" } | { kind: "mfa"; mfaToken: string } | { kind: "error"; message: string };
+
+export async function login(api: Api, username: string, password: string): Promise<LoginResult> {
+  const { data, error } = await api.POST("/auth/login", { body: { username, password }, headers: CSRF });
+  if (error || !data) return { kind: "error", message: error?.error_description ?? "login failed" };
+  if (data.mfa_required && data.mfa_token) return { kind: "mfa", mfaToken: data.mfa_token };
+  accessToken = data.access_token ?? null;
+  return accessToken ? { kind: "signed-in" } : { kind: "error", message: "no access token in the response" };
+}
+
+export async function completeMfa(api: Api, mfaToken: string, code: string): Promise<LoginResult> {
+  const { data, error } = await api.POST("/auth/login/mfa", { body: { mfa_token: mfaToken, code }, headers: CSRF });
+  if (error || !data) return { kind: "error", message: error?.error_description ?? "invalid code" };
+  accessToken = data.access_token;
+  return { kind: "signed-in" };
+}
+
+/// One refresh at a time across every tab of this origin. A 409 means another request
+/// rotated the cookie an instant earlier: the browser now holds the new cookie, so
+/// retrying once succeeds.
+export async function refresh(api: Api): Promise<boolean> {
+  const run = async () => {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const { data, response } = await api.POST("/auth/refresh", { headers: CSRF });
+      if (data) {
+        accessToken = data.access_token;
+        return true;
+      }
+      if (response.status !== 409) break;
+    }
+    accessToken = null;
+    return false;
+  };
+  if ("locks" in navigator) {
+    return navigator.locks.request("latchkey-refresh", run);
+  }
+  return run();
+}
+
+/// Calls `request` with the current access token; on 401 refreshes once and retries.
+export async function withAuth<T>(
+  api: Api,
+  request: (headers: { Authorization: string }) => Promise<{ data?: T; response: Response }>,
+): Promise<T | null> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (!accessToken && !(await refresh(api))) return null;
+    const { data, response } = await request({ Authorization: `Bearer ${accessToken}` });
+    if (response.status !== 401) return data ?? null;
+    if (!(await refresh(api))) return null;
+  }
+  return null;
+}
+
+export async function logout(api: Api): Promise<void> {
+  await api.POST("/auth/logout", { headers: CSRF });
+  accessToken = null;
+}
+
+export async function logoutEverywhere(api: Api): Promise<void> {
+  await withAuth(api, (headers) => api.POST("/auth/logout-all", { headers }));
+  accessToken = null;
+}

@@ -1,0 +1,82 @@
+import { completeMfa, forget, login, logout, logoutEverywhere, makeApi, refresh, withAuth } from "./auth";
+
+// The API's origin differs from this page's (CORS with credentials is exercised for
+// real). `?api=` overrides it, which the browser tests use.
+const apiBase = new URLSearchParams(location.search).get("api") ?? "http://127.0.0.1:8080";
+const api = makeApi(apiBase);
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const show = (id: string, visible: boolean) => $(id).classList.toggle("hidden", !visible);
+const setError = (message: string) => ($("error").textContent = message);
+let mfaToken: string | null = null;
+
+function showLogin(message = "") {
+  forget();
+  setError(message);
+  show("login-form", true);
+  show("mfa-form", false);
+  show("signed-in", false);
+}
+
+async function showSignedIn() {
+  const me = await withAuth(api, (headers) => api.GET("/auth/me", { headers }));
+  if (!me) return showLogin("Your session has ended. Please log in again.");
+  setError("");
+  $("who").textContent = me.username;
+  $("me").textContent = JSON.stringify({ id: me.id, roles: me.roles, totp: me.totp_enabled }, null, 2);
+  show("login-form", false);
+  show("mfa-form", false);
+  show("signed-in", true);
+  await countSessions();
+}
+
+async function countSessions() {
+  const sessions = await withAuth(api, (headers) => api.GET("/auth/sessions", { headers }));
+  if (!sessions) return showLogin("Your session has ended. Please log in again.");
+  $("session-count").textContent = String(sessions.length);
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const result = await login(api, $<HTMLInputElement>("username").value, $<HTMLInputElement>("password").value);
+  if (result.kind === "error") return setError(result.message);
+  if (result.kind === "mfa") {
+    mfaToken = result.mfaToken;
+    show("login-form", false);
+    show("mfa-form", true);
+    return;
+  }
+  await showSignedIn();
+});
+
+$("mfa-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!mfaToken) return showLogin();
+  const result = await completeMfa(api, mfaToken, $<HTMLInputElement>("code").value);
+  if (result.kind === "error") return setError(result.message);
+  mfaToken = null;
+  await showSignedIn();
+});
+
+$("call-api").addEventListener("click", () => countSessions());
+$("refresh-now").addEventListener("click", async () => {
+  try {
+    if (await refresh(api)) await showSignedIn();
+    else showLogin("Your session has ended. Please log in again.");
+  } catch {
+    showLogin("Cannot reach the server.");
+  }
+});
+$("logout").addEventListener("click", async () => {
+  await logout(api);
+  showLogin("Logged out.");
+});
+$("logout-all").addEventListener("click", async () => {
+  await logoutEverywhere(api);
+  showLogin("Logged out everywhere.");
+});
+
+// A reload keeps the session: the cookie survives, the access token is fetched again.
+refresh(api)
+  .then((ok) => (ok ? showSignedIn() : showLogin()))
+  .catch(() => showLogin("Cannot reach the server."));

@@ -1,0 +1,224 @@
+// The reference SPA in Debian's Chromium, driven by playwright-core, against the real
+// Latchkey server on another origin (so CORS with credentials and the CSRF header are
+// exercised for real). The server runs with a 2-second access-token lifetime.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync, existsSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, extname, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..");
+const repo = join(root, "..", "..");
+const serverBin = process.env.LATCHKEY_BIN ?? join(repo, "target", "debug", "latchkey");
+const artifacts = join(root, "artifacts");
+const PASSWORD = "browser test password";
+
+let server, api, spa, evil, browser, context;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/// Serves dist/ like any static host would.
+function serveDist(port) {
+  const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
+  const http = createServer((req, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    let file = join(root, "dist", path === "/" ? "index.html" : path);
+    if (!existsSync(file)) file = join(root, "dist", "index.html");
+    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
+    res.end(readFileSync(file));
+  });
+  return new Promise((resolve) => http.listen(port, "127.0.0.1", () => resolve(http)));
+}
+
+async function waitReady(url) {
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("the server did not become ready");
+}
+
+before(async () => {
+  assert.ok(existsSync(serverBin), `build the server first (${serverBin})`);
+  mkdirSync(artifacts, { recursive: true });
+  const [apiPort, spaPort, evilPort] = [await freePort(), await freePort(), await freePort()];
+  api = `http://127.0.0.1:${apiPort}`;
+  spa = `http://127.0.0.1:${spaPort}`;
+  evil = `http://127.0.0.1:${evilPort}`;
+  const dir = mkdtempSync(join(tmpdir(), "latchkey-spa-"));
+  const unlimited = "{per_minute=1000000,burst=100000}";
+  server = spawn(serverBin, ["serve"], {
+    env: {
+      ...process.env,
+      LATCHKEY_LISTEN: `127.0.0.1:${apiPort}`,
+      LATCHKEY_PUBLIC_URL: api,
+      LATCHKEY_DATABASE_URL: `sqlite://${join(dir, "db.sqlite")}?mode=rwc`,
+      LATCHKEY_MASTER_KEY_FILE: join(dir, "master.key"),
+      LATCHKEY_CORS_ALLOWED_ORIGINS: `["${spa}"]`,
+      LATCHKEY_TOKENS__ACCESS_TOKEN_TTL_SECS: "2",
+      LATCHKEY_TOKENS__CLOCK_SKEW_SECS: "0",
+      LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB: "4096",
+      LATCHKEY_PASSWORDS__ARGON2_ITERATIONS: "1",
+      LATCHKEY_RATE_LIMITS__LOGIN: unlimited,
+      LATCHKEY_RATE_LIMITS__REFRESH: unlimited,
+      LATCHKEY_RATE_LIMITS__USERNAME: unlimited,
+      RUST_LOG: "warn",
+    },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  await waitReady(api);
+  const reg = await fetch(`${api}/auth/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "spa-user", password: PASSWORD }),
+  });
+  assert.equal(reg.status, 201);
+  spa = { url: spa, http: await serveDist(spaPort) };
+  evil = { url: evil, http: await serveDist(evilPort) };
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+  context = await browser.newContext();
+});
+
+after(async () => {
+  await browser?.close();
+  spa?.http?.close();
+  evil?.http?.close();
+  server?.kill();
+});
+
+const appUrl = (origin) => `${origin}/?api=${encodeURIComponent(api)}`;
+
+/// Closing a tab aborts its requests; a refresh aborted after the server rotated the
+/// token would lose the new cookie. Let the app go quiet first, as a user would.
+async function settleAndClose(page) {
+  await page.waitForLoadState("networkidle");
+  await page.close();
+}
+
+async function openLoggedOut() {
+  const page = await context.newPage();
+  await page.goto(appUrl(spa.url));
+  await page.waitForSelector("#login-form:not(.hidden)");
+  return page;
+}
+
+async function logIn(page) {
+  await page.fill("#username", "spa-user");
+  await page.fill("#password", PASSWORD);
+  await page.click("#login-button");
+  await page.waitForSelector("#signed-in:not(.hidden)");
+}
+
+test("login works, the refresh token never reaches JavaScript, and a screenshot is saved", async () => {
+  const page = await openLoggedOut();
+  await logIn(page);
+  assert.equal(await page.textContent("#who"), "spa-user");
+  const cookies = await page.evaluate(() => document.cookie);
+  assert.ok(!cookies.includes("lk_rt_") && !cookies.includes("lk_refresh"), `document.cookie: ${cookies}`);
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert.ok(!stored.includes("eyJ"), "no token in web storage");
+  const jar = await context.cookies(`${api}/auth/refresh`);
+  const cookie = jar.find((c) => c.name === "lk_refresh");
+  assert.ok(cookie?.httpOnly && cookie.sameSite === "Strict" && cookie.path === "/auth", JSON.stringify(cookie));
+  await page.screenshot({ path: join(artifacts, "logged-in.png"), fullPage: true });
+  await settleAndClose(page);
+});
+
+test("the app keeps working past access-token expiry through silent refresh", async () => {
+  const page = await context.newPage();
+  await page.goto(appUrl(spa.url));
+  await page.waitForSelector("#signed-in:not(.hidden)");
+  await new Promise((r) => setTimeout(r, 3000)); // the 2-second token has expired
+  const refreshed = page.waitForResponse((r) => r.url().endsWith("/auth/refresh") && r.request().method() === "POST");
+  const rejected = page.waitForResponse((r) => r.url().endsWith("/auth/sessions") && r.status() === 401);
+  await page.click("#call-api");
+  assert.equal((await rejected).status(), 401, "the expired token is refused");
+  assert.equal((await refreshed).status(), 200, "a silent refresh happened");
+  await page.waitForResponse((r) => r.url().endsWith("/auth/sessions") && r.status() === 200);
+  assert.ok(await page.isVisible("#signed-in"), "still signed in");
+  await settleAndClose(page);
+});
+
+test("two tabs refreshing at the same moment both stay logged in", async () => {
+  const [a, b] = [await context.newPage(), await context.newPage()];
+  await Promise.all([a.goto(appUrl(spa.url)), b.goto(appUrl(spa.url))]);
+  await Promise.all([a.waitForSelector("#signed-in:not(.hidden)"), b.waitForSelector("#signed-in:not(.hidden)")]);
+  for (let round = 0; round < 3; round++) {
+    await Promise.all([a.click("#refresh-now"), b.click("#refresh-now")]);
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  for (const page of [a, b]) {
+    await page.click("#call-api");
+    await page.waitForLoadState("networkidle");
+    assert.ok(await page.isVisible("#signed-in"), "no reuse revocation: still signed in");
+  }
+  await settleAndClose(a);
+  await settleAndClose(b);
+});
+
+test("logout in one tab makes the other tab's next refresh fail and show the login form", async () => {
+  const [a, b] = [await context.newPage(), await context.newPage()];
+  await a.goto(appUrl(spa.url));
+  await a.waitForSelector("#signed-in:not(.hidden)");
+  await b.goto(appUrl(spa.url));
+  await b.waitForSelector("#signed-in:not(.hidden)");
+  await a.click("#logout");
+  await a.waitForSelector("#login-form:not(.hidden)");
+  await b.click("#refresh-now");
+  await b.waitForSelector("#login-form:not(.hidden)");
+  assert.match(await b.textContent("#error"), /session has ended/);
+  await settleAndClose(a);
+  await settleAndClose(b);
+});
+
+test("a page on an origin that is not allowed cannot refresh or log in", async () => {
+  const page = await openLoggedOut();
+  await logIn(page); // a valid cookie exists for the API
+  await settleAndClose(page);
+  const foreign = await context.newPage();
+  await foreign.goto(appUrl(evil.url));
+  await foreign.waitForSelector("#login-form:not(.hidden)");
+  assert.match(await foreign.textContent("#error"), /Cannot reach the server/);
+  const outcome = await foreign.evaluate(async (apiBase) => {
+    try {
+      const r = await fetch(`${apiBase}/auth/refresh`, {
+        method: "POST",
+        credentials: "include",
+        headers: { "X-Requested-With": "latchkey" },
+      });
+      return `status ${r.status}`;
+    } catch (e) {
+      return `blocked: ${e.name}`;
+    }
+  }, api);
+  assert.equal(outcome, "blocked: TypeError");
+  // Without the custom header there is no preflight, but the server refuses it (403).
+  const simple = await fetch(`${api}/auth/refresh`, { method: "POST", headers: { origin: evil.url } });
+  assert.equal(simple.status, 403);
+  await foreign.close();
+});
