@@ -8,7 +8,7 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 BIN=${BIN:-target/debug}
-export LATCHKEY_BIN="$PWD/$BIN/latchkey"
+export SERVER_BIN="$PWD/$BIN/latchkey"
 cd examples/spa
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build

@@ -14,7 +14,7 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
 const repo = join(root, "..", "..");
-const serverBin = process.env.LATCHKEY_BIN ?? join(repo, "target", "debug", "latchkey");
+const serverBin = process.env.SERVER_BIN ?? join(repo, "target", "debug", "latchkey");
 const artifacts = join(root, "artifacts");
 const PASSWORD = "browser test password";
 
