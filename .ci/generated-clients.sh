@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check openapi-python-client openapi-spec-validator 2>&1 | grep -v "Running pip as the 'root'" || true
-openapi-spec-validator openapi/openapi.json
+python3 -m openapi_spec_validator openapi/openapi.json
 
 BIN=${BIN:-target/debug}
 WORK=$(mktemp -d)
@@ -22,7 +22,7 @@ trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -fs "$API_URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 echo "--- Python client (openapi-python-client)"
-openapi-python-client generate --path openapi/openapi.json --output-path "$WORK/python-client" --overwrite >/dev/null
+python3 -m openapi_python_client generate --path openapi/openapi.json --output-path "$WORK/python-client" --overwrite >/dev/null
 CLIENT_DIR="$WORK/python-client" python3 .ci/python_client_smoke.py
 
 echo "--- TypeScript client (openapi-typescript + openapi-fetch, strict tsc)"
