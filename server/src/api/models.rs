@@ -8,7 +8,8 @@ use crate::clock::to_datetime;
 use crate::domain::users::UserView;
 use crate::store::sessions::SessionRow;
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct RegisterRequest {
     /// 1–64 characters; compared case-insensitively after trimming.
     #[oai(validator(max_length = 256))]
@@ -20,7 +21,8 @@ pub struct RegisterRequest {
     pub email: Option<String>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct LoginRequest {
     #[oai(validator(max_length = 256))]
     pub username: String,
@@ -29,7 +31,8 @@ pub struct LoginRequest {
 }
 
 /// The result of a password login: tokens, or a second-factor challenge.
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct LoginResponse {
     /// True when the account has TOTP: complete with `POST /auth/login/mfa`.
     pub mfa_required: bool,
@@ -45,7 +48,8 @@ pub struct LoginResponse {
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct MfaLoginRequest {
     #[oai(validator(max_length = 128))]
     pub mfa_token: String,
@@ -57,13 +61,15 @@ pub struct MfaLoginRequest {
     pub recovery_code: Option<String>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct PasswordRequest {
     #[oai(validator(max_length = 1024))]
     pub password: String,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct TotpSetupResponse {
     /// Base32 secret, for typing into an authenticator app.
     pub secret: String,
@@ -72,13 +78,15 @@ pub struct TotpSetupResponse {
     pub qr_svg: String,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct TotpCodeRequest {
     #[oai(validator(max_length = 16))]
     pub code: String,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct TotpDisableRequest {
     #[oai(validator(max_length = 1024))]
     pub password: String,
@@ -88,13 +96,15 @@ pub struct TotpDisableRequest {
     pub recovery_code: Option<String>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct RecoveryCodesResponse {
     /// Single-use codes, shown this once; each replaces a TOTP code one time.
     pub recovery_codes: Vec<String>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct ChangePasswordRequest {
     #[oai(validator(max_length = 1024))]
     pub current_password: String,
@@ -104,7 +114,8 @@ pub struct ChangePasswordRequest {
 
 /// An access token for the browser. The refresh token travels only in the HttpOnly
 /// cookie and never appears in this body.
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct AccessTokenResponse {
     pub access_token: String,
     /// Always `Bearer`.
@@ -182,7 +193,8 @@ impl SessionResponse {
 }
 
 /// RFC 6749 §5.1 token response.
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,

@@ -23,7 +23,8 @@ use crate::state::AppState;
 
 pub struct OAuthApi;
 
-#[derive(Debug, Object, Deserialize)]
+// No Debug: it carries secrets.
+#[derive(Object, Deserialize)]
 struct TokenForm {
     /// `refresh_token`, `password` or `client_credentials`.
     grant_type: String,
@@ -39,7 +40,8 @@ struct TokenForm {
     totp: Option<String>,
 }
 
-#[derive(Debug, Object, Deserialize)]
+// No Debug: it carries secrets.
+#[derive(Object, Deserialize)]
 struct TokenHandleForm {
     /// The token to revoke or introspect.
     token: String,

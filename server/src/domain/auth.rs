@@ -18,7 +18,7 @@ pub struct RequestContext {
 }
 
 /// Tokens handed to a client. The refresh token is wrapped so it cannot be logged.
-#[derive(Debug)]
+// No Debug: it carries tokens.
 pub struct IssuedTokens {
     pub access_token: String,
     pub expires_in: u64,

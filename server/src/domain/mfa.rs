@@ -24,7 +24,7 @@ pub const TOTP_SKEW_STEPS: i64 = 1;
 pub const AMR_PASSWORD_AND_OTP: &[&str] = &["pwd", "otp"];
 
 /// What a password login leads to.
-#[derive(Debug)]
+// No Debug: it carries tokens.
 pub enum LoginOutcome {
     Tokens(IssuedTokens),
     MfaRequired { mfa_token: Secret<String>, expires_in: u64 },

@@ -19,7 +19,8 @@ pub struct UserPage {
     pub page_size: u64,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct CreateUserRequest {
     #[oai(validator(max_length = 256))]
     pub username: String,
@@ -33,7 +34,8 @@ pub struct CreateUserRequest {
     pub roles: Vec<String>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct CreatedUserResponse {
     pub user: UserResponse,
     /// Present only when the server generated the password; shown this once.
@@ -51,7 +53,8 @@ pub struct UpdateUserRequest {
     pub status: Option<String>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct SetPasswordRequest {
     #[oai(validator(max_length = 1024))]
     pub password: String,
@@ -167,7 +170,8 @@ pub struct CreateClientRequest {
     pub roles: Vec<String>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct CreatedClientResponse {
     pub client: ClientResponse,
     /// For confidential clients: the secret, shown this once.
@@ -189,7 +193,8 @@ pub struct UpdateClientRequest {
     pub roles: Option<Vec<String>>,
 }
 
-#[derive(Debug, Object)]
+// No Debug: it carries secrets.
+#[derive(Object)]
 pub struct ClientSecretResponse {
     pub client_id: String,
     /// The new secret, shown this once; the previous one no longer works.
