@@ -72,7 +72,7 @@ async fn replace_roles(txn: &sea_orm::DatabaseTransaction, client_id: &str, role
 
 /// Inserts the client, its roles and the audit event in one transaction.
 pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: NewAuditEvent) -> StoreResult<ClientRow> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let client_id = row.client_id.clone();
     let row = clients::ActiveModel {
         client_id: Set(row.client_id),
@@ -111,7 +111,7 @@ pub async fn update(
     now: i64,
     event: NewAuditEvent,
 ) -> StoreResult<Option<ClientRow>> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithRead).await?;
     let Some(row) = find(&*txn, client_id).await? else {
         return Ok(None);
     };
@@ -143,7 +143,7 @@ pub async fn update(
 
 /// Deletes a client; its sessions and their refresh tokens cascade.
 pub async fn delete(db: &super::Db, client_id: &str, event: NewAuditEvent) -> StoreResult<bool> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let deleted = clients::Entity::delete_by_id(client_id.to_string()).exec(&*txn).await?.rows_affected;
     if deleted == 1 {
         audit::record(&*txn, event).await?;

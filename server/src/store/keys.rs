@@ -51,7 +51,7 @@ pub async fn find(db: &impl ConnectionTrait, kid: &str) -> StoreResult<Option<Si
 /// Returns false when another node did it first (nothing changes then).
 pub async fn promote(db: &super::Db, kid: &str, now: i64, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
     use sea_orm::sea_query::Expr;
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     // Retire first: the unique index allows only one active key at any moment.
     signing_keys::Entity::update_many()
         .col_expr(signing_keys::Column::State, Expr::value(STATE_RETIRED))
@@ -80,7 +80,7 @@ pub async fn promote(db: &super::Db, kid: &str, now: i64, event: super::audit::N
 /// Emergency: the key is withdrawn from the JWKS at once.
 pub async fn revoke(db: &super::Db, kid: &str, now: i64, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
     use sea_orm::sea_query::Expr;
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let revoked = signing_keys::Entity::update_many()
         .col_expr(signing_keys::Column::State, Expr::value(STATE_REVOKED))
         .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))

@@ -74,14 +74,24 @@ pub struct WriteTxn {
 
 static SQLITE_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub async fn begin_write(db: &Db) -> Result<WriteTxn, DbErr> {
+/// How a write transaction begins, which decides whether SQLite's write lock must be
+/// taken explicitly before the first statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Starts {
+    /// Its first statement writes, which takes the lock by itself.
+    WithWrite,
+    /// It reads first; the lock is taken up front.
+    WithRead,
+}
+
+pub async fn begin_write(db: &Db, starts: Starts) -> Result<WriteTxn, DbErr> {
     use sea_orm::TransactionTrait;
     let writer = match db.get_database_backend() {
         sea_orm::DbBackend::Sqlite => Some(SQLITE_WRITER.lock().await),
         _ => None,
     };
     let txn = db.begin().await?;
-    if writer.is_some() {
+    if writer.is_some() && starts == Starts::WithRead {
         // Take SQLite's write lock now (a write statement takes it even when it changes
         // nothing), so the transaction never upgrades a read snapshot that another
         // connection has since overtaken — which fails at once with SQLITE_BUSY_SNAPSHOT.

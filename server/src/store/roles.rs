@@ -104,7 +104,7 @@ pub async fn create(
     now: i64,
     event: NewAuditEvent,
 ) -> StoreResult<()> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     roles::ActiveModel {
         name: Set(name.to_string()),
         description: Set(description.to_string()),
@@ -126,7 +126,7 @@ pub async fn update(
     permissions: Option<&[String]>,
     event: NewAuditEvent,
 ) -> StoreResult<bool> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithRead).await?;
     let Some(row) = roles::Entity::find_by_id(name.to_string()).one(&*txn).await? else {
         return Ok(false);
     };
@@ -145,7 +145,7 @@ pub async fn update(
 
 /// Deletes a non-built-in role; assignments to users and clients cascade.
 pub async fn delete(db: &super::Db, name: &str, event: NewAuditEvent) -> StoreResult<bool> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let deleted = roles::Entity::delete_many()
         .filter(roles::Column::Name.eq(name))
         .filter(roles::Column::Builtin.eq(false))

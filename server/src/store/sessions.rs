@@ -61,7 +61,7 @@ pub async fn create(
     token: NewRefreshToken,
     event: NewAuditEvent,
 ) -> StoreResult<SessionRow> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let row = sessions::ActiveModel {
         id: Set(session.id.clone()),
         user_id: Set(session.user_id),
@@ -107,18 +107,17 @@ async fn insert_token(
     Ok(())
 }
 
-/// The token with this hash and its session.
+/// The token with this hash and its session, in one query (the hot path of refresh).
 pub async fn find_token(
     db: &impl ConnectionTrait,
     token_hash: &str,
 ) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
-    let Some(token) =
-        refresh_tokens::Entity::find().filter(refresh_tokens::Column::TokenHash.eq(token_hash)).one(db).await?
-    else {
-        return Ok(None);
-    };
-    let session = find_session(db, &token.session_id).await?;
-    Ok(session.map(|s| (token, s)))
+    let found = refresh_tokens::Entity::find()
+        .find_also_related(sessions::Entity)
+        .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
+        .one(db)
+        .await?;
+    Ok(found.and_then(|(token, session)| session.map(|s| (token, s))))
 }
 
 pub async fn find_session(db: &impl ConnectionTrait, id: &str) -> StoreResult<Option<SessionRow>> {
@@ -134,7 +133,7 @@ pub async fn rotate(
     idle_expires_at: i64,
     child: NewRefreshToken,
 ) -> StoreResult<RotateOutcome> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let swapped = refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::State, Expr::value(TOKEN_ROTATED))
         .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
@@ -182,7 +181,7 @@ pub async fn revoke(
     now: i64,
     event: Option<NewAuditEvent>,
 ) -> StoreResult<bool> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let revoked = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
@@ -214,7 +213,7 @@ pub async fn revoke_all_for_user(
     now: i64,
     event: Option<NewAuditEvent>,
 ) -> StoreResult<u64> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let revoked = revoke_all_in(&*txn, user_id, None, reason, now).await?;
     if let Some(event) = event {
         audit::record(&*txn, event).await?;

@@ -49,7 +49,7 @@ pub async fn create(
     roles: &[String],
     event: super::audit::NewAuditEvent,
 ) -> StoreResult<UserRow> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithRead).await?;
     if let Some(role) = super::roles::missing(&*txn, roles).await?.into_iter().next() {
         return Err(StoreError::Missing(format!("role {role:?}")));
     }
@@ -213,7 +213,7 @@ pub async fn update(
     now: i64,
     event: super::audit::NewAuditEvent,
 ) -> StoreResult<Option<UserRow>> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     lock_admin_changes(&txn).await?;
     let had_admin = any_active_with_role(&*txn, ADMIN_ROLE).await?;
     let Some(row) = find_by_id(&*txn, user_id).await? else {
@@ -260,7 +260,7 @@ pub async fn update(
 
 /// Deletes a user (sessions and role links cascade), unless it is the last admin.
 pub async fn delete(db: &super::Db, user_id: &str, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     lock_admin_changes(&txn).await?;
     let had_admin = any_active_with_role(&*txn, ADMIN_ROLE).await?;
     let deleted = users::Entity::delete_by_id(user_id.to_string()).exec(&*txn).await?.rows_affected;
@@ -360,7 +360,7 @@ pub async fn record_success(db: &impl ConnectionTrait, user_id: &str, factor: Fa
 /// Clears both lockouts (admin unlock) and audits it; `false` if the user is unknown.
 pub async fn unlock(db: &super::Db, user_id: &str, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
     use sea_orm::sea_query::Expr;
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let updated = users::Entity::update_many()
         .col_expr(users::Column::FailedLogins, Expr::value(0))
         .col_expr(users::Column::LockedUntil, Expr::value(Option::<i64>::None))
@@ -413,7 +413,7 @@ pub async fn set_totp(
     event: super::audit::NewAuditEvent,
 ) -> StoreResult<()> {
     use sea_orm::sea_query::Expr;
-    let txn = super::begin_write(db).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let (secret, step) = match enabled {
         Some((secret, step)) => (Some(secret), Some(step)),
         None => (None, None),
