@@ -65,6 +65,11 @@ pub async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    // RFC 6749 §5.1: token responses are never cached — errors produced before a handler
+    // runs (a malformed form) included.
+    if route.starts_with("/oauth2/") && !response.headers().contains_key(poem::http::header::CACHE_CONTROL) {
+        response.headers_mut().insert(poem::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if let Some(state) = state {
         let metrics = &state.metrics;
         metrics.http_requests.with_label_values(&[route.as_str(), method.as_str(), &status.to_string()]).inc();

@@ -98,6 +98,7 @@ async fn token_endpoint_errors_have_rfc6749_shapes() {
         if status == 401 {
             assert!(headers.get("www-authenticate").is_some(), "invalid_client carries a challenge");
         }
+        assert_eq!(headers.get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"), "{form:?}");
     }
     server.stop().await;
 }
