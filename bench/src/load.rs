@@ -391,6 +391,8 @@ pub fn print_table(outcomes: &[Outcome], ceilings: &Ceilings) {
 
 pub fn bound_of(scenario: &str, c: &Ceilings) -> (String, Option<f64>) {
     let cores = c.cores;
+    // Scale rows ("refresh @ 1000 users") are bounded like their scenario.
+    let scenario = scenario.split(" @ ").next().unwrap_or(scenario);
     match scenario {
         "login" | "saturating logins" => (
             format!("Argon2id {:.0}/s ({cores} cores)", c.argon2id_hash_per_sec.all_cores),

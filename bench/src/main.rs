@@ -9,6 +9,7 @@
 
 mod ceilings;
 mod load;
+mod scale;
 mod server;
 
 use std::path::PathBuf;
@@ -58,6 +59,10 @@ struct Args {
     /// Write the figures as JSON too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Scale run instead of the scenarios: refresh and login rates with this many users
+    /// (comma-separated, e.g. 1000,100000,1000000) and ten rotated tokens per user.
+    #[arg(long, value_delimiter = ',')]
+    scale: Vec<usize>,
     /// Short pass for CI: 2 s per scenario, no warm-up, exit 1 on any request error.
     #[arg(long)]
     smoke: bool,
@@ -109,7 +114,11 @@ fn main() -> anyhow::Result<()> {
 
     // The load generator gets its own runtime, as a separate client would.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let mut report = runtime.block_on(run(&args, ceilings))?;
+    let mut report = if args.scale.is_empty() {
+        runtime.block_on(run(&args, ceilings))?
+    } else {
+        runtime.block_on(run_scale(&args, ceilings))?
+    };
     for row in &mut report.scenarios {
         let (bound, value) = load::bound_of(&row.scenario, &ceilings);
         row.ratio_to_bound = value.map(|v| row.per_sec / v);
@@ -246,6 +255,72 @@ async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
         use sea_orm::ConnectionTrait;
         let admin = sea_orm::Database::connect(&args.postgres_url).await?;
         admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    }
+    Ok(report)
+}
+
+/// One fresh server per size: migrate, bulk-seed, start, then refresh and login.
+async fn run_scale(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
+    let binary = server::server_binary()?;
+    let mut report = Report {
+        machine: format!("{} cores, {}", ceilings.cores, cpu_model()),
+        database: format!("{:?}", args.database).to_lowercase(),
+        concurrency: args.concurrency,
+        ceilings,
+        startup_fresh_ms: None,
+        startup_existing_ms: None,
+        idle_rss_mib: None,
+        scenarios: Vec::new(),
+    };
+    let hasher = latchkey_server::security::password::PasswordHasher::new(
+        latchkey_server::config::Argon2Settings {
+            memory_kib: args.argon2_memory_kib,
+            iterations: args.argon2_iterations,
+            parallelism: 1,
+        },
+        1,
+        1,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shared_hash = hasher
+        .hash(&latchkey_server::security::Secret::new("scale password".to_string()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for &users in &args.scale {
+        let dir = tempfile::tempdir()?;
+        let (database_url, pg_name) = match args.database {
+            DatabaseKind::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("scale.db").display()), None),
+            DatabaseKind::Postgres => {
+                let url = fresh_postgres_database(&args.postgres_url).await?;
+                let name = url::Url::parse(&url)?.path().strip_prefix('/').map(str::to_string);
+                (url, name)
+            }
+        };
+        let mut env = server::base_env(dir.path(), &database_url);
+        env.push(("LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB".into(), args.argon2_memory_kib.to_string()));
+        env.push(("LATCHKEY_PASSWORDS__ARGON2_ITERATIONS".into(), args.argon2_iterations.to_string()));
+        server::run_cli(&binary, &env, &["migrate"], None)?;
+        let seeding = std::time::Instant::now();
+        scale::seed(&database_url, users, &shared_hash).await?;
+        println!("seeded {users} users and {} rotated tokens in {:.1} s", users * 10, seeding.elapsed().as_secs_f64());
+        let server = server::start(&binary, &env).await?;
+        let pid = Some(server.child.id());
+        let fixture = load::Fixture::seed(&server.base, args.concurrency, None).await?;
+        for scenario in [Scenario::Refresh, Scenario::Login] {
+            println!("running {scenario:?} with {users} users for {:?}…", args.duration);
+            let mut outcomes =
+                load::run_scenario(scenario, &fixture, args.concurrency, args.warmup, args.duration, pid).await?;
+            for outcome in &mut outcomes {
+                outcome.scenario = format!("{} @ {users} users", outcome.scenario);
+            }
+            report.scenarios.extend(outcomes);
+        }
+        drop(server);
+        if let Some(name) = pg_name {
+            use sea_orm::ConnectionTrait;
+            let admin = sea_orm::Database::connect(&args.postgres_url).await?;
+            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        }
     }
     Ok(report)
 }
