@@ -367,6 +367,11 @@ pub async fn user_of_token(state: &AppState, auth: &BearerAuth) -> Result<users:
     if auth.0.sid.is_none() {
         return Err(ApiError::invalid_token("this token does not represent a user"));
     }
+    // The bearer check read the user with the session; only the roles are left to read.
+    if let Some(row) = auth.0.user.clone() {
+        let roles = crate::store::users::role_names(&state.db, &row.id).await.map_err(crate::domain::Error::from)?;
+        return Ok(users::UserView::new(row, roles));
+    }
     match users::get(state, &auth.0.sub).await {
         Err(Error::NotFound(_)) => Err(ApiError::invalid_token("the user of this token no longer exists")),
         other => Ok(other?),

@@ -7,16 +7,16 @@ use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
 use super::error::ApiError;
+use crate::domain::auth::Authenticated;
 use crate::domain::rbac::{Permission, Principal};
 use crate::state::AppState;
-use crate::tokens::AccessClaims;
 
 /// `Authorization: Bearer <access token>` issued by this server.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
-pub struct BearerAuth(pub AccessClaims);
+pub struct BearerAuth(pub Authenticated);
 
-async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AccessClaims> {
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticated> {
     let state =
         req.data::<AppState>().ok_or_else(|| poem::Error::from(ApiError::invalid_token("server misconfigured")))?;
     crate::domain::auth::authenticate_bearer(state, &bearer.token).await.map_err(|e| ApiError::from(e).into())
@@ -36,8 +36,8 @@ impl AdminAuth {
 }
 
 async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let claims = check_bearer(req, bearer).await?;
+    let authenticated = check_bearer(req, bearer).await?;
     let state =
         req.data::<AppState>().ok_or_else(|| poem::Error::from(ApiError::invalid_token("server misconfigured")))?;
-    crate::domain::rbac::principal(state, claims).await.map_err(|e| ApiError::from(e).into())
+    crate::domain::rbac::principal(state, authenticated).await.map_err(|e| ApiError::from(e).into())
 }

@@ -157,11 +157,26 @@ pub fn audience_for<'a>(state: &'a AppState, client: &'a ClientRow) -> &'a str {
     client.audience.as_deref().unwrap_or(&state.config.audience)
 }
 
+/// A verified bearer token and, for user tokens, the user as read with the session.
+pub struct Authenticated {
+    pub claims: AccessClaims,
+    pub user: Option<UserRow>,
+}
+
+impl std::ops::Deref for Authenticated {
+    type Target = AccessClaims;
+
+    fn deref(&self) -> &AccessClaims {
+        &self.claims
+    }
+}
+
 /// Verifies a bearer token presented to our own API: signature, `typ`, issuer, our
-/// audience and time, and then that its session is still live (one primary-key read),
-/// so logout and revocation take effect at once here. Resource servers verifying
-/// offline accept the token until `exp`.
-pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<AccessClaims> {
+/// audience and time, and then that its session is still live — one primary-key read
+/// that also brings the user along, so handlers need not read it again. Logout and
+/// revocation therefore take effect at once here; resource servers verifying offline
+/// accept the token until `exp`.
+pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Authenticated> {
     let keys = state.keys.current();
     let claims = AccessClaims::verify(
         token,
@@ -172,13 +187,16 @@ pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Access
         state.config.clock_skew.as_secs() as i64,
     )
     .map_err(|e: TokenError| Error::InvalidToken(e.to_string()))?;
-    if let Some(sid) = &claims.sid {
-        let live = session_store::find_session(&state.db, sid)
-            .await?
-            .is_some_and(|s| s.revoked_at.is_none() && s.absolute_expires_at > state.now());
-        if !live {
-            return Err(Error::InvalidToken("the session of this token has ended".into()));
-        }
+    let Some(sid) = &claims.sid else {
+        return Ok(Authenticated { claims, user: None });
+    };
+    let found = session_store::find_session_with_user(&state.db, sid).await?;
+    let Some((session, user)) = found.filter(|(s, _)| s.revoked_at.is_none() && s.absolute_expires_at > state.now())
+    else {
+        return Err(Error::InvalidToken("the session of this token has ended".into()));
+    };
+    if session.user_id != claims.sub {
+        return Err(Error::InvalidToken("the token does not match its session".into()));
     }
-    Ok(claims)
+    Ok(Authenticated { claims, user })
 }

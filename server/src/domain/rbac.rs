@@ -103,10 +103,10 @@ impl Principal {
 
 /// Resolves the principal of a verified token: a user (token with a session) must still
 /// exist and be active; a service's permissions come from its client's roles.
-pub async fn principal(state: &AppState, claims: AccessClaims) -> Result<Principal> {
+pub async fn principal(state: &AppState, authenticated: super::auth::Authenticated) -> Result<Principal> {
+    let super::auth::Authenticated { claims, user } = authenticated;
     let is_user = claims.sid.is_some();
     let role_names = if is_user {
-        let user = store::users::find_by_id(&state.db, &claims.sub).await?;
         if user.is_none_or(|u| u.status != STATUS_ACTIVE) {
             return Err(Error::InvalidToken("the user of this token is disabled or gone".into()));
         }

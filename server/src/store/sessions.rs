@@ -120,6 +120,14 @@ pub async fn find_token(
     Ok(found.and_then(|(token, session)| session.map(|s| (token, s))))
 }
 
+/// A session and its user in one query (the bearer-token check of every request).
+pub async fn find_session_with_user(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> StoreResult<Option<(SessionRow, Option<super::users::UserRow>)>> {
+    Ok(sessions::Entity::find_by_id(id.to_string()).find_also_related(super::entities::users::Entity).one(db).await?)
+}
+
 pub async fn find_session(db: &impl ConnectionTrait, id: &str) -> StoreResult<Option<SessionRow>> {
     Ok(sessions::Entity::find_by_id(id.to_string()).one(db).await?)
 }
