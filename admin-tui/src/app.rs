@@ -74,18 +74,49 @@ pub const GLOBAL_KEYS: &[(&str, &str)] = &[
     ("q/Esc", "back/quit"),
 ];
 
+/// A password on its way to the server: compares and clones like a string, but never
+/// shows up in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Masked(String);
+
+impl std::fmt::Debug for Masked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl std::ops::Deref for Masked {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Masked {
+    fn from(value: &str) -> Self {
+        Self(value.to_string())
+    }
+}
+
+impl From<String> for Masked {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
 /// A network call for the main loop to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Login { username: String, password: String, totp: Option<String> },
+    Login { username: String, password: Masked, totp: Option<String> },
     Refresh,
     Load(Screen),
-    CreateUser { username: String, email: Option<String>, password: Option<String> },
+    CreateUser { username: String, email: Option<String>, password: Option<Masked> },
     SetEmail { user_id: String, email: Option<String> },
     SetStatus { user_id: String, status: String },
     SetRoles { user_id: String, roles: Vec<String> },
     LoadRolesForPicker { user_id: String, username: String, current: Vec<String> },
-    SetPassword { user_id: String, password: String },
+    SetPassword { user_id: String, password: Masked },
     Unlock { user_id: String },
     ResetTotp { user_id: String },
     DeleteUser { user_id: String },
@@ -99,7 +130,7 @@ pub enum Request {
     RotateClientSecret { client_id: String },
     DeleteClient { client_id: String },
     RotateKeys,
-    TotpSetup { password: String },
+    TotpSetup { password: Masked },
     TotpConfirm { code: String },
 }
 
@@ -167,7 +198,8 @@ pub enum Popup {
     Help,
 }
 
-#[derive(Debug, Clone, Default)]
+/// No `Debug`: it holds the password being typed.
+#[derive(Clone, Default)]
 pub struct LoginForm {
     pub username: String,
     pub password: String,
@@ -446,7 +478,8 @@ impl App {
                 }
                 form.busy = true;
                 let totp = form.need_totp.then(|| form.totp.clone());
-                let request = Request::Login { username: form.username.clone(), password: form.password.clone(), totp };
+                let request =
+                    Request::Login { username: form.username.clone(), password: form.password.clone().into(), totp };
                 self.info("Logging in…");
                 return vec![request];
             }
@@ -535,13 +568,13 @@ impl App {
                 Vec::new()
             }
             Prompt::CreateUserPassword { username, email } => {
-                vec![Request::CreateUser { username, email, password: (!value.is_empty()).then_some(value) }]
+                vec![Request::CreateUser { username, email, password: (!value.is_empty()).then(|| value.into()) }]
             }
             Prompt::SetEmail { user_id } => {
                 vec![Request::SetEmail { user_id, email: (!trimmed.is_empty()).then_some(trimmed) }]
             }
             Prompt::SetPassword { user_id } if !value.is_empty() => {
-                vec![Request::SetPassword { user_id, password: value }]
+                vec![Request::SetPassword { user_id, password: value.into() }]
             }
             Prompt::CreateRole if !trimmed.is_empty() => vec![Request::CreateRole { name: trimmed }],
             Prompt::RoleDescription { name } => vec![Request::SetRoleDescription { name, description: trimmed }],
@@ -565,7 +598,7 @@ impl App {
                 let client_id = parts.remove(0);
                 vec![Request::CreateClient { client_id, grants: parts }]
             }
-            Prompt::TotpPassword if !value.is_empty() => vec![Request::TotpSetup { password: value }],
+            Prompt::TotpPassword if !value.is_empty() => vec![Request::TotpSetup { password: value.into() }],
             Prompt::TotpCode if !trimmed.is_empty() => vec![Request::TotpConfirm { code: trimmed }],
             _ => {
                 self.info("Nothing entered; cancelled.");

@@ -97,6 +97,21 @@ struct Report {
     scenarios: Vec<Outcome>,
 }
 
+impl Report {
+    fn new(args: &Args, ceilings: Ceilings) -> Self {
+        Self {
+            machine: format!("{} cores, {}", ceilings.cores, cpu_model()),
+            database: format!("{:?}", args.database).to_lowercase(),
+            concurrency: args.concurrency,
+            ceilings,
+            startup_fresh_ms: None,
+            startup_existing_ms: None,
+            idle_rss_mib: None,
+            scenarios: Vec::new(),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if args.smoke {
@@ -183,18 +198,16 @@ async fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
+async fn drop_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(admin_url).await?;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    Ok(())
+}
+
 async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
-    let mut report = Report {
-        machine: format!("{} cores, {}", ceilings.cores, cpu_model()),
-        database: format!("{:?}", args.database).to_lowercase(),
-        concurrency: args.concurrency,
-        ceilings,
-        startup_fresh_ms: None,
-        startup_existing_ms: None,
-        idle_rss_mib: None,
-        scenarios: Vec::new(),
-    };
+    let mut report = Report::new(args, ceilings);
 
     let mut bench_database = None;
     let (server, client) = if args.target.is_some() {
@@ -252,9 +265,7 @@ async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
     }
     drop(server);
     if let Some(name) = bench_database {
-        use sea_orm::ConnectionTrait;
-        let admin = sea_orm::Database::connect(&args.postgres_url).await?;
-        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        drop_postgres_database(&args.postgres_url, &name).await?;
     }
     Ok(report)
 }
@@ -262,16 +273,7 @@ async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
 /// One fresh server per size: migrate, bulk-seed, start, then refresh and login.
 async fn run_scale(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
     let binary = server::server_binary()?;
-    let mut report = Report {
-        machine: format!("{} cores, {}", ceilings.cores, cpu_model()),
-        database: format!("{:?}", args.database).to_lowercase(),
-        concurrency: args.concurrency,
-        ceilings,
-        startup_fresh_ms: None,
-        startup_existing_ms: None,
-        idle_rss_mib: None,
-        scenarios: Vec::new(),
-    };
+    let mut report = Report::new(args, ceilings);
     let hasher = latchkey_server::security::password::PasswordHasher::new(
         latchkey_server::config::Argon2Settings {
             memory_kib: args.argon2_memory_kib,
@@ -317,9 +319,7 @@ async fn run_scale(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
         }
         drop(server);
         if let Some(name) = pg_name {
-            use sea_orm::ConnectionTrait;
-            let admin = sea_orm::Database::connect(&args.postgres_url).await?;
-            admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+            drop_postgres_database(&args.postgres_url, &name).await?;
         }
     }
     Ok(report)

@@ -111,29 +111,58 @@ pub fn is_published(config: &Config, row: &SigningKeyRow, now: i64) -> bool {
     }
 }
 
-/// Reads all keys, decrypts the active one, and publishes the keys verifiers need now.
-pub async fn load_key_set(db: &Db, master_key: &MasterKey, config: &Config, now: i64) -> Result<KeySet, KeySetupError> {
-    let rows = keys::list(db).await?;
+/// The rows verifiers need now: the active key (if any) and every published key.
+async fn published_rows(
+    db: &Db,
+    config: &Config,
+    now: i64,
+) -> Result<(Option<SigningKeyRow>, Vec<PublishedKey>), KeySetupError> {
     let mut active = None;
     let mut published = Vec::new();
-    for row in rows {
+    for row in keys::list(db).await? {
         if !is_published(config, &row, now) {
             continue;
         }
+        published.push(PublishedKey { kid: row.kid.clone(), n: row.public_n.clone(), e: row.public_e.clone() });
         if row.state == STATE_ACTIVE && active.is_none() {
+            active = Some(row);
+        }
+    }
+    Ok((active, published))
+}
+
+fn build_key_set(
+    master_key: &MasterKey,
+    active: Option<SigningKeyRow>,
+    published: &[PublishedKey],
+) -> Result<KeySet, KeySetupError> {
+    let signer = match active {
+        Some(row) => {
             let der = master_key
                 .decrypt(&encryption_context(&row.kid), &row.private_key_encrypted)
                 .map_err(|_| KeySetupError::WrongMasterKey { kid: row.kid.clone() })?;
-            active = Some(KeyMaterial::from_pkcs8(&der)?);
+            Some(KeyMaterial::from_pkcs8(&der)?)
         }
-        published.push(PublishedKey { kid: row.kid, n: row.public_n, e: row.public_e });
-    }
-    Ok(KeySet::new(active, &published)?)
+        None => None,
+    };
+    Ok(KeySet::new(signer, published)?)
 }
 
-/// Re-reads the key set into the running server.
+/// Reads all keys, decrypts the active one, and publishes the keys verifiers need now.
+pub async fn load_key_set(db: &Db, master_key: &MasterKey, config: &Config, now: i64) -> Result<KeySet, KeySetupError> {
+    let (active, published) = published_rows(db, config, now).await?;
+    build_key_set(master_key, active, &published)
+}
+
+/// Re-reads the key set into the running server; keys are decrypted and parsed again
+/// only when the set has changed (this runs on every node every poll interval).
 pub async fn reload(state: &AppState) -> Result<(), Error> {
-    let set = load_key_set(&state.db, &state.master_key, &state.config, state.now()).await.map_err(setup_error)?;
+    let (active, published) = published_rows(&state.db, &state.config, state.now()).await.map_err(setup_error)?;
+    let wanted = KeySet::fingerprint(active.as_ref().map(|r| r.kid.as_str()), published.iter().map(|k| k.kid.as_str()));
+    if wanted == state.keys.current().current_fingerprint() {
+        return Ok(());
+    }
+    let set = build_key_set(&state.master_key, active, &published).map_err(setup_error)?;
     state.keys.replace(set);
     Ok(())
 }

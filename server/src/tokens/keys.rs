@@ -166,6 +166,21 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// Identifies a set by its signing kid and published kids, so a reload can tell
+    /// whether anything changed without decrypting or parsing keys again.
+    pub fn fingerprint<'a>(signing_kid: Option<&str>, published_kids: impl Iterator<Item = &'a str>) -> String {
+        let mut out = signing_kid.unwrap_or("-").to_string();
+        for kid in published_kids {
+            out.push(' ');
+            out.push_str(kid);
+        }
+        out
+    }
+
+    pub fn current_fingerprint(&self) -> String {
+        Self::fingerprint(self.signer.as_ref().map(Signer::kid), self.jwks.iter().map(|k| k.kid.as_str()))
+    }
+
     pub fn new(active: Option<KeyMaterial>, published: &[PublishedKey]) -> Result<Self, KeyError> {
         let mut verifiers = HashMap::new();
         let mut jwks = Vec::new();
