@@ -36,18 +36,30 @@ impl Scenario {
     ];
 }
 
-/// One virtual client: its own user, session cookie and access token.
+/// One virtual client: its own user, refresh token (our session cookie) and access token.
 struct Account {
     username: String,
-    cookie: String,
+    refresh_token: String,
     access_token: String,
 }
 
+/// Whose HTTP API the load speaks.
+#[derive(Clone)]
+pub enum Flavor {
+    Latchkey,
+    /// `oidc-provider`: `/token` and `/jwks`; refresh tokens belong to this client.
+    OidcProvider {
+        refresh_client: (String, String),
+    },
+}
+
+#[derive(Clone)]
 pub struct Fixture {
     base: String,
     http: reqwest::Client,
     accounts: Vec<Arc<Mutex<Account>>>,
     client: Option<(String, String)>,
+    flavor: Flavor,
 }
 
 impl Fixture {
@@ -66,10 +78,36 @@ impl Fixture {
             if resp.status() != 201 {
                 bail!("seeding: register returned {} (is registration enabled?)", resp.status());
             }
-            let (cookie, access_token) = login(&http, base, &username).await?.context("seeding: login failed")?;
-            accounts.push(Arc::new(Mutex::new(Account { username, cookie, access_token })));
+            let (refresh_token, access_token) =
+                login(&http, base, &username).await?.context("seeding: login failed")?;
+            accounts.push(Arc::new(Mutex::new(Account { username, refresh_token, access_token })));
         }
-        Ok(Self { base: base.to_string(), http, accounts, client })
+        Ok(Self { base: base.to_string(), http, accounts, client, flavor: Flavor::Latchkey })
+    }
+
+    /// The peer's fixture: its service client and the refresh tokens it minted.
+    pub fn peer(info: &crate::peer::PeerInfo, concurrency: usize) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?;
+        let accounts = info
+            .refresh_tokens
+            .iter()
+            .map(|token| {
+                Arc::new(Mutex::new(Account {
+                    username: String::new(),
+                    refresh_token: token.clone(),
+                    access_token: String::new(),
+                }))
+            })
+            .collect();
+        Ok(Self {
+            base: info.base.clone(),
+            http,
+            accounts,
+            client: Some((info.client_id.clone(), info.client_secret.clone())),
+            flavor: Flavor::OidcProvider {
+                refresh_client: (info.refresh_client_id.clone(), info.refresh_client_secret.clone()),
+            },
+        })
     }
 }
 
@@ -109,27 +147,60 @@ enum Op {
 async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
     let base = &fixture.base;
     let http = &fixture.http;
+    let peer = match &fixture.flavor {
+        Flavor::Latchkey => None,
+        Flavor::OidcProvider { refresh_client } => Some(refresh_client),
+    };
     match op {
-        Op::Jwks => http.get(format!("{base}/.well-known/jwks.json")).send().await.is_ok_and(|r| r.status() == 200),
+        // The peer runs only the scenarios both servers have.
+        Op::Me | Op::Login if peer.is_some() => false,
+        Op::Jwks => {
+            let path = if peer.is_some() { "/jwks" } else { "/.well-known/jwks.json" };
+            http.get(format!("{base}{path}")).send().await.is_ok_and(|r| r.status() == 200)
+        }
         Op::Me => {
             let token = account.lock().await.access_token.clone();
             http.get(format!("{base}/auth/me")).bearer_auth(token).send().await.is_ok_and(|r| r.status() == 200)
         }
         Op::ClientCredentials => {
             let Some((id, secret)) = &fixture.client else { return false };
-            http.post(format!("{base}/oauth2/token"))
+            let path = if peer.is_some() { "/token" } else { "/oauth2/token" };
+            http.post(format!("{base}{path}"))
                 .basic_auth(id, Some(secret))
                 .form(&[("grant_type", "client_credentials")])
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == 200)
         }
+        Op::Refresh if peer.is_some() => {
+            let Some((id, secret)) = peer else { return false };
+            let mut account = account.lock().await;
+            let resp = http
+                .post(format!("{base}/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", &account.refresh_token)])
+                .send()
+                .await;
+            let Ok(resp) = resp else { return false };
+            if resp.status() != 200 {
+                return false;
+            }
+            let Ok(body) = resp.json::<serde_json::Value>().await else { return false };
+            match (body["refresh_token"].as_str(), body["access_token"].as_str()) {
+                (Some(refresh), Some(access)) => {
+                    account.refresh_token = refresh.to_string();
+                    account.access_token = access.to_string();
+                    true
+                }
+                _ => false,
+            }
+        }
         Op::Refresh => {
             let mut account = account.lock().await;
             let resp = http
                 .post(format!("{base}/auth/refresh"))
                 .header("x-requested-with", "latchkey")
-                .header("cookie", format!("lk_refresh={}", account.cookie))
+                .header("cookie", format!("lk_refresh={}", account.refresh_token))
                 .send()
                 .await;
             let Ok(resp) = resp else { return false };
@@ -137,7 +208,7 @@ async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
                 return false;
             }
             match cookie_of(resp.headers()) {
-                Some(cookie) => account.cookie = cookie,
+                Some(cookie) => account.refresh_token = cookie,
                 None => return false,
             }
             match resp.json::<serde_json::Value>().await {
@@ -289,13 +360,8 @@ pub async fn run_scenario(
     window: Duration,
     pid: Option<u32>,
 ) -> anyhow::Result<Vec<Outcome>> {
-    // Safe to share: the fixture outlives the scenario and is only read (accounts lock).
-    let fixture = Arc::new(Fixture {
-        base: fixture.base.clone(),
-        http: fixture.http.clone(),
-        accounts: fixture.accounts.clone(),
-        client: fixture.client.clone(),
-    });
+    // Shared by the workers; the accounts inside are shared with the caller's fixture.
+    let fixture = Arc::new(fixture.clone());
     if scenario == Scenario::ClientCredentials && fixture.client.is_none() {
         println!("  skipped: no confidential client (pass --client-id/--client-secret with --target)");
         return Ok(Vec::new());

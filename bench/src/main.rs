@@ -9,6 +9,7 @@
 
 mod ceilings;
 mod load;
+mod peer;
 mod scale;
 mod server;
 
@@ -26,6 +27,12 @@ use crate::load::{Outcome, Scenario};
 enum DatabaseKind {
     Sqlite,
     Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Peer {
+    /// panva's oidc-provider (Node.js), from bench/peer/oidc-provider.
+    OidcProvider,
 }
 
 #[derive(Debug, Parser)]
@@ -63,6 +70,12 @@ struct Args {
     /// (comma-separated, e.g. 1000,100000,1000000) and ten rotated tokens per user.
     #[arg(long, value_delimiter = ',')]
     scale: Vec<usize>,
+    /// Run client-credentials, refresh and jwks side by side with a peer server,
+    /// alternating between the two (A B A B …) for --rounds rounds.
+    #[arg(long, value_enum, conflicts_with_all = ["target", "scale"])]
+    peer: Option<Peer>,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Short pass for CI: 2 s per scenario, no warm-up, exit 1 on any request error.
     #[arg(long)]
     smoke: bool,
@@ -95,6 +108,8 @@ struct Report {
     startup_existing_ms: Option<f64>,
     idle_rss_mib: Option<f64>,
     scenarios: Vec<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<PeerComparison>,
 }
 
 impl Report {
@@ -108,6 +123,7 @@ impl Report {
             startup_existing_ms: None,
             idle_rss_mib: None,
             scenarios: Vec::new(),
+            peer: None,
         }
     }
 }
@@ -119,7 +135,7 @@ fn main() -> anyhow::Result<()> {
         args.warmup = Duration::ZERO;
         args.concurrency = args.concurrency.min(8);
     }
-    if args.scenarios.is_empty() {
+    if args.scenarios.is_empty() && args.peer.is_none() {
         args.scenarios = Scenario::ALL.to_vec();
     }
     println!("Measuring this machine's ceilings…");
@@ -129,7 +145,9 @@ fn main() -> anyhow::Result<()> {
 
     // The load generator gets its own runtime, as a separate client would.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let mut report = if args.scale.is_empty() {
+    let mut report = if args.peer.is_some() {
+        runtime.block_on(run_peer(&args, ceilings))?
+    } else if args.scale.is_empty() {
         runtime.block_on(run(&args, ceilings))?
     } else {
         runtime.block_on(run_scale(&args, ceilings))?
@@ -205,19 +223,30 @@ async fn drop_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
-    let dir = tempfile::tempdir()?;
-    let mut report = Report::new(args, ceilings);
+/// Our server under test: started here with a fresh database, or `--target`.
+struct Ours {
+    server: Option<server::ServerProcess>,
+    base: String,
+    client: Option<(String, String)>,
+    bench_database: Option<String>,
+    _dir: tempfile::TempDir,
+}
 
-    let mut bench_database = None;
-    let (server, client) = if args.target.is_some() {
-        let client = match (&args.client_id, &args.client_secret) {
-            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-            _ => None,
-        };
-        (None, client)
-    } else {
+impl Ours {
+    fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|s| s.child.id())
+    }
+
+    /// Starts the server (recording start-up times and idle RSS in `report`).
+    async fn start(args: &Args, report: &mut Report) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        if let Some(target) = &args.target {
+            let client = args.client_id.clone().zip(args.client_secret.clone());
+            let base = target.trim_end_matches('/').to_string();
+            return Ok(Self { server: None, base, client, bench_database: None, _dir: dir });
+        }
         let binary = server::server_binary()?;
+        let mut bench_database = None;
         let database_url = match args.database {
             DatabaseKind::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()),
             DatabaseKind::Postgres => {
@@ -247,27 +276,143 @@ async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
         report.startup_existing_ms = Some(server.startup.as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_millis(200)).await;
         report.idle_rss_mib = Some(server::memory_mib(server.child.id()).0);
-        (Some(server), Some(("bench-svc".to_string(), secret)))
-    };
-    let base = match (&server, &args.target) {
-        (Some(server), _) => server.base.clone(),
-        (None, Some(target)) => target.trim_end_matches('/').to_string(),
-        (None, None) => unreachable!(),
-    };
-    let pid = server.as_ref().map(|s| s.child.id());
+        let base = server.base.clone();
+        Ok(Self {
+            server: Some(server),
+            base,
+            client: Some(("bench-svc".to_string(), secret)),
+            bench_database,
+            _dir: dir,
+        })
+    }
 
-    let fixture = load::Fixture::seed(&base, args.concurrency, client).await?;
+    async fn stop(mut self, args: &Args) -> anyhow::Result<()> {
+        drop(self.server.take());
+        if let Some(name) = self.bench_database.take() {
+            drop_postgres_database(&args.postgres_url, &name).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
+    let mut report = Report::new(args, ceilings);
+    let ours = Ours::start(args, &mut report).await?;
+    let fixture = load::Fixture::seed(&ours.base, args.concurrency, ours.client.clone()).await?;
     for scenario in &args.scenarios {
         println!("running {scenario:?} for {:?}…", args.duration);
         let outcomes =
-            load::run_scenario(*scenario, &fixture, args.concurrency, args.warmup, args.duration, pid).await?;
+            load::run_scenario(*scenario, &fixture, args.concurrency, args.warmup, args.duration, ours.pid()).await?;
         report.scenarios.extend(outcomes);
     }
-    drop(server);
-    if let Some(name) = bench_database {
-        drop_postgres_database(&args.postgres_url, &name).await?;
-    }
+    ours.stop(args).await?;
     Ok(report)
+}
+
+/// One pair of the side-by-side run: the same scenario against us, then the peer.
+#[derive(Debug, Serialize)]
+struct PeerPair {
+    scenario: String,
+    round: usize,
+    latchkey: Outcome,
+    peer: Outcome,
+    /// Our req/s divided by the peer's.
+    ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct PeerComparison {
+    peer: String,
+    note: String,
+    peer_idle_rss_mib: f64,
+    pairs: Vec<PeerPair>,
+}
+
+const PEER_NOTE: &str = "oidc-provider keeps tokens in its in-memory adapter (lost on restart, not shared \
+between processes); Latchkey writes every refresh rotation durably to its database in one transaction";
+
+/// `--peer oidc-provider`: both servers up, the shared scenarios run alternately
+/// (A B A B …) for `--rounds` rounds with the same connection count, neither pinned.
+async fn run_peer(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
+    let mut report = Report::new(args, ceilings);
+    let ours = Ours::start(args, &mut report).await?;
+    let fixture = load::Fixture::seed(&ours.base, args.concurrency, ours.client.clone()).await?;
+    println!("starting oidc-provider…");
+    let peer = peer::start(args.concurrency).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peer_pid = Some(peer.child.id());
+    let peer_idle_rss_mib = server::memory_mib(peer.child.id()).0;
+    let peer_fixture = load::Fixture::peer(&peer.info, args.concurrency)?;
+    let shared = [Scenario::ClientCredentials, Scenario::Refresh, Scenario::Jwks];
+    let scenarios: Vec<Scenario> =
+        shared.into_iter().filter(|s| args.scenarios.is_empty() || args.scenarios.contains(s)).collect();
+    let mut pairs = Vec::new();
+    for scenario in scenarios {
+        for round in 1..=args.rounds {
+            println!("{scenario:?}, round {round}/{}: latchkey, then oidc-provider…", args.rounds);
+            let a = load::run_scenario(scenario, &fixture, args.concurrency, args.warmup, args.duration, ours.pid());
+            let latchkey = a.await?.into_iter().next().context("no outcome")?;
+            let b = load::run_scenario(scenario, &peer_fixture, args.concurrency, args.warmup, args.duration, peer_pid);
+            let peer = b.await?.into_iter().next().context("no outcome")?;
+            let ratio = if peer.per_sec > 0.0 { latchkey.per_sec / peer.per_sec } else { f64::NAN };
+            pairs.push(PeerPair { scenario: latchkey.scenario.clone(), round, latchkey, peer, ratio });
+        }
+    }
+    let comparison = PeerComparison {
+        peer: format!("oidc-provider {} on Node.js {}", peer.version, node_version()),
+        note: PEER_NOTE.into(),
+        peer_idle_rss_mib,
+        pairs,
+    };
+    drop(peer);
+    ours.stop(args).await?;
+    print_peer(&comparison);
+    report.peer = Some(comparison);
+    Ok(report)
+}
+
+fn node_version() -> String {
+    std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn print_peer(c: &PeerComparison) {
+    println!();
+    println!("Side by side with {} (same connections, neither pinned):", c.peer);
+    println!(
+        "{:<20} {:>5} {:>10} {:>8} {:>8} {:>9}   {:>10} {:>8} {:>8} {:>9}   {:>6}",
+        "scenario", "round", "ours r/s", "p99 ms", "CPU", "peak RSS", "peer r/s", "p99 ms", "CPU", "peak RSS", "ratio"
+    );
+    let cpu = |o: &Outcome| o.server_cpu_pct.map_or("-".into(), |c| format!("{c:.0}%"));
+    let rss = |o: &Outcome| o.server_peak_rss_mib.map_or("-".into(), |r| format!("{r:.1} MiB"));
+    for p in &c.pairs {
+        println!(
+            "{:<20} {:>5} {:>10.0} {:>8.2} {:>8} {:>9}   {:>10.0} {:>8.2} {:>8} {:>9}   {:>5.2}×",
+            p.scenario,
+            p.round,
+            p.latchkey.per_sec,
+            p.latchkey.p99_ms,
+            cpu(&p.latchkey),
+            rss(&p.latchkey),
+            p.peer.per_sec,
+            p.peer.p99_ms,
+            cpu(&p.peer),
+            rss(&p.peer),
+            p.ratio
+        );
+    }
+    let mut names: Vec<&str> = c.pairs.iter().map(|p| p.scenario.as_str()).collect();
+    names.dedup();
+    for name in names {
+        let mut ratios: Vec<f64> = c.pairs.iter().filter(|p| p.scenario == name).map(|p| p.ratio).collect();
+        ratios.sort_by(f64::total_cmp);
+        println!("  {name}: median ratio {:.2}× over {} rounds", ratios[ratios.len() / 2], ratios.len());
+    }
+    println!("  peer RSS when idle: {:.1} MiB", c.peer_idle_rss_mib);
+    println!("  note: {}", c.note);
 }
 
 /// One fresh server per size: migrate, bulk-seed, start, then refresh and login.

@@ -94,9 +94,14 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
     let passwords = PasswordHasher::new(config.argon2, config.hashing_threads, config.hashing_max_queued)?;
     let limits = Limiters::new(&config.rate_limits);
     let metrics = metrics::Metrics::new()?;
+    // One reader per core that can run a request at once, and two to spare.
+    let readers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
+    let inline_sqlite =
+        store::hot::InlineSqlite::open_for(&db, readers, store::SQLITE_BUSY_TIMEOUT).map_err(StartupError::Database)?;
     Ok(AppState::new(Inner {
         config,
         db,
+        inline_sqlite,
         keys: KeyRing::new(key_set),
         passwords,
         limits,

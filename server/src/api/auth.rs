@@ -369,7 +369,7 @@ pub async fn user_of_token(state: &AppState, auth: &BearerAuth) -> Result<users:
     }
     // The bearer check read the user with the session; only the roles are left to read.
     if let Some(row) = auth.0.user.clone() {
-        let roles = crate::store::users::role_names(&state.db, &row.id).await.map_err(crate::domain::Error::from)?;
+        let roles = state.hot().user_role_names(&row.id).await.map_err(crate::domain::Error::from)?;
         return Ok(users::UserView::new(row, roles));
     }
     match users::get(state, &auth.0.sub).await {

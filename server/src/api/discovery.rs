@@ -5,7 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
-use super::models::{JsonWebKey, JsonWebKeySet, ServerMetadata};
+use super::models::{JsonWebKeySet, PreSerialized, ServerMetadata};
 use crate::domain::oauth::SUPPORTED_GRANTS;
 use crate::state::AppState;
 
@@ -23,7 +23,7 @@ enum MetadataResponse {
 enum JwksResponse {
     /// Public keys that verify access tokens. Cache for `max-age` seconds.
     #[oai(status = 200)]
-    Ok(Json<JsonWebKeySet>, #[oai(header = "Cache-Control")] String),
+    Ok(PreSerialized<JsonWebKeySet>, #[oai(header = "Cache-Control")] String),
 }
 
 fn metadata(state: &AppState) -> MetadataResponse {
@@ -89,20 +89,7 @@ impl DiscoveryApi {
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "getJwks")]
     async fn jwks(&self, state: Data<&AppState>) -> JwksResponse {
         let keys = state.keys.current();
-        let set = JsonWebKeySet {
-            keys: keys
-                .jwks
-                .iter()
-                .map(|k| JsonWebKey {
-                    kty: k.kty.into(),
-                    use_: k.use_.into(),
-                    alg: k.alg.into(),
-                    kid: k.kid.clone(),
-                    n: k.n.clone(),
-                    e: k.e.clone(),
-                })
-                .collect(),
-        };
-        JwksResponse::Ok(Json(set), format!("public, max-age={}", state.config.jwks_max_age.as_secs()))
+        let body = PreSerialized::new(keys.jwks_json.clone());
+        JwksResponse::Ok(body, format!("public, max-age={}", state.config.jwks_max_age.as_secs()))
     }
 }

@@ -283,6 +283,40 @@ pub struct JsonWebKeySet {
     pub keys: Vec<JsonWebKey>,
 }
 
+/// A JSON body serialised ahead of time, documented in the spec as `T`. The JWKS is
+/// the same bytes for every request until the keys change, so it is built once.
+pub struct PreSerialized<T> {
+    json: bytes::Bytes,
+    _schema: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> PreSerialized<T> {
+    /// `json` must be `T` as JSON; the spec promises that shape.
+    pub fn new(json: bytes::Bytes) -> Self {
+        Self { json, _schema: std::marker::PhantomData }
+    }
+}
+
+const JSON: &str = "application/json; charset=utf-8";
+
+impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for PreSerialized<T> {
+    const CONTENT_TYPE: &'static str = JSON;
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T> poem::IntoResponse for PreSerialized<T> {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder().content_type(JSON).body(self.json)
+    }
+}
+
 #[derive(Debug, Object)]
 pub struct HealthResponse {
     pub status: String,

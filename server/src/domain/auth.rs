@@ -4,7 +4,6 @@ use crate::security::Secret;
 use crate::state::AppState;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
-use crate::store::sessions as session_store;
 use crate::store::users::{self, Factor, STATUS_ACTIVE, UserRow};
 use crate::tokens::{AccessClaims, TokenError};
 
@@ -190,7 +189,7 @@ pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Authen
     let Some(sid) = &claims.sid else {
         return Ok(Authenticated { claims, user: None });
     };
-    let found = session_store::find_session_with_user(&state.db, sid).await?;
+    let found = state.hot().session_with_user(sid).await?;
     let Some((session, user)) = found.filter(|(s, _)| s.revoked_at.is_none() && s.absolute_expires_at > state.now())
     else {
         return Err(Error::InvalidToken("the session of this token has ended".into()));

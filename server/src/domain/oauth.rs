@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::security::{Secret, constant_time_eq, sha256_hex};
 use crate::state::AppState;
-use crate::store::clients::{self, ClientRow, TYPE_CONFIDENTIAL, TYPE_PUBLIC};
+use crate::store::clients::{ClientRow, TYPE_CONFIDENTIAL, TYPE_PUBLIC};
 use crate::store::sessions as session_store;
 use crate::tokens::{AccessClaims, REFRESH_TOKEN_PREFIX};
 
@@ -52,7 +52,7 @@ pub async fn authenticate_client(state: &AppState, creds: &ClientCredentials) ->
         .client_id
         .as_deref()
         .ok_or_else(|| Error::oauth(OAuthErrorCode::InvalidRequest, "client_id is required"))?;
-    let client = clients::find(&state.db, client_id).await?.ok_or_else(invalid_client)?;
+    let client = state.hot().client(client_id).await?.ok_or_else(invalid_client)?;
     match (client.client_type.as_str(), &creds.client_secret, &client.secret_hash) {
         (TYPE_PUBLIC, None, _) => Ok(client),
         (TYPE_CONFIDENTIAL, Some(secret), Some(stored)) => {
@@ -153,7 +153,7 @@ async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<
         return Err(Error::oauth(OAuthErrorCode::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
     let scope = resolve_scope(client, scope)?;
-    let roles = clients::role_names(&state.db, &client.client_id).await?;
+    let roles = state.hot().client_role_names(&client.client_id).await?;
     state.metrics.tokens_issued.with_label_values(&["client_credentials"]).inc();
     let (access_token, expires_in) = mint_access_token(
         state,
@@ -247,7 +247,7 @@ pub async fn introspect(state: &AppState, client: &ClientRow, token: &Secret<Str
     }
     let now = state.now();
     if token.expose().starts_with(REFRESH_TOKEN_PREFIX) {
-        let found = session_store::find_token(&state.db, &sha256_hex(token.expose())).await?;
+        let found = state.hot().token_with_session(&sha256_hex(token.expose())).await?;
         let Some((row, session)) = found else {
             return Ok(Introspection::default());
         };

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::state::AppState;
+use crate::store::StoreError;
 use crate::store::audit::NewAuditEvent;
 use crate::store::roles::{self, RoleDetails};
 use crate::store::users::{ADMIN_ROLE, STATUS_ACTIVE};
-use crate::store::{self, StoreError};
 use crate::tokens::AccessClaims;
 
 use super::{Error, Result};
@@ -110,9 +110,9 @@ pub async fn principal(state: &AppState, authenticated: super::auth::Authenticat
         if user.is_none_or(|u| u.status != STATUS_ACTIVE) {
             return Err(Error::InvalidToken("the user of this token is disabled or gone".into()));
         }
-        store::users::role_names(&state.db, &claims.sub).await?
+        state.hot().user_role_names(&claims.sub).await?
     } else {
-        store::clients::role_names(&state.db, &claims.client_id).await?
+        state.hot().client_role_names(&claims.client_id).await?
     };
     let mut permissions = roles::permissions_of(&state.db, &role_names).await?;
     if role_names.iter().any(|r| r == ADMIN_ROLE) {

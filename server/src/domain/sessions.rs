@@ -34,7 +34,9 @@ pub const SPA_CLIENT_ID: &str = "spa";
 
 /// Loads a client the server itself relies on (seeded by the migrations).
 pub async fn first_party_client(state: &AppState, client_id: &str) -> Result<ClientRow> {
-    crate::store::clients::find(&state.db, client_id)
+    state
+        .hot()
+        .client(client_id)
         .await?
         .ok_or_else(|| Error::Internal(format!("first-party client {client_id:?} is missing")))
 }
@@ -101,7 +103,7 @@ pub async fn start(
         },
     )
     .await?;
-    let roles = users::role_names(&state.db, &user.id).await?;
+    let roles = state.hot().user_role_names(&user.id).await?;
     state.metrics.tokens_issued.with_label_values(&["login"]).inc();
     let (access_token, expires_in) = mint_access_token(
         state,
@@ -134,7 +136,7 @@ pub async fn refresh(
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let hash = sha256_hex(presented.expose());
-    let Some((token, session)) = store::find_token(&state.db, &hash).await? else {
+    let Some((token, session)) = state.hot().token_with_session(&hash).await? else {
         return Err(Error::invalid_refresh_token());
     };
     if session.client_id != client.client_id {
@@ -158,7 +160,7 @@ async fn rotate(
     if !session_is_live(&session, now) || token.expires_at <= now {
         return Err(Error::invalid_refresh_token());
     }
-    let user = users::find_by_id(&state.db, &session.user_id).await?;
+    let user = state.hot().user(&session.user_id).await?;
     let Some(user) = user.filter(|u| u.status == STATUS_ACTIVE) else {
         return Err(Error::invalid_refresh_token());
     };
@@ -171,13 +173,13 @@ async fn rotate(
         token_hash: sha256_hex(child_token.expose()),
         expires_at: idle_expires_at,
     };
-    match store::rotate(&state.db, &token.id, &session.id, now, idle_expires_at, child).await? {
+    match state.hot().rotate(&token.id, &session.id, now, idle_expires_at, child).await? {
         RotateOutcome::Rotated => {}
         RotateOutcome::SessionNotActive => return Err(Error::invalid_refresh_token()),
         RotateOutcome::TokenNotActive => {
             // A concurrent request won the compare-and-swap. Re-read the token and judge
             // it as the loser would have seen it (normally: within the grace window).
-            let Some((token, session)) = store::find_token(&state.db, &token.token_hash).await? else {
+            let Some((token, session)) = state.hot().token_with_session(&token.token_hash).await? else {
                 return Err(Error::invalid_refresh_token());
             };
             if token.state == TOKEN_ROTATED {
@@ -187,7 +189,7 @@ async fn rotate(
         }
     }
 
-    let roles = users::role_names(&state.db, &user.id).await?;
+    let roles = state.hot().user_role_names(&user.id).await?;
     state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
     let amr: Vec<String> = session.amr.split_ascii_whitespace().map(str::to_string).collect();
     let (access_token, expires_in) = mint_access_token(
@@ -269,7 +271,7 @@ pub async fn revoke_by_refresh_token(
     ctx: &RequestContext,
 ) -> Result<()> {
     let hash = sha256_hex(presented.expose());
-    let Some((_, session)) = store::find_token(&state.db, &hash).await? else {
+    let Some((_, session)) = state.hot().token_with_session(&hash).await? else {
         return Ok(());
     };
     if client_id.is_some_and(|c| c != session.client_id) {

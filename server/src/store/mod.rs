@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod clients;
 pub mod entities;
+pub mod hot;
 pub mod keys;
 pub mod mfa;
 pub mod purge;
@@ -118,6 +119,9 @@ impl std::ops::Deref for WriteTxn {
     }
 }
 
+/// How long a SQLite statement waits for another process's write lock.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens the pool. SQLite runs in WAL mode with `synchronous = NORMAL` (durable across
 /// application crashes; the WAL is fsynced at checkpoints) and waits up to five seconds
 /// for a competing writer instead of failing with `SQLITE_BUSY`.
@@ -137,7 +141,7 @@ pub async fn connect(config: &Config) -> Result<Db, DbErr> {
         .map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .create_if_missing(true)
         });

@@ -163,6 +163,9 @@ pub struct KeySet {
     pub signer: Option<Signer>,
     pub verifiers: HashMap<String, DecodingKey>,
     pub jwks: Vec<Jwk>,
+    /// `{"keys": jwks}` as served at the JWKS endpoint: serialised when the set is
+    /// built, so serving it copies nothing.
+    pub jwks_json: bytes::Bytes,
 }
 
 impl KeySet {
@@ -197,7 +200,9 @@ impl KeySet {
                 e: key.e.clone(),
             });
         }
-        Ok(Self { signer: active.map(Signer::new), verifiers, jwks })
+        let jwks_json = serde_json::to_vec(&serde_json::json!({ "keys": jwks }))
+            .map_err(|e| KeyError::Rejected(format!("serialising the JWKS: {e}")))?;
+        Ok(Self { signer: active.map(Signer::new), verifiers, jwks, jwks_json: jwks_json.into() })
     }
 }
 
