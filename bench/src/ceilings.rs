@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Serialize;
@@ -69,16 +68,30 @@ pub fn measure(argon2_memory_kib: u32, argon2_iterations: u32, window: Duration)
     let mut sig = vec![0; pair.public_modulus_len()];
     pair.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), &message, &mut sig)
         .map_err(|_| anyhow::anyhow!("sign failed"))?;
-    let public = pair.public_key().as_ref().to_vec();
+    // Parsed once, as the server keeps its verification keys.
+    let public = signature::ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, pair.public_key().as_ref())
+        .map_err(|_| anyhow::anyhow!("parsing the public key failed"))?;
     let verify = Arc::new(move || {
-        let key = signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &public);
-        let _ = key.verify(&message, &sig);
+        let _ = public.verify_sig(&message, &sig);
     }) as Arc<dyn Fn() + Send + Sync>;
     let params = Params::new(argon2_memory_kib, argon2_iterations, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let blocks = params.block_count();
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    // Each thread reuses one working block, as the server's hashing threads do.
+    thread_local! {
+        static MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let hash = Arc::new(move || {
-        let salt = SaltString::encode_b64(b"bench-salt-16byt").unwrap_or_else(|_| unreachable!());
-        let _ = argon2.hash_password(b"correct horse battery", &salt);
+        MEMORY.with_borrow_mut(|memory| {
+            memory.resize(blocks, Block::default());
+            let mut output = [0u8; 32];
+            let _ = argon2.hash_password_into_with_memory(
+                b"correct horse battery",
+                b"bench-salt-16byt",
+                &mut output,
+                &mut memory[..],
+            );
+        });
     }) as Arc<dyn Fn() + Send + Sync>;
     Ok(Ceilings {
         cores,

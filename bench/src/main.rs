@@ -157,7 +157,9 @@ fn main() -> anyhow::Result<()> {
         row.ratio_to_bound = value.map(|v| row.per_sec / v);
         row.bound = value.is_some().then_some(bound);
     }
-    load::print_table(&report.scenarios, &ceilings);
+    if !report.scenarios.is_empty() {
+        load::print_table(&report.scenarios, &ceilings);
+    }
     if let Some(ms) = report.startup_existing_ms {
         println!(
             "start-up to ready: {:.0} ms on a fresh database (migrations, key generation), {ms:.0} ms on an existing one",
@@ -383,22 +385,36 @@ fn print_peer(c: &PeerComparison) {
     println!();
     println!("Side by side with {} (same connections, neither pinned):", c.peer);
     println!(
-        "{:<20} {:>5} {:>10} {:>8} {:>8} {:>9}   {:>10} {:>8} {:>8} {:>9}   {:>6}",
-        "scenario", "round", "ours r/s", "p99 ms", "CPU", "peak RSS", "peer r/s", "p99 ms", "CPU", "peak RSS", "ratio"
+        "{:<20} {:>5} {:>10} {:>8} {:>4} {:>6} {:>9}   {:>10} {:>8} {:>4} {:>6} {:>9}   {:>6}",
+        "scenario",
+        "round",
+        "ours r/s",
+        "p99 ms",
+        "err",
+        "CPU",
+        "peak RSS",
+        "peer r/s",
+        "p99 ms",
+        "err",
+        "CPU",
+        "peak RSS",
+        "ratio"
     );
     let cpu = |o: &Outcome| o.server_cpu_pct.map_or("-".into(), |c| format!("{c:.0}%"));
     let rss = |o: &Outcome| o.server_peak_rss_mib.map_or("-".into(), |r| format!("{r:.1} MiB"));
     for p in &c.pairs {
         println!(
-            "{:<20} {:>5} {:>10.0} {:>8.2} {:>8} {:>9}   {:>10.0} {:>8.2} {:>8} {:>9}   {:>5.2}×",
+            "{:<20} {:>5} {:>10.0} {:>8.2} {:>4} {:>6} {:>9}   {:>10.0} {:>8.2} {:>4} {:>6} {:>9}   {:>5.2}×",
             p.scenario,
             p.round,
             p.latchkey.per_sec,
             p.latchkey.p99_ms,
+            p.latchkey.errors,
             cpu(&p.latchkey),
             rss(&p.latchkey),
             p.peer.per_sec,
             p.peer.p99_ms,
+            p.peer.errors,
             cpu(&p.peer),
             rss(&p.peer),
             p.ratio

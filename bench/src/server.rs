@@ -44,13 +44,12 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
 const UNLIMITED: &str = "{per_minute=100000000,burst=10000000}";
 
 pub fn base_env(dir: &Path, database_url: &str) -> Vec<(String, String)> {
-    vec![
+    let mut env = vec![
         ("LATCHKEY_LISTEN".into(), "127.0.0.1:0".into()),
         ("LATCHKEY_PUBLIC_URL".into(), "http://127.0.0.1".into()),
         ("LATCHKEY_DATABASE_URL".into(), database_url.into()),
         ("LATCHKEY_MASTER_KEY_FILE".into(), dir.join("master.key").display().to_string()),
         ("LATCHKEY_LOG_FORMAT".into(), "json".into()),
-        ("LATCHKEY_DB_POOL_SIZE".into(), "16".into()),
         ("RUST_LOG".into(), "warn,latchkey_server=info".into()),
         // Every request comes from 127.0.0.1: per-IP buckets would measure the limiter.
         ("LATCHKEY_RATE_LIMITS__LOGIN".into(), UNLIMITED.into()),
@@ -58,7 +57,13 @@ pub fn base_env(dir: &Path, database_url: &str) -> Vec<(String, String)> {
         ("LATCHKEY_RATE_LIMITS__TOKEN".into(), UNLIMITED.into()),
         ("LATCHKEY_RATE_LIMITS__REFRESH".into(), UNLIMITED.into()),
         ("LATCHKEY_RATE_LIMITS__USERNAME".into(), UNLIMITED.into()),
-    ]
+    ];
+    // PostgreSQL serves 32 connections' queries in parallel; on SQLite the hot paths
+    // do not use the pool and writes take turns, so the default is left alone.
+    if database_url.starts_with("postgres") {
+        env.push(("LATCHKEY_DB_POOL_SIZE".into(), "16".into()));
+    }
+    env
 }
 
 /// Runs a `latchkey` subcommand to completion with the same settings; returns stdout.

@@ -6,13 +6,16 @@
 //! with [`HashError::Busy`] rather than growing memory without bound. Dedicated threads
 //! (rather than tokio's blocking pool, which grows to hundreds of threads) also bound
 //! Argon2's working memory (19 MiB at the default parameters): each hashing thread
-//! allocates it once and reuses it for every hash. Allocating it per hash made glibc's
-//! allocator keep every freed block resident (RSS grew ~19 MiB per login up to ~300 MiB
-//! under load); now it stays at one block per thread.
+//! allocates it once and reuses it for every hash while logins keep coming, and frees
+//! it after [`RELEASE_IDLE_MEMORY_AFTER`] without work, so an idle server does not keep
+//! it. (Allocating it per hash made glibc's allocator keep freed blocks resident: RSS
+//! grew ~19 MiB per login up to ~300 MiB under load.)
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flume::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -40,7 +43,7 @@ const OUTPUT_LEN: usize = 32;
 
 pub struct PasswordHasher {
     params: Params,
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
     /// Jobs accepted but not yet started.
     queued: Arc<AtomicUsize>,
     /// A hash of a random password, verified against when the user does not exist so
@@ -63,8 +66,9 @@ impl PasswordHasher {
         // Verifying against any well-formed hash with these parameters costs the same as
         // against a real one, so the dummy needs no hashing: random salt, random output.
         let dummy_hash = phc_string(&params, &random_bytes::<SALT_LEN>(), &random_bytes::<OUTPUT_LEN>());
-        let (jobs, receiver) = sync_channel::<Job>(max_waiting.max(1));
-        let receiver = Arc::new(Mutex::new(receiver));
+        // flume rather than std's mpsc: every thread waits on the queue itself (with a
+        // timeout, to free its memory), which a mutex-shared std receiver cannot do.
+        let (jobs, receiver) = flume::bounded::<Job>(max_waiting.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
         for i in 0..threads.max(1) {
             let (receiver, queued) = (receiver.clone(), queued.clone());
@@ -138,16 +142,25 @@ impl PasswordHasher {
     }
 }
 
-fn worker(receiver: &Mutex<Receiver<Job>>, queued: &AtomicUsize) {
+/// A hashing thread frees its Argon2 memory after this long without work.
+pub const RELEASE_IDLE_MEMORY_AFTER: Duration = Duration::from_secs(2);
+
+fn worker(receiver: &Receiver<Job>, queued: &AtomicUsize) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
-        let next = match receiver.lock() {
-            Ok(guard) => guard.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
+        let next = if memory.is_empty() {
+            receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            receiver.recv_timeout(RELEASE_IDLE_MEMORY_AFTER)
         };
-        let Ok(job) = next else { return };
-        queued.fetch_sub(1, Ordering::SeqCst);
-        job(&mut memory);
+        match next {
+            Ok(job) => {
+                queued.fetch_sub(1, Ordering::SeqCst);
+                job(&mut memory);
+            }
+            Err(RecvTimeoutError::Timeout) => memory = Vec::new(),
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
     }
 }
 

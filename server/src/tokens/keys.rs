@@ -12,9 +12,9 @@ use std::sync::{Arc, RwLock};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::DecodingKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -161,7 +161,9 @@ impl Signer {
 /// document serialised once.
 pub struct KeySet {
     pub signer: Option<Signer>,
-    pub verifiers: HashMap<String, DecodingKey>,
+    /// Parsed once per key set: a verification reuses the key (and its Montgomery
+    /// constants) instead of rebuilding it from `n` and `e` for every token.
+    pub verifiers: HashMap<String, ParsedPublicKey>,
     pub jwks: Vec<Jwk>,
     /// `{"keys": jwks}` as served at the JWKS endpoint: serialised when the set is
     /// built, so serving it copies nothing.
@@ -188,9 +190,7 @@ impl KeySet {
         let mut verifiers = HashMap::new();
         let mut jwks = Vec::new();
         for key in published {
-            let decoding =
-                DecodingKey::from_rsa_components(&key.n, &key.e).map_err(|e| KeyError::Rejected(e.to_string()))?;
-            verifiers.insert(key.kid.clone(), decoding);
+            verifiers.insert(key.kid.clone(), parse_public_key(&key.n, &key.e)?);
             jwks.push(Jwk {
                 kty: "RSA",
                 use_: "sig",
@@ -204,6 +204,46 @@ impl KeySet {
             .map_err(|e| KeyError::Rejected(format!("serialising the JWKS: {e}")))?;
         Ok(Self { signer: active.map(Signer::new), verifiers, jwks, jwks_json: jwks_json.into() })
     }
+}
+
+/// An RSA public key from its JWK components (base64url `n` and `e`), for RS256.
+fn parse_public_key(n: &str, e: &str) -> Result<ParsedPublicKey, KeyError> {
+    let decode =
+        |text: &str| URL_SAFE_NO_PAD.decode(text).map_err(|e| KeyError::Rejected(format!("bad base64url: {e}")));
+    let der = rsa_public_key_der(&decode(n)?, &decode(e)?);
+    ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &der).map_err(|e| KeyError::Rejected(e.to_string()))
+}
+
+/// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017
+/// A.1.1) from big-endian unsigned `n` and `e`.
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn push_length(out: &mut Vec<u8>, len: usize) {
+        match len {
+            0..=0x7f => out.push(len as u8),
+            0x80..=0xff => out.extend_from_slice(&[0x81, len as u8]),
+            _ => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
+        }
+    }
+    fn integer(unsigned: &[u8]) -> Vec<u8> {
+        let digits = match unsigned.iter().position(|&b| b != 0) {
+            Some(first) => &unsigned[first..],
+            None => &[0u8][..],
+        };
+        // A set top bit would read as negative: prefix a zero byte.
+        let pad = digits[0] & 0x80 != 0;
+        let mut out = vec![0x02];
+        push_length(&mut out, digits.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(digits);
+        out
+    }
+    let body = [integer(n), integer(e)].concat();
+    let mut der = vec![0x30];
+    push_length(&mut der, body.len());
+    der.extend_from_slice(&body);
+    der
 }
 
 /// The current [`KeySet`], swapped atomically when keys change.
@@ -235,6 +275,18 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_key_der_matches_aws_lc() {
+        for bits in [2048, 3072] {
+            let key = KeyMaterial::generate(bits).unwrap();
+            let (n, e) = key.public_components();
+            let decode = |t: &str| URL_SAFE_NO_PAD.decode(t).unwrap();
+            assert_eq!(rsa_public_key_der(&decode(n), &decode(e)), key.pair.public_key().as_ref());
+            assert!(parse_public_key(n, e).is_ok());
+        }
+        assert!(matches!(parse_public_key("not base64!", "AQAB"), Err(KeyError::Rejected(_))));
+    }
 
     #[test]
     fn rfc7638_thumbprint_example() {
