@@ -173,7 +173,8 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let errors: u64 = report.scenarios.iter().map(|s| s.errors).sum();
+    let peer_errors = report.peer.iter().flat_map(|c| &c.pairs).map(|p| p.latchkey.errors + p.peer.errors);
+    let errors: u64 = report.scenarios.iter().map(|s| s.errors).chain(peer_errors).sum();
     if args.smoke && errors > 0 {
         bail!("{errors} request(s) failed during the smoke pass");
     }

@@ -136,14 +136,14 @@ pub async fn refresh(
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let hash = sha256_hex(presented.expose());
-    let Some((token, session)) = state.hot().token_with_session(&hash).await? else {
+    let Some((token, session, user)) = state.hot().token_for_refresh(&hash).await? else {
         return Err(Error::invalid_refresh_token());
     };
     if session.client_id != client.client_id {
         return Err(Error::invalid_refresh_token());
     }
     match token.state.as_str() {
-        TOKEN_ACTIVE => rotate(state, client, token, session, ctx).await,
+        TOKEN_ACTIVE => rotate(state, client, token, session, user, ctx).await,
         TOKEN_ROTATED => Err(rotated_token_presented(state, &token, &session, ctx).await?),
         _ => Err(Error::invalid_refresh_token()),
     }
@@ -154,13 +154,13 @@ async fn rotate(
     client: &ClientRow,
     token: RefreshTokenRow,
     session: SessionRow,
+    user: Option<UserRow>,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let now = state.now();
     if !session_is_live(&session, now) || token.expires_at <= now {
         return Err(Error::invalid_refresh_token());
     }
-    let user = state.hot().user(&session.user_id).await?;
     let Some(user) = user.filter(|u| u.status == STATUS_ACTIVE) else {
         return Err(Error::invalid_refresh_token());
     };

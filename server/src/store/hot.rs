@@ -158,6 +158,23 @@ const TOKEN_COLUMNS: &str =
 const SESSION_WIDTH: usize = 14;
 const TOKEN_WIDTH: usize = 8;
 
+/// `t.id, …` as `t.id AS t_id, …`: the prefixes sea-orm's `FromQueryResult` reads.
+fn aliased(columns: &str) -> String {
+    columns.split(", ").map(|c| format!("{c} AS {}", c.replace('.', "_"))).collect::<Vec<_>>().join(", ")
+}
+
+/// Token, session and user by token hash. `$1` is a positional parameter on
+/// PostgreSQL and a named one that binds first on SQLite.
+static TOKEN_FOR_REFRESH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {}, {}, {} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+         LEFT JOIN users u ON u.id = s.user_id WHERE t.token_hash = $1",
+        aliased(TOKEN_COLUMNS),
+        aliased(SESSION_COLUMNS),
+        aliased(USER_COLUMNS)
+    )
+});
+
 fn user_at(row: &Row<'_>, at: usize) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
         id: row.get(at)?,
@@ -240,7 +257,38 @@ impl<'a> Hot<'a> {
         })
     }
 
-    /// The refresh token with this hash and its session (the first read of a refresh).
+    /// The refresh token with this hash, its session and the session's user: everything
+    /// a refresh reads before it rotates, in one query on either engine.
+    pub async fn token_for_refresh(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(RefreshTokenRow, SessionRow, Option<UserRow>)>> {
+        let Some(inline) = self.inline else {
+            use sea_orm::{ConnectionTrait, FromQueryResult};
+            let statement = sea_orm::Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                TOKEN_FOR_REFRESH.as_str(),
+                [token_hash.into()],
+            );
+            let Some(row) = self.db.query_one_raw(statement).await? else { return Ok(None) };
+            return Ok(Some((
+                RefreshTokenRow::from_query_result(&row, "t_")?,
+                SessionRow::from_query_result(&row, "s_")?,
+                UserRow::from_query_result_optional(&row, "u_")?,
+            )));
+        };
+        inline.read(|conn| {
+            conn.prepare_cached(TOKEN_FOR_REFRESH.as_str())?
+                .query_row([token_hash], |row| {
+                    let user_id: Option<String> = row.get(TOKEN_WIDTH + SESSION_WIDTH)?;
+                    let user = user_id.map(|_| user_at(row, TOKEN_WIDTH + SESSION_WIDTH)).transpose()?;
+                    Ok((token_at(row, 0)?, session_at(row, TOKEN_WIDTH)?, user))
+                })
+                .optional()
+        })
+    }
+
+    /// The refresh token with this hash and its session.
     pub async fn token_with_session(&self, token_hash: &str) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
         let Some(inline) = self.inline else { return sessions::find_token(self.db, token_hash).await };
         inline.read(|conn| {
@@ -251,14 +299,6 @@ impl<'a> Hot<'a> {
             conn.prepare_cached(&sql)?
                 .query_row([token_hash], |row| Ok((token_at(row, 0)?, session_at(row, TOKEN_WIDTH)?)))
                 .optional()
-        })
-    }
-
-    pub async fn user(&self, id: &str) -> StoreResult<Option<UserRow>> {
-        let Some(inline) = self.inline else { return users::find_by_id(self.db, id).await };
-        inline.read(|conn| {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1");
-            conn.prepare_cached(&sql)?.query_row([id], |row| user_at(row, 0)).optional()
         })
     }
 
