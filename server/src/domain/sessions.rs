@@ -10,6 +10,7 @@ use crate::security::{Secret, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
 use crate::store::clients::ClientRow;
+use crate::store::hot::RefreshRead;
 use crate::store::sessions::{
     self as store, NewRefreshToken, NewSession, RefreshTokenRow, RotateOutcome, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED,
 };
@@ -136,14 +137,14 @@ pub async fn refresh(
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let hash = sha256_hex(presented.expose());
-    let Some((token, session, user)) = state.hot().token_for_refresh(&hash).await? else {
+    let Some(RefreshRead { token, session, user, roles }) = state.hot().token_for_refresh(&hash).await? else {
         return Err(Error::invalid_refresh_token());
     };
     if session.client_id != client.client_id {
         return Err(Error::invalid_refresh_token());
     }
     match token.state.as_str() {
-        TOKEN_ACTIVE => rotate(state, client, token, session, user, ctx).await,
+        TOKEN_ACTIVE => rotate(state, client, token, session, (user, roles), ctx).await,
         TOKEN_ROTATED => Err(rotated_token_presented(state, &token, &session, ctx).await?),
         _ => Err(Error::invalid_refresh_token()),
     }
@@ -154,7 +155,7 @@ async fn rotate(
     client: &ClientRow,
     token: RefreshTokenRow,
     session: SessionRow,
-    user: Option<UserRow>,
+    (user, roles): (Option<UserRow>, Vec<String>),
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let now = state.now();
@@ -189,7 +190,6 @@ async fn rotate(
         }
     }
 
-    let roles = state.hot().user_role_names(&user.id).await?;
     state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
     let amr: Vec<String> = session.amr.split_ascii_whitespace().map(str::to_string).collect();
     let (access_token, expires_in) = mint_access_token(

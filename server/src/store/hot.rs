@@ -20,7 +20,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
@@ -141,6 +141,16 @@ fn store_error(err: rusqlite::Error) -> StoreError {
     }
 }
 
+/// What a refresh reads: the presented token, its session, the session's user (gone
+/// if deleted) and that user's roles.
+#[derive(Debug)]
+pub struct RefreshRead {
+    pub token: RefreshTokenRow,
+    pub session: SessionRow,
+    pub user: Option<UserRow>,
+    pub roles: Vec<String>,
+}
+
 /// The hot-path queries of one process, on whichever engine it runs.
 #[derive(Clone, Copy)]
 pub struct Hot<'a> {
@@ -157,23 +167,36 @@ const TOKEN_COLUMNS: &str =
     "t.id, t.session_id, t.parent_id, t.token_hash, t.state, t.created_at, t.used_at, t.expires_at";
 const SESSION_WIDTH: usize = 14;
 const TOKEN_WIDTH: usize = 8;
+const USER_WIDTH: usize = 16;
 
 /// `t.id, …` as `t.id AS t_id, …`: the prefixes sea-orm's `FromQueryResult` reads.
 fn aliased(columns: &str) -> String {
     columns.split(", ").map(|c| format!("{c} AS {}", c.replace('.', "_"))).collect::<Vec<_>>().join(", ")
 }
 
-/// Token, session and user by token hash. `$1` is a positional parameter on
-/// PostgreSQL and a named one that binds first on SQLite.
-static TOKEN_FOR_REFRESH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// Token, session, user and the user's roles by token hash. `$1` is a positional
+/// parameter on PostgreSQL and a named one that binds first on SQLite; the engines
+/// differ only in the name of the string aggregate.
+fn token_for_refresh_sql(aggregate: &str) -> String {
     format!(
-        "SELECT {}, {}, {} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+        "SELECT {}, {}, {}, (SELECT {aggregate}(r.role_name, ' ') FROM user_roles r WHERE r.user_id = s.user_id) \
+         AS roles FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
          LEFT JOIN users u ON u.id = s.user_id WHERE t.token_hash = $1",
         aliased(TOKEN_COLUMNS),
         aliased(SESSION_COLUMNS),
         aliased(USER_COLUMNS)
     )
-});
+}
+static TOKEN_FOR_REFRESH_SQLITE: LazyLock<String> = LazyLock::new(|| token_for_refresh_sql("group_concat"));
+static TOKEN_FOR_REFRESH_POSTGRES: LazyLock<String> = LazyLock::new(|| token_for_refresh_sql("string_agg"));
+
+/// Role names are single words (see `rbac`), so a space separates them; sorted here
+/// because neither aggregate promises an order.
+fn split_roles(joined: Option<String>) -> Vec<String> {
+    let mut roles: Vec<String> = joined.unwrap_or_default().split_ascii_whitespace().map(str::to_string).collect();
+    roles.sort_unstable();
+    roles
+}
 
 fn user_at(row: &Row<'_>, at: usize) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
@@ -257,32 +280,35 @@ impl<'a> Hot<'a> {
         })
     }
 
-    /// The refresh token with this hash, its session and the session's user: everything
-    /// a refresh reads before it rotates, in one query on either engine.
-    pub async fn token_for_refresh(
-        &self,
-        token_hash: &str,
-    ) -> StoreResult<Option<(RefreshTokenRow, SessionRow, Option<UserRow>)>> {
+    /// Everything a refresh reads before it rotates, in one query on either engine.
+    pub async fn token_for_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRead>> {
         let Some(inline) = self.inline else {
-            use sea_orm::{ConnectionTrait, FromQueryResult};
-            let statement = sea_orm::Statement::from_sql_and_values(
-                self.db.get_database_backend(),
-                TOKEN_FOR_REFRESH.as_str(),
-                [token_hash.into()],
-            );
+            use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult};
+            let backend = self.db.get_database_backend();
+            let sql = match backend {
+                DbBackend::Postgres => TOKEN_FOR_REFRESH_POSTGRES.as_str(),
+                _ => TOKEN_FOR_REFRESH_SQLITE.as_str(),
+            };
+            let statement = sea_orm::Statement::from_sql_and_values(backend, sql, [token_hash.into()]);
             let Some(row) = self.db.query_one_raw(statement).await? else { return Ok(None) };
-            return Ok(Some((
-                RefreshTokenRow::from_query_result(&row, "t_")?,
-                SessionRow::from_query_result(&row, "s_")?,
-                UserRow::from_query_result_optional(&row, "u_")?,
-            )));
+            return Ok(Some(RefreshRead {
+                token: RefreshTokenRow::from_query_result(&row, "t_")?,
+                session: SessionRow::from_query_result(&row, "s_")?,
+                user: UserRow::from_query_result_optional(&row, "u_")?,
+                roles: split_roles(row.try_get("", "roles")?),
+            }));
         };
         inline.read(|conn| {
-            conn.prepare_cached(TOKEN_FOR_REFRESH.as_str())?
+            conn.prepare_cached(TOKEN_FOR_REFRESH_SQLITE.as_str())?
                 .query_row([token_hash], |row| {
-                    let user_id: Option<String> = row.get(TOKEN_WIDTH + SESSION_WIDTH)?;
-                    let user = user_id.map(|_| user_at(row, TOKEN_WIDTH + SESSION_WIDTH)).transpose()?;
-                    Ok((token_at(row, 0)?, session_at(row, TOKEN_WIDTH)?, user))
+                    let at_user = TOKEN_WIDTH + SESSION_WIDTH;
+                    let user_id: Option<String> = row.get(at_user)?;
+                    Ok(RefreshRead {
+                        token: token_at(row, 0)?,
+                        session: session_at(row, TOKEN_WIDTH)?,
+                        user: user_id.map(|_| user_at(row, at_user)).transpose()?,
+                        roles: split_roles(row.get(at_user + USER_WIDTH)?),
+                    })
                 })
                 .optional()
         })
