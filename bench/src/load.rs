@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::ceilings::Ceilings;
+use crate::ceilings::Bound;
 use crate::server;
 
 const PASSWORD: &str = "bench password 123";
@@ -244,8 +244,10 @@ pub struct Outcome {
     /// Server CPU over the window, in % of one core.
     pub server_cpu_pct: Option<f64>,
     pub server_peak_rss_mib: Option<f64>,
-    /// The ceiling that bounds this scenario, and our rate as a fraction of it.
+    /// The ceiling that bounds this scenario (measured just before it ran), and our
+    /// rate as a fraction of it.
     pub bound: Option<String>,
+    pub bound_per_sec: Option<f64>,
     pub ratio_to_bound: Option<f64>,
 }
 
@@ -344,6 +346,7 @@ fn outcome(name: &str, tallies: &[&Tally], window: Duration, cpu: Option<f64>, r
         server_cpu_pct: cpu,
         server_peak_rss_mib: rss,
         bound: None,
+        bound_per_sec: None,
         ratio_to_bound: None,
     }
 }
@@ -430,18 +433,24 @@ async fn me_while_logins_saturate(
     out
 }
 
-/// Attaches each row's bounding ceiling and prints the table.
-pub fn print_table(outcomes: &[Outcome], ceilings: &Ceilings) {
+/// Prints the table: each row beside the ceiling measured just before it ran.
+pub fn print_table(outcomes: &[Outcome]) {
     println!();
     println!(
-        "{:<26} {:>9} {:>8} {:>8} {:>7} {:>8} {:>9}  {:<28} {:>6}",
-        "scenario", "req/s", "p50 ms", "p99 ms", "errors", "srv CPU", "peak RSS", "bound (same run)", "ratio"
+        "{:<26} {:>9} {:>8} {:>8} {:>7} {:>8} {:>9}  {:<32} {:>6}",
+        "scenario",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "srv CPU",
+        "peak RSS",
+        "bound (measured just before)",
+        "ratio"
     );
     for o in outcomes {
-        let (bound_name, bound) = bound_of(&o.scenario, ceilings);
-        let ratio = bound.map(|b| o.per_sec / b);
         println!(
-            "{:<26} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>8} {:>9}  {:<28} {:>6}",
+            "{:<26} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>8} {:>9}  {:<32} {:>6}",
             o.scenario,
             o.per_sec,
             o.p50_ms,
@@ -449,29 +458,45 @@ pub fn print_table(outcomes: &[Outcome], ceilings: &Ceilings) {
             o.errors,
             o.server_cpu_pct.map_or("-".into(), |c| format!("{c:.0}%")),
             o.server_peak_rss_mib.map_or("-".into(), |r| format!("{r:.1} MiB")),
-            bound_name,
-            ratio.map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
+            o.bound.as_deref().unwrap_or("HTTP stack"),
+            o.ratio_to_bound.map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
         );
     }
 }
 
-pub fn bound_of(scenario: &str, c: &Ceilings) -> (String, Option<f64>) {
-    let cores = c.cores;
-    // Scale rows ("refresh @ 1000 users") are bounded like their scenario.
-    let scenario = scenario.split(" @ ").next().unwrap_or(scenario);
+/// The ceilings a scenario's rows are compared with.
+pub fn bounds_of(scenario: Scenario) -> &'static [Bound] {
     match scenario {
-        "login" | "saturating logins" => (
-            format!("Argon2id {:.0}/s ({cores} cores)", c.argon2id_hash_per_sec.all_cores),
-            Some(c.argon2id_hash_per_sec.all_cores),
-        ),
-        "refresh" | "client-credentials" => (
-            format!("RS256 sign {:.0}/s ({cores} cores)", c.rs256_sign_per_sec.all_cores),
-            Some(c.rs256_sign_per_sec.all_cores),
-        ),
-        "me" | "mixed: me only" => (
-            format!("RS256 verify {:.0}/s ({cores} cores)", c.rs256_verify_per_sec.all_cores),
-            Some(c.rs256_verify_per_sec.all_cores),
-        ),
-        _ => ("HTTP stack".into(), None),
+        Scenario::Jwks => &[],
+        Scenario::Me => &[Bound::Verify],
+        Scenario::ClientCredentials | Scenario::Refresh => &[Bound::Sign],
+        Scenario::Login => &[Bound::Argon2],
+        Scenario::Mixed => &[Bound::Verify, Bound::Argon2],
+    }
+}
+
+/// The ceiling bounding a result row (scale rows, "refresh @ 1000 users", like their scenario).
+fn bound_of_row(row: &str) -> Option<Bound> {
+    match row.split(" @ ").next().unwrap_or(row) {
+        "login" | "saturating logins" => Some(Bound::Argon2),
+        "refresh" | "client-credentials" => Some(Bound::Sign),
+        "me" | "mixed: me only" => Some(Bound::Verify),
+        _ => None,
+    }
+}
+
+/// Labels each row with its ceiling from `measured` and its rate as a fraction of it.
+pub fn attach_bounds(outcomes: &mut [Outcome], measured: &[(Bound, f64)], cores: usize) {
+    for outcome in outcomes {
+        let Some(bound) = bound_of_row(&outcome.scenario) else { continue };
+        let Some(&(_, per_sec)) = measured.iter().find(|(b, _)| *b == bound) else { continue };
+        let name = match bound {
+            Bound::Sign => "RS256 sign",
+            Bound::Verify => "RS256 verify",
+            Bound::Argon2 => "Argon2id",
+        };
+        outcome.bound = Some(format!("{name} {per_sec:.0}/s ({cores} cores)"));
+        outcome.bound_per_sec = Some(per_sec);
+        outcome.ratio_to_bound = Some(outcome.per_sec / per_sec);
     }
 }

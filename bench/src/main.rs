@@ -140,25 +140,22 @@ fn main() -> anyhow::Result<()> {
     }
     println!("Measuring this machine's ceilings…");
     let window = if args.smoke { Duration::from_millis(300) } else { Duration::from_secs(2) };
-    let ceilings = ceilings::measure(args.argon2_memory_kib, args.argon2_iterations, window)?;
+    let workloads = ceilings::Workloads::new(args.argon2_memory_kib, args.argon2_iterations)?;
+    let ceilings = workloads.measure(window);
     print_ceilings(&ceilings);
+    let probe = Probe { workloads: &workloads, window: if args.smoke { window } else { Duration::from_secs(1) } };
 
     // The load generator gets its own runtime, as a separate client would.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let mut report = if args.peer.is_some() {
+    let report = if args.peer.is_some() {
         runtime.block_on(run_peer(&args, ceilings))?
     } else if args.scale.is_empty() {
-        runtime.block_on(run(&args, ceilings))?
+        runtime.block_on(run(&args, ceilings, &probe))?
     } else {
-        runtime.block_on(run_scale(&args, ceilings))?
+        runtime.block_on(run_scale(&args, ceilings, &probe))?
     };
-    for row in &mut report.scenarios {
-        let (bound, value) = load::bound_of(&row.scenario, &ceilings);
-        row.ratio_to_bound = value.map(|v| row.per_sec / v);
-        row.bound = value.is_some().then_some(bound);
-    }
     if !report.scenarios.is_empty() {
-        load::print_table(&report.scenarios, &ceilings);
+        load::print_table(&report.scenarios);
     }
     if let Some(ms) = report.startup_existing_ms {
         println!(
@@ -298,15 +295,39 @@ impl Ours {
     }
 }
 
-async fn run(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
+/// Re-measures a scenario's ceilings just before it runs.
+struct Probe<'a> {
+    workloads: &'a ceilings::Workloads,
+    window: Duration,
+}
+
+impl Probe<'_> {
+    /// Runs the scenario with its ceilings measured right before, and labels its rows.
+    async fn run(
+        &self,
+        scenario: Scenario,
+        fixture: &load::Fixture,
+        args: &Args,
+        pid: Option<u32>,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let measured: Vec<(ceilings::Bound, f64)> = load::bounds_of(scenario)
+            .iter()
+            .map(|&bound| (bound, tokio::task::block_in_place(|| self.workloads.measure_all_cores(bound, self.window))))
+            .collect();
+        let mut outcomes =
+            load::run_scenario(scenario, fixture, args.concurrency, args.warmup, args.duration, pid).await?;
+        load::attach_bounds(&mut outcomes, &measured, self.workloads.cores());
+        Ok(outcomes)
+    }
+}
+
+async fn run(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow::Result<Report> {
     let mut report = Report::new(args, ceilings);
     let ours = Ours::start(args, &mut report).await?;
     let fixture = load::Fixture::seed(&ours.base, args.concurrency, ours.client.clone()).await?;
     for scenario in &args.scenarios {
         println!("running {scenario:?} for {:?}…", args.duration);
-        let outcomes =
-            load::run_scenario(*scenario, &fixture, args.concurrency, args.warmup, args.duration, ours.pid()).await?;
-        report.scenarios.extend(outcomes);
+        report.scenarios.extend(probe.run(*scenario, &fixture, args, ours.pid()).await?);
     }
     ours.stop(args).await?;
     Ok(report)
@@ -433,7 +454,7 @@ fn print_peer(c: &PeerComparison) {
 }
 
 /// One fresh server per size: migrate, bulk-seed, start, then refresh and login.
-async fn run_scale(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
+async fn run_scale(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow::Result<Report> {
     let binary = server::server_binary()?;
     let mut report = Report::new(args, ceilings);
     let hasher = latchkey_server::security::password::PasswordHasher::new(
@@ -472,8 +493,7 @@ async fn run_scale(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
         let fixture = load::Fixture::seed(&server.base, args.concurrency, None).await?;
         for scenario in [Scenario::Refresh, Scenario::Login] {
             println!("running {scenario:?} with {users} users for {:?}…", args.duration);
-            let mut outcomes =
-                load::run_scenario(scenario, &fixture, args.concurrency, args.warmup, args.duration, pid).await?;
+            let mut outcomes = probe.run(scenario, &fixture, args, pid).await?;
             for outcome in &mut outcomes {
                 outcome.scenario = format!("{} @ {users} users", outcome.scenario);
             }
