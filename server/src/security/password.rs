@@ -145,6 +145,15 @@ impl PasswordHasher {
 /// A hashing thread frees its Argon2 memory after this long without work.
 pub const RELEASE_IDLE_MEMORY_AFTER: Duration = Duration::from_secs(2);
 
+/// The working memory is reserved at least this large (32 MiB and one block), though
+/// only the first `m` KiB are ever touched and so resident. glibc serves allocations
+/// above its largest mmap threshold (32 MiB on 64-bit) with a mapping of their own that
+/// `free` unmaps; a 19 MiB block would instead come from a thread's arena once the
+/// dynamic threshold had grown, and an arena does not give the middle of its heap back
+/// (measured: the freed blocks stayed resident and new ones were added beside them).
+const ALWAYS_MAPPED_BLOCKS: usize = 32 * 1024 + 1;
+const _: () = assert!(std::mem::size_of::<Block>() == 1024, "an Argon2 block is 1 KiB");
+
 fn worker(receiver: &Receiver<Job>, queued: &AtomicUsize) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
@@ -174,6 +183,9 @@ fn argon2_into(
 ) -> Result<(), HashError> {
     let blocks = params.block_count();
     if memory.len() < blocks {
+        if memory.capacity() < blocks {
+            *memory = Vec::with_capacity(blocks.max(ALWAYS_MAPPED_BLOCKS));
+        }
         memory.resize(blocks, Block::default());
     }
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
