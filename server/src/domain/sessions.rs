@@ -137,15 +137,15 @@ pub async fn refresh(
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let hash = sha256_hex(presented.expose());
-    let Some(RefreshRead { token, session, user, roles }) = state.hot().token_for_refresh(&hash).await? else {
+    let Some(read) = state.hot().token_for_refresh(&hash).await? else {
         return Err(Error::invalid_refresh_token());
     };
-    if session.client_id != client.client_id {
+    if read.session.client_id != client.client_id {
         return Err(Error::invalid_refresh_token());
     }
-    match token.state.as_str() {
-        TOKEN_ACTIVE => rotate(state, client, token, session, (user, roles), ctx).await,
-        TOKEN_ROTATED => Err(rotated_token_presented(state, &token, &session, ctx).await?),
+    match read.token.state.as_str() {
+        TOKEN_ACTIVE => rotate(state, client, read, ctx).await,
+        TOKEN_ROTATED => Err(rotated_token_presented(state, &read.token, &read.session, ctx).await?),
         _ => Err(Error::invalid_refresh_token()),
     }
 }
@@ -153,9 +153,7 @@ pub async fn refresh(
 async fn rotate(
     state: &AppState,
     client: &ClientRow,
-    token: RefreshTokenRow,
-    session: SessionRow,
-    (user, roles): (Option<UserRow>, Vec<String>),
+    RefreshRead { token, session, user, roles }: RefreshRead,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let now = state.now();

@@ -8,7 +8,9 @@
 //! wake-up each way cost more than the indexed lookup itself: profiled under the `me`
 //! load, about 40% of the server's CPU went to switching threads. A read in WAL mode
 //! never waits for a writer, so an indexed lookup done inline is as short as the other
-//! CPU work a request does inline (verifying a signature takes longer). The rotation
+//! CPU work a request does inline (verifying a signature takes longer); a page missing
+//! from the OS cache costs a disk read, which then holds the worker instead of sqlx's
+//! thread (the hot tables' index pages stay cached in practice). The rotation
 //! transaction runs while holding this process's SQLite writer lock (the one
 //! [`super::begin_write`] takes), so it does not wait on this process's other writers;
 //! only another process holding the file's write lock (a CLI command) can make it
@@ -41,7 +43,7 @@ pub struct InlineSqlite {
     checkpoint: std::sync::mpsc::SyncSender<()>,
 }
 
-/// Inline commits between two checkpoints (a few hundred KiB of WAL).
+/// Inline commits between two checkpoints (a few MiB of WAL at most).
 const COMMITS_PER_CHECKPOINT: usize = 256;
 
 impl std::fmt::Debug for InlineSqlite {
