@@ -325,6 +325,12 @@ async fn run(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow::Resu
     let mut report = Report::new(args, ceilings);
     let ours = Ours::start(args, &mut report).await?;
     let fixture = load::Fixture::seed(&ours.base, args.concurrency, ours.client.clone()).await?;
+    if !args.smoke {
+        // Let the server give back the seeding logins' Argon2 memory, so the first
+        // scenario's peak RSS is its own.
+        tokio::time::sleep(latchkey_server::security::password::RELEASE_IDLE_MEMORY_AFTER + Duration::from_secs(1))
+            .await;
+    }
     for scenario in &args.scenarios {
         println!("running {scenario:?} for {:?}…", args.duration);
         report.scenarios.extend(probe.run(*scenario, &fixture, args, ours.pid()).await?);
