@@ -80,8 +80,8 @@ impl InlineSqlite {
         let readers = (0..readers.max(1)).map(|_| open().map(Mutex::new)).collect::<Result<Box<[_]>, _>>();
         let writer = open().map_err(sqlite)?;
         // A commit that crosses the auto-checkpoint threshold would checkpoint (and
-        // fsync) on the committing connection, inline on an async worker and inside the
-        // writer lock. The writer leaves that to a thread of its own instead.
+        // fsync) on the committing connection, blocking an async worker. The writer
+        // leaves that to a thread of its own instead.
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(sqlite)?;
         let checkpointer = open().map_err(sqlite)?;
         let (checkpoint, requests) = std::sync::mpsc::sync_channel::<()>(1);
@@ -90,7 +90,13 @@ impl InlineSqlite {
             .spawn(move || {
                 // Ends when the connections are dropped (the sender goes with them).
                 while requests.recv().is_ok() {
-                    // PASSIVE copies what it can without blocking readers or writers.
+                    // Holding this process's writer lock, so no commit lands while the
+                    // checkpoint runs: it then copies the whole WAL back, and the next
+                    // writer starts the WAL over instead of appending to it (checkpoints
+                    // racing a steady stream of commits never caught up, and the WAL grew
+                    // without bound). Writers wait for it on the async lock, not on a
+                    // blocked worker thread.
+                    let _writer = super::SQLITE_WRITER.blocking_lock();
                     if let Err(e) = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                         tracing::warn!(error = %e, "SQLite checkpoint failed");
                     }

@@ -139,6 +139,11 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The SQLite database file, when the suite runs on SQLite.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        postgres_admin_url().is_none().then(|| self._dir.path().join("latchkey.db"))
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

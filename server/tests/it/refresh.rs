@@ -217,3 +217,29 @@ pub fn wait_for_listen(child: &mut Child) -> String {
     }
     panic!("the node exited before listening");
 }
+
+/// The inline SQLite writer leaves checkpoints to a thread of its own (it turns off
+/// auto-checkpointing so no request waits on an fsync): the WAL must still stay bounded
+/// however many rotations run, where without checkpoints it grows by every commit.
+#[tokio::test]
+async fn the_sqlite_wal_stays_bounded_under_rotations() {
+    let server = TestServer::start().await;
+    let Some(db) = server.sqlite_file() else { return };
+    server.register("rotator").await;
+    let (_, mut cookie) = server.login("rotator").await;
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+    let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let before = wal_size();
+    let rotations = 1600;
+    for _ in 0..rotations {
+        let resp = server.refresh(&cookie).await;
+        assert_eq!(resp.status(), 200);
+        cookie = refresh_cookie(resp.headers()).unwrap();
+    }
+    // A rotation appends at least three pages (token, index, session) to the WAL.
+    let unbounded = before + rotations * 3 * 4096;
+    let size = wal_size();
+    println!("WAL {size} bytes after {rotations} rotations (at least {unbounded} without checkpoints)");
+    assert!(size < unbounded / 2, "WAL grew to {size} bytes");
+    server.stop().await;
+}
