@@ -195,6 +195,19 @@ fn token_for_refresh_sql(aggregate: &str) -> String {
         aliased(USER_COLUMNS)
     )
 }
+// The statement texts are built once: they key the prepared-statement cache, and the
+// bearer check runs one on every request.
+static SESSION_WITH_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?1"
+    )
+});
+static TOKEN_WITH_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t \
+         JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1"
+    )
+});
 static TOKEN_FOR_REFRESH_SQLITE: LazyLock<String> = LazyLock::new(|| token_for_refresh_sql("group_concat"));
 static TOKEN_FOR_REFRESH_POSTGRES: LazyLock<String> = LazyLock::new(|| token_for_refresh_sql("string_agg"));
 
@@ -225,6 +238,12 @@ fn user_at(row: &Row<'_>, at: usize) -> rusqlite::Result<UserRow> {
         totp_enabled: row.get(at + 14)?,
         totp_last_step: row.get(at + 15)?,
     })
+}
+
+/// The user of a `LEFT JOIN users`: absent when its id column is NULL.
+fn joined_user_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Option<UserRow>> {
+    let user_id: Option<String> = row.get(at)?;
+    user_id.map(|_| user_at(row, at)).transpose()
 }
 
 fn session_at(row: &Row<'_>, at: usize) -> rusqlite::Result<SessionRow> {
@@ -274,16 +293,8 @@ impl<'a> Hot<'a> {
     pub async fn session_with_user(&self, id: &str) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
         let Some(inline) = self.inline else { return sessions::find_session_with_user(self.db, id).await };
         inline.read(|conn| {
-            let sql = format!(
-                "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?1"
-            );
-            conn.prepare_cached(&sql)?
-                .query_row([id], |row| {
-                    let session = session_at(row, 0)?;
-                    let user_id: Option<String> = row.get(SESSION_WIDTH)?;
-                    let user = user_id.map(|_| user_at(row, SESSION_WIDTH)).transpose()?;
-                    Ok((session, user))
-                })
+            conn.prepare_cached(&SESSION_WITH_USER)?
+                .query_row([id], |row| Ok((session_at(row, 0)?, joined_user_at(row, SESSION_WIDTH)?)))
                 .optional()
         })
     }
@@ -310,11 +321,10 @@ impl<'a> Hot<'a> {
             conn.prepare_cached(TOKEN_FOR_REFRESH_SQLITE.as_str())?
                 .query_row([token_hash], |row| {
                     let at_user = TOKEN_WIDTH + SESSION_WIDTH;
-                    let user_id: Option<String> = row.get(at_user)?;
                     Ok(RefreshRead {
                         token: token_at(row, 0)?,
                         session: session_at(row, TOKEN_WIDTH)?,
-                        user: user_id.map(|_| user_at(row, at_user)).transpose()?,
+                        user: joined_user_at(row, at_user)?,
                         roles: split_roles(row.get(at_user + USER_WIDTH)?),
                     })
                 })
@@ -326,11 +336,7 @@ impl<'a> Hot<'a> {
     pub async fn token_with_session(&self, token_hash: &str) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
         let Some(inline) = self.inline else { return sessions::find_token(self.db, token_hash).await };
         inline.read(|conn| {
-            let sql = format!(
-                "SELECT {TOKEN_COLUMNS}, {SESSION_COLUMNS} FROM refresh_tokens t \
-                 JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1"
-            );
-            conn.prepare_cached(&sql)?
+            conn.prepare_cached(&TOKEN_WITH_SESSION)?
                 .query_row([token_hash], |row| Ok((token_at(row, 0)?, session_at(row, TOKEN_WIDTH)?)))
                 .optional()
         })
