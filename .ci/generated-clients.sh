@@ -4,7 +4,7 @@
 # with each against a running server. Generated code is never edited.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check openapi-python-client openapi-spec-validator 2>&1 | grep -v "Running pip as the 'root'" || true
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check openapi-python-client openapi-spec-validator
 python3 -m openapi_spec_validator openapi/openapi.json
 
 BIN=${BIN:-target/debug}
@@ -19,7 +19,8 @@ echo "$ADMIN_PASSWORD" | "$BIN/latchkey" user create --username admin --role adm
 "$BIN/latchkey" serve >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -fs "$API_URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+. .ci/lib.sh
+wait_ready "$API_URL" "$WORK/server.log"
 
 echo "--- Python client (openapi-python-client)"
 python3 -m openapi_python_client generate --path openapi/openapi.json --output-path "$WORK/python-client" --overwrite >/dev/null

@@ -24,7 +24,8 @@ trap cleanup EXIT
 echo "console password 1" | "$BIN/latchkey" user create --username operator --role admin >/dev/null
 "$BIN/latchkey" serve >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+. .ci/lib.sh
+wait_ready "$BASE" "$WORK/server.log"
 
 screen() { tmux capture-pane -p -t "$SESSION"; }
 wait_for() {

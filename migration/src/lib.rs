@@ -10,6 +10,7 @@ mod m20261123_000001_foundation;
 mod m20261123_000002_sessions;
 mod m20261123_000003_defences;
 mod m20261123_000004_operations;
+mod m20261201_000005_hardening;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_sessions::Migration),
             Box::new(m20261123_000003_defences::Migration),
             Box::new(m20261123_000004_operations::Migration),
+            Box::new(m20261201_000005_hardening::Migration),
         ]
     }
 }

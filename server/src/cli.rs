@@ -61,6 +61,12 @@ pub enum UserCommand {
         #[arg(long)]
         email: Option<String>,
     },
+    /// List users (id and username), or with --confusables only the groups of accounts
+    /// whose names look alike.
+    List {
+        #[arg(long)]
+        confusables: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +130,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::User(UserCommand::Create { username, roles, email }) => {
             create_user(config, username, roles, email).await
         }
+        Command::User(UserCommand::List { confusables }) => list_users(config, confusables).await,
         Command::Client(ClientCommand::Create(args)) => create_client(config, args).await,
         Command::Keys(KeysCommand::List) => list_keys(config).await,
         Command::Keys(KeysCommand::Rotate) => keys_change(config, KeyChange::Rotate).await,
@@ -145,6 +152,24 @@ fn init_tracing(config: &Config) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if config.log_json { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn list_users(config: Config, confusables: bool) -> Result<ExitCode, StartupError> {
+    let state = build_state(config, Arc::new(SystemClock)).await?;
+    let mut out = std::io::stdout().lock();
+    if confusables {
+        let groups = domain::users::confusable_groups(&state).await.map_err(StartupError::Startup)?;
+        for group in &groups {
+            let names: Vec<String> = group.users.iter().map(|(id, name)| format!("{name} ({id})")).collect();
+            let _ = writeln!(out, "{}", names.join("  ~  "));
+        }
+        let _ = writeln!(out, "{} group(s) of look-alike usernames", groups.len());
+    } else {
+        for (id, username, _) in store::users::all_login_names(&state.db).await.map_err(|e| StartupError::Startup(e.into()))? {
+            let _ = writeln!(out, "{id}  {username}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(config: Config) -> Result<ExitCode, StartupError> {
@@ -238,7 +263,7 @@ async fn create_user(
     };
     let state = build_state(config, Arc::new(SystemClock)).await?;
     let account = NewAccount { username, password, email, roles };
-    match domain::users::create(&state, account, "cli", None).await {
+    match domain::users::create(&state, account, &domain::rbac::Grantor::operator("cli"), None).await {
         Ok(user) => {
             println!("created user {} ({}) with roles: {}", user.username, user.id, user.roles.join(", "));
             Ok(ExitCode::SUCCESS)
@@ -261,7 +286,7 @@ async fn create_client(config: Config, args: ClientCreateArgs) -> Result<ExitCod
         audience: args.audience,
         roles: args.roles,
     };
-    match domain::clients::create(&state, new, "cli").await {
+    match domain::clients::create(&state, new, &domain::rbac::Grantor::operator("cli")).await {
         Ok((client, secret)) => {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "created {} client {}", client.row.client_type, client.row.client_id);

@@ -58,6 +58,39 @@ pub struct RawConfig {
     pub lockout: RawLockout,
     pub mfa: RawMfa,
     pub operations: RawOperations,
+    pub connections: RawConnections,
+}
+
+/// Limits on client connections (slowloris and descriptor exhaustion).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConnections {
+    /// A request's headers must arrive within this long of its first byte (and a new
+    /// connection's first request within this long of connecting).
+    pub header_read_timeout_secs: u64,
+    /// A keep-alive connection with no traffic for this long is closed.
+    pub keep_alive_idle_secs: u64,
+    /// Open connections in all; more are closed as they arrive. Keep it below the
+    /// process's descriptor limit (`LimitNOFILE`).
+    pub max_connections: usize,
+    /// Open connections from one client address (trusted proxies are exempt).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for RawConnections {
+    fn default() -> Self {
+        Self { header_read_timeout_secs: 10, keep_alive_idle_secs: 75, max_connections: 4096, max_connections_per_ip: 128 }
+    }
+}
+
+/// The one header a trusted proxy writes with the client's address.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+    XRealIp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,8 +154,11 @@ pub struct RawRateLimits {
     pub password_change: Quota,
     /// Per normalised username: password and TOTP attempts, from any IP.
     pub username: Quota,
-    /// Proxies (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Proxies (CIDRs) whose client-address header is believed.
     pub trusted_proxies: Vec<String>,
+    /// The header those proxies write: `x-forwarded-for` (the default), `forwarded`
+    /// or `x-real-ip`. Only this header is ever read.
+    pub client_ip_header: ClientIpHeader,
     /// Idle buckets are evicted; this caps how many keys each limiter holds between sweeps.
     pub max_tracked_keys: usize,
 }
@@ -157,6 +193,7 @@ impl Default for RawRateLimits {
             password_change: Quota::new(10, 5),
             username: Quota::new(10, 10),
             trusted_proxies: Vec::new(),
+            client_ip_header: ClientIpHeader::XForwardedFor,
             max_tracked_keys: 100_000,
         }
     }
@@ -245,6 +282,7 @@ impl Default for RawConfig {
             lockout: RawLockout::default(),
             mfa: RawMfa::default(),
             operations: RawOperations::default(),
+            connections: RawConnections::default(),
         }
     }
 }
@@ -325,6 +363,7 @@ pub struct Config {
     pub key_rotation_interval: Duration,
     pub key_poll_interval: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    pub connections: Connections,
     pub shutdown_grace: Duration,
     pub purge_interval: Duration,
     pub purge_batch_size: u64,
@@ -343,7 +382,16 @@ pub struct RateLimits {
     pub password_change: Quota,
     pub username: Quota,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub client_ip_header: ClientIpHeader,
     pub max_tracked_keys: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    pub header_read_timeout: Duration,
+    pub keep_alive_idle: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -530,8 +578,19 @@ impl RawConfig {
             password_change: r.password_change,
             username: r.username,
             trusted_proxies,
+            client_ip_header: r.client_ip_header,
             max_tracked_keys: r.max_tracked_keys.max(1000),
         };
+        let n = &self.connections;
+        let connections = Connections {
+            header_read_timeout: positive("connections.header_read_timeout_secs", n.header_read_timeout_secs)?,
+            keep_alive_idle: positive("connections.keep_alive_idle_secs", n.keep_alive_idle_secs)?,
+            max_connections: n.max_connections,
+            max_connections_per_ip: n.max_connections_per_ip,
+        };
+        if connections.max_connections == 0 || connections.max_connections_per_ip == 0 {
+            return Err(invalid("connections", "max_connections and max_connections_per_ip must be greater than 0"));
+        }
         let l = &self.lockout;
         if l.threshold > 0 && (l.base_secs == 0 || l.max_secs < l.base_secs) {
             return Err(invalid("lockout", "base_secs must be > 0 and max_secs >= base_secs"));
@@ -594,6 +653,7 @@ impl RawConfig {
             key_rotation_interval: Duration::from_secs(self.keys.rotation_interval_days * DAY),
             key_poll_interval,
             metrics_listen,
+            connections,
             shutdown_grace: Duration::from_secs(o.shutdown_grace_secs),
             purge_interval,
             purge_batch_size: o.purge_batch_size,
@@ -611,12 +671,17 @@ impl Config {
 
     /// The SQLite file's directory, if the database is a SQLite file, so it can be created.
     pub fn sqlite_parent_dir(&self) -> Option<PathBuf> {
+        self.sqlite_file()?.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf)
+    }
+
+    /// The SQLite database file, if the database is a SQLite file.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
         let rest = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next()?;
         if path.is_empty() || path == ":memory:" {
             return None;
         }
-        Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf)
+        Some(PathBuf::from(path))
     }
 }
 

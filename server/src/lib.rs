@@ -7,6 +7,7 @@
 //! - [`tokens`], [`security`]: cryptography — JWTs and keys; passwords, secrets, master key.
 //! - [`config`], [`clock`], [`state`]: checked settings, injectable time, shared state.
 //! - [`cli`]: the `latchkey` command line.
+//! - [`listener`]: connection caps and the request-header deadline.
 //!
 //! [`serve`] takes a listener the caller bound, so tests bind `127.0.0.1:0`.
 
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod listener;
 pub mod metrics;
 pub mod security;
 pub mod state;
@@ -53,6 +55,8 @@ pub enum StartupError {
     Hasher(#[from] HashError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("start-up check failed: {0}")]
+    Startup(domain::Error),
 }
 
 impl StartupError {
@@ -98,7 +102,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
     let inline_sqlite =
         store::hot::InlineSqlite::open_for(&db, readers, store::SQLITE_BUSY_TIMEOUT).map_err(StartupError::Database)?;
-    Ok(AppState::new(Inner {
+    let state = AppState::new(Inner {
         config,
         db,
         inline_sqlite,
@@ -109,7 +113,9 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         clock,
         metrics,
         node_id: uuid::Uuid::new_v4().to_string(),
-    }))
+    });
+    domain::users::check_confusables_at_startup(&state).await.map_err(StartupError::Startup)?;
+    Ok(state)
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for up to
@@ -138,7 +144,18 @@ pub async fn serve(
         }
         None => None,
     };
+    let connections = state.config.connections;
+    let acceptor = listener::LimitedAcceptor::new(
+        acceptor,
+        listener::ConnectionLimits {
+            header_read_timeout: connections.header_read_timeout,
+            max_connections: connections.max_connections,
+            max_connections_per_ip: connections.max_connections_per_ip,
+            trusted_proxies: state.config.rate_limits.trusted_proxies.clone(),
+        },
+    );
     let result = poem::Server::new_with_acceptor(acceptor)
+        .idle_timeout(connections.keep_alive_idle)
         .run_with_graceful_shutdown(api::app(state), shutdown, Some(drain))
         .await;
     jobs.abort();

@@ -56,7 +56,7 @@ async fn console_operations_against_the_real_server() {
         email: None,
         roles: vec!["admin".into()],
     };
-    users::create(&state, account, "test", None).await.unwrap();
+    users::create(&state, account, &latchkey_server::domain::rbac::Grantor::operator("test"), None).await.unwrap();
 
     let api = ApiClient::new(&server.base);
     assert!(matches!(api.login("operator", "wrong password", None).await, Err(ApiError::Server { status: 400, .. })));

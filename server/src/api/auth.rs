@@ -19,6 +19,7 @@ use super::security::BearerAuth;
 use crate::domain::auth::IssuedTokens;
 use crate::domain::mfa::{self, LoginOutcome, SecondFactor};
 use crate::domain::sessions::{self, REASON_LOGOUT, REASON_LOGOUT_ALL, SPA_CLIENT_ID};
+use crate::domain::rbac::Grantor;
 use crate::domain::users::{self, NewAccount};
 use crate::domain::{Error, OAuthErrorCode};
 use crate::security::Secret;
@@ -133,7 +134,7 @@ impl AuthApi {
             email: body.email,
             roles: Vec::new(),
         };
-        let user = users::create(&state, account, "self-registration", request_context(req).ip).await?;
+        let user = users::create(&state, account, &Grantor::nobody("self-registration"), request_context(req).ip).await?;
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 
@@ -312,7 +313,9 @@ impl AuthApi {
     /// End every session of the signed-in user, on every device.
     #[oai(path = "/logout-all", method = "post", operation_id = "logoutAll")]
     async fn logout_all(&self, state: Data<&AppState>, req: &Request, auth: BearerAuth) -> ApiResult<LoggedOut> {
-        sessions::revoke_all(&state, &auth.0.sub, REASON_LOGOUT_ALL, &request_context(req)).await?;
+        // A user's token only: a service token's subject is a client id, not a user.
+        let user = user_of_token(&state, &auth).await?;
+        sessions::revoke_all(&state, &user.id, REASON_LOGOUT_ALL, &request_context(req)).await?;
         Ok(LoggedOut::NoContent(clear_refresh_cookie(&state.config)))
     }
 

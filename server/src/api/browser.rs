@@ -8,7 +8,7 @@ use poem::Request;
 use poem::http::header::{COOKIE, ORIGIN, USER_AGENT};
 
 use super::error::ApiError;
-use crate::config::{Config, normalise_origin};
+use crate::config::{ClientIpHeader, Config, RateLimits, normalise_origin};
 use crate::domain::auth::RequestContext;
 use crate::security::Secret;
 use crate::state::AppState;
@@ -23,35 +23,48 @@ pub const CSRF_HEADER_VALUE: &str = "latchkey";
 pub const COOKIE_ENDPOINTS: &[&str] = &["/auth/login", "/auth/login/mfa", "/auth/refresh", "/auth/logout"];
 
 pub fn request_context(req: &Request) -> RequestContext {
-    let trusted = req.data::<AppState>().map(|s| s.config.rate_limits.trusted_proxies.as_slice()).unwrap_or(&[]);
     RequestContext {
-        ip: client_ip(req, trusted).map(|ip| ip.to_string()),
+        ip: req.data::<AppState>().and_then(|s| client_ip(req, &s.config.rate_limits)).map(|ip| ip.to_string()),
         user_agent: req.header(USER_AGENT).map(str::to_string),
     }
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then the
-/// right-most address in `X-Forwarded-For` (or `Forwarded: for=`) that is not itself a
-/// trusted proxy. Entries left of it were written by the client and prove nothing.
-pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
+/// right-most address in the one header the operator named (`rate_limits.client_ip_header`)
+/// that is not itself a trusted proxy. Entries left of it were written by the client and
+/// prove nothing, and no other header is read, so a client cannot pick its bucket by
+/// sending a header the proxy does not overwrite.
+pub fn client_ip(req: &Request, limits: &RateLimits) -> Option<IpAddr> {
     let peer = req.remote_addr().as_socket_addr()?.ip();
+    let header = match limits.client_ip_header {
+        ClientIpHeader::XForwardedFor => "x-forwarded-for",
+        ClientIpHeader::Forwarded => "forwarded",
+        ClientIpHeader::XRealIp => "x-real-ip",
+    };
+    let values: Vec<&str> = req.headers().get_all(header).iter().filter_map(|v| v.to_str().ok()).collect();
+    client_ip_from(peer, &limits.trusted_proxies, limits.client_ip_header, &values)
+}
+
+/// [`client_ip`] over the header's values, in the order received.
+pub fn client_ip_from(peer: IpAddr, trusted: &[IpNet], header: ClientIpHeader, values: &[&str]) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
     }
     let mut hops: Vec<Option<IpAddr>> = Vec::new();
-    for value in req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
-        hops.extend(value.split(',').map(parse_hop));
-    }
-    if hops.is_empty() {
-        for value in req.headers().get_all("forwarded").iter().filter_map(|v| v.to_str().ok()) {
-            for element in value.split(',') {
-                let node = element.split(';').find_map(|pair| {
-                    let (key, value) = pair.trim().split_once('=')?;
-                    key.eq_ignore_ascii_case("for").then(|| value.trim_matches('"').to_string())
-                });
-                if let Some(node) = node {
-                    hops.push(parse_hop(&node));
+    for value in values {
+        match header {
+            ClientIpHeader::XForwardedFor => hops.extend(value.split(',').map(parse_hop)),
+            // One address, written by the proxy (a list would mean the client added one).
+            ClientIpHeader::XRealIp => hops.push(parse_hop(value)),
+            ClientIpHeader::Forwarded => {
+                for element in value.split(',') {
+                    let node = element.split(';').find_map(|pair| {
+                        let (key, value) = pair.trim().split_once('=')?;
+                        key.trim().eq_ignore_ascii_case("for").then(|| value.trim().trim_matches('"').to_string())
+                    });
+                    // An element without `for=` still marks a hop we cannot place.
+                    hops.push(node.as_deref().and_then(parse_hop));
                 }
             }
         }

@@ -135,6 +135,25 @@ impl From<Error> for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Gives every error response the JSON shape; typed [`ApiError`]s pass through as built.
+/// Answers a panicking handler with our 500 body instead of a closed connection; the
+/// panic's message goes to the log only.
+#[derive(Clone, Copy)]
+pub struct PanicAnswer;
+
+impl poem::middleware::PanicHandler for PanicAnswer {
+    type Response = Response;
+
+    fn get_response(&self, err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+        let message = err
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| err.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        tracing::error!(panic = %message, "request handler panicked");
+        poem::IntoResponse::into_response(ApiError::from(Error::Internal(message)))
+    }
+}
+
 pub async fn render_error(err: poem::Error) -> Response {
     let message = err.to_string();
     let response = err.into_response();

@@ -95,12 +95,21 @@ pub fn app(state: AppState) -> impl Endpoint {
     let max_body = config.max_body_bytes;
     let mut route = Route::new().nest("/", service).at("/openapi.json", spec).nest("/docs", docs);
     if config.metrics_listen.is_none() {
+        // On the public listener only this host may read them (a Prometheus agent beside
+        // the server); `operations.metrics_listen` gives them an address of their own.
         route = route.at(
             "/metrics",
-            poem::get(poem::endpoint::make(|req: Request| async move { observe::metrics_endpoint(&req).await })),
+            poem::get(poem::endpoint::make(|req: Request| async move {
+                if !observe::is_local_unproxied(&req) {
+                    return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+                }
+                observe::metrics_endpoint(&req).await
+            })),
         );
     }
     route
+        // Innermost, so a panic still passes through the request log and metrics.
+        .with(poem::middleware::CatchPanic::new().with_handler(error::PanicAnswer))
         .around(csrf_guard)
         .around(rate_limit_guard)
         .with_if(cors.is_some(), cors.unwrap_or_default())
@@ -152,15 +161,24 @@ async fn csrf_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response
 }
 
 /// Per-IP token buckets for the sensitive endpoints; over the limit → 429 + Retry-After.
+/// The token endpoint is charged by its handler, which knows the grant type.
 async fn rate_limit_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     if req.method() != Method::GET
         && let Some(bucket) = crate::security::rate_limit::Bucket::for_path(req.uri().path())
-        && let Some(state) = req.data::<AppState>()
-        && let Some(ip) = browser::client_ip(&req, &state.config.rate_limits.trusted_proxies)
+    {
+        charge_ip(&req, bucket)?;
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Takes one token from the client address's bucket of this group.
+pub fn charge_ip(req: &Request, bucket: crate::security::rate_limit::Bucket) -> Result<(), error::ApiError> {
+    if let Some(state) = req.data::<AppState>()
+        && let Some(ip) = browser::client_ip(req, &state.config.rate_limits)
         && let Err(retry_after) = state.limits.check_ip(bucket, ip)
     {
         tracing::info!(%ip, bucket = bucket.as_str(), "rate limited");
-        return Err(error::ApiError::from(crate::domain::Error::RateLimited { retry_after_secs: retry_after }).into());
+        return Err(error::ApiError::from(crate::domain::Error::RateLimited { retry_after_secs: retry_after }));
     }
-    next.call(req).await.map(IntoResponse::into_response)
+    Ok(())
 }

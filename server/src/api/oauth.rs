@@ -19,6 +19,7 @@ use super::security::BearerAuth;
 use crate::domain::oauth::{self, ClientCredentials, TokenRequest};
 use crate::domain::{Error, OAuthErrorCode};
 use crate::security::Secret;
+use crate::security::rate_limit::Bucket;
 use crate::state::AppState;
 
 pub struct OAuthApi;
@@ -124,6 +125,10 @@ impl OAuthApi {
     #[oai(path = "/token", method = "post", operation_id = "token")]
     async fn token(&self, state: Data<&AppState>, req: &Request, form: Form<TokenForm>) -> ApiResult<TokenIssued> {
         let form = form.0;
+        // A password grant is a login: it spends the login bucket (and, in the domain, the
+        // username bucket), so the token endpoint is no way around the login limits.
+        let bucket = if form.grant_type == oauth::GRANT_PASSWORD { Bucket::Login } else { Bucket::Token };
+        super::charge_ip(req, bucket)?;
         let creds = client_credentials(req, form.client_id, form.client_secret)?;
         let request = TokenRequest {
             grant_type: form.grant_type,

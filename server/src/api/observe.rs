@@ -83,6 +83,14 @@ pub async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
     Ok(response)
 }
 
+/// A request from this host that no proxy forwarded: a proxy on the same host connects
+/// from loopback too, but says so in a forwarding header.
+pub fn is_local_unproxied(req: &Request) -> bool {
+    let loopback = req.remote_addr().as_socket_addr().is_some_and(|addr| addr.ip().is_loopback());
+    let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
+    loopback && !forwarded
+}
+
 /// `GET /metrics`: refreshes the state gauges, then renders everything.
 pub async fn metrics_endpoint(req: &Request) -> poem::Result<Response> {
     let Some(state) = req.data::<AppState>() else {

@@ -2,6 +2,7 @@
 
 use crate::security::Secret;
 use crate::state::AppState;
+use crate::store::attempts;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
 use crate::store::users::{self, Factor, STATUS_ACTIVE, UserRow};
@@ -28,40 +29,46 @@ pub struct IssuedTokens {
     pub session_id: Option<String>,
 }
 
-/// Checks a username and password. Unknown users are verified against a dummy hash so
-/// they take as long as wrong passwords; disabled and locked accounts get the same
-/// generic error (no account-state oracle). Failures count towards the account's
-/// lockout in the database, so it holds across nodes.
+/// Checks a username and password. The attempt is reserved in the database before the
+/// hash is checked (see [`users::reserve_attempt`]), so a parallel burst gets no more
+/// verifications than the lockout threshold, on any number of nodes. Unknown users,
+/// locked accounts and refused reservations are verified against a dummy hash, so they
+/// take as long as wrong passwords; disabled and locked accounts get the same generic
+/// error (no account-state oracle).
 pub async fn check_password(
     state: &AppState,
     username: &str,
     password: &Secret<String>,
     ctx: &RequestContext,
 ) -> Result<UserRow> {
-    let normalized = username.trim().to_lowercase();
-    check_username_limit(state, &normalized)?;
+    let normalized = super::users::login_name(username)?;
+    check_username_limit(state, &normalized).await?;
     let row = users::find_by_username(&state.db, &normalized).await?;
     let now = state.now();
-    let locked = row.as_ref().is_some_and(|u| u.locked_until.is_some_and(|until| until > now));
+    let reservation = match &row {
+        Some(user) => users::reserve_attempt(&state.db, &user.id, Factor::Password, now, state.config.lockout).await?,
+        None => None,
+    };
     // Always pay for one Argon2 verification, whatever the account's state.
-    let matched = state.passwords.verify(password, row.as_ref().map(|r| r.password_hash.as_str())).await?;
-    match row {
-        Some(user) if matched && !locked && user.status == STATUS_ACTIVE => {
-            if user.failed_logins != 0 || user.locked_until.is_some() {
-                users::record_success(&state.db, &user.id, Factor::Password).await?;
-            }
-            Ok(user)
-        }
-        row => {
-            let reason = match &row {
-                None => "unknown_user",
-                Some(_) if locked => "locked",
-                Some(user) if user.status != STATUS_ACTIVE => "account_disabled",
-                Some(_) if matched => "account_disabled",
-                Some(_) => "wrong_password",
+    let hash = row.as_ref().filter(|_| reservation.is_some()).map(|r| r.password_hash.as_str());
+    let matched = state.passwords.verify(password, hash).await?;
+    if let Some(user) = row.as_ref().filter(|_| matched) {
+        users::record_success(&state.db, &user.id, Factor::Password).await?;
+    }
+    match (row, reservation) {
+        (Some(user), Some(_)) if matched && user.status == STATUS_ACTIVE => Ok(user),
+        (row, reservation) => {
+            let reason = match (&row, reservation) {
+                (None, _) => "unknown_user",
+                (Some(_), None) => "locked",
+                (Some(_), Some(_)) if matched => "account_disabled",
+                (Some(user), Some(_)) if user.status != STATUS_ACTIVE => "account_disabled",
+                (Some(_), Some(_)) => "wrong_password",
             };
-            if let Some(user) = row.as_ref().filter(|_| !locked && !matched) {
-                record_failure(state, user, Factor::Password, ctx).await?;
+            if let (Some(user), Some(reserved)) = (&row, reservation)
+                && !matched
+            {
+                audit_lockout(state, &user.id, Factor::Password, reserved, ctx).await?;
             }
             audit::record(
                 &state.db,
@@ -81,38 +88,48 @@ pub async fn check_password(
     }
 }
 
-/// The per-account bucket on password and TOTP attempts (any IP).
-pub fn check_username_limit(state: &AppState, normalized_username: &str) -> Result<()> {
-    state.limits.check_username(normalized_username).map_err(|wait| {
+/// The per-account bucket on password and TOTP attempts (any IP), kept in the database
+/// so it holds once across all nodes, not once per node.
+pub async fn check_username_limit(state: &AppState, normalized_username: &str) -> Result<()> {
+    let quota = state.config.rate_limits.username;
+    let shape = attempts::Shape::per_minute(quota.per_minute, quota.burst);
+    let key = format!("username:{normalized_username}");
+    let verdict = attempts::take(&state.db, &key, state.now().saturating_mul(1000), shape).await?;
+    verdict.map_err(|wait| {
         state.metrics.rate_limited.with_label_values(&["username"]).inc();
         Error::RateLimited { retry_after_secs: wait }
     })
 }
 
-/// Counts a failed attempt and audits the lockout when it engages.
-pub async fn record_failure(state: &AppState, user: &UserRow, factor: Factor, ctx: &RequestContext) -> Result<()> {
+/// Audits the lockout when a failed attempt's reservation engaged it.
+pub async fn audit_lockout(
+    state: &AppState,
+    user_id: &str,
+    factor: Factor,
+    reserved: users::Reservation,
+    ctx: &RequestContext,
+) -> Result<()> {
+    let Some(until) = reserved.locked_until else { return Ok(()) };
     let now = state.now();
-    let (failures, locked_until) =
-        users::record_failure(&state.db, &user.id, factor, now, state.config.lockout).await?;
-    if let Some(until) = locked_until {
-        state.metrics.lockouts.inc();
-        tracing::warn!(user_id = %user.id, failures, ?factor, "account locked after repeated failures");
-        audit::record(
-            &state.db,
-            NewAuditEvent {
-                occurred_at: now,
-                actor: "system".into(),
-                action: "lockout",
-                target: Some(user.id.clone()),
-                ip: ctx.ip.clone(),
-                outcome: "locked",
-                details: serde_json::json!({
-                    "factor": format!("{factor:?}").to_lowercase(), "failures": failures, "locked_for_secs": until - now,
-                }),
-            },
-        )
-        .await?;
-    }
+    state.metrics.lockouts.inc();
+    tracing::warn!(user_id, failures = reserved.failures, ?factor, "account locked after repeated failures");
+    audit::record(
+        &state.db,
+        NewAuditEvent {
+            occurred_at: now,
+            actor: "system".into(),
+            action: "lockout",
+            target: Some(user_id.to_string()),
+            ip: ctx.ip.clone(),
+            outcome: "locked",
+            details: serde_json::json!({
+                "factor": format!("{factor:?}").to_lowercase(),
+                "failures": reserved.failures,
+                "locked_for_secs": until - now,
+            }),
+        },
+    )
+    .await?;
     Ok(())
 }
 

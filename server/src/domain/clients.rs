@@ -9,6 +9,7 @@ use crate::store::{Page, StoreError};
 use crate::tokens::CLIENT_SECRET_PREFIX;
 
 use super::oauth::{GRANT_CLIENT_CREDENTIALS, SUPPORTED_GRANTS};
+use super::rbac::Grantor;
 use super::sessions::SPA_CLIENT_ID;
 use super::{Error, Result};
 
@@ -86,13 +87,41 @@ fn map_store(err: StoreError) -> Error {
     }
 }
 
+/// Tokens of a client whose audience is ours (set, or left to the default) open the
+/// admin API with the client's roles: only a full admin hands that out.
+async fn check_audience(state: &AppState, by: &Grantor<'_>, client_id: &str, audience: Option<&str>) -> Result<()> {
+    if audience.is_none_or(|a| a == state.config.audience) {
+        by.require_full_admin(state, "client.audience", client_id).await?;
+    }
+    Ok(())
+}
+
+/// Refuses `operation` on a client holding roles the grantor could not grant.
+async fn check_may_manage(state: &AppState, by: &Grantor<'_>, client_id: &str, operation: &'static str) -> Result<()> {
+    if by.is_full_admin() {
+        return Ok(());
+    }
+    let roles = clients::role_names(&state.db, client_id).await?;
+    by.check_roles(state, operation, client_id, &roles).await
+}
+
 /// Creates a client; for a confidential one, returns its generated secret, shown once.
-pub async fn create(state: &AppState, new: NewClient, actor: &str) -> Result<(ClientView, Option<Secret<String>>)> {
+pub async fn create(
+    state: &AppState,
+    new: NewClient,
+    by: &Grantor<'_>,
+) -> Result<(ClientView, Option<Secret<String>>)> {
+    let actor = by.actor();
     let valid_id = !new.client_id.is_empty()
         && new.client_id.len() <= 64
         && new.client_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !valid_id {
         return Err(Error::bad_request("invalid_client_id", "client_id must be 1-64 of A-Z a-z 0-9 - _ ."));
+    }
+    // A service token's subject is its client id: one shaped like a user id could be
+    // taken for that user wherever a subject is looked up.
+    if uuid::Uuid::try_parse(&new.client_id).is_ok() {
+        return Err(Error::bad_request("invalid_client_id", "client_id must not have the shape of a user id (UUID)"));
     }
     let name = new.name.trim().to_string();
     if name.is_empty() || name.len() > 128 {
@@ -100,6 +129,9 @@ pub async fn create(state: &AppState, new: NewClient, actor: &str) -> Result<(Cl
     }
     let grant_types = validate_grants(&new.grant_types, new.confidential)?;
     let scopes = validate_scopes(&new.scopes)?;
+    let audience = new.audience.filter(|a| !a.trim().is_empty());
+    check_audience(state, by, &new.client_id, audience.as_deref()).await?;
+    by.check_roles(state, "client.create", &new.client_id, &new.roles).await?;
     let secret = new.confidential.then(|| generate_token(CLIENT_SECRET_PREFIX));
     let now = state.now();
     let row = ClientRow {
@@ -109,7 +141,7 @@ pub async fn create(state: &AppState, new: NewClient, actor: &str) -> Result<(Cl
         secret_hash: secret.as_ref().map(|s| sha256_hex(s.expose())),
         grant_types,
         scopes,
-        audience: new.audience.filter(|a| !a.trim().is_empty()),
+        audience,
         created_at: now,
         updated_at: now,
     };
@@ -150,8 +182,16 @@ pub struct ClientUpdate {
     pub roles: Option<Vec<String>>,
 }
 
-pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, actor: &str) -> Result<ClientView> {
+pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by: &Grantor<'_>) -> Result<ClientView> {
+    let actor = by.actor();
     let current = get(state, client_id).await?;
+    check_may_manage(state, by, client_id, "client.update").await?;
+    if let Some(roles) = &update.roles {
+        by.check_roles(state, "client.update", client_id, roles).await?;
+    }
+    if let Some(audience) = &update.audience {
+        check_audience(state, by, client_id, audience.as_deref().filter(|a| !a.trim().is_empty())).await?;
+    }
     let confidential = current.row.client_type == TYPE_CONFIDENTIAL;
     let name = match update.name.map(|n| n.trim().to_string()) {
         Some(n) if n.is_empty() || n.len() > 128 => {
@@ -179,8 +219,10 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, act
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once.
-pub async fn rotate_secret(state: &AppState, client_id: &str, actor: &str) -> Result<Secret<String>> {
+pub async fn rotate_secret(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Result<Secret<String>> {
+    let actor = by.actor();
     let current = get(state, client_id).await?;
+    check_may_manage(state, by, client_id, "client.rotate_secret").await?;
     if current.row.client_type != TYPE_CONFIDENTIAL {
         return Err(Error::Conflict { code: "public_client", description: "public clients have no secret".into() });
     }
@@ -191,13 +233,16 @@ pub async fn rotate_secret(state: &AppState, client_id: &str, actor: &str) -> Re
     Ok(secret)
 }
 
-pub async fn delete(state: &AppState, client_id: &str, actor: &str) -> Result<()> {
+pub async fn delete(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Result<()> {
+    let actor = by.actor();
     if client_id == SPA_CLIENT_ID || client_id == ADMIN_CONSOLE_CLIENT_ID {
         return Err(Error::Conflict {
             code: "builtin_client",
             description: format!("{client_id} is a built-in client the server relies on"),
         });
     }
+    get(state, client_id).await?;
+    check_may_manage(state, by, client_id, "client.delete").await?;
     let audit = event(state, actor, "client.delete", client_id, serde_json::json!({}));
     if clients::delete(&state.db, client_id, audit).await? { Ok(()) } else { Err(Error::NotFound("client")) }
 }

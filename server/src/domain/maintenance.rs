@@ -15,6 +15,7 @@ pub struct Purged {
     pub sessions: u64,
     pub audit_events: u64,
     pub challenges: u64,
+    pub attempt_buckets: u64,
 }
 
 pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
@@ -33,6 +34,7 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
         done.audit_events = drain(|| purge::old_audit_events(&state.db, audit_before, batch), batch).await?;
     }
     done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?;
+    done.attempt_buckets = crate::store::attempts::purge_full(&state.db, now.saturating_mul(1000)).await?;
     if done != Purged::default() {
         tracing::info!(?done, "purged expired records");
     }

@@ -12,10 +12,10 @@ use crate::security::{Secret, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
-use crate::store::mfa::{self as store, ChallengeRow};
+use crate::store::mfa::{self as store, ChallengeRow, Claimed, FactorClaim};
 use crate::store::users::{self, Factor, STATUS_ACTIVE, UserRow};
 
-use super::auth::{IssuedTokens, RequestContext, check_password, record_failure};
+use super::auth::{IssuedTokens, RequestContext, audit_lockout, check_password};
 use super::{Error, Result, new_id, sessions};
 
 pub const MFA_TOKEN_PREFIX: &str = "lk_mfa_";
@@ -82,51 +82,70 @@ pub async fn after_password(
     Ok(LoginOutcome::MfaRequired { mfa_token: token, expires_in: ttl })
 }
 
-/// Checks a TOTP or recovery code for `user`, counting failures towards the TOTP lockout.
+/// Checks a TOTP or recovery code for `user`. The attempt is reserved against the TOTP
+/// lockout before the code is looked at (as passwords are), so a parallel burst of codes
+/// gets no more checks than the threshold. With a login challenge, the challenge is
+/// consumed in the same transaction as the code ([`store::claim_factor`]): of two
+/// completions racing on one `mfa_token`, the loser spends nothing.
 pub async fn verify_second_factor(
     state: &AppState,
     user: &UserRow,
     factor: &SecondFactor,
     ctx: &RequestContext,
+    challenge_id: Option<&str>,
 ) -> Result<()> {
-    super::auth::check_username_limit(state, &user.username_normalized)?;
+    super::auth::check_username_limit(state, &user.username_normalized).await?;
     let now = state.now();
     if !user.totp_enabled {
         return Err(Error::InvalidSecondFactor);
     }
-    let locked = user.totp_locked_until.is_some_and(|until| until > now);
-    let accepted = !locked
-        && match factor {
-            SecondFactor::Code(code) => {
-                let secret = decrypt_secret(state, &user.id, user.totp_secret_encrypted.as_deref())?;
-                match totp::matching_step(secret.expose(), code, now, TOTP_SKEW_STEPS) {
-                    Some(step) => users::claim_totp_step(&state.db, &user.id, step).await?,
-                    None => false,
-                }
-            }
-            SecondFactor::RecoveryCode(code) => {
-                let hash = sha256_hex(&totp::normalise_recovery_code(code.expose()));
-                let used = store::use_recovery_code(&state.db, &user.id, &hash, now).await?;
-                if used {
-                    audit::record(&state.db, event(state, &user.id, "mfa.recovery_code_used", &user.id, ctx)).await?;
-                }
-                used
-            }
-        };
-    if accepted {
-        if user.totp_failures != 0 || user.totp_locked_until.is_some() {
-            users::record_success(&state.db, &user.id, Factor::Totp).await?;
+    let Some(reserved) = users::reserve_attempt(&state.db, &user.id, Factor::Totp, now, state.config.lockout).await?
+    else {
+        return Err(second_factor_failure(state, user, ctx, "locked").await?);
+    };
+    let recovery_hash;
+    let claim = match factor {
+        SecondFactor::Code(code) => {
+            let secret = decrypt_secret(state, &user.id, user.totp_secret_encrypted.as_deref())?;
+            totp::matching_step(secret.expose(), code, now, TOTP_SKEW_STEPS).map(FactorClaim::TotpStep)
         }
-        return Ok(());
+        SecondFactor::RecoveryCode(code) => {
+            recovery_hash = sha256_hex(&totp::normalise_recovery_code(code.expose()));
+            Some(FactorClaim::RecoveryCode(&recovery_hash))
+        }
+    };
+    let claimed = match claim {
+        Some(claim) => store::claim_factor(&state.db, &user.id, claim, challenge_id, now).await?,
+        None => Claimed::Rejected,
+    };
+    match claimed {
+        Claimed::Accepted => {
+            users::record_success(&state.db, &user.id, Factor::Totp).await?;
+            if matches!(factor, SecondFactor::RecoveryCode(_)) {
+                audit::record(&state.db, event(state, &user.id, "mfa.recovery_code_used", &user.id, ctx)).await?;
+            }
+            Ok(())
+        }
+        Claimed::ChallengeSpent => Err(Error::InvalidToken("the mfa_token was already used; log in again".into())),
+        Claimed::Rejected => {
+            audit_lockout(state, &user.id, Factor::Totp, reserved, ctx).await?;
+            Err(second_factor_failure(state, user, ctx, "invalid_code").await?)
+        }
     }
-    if !locked {
-        record_failure(state, user, Factor::Totp, ctx).await?;
-    }
-    let mut failure = event(state, &user.id, "mfa", &user.id, ctx);
-    failure.outcome = "failure";
-    failure.details = serde_json::json!({ "reason": if locked { "locked" } else { "invalid_code" } });
+}
+
+/// Audits a refused second factor and returns the generic error for it.
+async fn second_factor_failure(
+    state: &AppState,
+    user: &UserRow,
+    ctx: &RequestContext,
+    reason: &'static str,
+) -> Result<Error> {
+    let failure = event(state, &user.id, "mfa", &user.id, ctx)
+        .outcome("failure")
+        .details(serde_json::json!({ "reason": reason }));
     audit::record(&state.db, failure).await?;
-    Err(Error::InvalidSecondFactor)
+    Ok(Error::InvalidSecondFactor)
 }
 
 /// `POST /auth/login/mfa`: the challenge plus a code → a session.
@@ -144,11 +163,8 @@ pub async fn complete_login(
         .await?
         .filter(|u| u.status == STATUS_ACTIVE)
         .ok_or(Error::InvalidCredentials)?;
-    verify_second_factor(state, &user, &factor, ctx).await?;
-    // Single use: only one completion wins, even if two arrive with valid codes.
-    if !store::consume_challenge(&state.db, &challenge.id, now).await? {
-        return Err(Error::InvalidToken("the mfa_token was already used; log in again".into()));
-    }
+    // Single use: the challenge is consumed with the code, so only one completion wins.
+    verify_second_factor(state, &user, &factor, ctx, Some(&challenge.id)).await?;
     let client = sessions::first_party_client(state, &challenge.client_id).await?;
     let scope = super::oauth::resolve_scope(&client, None)?;
     sessions::start(state, &user, &client, &scope, AMR_PASSWORD_AND_OTP, ctx).await
@@ -237,7 +253,7 @@ pub async fn disable(
     if !user.totp_enabled {
         return Err(Error::Conflict { code: "totp_disabled", description: "TOTP is not enabled".into() });
     }
-    verify_second_factor(state, &user, factor, ctx).await?;
+    verify_second_factor(state, &user, factor, ctx, None).await?;
     users::set_totp(&state.db, &user.id, None, &[], state.now(), event(state, &user.id, "totp.disable", &user.id, ctx))
         .await?;
     Ok(())
@@ -264,11 +280,13 @@ pub async fn regenerate_recovery_codes(
 }
 
 /// An admin removes a user's TOTP (lost device); audited with the admin as actor.
-pub async fn admin_reset(state: &AppState, user_id: &str, actor: &str) -> Result<()> {
+pub async fn admin_reset(state: &AppState, user_id: &str, by: &super::rbac::Grantor<'_>) -> Result<()> {
     super::users::check_id(user_id)?;
     user(state, user_id).await?;
+    super::users::check_may_manage(state, by, user_id, "totp.reset").await?;
     let ctx = RequestContext::default();
-    users::set_totp(&state.db, user_id, None, &[], state.now(), event(state, actor, "totp.reset", user_id, &ctx))
+    let audit = event(state, by.actor(), "totp.reset", user_id, &ctx);
+    users::set_totp(&state.db, user_id, None, &[], state.now(), audit)
         .await?;
     Ok(())
 }

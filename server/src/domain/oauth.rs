@@ -134,7 +134,7 @@ pub async fn token(
                     "this account requires a TOTP code: repeat the request with the totp parameter",
                 ));
             };
-            match mfa::verify_second_factor(state, &user, &mfa::SecondFactor::Code(code), ctx).await {
+            match mfa::verify_second_factor(state, &user, &mfa::SecondFactor::Code(code), ctx, None).await {
                 Ok(()) => sessions::start(state, &user, &client, &scope, mfa::AMR_PASSWORD_AND_OTP, ctx).await,
                 Err(Error::InvalidSecondFactor) => {
                     Err(Error::oauth(OAuthErrorCode::InvalidGrant, "invalid or already used TOTP code"))

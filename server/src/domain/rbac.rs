@@ -79,6 +79,8 @@ pub struct Principal {
     pub subject: String,
     pub is_user: bool,
     pub permissions: BTreeSet<String>,
+    /// Holds the `admin` role: every permission, custom ones included.
+    pub full_admin: bool,
     pub claims: AccessClaims,
 }
 
@@ -99,6 +101,103 @@ impl Principal {
     pub fn actor(&self) -> &str {
         &self.subject
     }
+
+    /// What this principal may hand out: only what it holds itself.
+    pub fn grantor(&self) -> Grantor<'_> {
+        Grantor { actor: &self.subject, held: (!self.full_admin).then_some(&self.permissions) }
+    }
+}
+
+/// Who grants roles or permissions (to a user, a role or a client), and so how far a
+/// grant may reach: an actor grants only permissions it holds itself, and roles all of
+/// whose permissions it holds; the `admin` role only a full admin grants. The same bound
+/// applies to changing an account or client that holds more than the actor (resetting an
+/// admin's password or rotating an admin client's secret would be a grant by another name).
+pub struct Grantor<'a> {
+    actor: &'a str,
+    /// `None`: may grant anything (a holder of the `admin` role, or the local operator).
+    held: Option<&'a BTreeSet<String>>,
+}
+
+impl<'a> Grantor<'a> {
+    /// The operator at the server's own command line, who could edit the database anyway.
+    pub const fn operator(actor: &'a str) -> Self {
+        Self { actor, held: None }
+    }
+
+    /// Someone acting on their own account (self-registration): grants nothing.
+    pub fn nobody(actor: &'a str) -> Self {
+        static NOTHING: BTreeSet<String> = BTreeSet::new();
+        Self { actor, held: Some(&NOTHING) }
+    }
+
+    pub fn actor(&self) -> &str {
+        self.actor
+    }
+
+    pub fn is_full_admin(&self) -> bool {
+        self.held.is_none()
+    }
+
+    /// Refuses, with an audited 403, unless every one of `permissions` is held.
+    pub async fn check_permissions<'p>(
+        &self,
+        state: &AppState,
+        operation: &'static str,
+        target: &str,
+        permissions: impl IntoIterator<Item = &'p String>,
+    ) -> Result<()> {
+        let Some(held) = self.held else { return Ok(()) };
+        let missing: BTreeSet<&str> =
+            permissions.into_iter().filter(|p| !held.contains(*p)).map(String::as_str).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let missing: Vec<&str> = missing.into_iter().collect();
+        Err(self.refuse(state, operation, target, &format!("the permissions {}", missing.join(", "))).await)
+    }
+
+    /// Refuses, with an audited 403, unless the grantor holds every permission of `roles`
+    /// (the `admin` role: every permission there is).
+    pub async fn check_roles(
+        &self,
+        state: &AppState,
+        operation: &'static str,
+        target: &str,
+        roles: &[String],
+    ) -> Result<()> {
+        if self.is_full_admin() {
+            return Ok(());
+        }
+        if roles.iter().any(|r| r == ADMIN_ROLE) {
+            return Err(self.refuse(state, operation, target, "the admin role (only a full admin grants it)").await);
+        }
+        let permissions = roles::permissions_of(&state.db, roles).await?;
+        self.check_permissions(state, operation, target, &permissions).await
+    }
+
+    /// Refuses (audited) an operation only a full admin may perform.
+    pub async fn require_full_admin(&self, state: &AppState, operation: &'static str, target: &str) -> Result<()> {
+        if self.is_full_admin() {
+            return Ok(());
+        }
+        Err(self.refuse(state, operation, target, "the admin role").await)
+    }
+
+    /// Audits a refused grant and returns the 403 naming what was missing.
+    async fn refuse(&self, state: &AppState, operation: &'static str, target: &str, missing: &str) -> Error {
+        tracing::warn!(actor = self.actor, operation, target, missing, "grant refused");
+        let event = NewAuditEvent::success(state.now(), self.actor, "grant.refused", target)
+            .outcome("denied")
+            .details(serde_json::json!({ "operation": operation, "missing": missing }));
+        if let Err(e) = crate::store::audit::record(&state.db, event).await {
+            return e.into();
+        }
+        Error::Forbidden {
+            code: "insufficient_permissions",
+            description: format!("{operation} needs {missing}, which the caller does not hold"),
+        }
+    }
 }
 
 /// Resolves the principal of a verified token: a user (token with a session) must still
@@ -115,10 +214,11 @@ pub async fn principal(state: &AppState, authenticated: super::auth::Authenticat
         state.hot().client_role_names(&claims.client_id).await?
     };
     let mut permissions = roles::permissions_of(&state.db, &role_names).await?;
-    if role_names.iter().any(|r| r == ADMIN_ROLE) {
+    let full_admin = role_names.iter().any(|r| r == ADMIN_ROLE);
+    if full_admin {
         permissions.extend(Permission::ALL.iter().map(|p| p.as_str().to_string()));
     }
-    Ok(Principal { subject: claims.sub.clone(), is_user, permissions, claims })
+    Ok(Principal { subject: claims.sub.clone(), is_user, permissions, full_admin, claims })
 }
 
 fn validate_role_name(name: &str) -> Result<()> {
@@ -189,12 +289,13 @@ pub async fn create_role(
     name: &str,
     description: &str,
     permissions: &[String],
-    actor: &str,
+    by: &Grantor<'_>,
 ) -> Result<RoleDetails> {
     validate_role_name(name)?;
     validate_description(description)?;
     let permissions = validate_permissions(permissions)?;
-    let event = role_event(state, actor, "role.create", name, serde_json::json!({ "permissions": permissions }));
+    by.check_permissions(state, "role.create", name, &permissions).await?;
+    let event = role_event(state, by.actor(), "role.create", name, serde_json::json!({ "permissions": permissions }));
     match roles::create(&state.db, name, description, &permissions, state.now(), event).await {
         Ok(()) => get_role(state, name).await,
         Err(StoreError::Conflict) => {
@@ -209,7 +310,7 @@ pub async fn update_role(
     name: &str,
     description: Option<&str>,
     permissions: Option<&[String]>,
-    actor: &str,
+    by: &Grantor<'_>,
 ) -> Result<RoleDetails> {
     let current = get_role(state, name).await?;
     if let Some(description) = description {
@@ -222,9 +323,28 @@ pub async fn update_role(
             description: "the admin role always holds every permission".into(),
         });
     }
+    // Whoever edits a role must hold what it grants today (or could take it from its
+    // holders) and what it will grant; built-in roles are a full admin's alone.
+    if current.row.builtin {
+        by.require_full_admin(state, "role.update", name).await?;
+    }
+    by.check_permissions(state, "role.update", name, &current.permissions).await?;
+    if let Some(permissions) = &permissions {
+        by.check_permissions(state, "role.update", name, permissions).await?;
+        if name == super::users::DEFAULT_ROLE
+            && let Some(own) = permissions.iter().find(|p| Permission::ALL.iter().any(|q| q.as_str() == p.as_str()))
+        {
+            return Err(Error::Conflict {
+                code: "builtin_role",
+                description: format!(
+                    "the user role every account holds may carry only your own permissions, never Latchkey's {own}"
+                ),
+            });
+        }
+    }
     let event = role_event(
         state,
-        actor,
+        by.actor(),
         "role.update",
         name,
         serde_json::json!({ "description": description, "permissions": permissions }),
@@ -233,7 +353,7 @@ pub async fn update_role(
     get_role(state, name).await
 }
 
-pub async fn delete_role(state: &AppState, name: &str, actor: &str) -> Result<()> {
+pub async fn delete_role(state: &AppState, name: &str, by: &Grantor<'_>) -> Result<()> {
     let current = get_role(state, name).await?;
     if current.row.builtin {
         return Err(Error::Conflict {
@@ -241,7 +361,8 @@ pub async fn delete_role(state: &AppState, name: &str, actor: &str) -> Result<()
             description: format!("{name} is a built-in role and cannot be deleted"),
         });
     }
-    let event = role_event(state, actor, "role.delete", name, serde_json::json!({ "users": current.user_count }));
+    by.check_permissions(state, "role.delete", name, &current.permissions).await?;
+    let event = role_event(state, by.actor(), "role.delete", name, serde_json::json!({ "users": current.user_count }));
     if roles::delete(&state.db, name, event).await? { Ok(()) } else { Err(Error::NotFound("role")) }
 }
 

@@ -1,5 +1,8 @@
 //! User accounts: validation of usernames and passwords, registration and creation.
 
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 use crate::config::PASSWORD_MAX_LENGTH;
 use crate::security::Secret;
 use crate::state::AppState;
@@ -7,6 +10,7 @@ use crate::store::StoreError;
 use crate::store::audit::NewAuditEvent;
 use crate::store::users::{self, NewUser, UserRow};
 
+use super::rbac::Grantor;
 use super::{Error, Result, new_id};
 
 pub const USERNAME_MAX_LENGTH: usize = 64;
@@ -45,21 +49,45 @@ impl UserView {
     }
 }
 
-/// Trims the username and returns it with its case-folded form, which is what
-/// uniqueness and login compare, so `Alice` and `alice ` are one account.
+/// The display form and the login form of a username. Both are NFKC-normalised (so the
+/// fullwidth `ａdmin` *is* `admin`) and trimmed; the login form is also case-folded, which
+/// is what uniqueness and login compare, so `Alice` and `alice ` are one account. Control
+/// and invisible format characters (Unicode category Cf: zero-width spaces, joiners,
+/// direction marks) are refused, since two names that differ only by them look the same.
 pub fn normalize_username(raw: &str) -> Result<(String, String)> {
-    let trimmed = raw.trim();
-    let length = trimmed.chars().count();
+    // Bound the work before normalising: NFKC can expand a character eighteen-fold.
+    if raw.len() > USERNAME_MAX_LENGTH * 4 * 4 {
+        return Err(username_length_error());
+    }
+    let display: String = raw.nfkc().collect::<String>().trim().to_string();
+    let length = display.chars().count();
     if length == 0 || length > USERNAME_MAX_LENGTH {
+        return Err(username_length_error());
+    }
+    if display.chars().any(|c| c.is_control() || c.general_category() == GeneralCategory::Format) {
         return Err(Error::bad_request(
             "invalid_username",
-            format!("username must be 1 to {USERNAME_MAX_LENGTH} characters"),
+            "username must not contain control or invisible formatting characters",
         ));
     }
-    if trimmed.chars().any(|c| c.is_control()) {
-        return Err(Error::bad_request("invalid_username", "username must not contain control characters"));
-    }
-    Ok((trimmed.to_string(), trimmed.to_lowercase()))
+    let login: String = display.to_lowercase().nfkc().collect();
+    Ok((display, login))
+}
+
+fn username_length_error() -> Error {
+    Error::bad_request("invalid_username", format!("username must be 1 to {USERNAME_MAX_LENGTH} characters"))
+}
+
+/// The login form of a username typed at a login, checked as at registration, before it
+/// keys a rate-limit bucket, a lookup or an audit event.
+pub fn login_name(raw: &str) -> Result<String> {
+    normalize_username(raw).map(|(_, login)| login)
+}
+
+/// The UTS #39 skeleton of a login name: look-alikes (Cyrillic `а` for Latin `a`, `rn`
+/// for `m`, `0` for `O`) share one, and only one account may hold each.
+pub fn username_skeleton(login: &str) -> String {
+    unicode_security::skeleton(login).collect::<String>().to_lowercase()
 }
 
 /// Length in characters (not bytes), so any Unicode password of that length is allowed.
@@ -95,18 +123,19 @@ pub struct NewAccount {
     pub roles: Vec<String>,
 }
 
-/// Creates an account. `actor` names who did it, for the audit log.
-pub async fn create(state: &AppState, account: NewAccount, actor: &str, ip: Option<String>) -> Result<UserView> {
+/// Creates an account. `by` names who did it, for the audit log, and bounds the roles
+/// it may hand out (self-registration asks for none).
+pub async fn create(state: &AppState, account: NewAccount, by: &Grantor<'_>, ip: Option<String>) -> Result<UserView> {
+    let actor = by.actor();
     let (username, normalized) = normalize_username(&account.username)?;
     validate_password(account.password.expose(), state.config.password_min_length)?;
     let email = validate_email(account.email)?;
-    let mut roles = vec![DEFAULT_ROLE.to_string()];
-    for role in account.roles {
-        if !roles.contains(&role) {
-            roles.push(role);
-        }
-    }
+    let extra = granted_roles(account.roles);
+    by.check_roles(state, "user.create", &normalized, &extra).await?;
+    let mut roles = extra;
+    roles.push(DEFAULT_ROLE.to_string());
     roles.sort();
+    roles.dedup();
 
     if users::find_by_username(&state.db, &normalized).await?.is_some() {
         return Err(username_taken());
@@ -123,7 +152,8 @@ pub async fn create(state: &AppState, account: NewAccount, actor: &str, ip: Opti
         outcome: "success",
         details: serde_json::json!({ "username": username, "roles": roles }),
     };
-    let new_user = NewUser { id, username, username_normalized: normalized, email, password_hash, now };
+    let skeleton = username_skeleton(&normalized);
+    let new_user = NewUser { id, username, username_normalized: normalized, skeleton, email, password_hash, now };
     let row = match users::create(&state.db, new_user, &roles, event).await {
         Ok(row) => row,
         // Two registrations raced; the unique index decided.
@@ -134,8 +164,29 @@ pub async fn create(state: &AppState, account: NewAccount, actor: &str, ip: Opti
     Ok(UserView::new(row, roles))
 }
 
+/// The roles of a grant besides the default `user` role, which every account holds anyway
+/// (self-registration hands it out), deduplicated and sorted.
+fn granted_roles(roles: Vec<String>) -> Vec<String> {
+    let mut roles: Vec<String> = roles.into_iter().filter(|r| r != DEFAULT_ROLE).collect();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+/// Refuses `operation` on an account holding roles the grantor could not grant.
+pub(crate) async fn check_may_manage(state: &AppState, by: &Grantor<'_>, user_id: &str, operation: &'static str) -> Result<()> {
+    if by.is_full_admin() {
+        return Ok(());
+    }
+    let held = granted_roles(users::role_names(&state.db, user_id).await?);
+    by.check_roles(state, operation, user_id, &held).await
+}
+
 fn username_taken() -> Error {
-    Error::Conflict { code: "username_taken", description: "that username is already taken".into() }
+    Error::Conflict {
+        code: "username_taken",
+        description: "that username is taken, or looks like one that is".into(),
+    }
 }
 
 pub async fn get(state: &AppState, user_id: &str) -> Result<UserView> {
@@ -181,14 +232,14 @@ pub async fn admin_create(
     email: Option<String>,
     password: Option<Secret<String>>,
     roles: Vec<String>,
-    actor: &str,
+    by: &Grantor<'_>,
 ) -> Result<(UserView, Option<Secret<String>>)> {
     let (password, generated) = match password {
         Some(password) => (password, false),
         None => (crate::security::generate_token(""), true),
     };
     let account = NewAccount { username, password: password.clone(), email, roles };
-    let user = create(state, account, actor, None).await?;
+    let user = create(state, account, by, None).await?;
     Ok((user, generated.then_some(password)))
 }
 
@@ -218,8 +269,10 @@ pub async fn admin_update(
     user_id: &str,
     email: Option<Option<String>>,
     status: Option<String>,
-    actor: &str,
+    by: &Grantor<'_>,
 ) -> Result<UserView> {
+    check_id(user_id)?;
+    check_may_manage(state, by, user_id, "user.update").await?;
     let email = match email {
         Some(email) => Some(validate_email(email)?),
         None => None,
@@ -231,26 +284,50 @@ pub async fn admin_update(
         return Err(Error::bad_request("invalid_status", "status must be active or disabled"));
     }
     let details = serde_json::json!({ "email_changed": email.is_some(), "status": status });
-    let event = user_event(state, actor, "user.update", user_id, details);
+    let event = user_event(state, by.actor(), "user.update", user_id, details);
     apply(state, user_id, users::UserChanges { email, status, ..Default::default() }, event).await
 }
 
 /// Sets a new password and ends every session of the user.
-pub async fn admin_set_password(state: &AppState, user_id: &str, password: &Secret<String>, actor: &str) -> Result<()> {
+pub async fn admin_set_password(
+    state: &AppState,
+    user_id: &str,
+    password: &Secret<String>,
+    by: &Grantor<'_>,
+) -> Result<()> {
     check_id(user_id)?;
+    check_may_manage(state, by, user_id, "user.set_password").await?;
     validate_password(password.expose(), state.config.password_min_length)?;
     let hash = state.passwords.hash(password).await?;
-    let event = user_event(state, actor, "user.set_password", user_id, serde_json::json!({}));
+    let event = user_event(state, by.actor(), "user.set_password", user_id, serde_json::json!({}));
     apply(state, user_id, users::UserChanges { password_hash: Some(hash), ..Default::default() }, event).await?;
     Ok(())
 }
 
-/// Replaces the user's roles (takes effect in tokens at the next refresh).
-pub async fn admin_set_roles(state: &AppState, user_id: &str, roles: Vec<String>, actor: &str) -> Result<UserView> {
+/// Replaces the user's roles (takes effect in tokens at the next refresh). The grantor
+/// must be able to grant every role added and every role taken away.
+pub async fn admin_set_roles(
+    state: &AppState,
+    user_id: &str,
+    roles: Vec<String>,
+    by: &Grantor<'_>,
+) -> Result<UserView> {
+    check_id(user_id)?;
     let mut roles = roles;
     roles.sort();
     roles.dedup();
-    let event = user_event(state, actor, "user.set_roles", user_id, serde_json::json!({ "roles": roles }));
+    if !by.is_full_admin() {
+        let current = granted_roles(users::role_names(&state.db, user_id).await?);
+        let requested = granted_roles(roles.clone());
+        let changed: Vec<String> = requested
+            .iter()
+            .filter(|r| !current.contains(r))
+            .chain(current.iter().filter(|r| !requested.contains(r)))
+            .cloned()
+            .collect();
+        by.check_roles(state, "user.set_roles", user_id, &changed).await?;
+    }
+    let event = user_event(state, by.actor(), "user.set_roles", user_id, serde_json::json!({ "roles": roles }));
     apply(state, user_id, users::UserChanges { roles: Some(roles), ..Default::default() }, event).await
 }
 
@@ -280,24 +357,91 @@ pub async fn change_password(
 }
 
 /// Clears a user's lockouts (password and TOTP).
-pub async fn admin_unlock(state: &AppState, user_id: &str, actor: &str) -> Result<UserView> {
+pub async fn admin_unlock(state: &AppState, user_id: &str, by: &Grantor<'_>) -> Result<UserView> {
     check_id(user_id)?;
-    let event = user_event(state, actor, "user.unlock", user_id, serde_json::json!({}));
+    check_may_manage(state, by, user_id, "user.unlock").await?;
+    let event = user_event(state, by.actor(), "user.unlock", user_id, serde_json::json!({}));
     if !users::unlock(&state.db, user_id, event).await? {
         return Err(Error::NotFound("user"));
     }
     get(state, user_id).await
 }
 
-pub async fn admin_delete(state: &AppState, user_id: &str, actor: &str) -> Result<()> {
+pub async fn admin_delete(state: &AppState, user_id: &str, by: &Grantor<'_>) -> Result<()> {
     check_id(user_id)?;
-    let event = user_event(state, actor, "user.delete", user_id, serde_json::json!({}));
+    check_may_manage(state, by, user_id, "user.delete").await?;
+    let event = user_event(state, by.actor(), "user.delete", user_id, serde_json::json!({}));
     if users::delete(&state.db, user_id, event).await? { Ok(()) } else { Err(Error::NotFound("user")) }
+}
+
+/// Accounts whose names look alike: each group shares one skeleton, oldest first.
+#[derive(Debug, Clone)]
+pub struct ConfusableGroup {
+    pub skeleton: String,
+    /// (user id, username)
+    pub users: Vec<(String, String)>,
+}
+
+/// Every group of look-alike account names (from before the guard, or normalised another
+/// way then). They are reported, never renamed: only the operator can tell which is real.
+pub async fn confusable_groups(state: &AppState) -> Result<Vec<ConfusableGroup>> {
+    let mut groups: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for (id, username, login) in users::all_login_names(&state.db).await? {
+        groups.entry(username_skeleton(&login)).or_default().push((id, username));
+    }
+    Ok(groups
+        .into_iter()
+        .filter(|(_, users)| users.len() > 1)
+        .map(|(skeleton, users)| ConfusableGroup { skeleton, users })
+        .collect())
+}
+
+/// At start-up: records the skeleton of every account that lacks one (accounts made
+/// before the guard), then warns about each account left without one — its skeleton is
+/// another account's, so the two names look alike. Returns how many were left.
+pub async fn check_confusables_at_startup(state: &AppState) -> Result<usize> {
+    let missing = users::without_skeleton(&state.db).await?;
+    for chunk in missing.chunks(500) {
+        let rows: Vec<(String, String)> =
+            chunk.iter().map(|(id, login)| (id.clone(), username_skeleton(login))).collect();
+        users::insert_missing_skeletons(&state.db, &rows).await?;
+    }
+    let left = if missing.is_empty() { Vec::new() } else { users::without_skeleton(&state.db).await? };
+    for (id, login) in &left {
+        let holder = users::holder_of_skeleton(&state.db, &username_skeleton(login)).await?;
+        tracing::warn!(
+            user_id = %id,
+            username = %login,
+            looks_like = ?holder.map(|(_, name)| name),
+            "an account's username looks like another's; review with `latchkey user list --confusables`"
+        );
+    }
+    Ok(left.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alike_usernames_normalise_or_share_a_skeleton() {
+        // Fullwidth letters are compatibility characters: NFKC makes them the same name.
+        assert_eq!(normalize_username("ａdmin").unwrap().1, "admin");
+        // Invisible format characters are refused outright.
+        for raw in ["admin\u{200b}", "ad\u{200d}min", "\u{202e}nimda", "adm\u{00ad}in"] {
+            assert_eq!(
+                normalize_username(raw).unwrap_err().to_string(),
+                "username must not contain control or invisible formatting characters",
+                "{raw:?}"
+            );
+        }
+        // Cyrillic а (U+0430) is a different letter that looks the same: same skeleton.
+        let cyrillic = normalize_username("\u{0430}dmin").unwrap().1;
+        assert_ne!(cyrillic, "admin");
+        assert_eq!(username_skeleton(&cyrillic), username_skeleton("admin"));
+        assert_eq!(username_skeleton("rnallory"), username_skeleton("mallory"));
+        assert_ne!(username_skeleton("alice"), username_skeleton("alicia"));
+    }
 
     #[test]
     fn usernames_are_trimmed_and_case_folded() {

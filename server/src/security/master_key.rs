@@ -21,6 +21,8 @@ pub enum MasterKeyError {
     Create { path: String, source: std::io::Error },
     #[error("master key file {path} does not hold a base64-encoded 32-byte key")]
     Malformed { path: String },
+    #[error("master key file {path} is writable by every user (mode {mode:o}); run chmod 600 on it")]
+    WorldWritable { path: String, mode: u32 },
 }
 
 /// Decryption failed: wrong master key, or the ciphertext was altered.
@@ -50,6 +52,7 @@ impl MasterKey {
         let display = path.display().to_string();
         match fs::read_to_string(path) {
             Ok(text) => {
+                check_existing_mode(path, &display)?;
                 let decoded = Zeroizing::new(
                     STANDARD.decode(text.trim()).map_err(|_| MasterKeyError::Malformed { path: display.clone() })?,
                 );
@@ -100,10 +103,37 @@ impl MasterKey {
     }
 }
 
-/// Creates `path` (and its directory) readable and writable by the owner only.
+/// An existing key file anyone may write is refused (anyone could swap the key); one
+/// others may read is served with a warning, since the operator may rely on a group.
+fn check_existing_mode(path: &Path, shown: &str) -> Result<(), MasterKeyError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)
+            .map_err(|source| MasterKeyError::Read { path: shown.to_string(), source })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o002 != 0 {
+            return Err(MasterKeyError::WorldWritable { path: shown.to_string(), mode });
+        }
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = shown,
+                mode = %format!("{mode:o}"),
+                "the master key file is readable by other users; run chmod 600 on it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, shown);
+    Ok(())
+}
+
+/// Creates `path` (and its directory, 0700) readable and writable by the owner only.
 fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)?;
+        super::create_private_dir(dir)?;
     }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -147,6 +177,21 @@ mod tests {
         assert!(!created);
         let sealed = first.encrypt("x", b"data");
         assert_eq!(second.decrypt("x", &sealed).unwrap().as_slice(), b"data");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn world_writable_key_is_refused_and_its_directory_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/master.key");
+        MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(MasterKey::load_or_create(&path).is_ok(), "group- or world-readable: a warning only");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = MasterKey::load_or_create(&path).unwrap_err();
+        assert!(matches!(err, MasterKeyError::WorldWritable { mode: 0o666, .. }), "{err}");
     }
 
     #[test]

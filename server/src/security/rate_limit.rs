@@ -1,7 +1,8 @@
 //! Token-bucket rate limits (governor), per client IP for each group of sensitive
-//! endpoints and per normalised username for password and TOTP attempts. Buckets live in
-//! this node's memory only (DESIGN.md allows it: lockout, the durable defence, is in the
-//! database); idle keys are swept so memory stays bounded under many distinct IPs.
+//! endpoints. These buckets live in this node's memory only (DESIGN.md allows it: they
+//! are the cheap first line; the per-username bucket and the lockout, which must hold
+//! across nodes, are in the database — `store::attempts`, `store::users`); idle keys are
+//! swept so memory stays bounded under many distinct IPs.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -28,7 +29,8 @@ impl Bucket {
         match path {
             "/auth/login" | "/auth/login/mfa" => Some(Bucket::Login),
             "/auth/register" => Some(Bucket::Register),
-            "/oauth2/token" | "/oauth2/revoke" | "/oauth2/introspect" => Some(Bucket::Token),
+            // `/oauth2/token` is charged by its handler: `password` grants to `Login`.
+            "/oauth2/revoke" | "/oauth2/introspect" => Some(Bucket::Token),
             "/auth/refresh" => Some(Bucket::Refresh),
             "/auth/password" => Some(Bucket::PasswordChange),
             p if p.starts_with("/auth/totp") => Some(Bucket::Totp),
@@ -50,12 +52,11 @@ impl Bucket {
 
 pub struct Limiters {
     per_ip: Vec<(Bucket, DefaultKeyedRateLimiter<IpAddr>)>,
-    per_username: DefaultKeyedRateLimiter<String>,
     max_keys: usize,
     clock: DefaultClock,
 }
 
-fn limiter<K: std::hash::Hash + Eq + Clone>(quota: Quota) -> DefaultKeyedRateLimiter<K> {
+fn limiter(quota: Quota) -> DefaultKeyedRateLimiter<IpAddr> {
     let per_minute = NonZeroU32::new(quota.per_minute).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(quota.burst).unwrap_or(NonZeroU32::MIN);
     RateLimiter::keyed(GovernorQuota::per_minute(per_minute).allow_burst(burst))
@@ -72,7 +73,6 @@ impl Limiters {
                 (Bucket::Totp, limiter(config.totp)),
                 (Bucket::PasswordChange, limiter(config.password_change)),
             ],
-            per_username: limiter(config.username),
             max_keys: config.max_tracked_keys,
             clock: DefaultClock::default(),
         }
@@ -89,28 +89,17 @@ impl Limiters {
         limiter.check_key(&ip).map_err(|not_until| retry_after(&self.clock, &not_until))
     }
 
-    /// `Err(seconds to wait)` when this account has seen too many attempts.
-    pub fn check_username(&self, normalized_username: &str) -> Result<(), u64> {
-        if self.per_username.len() > self.max_keys {
-            self.per_username.retain_recent();
-        }
-        let key = normalized_username.to_string();
-        self.per_username.check_key(&key).map_err(|not_until| retry_after(&self.clock, &not_until))
-    }
-
     /// Drops buckets that are full again (idle keys); run periodically.
     pub fn sweep(&self) {
         for (_, limiter) in &self.per_ip {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        self.per_username.retain_recent();
-        self.per_username.shrink_to_fit();
     }
 
     /// Keys currently tracked across all limiters.
     pub fn tracked_keys(&self) -> usize {
-        self.per_ip.iter().map(|(_, l)| l.len()).sum::<usize>() + self.per_username.len()
+        self.per_ip.iter().map(|(_, l)| l.len()).sum::<usize>()
     }
 }
 
@@ -144,5 +133,6 @@ mod tests {
         assert_eq!(Bucket::for_path("/auth/login/mfa"), Some(Bucket::Login));
         assert_eq!(Bucket::for_path("/auth/totp/confirm"), Some(Bucket::Totp));
         assert_eq!(Bucket::for_path("/auth/me"), None);
+        assert_eq!(Bucket::for_path("/oauth2/token"), None, "charged by the handler per grant type");
     }
 }

@@ -40,17 +40,45 @@ impl NewAuditEvent {
         self.ip = ip;
         self
     }
+
+    pub fn outcome(mut self, outcome: &'static str) -> Self {
+        self.outcome = outcome;
+        self
+    }
+}
+
+/// Longest actor, target or IP kept in an event (characters): events are written for
+/// unauthenticated requests too, so nothing they carry may grow the table at will.
+pub const FIELD_MAX_CHARS: usize = 256;
+/// Longest serialised `details` kept (bytes); longer ones are replaced by a marker.
+pub const DETAILS_MAX_BYTES: usize = 4096;
+
+fn bounded(mut text: String) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(FIELD_MAX_CHARS) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+fn bounded_details(details: &serde_json::Value) -> String {
+    let text = details.to_string();
+    if text.len() <= DETAILS_MAX_BYTES {
+        text
+    } else {
+        serde_json::json!({ "truncated": true, "bytes": text.len() }).to_string()
+    }
 }
 
 pub async fn record(db: &impl ConnectionTrait, event: NewAuditEvent) -> StoreResult<()> {
     audit_events::ActiveModel {
         occurred_at: Set(event.occurred_at),
-        actor: Set(event.actor),
+        actor: Set(bounded(event.actor)),
         action: Set(event.action.to_string()),
-        target: Set(event.target),
-        ip: Set(event.ip),
+        target: Set(event.target.map(bounded)),
+        ip: Set(event.ip.map(bounded)),
         outcome: Set(event.outcome.to_string()),
-        details: Set(event.details.to_string()),
+        details: Set(bounded_details(&event.details)),
         ..Default::default()
     }
     .insert(db)

@@ -99,14 +99,21 @@ pub async fn revoke(db: &super::Db, kid: &str, now: i64, event: super::audit::Ne
 
 /// Erases the private part of retired keys whose tokens have all expired: they can
 /// never be needed again, so they should not sit in the database.
-pub async fn wipe_expired_private_keys(db: &impl ConnectionTrait, retired_before: i64) -> StoreResult<u64> {
+/// On SQLite the old row lives on in the WAL until a checkpoint: the connections run
+/// with `secure_delete = FAST` (freed cell space zeroed in the page), and a truncating
+/// checkpoint follows, so the ciphertext leaves the files too.
+pub async fn wipe_expired_private_keys(db: &super::Db, retired_before: i64) -> StoreResult<u64> {
     use sea_orm::sea_query::Expr;
-    Ok(signing_keys::Entity::update_many()
+    let wiped = signing_keys::Entity::update_many()
         .col_expr(signing_keys::Column::PrivateKeyEncrypted, Expr::value(""))
         .filter(signing_keys::Column::State.eq(STATE_RETIRED))
         .filter(signing_keys::Column::RetiredAt.lt(retired_before))
         .filter(signing_keys::Column::PrivateKeyEncrypted.ne(""))
         .exec(db)
         .await?
-        .rows_affected)
+        .rows_affected;
+    if wiped > 0 && !super::is_postgres(db) {
+        super::checkpoint_truncate(db).await?;
+    }
+    Ok(wiped)
 }

@@ -85,6 +85,66 @@ pub async fn find_live_challenge(
         .await?)
 }
 
+/// Ends every pending login challenge of the user (password changed, TOTP replaced,
+/// account disabled).
+pub async fn delete_challenges_of(db: &impl ConnectionTrait, user_id: &str) -> StoreResult<u64> {
+    Ok(mfa_challenges::Entity::delete_many()
+        .filter(mfa_challenges::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// What a second factor claims once its code has been checked.
+#[derive(Debug, Clone, Copy)]
+pub enum FactorClaim<'a> {
+    /// This TOTP time step, which no earlier login may have used.
+    TotpStep(i64),
+    /// The recovery code with this hash, unused.
+    RecoveryCode(&'a str),
+}
+
+/// How a claim ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    Accepted,
+    /// The step was used already, or the recovery code is not the user's or spent.
+    Rejected,
+    /// Another request consumed (or the clock expired) the login challenge first.
+    ChallengeSpent,
+}
+
+/// Claims a TOTP step or a recovery code; with a login challenge, consumes the challenge
+/// first in the same transaction, so of two completions racing on one challenge only
+/// one touches its code (the loser spends nothing), and a rejected code leaves the
+/// challenge usable.
+pub async fn claim_factor(
+    db: &super::Db,
+    user_id: &str,
+    claim: FactorClaim<'_>,
+    challenge_id: Option<&str>,
+    now: i64,
+) -> StoreResult<Claimed> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    if let Some(id) = challenge_id
+        && !consume_challenge(&*txn, id, now).await?
+    {
+        txn.rollback().await?;
+        return Ok(Claimed::ChallengeSpent);
+    }
+    let accepted = match claim {
+        FactorClaim::TotpStep(step) => super::users::claim_totp_step(&*txn, user_id, step).await?,
+        FactorClaim::RecoveryCode(hash) => use_recovery_code(&*txn, user_id, hash, now).await?,
+    };
+    if accepted {
+        txn.commit().await?;
+        Ok(Claimed::Accepted)
+    } else {
+        txn.rollback().await?;
+        Ok(Claimed::Rejected)
+    }
+}
+
 /// Consumes a challenge; exactly one caller can win.
 pub async fn consume_challenge(db: &impl ConnectionTrait, id: &str, now: i64) -> StoreResult<bool> {
     let used = mfa_challenges::Entity::update_many()

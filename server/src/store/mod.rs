@@ -2,6 +2,7 @@
 //! `ConnectionTrait` so it works on a pool or inside a transaction, and every
 //! multi-step change is one transaction here, not scattered across callers.
 
+pub mod attempts;
 pub mod audit;
 pub mod clients;
 pub mod entities;
@@ -127,8 +128,12 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// for a competing writer instead of failing with `SQLITE_BUSY`.
 pub async fn connect(config: &Config) -> Result<Db, DbErr> {
     if let Some(dir) = config.sqlite_parent_dir() {
-        std::fs::create_dir_all(&dir)
+        crate::security::create_private_dir(&dir)
             .map_err(|e| DbErr::Custom(format!("cannot create data directory {}: {e}", dir.display())))?;
+    }
+    if let Some(file) = config.sqlite_file() {
+        crate::security::create_private_file(&file)
+            .map_err(|e| DbErr::Custom(format!("cannot create database file {}: {e}", file.display())))?;
     }
     let mut options = ConnectOptions::new(config.database_url.clone());
     options
@@ -142,6 +147,9 @@ pub async fn connect(config: &Config) -> Result<Db, DbErr> {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                // Deleted or overwritten secrets are zeroed in their page where that costs
+                // no extra I/O (a wiped private key does not linger in free space).
+                .pragma("secure_delete", "FAST")
                 .foreign_keys(true)
                 .create_if_missing(true)
         });
@@ -161,6 +169,14 @@ pub async fn pending_migrations(db: &Db) -> Result<usize, DbErr> {
     Ok(Migrator::get_pending_migrations(db).await?.len())
 }
 
+/// Copies the whole WAL into the database file and truncates it (SQLite only), holding
+/// this process's writer lock so no commit keeps it from completing.
+pub async fn checkpoint_truncate(db: &Db) -> StoreResult<()> {
+    let _writer = SQLITE_WRITER.lock().await;
+    db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+    Ok(())
+}
+
 /// A cheap round trip for readiness checks.
 pub async fn ping(db: &Db) -> StoreResult<()> {
     db.execute_unprepared("SELECT 1").await?;
@@ -175,8 +191,9 @@ pub struct Page {
 }
 
 impl Page {
+    /// Rows to skip, saturating: a page past the end is simply empty, never an overflow.
     pub fn offset(&self) -> u64 {
-        (self.number.saturating_sub(1)) * self.size
+        self.number.saturating_sub(1).saturating_mul(self.size).min(i64::MAX as u64)
     }
 }
 

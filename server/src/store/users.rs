@@ -4,7 +4,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
-use super::entities::{user_roles, users};
+use super::entities::{user_roles, username_skeletons, users};
 use super::{StoreError, StoreResult};
 
 pub use users::Model as UserRow;
@@ -17,6 +17,8 @@ pub struct NewUser {
     pub id: String,
     pub username: String,
     pub username_normalized: String,
+    /// Its confusable skeleton; unique across users (see `username_skeletons`).
+    pub skeleton: String,
     pub email: Option<String>,
     pub password_hash: String,
     pub now: i64,
@@ -66,6 +68,10 @@ pub async fn create(
     }
     .insert(&*txn)
     .await?;
+    // Its primary key refuses a look-alike of an existing name (Conflict, as a taken name).
+    username_skeletons::ActiveModel { skeleton: Set(user.skeleton), user_id: Set(user.id.clone()) }
+        .insert(&*txn)
+        .await?;
     if !roles.is_empty() {
         user_roles::Entity::insert_many(
             roles
@@ -78,6 +84,61 @@ pub async fn create(
     super::audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(row)
+}
+
+/// Accounts created before skeletons were kept (or whose names were normalised another
+/// way then), for the start-up backfill: (id, login name).
+pub async fn without_skeleton(db: &impl ConnectionTrait) -> StoreResult<Vec<(String, String)>> {
+    use sea_orm::sea_query::Query;
+    let has_one = Query::select().column(username_skeletons::Column::UserId).from(username_skeletons::Entity).to_owned();
+    Ok(users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .column(users::Column::UsernameNormalized)
+        .filter(users::Column::Id.not_in_subquery(has_one))
+        .order_by_asc(users::Column::CreatedAt)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+/// Records skeletons of accounts that lack one, skipping any that another account holds
+/// already (a confusable pair from before the guard, left for the operator to resolve).
+pub async fn insert_missing_skeletons(db: &super::Db, rows: &[(String, String)]) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    username_skeletons::Entity::insert_many(rows.iter().map(|(user_id, skeleton)| username_skeletons::ActiveModel {
+        skeleton: Set(skeleton.clone()),
+        user_id: Set(user_id.clone()),
+    }))
+    .on_conflict_do_nothing()
+    .exec(&*txn)
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The account holding `skeleton`, if any: (id, username).
+pub async fn holder_of_skeleton(db: &impl ConnectionTrait, skeleton: &str) -> StoreResult<Option<(String, String)>> {
+    let Some(row) = username_skeletons::Entity::find_by_id(skeleton.to_string()).one(db).await? else {
+        return Ok(None);
+    };
+    Ok(find_by_id(db, &row.user_id).await?.map(|u| (u.id, u.username)))
+}
+
+/// Every account as (id, username, login name), oldest first, for the confusables report.
+pub async fn all_login_names(db: &impl ConnectionTrait) -> StoreResult<Vec<(String, String, String)>> {
+    Ok(users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .column(users::Column::Username)
+        .column(users::Column::UsernameNormalized)
+        .order_by_asc(users::Column::CreatedAt)
+        .into_tuple()
+        .all(db)
+        .await?)
 }
 
 /// Whether any active user holds `role`.
@@ -252,6 +313,8 @@ pub async fn update(
     if end_sessions {
         let reason = if changes.keep_session.is_some() { "password_changed" } else { "user_changed_by_admin" };
         super::sessions::revoke_all_in(&*txn, user_id, changes.keep_session.as_deref(), reason, now).await?;
+        // A login half done with the old password (or by the now disabled user) ends too.
+        super::mfa::delete_challenges_of(&*txn, user_id).await?;
     }
     super::audit::record(&*txn, event).await?;
     txn.commit().await?;
@@ -299,54 +362,79 @@ pub enum Factor {
     Totp,
 }
 
-/// Counts one failed attempt atomically (`SET n = n + 1`, so concurrent failures are
-/// all counted) and, from the `threshold`-th consecutive failure on, locks the account
-/// for `base · 2^(n − threshold)` seconds, capped at `max`. Returns the new count and
-/// the lock, if one was set.
-pub async fn record_failure(
-    db: &impl ConnectionTrait,
+/// An attempt reserved before its secret was checked: it already counts as a failure
+/// (a success clears it), and `locked_until` is set when this attempt engaged the lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation {
+    pub failures: i32,
+    pub locked_until: Option<i64>,
+}
+
+fn factor_columns(factor: Factor) -> (users::Column, users::Column) {
+    match factor {
+        Factor::Password => (users::Column::FailedLogins, users::Column::LockedUntil),
+        Factor::Totp => (users::Column::TotpFailures, users::Column::TotpLockedUntil),
+    }
+}
+
+/// Reserves one attempt of `factor` before its secret is checked, in one conditional
+/// statement: unless the account is locked, the counter goes up by one and, when it reaches
+/// the threshold, the lock (with its backoff for that count) is set in the same statement.
+/// However many requests arrive at once, on however many nodes, at most `threshold`
+/// reservations succeed before the lock engages; the rest get `None` (as an unknown
+/// account does), and a success clears counter and lock with [`record_success`].
+pub async fn reserve_attempt(
+    db: &super::Db,
     user_id: &str,
     factor: Factor,
     now: i64,
     lockout: crate::config::Lockout,
-) -> StoreResult<(i32, Option<i64>)> {
+) -> StoreResult<Option<Reservation>> {
     use sea_orm::sea_query::{Expr, ExprTrait};
-    let (counter, lock) = match factor {
-        Factor::Password => (users::Column::FailedLogins, users::Column::LockedUntil),
-        Factor::Totp => (users::Column::TotpFailures, users::Column::TotpLockedUntil),
+    let (counter, lock) = factor_columns(factor);
+    let next = Expr::col(counter).add(1);
+    // The lock for the counter this attempt reaches: one arm per doubling until the cap,
+    // highest first, so the first matching arm is the right backoff.
+    let lock_expr = if lockout.threshold == 0 {
+        Expr::col(lock)
+    } else {
+        let mut arms = Vec::new();
+        for extra in 0..=30u32 {
+            let failures = lockout.threshold + extra;
+            let Some(secs) = lockout.duration_after(failures) else { break };
+            arms.push((failures, secs));
+            if secs >= lockout.max_secs {
+                break;
+            }
+        }
+        let mut case = sea_orm::sea_query::CaseStatement::new();
+        for (failures, secs) in arms.into_iter().rev() {
+            case = case.case(next.clone().gte(i64::from(failures)), Expr::value(now + secs as i64));
+        }
+        case.finally(Expr::col(lock)).into()
     };
-    users::Entity::update_many()
-        .col_expr(counter, Expr::col(counter).add(1))
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let rows = users::Entity::update_many()
+        .col_expr(counter, next)
+        .col_expr(lock, lock_expr)
         .filter(users::Column::Id.eq(user_id))
-        .exec(db)
+        .filter(Condition::any().add(lock.is_null()).add(lock.lte(now)))
+        .exec_with_returning(&*txn)
         .await?;
-    let failures: i32 = users::Entity::find_by_id(user_id.to_string())
-        .select_only()
-        .column(counter)
-        .into_tuple()
-        .one(db)
-        .await?
-        .unwrap_or(0);
-    let Some(secs) = lockout.duration_after(u32::try_from(failures).unwrap_or(0)) else {
-        return Ok((failures, None));
-    };
-    let until = now + secs as i64;
-    users::Entity::update_many()
-        .col_expr(lock, Expr::value(until))
-        .filter(users::Column::Id.eq(user_id))
-        .filter(Condition::any().add(lock.is_null()).add(lock.lt(until)))
-        .exec(db)
-        .await?;
-    Ok((failures, Some(until)))
+    txn.commit().await?;
+    Ok(rows.into_iter().next().map(|row| {
+        let (failures, locked_until) = match factor {
+            Factor::Password => (row.failed_logins, row.locked_until),
+            Factor::Totp => (row.totp_failures, row.totp_locked_until),
+        };
+        Reservation { failures, locked_until: locked_until.filter(|until| *until > now) }
+    }))
 }
 
 /// A successful attempt clears that factor's counter and lock.
 pub async fn record_success(db: &impl ConnectionTrait, user_id: &str, factor: Factor) -> StoreResult<()> {
     use sea_orm::sea_query::Expr;
-    let (counter, lock) = match factor {
-        Factor::Password => (users::Column::FailedLogins, users::Column::LockedUntil),
-        Factor::Totp => (users::Column::TotpFailures, users::Column::TotpLockedUntil),
-    };
+    let (counter, lock) = factor_columns(factor);
     users::Entity::update_many()
         .col_expr(counter, Expr::value(0))
         .col_expr(lock, Expr::value(Option::<i64>::None))
@@ -429,6 +517,8 @@ pub async fn set_totp(
         .exec(&*txn)
         .await?;
     super::mfa::replace_recovery_codes(&*txn, user_id, recovery_code_hashes, now).await?;
+    // A pending login challenge was issued under the factor being replaced.
+    super::mfa::delete_challenges_of(&*txn, user_id).await?;
     super::audit::record(&*txn, event).await?;
     txn.commit().await?;
     Ok(())

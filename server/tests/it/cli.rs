@@ -89,7 +89,7 @@ fn first_admin_and_a_wrong_master_key() {
 
     let dup = latchkey(dir.path(), &["user", "create", "--username", "ADMIN"], &[], Some("another password!\n"));
     assert_eq!(dup.status.code(), Some(2));
-    assert!(stderr(&dup).contains("already taken"));
+    assert!(stderr(&dup).contains("that username is taken"));
 
     let unknown_role =
         latchkey(dir.path(), &["user", "create", "--username", "z", "--role", "wizard"], &[], Some("password123\n"));

@@ -24,6 +24,14 @@ pub fn backend() -> &'static str {
     if postgres_admin_url().is_some() { "postgres" } else { "sqlite" }
 }
 
+/// Fails a test whose prerequisite is missing. Such tests are `#[ignore]`d with the
+/// reason, so a plain `cargo test` reports them as ignored; the passes that provide the
+/// prerequisite run them with `--include-ignored`, and there a missing one is a failure,
+/// never a silent pass.
+pub fn missing_prerequisite(test: &str, what: &str) -> ! {
+    panic!("{test} needs {what} (see .ci/run for how CI provides it)");
+}
+
 pub fn postgres_admin_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
@@ -213,7 +221,7 @@ impl TestServer {
             audience: None,
             roles: roles.iter().map(|s| s.to_string()).collect(),
         };
-        let (_, secret) = latchkey_server::domain::clients::create(&self.state, new, "test").await.unwrap();
+        let (_, secret) = latchkey_server::domain::clients::create(&self.state, new, &latchkey_server::domain::rbac::Grantor::operator("test")).await.unwrap();
         secret.map(|s| s.expose().clone())
     }
 

@@ -41,7 +41,7 @@ async fn admin_token(server: &TestServer) -> String {
         email: None,
         roles: vec!["admin".into()],
     };
-    users::create(&server.state, account, "test", None).await.unwrap();
+    users::create(&server.state, account, &latchkey_server::domain::rbac::Grantor::operator("test"), None).await.unwrap();
     server.login("root").await.0
 }
 
@@ -239,10 +239,10 @@ async fn purge_removes_ended_sessions_and_old_audit_events() {
 
 /// Two real server processes on one PostgreSQL database behave as one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TEST_DATABASE_URL (PostgreSQL); the PostgreSQL pass runs it"]
 async fn two_nodes_share_sessions_reuse_detection_and_keys() {
     if postgres_admin_url().is_none() {
-        println!("skipped: two_nodes_share_sessions_reuse_detection_and_keys needs TEST_DATABASE_URL (PostgreSQL)");
-        return;
+        crate::harness::missing_prerequisite("two_nodes_share_sessions_reuse_detection_and_keys", "TEST_DATABASE_URL");
     }
     let dir = tempfile::tempdir().unwrap();
     let url = crate::harness::fresh_database_url(dir.path()).await;
@@ -331,14 +331,19 @@ async fn two_nodes_share_sessions_reuse_detection_and_keys() {
 }
 
 /// The server survives a database restart: 503 while PostgreSQL is down, then it
-/// recovers by itself. Needs the private cluster of `.ci/restartable-postgres.sh`.
+/// recovers by itself. Needs a private cluster of `.ci/postgres.sh` that it may stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a private PostgreSQL cluster it may stop; .ci/run's restart step runs it"]
 async fn database_restart_gives_503_then_recovers() {
-    let (Ok(admin_url), Ok(control)) = (std::env::var("RESTART_PG_URL"), std::env::var("RESTART_PG_CTL")) else {
-        println!(
-            "skipped: database_restart_gives_503_then_recovers needs RESTART_PG_URL (see .ci/restartable-postgres.sh)"
+    let (Ok(admin_url), Ok(control), Ok(cluster)) = (
+        std::env::var("RESTART_PG_URL"),
+        std::env::var("RESTART_PG_CTL"),
+        std::env::var("RESTART_PG_CLUSTER"),
+    ) else {
+        crate::harness::missing_prerequisite(
+            "database_restart_gives_503_then_recovers",
+            "RESTART_PG_URL, RESTART_PG_CTL and RESTART_PG_CLUSTER",
         );
-        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let url = crate::harness::fresh_postgres_database(&admin_url).await;
@@ -349,7 +354,7 @@ async fn database_restart_gives_503_then_recovers() {
     assert_eq!(server.me(&access).await.status(), 200);
 
     let pg = |action: &str| {
-        let status = std::process::Command::new("bash").arg(&control).arg(action).status().unwrap();
+        let status = std::process::Command::new("bash").arg(&control).arg(action).arg(&cluster).status().unwrap();
         assert!(status.success(), "{action} failed");
     };
     pg("pause");

@@ -54,7 +54,7 @@ impl AdminClientsApi {
         &self,
         state: Data<&AppState>,
         auth: AdminAuth,
-        #[oai(validator(minimum(value = "1")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
     ) -> ApiResult<ListResponse> {
         auth.require(Permission::ClientsRead)?;
@@ -87,7 +87,7 @@ impl AdminClientsApi {
             audience: body.audience,
             roles: body.roles,
         };
-        let (client, secret) = clients::create(&state, new, admin.actor()).await?;
+        let (client, secret) = clients::create(&state, new, &admin.grantor()).await?;
         Ok(CreatedResponse::Created(Json(CreatedClientResponse {
             client: client.into(),
             client_secret: secret.map(|s| s.expose().clone()),
@@ -117,7 +117,7 @@ impl AdminClientsApi {
             audience: if body.audience.is_undefined() { None } else { Some(body.audience.take()) },
             roles: body.roles,
         };
-        let client = clients::update(&state, &client_id.0, update, admin.actor()).await?;
+        let client = clients::update(&state, &client_id.0, update, &admin.grantor()).await?;
         Ok(ClientResult::Ok(Json(client.into())))
     }
 
@@ -130,7 +130,7 @@ impl AdminClientsApi {
         client_id: Path<String>,
     ) -> ApiResult<SecretResult> {
         let admin = auth.require(Permission::ClientsWrite)?;
-        let secret = clients::rotate_secret(&state, &client_id.0, admin.actor()).await?;
+        let secret = clients::rotate_secret(&state, &client_id.0, &admin.grantor()).await?;
         Ok(SecretResult::Ok(
             Json(ClientSecretResponse { client_id: client_id.0, client_secret: secret.expose().clone() }),
             "no-store".into(),
@@ -141,7 +141,7 @@ impl AdminClientsApi {
     #[oai(path = "/:client_id", method = "delete", operation_id = "adminDeleteClient")]
     async fn delete(&self, state: Data<&AppState>, auth: AdminAuth, client_id: Path<String>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::ClientsWrite)?;
-        clients::delete(&state, &client_id.0, admin.actor()).await?;
+        clients::delete(&state, &client_id.0, &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 }

@@ -16,8 +16,14 @@ pub use super::security::AdminAuth;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 200;
+/// The schema's bound on `page` (the validators refuse more with 400).
+pub const MAX_PAGE: u64 = 1_000_000;
 
-/// Validated by the query-parameter validators before it gets here.
+/// Validated by the query-parameter validators before it gets here; clamped again so
+/// no value can reach the query builder out of range.
 pub fn page(number: Option<u64>, size: Option<u64>) -> Page {
-    Page { number: number.unwrap_or(1).max(1), size: size.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) }
+    Page {
+        number: number.unwrap_or(1).clamp(1, MAX_PAGE),
+        size: size.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+    }
 }

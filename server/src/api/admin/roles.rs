@@ -54,7 +54,7 @@ impl AdminRolesApi {
     ) -> ApiResult<RoleResult> {
         let admin = auth.require(Permission::RolesWrite)?;
         let body = body.0;
-        let role = rbac::create_role(&state, &body.name, &body.description, &body.permissions, admin.actor()).await?;
+        let role = rbac::create_role(&state, &body.name, &body.description, &body.permissions, &admin.grantor()).await?;
         Ok(RoleResult::Created(Json(role.into())))
     }
 
@@ -76,7 +76,7 @@ impl AdminRolesApi {
         let admin = auth.require(Permission::RolesWrite)?;
         let body = body.0;
         let role =
-            rbac::update_role(&state, &name.0, body.description.as_deref(), body.permissions.as_deref(), admin.actor())
+            rbac::update_role(&state, &name.0, body.description.as_deref(), body.permissions.as_deref(), &admin.grantor())
                 .await?;
         Ok(RoleResult::Ok(Json(role.into())))
     }
@@ -85,7 +85,7 @@ impl AdminRolesApi {
     #[oai(path = "/:name", method = "delete", operation_id = "adminDeleteRole")]
     async fn delete(&self, state: Data<&AppState>, auth: AdminAuth, name: Path<String>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::RolesWrite)?;
-        rbac::delete_role(&state, &name.0, admin.actor()).await?;
+        rbac::delete_role(&state, &name.0, &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 }

@@ -36,7 +36,7 @@ impl AdminSessionsApi {
         &self,
         state: Data<&AppState>,
         auth: AdminAuth,
-        #[oai(validator(minimum(value = "1")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
         user_id: Query<Option<String>>,
         client_id: Query<Option<String>>,

@@ -67,7 +67,7 @@ impl AdminUsersApi {
         &self,
         state: Data<&AppState>,
         auth: AdminAuth,
-        #[oai(validator(minimum(value = "1")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
         #[oai(validator(max_length = 256))] q: Query<Option<String>>,
         role: Query<Option<String>>,
@@ -101,7 +101,7 @@ impl AdminUsersApi {
             body.email,
             body.password.map(Secret::new),
             body.roles,
-            admin.actor(),
+            &admin.grantor(),
         )
         .await?;
         Ok(CreatedResponse::Created(Json(CreatedUserResponse {
@@ -129,7 +129,7 @@ impl AdminUsersApi {
         let admin = auth.require(Permission::UsersWrite)?;
         let body = body.0;
         let email = if body.email.is_undefined() { None } else { Some(body.email.take()) };
-        let user = users::admin_update(&state, &id.0, email, body.status, admin.actor()).await?;
+        let user = users::admin_update(&state, &id.0, email, body.status, &admin.grantor()).await?;
         Ok(UserResult::Ok(Json(user.into())))
     }
 
@@ -137,7 +137,7 @@ impl AdminUsersApi {
     #[oai(path = "/:id", method = "delete", operation_id = "adminDeleteUser")]
     async fn delete(&self, state: Data<&AppState>, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::UsersWrite)?;
-        users::admin_delete(&state, &id.0, admin.actor()).await?;
+        users::admin_delete(&state, &id.0, &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 
@@ -151,7 +151,7 @@ impl AdminUsersApi {
         body: Json<SetPasswordRequest>,
     ) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::UsersWrite)?;
-        users::admin_set_password(&state, &id.0, &Secret::new(body.0.password), admin.actor()).await?;
+        users::admin_set_password(&state, &id.0, &Secret::new(body.0.password), &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 
@@ -165,7 +165,7 @@ impl AdminUsersApi {
         body: Json<SetRolesRequest>,
     ) -> ApiResult<UserResult> {
         let admin = auth.require(Permission::UsersWrite)?;
-        let user = users::admin_set_roles(&state, &id.0, body.0.roles, admin.actor()).await?;
+        let user = users::admin_set_roles(&state, &id.0, body.0.roles, &admin.grantor()).await?;
         Ok(UserResult::Ok(Json(user.into())))
     }
 
@@ -173,14 +173,14 @@ impl AdminUsersApi {
     #[oai(path = "/:id/unlock", method = "post", operation_id = "adminUnlockUser")]
     async fn unlock(&self, state: Data<&AppState>, auth: AdminAuth, id: Path<String>) -> ApiResult<UserResult> {
         let admin = auth.require(Permission::UsersWrite)?;
-        Ok(UserResult::Ok(Json(users::admin_unlock(&state, &id.0, admin.actor()).await?.into())))
+        Ok(UserResult::Ok(Json(users::admin_unlock(&state, &id.0, &admin.grantor()).await?.into())))
     }
 
     /// Remove the user's TOTP and recovery codes (lost device); audited.
     #[oai(path = "/:id/totp", method = "delete", operation_id = "adminResetUserTotp")]
     async fn reset_totp(&self, state: Data<&AppState>, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::UsersWrite)?;
-        crate::domain::mfa::admin_reset(&state, &id.0, admin.actor()).await?;
+        crate::domain::mfa::admin_reset(&state, &id.0, &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 
@@ -191,7 +191,7 @@ impl AdminUsersApi {
         state: Data<&AppState>,
         auth: AdminAuth,
         id: Path<String>,
-        #[oai(validator(minimum(value = "1")))] page: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
     ) -> ApiResult<SessionsResult> {
         auth.require(Permission::SessionsRead)?;

@@ -12,4 +12,5 @@ pub mod roles;
 pub mod sessions;
 pub mod signing_keys;
 pub mod user_roles;
+pub mod username_skeletons;
 pub mod users;
