@@ -57,7 +57,11 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create().name("idx_attempt_buckets_tat").table(AttemptBuckets::Table).col(AttemptBuckets::Tat).to_owned(),
+                Index::create()
+                    .name("idx_attempt_buckets_tat")
+                    .table(AttemptBuckets::Table)
+                    .col(AttemptBuckets::Tat)
+                    .to_owned(),
             )
             .await?;
         Ok(())

@@ -165,7 +165,9 @@ async fn list_users(config: Config, confusables: bool) -> Result<ExitCode, Start
         }
         let _ = writeln!(out, "{} group(s) of look-alike usernames", groups.len());
     } else {
-        for (id, username, _) in store::users::all_login_names(&state.db).await.map_err(|e| StartupError::Startup(e.into()))? {
+        for (id, username, _) in
+            store::users::all_login_names(&state.db).await.map_err(|e| StartupError::Startup(e.into()))?
+        {
             let _ = writeln!(out, "{id}  {username}");
         }
     }

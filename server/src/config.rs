@@ -79,7 +79,12 @@ pub struct RawConnections {
 
 impl Default for RawConnections {
     fn default() -> Self {
-        Self { header_read_timeout_secs: 10, keep_alive_idle_secs: 75, max_connections: 4096, max_connections_per_ip: 128 }
+        Self {
+            header_read_timeout_secs: 10,
+            keep_alive_idle_secs: 75,
+            max_connections: 4096,
+            max_connections_per_ip: 128,
+        }
     }
 }
 

@@ -19,9 +19,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use poem::http::uri::Scheme;
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
-use poem::http::uri::Scheme;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -181,11 +181,7 @@ impl<S> GuardedStream<S> {
                 Phase::BetweenRequests => {
                     self.deadline.as_mut().reset(Instant::now() + self.timeout);
                     // A request may begin with stray CRLFs (RFC 9112 §2.2); they start nothing.
-                    if byte == b'\r' || byte == b'\n' {
-                        Phase::BetweenRequests
-                    } else {
-                        Phase::Headers { matched: 0 }
-                    }
+                    if byte == b'\r' || byte == b'\n' { Phase::BetweenRequests } else { Phase::Headers { matched: 0 } }
                 }
                 Phase::Headers { matched } => {
                     let expected = b"\r\n\r\n"[usize::from(matched)];

@@ -116,6 +116,41 @@ async fn console_operations_against_the_real_server() {
     let _ = server.shutdown.take().map(|tx| tx.send(()));
 }
 
+/// An operator with narrow write permissions cannot escalate through the console either:
+/// each grant past what it holds comes back as the server's 403 `insufficient_permissions`.
+#[tokio::test]
+async fn a_narrow_operator_cannot_escalate_through_the_console() {
+    let (mut server, state) = start().await;
+    let operator = latchkey_server::domain::rbac::Grantor::operator("test");
+    let everything: Vec<String> =
+        ["users:read", "users:write", "roles:read", "roles:write", "clients:read", "clients:write"]
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+    latchkey_server::domain::rbac::create_role(&state, "helpdesk", "", &everything, &operator).await.unwrap();
+    let account = NewAccount {
+        username: "helper".into(),
+        password: Secret::new(PASSWORD.into()),
+        email: None,
+        roles: vec!["helpdesk".into()],
+    };
+    let helper = users::create(&state, account, &operator, None).await.unwrap();
+    let api = ApiClient::new(&server.base);
+    api.login("helper", PASSWORD, None).await.unwrap();
+    let refused = |result: Result<(), ApiError>| match result {
+        Err(ApiError::Server { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (403, "insufficient_permissions"))
+        }
+        other => panic!("{other:?}"),
+    };
+    refused(api.set_user_roles(&helper.id, &["user".into(), "admin".into()]).await.map(|_| ()));
+    refused(api.update_role("user", None, Some(&["keys:rotate".into()])).await.map(|_| ()));
+    refused(api.create_role("keys", "", &["keys:rotate".into()]).await.map(|_| ()));
+    refused(api.create_client("svc", true, &["client_credentials".into()]).await.map(|_| ()));
+    assert_eq!(api.set_user_roles(&helper.id, &["helpdesk".into()]).await.unwrap().roles, vec!["helpdesk"]);
+    let _ = server.shutdown.take().map(|tx| tx.send(()));
+}
+
 #[tokio::test]
 async fn a_server_that_is_not_there_is_a_connection_error() {
     let api = ApiClient::new("http://127.0.0.1:9");

@@ -18,8 +18,8 @@ use super::models::{
 use super::security::BearerAuth;
 use crate::domain::auth::IssuedTokens;
 use crate::domain::mfa::{self, LoginOutcome, SecondFactor};
-use crate::domain::sessions::{self, REASON_LOGOUT, REASON_LOGOUT_ALL, SPA_CLIENT_ID};
 use crate::domain::rbac::Grantor;
+use crate::domain::sessions::{self, REASON_LOGOUT, REASON_LOGOUT_ALL, SPA_CLIENT_ID};
 use crate::domain::users::{self, NewAccount};
 use crate::domain::{Error, OAuthErrorCode};
 use crate::security::Secret;
@@ -134,7 +134,8 @@ impl AuthApi {
             email: body.email,
             roles: Vec::new(),
         };
-        let user = users::create(&state, account, &Grantor::nobody("self-registration"), request_context(req).ip).await?;
+        let user =
+            users::create(&state, account, &Grantor::nobody("self-registration"), request_context(req).ip).await?;
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 

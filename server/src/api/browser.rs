@@ -142,3 +142,39 @@ fn cookie_header(config: &Config, value: &str, max_age: i64) -> String {
         config.cookie_name, config.cookie_path
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn only_the_named_header_is_believed_and_only_from_a_trusted_peer() {
+        let proxy = ip("10.0.0.2");
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // An untrusted peer is the client, whatever it claims.
+        let untrusted = ip("198.51.100.7");
+        assert_eq!(
+            client_ip_from(untrusted, &trusted, ClientIpHeader::XForwardedFor, &["203.0.113.1"]),
+            Some(untrusted)
+        );
+        // The right-most untrusted hop wins; what the client prepended does not.
+        assert_eq!(
+            client_ip_from(proxy, &trusted, ClientIpHeader::XForwardedFor, &["6.6.6.6, 203.0.113.1, 10.0.0.3"]),
+            Some(ip("203.0.113.1"))
+        );
+        let forwarded = ["for=6.6.6.6", "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.9"];
+        assert_eq!(client_ip_from(proxy, &trusted, ClientIpHeader::Forwarded, &forwarded), Some(ip("2001:db8::1")));
+        assert_eq!(client_ip_from(proxy, &trusted, ClientIpHeader::XRealIp, &["203.0.113.5"]), Some(ip("203.0.113.5")));
+        // A hop that cannot be read ends the walk at the nearest trusted address.
+        assert_eq!(
+            client_ip_from(proxy, &trusted, ClientIpHeader::XForwardedFor, &["garbage, 10.0.0.3"]),
+            Some(ip("10.0.0.3"))
+        );
+        // No header: the proxy itself.
+        assert_eq!(client_ip_from(proxy, &trusted, ClientIpHeader::Forwarded, &[]), Some(proxy));
+    }
+}

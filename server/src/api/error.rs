@@ -194,3 +194,31 @@ pub async fn render_error(err: poem::Error) -> Response {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use poem::listener::TcpAcceptor;
+    use poem::{EndpointExt, Route, handler};
+
+    use super::*;
+
+    #[handler]
+    fn explode() -> &'static str {
+        panic!("a bug with a secret in its message")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_json_500_not_a_closed_connection() {
+        let app = Route::new().at("/", explode).with(poem::middleware::CatchPanic::new().with_handler(PanicAnswer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
+        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+        let resp = reqwest::get(format!("http://{addr}/")).await.unwrap();
+        assert_eq!(resp.status(), 500);
+        let body = resp.text().await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], "internal_error");
+        assert!(!body.contains("secret"), "the panic's message stays in the log: {body}");
+    }
+}

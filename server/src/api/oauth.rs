@@ -28,16 +28,24 @@ pub struct OAuthApi;
 #[derive(Object, Deserialize)]
 struct TokenForm {
     /// `refresh_token`, `password` or `client_credentials`.
+    #[oai(validator(max_length = 64))]
     grant_type: String,
+    #[oai(validator(max_length = 256))]
     refresh_token: Option<String>,
+    #[oai(validator(max_length = 256))]
     username: Option<String>,
+    #[oai(validator(max_length = 1024))]
     password: Option<String>,
     /// Space-separated scopes; defaults to all the client may have.
+    #[oai(validator(max_length = 1024))]
     scope: Option<String>,
     /// For public clients, and for `client_secret_post`.
+    #[oai(validator(max_length = 128))]
     client_id: Option<String>,
+    #[oai(validator(max_length = 256))]
     client_secret: Option<String>,
     /// Password grant on an account with TOTP: the current 6-digit code.
+    #[oai(validator(max_length = 16))]
     totp: Option<String>,
 }
 
@@ -45,10 +53,14 @@ struct TokenForm {
 #[derive(Object, Deserialize)]
 struct TokenHandleForm {
     /// The token to revoke or introspect.
+    #[oai(validator(max_length = 8192))]
     token: String,
     /// `access_token` or `refresh_token` (advisory; the token's form decides).
+    #[oai(validator(max_length = 32))]
     token_type_hint: Option<String>,
+    #[oai(validator(max_length = 128))]
     client_id: Option<String>,
+    #[oai(validator(max_length = 256))]
     client_secret: Option<String>,
 }
 

@@ -286,7 +286,6 @@ pub async fn admin_reset(state: &AppState, user_id: &str, by: &super::rbac::Gran
     super::users::check_may_manage(state, by, user_id, "totp.reset").await?;
     let ctx = RequestContext::default();
     let audit = event(state, by.actor(), "totp.reset", user_id, &ctx);
-    users::set_totp(&state.db, user_id, None, &[], state.now(), audit)
-        .await?;
+    users::set_totp(&state.db, user_id, None, &[], state.now(), audit).await?;
     Ok(())
 }

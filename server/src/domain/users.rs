@@ -174,7 +174,12 @@ fn granted_roles(roles: Vec<String>) -> Vec<String> {
 }
 
 /// Refuses `operation` on an account holding roles the grantor could not grant.
-pub(crate) async fn check_may_manage(state: &AppState, by: &Grantor<'_>, user_id: &str, operation: &'static str) -> Result<()> {
+pub(crate) async fn check_may_manage(
+    state: &AppState,
+    by: &Grantor<'_>,
+    user_id: &str,
+    operation: &'static str,
+) -> Result<()> {
     if by.is_full_admin() {
         return Ok(());
     }
@@ -183,10 +188,7 @@ pub(crate) async fn check_may_manage(state: &AppState, by: &Grantor<'_>, user_id
 }
 
 fn username_taken() -> Error {
-    Error::Conflict {
-        code: "username_taken",
-        description: "that username is taken, or looks like one that is".into(),
-    }
+    Error::Conflict { code: "username_taken", description: "that username is taken, or looks like one that is".into() }
 }
 
 pub async fn get(state: &AppState, user_id: &str) -> Result<UserView> {

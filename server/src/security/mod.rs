@@ -71,31 +71,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_debug_hides_value() {
-        let s = Secret::new("hunter2".to_string());
-        assert_eq!(format!("{s:?}"), "<secret>");
-    }
-
-    #[test]
-    fn tokens_are_prefixed_and_distinct() {
-        let a = generate_token("lk_rt_");
-        let b = generate_token("lk_rt_");
-        assert!(a.expose().starts_with("lk_rt_"));
-        assert_eq!(a.expose().len(), 6 + 43);
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn sha256_hex_known_vector() {
-        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    }
-}
-
 /// Creates `dir` and any missing parents readable by the owner only (0700): the data and
 /// key directories hold the database and the master key.
 pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
@@ -123,5 +98,30 @@ pub fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_hides_value() {
+        let s = Secret::new("hunter2".to_string());
+        assert_eq!(format!("{s:?}"), "<secret>");
+    }
+
+    #[test]
+    fn tokens_are_prefixed_and_distinct() {
+        let a = generate_token("lk_rt_");
+        let b = generate_token("lk_rt_");
+        assert!(a.expose().starts_with("lk_rt_"));
+        assert_eq!(a.expose().len(), 6 + 43);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn sha256_hex_known_vector() {
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

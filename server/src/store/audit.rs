@@ -138,3 +138,21 @@ pub async fn list(
     let rows = query.order_by_desc(audit_events::Column::Id).offset(page.offset()).limit(page.size).all(db).await?;
     Ok((rows, total))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_bounded_whatever_a_request_carried() {
+        let long = "é".repeat(60_000);
+        let kept = bounded(long);
+        assert_eq!(kept.chars().count(), FIELD_MAX_CHARS + 1, "cut at a character boundary, marked");
+        assert!(kept.ends_with('…'));
+        assert_eq!(bounded("short".into()), "short");
+        let details = serde_json::json!({ "username": "x".repeat(10_000) });
+        let text = bounded_details(&details);
+        assert!(text.len() < 100, "{text}");
+        assert!(text.contains("\"truncated\":true"));
+    }
+}

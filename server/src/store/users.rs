@@ -90,7 +90,8 @@ pub async fn create(
 /// way then), for the start-up backfill: (id, login name).
 pub async fn without_skeleton(db: &impl ConnectionTrait) -> StoreResult<Vec<(String, String)>> {
     use sea_orm::sea_query::Query;
-    let has_one = Query::select().column(username_skeletons::Column::UserId).from(username_skeletons::Entity).to_owned();
+    let has_one =
+        Query::select().column(username_skeletons::Column::UserId).from(username_skeletons::Entity).to_owned();
     Ok(users::Entity::find()
         .select_only()
         .column(users::Column::Id)

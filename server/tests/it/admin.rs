@@ -3,36 +3,11 @@
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use latchkey_server::domain::users::{self, NewAccount};
 use latchkey_server::security::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{PASSWORD, TestServer, backend, refresh_cookie};
-
-/// Creates a user directly (as the CLI does) with extra roles, and logs it in.
-async fn user_with_roles(server: &TestServer, name: &str, roles: &[&str]) -> (String, String) {
-    let account = NewAccount {
-        username: name.into(),
-        password: Secret::new(PASSWORD.into()),
-        email: None,
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-    };
-    let user = users::create(&server.state, account, &latchkey_server::domain::rbac::Grantor::operator("test"), None).await.unwrap();
-    let (access, _) = server.login(name).await;
-    (user.id, access)
-}
-
-async fn call(server: &TestServer, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = server.http.request(method, server.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+use crate::harness::{PASSWORD, TestServer, backend, call, refresh_cookie, user_with_roles};
 
 /// One admin operation, the permission it needs, and fixtures made fresh per call.
 struct Op {

@@ -308,7 +308,14 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
         email: None,
         roles: vec!["admin".into()],
     };
-    latchkey_server::domain::users::create(&server.state, admin_account, &latchkey_server::domain::rbac::Grantor::operator("test"), None).await.unwrap();
+    latchkey_server::domain::users::create(
+        &server.state,
+        admin_account,
+        &latchkey_server::domain::rbac::Grantor::operator("test"),
+        None,
+    )
+    .await
+    .unwrap();
     let (admin, _) = server.login("root").await;
     let user_id = user["id"].as_str().unwrap();
     let reset = server

@@ -221,7 +221,13 @@ impl TestServer {
             audience: None,
             roles: roles.iter().map(|s| s.to_string()).collect(),
         };
-        let (_, secret) = latchkey_server::domain::clients::create(&self.state, new, &latchkey_server::domain::rbac::Grantor::operator("test")).await.unwrap();
+        let (_, secret) = latchkey_server::domain::clients::create(
+            &self.state,
+            new,
+            &latchkey_server::domain::rbac::Grantor::operator("test"),
+        )
+        .await
+        .unwrap();
         secret.map(|s| s.expose().clone())
     }
 
@@ -233,6 +239,99 @@ impl TestServer {
             .map(|e| (e.action, e.target))
             .collect()
     }
+}
+
+/// Creates a user directly (as the CLI does) with extra roles, and logs it in:
+/// (user id, access token).
+pub async fn user_with_roles(server: &TestServer, name: &str, roles: &[&str]) -> (String, String) {
+    let account = latchkey_server::domain::users::NewAccount {
+        username: name.into(),
+        password: latchkey_server::security::Secret::new(PASSWORD.into()),
+        email: None,
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    };
+    let operator = latchkey_server::domain::rbac::Grantor::operator("test");
+    let user = latchkey_server::domain::users::create(&server.state, account, &operator, None).await.unwrap();
+    let (access, _) = server.login(name).await;
+    (user.id, access)
+}
+
+/// One JSON call with a bearer token: (status, body or `null`).
+pub async fn call(
+    server: &TestServer,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = server.http.request(method, server.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Enrols `username` (logged in with [`PASSWORD`]) in TOTP: (otpauth URI, recovery codes).
+pub async fn enable_totp(server: &TestServer, username: &str) -> (String, Vec<String>) {
+    let (access, _) = server.login(username).await;
+    let setup = server
+        .http
+        .post(server.url("/auth/totp/setup"))
+        .bearer_auth(&access)
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(setup.status(), 200);
+    let uri = setup.json::<Value>().await.unwrap()["otpauth_uri"].as_str().unwrap().to_string();
+    let code = totp_rs::Totp::from_url(&uri).unwrap().generate(server.clock.now_secs() as u64).to_string();
+    let confirmed = server
+        .http
+        .post(server.url("/auth/totp/confirm"))
+        .bearer_auth(&access)
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    let codes = confirmed.json::<Value>().await.unwrap()["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    (uri, codes)
+}
+
+/// A password login for an account with TOTP: its `mfa_token`.
+pub async fn mfa_token(server: &TestServer, username: &str) -> String {
+    let resp = server
+        .http
+        .post(server.url("/auth/login"))
+        .header("x-requested-with", "latchkey")
+        .json(&json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["mfa_token"].as_str().expect("an MFA challenge").to_string()
+}
+
+/// `POST /auth/login/mfa` with the given factor (`{"code": …}` or `{"recovery_code": …}`).
+pub async fn finish_mfa(server: &TestServer, mfa_token: &str, factor: Value) -> reqwest::Response {
+    let mut body = factor;
+    body["mfa_token"] = json!(mfa_token);
+    server
+        .http
+        .post(server.url("/auth/login/mfa"))
+        .header("x-requested-with", "latchkey")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// The refresh cookie's value from `Set-Cookie`, if set (an empty value means cleared).

@@ -10,6 +10,7 @@ mod cookie_flow;
 mod defences;
 mod e2e;
 mod forged_tokens;
+mod hardening;
 mod harness;
 mod migrations;
 mod oauth;

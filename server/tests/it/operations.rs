@@ -41,7 +41,9 @@ async fn admin_token(server: &TestServer) -> String {
         email: None,
         roles: vec!["admin".into()],
     };
-    users::create(&server.state, account, &latchkey_server::domain::rbac::Grantor::operator("test"), None).await.unwrap();
+    users::create(&server.state, account, &latchkey_server::domain::rbac::Grantor::operator("test"), None)
+        .await
+        .unwrap();
     server.login("root").await.0
 }
 
@@ -335,11 +337,9 @@ async fn two_nodes_share_sessions_reuse_detection_and_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a private PostgreSQL cluster it may stop; .ci/run's restart step runs it"]
 async fn database_restart_gives_503_then_recovers() {
-    let (Ok(admin_url), Ok(control), Ok(cluster)) = (
-        std::env::var("RESTART_PG_URL"),
-        std::env::var("RESTART_PG_CTL"),
-        std::env::var("RESTART_PG_CLUSTER"),
-    ) else {
+    let (Ok(admin_url), Ok(control), Ok(cluster)) =
+        (std::env::var("RESTART_PG_URL"), std::env::var("RESTART_PG_CTL"), std::env::var("RESTART_PG_CLUSTER"))
+    else {
         crate::harness::missing_prerequisite(
             "database_restart_gives_503_then_recovers",
             "RESTART_PG_URL, RESTART_PG_CTL and RESTART_PG_CLUSTER",

@@ -30,7 +30,7 @@ pub struct CreateUserRequest {
     #[oai(skip_serializing_if_is_none, validator(max_length = 1024))]
     pub password: Option<String>,
     /// Extra roles; every user also holds `user`.
-    #[oai(default)]
+    #[oai(default, validator(max_items = 64, max_length = 64))]
     pub roles: Vec<String>,
 }
 
@@ -49,7 +49,7 @@ pub struct UpdateUserRequest {
     #[oai(validator(max_length = 254))]
     pub email: MaybeUndefined<String>,
     /// `active` or `disabled`. Disabling ends every session at once.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 16))]
     pub status: Option<String>,
 }
 
@@ -62,6 +62,7 @@ pub struct SetPasswordRequest {
 
 #[derive(Debug, Object)]
 pub struct SetRolesRequest {
+    #[oai(validator(max_items = 64, max_length = 64))]
     pub roles: Vec<String>,
 }
 
@@ -96,7 +97,7 @@ pub struct CreateRoleRequest {
     #[oai(default, validator(max_length = 512))]
     pub description: String,
     /// `resource:action` strings, e.g. `billing:read`.
-    #[oai(default)]
+    #[oai(default, validator(max_items = 256, max_length = 128))]
     pub permissions: Vec<String>,
 }
 
@@ -104,7 +105,7 @@ pub struct CreateRoleRequest {
 pub struct UpdateRoleRequest {
     #[oai(skip_serializing_if_is_none, validator(max_length = 512))]
     pub description: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, validator(max_items = 256, max_length = 128))]
     pub permissions: Option<Vec<String>>,
 }
 
@@ -161,12 +162,13 @@ pub struct CreateClientRequest {
     pub name: String,
     /// Confidential clients get a generated secret; public ones none.
     pub confidential: bool,
+    #[oai(validator(max_items = 8, max_length = 32))]
     pub grant_types: Vec<String>,
-    #[oai(default)]
+    #[oai(default, validator(max_items = 64, max_length = 64))]
     pub scopes: Vec<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 256))]
     pub audience: Option<String>,
-    #[oai(default)]
+    #[oai(default, validator(max_items = 64, max_length = 64))]
     pub roles: Vec<String>,
 }
 
@@ -183,13 +185,14 @@ pub struct CreatedClientResponse {
 pub struct UpdateClientRequest {
     #[oai(skip_serializing_if_is_none, validator(max_length = 128))]
     pub name: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, validator(max_items = 8, max_length = 32))]
     pub grant_types: Option<Vec<String>>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, validator(max_items = 64, max_length = 64))]
     pub scopes: Option<Vec<String>>,
     /// A new audience, or `null` for the server default; omit to keep it.
+    #[oai(validator(max_length = 256))]
     pub audience: MaybeUndefined<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, validator(max_items = 64, max_length = 64))]
     pub roles: Option<Vec<String>>,
 }
 

@@ -54,7 +54,8 @@ impl AdminRolesApi {
     ) -> ApiResult<RoleResult> {
         let admin = auth.require(Permission::RolesWrite)?;
         let body = body.0;
-        let role = rbac::create_role(&state, &body.name, &body.description, &body.permissions, &admin.grantor()).await?;
+        let role =
+            rbac::create_role(&state, &body.name, &body.description, &body.permissions, &admin.grantor()).await?;
         Ok(RoleResult::Created(Json(role.into())))
     }
 
@@ -75,9 +76,14 @@ impl AdminRolesApi {
     ) -> ApiResult<RoleResult> {
         let admin = auth.require(Permission::RolesWrite)?;
         let body = body.0;
-        let role =
-            rbac::update_role(&state, &name.0, body.description.as_deref(), body.permissions.as_deref(), &admin.grantor())
-                .await?;
+        let role = rbac::update_role(
+            &state,
+            &name.0,
+            body.description.as_deref(),
+            body.permissions.as_deref(),
+            &admin.grantor(),
+        )
+        .await?;
         Ok(RoleResult::Ok(Json(role.into())))
     }
 

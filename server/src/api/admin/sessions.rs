@@ -38,8 +38,8 @@ impl AdminSessionsApi {
         auth: AdminAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
-        user_id: Query<Option<String>>,
-        client_id: Query<Option<String>>,
+        #[oai(validator(max_length = 256))] user_id: Query<Option<String>>,
+        #[oai(validator(max_length = 256))] client_id: Query<Option<String>>,
     ) -> ApiResult<ListResponse> {
         auth.require(Permission::SessionsRead)?;
         let page = super::page(page.0, page_size.0);

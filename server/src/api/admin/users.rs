@@ -70,8 +70,8 @@ impl AdminUsersApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
         #[oai(validator(max_length = 256))] q: Query<Option<String>>,
-        role: Query<Option<String>>,
-        status: Query<Option<String>>,
+        #[oai(validator(max_length = 256))] role: Query<Option<String>>,
+        #[oai(validator(max_length = 256))] status: Query<Option<String>>,
     ) -> ApiResult<ListResponse> {
         auth.require(Permission::UsersRead)?;
         let page = super::page(page.0, page_size.0);

@@ -39,3 +39,30 @@ impl std::fmt::Debug for Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_never_shows_the_password_hash_or_totp_secrets() {
+        let row = super::Model {
+            id: "id".into(),
+            username: "u".into(),
+            username_normalized: "u".into(),
+            email: None,
+            password_hash: "$argon2id$v=19$SECRETHASH".into(),
+            status: "active".into(),
+            created_at: 0,
+            updated_at: 0,
+            failed_logins: 0,
+            locked_until: None,
+            totp_failures: 0,
+            totp_locked_until: None,
+            totp_secret_encrypted: Some("SECRETTOTP".into()),
+            totp_pending_encrypted: Some("SECRETPENDING".into()),
+            totp_enabled: true,
+            totp_last_step: None,
+        };
+        let shown = format!("{row:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+}
