@@ -175,10 +175,18 @@ async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
         Op::Refresh if peer.is_some() => {
             let Some((id, secret)) = peer else { return false };
             let mut account = account.lock().await;
+            // The grant holds `openid`; narrowing the refresh to the other scopes (RFC 6749
+            // §6) keeps oidc-provider from signing an id_token beside the access token, so
+            // both servers sign once per refresh. A reply with an id_token counts as an
+            // error: it would compare unequal work.
             let resp = http
                 .post(format!("{base}/token"))
                 .basic_auth(id, Some(secret))
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", &account.refresh_token)])
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &account.refresh_token),
+                    ("scope", "offline_access api"),
+                ])
                 .send()
                 .await;
             let Ok(resp) = resp else { return false };
@@ -186,6 +194,9 @@ async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
                 return false;
             }
             let Ok(body) = resp.json::<serde_json::Value>().await else { return false };
+            if body.get("id_token").is_some() {
+                return false;
+            }
             match (body["refresh_token"].as_str(), body["access_token"].as_str()) {
                 (Some(refresh), Some(access)) => {
                     account.refresh_token = refresh.to_string();
@@ -271,7 +282,7 @@ async fn drive(
     workers: Vec<Worker>,
     warmup: Duration,
     window: Duration,
-) -> (Tallies, Duration) {
+) -> anyhow::Result<(Tallies, Duration)> {
     let start = Instant::now();
     let measure_from = start + warmup;
     let deadline = measure_from + window;
@@ -291,8 +302,11 @@ async fn drive(
                     let op = pick(n);
                     n += 1;
                     let ok = step(&fixture, &account, op).await;
-                    if now >= measure_from {
-                        let micros = now.elapsed().as_micros() as u64;
+                    let finished = Instant::now();
+                    // Every error counts, warm-up included; a success counts towards the
+                    // rate only when it started and finished inside the window.
+                    let in_window = now >= measure_from && finished <= deadline;
+                    if !ok || in_window {
                         let tally = match tallies.iter_mut().find(|(o, _)| *o == op) {
                             Some((_, t)) => t,
                             None => {
@@ -301,6 +315,7 @@ async fn drive(
                             }
                         };
                         if ok {
+                            let micros = (finished - now).as_micros() as u64;
                             let _ = tally.hist.record(micros.max(1));
                         } else {
                             tally.errors += 1;
@@ -313,19 +328,19 @@ async fn drive(
         .collect();
     let mut merged: Tallies = Vec::new();
     for task in tasks {
-        if let Ok(tallies) = task.await {
-            for (op, tally) in tallies {
-                match merged.iter_mut().find(|(o, _)| *o == op) {
-                    Some((_, m)) => {
-                        let _ = m.hist.add(&tally.hist);
-                        m.errors += tally.errors;
-                    }
-                    None => merged.push((op, tally)),
+        // A worker that panicked lost its tallies: the run cannot be reported as measured.
+        let tallies = task.await.map_err(|e| anyhow::anyhow!("a load worker failed: {e}"))?;
+        for (op, tally) in tallies {
+            match merged.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, m)) => {
+                    let _ = m.hist.add(&tally.hist);
+                    m.errors += tally.errors;
                 }
+                None => merged.push((op, tally)),
             }
         }
     }
-    (merged, window)
+    Ok((merged, window))
 }
 
 fn outcome(name: &str, tallies: &[&Tally], window: Duration, cpu: Option<f64>, rss: Option<f64>) -> Outcome {
@@ -367,7 +382,7 @@ pub async fn run_scenario(
     let fixture = Arc::new(fixture.clone());
     if scenario == Scenario::ClientCredentials && fixture.client.is_none() {
         println!("  skipped: no confidential client (pass --client-id/--client-secret with --target)");
-        return Ok(Vec::new());
+        return Err(Skipped("client-credentials needs a confidential client (--client-id/--client-secret)").into());
     }
     let workers: Vec<Worker> = match scenario {
         Scenario::Login => (0..concurrency).map(|i| (i, constant(Op::Login))).collect(),
@@ -390,7 +405,7 @@ pub async fn run_scenario(
         server::reset_peak_rss(pid);
     }
     let started = Instant::now();
-    let (tallies, window) = drive(&fixture, workers, warmup, window).await;
+    let (tallies, window) = drive(&fixture, workers, warmup, window).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = pid.zip(cpu_before).map(|(pid, before)| (server::cpu_seconds(pid) - before) / elapsed * 100.0);
     let rss = pid.map(|pid| server::memory_mib(pid).1);
@@ -401,25 +416,31 @@ pub async fn run_scenario(
         if let Some((_, me)) = tallies.iter().find(|(op, _)| *op == Op::Me) {
             outcomes.push(outcome("mixed: me only", &[me], window, None, None));
         }
-        outcomes.extend(me_while_logins_saturate(&fixture, concurrency, window, pid).await);
+        outcomes.extend(me_while_logins_saturate(&fixture, concurrency, warmup, window, pid).await?);
     }
     Ok(outcomes)
 }
+
+/// A scenario that could not run against this target; `--smoke` treats it as a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("scenario skipped: {0}")]
+pub struct Skipped(pub &'static str);
 
 /// `me` latency while enough logins run to keep every Argon2 slot busy.
 async fn me_while_logins_saturate(
     fixture: &Arc<Fixture>,
     concurrency: usize,
+    warmup: Duration,
     window: Duration,
     pid: Option<u32>,
-) -> Vec<Outcome> {
+) -> anyhow::Result<Vec<Outcome>> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let login_workers = cores * 4;
     let mut workers: Vec<Worker> = (0..login_workers).map(|i| (i, constant(Op::Login))).collect();
     workers.extend((0..concurrency.min(8)).map(|i| (i + login_workers, constant(Op::Me))));
     let cpu_before = pid.map(server::cpu_seconds);
     let started = Instant::now();
-    let (tallies, window) = drive(fixture, workers, Duration::from_millis(500), window).await;
+    let (tallies, window) = drive(fixture, workers, warmup, window).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = pid.zip(cpu_before).map(|(pid, before)| (server::cpu_seconds(pid) - before) / elapsed * 100.0);
     let rss = pid.map(|pid| server::memory_mib(pid).1);
@@ -430,7 +451,7 @@ async fn me_while_logins_saturate(
     if let Some((_, me)) = tallies.iter().find(|(op, _)| *op == Op::Me) {
         out.push(outcome("me while logins saturate", &[me], window, None, None));
     }
-    out
+    Ok(out)
 }
 
 /// Prints the table: each row beside the ceiling measured just before it ran.

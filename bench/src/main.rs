@@ -108,6 +108,9 @@ struct Report {
     startup_existing_ms: Option<f64>,
     idle_rss_mib: Option<f64>,
     scenarios: Vec<Outcome>,
+    /// Scenarios that could not run against this server, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer: Option<PeerComparison>,
 }
@@ -123,6 +126,7 @@ impl Report {
             startup_existing_ms: None,
             idle_rss_mib: None,
             scenarios: Vec::new(),
+            skipped: Vec::new(),
             peer: None,
         }
     }
@@ -143,6 +147,13 @@ fn main() -> anyhow::Result<()> {
     let workloads = ceilings::Workloads::new(args.argon2_memory_kib, args.argon2_iterations)?;
     let ceilings = workloads.measure(window);
     print_ceilings(&ceilings);
+    if args.target.is_some() {
+        println!(
+            "  (--target: these ceilings use this bench's Argon2id settings, m = {} KiB, t = {}, and 2048-bit \
+             RSA; the target's own settings are not known here, so its ratios hold only if they match)",
+            args.argon2_memory_kib, args.argon2_iterations
+        );
+    }
     let probe = Probe { workloads: &workloads, window: if args.smoke { window } else { Duration::from_secs(1) } };
 
     // The load generator gets its own runtime, as a separate client would.
@@ -174,6 +185,9 @@ fn main() -> anyhow::Result<()> {
     let errors: u64 = report.scenarios.iter().map(|s| s.errors).chain(peer_errors).sum();
     if args.smoke && errors > 0 {
         bail!("{errors} request(s) failed during the smoke pass");
+    }
+    if args.smoke && !report.skipped.is_empty() {
+        bail!("the smoke pass skipped: {}", report.skipped.join("; "));
     }
     Ok(())
 }
@@ -333,7 +347,11 @@ async fn run(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow::Resu
     }
     for scenario in &args.scenarios {
         println!("running {scenario:?} for {:?}…", args.duration);
-        report.scenarios.extend(probe.run(*scenario, &fixture, args, ours.pid()).await?);
+        match probe.run(*scenario, &fixture, args, ours.pid()).await {
+            Ok(outcomes) => report.scenarios.extend(outcomes),
+            Err(e) if e.downcast_ref::<load::Skipped>().is_some() => report.skipped.push(format!("{scenario:?}: {e}")),
+            Err(e) => return Err(e),
+        }
     }
     ours.stop(args).await?;
     Ok(report)
@@ -379,11 +397,23 @@ async fn run_peer(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
     let mut pairs = Vec::new();
     for scenario in scenarios {
         for round in 1..=args.rounds {
-            println!("{scenario:?}, round {round}/{}: latchkey, then oidc-provider…", args.rounds);
-            let a = load::run_scenario(scenario, &fixture, args.concurrency, args.warmup, args.duration, ours.pid());
-            let latchkey = a.await?.into_iter().next().context("no outcome")?;
-            let b = load::run_scenario(scenario, &peer_fixture, args.concurrency, args.warmup, args.duration, peer_pid);
-            let peer = b.await?.into_iter().next().context("no outcome")?;
+            // A B in odd rounds, B A in even ones, so neither always runs on a warmer machine.
+            let peer_first = round % 2 == 0;
+            let order = if peer_first { "oidc-provider, then latchkey" } else { "latchkey, then oidc-provider" };
+            println!("{scenario:?}, round {round}/{}: {order}…", args.rounds);
+            let run_ours =
+                || load::run_scenario(scenario, &fixture, args.concurrency, args.warmup, args.duration, ours.pid());
+            let run_peer =
+                || load::run_scenario(scenario, &peer_fixture, args.concurrency, args.warmup, args.duration, peer_pid);
+            let (latchkey, peer) = if peer_first {
+                let peer = run_peer().await?;
+                (run_ours().await?, peer)
+            } else {
+                let latchkey = run_ours().await?;
+                (latchkey, run_peer().await?)
+            };
+            let latchkey = latchkey.into_iter().next().context("no outcome")?;
+            let peer = peer.into_iter().next().context("no outcome")?;
             let ratio = if peer.per_sec > 0.0 { latchkey.per_sec / peer.per_sec } else { f64::NAN };
             pairs.push(PeerPair { scenario: latchkey.scenario.clone(), round, latchkey, peer, ratio });
         }

@@ -26,19 +26,21 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("no parent directory")?;
     let candidate = dir.join("latchkey");
-    if !candidate.exists() {
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "latchkey-server", "--bin", "latchkey"]);
-        if release {
-            cmd.arg("--release");
-        }
-        if !cmd.status()?.success() {
-            bail!("building the server failed");
-        }
+    // Always ask cargo (a no-op when nothing changed): a `latchkey` left over from an
+    // older build would measure code that is no longer the code.
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "--locked", "-p", "latchkey-server", "--bin", "latchkey"]);
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    if release {
+        cmd.arg("--release");
     }
-    Ok(candidate)
+    match cmd.status() {
+        Ok(status) if status.success() => Ok(candidate),
+        Ok(_) => bail!("building the server failed"),
+        Err(e) => bail!("cannot run cargo to build the server ({e}); the bench refuses a binary it cannot check"),
+    }
 }
 
 const UNLIMITED: &str = "{per_minute=100000000,burst=10000000}";

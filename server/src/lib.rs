@@ -96,7 +96,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
     }
     let key_set = domain::keys::load_key_set(&db, &master_key, &config, clock.now()).await?;
     let passwords = PasswordHasher::new(config.argon2, config.hashing_threads, config.hashing_max_queued)?;
-    let limits = Limiters::new(&config.rate_limits);
+    let limits = Limiters::new(&config.rate_limits, clock.clone());
     let metrics = metrics::Metrics::new()?;
     // One reader per core that can run a request at once, and two to spare.
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;

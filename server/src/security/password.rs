@@ -287,6 +287,6 @@ mod tests {
                 busy += 1;
             }
         }
-        assert!(busy >= 1, "with one slot and one waiter, some of six must be refused");
+        assert_eq!(busy, 4, "one slot and one waiter: the other four of six are refused");
     }
 }

@@ -7,10 +7,29 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota as GovernorQuota, RateLimiter};
+use std::time::Duration;
 
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota as GovernorQuota, RateLimiter};
+
+use crate::clock::SharedClock;
 use crate::config::{Quota, RateLimits};
+
+/// governor on the server's injected clock, so tests move rate-limit time as they move
+/// every other time. Whole seconds, like that clock: a bucket refills in one-second steps.
+#[derive(Clone)]
+pub struct LimiterClock(SharedClock);
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.0.now()).unwrap_or(0))
+    }
+}
+
+type IpLimiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, LimiterClock, NoOpMiddleware<Duration>>;
 
 /// Endpoint groups with their own per-IP buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,19 +70,20 @@ impl Bucket {
 }
 
 pub struct Limiters {
-    per_ip: Vec<(Bucket, DefaultKeyedRateLimiter<IpAddr>)>,
+    per_ip: Vec<(Bucket, IpLimiter)>,
     max_keys: usize,
-    clock: DefaultClock,
-}
-
-fn limiter(quota: Quota) -> DefaultKeyedRateLimiter<IpAddr> {
-    let per_minute = NonZeroU32::new(quota.per_minute).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(quota.burst).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::keyed(GovernorQuota::per_minute(per_minute).allow_burst(burst))
+    clock: LimiterClock,
 }
 
 impl Limiters {
-    pub fn new(config: &RateLimits) -> Self {
+    pub fn new(config: &RateLimits, clock: SharedClock) -> Self {
+        let clock = LimiterClock(clock);
+        let limiter = |quota: Quota| -> IpLimiter {
+            let per_minute = NonZeroU32::new(quota.per_minute).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(quota.burst).unwrap_or(NonZeroU32::MIN);
+            let quota = GovernorQuota::per_minute(per_minute).allow_burst(burst);
+            RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone())
+        };
         Self {
             per_ip: vec![
                 (Bucket::Login, limiter(config.login)),
@@ -74,7 +94,7 @@ impl Limiters {
                 (Bucket::PasswordChange, limiter(config.password_change)),
             ],
             max_keys: config.max_tracked_keys,
-            clock: DefaultClock::default(),
+            clock,
         }
     }
 
@@ -103,7 +123,8 @@ impl Limiters {
     }
 }
 
-fn retry_after(clock: &DefaultClock, not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> u64 {
+fn retry_after(clock: &LimiterClock, not_until: &governor::NotUntil<Duration>) -> u64 {
+    use governor::clock::Clock;
     not_until.wait_time_from(clock.now()).as_secs_f64().ceil().max(1.0) as u64
 }
 
@@ -116,7 +137,7 @@ mod tests {
     fn burst_then_refuse_per_key() {
         let mut config = RawConfig::default().validate().unwrap().rate_limits;
         config.login = Quota::new(1, 3);
-        let limits = Limiters::new(&config);
+        let limits = Limiters::new(&config, crate::clock::ManualClock::new(1_000_000));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
@@ -126,6 +147,31 @@ mod tests {
         assert!((1..=60).contains(&wait), "{wait}");
         assert!(limits.check_ip(Bucket::Login, b).is_ok(), "another IP has its own bucket");
         assert!(limits.check_ip(Bucket::Register, a).is_ok(), "another group has its own bucket");
+    }
+
+    #[test]
+    fn buckets_refill_on_the_injected_clock() {
+        let mut config = RawConfig::default().validate().unwrap().rate_limits;
+        config.register = Quota::new(60, 3); // one a second, three at once
+        let clock = crate::clock::ManualClock::new(1_000_000);
+        let limits = Limiters::new(&config, clock.clone());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limits.check_ip(Bucket::Register, ip).is_ok());
+        }
+        assert_eq!(limits.check_ip(Bucket::Register, ip), Err(1), "empty: one second to the next token");
+        clock.advance(1);
+        assert!(limits.check_ip(Bucket::Register, ip).is_ok(), "one token back after a second");
+        assert!(limits.check_ip(Bucket::Register, ip).is_err());
+        clock.advance(60);
+        for _ in 0..3 {
+            assert!(limits.check_ip(Bucket::Register, ip).is_ok(), "full again, but no more than the burst");
+        }
+        assert!(limits.check_ip(Bucket::Register, ip).is_err());
+        // Swept once full again: idle keys do not pile up.
+        clock.advance(60);
+        limits.sweep();
+        assert_eq!(limits.tracked_keys(), 0);
     }
 
     #[test]

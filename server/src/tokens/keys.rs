@@ -25,8 +25,15 @@ pub enum KeyError {
     UnsupportedSize(u32),
     #[error("RSA key generation failed")]
     Generation,
-    #[error("the private key is not a valid RSA PKCS#8 key: {0}")]
+    #[error("the private key is not a valid RSA key: {0}")]
     Rejected(String),
+}
+
+const TOO_SHORT: &str = "keys shorter than 2048 bits are not accepted";
+
+/// aws-lc refuses short keys itself; say so in our words.
+fn rejected(e: aws_lc_rs::error::KeyRejected) -> KeyError {
+    if e.to_string() == "TooSmall" { KeyError::Rejected(TOO_SHORT.into()) } else { KeyError::Rejected(e.to_string()) }
 }
 
 /// A parsed RSA private key with its public JWK parameters.
@@ -57,16 +64,19 @@ impl KeyMaterial {
     }
 
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
-        let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        let pair = RsaKeyPair::from_pkcs8(der).map_err(rejected)?;
         if pair.public_modulus_len() < 256 {
-            return Err(KeyError::Rejected("keys shorter than 2048 bits are not accepted".into()));
+            return Err(KeyError::Rejected(TOO_SHORT.into()));
         }
         Ok(Self::from_pair(pair))
     }
 
     /// A PKCS#1 `RSAPrivateKey` (the body of a `BEGIN RSA PRIVATE KEY` PEM block).
     pub fn from_pkcs1(der: &[u8]) -> Result<Self, KeyError> {
-        let pair = RsaKeyPair::from_der(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        let pair = RsaKeyPair::from_der(der).map_err(rejected)?;
+        if pair.public_modulus_len() < 256 {
+            return Err(KeyError::Rejected(TOO_SHORT.into()));
+        }
         Ok(Self::from_pair(pair))
     }
 

@@ -13,11 +13,22 @@ use crate::harness::{PASSWORD, TestServer, backend, call, refresh_cookie, user_w
 struct Op {
     permission: &'static str,
     method: Method,
+    /// The path as the OpenAPI document spells it, e.g. `/admin/users/{id}`.
+    template: &'static str,
     path: String,
     body: Option<Value>,
 }
 
-async fn fixtures(server: &TestServer, admin: &str, n: usize) -> (String, String, String) {
+struct Fixtures {
+    user_id: String,
+    session_id: String,
+    n: String,
+    /// A pending signing key, if one exists (the rotate operation leaves one); revoking
+    /// the active key would end the run for every later operation.
+    pending_kid: String,
+}
+
+async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
     let (_, user) = call(
         server,
         admin,
@@ -48,48 +59,126 @@ async fn fixtures(server: &TestServer, admin: &str, n: usize) -> (String, String
     let _ = cookie;
     let (_, sessions) = call(server, admin, Method::GET, &format!("/admin/users/{user_id}/sessions"), None).await;
     let session_id = sessions["items"][0]["id"].as_str().unwrap().to_string();
-    (user_id, session_id, format!("{n}"))
+    let keys = latchkey_server::store::keys::list(&server.state.db).await.unwrap();
+    let pending_kid =
+        keys.into_iter().find(|k| k.state == "pending").map_or_else(|| "no-pending-key".to_string(), |k| k.kid);
+    Fixtures { user_id, session_id, n: format!("{n}"), pending_kid }
 }
 
-fn ops(user_id: &str, session_id: &str, n: &str) -> Vec<Op> {
-    let op = |permission, method, path: String, body| Op { permission, method, path, body };
+fn ops(f: &Fixtures) -> Vec<Op> {
+    let (user_id, session_id, n, kid) = (&f.user_id, &f.session_id, &f.n, &f.pending_kid);
+    let op = |permission, method, template, path: String, body| Op { permission, method, template, path, body };
     vec![
-        op("users:read", Method::GET, "/admin/users".into(), None),
-        op("users:read", Method::GET, format!("/admin/users/{user_id}"), None),
-        op("users:write", Method::POST, "/admin/users".into(), Some(json!({"username": format!("new{n}")}))),
-        op("users:write", Method::PATCH, format!("/admin/users/{user_id}"), Some(json!({"email": "t@example.com"}))),
+        op("users:read", Method::GET, "/admin/users", "/admin/users".into(), None),
+        op("users:read", Method::GET, "/admin/users/{id}", format!("/admin/users/{user_id}"), None),
+        op(
+            "users:write",
+            Method::POST,
+            "/admin/users",
+            "/admin/users".into(),
+            Some(json!({"username": format!("new{n}")})),
+        ),
+        op(
+            "users:write",
+            Method::PATCH,
+            "/admin/users/{id}",
+            format!("/admin/users/{user_id}"),
+            Some(json!({"email": "t@example.com"})),
+        ),
         op(
             "users:write",
             Method::PUT,
+            "/admin/users/{id}/password",
             format!("/admin/users/{user_id}/password"),
             Some(json!({"password": "a new password"})),
         ),
-        op("users:write", Method::PUT, format!("/admin/users/{user_id}/roles"), Some(json!({"roles": ["user"]}))),
-        op("sessions:read", Method::GET, format!("/admin/users/{user_id}/sessions"), None),
-        op("sessions:read", Method::GET, "/admin/sessions".into(), None),
-        op("sessions:revoke", Method::DELETE, format!("/admin/sessions/{session_id}"), None),
-        op("sessions:revoke", Method::DELETE, format!("/admin/users/{user_id}/sessions"), None),
-        op("roles:read", Method::GET, "/admin/roles".into(), None),
-        op("roles:read", Method::GET, format!("/admin/roles/role{n}"), None),
-        op("roles:write", Method::POST, "/admin/roles".into(), Some(json!({"name": format!("extra{n}")}))),
-        op("roles:write", Method::PATCH, format!("/admin/roles/role{n}"), Some(json!({"description": "d"}))),
-        op("roles:write", Method::DELETE, format!("/admin/roles/role{n}"), None),
-        op("clients:read", Method::GET, "/admin/clients".into(), None),
-        op("clients:read", Method::GET, format!("/admin/clients/client{n}"), None),
+        op(
+            "users:write",
+            Method::PUT,
+            "/admin/users/{id}/roles",
+            format!("/admin/users/{user_id}/roles"),
+            Some(json!({"roles": ["user"]})),
+        ),
+        op("users:write", Method::POST, "/admin/users/{id}/unlock", format!("/admin/users/{user_id}/unlock"), None),
+        op("users:write", Method::DELETE, "/admin/users/{id}/totp", format!("/admin/users/{user_id}/totp"), None),
+        op(
+            "sessions:read",
+            Method::GET,
+            "/admin/users/{id}/sessions",
+            format!("/admin/users/{user_id}/sessions"),
+            None,
+        ),
+        op("sessions:read", Method::GET, "/admin/sessions", "/admin/sessions".into(), None),
+        op("sessions:revoke", Method::DELETE, "/admin/sessions/{id}", format!("/admin/sessions/{session_id}"), None),
+        op(
+            "sessions:revoke",
+            Method::DELETE,
+            "/admin/users/{id}/sessions",
+            format!("/admin/users/{user_id}/sessions"),
+            None,
+        ),
+        op("roles:read", Method::GET, "/admin/roles", "/admin/roles".into(), None),
+        op("roles:read", Method::GET, "/admin/roles/{name}", format!("/admin/roles/role{n}"), None),
+        op(
+            "roles:write",
+            Method::POST,
+            "/admin/roles",
+            "/admin/roles".into(),
+            Some(json!({"name": format!("extra{n}")})),
+        ),
+        op(
+            "roles:write",
+            Method::PATCH,
+            "/admin/roles/{name}",
+            format!("/admin/roles/role{n}"),
+            Some(json!({"description": "d"})),
+        ),
+        op("roles:write", Method::DELETE, "/admin/roles/{name}", format!("/admin/roles/role{n}"), None),
+        op("clients:read", Method::GET, "/admin/clients", "/admin/clients".into(), None),
+        op("clients:read", Method::GET, "/admin/clients/{client_id}", format!("/admin/clients/client{n}"), None),
         op(
             "clients:write",
             Method::POST,
+            "/admin/clients",
             "/admin/clients".into(),
-            Some(
-                json!({"client_id": format!("made{n}"), "name": "m", "confidential": false, "grant_types": ["refresh_token"], "audience": "reports-api"}),
-            ),
+            Some(json!({"client_id": format!("made{n}"), "name": "m", "confidential": false,
+                "grant_types": ["refresh_token"], "audience": "reports-api"})),
         ),
-        op("clients:write", Method::PATCH, format!("/admin/clients/client{n}"), Some(json!({"name": "renamed"}))),
-        op("clients:write", Method::POST, format!("/admin/clients/client{n}/secret"), None),
-        op("clients:write", Method::DELETE, format!("/admin/clients/client{n}"), None),
-        op("audit:read", Method::GET, "/admin/audit".into(), None),
-        op("users:write", Method::DELETE, format!("/admin/users/{user_id}"), None),
+        op(
+            "clients:write",
+            Method::PATCH,
+            "/admin/clients/{client_id}",
+            format!("/admin/clients/client{n}"),
+            Some(json!({"name": "renamed"})),
+        ),
+        op(
+            "clients:write",
+            Method::POST,
+            "/admin/clients/{client_id}/secret",
+            format!("/admin/clients/client{n}/secret"),
+            None,
+        ),
+        op("clients:write", Method::DELETE, "/admin/clients/{client_id}", format!("/admin/clients/client{n}"), None),
+        op("audit:read", Method::GET, "/admin/audit", "/admin/audit".into(), None),
+        op("keys:read", Method::GET, "/admin/keys", "/admin/keys".into(), None),
+        op("keys:rotate", Method::POST, "/admin/keys/rotate", "/admin/keys/rotate".into(), None),
+        op("keys:rotate", Method::POST, "/admin/keys/{kid}/revoke", format!("/admin/keys/{kid}/revoke"), None),
+        op("users:write", Method::DELETE, "/admin/users/{id}", format!("/admin/users/{user_id}"), None),
     ]
+}
+
+/// Every `/admin` operation of the OpenAPI document, as (METHOD, path template).
+fn admin_operations_in_the_spec() -> std::collections::BTreeSet<(String, String)> {
+    let spec: Value = serde_json::from_str(&latchkey_server::api::spec_json()).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        if path.starts_with("/admin") {
+            for method in item.as_object().unwrap().keys() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
 }
 
 #[tokio::test]
@@ -109,6 +198,8 @@ async fn permission_matrix() {
         "clients:read",
         "clients:write",
         "audit:read",
+        "keys:read",
+        "keys:rotate",
     ];
     let mut holders = std::collections::HashMap::new();
     for permission in permissions {
@@ -129,10 +220,15 @@ async fn permission_matrix() {
     // Without a token: 401. Without the permission: 403 insufficient_scope. With it: 2xx.
     let anonymous = server.http.get(server.url("/admin/users")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
-    let count = ops("u", "s", "0").len();
+    // The list covers the document: a new admin operation without a row fails here.
+    let placeholder = Fixtures { user_id: "u".into(), session_id: "s".into(), n: "0".into(), pending_kid: "k".into() };
+    let covered: std::collections::BTreeSet<(String, String)> =
+        ops(&placeholder).iter().map(|op| (op.method.to_string(), op.template.to_string())).collect();
+    assert_eq!(covered, admin_operations_in_the_spec(), "every admin operation is in the matrix, and only those");
+    let count = ops(&placeholder).len();
     for i in 0..count {
-        let (user_id, session_id, n) = fixtures(&server, &admin, i).await;
-        let op = ops(&user_id, &session_id, &n).remove(i);
+        let fixtures = fixtures(&server, &admin, i).await;
+        let op = ops(&fixtures).remove(i);
         let (status, body) = call(&server, &nobody, op.method.clone(), &op.path, op.body.clone()).await;
         assert_eq!(status, 403, "{} {} without {} on {}", op.method, op.path, op.permission, backend());
         assert_eq!(body["error"], "insufficient_scope");
@@ -220,6 +316,49 @@ async fn disabling_a_user_ends_sessions_and_blocks_login_and_refresh() {
     .await;
     assert_eq!(status, 204);
     assert_eq!(server.refresh(&cookie).await.status(), 401);
+    assert_eq!(server.login_status("victim", PASSWORD).await, 401, "the old password is refused");
+    assert_eq!(server.login_status("victim", "brand new password").await, 200, "the new one works");
+    server.stop().await;
+}
+
+/// Revoking a session (or all of a user's) ends its refresh token and its access tokens
+/// at once on our own API.
+#[tokio::test]
+async fn admin_session_revocation_stops_refresh_and_access_tokens() {
+    let server = TestServer::start().await;
+    let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let (victim_id, _) = user_with_roles(&server, "victim", &[]).await;
+    let (first_access, first_cookie) = server.login("victim").await;
+    let (second_access, second_cookie) = server.login("victim").await;
+    let (third_access, third_cookie) = server.login("victim").await;
+    let (_, sessions) = call(&server, &admin, Method::GET, &format!("/admin/users/{victim_id}/sessions"), None).await;
+    // The first session is the one made by `user_with_roles`; find the ones made here.
+    let ids: Vec<String> =
+        sessions["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().into()).collect();
+    assert_eq!(ids.len(), 4);
+    let sid_of = |token: &str| {
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
+        )
+        .unwrap();
+        claims["sid"].as_str().unwrap().to_string()
+    };
+    let first_sid = sid_of(&first_access);
+    assert!(ids.contains(&first_sid));
+    let (status, _) = call(&server, &admin, Method::DELETE, &format!("/admin/sessions/{first_sid}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(server.me(&first_access).await.status(), 401, "its access token stops at once");
+    assert_eq!(server.refresh(&first_cookie).await.status(), 401, "its refresh token is dead");
+    assert_eq!(server.me(&second_access).await.status(), 200, "other sessions go on");
+
+    let (status, body) =
+        call(&server, &admin, Method::DELETE, &format!("/admin/users/{victim_id}/sessions"), None).await;
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(3)));
+    for (access, cookie) in [(&second_access, &second_cookie), (&third_access, &third_cookie)] {
+        assert_eq!(server.me(access).await.status(), 401);
+        assert_eq!(server.refresh(cookie).await.status(), 401);
+    }
     server.stop().await;
 }
 

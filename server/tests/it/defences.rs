@@ -54,10 +54,23 @@ async fn brute_force_is_rate_limited_and_locked_out_then_recovers() {
     let user = latchkey_server::domain::users::get(&server.state, victim["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(user.failed_logins, 5, "attempts during the lock are not counted");
     let until = user.locked_until.expect("the account is locked");
-    assert!(until - server.clock.now_secs() <= 600);
+    assert_eq!(until - server.clock.now_secs(), 30, "the fifth failure locks for the base 30 s");
+
+    // Each failure after a lock has passed doubles it: 60 s, then 120 s (injected clock).
+    let id = victim["id"].as_str().unwrap();
+    for (step, expected) in [(30, 60), (60, 120), (120, 240)] {
+        server.clock.advance(step - 1);
+        let still_locked = login_from(&server, Some("198.51.100.9"), "victim", PASSWORD).await;
+        assert_eq!(still_locked.status(), 401, "one second before the lock ends");
+        server.clock.advance(1);
+        let wrong = login_from(&server, Some("198.51.100.9"), "victim", "wrong again").await;
+        assert_eq!(wrong.status(), 401);
+        let user = latchkey_server::domain::users::get(&server.state, id).await.unwrap();
+        assert_eq!(user.locked_until.unwrap() - server.clock.now_secs(), expected, "{}", backend());
+    }
 
     // Once the backoff has passed (moved clock, no sleeping), the victim gets in.
-    server.clock.advance(601);
+    server.clock.advance(240);
     let ok = login_from(&server, Some("198.51.100.9"), "victim", PASSWORD).await;
     assert_eq!(ok.status(), 200);
     let user = latchkey_server::domain::users::get(&server.state, victim["id"].as_str().unwrap()).await.unwrap();
@@ -145,15 +158,18 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
     let server = TestServer::start_with(|raw| {
         raw.passwords.hashing_threads = 1;
         raw.passwords.max_queued = 1;
-        raw.passwords.argon2_memory_kib = 65_536;
+        raw.passwords.argon2_memory_kib = 262_144;
         raw.passwords.argon2_iterations = 3;
     })
     .await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
     let tasks: Vec<_> = (0..16)
         .map(|n| {
             let http = server.http.clone();
             let url = server.url("/auth/login");
+            let barrier = barrier.clone();
             tokio::spawn(async move {
+                barrier.wait().await;
                 let resp = http
                     .post(url)
                     .header("x-requested-with", "latchkey")
@@ -174,7 +190,9 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
             busy += 1;
         }
     }
-    assert!(busy > 0, "with one thread and a queue of one, sixteen logins cannot all wait");
+    // One hash (about a second at these settings) runs, one waits: the other fourteen of
+    // sixteen arriving together are refused at once.
+    assert_eq!(busy, 14, "with one thread and a queue of one");
     server.stop().await;
 }
 
@@ -351,5 +369,7 @@ async fn password_change_ends_other_sessions() {
     assert_eq!(change(PASSWORD).await.unwrap().status(), 204);
     assert_eq!(server.refresh(&other).await.status(), 401, "other sessions end");
     assert_eq!(server.refresh(&cookie).await.status(), 200, "this one stays");
+    assert_eq!(server.login_status("pat", PASSWORD).await, 401, "the old password is refused");
+    assert_eq!(server.login_status("pat", "a brand new password").await, 200, "the new one works");
     server.stop().await;
 }

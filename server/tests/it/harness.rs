@@ -189,6 +189,19 @@ impl TestServer {
         (body["access_token"].as_str().unwrap().to_string(), cookie)
     }
 
+    /// The status of a login with `password`.
+    pub async fn login_status(&self, username: &str, password: &str) -> u16 {
+        self.http
+            .post(self.url("/auth/login"))
+            .header("x-requested-with", "latchkey")
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// POST /auth/refresh with a cookie; returns the raw response.
     pub async fn refresh(&self, cookie: &str) -> reqwest::Response {
         self.http
@@ -332,6 +345,22 @@ pub async fn finish_mfa(server: &TestServer, mfa_token: &str, factor: Value) -> 
         .send()
         .await
         .unwrap()
+}
+
+/// Waits for `condition` for up to `limit`, polling; fails naming `what` when it never holds.
+pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
 }
 
 /// The refresh cookie's value from `Set-Cookie`, if set (an empty value means cleared).

@@ -6,10 +6,10 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{PASSWORD, TestServer, backend, fresh_database_url, postgres_admin_url, refresh_cookie};
+use crate::harness::{TestServer, backend, refresh_cookie};
 
 /// Fires `n` refreshes of one cookie at once; returns status → count and the winner's cookie.
-async fn race(bases: &[String], cookie: &str, n: usize) -> (HashMap<u16, usize>, Option<String>) {
+pub async fn race(bases: &[String], cookie: &str, n: usize) -> (HashMap<u16, usize>, Option<String>) {
     let http = reqwest::Client::new();
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let tasks: Vec<_> = (0..n)
@@ -136,50 +136,6 @@ async fn idle_timeout_and_absolute_lifetime_follow_the_clock() {
     server.stop().await;
 }
 
-/// Two real server processes on one PostgreSQL database: one winner across both.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs TEST_DATABASE_URL (PostgreSQL); the PostgreSQL pass runs it"]
-async fn two_server_processes_race_on_postgres() {
-    if postgres_admin_url().is_none() {
-        crate::harness::missing_prerequisite("two_server_processes_race_on_postgres", "TEST_DATABASE_URL");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(dir.path()).await;
-    let mut a = spawn_node(&url, dir.path());
-    let base_a = wait_for_listen(&mut a);
-    let mut b = spawn_node(&url, dir.path());
-    let base_b = wait_for_listen(&mut b);
-
-    let http = reqwest::Client::new();
-    let reg = http
-        .post(format!("{base_a}/auth/register"))
-        .json(&serde_json::json!({"username": "node-user", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reg.status(), 201);
-    let login = http
-        .post(format!("{base_b}/auth/login"))
-        .header("x-requested-with", "latchkey")
-        .json(&serde_json::json!({"username": "node-user", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200);
-    let cookie = refresh_cookie(login.headers()).unwrap();
-
-    let (counts, winner) = race(&[base_a.clone(), base_b.clone()], &cookie, 50).await;
-    a.kill().ok();
-    b.kill().ok();
-    assert_eq!(counts.get(&200), Some(&1), "exactly one winner across two processes: {counts:?}");
-    assert_eq!(counts.get(&409), Some(&49), "{counts:?}");
-    assert!(winner.is_some());
-}
-
-fn spawn_node(database_url: &str, dir: &std::path::Path) -> Child {
-    spawn_node_with(database_url, dir, &[])
-}
-
 pub fn spawn_node_with(database_url: &str, dir: &std::path::Path, extra: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("serve")
@@ -201,9 +157,26 @@ pub fn spawn_node_with(database_url: &str, dir: &std::path::Path, extra: &[(&str
 
 /// Reads the node's JSON log until it says where it listens.
 pub fn wait_for_listen(child: &mut Child) -> String {
+    wait_for_listen_keeping_log(child).0
+}
+
+/// Every line a node wrote to its log so far (it keeps filling in the background).
+#[derive(Clone, Default)]
+pub struct NodeLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl NodeLog {
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// [`wait_for_listen`], keeping every log line for the test to read.
+pub fn wait_for_listen_keeping_log(child: &mut Child) -> (String, NodeLog) {
     let stderr = child.stderr.take().unwrap();
+    let log = NodeLog::default();
     let mut lines = BufReader::new(stderr).lines();
     while let Some(Ok(line)) = lines.next() {
+        log.0.lock().unwrap().push(line.clone());
         let Ok(event) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
@@ -211,11 +184,16 @@ pub fn wait_for_listen(child: &mut Child) -> String {
             && let Some(addr) = event["fields"]["addr"].as_str()
         {
             // Keep draining the pipe so the child never blocks on a full buffer.
-            std::thread::spawn(move || for _ in lines {});
-            return format!("http://{addr}");
+            let kept = log.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    kept.0.lock().unwrap().push(line);
+                }
+            });
+            return (format!("http://{addr}"), log);
         }
     }
-    panic!("the node exited before listening");
+    panic!("the node exited before listening: {}", log.text());
 }
 
 /// The inline SQLite writer leaves checkpoints to a thread of its own (it turns off
