@@ -37,8 +37,8 @@ tmux new-session -d -s "$SESSION" -x 100 -y 30 \
   "$BIN/latchkey-admin --server $BASE --username operator; echo CONSOLE-EXITED; sleep 5"
 wait_for "Log in"
 tmux send-keys -t "$SESSION" "console password 1" Enter
-wait_for "1 Users"
-wait_for "operator"
+# The table's title appears only once the users are loaded (the login form shows neither).
+wait_for "Users — 1 total"
 tmux send-keys -t "$SESSION" c
 wait_for "New user"
 tmux send-keys -t "$SESSION" "tmux-made-user" Enter
@@ -48,10 +48,32 @@ wait_for "Password (empty"
 tmux send-keys -t "$SESSION" Enter
 wait_for "One-time password"
 screen | tee "$WORK/screen.txt"
+# Colours are on by default: the key bar's keys are drawn in yellow.
+# A foreground colour (30–38, 90–97; 39 is "default", which tmux writes either way).
+COLOUR=$'\e''\[([0-9]+;)*(3[0-8]|9[0-7])(;[0-9]+)*m'
+tmux capture-pane -e -p -t "$SESSION" | grep -Eq "$COLOUR" || { echo "no colours in the console"; exit 1; }
 tmux send-keys -t "$SESSION" Escape
-wait_for "tmux-made-user"
+# The popup is gone and the list was reloaded: only the table can show two users.
+wait_for "Users — 2 total"
 tmux send-keys -t "$SESSION" q
 wait_for "CONSOLE-EXITED"
+tmux kill-session -t "$SESSION"
+
+# NO_COLOR drops every colour, and Ctrl-C gives the terminal back as it was: out of raw
+# mode (stty shows icanon and echo again) and off the alternate screen.
+tmux new-session -d -s "$SESSION" -x 100 -y 30 \
+  "NO_COLOR=1 $BIN/latchkey-admin --server $BASE --username operator; echo CONSOLE-EXITED; stty -a; sleep 5"
+wait_for "Log in"
+tmux send-keys -t "$SESSION" "console password 1" Enter
+wait_for "Users — 2 total"
+if tmux capture-pane -e -p -t "$SESSION" | grep -Eq "$COLOUR"; then
+  echo "colours drawn despite NO_COLOR"; screen; exit 1
+fi
+tmux send-keys -t "$SESSION" C-c
+wait_for "CONSOLE-EXITED"
+screen | grep -q -- "-icanon" && { echo "the terminal was left in raw mode"; screen; exit 1; }
+screen | grep -qw "icanon" || { echo "stty printed nothing"; screen; exit 1; }
+screen | grep -q "Users — 2 total" && { echo "the alternate screen was not left"; screen; exit 1; }
 
 TOKEN=$(curl -fs "$BASE/oauth2/token" -d grant_type=password -d client_id=latchkey-admin \
   -d username=operator --data-urlencode "password=console password 1" |
@@ -59,4 +81,4 @@ TOKEN=$(curl -fs "$BASE/oauth2/token" -d grant_type=password -d client_id=latchk
 TOTAL=$(curl -fs "$BASE/admin/users?q=tmux-made-user" -H "authorization: Bearer $TOKEN" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 if [ "$TOTAL" != "1" ]; then echo "the user made in the console is not on the server"; exit 1; fi
-echo "tui e2e: 1 passed, 0 failed"
+echo "tui e2e: 2 passed, 0 failed"

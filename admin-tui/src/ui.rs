@@ -299,13 +299,51 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(Paragraph::new(format!(" {text}")).style(style), area);
 }
 
+/// The key bar: as many whole hints as fit, in the screen's order (the most important
+/// first), then `? more` when some did not fit — never a hint cut mid-word.
 fn draw_keys(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let hints = app.key_hints();
+    let fitted = fit_hints(&hints, usize::from(area.width));
     let mut spans = Vec::new();
-    for (key, what) in app.key_hints() {
+    for (key, what) in fitted.shown {
         spans.push(Span::styled(format!(" {key}"), theme.fg(Color::Yellow).add_modifier(Modifier::BOLD)));
         spans.push(Span::raw(format!(" {what} ")));
     }
+    if fitted.more {
+        spans.push(Span::styled(" ?", theme.fg(Color::Yellow).add_modifier(Modifier::BOLD)));
+        spans.push(Span::raw(" more"));
+    }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+pub struct FittedHints<'a> {
+    pub shown: Vec<&'a (&'static str, &'static str)>,
+    /// Some hints were left out (the `?` help lists them all).
+    pub more: bool,
+}
+
+/// Which hints fit in `width` columns, keeping room for ` ? more` when not all do.
+pub fn fit_hints<'a>(hints: &'a [(&'static str, &'static str)], width: usize) -> FittedHints<'a> {
+    let cost = |(key, what): &(&str, &str)| key.chars().count() + what.chars().count() + 3;
+    let total: usize = hints.iter().map(cost).sum();
+    if total <= width {
+        return FittedHints { shown: hints.iter().collect(), more: false };
+    }
+    let budget = width.saturating_sub(" ? more".len());
+    let mut used = 0;
+    let mut shown = Vec::new();
+    for hint in hints {
+        // `?` itself is what the tail offers; no need to show it twice.
+        if hint.0 == "?" {
+            continue;
+        }
+        if used + cost(hint) > budget {
+            break;
+        }
+        used += cost(hint);
+        shown.push(hint);
+    }
+    FittedHints { shown, more: true }
 }
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {

@@ -68,3 +68,25 @@ fn totp_qr_code_fits() {
     })));
     insta::assert_snapshot!(render(&app));
 }
+
+/// The key bar as drawn at 80 columns: whole hints only, and `? more` when some did not
+/// fit (the `?` help lists them all) — never a hint cut mid-word.
+#[test]
+fn the_drawn_key_bar_is_whole_hints_at_80_columns() {
+    use latchkey_admin::app::Screen;
+    for screen in [Screen::Users, Screen::Roles, Screen::Sessions, Screen::Clients, Screen::Keys, Screen::Audit] {
+        let mut app = crate::fixtures::loaded_app();
+        app.screen = screen;
+        let drawn = render(&app);
+        let bar = drawn.lines().last().unwrap().trim_matches('"').trim_end().to_string();
+        let hints = app.key_hints();
+        let all_fit = hints.iter().all(|(key, what)| bar.contains(&format!(" {key} {what}")));
+        assert!(all_fit || bar.ends_with("? more"), "{screen:?}: {bar:?}");
+        for (key, what) in &hints {
+            let first_word = what.split(' ').next().unwrap();
+            if bar.contains(&format!(" {key} {first_word}")) {
+                assert!(bar.contains(&format!(" {key} {what}")), "{screen:?}: `{key} {what}` is cut in {bar:?}");
+            }
+        }
+    }
+}

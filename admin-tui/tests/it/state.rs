@@ -35,24 +35,36 @@ fn delete_asks_first_and_n_cancels_without_sending() {
 
 #[test]
 fn every_destructive_action_goes_through_a_confirm() {
-    let cases: &[(Screen, char)] = &[
-        (Screen::Users, 's'),
-        (Screen::Users, 't'),
-        (Screen::Users, 'X'),
-        (Screen::Roles, 'd'),
-        (Screen::Sessions, 'd'),
-        (Screen::Sessions, 'X'),
-        (Screen::Clients, 's'),
-        (Screen::Clients, 'd'),
-        (Screen::Keys, 'R'),
+    let alice = "01a20862-0000-7000-8000-000000000001".to_string();
+    // (screen, key, a word the popup must name, the one request `y` sends)
+    let cases: Vec<(Screen, char, &str, Request)> = vec![
+        (Screen::Users, 's', "alice", Request::SetStatus { user_id: alice.clone(), status: "disabled".into() }),
+        (Screen::Users, 't', "alice", Request::ResetTotp { user_id: alice.clone() }),
+        (Screen::Users, 'd', "alice", Request::DeleteUser { user_id: alice.clone() }),
+        (Screen::Users, 'X', "alice", Request::RevokeUserSessions { user_id: alice.clone() }),
+        (Screen::Roles, 'd', "admin", Request::DeleteRole { name: "admin".into() }),
+        (Screen::Sessions, 'd', "alice", Request::RevokeSession { id: "01a20862-1111-7000-8000-000000000001".into() }),
+        (Screen::Sessions, 'X', "alice", Request::RevokeUserSessions { user_id: alice.clone() }),
+        (Screen::Clients, 's', "latchkey-admin", Request::RotateClientSecret { client_id: "latchkey-admin".into() }),
+        (Screen::Clients, 'd', "latchkey-admin", Request::DeleteClient { client_id: "latchkey-admin".into() }),
+        (Screen::Keys, 'R', "signing keys", Request::RotateKeys),
     ];
-    for (screen, c) in cases {
+    for (screen, c, target, expected) in cases {
         let mut app = loaded_app();
-        app.screen = *screen;
-        assert!(press(&mut app, KeyCode::Char(*c)).is_empty(), "{screen:?} {c}: nothing sent before confirming");
-        assert!(matches!(app.popup, Some(Popup::Confirm { .. })), "{screen:?} {c}");
+        app.screen = screen;
+        assert!(press(&mut app, KeyCode::Char(c)).is_empty(), "{screen:?} {c}: nothing sent before confirming");
+        match &app.popup {
+            Some(Popup::Confirm { message, .. }) => {
+                assert!(message.contains(target), "{screen:?} {c}: the popup names {target}: {message}")
+            }
+            other => panic!("{screen:?} {c}: expected a confirm popup, got {other:?}"),
+        }
         assert!(press(&mut app, KeyCode::Esc).is_empty());
         assert!(!app.quit, "Esc closes the popup, not the console");
+        // Again, and confirmed: exactly the one request for that target.
+        press(&mut app, KeyCode::Char(c));
+        assert_eq!(press(&mut app, KeyCode::Char('y')), vec![expected], "{screen:?} {c}");
+        assert!(app.popup.is_none());
     }
 }
 
