@@ -42,6 +42,16 @@ function serveDist(port) {
   return new Promise((resolve) => http.listen(port, "127.0.0.1", () => resolve(http)));
 }
 
+/// Waits for `condition` (async) for up to `ms`, failing loudly with `what`.
+async function eventually(what, ms, condition) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await condition()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
+}
+
 async function waitReady(url) {
   for (let i = 0; i < 200; i++) {
     try {
@@ -151,9 +161,15 @@ test("login works, the refresh token never reaches JavaScript, and a screenshot 
 
 test("the app keeps working past access-token expiry through silent refresh", async () => {
   const page = await context.newPage();
+  const startup = page.waitForResponse((r) => r.url().endsWith("/auth/refresh") && r.status() === 200);
   await page.goto(appUrl(spa.url));
+  const { access_token: held } = await (await startup).json();
   await page.waitForSelector("#signed-in:not(.hidden)");
-  await new Promise((r) => setTimeout(r, 3000)); // the 2-second token has expired
+  // The server's clock is its own: wait until it refuses the token the page holds.
+  await eventually("the 2-second access token to expire on the server", 10_000, async () => {
+    const r = await fetch(`${api}/auth/me`, { headers: { authorization: `Bearer ${held}` } });
+    return r.status === 401;
+  });
   const refreshed = page.waitForResponse((r) => r.url().endsWith("/auth/refresh") && r.request().method() === "POST");
   const rejected = page.waitForResponse((r) => r.url().endsWith("/auth/sessions") && r.status() === 401);
   await page.click("#call-api");
@@ -164,17 +180,38 @@ test("the app keeps working past access-token expiry through silent refresh", as
   await settleAndClose(page);
 });
 
-test("two tabs refreshing at the same moment both stay logged in", async () => {
+test("two tabs presenting the same cookie at once: one rotates, the other gets 409, both stay logged in", async () => {
   const [a, b] = [await context.newPage(), await context.newPage()];
   await Promise.all([a.goto(appUrl(spa.url)), b.goto(appUrl(spa.url))]);
   await Promise.all([a.waitForSelector("#signed-in:not(.hidden)"), b.waitForSelector("#signed-in:not(.hidden)")]);
-  for (let round = 0; round < 3; round++) {
-    await Promise.all([a.click("#refresh-now"), b.click("#refresh-now")]);
+  await Promise.all([a.waitForLoadState("networkidle"), b.waitForLoadState("networkidle")]);
+  // Straight to the server, past the app's Web Lock: both requests leave before either
+  // answer sets the new cookie, so they carry the same refresh token — the race the
+  // server itself must settle (one rotation; the other a 409 inside the grace window,
+  // never a reuse that would end the session).
+  const refreshNow = (page) =>
+    page.evaluate(async (apiBase) => {
+      const r = await fetch(`${apiBase}/auth/refresh`, {
+        method: "POST",
+        credentials: "include",
+        headers: { "X-Requested-With": "latchkey" },
+      });
+      return r.status;
+    }, api);
+  let raced = 0;
+  for (let round = 0; round < 5; round++) {
+    const statuses = (await Promise.all([refreshNow(a), refreshNow(b)])).sort();
+    assert.ok(
+      JSON.stringify(statuses) === "[200,409]" || JSON.stringify(statuses) === "[200,200]",
+      `round ${round}: ${statuses}`,
+    );
+    if (statuses[1] === 409) raced += 1;
   }
-  await new Promise((r) => setTimeout(r, 500));
+  assert.ok(raced > 0, "at least one round raced on one token");
   for (const page of [a, b]) {
+    const answered = page.waitForResponse((r) => r.url().endsWith("/auth/sessions") && r.status() === 200);
     await page.click("#call-api");
-    await page.waitForLoadState("networkidle");
+    await answered;
     assert.ok(await page.isVisible("#signed-in"), "no reuse revocation: still signed in");
   }
   await settleAndClose(a);
@@ -217,8 +254,33 @@ test("a page on an origin that is not allowed cannot refresh or log in", async (
     }
   }, api);
   assert.equal(outcome, "blocked: TypeError");
-  // Without the custom header there is no preflight, but the server refuses it (403).
+  // A login from that page: the preflight for the JSON body and custom header is refused.
+  const login = await foreign.evaluate(
+    async ([apiBase, password]) => {
+      try {
+        const r = await fetch(`${apiBase}/auth/login`, {
+          method: "POST",
+          credentials: "include",
+          headers: { "X-Requested-With": "latchkey", "content-type": "application/json" },
+          body: JSON.stringify({ username: "spa-user", password }),
+        });
+        return `status ${r.status}`;
+      } catch (e) {
+        return `blocked: ${e.name}`;
+      }
+    },
+    [api, PASSWORD],
+  );
+  assert.equal(login, "blocked: TypeError");
+  // Without the custom header there is no preflight, but the server refuses it (403),
+  // for a refresh and for a login posted as a "simple" form.
   const simple = await fetch(`${api}/auth/refresh`, { method: "POST", headers: { origin: evil.url } });
   assert.equal(simple.status, 403);
+  const form = await fetch(`${api}/auth/login`, {
+    method: "POST",
+    headers: { origin: evil.url, "content-type": "text/plain" },
+    body: JSON.stringify({ username: "spa-user", password: PASSWORD }),
+  });
+  assert.equal(form.status, 403);
   await foreign.close();
 });
