@@ -46,6 +46,8 @@ pub struct PasswordHasher {
     jobs: Sender<Job>,
     /// Jobs accepted but not yet started.
     queued: Arc<AtomicUsize>,
+    /// Jobs being computed.
+    running: Arc<AtomicUsize>,
     /// A hash of a random password, verified against when the user does not exist so
     /// that unknown usernames cost the same as wrong passwords.
     dummy_hash: String,
@@ -70,14 +72,15 @@ impl PasswordHasher {
         // timeout, to free its memory), which a mutex-shared std receiver cannot do.
         let (jobs, receiver) = flume::bounded::<Job>(max_waiting.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
         for i in 0..threads.max(1) {
-            let (receiver, queued) = (receiver.clone(), queued.clone());
+            let (receiver, queued, running) = (receiver.clone(), queued.clone(), running.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || worker(&receiver, &queued))
+                .spawn(move || worker(&receiver, &queued, &running))
                 .map_err(|e| HashError::Internal(e.to_string()))?;
         }
-        Ok(Self { params, jobs, queued, dummy_hash, dummy_verifications: AtomicU64::new(0) })
+        Ok(Self { params, jobs, queued, running, dummy_hash, dummy_verifications: AtomicU64::new(0) })
     }
 
     /// Hashes a new password into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
@@ -111,6 +114,11 @@ impl PasswordHasher {
     /// How many verifications ran against the dummy hash (for tests and metrics).
     pub fn dummy_verifications(&self) -> u64 {
         self.dummy_verifications.load(Ordering::Relaxed)
+    }
+
+    /// Hashes being computed right now (one per busy thread).
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
     }
 
     /// Jobs waiting for a hashing thread.
@@ -154,7 +162,7 @@ pub const RELEASE_IDLE_MEMORY_AFTER: Duration = Duration::from_secs(2);
 const ALWAYS_MAPPED_BLOCKS: usize = 32 * 1024 + 1;
 const _: () = assert!(std::mem::size_of::<Block>() == 1024, "an Argon2 block is 1 KiB");
 
-fn worker(receiver: &Receiver<Job>, queued: &AtomicUsize) {
+fn worker(receiver: &Receiver<Job>, queued: &AtomicUsize, running: &AtomicUsize) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
         let next = if memory.is_empty() {
@@ -164,8 +172,10 @@ fn worker(receiver: &Receiver<Job>, queued: &AtomicUsize) {
         };
         match next {
             Ok(job) => {
+                running.fetch_add(1, Ordering::SeqCst);
                 queued.fetch_sub(1, Ordering::SeqCst);
                 job(&mut memory);
+                running.fetch_sub(1, Ordering::SeqCst);
             }
             Err(RecvTimeoutError::Timeout) => memory = Vec::new(),
             Err(RecvTimeoutError::Disconnected) => return,
@@ -270,23 +280,27 @@ mod tests {
     #[tokio::test]
     async fn queue_is_bounded() {
         let hasher = Arc::new(
-            PasswordHasher::new(Argon2Settings { memory_kib: 8192, iterations: 3, parallelism: 1 }, 1, 1).unwrap(),
+            PasswordHasher::new(Argon2Settings { memory_kib: 65_536, iterations: 3, parallelism: 1 }, 1, 1).unwrap(),
         );
-        // One thread busy, one job queued: the rest of six concurrent jobs are refused.
         let password = Secret::new("password".to_string());
-        let tasks: Vec<_> = (0..6)
-            .map(|_| {
-                let hasher = hasher.clone();
-                let password = password.clone();
-                tokio::spawn(async move { hasher.hash(&password).await })
-            })
-            .collect();
+        let submit = |hasher: &Arc<PasswordHasher>| {
+            let (hasher, password) = (hasher.clone(), password.clone());
+            tokio::spawn(async move { hasher.hash(&password).await })
+        };
+        // The one thread takes a first job...
+        let first = submit(&hasher);
+        while hasher.running() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...so of five more, one waits in the queue of one and four are refused at once.
+        let more: Vec<_> = (0..5).map(|_| submit(&hasher)).collect();
         let mut busy = 0;
-        for task in tasks {
+        for task in more {
             if matches!(task.await.unwrap(), Err(HashError::Busy)) {
                 busy += 1;
             }
         }
-        assert_eq!(busy, 4, "one slot and one waiter: the other four of six are refused");
+        assert!(first.await.unwrap().is_ok());
+        assert_eq!(busy, 4, "one running, one waiting: the other four are refused");
     }
 }

@@ -162,25 +162,37 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
         raw.passwords.argon2_iterations = 3;
     })
     .await;
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
-    let tasks: Vec<_> = (0..16)
+    let login = |n: usize| {
+        let (http, url) = (server.http.clone(), server.url("/auth/login"));
+        async move {
+            let resp = http
+                .post(url)
+                .header("x-requested-with", "latchkey")
+                .json(&json!({"username": format!("nobody{n}"), "password": "whatever pw"}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.headers().get("retry-after").is_some())
+        }
+    };
+    // A first login occupies the one hashing thread (about a second at these settings)...
+    let first = tokio::spawn(login(0));
+    crate::harness::eventually("the first hash to start", std::time::Duration::from_secs(10), || async {
+        server.state.passwords.running() == 1
+    })
+    .await;
+    // ...then fifteen at once: one waits in the queue of one, fourteen are refused.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(15));
+    let tasks: Vec<_> = (1..16)
         .map(|n| {
-            let http = server.http.clone();
-            let url = server.url("/auth/login");
-            let barrier = barrier.clone();
+            let (barrier, login) = (barrier.clone(), login(n));
             tokio::spawn(async move {
                 barrier.wait().await;
-                let resp = http
-                    .post(url)
-                    .header("x-requested-with", "latchkey")
-                    .json(&json!({"username": format!("nobody{n}"), "password": "whatever pw"}))
-                    .send()
-                    .await
-                    .unwrap();
-                (resp.status().as_u16(), resp.headers().get("retry-after").is_some())
+                login.await
             })
         })
         .collect();
+    assert_eq!(first.await.unwrap(), (401, false));
     let mut busy = 0;
     for task in tasks {
         let (status, retry_after) = task.await.unwrap();
@@ -190,9 +202,7 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
             busy += 1;
         }
     }
-    // One hash (about a second at these settings) runs, one waits: the other fourteen of
-    // sixteen arriving together are refused at once.
-    assert_eq!(busy, 14, "with one thread and a queue of one");
+    assert_eq!(busy, 14, "with one thread busy and a queue of one");
     server.stop().await;
 }
 
