@@ -582,8 +582,11 @@ async fn no_secret_reaches_the_log_even_at_trace() {
         .await
         .unwrap();
     let mfa_token = mfa["mfa_token"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(200)).await; // the last lines reach the log
-    node.kill().ok();
+    // A graceful stop writes every line and ends with poem's last one.
+    signal(node.id(), "TERM");
+    tokio::task::spawn_blocking(move || node.wait()).await.unwrap().unwrap();
+    eventually("the node's last log line", Duration::from_secs(10), || async { log.text().contains("server stopped") })
+        .await;
     let text = log.text();
     // Nothing in the stack logs below debug; the request lines are there at least.
     assert!(text.contains("\"level\":\"DEBUG\""), "the log ran at its most verbose");
