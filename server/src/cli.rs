@@ -15,6 +15,15 @@ use crate::domain::users::NewAccount;
 use crate::security::Secret;
 use crate::{StartupError, build_state, domain, open_database, store};
 
+/// Prints a line to stdout; a reader that stops early (`latchkey … | head`) ends the
+/// output quietly instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "latchkey", version, about = "Latchkey OAuth 2.0 token server")]
 pub struct Cli {
@@ -116,7 +125,7 @@ pub enum KeysCommand {
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Openapi) = cli.command {
-        print!("{}", crate::api::spec_json());
+        let _ = std::io::stdout().write_all(crate::api::spec_json().as_bytes());
         return ExitCode::SUCCESS;
     }
     let config = match Config::load(cli.config.as_deref()) {
@@ -227,11 +236,11 @@ async fn migrate(mut config: Config, down: bool) -> Result<ExitCode, StartupErro
     let db = store::connect(&config).await.map_err(StartupError::Database)?;
     if down {
         store::migrate_down_all(&db).await.map_err(StartupError::Migration)?;
-        println!("all migrations rolled back");
+        out!("all migrations rolled back");
     } else {
         let pending = store::pending_migrations(&db).await.map_err(StartupError::Database)?;
         store::migrate_up(&db).await.map_err(StartupError::Migration)?;
-        println!("applied {pending} migration(s); the database is up to date");
+        out!("applied {pending} migration(s); the database is up to date");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -267,7 +276,7 @@ async fn create_user(
     let account = NewAccount { username, password, email, roles };
     match domain::users::create(&state, account, &domain::rbac::Grantor::operator("cli"), None).await {
         Ok(user) => {
-            println!("created user {} ({}) with roles: {}", user.username, user.id, user.roles.join(", "));
+            out!("created user {} ({}) with roles: {}", user.username, user.id, user.roles.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -309,11 +318,11 @@ async fn list_keys(config: Config) -> Result<ExitCode, StartupError> {
     let db = open_database(&config).await?;
     let keys =
         store::keys::list(&db).await.map_err(|e| StartupError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
-    println!("{:<45} {:<8} {:>5}  {:<20}  {:<20}", "KID", "STATE", "BITS", "CREATED", "ACTIVATED");
+    out!("{:<45} {:<8} {:>5}  {:<20}  {:<20}", "KID", "STATE", "BITS", "CREATED", "ACTIVATED");
     for key in keys {
         let fmt =
             |t: Option<i64>| t.map(|t| to_datetime(t).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
-        println!(
+        out!(
             "{:<45} {:<8} {:>5}  {:<20}  {:<20}",
             key.kid,
             key.state,
@@ -335,10 +344,10 @@ async fn keys_change(config: Config, change: KeyChange) -> Result<ExitCode, Star
     let result = match &change {
         KeyChange::Rotate => domain::keys::rotate(&state, "cli").await.map(|row| {
             let due = domain::keys::activation_due(&state.config, row.created_at);
-            println!("new key {} is published; it starts signing at {}", row.kid, to_datetime(due));
+            out!("new key {} is published; it starts signing at {}", row.kid, to_datetime(due));
         }),
         KeyChange::Revoke(kid) => domain::keys::revoke(&state, kid, "cli").await.map(|()| {
-            println!("key {kid} is revoked and no longer published; tokens it signed stop verifying");
+            out!("key {kid} is revoked and no longer published; tokens it signed stop verifying");
         }),
     };
     match result {
@@ -362,12 +371,7 @@ async fn import_key(config: Config, file: &std::path::Path) -> Result<ExitCode, 
     match domain::keys::import_pem(&state.db, &state.master_key, &pem, state.now()).await {
         Ok(row) => {
             let due = domain::keys::activation_due(&state.config, row.created_at);
-            println!(
-                "imported key {} ({} bits) as pending; it starts signing at {}",
-                row.kid,
-                row.bits,
-                to_datetime(due)
-            );
+            out!("imported key {} ({} bits) as pending; it starts signing at {}", row.kid, row.bits, to_datetime(due));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -103,6 +103,24 @@ fn first_admin_and_a_wrong_master_key() {
     assert!(stderr(&out).contains("cannot decrypt signing key"), "{}", stderr(&out));
 }
 
+/// A reader that stops early (`| head`) ends the output quietly: no panic, exit 0.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("openapi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe is closed here, long before the document (far over a pipe's buffer) ends.
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
 #[test]
 fn openapi_subcommand_prints_the_spec() {
     let dir = tempfile::tempdir().unwrap();
