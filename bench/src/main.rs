@@ -50,6 +50,9 @@ struct Args {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// SQLite's `synchronous` for the server under test: `normal` (its default) or `full`.
+    #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
+    sqlite_synchronous: String,
     #[arg(long, value_enum, default_value_t = DatabaseKind::Sqlite)]
     database: DatabaseKind,
     /// PostgreSQL server for --database postgres (a fresh database is created on it).
@@ -272,6 +275,7 @@ impl Ours {
         let mut env = server::base_env(dir.path(), &database_url);
         env.push(("LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB".into(), args.argon2_memory_kib.to_string()));
         env.push(("LATCHKEY_PASSWORDS__ARGON2_ITERATIONS".into(), args.argon2_iterations.to_string()));
+        env.push(("LATCHKEY_SQLITE_SYNCHRONOUS".into(), args.sqlite_synchronous.clone()));
         let first = server::start(&binary, &env).await?;
         report.startup_fresh_ms = Some(first.startup.as_secs_f64() * 1000.0);
         drop(first);

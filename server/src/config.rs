@@ -36,6 +36,10 @@ pub struct RawConfig {
     /// Where the default SQLite database lives; created on first start.
     pub data_dir: PathBuf,
     pub db_pool_size: u32,
+    /// SQLite's `synchronous` in WAL mode: `normal` (a commit survives the process
+    /// crashing; the WAL is fsynced at checkpoints) or `full` (every commit is fsynced, so
+    /// it survives a power cut too, at the cost of an fsync per write).
+    pub sqlite_synchronous: SqliteSynchronousMode,
     /// Run pending migrations when the server starts.
     pub run_migrations: bool,
     /// File holding the 256-bit master key that encrypts private keys at rest.
@@ -84,6 +88,25 @@ impl Default for RawConnections {
             keep_alive_idle_secs: 75,
             max_connections: 4096,
             max_connections_per_ip: 128,
+        }
+    }
+}
+
+/// How hard SQLite pushes each commit to disk.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronousMode {
+    #[default]
+    Normal,
+    Full,
+}
+
+impl SqliteSynchronousMode {
+    /// The pragma's value.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
         }
     }
 }
@@ -272,6 +295,7 @@ impl Default for RawConfig {
             database_url: None,
             data_dir: "data".into(),
             db_pool_size: 10,
+            sqlite_synchronous: SqliteSynchronousMode::Normal,
             run_migrations: true,
             master_key_file: "keys/master.key".into(),
             audience: "latchkey".into(),
@@ -338,6 +362,7 @@ pub struct Config {
     pub issuer: String,
     pub database_url: String,
     pub db_pool_size: u32,
+    pub sqlite_synchronous: SqliteSynchronousMode,
     pub run_migrations: bool,
     pub master_key_file: PathBuf,
     pub audience: String,
@@ -630,6 +655,7 @@ impl RawConfig {
             issuer,
             database_url,
             db_pool_size: self.db_pool_size,
+            sqlite_synchronous: self.sqlite_synchronous,
             run_migrations: self.run_migrations,
             master_key_file: self.master_key_file,
             audience: self.audience,

@@ -101,7 +101,8 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
     // One reader per core that can run a request at once, and two to spare.
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
     let inline_sqlite =
-        store::hot::InlineSqlite::open_for(&db, readers, store::SQLITE_BUSY_TIMEOUT).map_err(StartupError::Database)?;
+        store::hot::InlineSqlite::open_for(&db, readers, store::SQLITE_BUSY_TIMEOUT, config.sqlite_synchronous)
+            .map_err(StartupError::Database)?;
     let state = AppState::new(Inner {
         config,
         db,

@@ -55,7 +55,12 @@ impl std::fmt::Debug for InlineSqlite {
 impl InlineSqlite {
     /// Opens connections to the database file sqlx already opened (and migrated).
     /// `None` for an in-memory database, which other connections cannot see.
-    pub fn open_for(db: &Db, readers: usize, busy_timeout: Duration) -> Result<Option<Self>, DbErr> {
+    pub fn open_for(
+        db: &Db,
+        readers: usize,
+        busy_timeout: Duration,
+        synchronous: crate::config::SqliteSynchronousMode,
+    ) -> Result<Option<Self>, DbErr> {
         if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
             return Ok(None);
         }
@@ -71,7 +76,7 @@ impl InlineSqlite {
             )?;
             // The same settings sqlx gives its connections (journal_mode is the file's).
             conn.busy_timeout(busy_timeout)?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "synchronous", synchronous.pragma())?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             conn.set_prepared_statement_cache_capacity(32);
             Ok(conn)
@@ -121,6 +126,12 @@ impl InlineSqlite {
             .find_map(|i| self.readers[(first + i) % count].try_lock().ok())
             .unwrap_or_else(|| lock(&self.readers[first % count]));
         query(&conn).map_err(store_error)
+    }
+
+    /// The writer connection's `synchronous` setting (1 = NORMAL, 2 = FULL), which decides
+    /// whether a committed rotation survives a power cut.
+    pub fn writer_synchronous(&self) -> StoreResult<i64> {
+        lock(&self.writer).query_row("PRAGMA synchronous", [], |row| row.get(0)).map_err(store_error)
     }
 
     fn write<T>(&self, change: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {

@@ -123,7 +123,8 @@ impl std::ops::Deref for WriteTxn {
 /// How long a SQLite statement waits for another process's write lock.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens the pool. SQLite runs in WAL mode with `synchronous = NORMAL` (durable across
+/// Opens the pool. SQLite runs in WAL mode with `synchronous = NORMAL` by default, or
+/// `FULL` with `sqlite_synchronous = "full"` (`NORMAL` is durable across
 /// application crashes; the WAL is fsynced at checkpoints) and waits up to five seconds
 /// for a competing writer instead of failing with `SQLITE_BUSY`.
 pub async fn connect(config: &Config) -> Result<Db, DbErr> {
@@ -135,6 +136,10 @@ pub async fn connect(config: &Config) -> Result<Db, DbErr> {
         crate::security::create_private_file(&file)
             .map_err(|e| DbErr::Custom(format!("cannot create database file {}: {e}", file.display())))?;
     }
+    let synchronous = match config.sqlite_synchronous {
+        crate::config::SqliteSynchronousMode::Normal => SqliteSynchronous::Normal,
+        crate::config::SqliteSynchronousMode::Full => SqliteSynchronous::Full,
+    };
     let mut options = ConnectOptions::new(config.database_url.clone());
     options
         .max_connections(config.db_pool_size)
@@ -143,9 +148,9 @@ pub async fn connect(config: &Config) -> Result<Db, DbErr> {
         .acquire_timeout(Duration::from_secs(3))
         .connect_timeout(Duration::from_secs(3))
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(synchronous)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 // Deleted or overwritten secrets are zeroed in their page where that costs
                 // no extra I/O (a wiped private key does not linger in free space).

@@ -660,3 +660,30 @@ async fn keys_import_takes_pkcs1_and_refuses_short_keys() {
     assert!(err.to_string().contains("2048"), "{err}");
     server.stop().await;
 }
+
+/// `sqlite_synchronous = "full"` reaches every connection that commits, the inline writer
+/// of the hot paths as well as the pool; the default stays `normal`.
+#[tokio::test]
+async fn sqlite_synchronous_full_applies_to_every_writer() {
+    use sea_orm::{ConnectionTrait, Statement};
+    if crate::harness::postgres_admin_url().is_some() {
+        return; // a SQLite setting; PostgreSQL flushes every commit anyway
+    }
+    for (mode, expected) in [
+        (latchkey_server::config::SqliteSynchronousMode::Normal, 1),
+        (latchkey_server::config::SqliteSynchronousMode::Full, 2),
+    ] {
+        let server = TestServer::start_with(|raw| raw.sqlite_synchronous = mode).await;
+        let db = &server.state.db;
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), "PRAGMA synchronous"))
+            .await
+            .unwrap()
+            .unwrap();
+        let pool: i64 = row.try_get_by_index(0).unwrap();
+        let inline = server.state.inline_sqlite.as_ref().expect("a SQLite file has inline connections");
+        assert_eq!((pool, inline.writer_synchronous().unwrap()), (expected, expected), "{mode:?}");
+        server.register("durable").await;
+        server.stop().await;
+    }
+}
