@@ -15,6 +15,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub lockouts: IntCounter,
     pub hashing_queue: IntGauge,
+    pub hashing_running: IntGauge,
     pub db_pool: IntGaugeVec,
     pub signing_keys: IntGaugeVec,
 }
@@ -38,6 +39,7 @@ impl Metrics {
             IntCounterVec::new(Opts::new("rate_limited_total", "Requests refused by a rate limit"), &["bucket"])?;
         let lockouts = IntCounter::new("lockouts_total", "Accounts locked after repeated failures")?;
         let hashing_queue = IntGauge::new("argon2_queue_depth", "Password checks waiting for a hashing thread")?;
+        let hashing_running = IntGauge::new("argon2_running", "Password hashes being computed now")?;
         let db_pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Database pool connections"), &["state"])?;
         let signing_keys =
             IntGaugeVec::new(Opts::new("signing_keys", "Signing keys published in the JWKS by state"), &["state"])?;
@@ -48,6 +50,7 @@ impl Metrics {
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(lockouts.clone()))?;
         registry.register(Box::new(hashing_queue.clone()))?;
+        registry.register(Box::new(hashing_running.clone()))?;
         registry.register(Box::new(db_pool.clone()))?;
         registry.register(Box::new(signing_keys.clone()))?;
         Ok(Self {
@@ -59,6 +62,7 @@ impl Metrics {
             rate_limited,
             lockouts,
             hashing_queue,
+            hashing_running,
             db_pool,
             signing_keys,
         })

@@ -98,6 +98,7 @@ pub async fn metrics_endpoint(req: &Request) -> poem::Result<Response> {
     };
     let m = &state.metrics;
     m.hashing_queue.set(state.passwords.queue_depth() as i64);
+    m.hashing_running.set(state.passwords.running() as i64);
     let (size, idle) = crate::store::pool_usage(&state.db);
     m.db_pool.with_label_values(&["open"]).set(size as i64);
     m.db_pool.with_label_values(&["idle"]).set(idle as i64);

@@ -451,7 +451,12 @@ async fn sigterm_drains_in_flight_requests() {
                 .map(|r| r.status().as_u16())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await; // the request reaches the hasher
+    // The login is in flight once its hash is running (the node's own gauge says so).
+    eventually("the login's hash to start", Duration::from_secs(20), || async {
+        let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics.lines().any(|l| l == "latchkey_argon2_running 1")
+    })
+    .await;
     signal(node.id(), "TERM");
     let status = in_flight.await.unwrap();
     assert_eq!(status.ok(), Some(200), "the in-flight login is answered");
