@@ -215,8 +215,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let fresh = buf.filled()[before..].to_vec();
-                this.observe(&fresh);
+                this.observe(&buf.filled()[before..]);
                 // A client trickling its headers a byte at a time is just as overdue.
                 if matches!(this.phase, Phase::Headers { .. }) && Instant::now() >= this.deadline.deadline() {
                     return Poll::Ready(Err(overdue()));

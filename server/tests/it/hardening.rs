@@ -257,10 +257,14 @@ async fn a_parallel_password_burst_gets_no_more_checks_than_the_threshold() {
     let victim = server.register("victim").await;
     let id = victim["id"].as_str().unwrap();
     for round in 0..3 {
+        let dummies = server.state.passwords.dummy_verifications();
         let statuses = login_burst(&server, "victim", 30, None).await;
         assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
         let (counted, _) = failures(&server, id).await;
         assert_eq!(counted, 5 + round, "exactly the threshold, then one per expired lock on {}", backend());
+        // The refused attempts still paid for a hash (against the dummy): no timing oracle.
+        let refused = 30 - if round == 0 { 5 } else { 1 };
+        assert_eq!(server.state.passwords.dummy_verifications() - dummies, refused);
         // The lock doubles after each further failure; let it pass (injected clock).
         server.clock.advance(30 << round);
     }
@@ -484,6 +488,18 @@ async fn slow_headers_are_cut_off_and_connections_are_capped() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(ok);
+    server.stop().await;
+
+    // The cap in all holds too: two idle connections fill it, a third is closed at once.
+    let server = TestServer::start_with(|raw| raw.connections.max_connections = 2).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let held =
+        [tokio::net::TcpStream::connect(&addr).await.unwrap(), tokio::net::TcpStream::connect(&addr).await.unwrap()];
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let read = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "over the global cap: {read:?}");
+    drop(held);
     server.stop().await;
 }
 
