@@ -501,6 +501,10 @@ impl RawConfig {
         }
         if database_url.starts_with("postgres") {
             Url::parse(&database_url).map_err(|e| invalid("database_url", e))?;
+        } else if sqlite_path(&database_url).is_none() || database_url.contains("mode=memory") {
+            // Each connection of an in-memory database sees a database of its own, so
+            // the pool and the inline connections would not share one.
+            return Err(invalid("database_url", "an in-memory SQLite database is not supported; name a file"));
         }
         if self.db_pool_size == 0 {
             return Err(invalid("db_pool_size", "must be at least 1"));
@@ -707,13 +711,18 @@ impl Config {
 
     /// The SQLite database file, if the database is a SQLite file.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
-        let rest = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
-        let path = rest.split('?').next()?;
-        if path.is_empty() || path == ":memory:" {
-            return None;
-        }
-        Some(PathBuf::from(path))
+        sqlite_path(&self.database_url)
     }
+}
+
+/// The file of a `sqlite:` URL; `None` for another engine or an in-memory database.
+fn sqlite_path(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
 }
 
 /// `scheme://host[:port]` exactly as browsers send it in `Origin`, or `None`.
@@ -772,6 +781,17 @@ mod tests {
         assert!(config.database_url.starts_with("sqlite://data/latchkey.db"));
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.argon2, Argon2Settings { memory_kib: 19_456, iterations: 2, parallelism: 1 });
+    }
+
+    #[test]
+    fn in_memory_sqlite_is_refused() {
+        for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite:", "sqlite://file.db?mode=memory"] {
+            let raw = RawConfig { database_url: Some(url.into()), ..Default::default() };
+            let err = raw.validate().unwrap_err();
+            assert!(err.0.contains("in-memory"), "{url}: {err}");
+        }
+        let raw = RawConfig { database_url: Some("sqlite://data/x.db?mode=rwc".into()), ..Default::default() };
+        assert!(raw.validate().is_ok());
     }
 
     #[test]

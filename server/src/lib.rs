@@ -45,6 +45,8 @@ pub enum StartupError {
     MasterKey(#[from] MasterKeyError),
     #[error("cannot open database: {0}")]
     Database(sea_orm::DbErr),
+    #[error("cannot open the database's inline connections: {0}")]
+    Store(store::StoreError),
     #[error("database migration failed: {0}")]
     Migration(sea_orm::DbErr),
     #[error("the database needs {0} migration(s); run `latchkey migrate` or enable run_migrations")]
@@ -100,13 +102,11 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
     let metrics = metrics::Metrics::new()?;
     // One reader per core that can run a request at once, and two to spare.
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
-    let inline_sqlite =
-        store::hot::InlineSqlite::open_for(&db, readers, store::SQLITE_BUSY_TIMEOUT, config.sqlite_synchronous)
-            .map_err(StartupError::Database)?;
+    let tokens = store::Engine::for_database(&db, readers, &config).map_err(StartupError::Store)?;
     let state = AppState::new(Inner {
         config,
         db,
-        inline_sqlite,
+        tokens,
         keys: KeyRing::new(key_set),
         passwords,
         limits,

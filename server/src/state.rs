@@ -17,8 +17,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub db: Db,
-    /// On SQLite, the inline connections of the hot-path queries ([`crate::store::hot`]).
-    pub inline_sqlite: Option<crate::store::hot::InlineSqlite>,
+    /// The engine's implementation of the token paths' storage seam.
+    pub tokens: crate::store::Engine,
     pub keys: KeyRing,
     pub passwords: PasswordHasher,
     pub limits: Limiters,
@@ -36,11 +36,6 @@ impl AppState {
 
     pub fn now(&self) -> i64 {
         self.0.clock.now()
-    }
-
-    /// The hot-path queries (bearer check, refresh rotation, client lookup).
-    pub fn hot(&self) -> crate::store::hot::Hot<'_> {
-        crate::store::hot::Hot::new(&self.0.db, self.0.inline_sqlite.as_ref())
     }
 }
 

@@ -1,6 +1,7 @@
 //! `/auth/*`: the first-party browser flow. JSON in, JSON out; the refresh token lives
 //! only in an HttpOnly cookie scoped to this prefix and never appears in a body.
 
+use crate::store::TokenStore;
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -373,7 +374,7 @@ pub async fn user_of_token(state: &AppState, auth: &BearerAuth) -> Result<users:
     }
     // The bearer check read the user with the session; only the roles are left to read.
     if let Some(row) = auth.0.user.clone() {
-        let roles = state.hot().user_role_names(&row.id).await.map_err(crate::domain::Error::from)?;
+        let roles = state.tokens.user_role_names(&row.id).await.map_err(crate::domain::Error::from)?;
         return Ok(users::UserView::new(row, roles));
     }
     match users::get(state, &auth.0.sub).await {

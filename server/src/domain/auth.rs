@@ -2,6 +2,7 @@
 
 use crate::security::Secret;
 use crate::state::AppState;
+use crate::store::TokenStore;
 use crate::store::attempts;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
@@ -193,22 +194,22 @@ impl std::ops::Deref for Authenticated {
 /// revocation therefore take effect at once here; resource servers verifying offline
 /// accept the token until `exp`.
 pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Authenticated> {
+    let now = state.now();
     let keys = state.keys.current();
     let claims = AccessClaims::verify(
         token,
         &keys,
         &state.config.issuer,
         &state.config.audience,
-        state.now(),
+        now,
         state.config.clock_skew.as_secs() as i64,
     )
     .map_err(|e: TokenError| Error::InvalidToken(e.to_string()))?;
     let Some(sid) = &claims.sid else {
         return Ok(Authenticated { claims, user: None });
     };
-    let found = state.hot().session_with_user(sid).await?;
-    let Some((session, user)) = found.filter(|(s, _)| s.revoked_at.is_none() && s.absolute_expires_at > state.now())
-    else {
+    let found = state.tokens.session_with_user(sid).await?;
+    let Some((session, user)) = found.filter(|(s, _)| s.is_live(now)) else {
         return Err(Error::InvalidToken("the session of this token has ended".into()));
     };
     if session.user_id != claims.sub {

@@ -5,6 +5,7 @@
 //! SHA-256 and compared in constant time: brute force is hopeless at that entropy and a
 //! slow hash (Argon2) would cap `client_credentials` at the hashing rate for no gain.
 
+use crate::store::TokenStore;
 use std::collections::BTreeSet;
 
 use crate::security::{Secret, constant_time_eq, sha256_hex};
@@ -52,7 +53,7 @@ pub async fn authenticate_client(state: &AppState, creds: &ClientCredentials) ->
         .client_id
         .as_deref()
         .ok_or_else(|| Error::oauth(OAuthErrorCode::InvalidRequest, "client_id is required"))?;
-    let client = state.hot().client(client_id).await?.ok_or_else(invalid_client)?;
+    let client = state.tokens.client(client_id).await?.ok_or_else(invalid_client)?;
     match (client.client_type.as_str(), &creds.client_secret, &client.secret_hash) {
         (TYPE_PUBLIC, None, _) => Ok(client),
         (TYPE_CONFIDENTIAL, Some(secret), Some(stored)) => {
@@ -153,7 +154,7 @@ async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<
         return Err(Error::oauth(OAuthErrorCode::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
     let scope = resolve_scope(client, scope)?;
-    let roles = state.hot().client_role_names(&client.client_id).await?;
+    let roles = state.tokens.client_role_names(&client.client_id).await?;
     state.metrics.tokens_issued.with_label_values(&["client_credentials"]).inc();
     let (access_token, expires_in) = mint_access_token(
         state,
@@ -247,15 +248,11 @@ pub async fn introspect(state: &AppState, client: &ClientRow, token: &Secret<Str
     }
     let now = state.now();
     if token.expose().starts_with(REFRESH_TOKEN_PREFIX) {
-        let found = state.hot().token_with_session(&sha256_hex(token.expose())).await?;
+        let found = state.tokens.token_with_session(&sha256_hex(token.expose())).await?;
         let Some((row, session)) = found else {
             return Ok(Introspection::default());
         };
-        let live = row.state == session_store::TOKEN_ACTIVE
-            && row.expires_at > now
-            && session.revoked_at.is_none()
-            && session.idle_expires_at > now
-            && session.absolute_expires_at > now;
+        let live = row.state == session_store::TOKEN_ACTIVE && row.expires_at > now && session.is_live(now);
         if !live {
             return Ok(Introspection::default());
         }
@@ -278,9 +275,7 @@ pub async fn introspect(state: &AppState, client: &ClientRow, token: &Secret<Str
         return Ok(Introspection::default());
     };
     if let Some(sid) = &claims.sid {
-        let live = session_store::find_session(&state.db, sid)
-            .await?
-            .is_some_and(|s| s.revoked_at.is_none() && s.absolute_expires_at > now);
+        let live = session_store::find_session(&state.db, sid).await?.is_some_and(|s| s.is_live(now));
         if !live {
             return Ok(Introspection::default());
         }

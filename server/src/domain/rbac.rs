@@ -7,6 +7,7 @@
 //! request, so a role change applies to the admin API at once; the `roles` claim of
 //! access tokens follows at the next refresh.
 
+use crate::store::TokenStore;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -209,9 +210,9 @@ pub async fn principal(state: &AppState, authenticated: super::auth::Authenticat
         if user.is_none_or(|u| u.status != STATUS_ACTIVE) {
             return Err(Error::InvalidToken("the user of this token is disabled or gone".into()));
         }
-        state.hot().user_role_names(&claims.sub).await?
+        state.tokens.user_role_names(&claims.sub).await?
     } else {
-        state.hot().client_role_names(&claims.client_id).await?
+        state.tokens.client_role_names(&claims.client_id).await?
     };
     let mut permissions = roles::permissions_of(&state.db, &role_names).await?;
     let full_admin = role_names.iter().any(|r| r == ADMIN_ROLE);

@@ -10,11 +10,11 @@ use crate::security::{Secret, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
 use crate::store::clients::ClientRow;
-use crate::store::hot::RefreshRead;
 use crate::store::sessions::{
-    self as store, NewRefreshToken, NewSession, RefreshTokenRow, RotateOutcome, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED,
+    self as store, NewRefreshToken, NewSession, RefreshTokenRow, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED,
 };
 use crate::store::users::{self, STATUS_ACTIVE, UserRow};
+use crate::store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
 use crate::tokens::REFRESH_TOKEN_PREFIX;
 
 use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, mint_access_token};
@@ -36,7 +36,7 @@ pub const SPA_CLIENT_ID: &str = "spa";
 /// Loads a client the server itself relies on (seeded by the migrations).
 pub async fn first_party_client(state: &AppState, client_id: &str) -> Result<ClientRow> {
     state
-        .hot()
+        .tokens
         .client(client_id)
         .await?
         .ok_or_else(|| Error::Internal(format!("first-party client {client_id:?} is missing")))
@@ -104,7 +104,7 @@ pub async fn start(
         },
     )
     .await?;
-    let roles = state.hot().user_role_names(&user.id).await?;
+    let roles = state.tokens.user_role_names(&user.id).await?;
     state.metrics.tokens_issued.with_label_values(&["login"]).inc();
     let (access_token, expires_in) = mint_access_token(
         state,
@@ -129,6 +129,53 @@ pub async fn start(
     })
 }
 
+/// What to do with a presented refresh token, judged from what was read and `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Active, unexpired, its session live and its user active: rotate it.
+    Rotate,
+    /// Rotated less than the grace window ago — two tabs racing on one cookie, or the
+    /// loser of a concurrent rotation: answer 409, mint nothing, revoke nothing.
+    Raced,
+    /// Rotated longer ago: a stolen or replayed token. Revoke the whole session.
+    Reuse,
+    /// Another client's, revoked, expired, or its session or user is no more.
+    Refuse,
+}
+
+impl SessionRow {
+    /// Not revoked, and before both its idle and its absolute deadline.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.idle_expires_at > now && self.absolute_expires_at > now
+    }
+}
+
+/// The refresh rule: `client_id` presented the token `read` found, at `now`.
+pub fn judge_refresh(read: &RefreshRead, client_id: &str, now: i64, grace_secs: i64) -> Verdict {
+    if read.session.client_id != client_id {
+        return Verdict::Refuse;
+    }
+    if read.token.state != TOKEN_ACTIVE {
+        return judge_presented_again(&read.token, &read.session, now, grace_secs);
+    }
+    let user_active = read.user.as_ref().is_some_and(|u| u.status == STATUS_ACTIVE);
+    if read.session.is_live(now) && read.token.expires_at > now && user_active {
+        Verdict::Rotate
+    } else {
+        Verdict::Refuse
+    }
+}
+
+/// A token that is no longer active came back (read again after losing the
+/// compare-and-swap, or presented after its rotation).
+pub fn judge_presented_again(token: &RefreshTokenRow, session: &SessionRow, now: i64, grace_secs: i64) -> Verdict {
+    if token.state != TOKEN_ROTATED || session.revoked_at.is_some() {
+        return Verdict::Refuse;
+    }
+    let rotated_at = token.used_at.unwrap_or(token.created_at);
+    if now - rotated_at < grace_secs { Verdict::Raced } else { Verdict::Reuse }
+}
+
 /// Exchanges a refresh token for a new access token and a rotated refresh token.
 pub async fn refresh(
     state: &AppState,
@@ -136,17 +183,14 @@ pub async fn refresh(
     presented: &Secret<String>,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
-    let hash = sha256_hex(presented.expose());
-    let Some(read) = state.hot().token_for_refresh(&hash).await? else {
+    let now = state.now();
+    let grace_secs = state.config.refresh_grace.as_secs() as i64;
+    let Some(read) = state.tokens.token_for_refresh(&sha256_hex(presented.expose())).await? else {
         return Err(Error::invalid_refresh_token());
     };
-    if read.session.client_id != client.client_id {
-        return Err(Error::invalid_refresh_token());
-    }
-    match read.token.state.as_str() {
-        TOKEN_ACTIVE => rotate(state, client, read, ctx).await,
-        TOKEN_ROTATED => Err(rotated_token_presented(state, &read.token, &read.session, ctx).await?),
-        _ => Err(Error::invalid_refresh_token()),
+    match judge_refresh(&read, &client.client_id, now, grace_secs) {
+        Verdict::Rotate => rotate(state, client, read, now, ctx).await,
+        verdict => Err(answer_refusal(state, verdict, &read.token, &read.session, now, ctx).await?),
     }
 }
 
@@ -154,37 +198,32 @@ async fn rotate(
     state: &AppState,
     client: &ClientRow,
     RefreshRead { token, session, user, roles }: RefreshRead,
+    now: i64,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
-    let now = state.now();
-    if !session_is_live(&session, now) || token.expires_at <= now {
-        return Err(Error::invalid_refresh_token());
-    }
-    let Some(user) = user.filter(|u| u.status == STATUS_ACTIVE) else {
-        return Err(Error::invalid_refresh_token());
-    };
-
+    let Some(user) = user else { return Err(Error::invalid_refresh_token()) };
     let idle_expires_at = (now + state.config.session_idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
     let child_token = generate_token(REFRESH_TOKEN_PREFIX);
-    let child = NewRefreshToken {
-        id: new_id(),
-        parent_id: Some(token.id.clone()),
-        token_hash: sha256_hex(child_token.expose()),
-        expires_at: idle_expires_at,
+    let rotation = Rotation {
+        token_id: token.id.clone(),
+        session_id: session.id.clone(),
+        now,
+        idle_expires_at,
+        child_id: new_id(),
+        child_hash: sha256_hex(child_token.expose()),
+        child_expires_at: idle_expires_at,
     };
-    match state.hot().rotate(&token.id, &session.id, now, idle_expires_at, child).await? {
+    match state.tokens.rotate(&rotation).await? {
         RotateOutcome::Rotated => {}
         RotateOutcome::SessionNotActive => return Err(Error::invalid_refresh_token()),
         RotateOutcome::TokenNotActive => {
             // A concurrent request won the compare-and-swap. Re-read the token and judge
             // it as the loser would have seen it (normally: within the grace window).
-            let Some((token, session)) = state.hot().token_with_session(&token.token_hash).await? else {
+            let Some((token, session)) = state.tokens.token_with_session(&token.token_hash).await? else {
                 return Err(Error::invalid_refresh_token());
             };
-            if token.state == TOKEN_ROTATED {
-                return Err(rotated_token_presented(state, &token, &session, ctx).await?);
-            }
-            return Err(Error::invalid_refresh_token());
+            let verdict = judge_presented_again(&token, &session, now, state.config.refresh_grace.as_secs() as i64);
+            return Err(answer_refusal(state, verdict, &token, &session, now, ctx).await?);
         }
     }
 
@@ -213,23 +252,20 @@ async fn rotate(
     })
 }
 
-/// A token that was already rotated came back: a race inside the grace window, or
-/// reuse (a stolen or replayed token) that ends the whole session. Returns the error
-/// to answer with.
-async fn rotated_token_presented(
+/// The error for a verdict other than [`Verdict::Rotate`]; on [`Verdict::Reuse`] it
+/// first revokes the session (once, audited, however many requests found the reuse).
+async fn answer_refusal(
     state: &AppState,
+    verdict: Verdict,
     token: &RefreshTokenRow,
     session: &SessionRow,
+    now: i64,
     ctx: &RequestContext,
 ) -> Result<Error> {
-    let now = state.now();
-    if session.revoked_at.is_some() {
-        return Ok(Error::invalid_refresh_token());
-    }
-    let grace = state.config.refresh_grace.as_secs() as i64;
-    let rotated_at = token.used_at.unwrap_or(token.created_at);
-    if now - rotated_at < grace {
-        return Ok(Error::RefreshRaced);
+    match verdict {
+        Verdict::Raced => return Ok(Error::RefreshRaced),
+        Verdict::Reuse => {}
+        Verdict::Rotate | Verdict::Refuse => return Ok(Error::invalid_refresh_token()),
     }
     let revoked_now = store::revoke(
         &state.db,
@@ -254,10 +290,6 @@ async fn rotated_token_presented(
     Ok(Error::invalid_refresh_token())
 }
 
-fn session_is_live(session: &SessionRow, now: i64) -> bool {
-    session.revoked_at.is_none() && session.idle_expires_at > now && session.absolute_expires_at > now
-}
-
 /// Revokes the session a refresh token belongs to, whatever the token's state.
 /// Unknown tokens are ignored (logout is idempotent). Returns the user id when a
 /// session was found and the caller's client owns it.
@@ -269,7 +301,7 @@ pub async fn revoke_by_refresh_token(
     ctx: &RequestContext,
 ) -> Result<()> {
     let hash = sha256_hex(presented.expose());
-    let Some((_, session)) = state.hot().token_with_session(&hash).await? else {
+    let Some((_, session)) = state.tokens.token_with_session(&hash).await? else {
         return Ok(());
     };
     if client_id.is_some_and(|c| c != session.client_id) {
@@ -303,7 +335,7 @@ pub async fn revoke_session(state: &AppState, session: &SessionRow, reason: &str
 pub async fn revoke_own(state: &AppState, user_id: &str, session_id: &str, ctx: &RequestContext) -> Result<()> {
     let session = store::find_session(&state.db, session_id)
         .await?
-        .filter(|s| s.user_id == user_id && session_is_live(s, state.now()))
+        .filter(|s| s.user_id == user_id && s.is_live(state.now()))
         .ok_or(Error::NotFound("session"))?;
     revoke_session(state, &session, REASON_USER_REVOKED, ctx).await
 }
@@ -365,7 +397,7 @@ pub async fn admin_revoke(state: &AppState, session_id: &str, actor: &str) -> Re
     super::users::check_id(session_id)?;
     let session = store::find_session(&state.db, session_id)
         .await?
-        .filter(|s| session_is_live(s, state.now()))
+        .filter(|s| s.is_live(state.now()))
         .ok_or(Error::NotFound("session"))?;
     let now = state.now();
     store::revoke(
@@ -410,4 +442,140 @@ pub async fn admin_revoke_all(state: &AppState, user_id: &str, actor: &str) -> R
         }),
     )
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::users::STATUS_DISABLED;
+
+    const NOW: i64 = 1_800_000_000;
+    const GRACE: i64 = 10;
+
+    fn session() -> SessionRow {
+        SessionRow {
+            id: "s1".into(),
+            user_id: "u1".into(),
+            client_id: "spa".into(),
+            created_at: NOW - 3600,
+            last_used_at: NOW - 60,
+            idle_expires_at: NOW + 600,
+            absolute_expires_at: NOW + 3600,
+            revoked_at: None,
+            revoked_reason: None,
+            ip: None,
+            user_agent: None,
+            amr: "pwd".into(),
+            auth_time: NOW - 3600,
+            scope: "openid".into(),
+        }
+    }
+
+    fn token(state: &str, used_at: Option<i64>) -> RefreshTokenRow {
+        RefreshTokenRow {
+            id: "t1".into(),
+            session_id: "s1".into(),
+            parent_id: None,
+            token_hash: "h".into(),
+            state: state.into(),
+            created_at: NOW - 60,
+            used_at,
+            expires_at: NOW + 600,
+        }
+    }
+
+    fn user(status: &str) -> UserRow {
+        UserRow {
+            id: "u1".into(),
+            username: "ada".into(),
+            username_normalized: "ada".into(),
+            email: None,
+            password_hash: String::new(),
+            status: status.into(),
+            created_at: 0,
+            updated_at: 0,
+            failed_logins: 0,
+            locked_until: None,
+            totp_failures: 0,
+            totp_locked_until: None,
+            totp_secret_encrypted: None,
+            totp_pending_encrypted: None,
+            totp_enabled: false,
+            totp_last_step: None,
+        }
+    }
+
+    fn read(token: RefreshTokenRow, session: SessionRow, user: Option<UserRow>) -> RefreshRead {
+        RefreshRead { token, session, user, roles: vec![] }
+    }
+
+    fn judge(read: &RefreshRead) -> Verdict {
+        judge_refresh(read, "spa", NOW, GRACE)
+    }
+
+    #[test]
+    fn an_active_token_of_a_live_session_rotates() {
+        assert_eq!(judge(&read(token(TOKEN_ACTIVE, None), session(), Some(user(STATUS_ACTIVE)))), Verdict::Rotate);
+    }
+
+    #[test]
+    fn another_clients_token_is_refused_whatever_its_state() {
+        for state in [TOKEN_ACTIVE, TOKEN_ROTATED] {
+            let read = read(token(state, Some(NOW - 100)), session(), Some(user(STATUS_ACTIVE)));
+            assert_eq!(judge_refresh(&read, "other", NOW, GRACE), Verdict::Refuse, "{state}");
+        }
+    }
+
+    #[test]
+    fn an_active_token_is_refused_when_anything_around_it_ended() {
+        let mut idle = session();
+        idle.idle_expires_at = NOW;
+        let mut absolute = session();
+        absolute.absolute_expires_at = NOW;
+        let mut revoked = session();
+        revoked.revoked_at = Some(NOW - 1);
+        for (what, session) in [("idle", idle), ("absolute", absolute), ("revoked", revoked)] {
+            let read = read(token(TOKEN_ACTIVE, None), session, Some(user(STATUS_ACTIVE)));
+            assert_eq!(judge(&read), Verdict::Refuse, "{what}");
+        }
+        let mut expired = token(TOKEN_ACTIVE, None);
+        expired.expires_at = NOW;
+        assert_eq!(judge(&read(expired, session(), Some(user(STATUS_ACTIVE)))), Verdict::Refuse, "token expired");
+        assert_eq!(judge(&read(token(TOKEN_ACTIVE, None), session(), None)), Verdict::Refuse, "user deleted");
+        let disabled = Some(user(STATUS_DISABLED));
+        assert_eq!(judge(&read(token(TOKEN_ACTIVE, None), session(), disabled)), Verdict::Refuse, "user disabled");
+    }
+
+    #[test]
+    fn a_rotated_token_is_a_race_inside_the_grace_window_and_reuse_after_it() {
+        let active = Some(user(STATUS_ACTIVE));
+        let at = |used_at| judge(&read(token(TOKEN_ROTATED, Some(used_at)), session(), active.clone()));
+        assert_eq!(at(NOW), Verdict::Raced);
+        assert_eq!(at(NOW - GRACE + 1), Verdict::Raced);
+        assert_eq!(at(NOW - GRACE), Verdict::Reuse);
+        // Reuse is judged even when the session has expired meanwhile (revoking it then
+        // costs nothing and records the theft), but not once it was revoked.
+        let mut expired = session();
+        expired.absolute_expires_at = NOW - 1;
+        assert_eq!(judge(&read(token(TOKEN_ROTATED, Some(NOW - 100)), expired, None)), Verdict::Reuse);
+        let mut revoked = session();
+        revoked.revoked_at = Some(NOW - 1);
+        assert_eq!(judge(&read(token(TOKEN_ROTATED, Some(NOW)), revoked, None)), Verdict::Refuse);
+    }
+
+    #[test]
+    fn a_revoked_token_is_refused() {
+        let read = read(token(crate::store::sessions::TOKEN_REVOKED, Some(NOW)), session(), Some(user(STATUS_ACTIVE)));
+        assert_eq!(judge(&read), Verdict::Refuse);
+    }
+
+    #[test]
+    fn a_session_is_live_strictly_before_both_deadlines() {
+        let session = session();
+        assert!(session.is_live(NOW));
+        assert!(!session.is_live(session.idle_expires_at));
+        let mut short_absolute = session.clone();
+        short_absolute.absolute_expires_at = NOW + 1;
+        assert!(!short_absolute.is_live(NOW + 1));
+    }
 }

@@ -5,24 +5,88 @@
 pub mod attempts;
 pub mod audit;
 pub mod clients;
+pub mod columns;
 pub mod entities;
-pub mod hot;
 pub mod keys;
 pub mod mfa;
+pub mod postgres;
 pub mod purge;
 pub mod roles;
 pub mod sessions;
+pub mod sqlite;
+pub mod token_store;
 pub mod users;
 
+pub use token_store::{Engine, RefreshRead, RotateOutcome, Rotation, TokenStore};
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_migration::{Migrator, MigratorTrait};
+use sea_orm::prelude::async_trait::async_trait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr, SqlErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult,
+    RuntimeErr, SqlErr, Statement,
+};
 
 use crate::config::Config;
 
-pub type Db = DatabaseConnection;
+/// The database pool, and on SQLite the lock its writers queue on (one per database
+/// opened, shared with the inline connections of [`sqlite`], never process-wide, so
+/// two servers in one process do not wait on each other). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+    sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Db {
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.conn.close().await
+    }
+
+    /// The writer lock of a SQLite database (`None` on PostgreSQL).
+    pub(crate) fn sqlite_writer(&self) -> Option<&Arc<tokio::sync::Mutex<()>>> {
+        self.sqlite_writer.as_ref()
+    }
+
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+}
+
+/// Queries go straight to the pool; only write transactions take the writer lock.
+#[async_trait]
+impl ConnectionTrait for Db {
+    fn get_database_backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.conn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.conn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.conn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.conn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.conn.support_returning()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,16 +129,14 @@ impl From<DbErr> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A write transaction. On SQLite, which allows one writer at a time, it also holds
-/// this process's writer lock, so concurrent writers queue fairly on an async mutex
+/// the database's writer lock ([`Db`]), so concurrent writers queue fairly on an async mutex
 /// instead of spinning in SQLite's busy handler (whose sleeps of up to 100 ms made the
 /// refresh p99 ten times the median). Other processes on the same file still meet the
 /// busy timeout. On PostgreSQL it is a plain transaction.
 pub struct WriteTxn {
     txn: sea_orm::DatabaseTransaction,
-    _writer: Option<tokio::sync::MutexGuard<'static, ()>>,
+    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
-
-static SQLITE_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How a write transaction begins, which decides whether SQLite's write lock must be
 /// taken explicitly before the first statement.
@@ -88,11 +150,11 @@ pub enum Starts {
 
 pub async fn begin_write(db: &Db, starts: Starts) -> Result<WriteTxn, DbErr> {
     use sea_orm::TransactionTrait;
-    let writer = match db.get_database_backend() {
-        sea_orm::DbBackend::Sqlite => Some(SQLITE_WRITER.lock().await),
-        _ => None,
+    let writer = match db.sqlite_writer() {
+        Some(lock) => Some(lock.clone().lock_owned().await),
+        None => None,
     };
-    let txn = db.begin().await?;
+    let txn = db.conn.begin().await?;
     if writer.is_some() && starts == Starts::WithRead {
         // Take SQLite's write lock now (a write statement takes it even when it changes
         // nothing), so the transaction never upgrades a read snapshot that another
@@ -128,6 +190,12 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// application crashes; the WAL is fsynced at checkpoints) and waits up to five seconds
 /// for a competing writer instead of failing with `SQLITE_BUSY`.
 pub async fn connect(config: &Config) -> Result<Db, DbErr> {
+    let conn = connect_pool(config).await?;
+    let sqlite_writer = (conn.get_database_backend() == DbBackend::Sqlite).then(Default::default);
+    Ok(Db { conn, sqlite_writer })
+}
+
+async fn connect_pool(config: &Config) -> Result<DatabaseConnection, DbErr> {
     if let Some(dir) = config.sqlite_parent_dir() {
         crate::security::create_private_dir(&dir)
             .map_err(|e| DbErr::Custom(format!("cannot create data directory {}: {e}", dir.display())))?;
@@ -162,22 +230,25 @@ pub async fn connect(config: &Config) -> Result<Db, DbErr> {
 }
 
 pub async fn migrate_up(db: &Db) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    Migrator::up(&db.conn, None).await
 }
 
 pub async fn migrate_down_all(db: &Db) -> Result<(), DbErr> {
-    Migrator::down(db, None).await
+    Migrator::down(&db.conn, None).await
 }
 
 /// Migrations known to the binary but not yet applied.
 pub async fn pending_migrations(db: &Db) -> Result<usize, DbErr> {
-    Ok(Migrator::get_pending_migrations(db).await?.len())
+    Ok(Migrator::get_pending_migrations(&db.conn).await?.len())
 }
 
 /// Copies the whole WAL into the database file and truncates it (SQLite only), holding
-/// this process's writer lock so no commit keeps it from completing.
+/// the database's writer lock so no commit keeps it from completing.
 pub async fn checkpoint_truncate(db: &Db) -> StoreResult<()> {
-    let _writer = SQLITE_WRITER.lock().await;
+    let _writer = match db.sqlite_writer() {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
     db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
     Ok(())
 }
@@ -222,13 +293,13 @@ pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
 /// (open connections, idle connections) of the pool, for metrics.
 pub fn pool_usage(db: &Db) -> (u32, u32) {
     // The accessors panic on the other engine, so dispatch on the backend first.
-    match db.get_database_backend() {
-        sea_orm::DbBackend::Sqlite => {
-            let pool = db.get_sqlite_connection_pool();
+    match db.backend() {
+        DbBackend::Sqlite => {
+            let pool = db.conn.get_sqlite_connection_pool();
             (pool.size(), pool.num_idle() as u32)
         }
-        sea_orm::DbBackend::Postgres => {
-            let pool = db.get_postgres_connection_pool();
+        DbBackend::Postgres => {
+            let pool = db.conn.get_postgres_connection_pool();
             (pool.size(), pool.num_idle() as u32)
         }
         _ => (0, 0),

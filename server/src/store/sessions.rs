@@ -1,7 +1,8 @@
-//! Sessions (token families) and their refresh tokens.
+//! Sessions (token families) and their refresh tokens, beyond the hot paths of
+//! [`super::TokenStore`] (which reads them and rotates tokens).
 //!
-//! Rotation and revocation are compare-and-swap updates inside one transaction
-//! (`UPDATE … WHERE id = ? AND state = 'active'`, then check the rows affected), so
+//! Revocation is a compare-and-swap update inside one transaction
+//! (`UPDATE … WHERE id = ? AND revoked_at IS NULL`, then check the rows affected), so
 //! exactly one of any number of concurrent callers wins, on SQLite and on PostgreSQL,
 //! across any number of server processes. Each transaction starts with its write, so
 //! SQLite takes the write lock first (waiting on `busy_timeout`) rather than upgrading
@@ -43,15 +44,6 @@ pub struct NewRefreshToken {
     /// SHA-256 of the token; the token itself is never stored.
     pub token_hash: String,
     pub expires_at: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RotateOutcome {
-    Rotated,
-    /// Another request rotated (or something revoked) the token first.
-    TokenNotActive,
-    /// The session was revoked or expired meanwhile.
-    SessionNotActive,
 }
 
 /// Creates a session with its first refresh token, and the audit event, atomically.
@@ -107,123 +99,8 @@ async fn insert_token(
     Ok(())
 }
 
-/// The token with this hash and its session, in one query (the hot path of refresh).
-pub async fn find_token(
-    db: &impl ConnectionTrait,
-    token_hash: &str,
-) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
-    let found = refresh_tokens::Entity::find()
-        .find_also_related(sessions::Entity)
-        .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
-        .one(db)
-        .await?;
-    Ok(found.and_then(|(token, session)| session.map(|s| (token, s))))
-}
-
-/// A session and its user in one query (the bearer-token check of every request).
-pub async fn find_session_with_user(
-    db: &impl ConnectionTrait,
-    id: &str,
-) -> StoreResult<Option<(SessionRow, Option<super::users::UserRow>)>> {
-    Ok(sessions::Entity::find_by_id(id.to_string()).find_also_related(super::entities::users::Entity).one(db).await?)
-}
-
 pub async fn find_session(db: &impl ConnectionTrait, id: &str) -> StoreResult<Option<SessionRow>> {
     Ok(sessions::Entity::find_by_id(id.to_string()).one(db).await?)
-}
-
-/// Rotates `token_id` into `child` and touches the session, all or nothing.
-pub async fn rotate(
-    db: &super::Db,
-    token_id: &str,
-    session_id: &str,
-    now: i64,
-    idle_expires_at: i64,
-    child: NewRefreshToken,
-) -> StoreResult<RotateOutcome> {
-    if super::is_postgres(db) {
-        return rotate_in_one_statement(db, token_id, session_id, now, idle_expires_at, child).await;
-    }
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    let swapped = refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::State, Expr::value(TOKEN_ROTATED))
-        .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
-        .filter(refresh_tokens::Column::Id.eq(token_id))
-        .filter(refresh_tokens::Column::State.eq(TOKEN_ACTIVE))
-        .exec(&*txn)
-        .await?
-        .rows_affected;
-    if swapped != 1 {
-        txn.rollback().await?;
-        return Ok(RotateOutcome::TokenNotActive);
-    }
-    let touched = sessions::Entity::update_many()
-        .col_expr(sessions::Column::LastUsedAt, Expr::value(now))
-        .col_expr(sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
-        .filter(sessions::Column::Id.eq(session_id))
-        .filter(live_session(now))
-        .exec(&*txn)
-        .await?
-        .rows_affected;
-    if touched != 1 {
-        txn.rollback().await?;
-        return Ok(RotateOutcome::SessionNotActive);
-    }
-    insert_token(&*txn, session_id, now, child).await?;
-    txn.commit().await?;
-    Ok(RotateOutcome::Rotated)
-}
-
-/// [`rotate`] on PostgreSQL: one statement (so one round trip, and atomic on its own)
-/// instead of five. It locks the session row first, in the same order as [`revoke`],
-/// so a rotation and a revocation of one session queue instead of deadlocking; under
-/// READ COMMITTED a row changed by a concurrent transaction is re-checked against its
-/// newest version, so exactly one of two concurrent rotations swaps the token.
-async fn rotate_in_one_statement(
-    db: &super::Db,
-    token_id: &str,
-    session_id: &str,
-    now: i64,
-    idle_expires_at: i64,
-    child: NewRefreshToken,
-) -> StoreResult<RotateOutcome> {
-    const SQL: &str = "WITH live AS ( \
-            SELECT id FROM sessions WHERE id = $1 AND revoked_at IS NULL \
-            AND idle_expires_at > $2 AND absolute_expires_at > $2 FOR UPDATE), \
-        swapped AS ( \
-            UPDATE refresh_tokens SET state = $4, used_at = $2 \
-            WHERE id = $3 AND state = $5 AND EXISTS (SELECT 1 FROM live) RETURNING id), \
-        touched AS ( \
-            UPDATE sessions SET last_used_at = $2, idle_expires_at = $6 \
-            WHERE id IN (SELECT id FROM live) AND EXISTS (SELECT 1 FROM swapped) RETURNING id), \
-        inserted AS ( \
-            INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, state, created_at, used_at, expires_at) \
-            SELECT $7, $1, $8, $9, $5, $2, NULL, $10 WHERE EXISTS (SELECT 1 FROM touched) RETURNING id) \
-        SELECT (SELECT count(*) FROM live) AS live, (SELECT count(*) FROM inserted) AS inserted";
-    let statement = sea_orm::Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        SQL,
-        [
-            session_id.into(),
-            now.into(),
-            token_id.into(),
-            TOKEN_ROTATED.into(),
-            TOKEN_ACTIVE.into(),
-            idle_expires_at.into(),
-            child.id.into(),
-            child.parent_id.into(),
-            child.token_hash.into(),
-            child.expires_at.into(),
-        ],
-    );
-    let row = db.query_one_raw(statement).await?.ok_or_else(|| sea_orm::DbErr::RecordNotFound("rotation".into()))?;
-    let live: i64 = row.try_get("", "live")?;
-    let inserted: i64 = row.try_get("", "inserted")?;
-    Ok(match (live, inserted) {
-        (0, _) => RotateOutcome::SessionNotActive,
-        (_, 0) => RotateOutcome::TokenNotActive,
-        _ => RotateOutcome::Rotated,
-    })
 }
 
 /// Sessions that are neither revoked nor expired at `now`.

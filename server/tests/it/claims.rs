@@ -416,7 +416,13 @@ async fn a_killed_node_keeps_every_acknowledged_rotation() {
     for client in clients {
         let (last, acknowledged) = client.await.unwrap();
         total += acknowledged;
-        let found = latchkey_server::store::sessions::find_token(&db, &sha256_hex(&last)).await.unwrap();
+        use latchkey_server::store::entities::refresh_tokens;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let found = refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::TokenHash.eq(sha256_hex(&last)))
+            .one(&db)
+            .await
+            .unwrap();
         assert!(found.is_some(), "an acknowledged rotation was lost on {}", backend());
     }
     assert!(total >= 6, "the load ran ({total} rotations acknowledged)");
@@ -686,7 +692,9 @@ async fn sqlite_synchronous_full_applies_to_every_writer() {
             .unwrap()
             .unwrap();
         let pool: i64 = row.try_get_by_index(0).unwrap();
-        let inline = server.state.inline_sqlite.as_ref().expect("a SQLite file has inline connections");
+        let latchkey_server::store::Engine::Sqlite(inline) = &server.state.tokens else {
+            panic!("a SQLite file runs the SQLite engine")
+        };
         assert_eq!((pool, inline.writer_synchronous().unwrap()), (expected, expected), "{mode:?}");
         server.register("durable").await;
         server.stop().await;

@@ -18,3 +18,4 @@ mod oauth;
 mod openapi;
 mod operations;
 mod refresh;
+mod store_contract;

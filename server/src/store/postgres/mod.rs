@@ -1,0 +1,115 @@
+//! The PostgreSQL engine of the token paths ([`TokenStore`]), through sea-orm's pool.
+//! Reads are one query each; rotation is one statement (one round trip), see
+//! [`PostgresTokens::rotate`].
+
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
+
+use super::clients::{self, ClientRow};
+use super::columns;
+use super::entities::{refresh_tokens, sessions, users};
+use super::sessions::{RefreshTokenRow, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED};
+use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
+use super::users::UserRow;
+use super::{Db, StoreResult};
+
+#[derive(Debug)]
+pub struct PostgresTokens {
+    db: Db,
+}
+
+impl PostgresTokens {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+static TOKEN_FOR_REFRESH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| columns::token_for_refresh_sql("string_agg"));
+
+/// [`TokenStore::rotate`] as one statement instead of five. It locks the session row
+/// first, in the same order as `sessions::revoke`, so a rotation and a revocation of
+/// one session queue instead of deadlocking; under READ COMMITTED a row changed by a
+/// concurrent transaction is re-checked against its newest version, so exactly one
+/// of two concurrent rotations swaps the token.
+const ROTATE: &str = "WITH live AS ( \
+        SELECT id FROM sessions WHERE id = $1 AND revoked_at IS NULL \
+        AND idle_expires_at > $2 AND absolute_expires_at > $2 FOR UPDATE), \
+    swapped AS ( \
+        UPDATE refresh_tokens SET state = $4, used_at = $2 \
+        WHERE id = $3 AND state = $5 AND EXISTS (SELECT 1 FROM live) RETURNING id), \
+    touched AS ( \
+        UPDATE sessions SET last_used_at = $2, idle_expires_at = $6 \
+        WHERE id IN (SELECT id FROM live) AND EXISTS (SELECT 1 FROM swapped) RETURNING id), \
+    inserted AS ( \
+        INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, state, created_at, used_at, expires_at) \
+        SELECT $7, $1, $3, $8, $5, $2, NULL, $9 WHERE EXISTS (SELECT 1 FROM touched) RETURNING id) \
+    SELECT (SELECT count(*) FROM live) AS live, (SELECT count(*) FROM inserted) AS inserted, \
+        (SELECT count(*) FROM refresh_tokens WHERE id = $3 AND state = $5) AS was_active";
+
+impl TokenStore for PostgresTokens {
+    async fn session_with_user(&self, session_id: &str) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        Ok(sessions::Entity::find_by_id(session_id.to_string()).find_also_related(users::Entity).one(&self.db).await?)
+    }
+
+    async fn token_for_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRead>> {
+        let statement =
+            Statement::from_sql_and_values(DbBackend::Postgres, TOKEN_FOR_REFRESH.as_str(), [token_hash.into()]);
+        let Some(row) = self.db.query_one_raw(statement).await? else { return Ok(None) };
+        Ok(Some(RefreshRead {
+            token: RefreshTokenRow::from_query_result(&row, "t_")?,
+            session: SessionRow::from_query_result(&row, "s_")?,
+            user: UserRow::from_query_result_optional(&row, "u_")?,
+            roles: columns::split_roles(row.try_get("", "roles")?),
+        }))
+    }
+
+    async fn token_with_session(&self, token_hash: &str) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
+        let found = refresh_tokens::Entity::find()
+            .find_also_related(sessions::Entity)
+            .filter(refresh_tokens::Column::TokenHash.eq(token_hash))
+            .one(&self.db)
+            .await?;
+        Ok(found.and_then(|(token, session)| session.map(|s| (token, s))))
+    }
+
+    async fn user_role_names(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        super::users::role_names(&self.db, user_id).await
+    }
+
+    async fn client(&self, client_id: &str) -> StoreResult<Option<ClientRow>> {
+        clients::find(&self.db, client_id).await
+    }
+
+    async fn client_role_names(&self, client_id: &str) -> StoreResult<Vec<String>> {
+        clients::role_names(&self.db, client_id).await
+    }
+
+    async fn rotate(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            ROTATE,
+            [
+                rotation.session_id.as_str().into(),
+                rotation.now.into(),
+                rotation.token_id.as_str().into(),
+                TOKEN_ROTATED.into(),
+                TOKEN_ACTIVE.into(),
+                rotation.idle_expires_at.into(),
+                rotation.child_id.as_str().into(),
+                rotation.child_hash.as_str().into(),
+                rotation.child_expires_at.into(),
+            ],
+        );
+        let row =
+            self.db.query_one_raw(statement).await?.ok_or_else(|| sea_orm::DbErr::RecordNotFound("rotation".into()))?;
+        let live: i64 = row.try_get("", "live")?;
+        let inserted: i64 = row.try_get("", "inserted")?;
+        let was_active: i64 = row.try_get("", "was_active")?;
+        // As on SQLite, the token's state is judged before the session's.
+        Ok(match (inserted, live, was_active) {
+            (1.., _, _) => RotateOutcome::Rotated,
+            (0, 0, 1..) => RotateOutcome::SessionNotActive,
+            _ => RotateOutcome::TokenNotActive,
+        })
+    }
+}

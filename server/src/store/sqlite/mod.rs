@@ -1,0 +1,339 @@
+//! The SQLite engine of the token paths ([`TokenStore`]): the queries run on this
+//! process's own rusqlite connections, inline on the calling task. sqlx's SQLite
+//! driver runs each connection on a worker thread, and the channel send plus futex
+//! wake-up each way cost more than the indexed lookup itself: profiled under the `me`
+//! load, about 40% of the server's CPU went to switching threads. A read in WAL mode
+//! never waits for a writer, so an indexed lookup done inline is as short as the other
+//! CPU work a request does inline (verifying a signature takes longer); a page missing
+//! from the OS cache costs a disk read, which then holds the worker instead of sqlx's
+//! thread (the hot tables' index pages stay cached in practice). The rotation
+//! transaction runs while holding the database's writer lock (the one
+//! [`super::begin_write`] takes), so it does not wait on this process's other writers;
+//! only another process holding the file's write lock (a CLI command) can make it
+//! wait, for at most the busy timeout.
+//!
+//! Column lists and row mappers are derived from the sea-orm entities
+//! ([`super::columns`]), so a new column cannot be misread by position.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use sea_orm::DbErr;
+
+use super::clients::ClientRow;
+use super::columns;
+use super::entities::{clients, refresh_tokens, sessions, users};
+use super::sessions::{RefreshTokenRow, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED};
+use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
+use super::users::UserRow;
+use super::{Db, StoreError, StoreResult};
+
+/// This process's inline SQLite connections to one database file: a few readers and
+/// one writer, and a thread that checkpoints the writer's commits into the file.
+pub struct SqliteTokens {
+    /// The database's writer lock, shared with sea-orm's write transactions.
+    writer_lock: Arc<tokio::sync::Mutex<()>>,
+    readers: Box<[Mutex<Connection>]>,
+    next_reader: AtomicUsize,
+    writer: Mutex<Connection>,
+    commits: AtomicUsize,
+    checkpoint: std::sync::mpsc::SyncSender<()>,
+}
+
+/// Inline commits between two checkpoints (a few MiB of WAL at most).
+const COMMITS_PER_CHECKPOINT: usize = 256;
+
+impl std::fmt::Debug for SqliteTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteTokens").field("readers", &self.readers.len()).finish_non_exhaustive()
+    }
+}
+
+impl SqliteTokens {
+    /// Opens connections to the database file sqlx already opened (and migrated). An
+    /// in-memory database, which other connections cannot see, is refused (config
+    /// validation refuses it first).
+    pub fn open(db: &Db, readers: usize, synchronous: crate::config::SqliteSynchronousMode) -> StoreResult<Self> {
+        let not_a_file = || StoreError::Db(DbErr::Custom("the SQLite engine needs a database file".into()));
+        let writer_lock = db.sqlite_writer().cloned().ok_or_else(not_a_file)?;
+        let options = db.connection().get_sqlite_connection_pool().connect_options();
+        let path = options.get_filename();
+        if path.as_os_str().is_empty() || path == Path::new(":memory:") {
+            return Err(not_a_file());
+        }
+        let busy_timeout = super::SQLITE_BUSY_TIMEOUT;
+        let open = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            // The same settings sqlx gives its connections (journal_mode is the file's).
+            conn.busy_timeout(busy_timeout)?;
+            conn.pragma_update(None, "synchronous", synchronous.pragma())?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.set_prepared_statement_cache_capacity(32);
+            Ok(conn)
+        };
+        let sqlite =
+            |e: rusqlite::Error| StoreError::Db(DbErr::Custom(format!("opening the inline SQLite connections: {e}")));
+        let readers = (0..readers.max(1)).map(|_| open().map(Mutex::new)).collect::<Result<Box<[_]>, _>>();
+        let writer = open().map_err(sqlite)?;
+        // A commit that crosses the auto-checkpoint threshold would checkpoint (and
+        // fsync) on the committing connection, blocking an async worker. The writer
+        // leaves that to a thread of its own instead.
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(sqlite)?;
+        let checkpointer = open().map_err(sqlite)?;
+        let checkpoint_lock = writer_lock.clone();
+        let (checkpoint, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                // Ends when the connections are dropped (the sender goes with them).
+                while requests.recv().is_ok() {
+                    // Holding this process's writer lock, so no commit lands while the
+                    // checkpoint runs: it then copies the whole WAL back, and the next
+                    // writer starts the WAL over instead of appending to it (checkpoints
+                    // racing a steady stream of commits never caught up, and the WAL grew
+                    // without bound). Writers wait for it on the async lock, not on a
+                    // blocked worker thread.
+                    let _writer = checkpoint_lock.blocking_lock();
+                    if let Err(e) = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "SQLite checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Db(DbErr::Custom(format!("starting the SQLite checkpoint thread: {e}"))))?;
+        Ok(Self {
+            writer_lock,
+            readers: readers.map_err(sqlite)?,
+            next_reader: AtomicUsize::new(0),
+            writer: Mutex::new(writer),
+            commits: AtomicUsize::new(0),
+            checkpoint,
+        })
+    }
+
+    /// Runs `query` on a free reader (or waits for one; each is held only for the
+    /// duration of one synchronous query, never across an await).
+    fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let count = self.readers.len();
+        let first = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let conn = (0..count)
+            .find_map(|i| self.readers[(first + i) % count].try_lock().ok())
+            .unwrap_or_else(|| lock(&self.readers[first % count]));
+        query(&conn).map_err(store_error)
+    }
+
+    /// The writer connection's `synchronous` setting (1 = NORMAL, 2 = FULL), which decides
+    /// whether a committed rotation survives a power cut.
+    pub fn writer_synchronous(&self) -> StoreResult<i64> {
+        lock(&self.writer).query_row("PRAGMA synchronous", [], |row| row.get(0)).map_err(store_error)
+    }
+
+    fn write<T>(&self, change: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let result = change(&mut lock(&self.writer)).map_err(store_error);
+        if self.commits.fetch_add(1, Ordering::Relaxed) % COMMITS_PER_CHECKPOINT == COMMITS_PER_CHECKPOINT - 1 {
+            // Full means a checkpoint is already due; nothing is lost by skipping.
+            let _ = self.checkpoint.try_send(());
+        }
+        result
+    }
+}
+
+/// A poisoned connection mutex only means a query panicked; the connection is fine.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn store_error(err: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match err.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) if err.to_string().contains("UNIQUE") => StoreError::Conflict,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => {
+            StoreError::Unavailable(DbErr::Custom(err.to_string()))
+        }
+        _ => StoreError::Db(DbErr::Custom(err.to_string())),
+    }
+}
+
+/// An entity's row from the columns at `at..`, in the entity's column order (the order
+/// [`columns::select_list`] writes them in).
+fn model_at<E: sea_orm::EntityTrait>(row: &Row<'_>, at: usize) -> rusqlite::Result<E::Model>
+where
+    E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
+{
+    use sea_orm::{ActiveModelTrait, ColumnTrait, Iterable, TryIntoModel};
+    let mut active = <E::ActiveModel as ActiveModelTrait>::default();
+    for (offset, column) in E::Column::iter().enumerate() {
+        let value = value_at(row, at + offset, column.def().get_column_type())?;
+        active.try_set(column, value).map_err(|e| conversion_error(at + offset, e))?;
+    }
+    active.try_into_model().map_err(|e| conversion_error(at, e))
+}
+
+/// The entity of a `LEFT JOIN`: absent when its first (key) column is NULL.
+fn joined_model_at<E: sea_orm::EntityTrait>(row: &Row<'_>, at: usize) -> rusqlite::Result<Option<E::Model>>
+where
+    E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
+{
+    match row.get_ref(at)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => model_at::<E>(row, at).map(Some),
+    }
+}
+
+/// One column as the sea-orm value its entity field expects; a type the entities do
+/// not use is an error, never a guess.
+fn value_at(row: &Row<'_>, index: usize, column_type: &sea_orm::ColumnType) -> rusqlite::Result<sea_orm::Value> {
+    use sea_orm::{ColumnType, Value};
+    Ok(match column_type {
+        ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_) => Value::String(row.get(index)?),
+        ColumnType::BigInteger => Value::BigInt(row.get(index)?),
+        ColumnType::Integer => Value::Int(row.get(index)?),
+        ColumnType::Boolean => Value::Bool(row.get(index)?),
+        other => {
+            return Err(rusqlite::Error::InvalidColumnType(
+                index,
+                format!("{other:?}"),
+                row.get_ref(index)?.data_type(),
+            ));
+        }
+    })
+}
+
+fn conversion_error(index: usize, err: DbErr) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Null, Box::new(err))
+}
+
+// The statement texts are built once: they key the prepared-statement cache, and the
+// bearer check runs one on every request.
+static SESSION_WITH_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {} FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
+        columns::aliased::<sessions::Entity>("s"),
+        columns::aliased::<users::Entity>("u"),
+    )
+});
+static TOKEN_WITH_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?1",
+        columns::aliased::<refresh_tokens::Entity>("t"),
+        columns::aliased::<sessions::Entity>("s"),
+    )
+});
+static TOKEN_FOR_REFRESH: LazyLock<String> = LazyLock::new(|| columns::token_for_refresh_sql("group_concat"));
+static CLIENT: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {} FROM clients c WHERE c.client_id = ?1", columns::aliased::<clients::Entity>("c"))
+});
+
+fn role_names(conn: &Connection, sql: &str, owner: &str) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let names = statement.query_map([owner], |row| row.get(0))?;
+    names.collect()
+}
+
+impl TokenStore for SqliteTokens {
+    async fn session_with_user(&self, session_id: &str) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        let at_user = columns::count::<sessions::Entity>();
+        self.read(|conn| {
+            conn.prepare_cached(&SESSION_WITH_USER)?
+                .query_row([session_id], |row| {
+                    Ok((model_at::<sessions::Entity>(row, 0)?, joined_model_at::<users::Entity>(row, at_user)?))
+                })
+                .optional()
+        })
+    }
+
+    async fn token_for_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRead>> {
+        let at_session = columns::count::<refresh_tokens::Entity>();
+        let at_user = at_session + columns::count::<sessions::Entity>();
+        let at_roles = at_user + columns::count::<users::Entity>();
+        self.read(|conn| {
+            conn.prepare_cached(&TOKEN_FOR_REFRESH)?
+                .query_row([token_hash], |row| {
+                    Ok(RefreshRead {
+                        token: model_at::<refresh_tokens::Entity>(row, 0)?,
+                        session: model_at::<sessions::Entity>(row, at_session)?,
+                        user: joined_model_at::<users::Entity>(row, at_user)?,
+                        roles: columns::split_roles(row.get(at_roles)?),
+                    })
+                })
+                .optional()
+        })
+    }
+
+    async fn token_with_session(&self, token_hash: &str) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
+        let at_session = columns::count::<refresh_tokens::Entity>();
+        self.read(|conn| {
+            conn.prepare_cached(&TOKEN_WITH_SESSION)?
+                .query_row([token_hash], |row| {
+                    Ok((model_at::<refresh_tokens::Entity>(row, 0)?, model_at::<sessions::Entity>(row, at_session)?))
+                })
+                .optional()
+        })
+    }
+
+    async fn user_role_names(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        self.read(|conn| {
+            role_names(conn, "SELECT role_name FROM user_roles WHERE user_id = ?1 ORDER BY role_name", user_id)
+        })
+    }
+
+    async fn client(&self, client_id: &str) -> StoreResult<Option<ClientRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&CLIENT)?.query_row([client_id], |row| model_at::<clients::Entity>(row, 0)).optional()
+        })
+    }
+
+    async fn client_role_names(&self, client_id: &str) -> StoreResult<Vec<String>> {
+        self.read(|conn| {
+            role_names(conn, "SELECT role_name FROM client_roles WHERE client_id = ?1 ORDER BY role_name", client_id)
+        })
+    }
+
+    async fn rotate(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
+        let writer = self.writer_lock.lock().await;
+        let outcome = self.write(|conn| {
+            // IMMEDIATE: take the file's write lock before the first read.
+            let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let swapped = txn
+                .prepare_cached("UPDATE refresh_tokens SET state = ?1, used_at = ?2 WHERE id = ?3 AND state = ?4")?
+                .execute(params![TOKEN_ROTATED, rotation.now, rotation.token_id, TOKEN_ACTIVE])?;
+            if swapped != 1 {
+                return Ok(RotateOutcome::TokenNotActive); // dropping `txn` rolls back
+            }
+            let touched = txn
+                .prepare_cached(
+                    "UPDATE sessions SET last_used_at = ?1, idle_expires_at = ?2 WHERE id = ?3 \
+                     AND revoked_at IS NULL AND idle_expires_at > ?1 AND absolute_expires_at > ?1",
+                )?
+                .execute(params![rotation.now, rotation.idle_expires_at, rotation.session_id])?;
+            if touched != 1 {
+                return Ok(RotateOutcome::SessionNotActive);
+            }
+            txn.prepare_cached(
+                "INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, state, created_at, used_at, \
+                 expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)",
+            )?
+            .execute(params![
+                rotation.child_id,
+                rotation.session_id,
+                rotation.token_id,
+                rotation.child_hash,
+                TOKEN_ACTIVE,
+                rotation.now,
+                rotation.child_expires_at
+            ])?;
+            txn.commit()?;
+            Ok(RotateOutcome::Rotated)
+        });
+        drop(writer);
+        // The writer lock now belongs to the next waiting task, but tokio runs that
+        // task only once this one yields. Yield here, or each rotation would wait for
+        // the previous request to sign its token and answer.
+        tokio::task::yield_now().await;
+        outcome
+    }
+}

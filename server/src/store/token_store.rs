@@ -1,0 +1,140 @@
+//! The storage seam of the token paths: what the bearer check of every authenticated
+//! request, refresh-token rotation and the client lookup of every token request read
+//! and write. One trait, one implementation per engine ([`super::sqlite`],
+//! [`super::postgres`]); the engine is chosen once, when the state is built, and
+//! nothing above this trait branches on it. The contract suite
+//! (`tests/it/store_contract.rs`) runs every method against both.
+//!
+//! Whatever a hot path of a new feature reads or writes goes behind this trait too;
+//! everything else stays shared sea-orm code in the other `store` modules.
+
+use std::future::Future;
+
+use super::clients::ClientRow;
+use super::sessions::{RefreshTokenRow, SessionRow};
+use super::users::UserRow;
+use super::{Db, StoreResult};
+
+/// What a refresh reads: the presented token, its session, the session's user (gone
+/// if deleted) and that user's roles, sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRead {
+    pub token: RefreshTokenRow,
+    pub session: SessionRow,
+    pub user: Option<UserRow>,
+    pub roles: Vec<String>,
+}
+
+/// One rotation: `token_id` becomes `rotated` and `child` its active successor, and
+/// the session is touched (`last_used_at = now`, the new idle deadline) — all or
+/// nothing, as compare-and-swap updates, so exactly one of any number of concurrent
+/// rotations of one token wins, across any number of processes.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub token_id: String,
+    pub session_id: String,
+    pub now: i64,
+    pub idle_expires_at: i64,
+    pub child_id: String,
+    /// SHA-256 of the child token; the token itself is never stored.
+    pub child_hash: String,
+    pub child_expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateOutcome {
+    Rotated,
+    /// The token is not active: another request rotated it first, or its session was
+    /// revoked (which revokes its tokens). Judged before the session.
+    TokenNotActive,
+    /// The token is active but its session is past its idle or absolute deadline at
+    /// `now` (or was revoked by a transaction that committed during this rotation).
+    SessionNotActive,
+}
+
+/// The hot reads and writes, as each engine runs them.
+pub trait TokenStore: Send + Sync {
+    /// A session and its user (gone if deleted).
+    fn session_with_user(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<(SessionRow, Option<UserRow>)>>> + Send;
+
+    /// Everything a refresh reads before it rotates, in one query.
+    fn token_for_refresh(&self, token_hash: &str) -> impl Future<Output = StoreResult<Option<RefreshRead>>> + Send;
+
+    /// The refresh token with this hash and its session.
+    fn token_with_session(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<(RefreshTokenRow, SessionRow)>>> + Send;
+
+    /// The user's role names, sorted.
+    fn user_role_names(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    fn client(&self, client_id: &str) -> impl Future<Output = StoreResult<Option<ClientRow>>> + Send;
+
+    /// The client's role names (carried by its `client_credentials` tokens), sorted.
+    fn client_role_names(&self, client_id: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// Applies `rotation` (see [`Rotation`]).
+    fn rotate(&self, rotation: &Rotation) -> impl Future<Output = StoreResult<RotateOutcome>> + Send;
+}
+
+/// The engine this process runs on, chosen from the database URL at start-up.
+#[derive(Debug)]
+pub enum Engine {
+    Sqlite(super::sqlite::SqliteTokens),
+    Postgres(super::postgres::PostgresTokens),
+}
+
+impl Engine {
+    /// The implementation for `db`'s engine. On SQLite it opens `readers` inline
+    /// connections to the same file (see [`super::sqlite`]).
+    pub fn for_database(db: &Db, readers: usize, config: &crate::config::Config) -> StoreResult<Self> {
+        Ok(match db.backend() {
+            sea_orm::DbBackend::Postgres => Engine::Postgres(super::postgres::PostgresTokens::new(db.clone())),
+            _ => Engine::Sqlite(super::sqlite::SqliteTokens::open(db, readers, config.sqlite_synchronous)?),
+        })
+    }
+}
+
+/// Runs `$call` on whichever engine `$engine` is.
+macro_rules! on_engine {
+    ($engine:expr, $store:ident => $call:expr) => {
+        match $engine {
+            Engine::Sqlite($store) => $call.await,
+            Engine::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl TokenStore for Engine {
+    async fn session_with_user(&self, session_id: &str) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        on_engine!(self, store => store.session_with_user(session_id))
+    }
+
+    async fn token_for_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRead>> {
+        on_engine!(self, store => store.token_for_refresh(token_hash))
+    }
+
+    async fn token_with_session(&self, token_hash: &str) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
+        on_engine!(self, store => store.token_with_session(token_hash))
+    }
+
+    async fn user_role_names(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        on_engine!(self, store => store.user_role_names(user_id))
+    }
+
+    async fn client(&self, client_id: &str) -> StoreResult<Option<ClientRow>> {
+        on_engine!(self, store => store.client(client_id))
+    }
+
+    async fn client_role_names(&self, client_id: &str) -> StoreResult<Vec<String>> {
+        on_engine!(self, store => store.client_role_names(client_id))
+    }
+
+    async fn rotate(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
+        on_engine!(self, store => store.rotate(rotation))
+    }
+}

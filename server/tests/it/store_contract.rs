@@ -1,0 +1,248 @@
+//! The contract of the token paths' storage seam (`store::TokenStore`), run against
+//! the engine of this pass: SQLite here, PostgreSQL when `TEST_DATABASE_URL` is set.
+//! Every method, and the outcomes the refresh rule relies on: the three rotate
+//! outcomes, one winner among concurrent rotations, revocation racing rotation, and a
+//! session that ended on either deadline.
+
+use latchkey_server::security::sha256_hex;
+use latchkey_server::store::audit::NewAuditEvent;
+use latchkey_server::store::sessions::{self, NewRefreshToken, NewSession, TOKEN_ACTIVE, TOKEN_REVOKED, TOKEN_ROTATED};
+use latchkey_server::store::{RotateOutcome, Rotation, TokenStore};
+
+use crate::harness::{TestServer, backend, user_with_roles};
+
+const IDLE: i64 = 600;
+const ABSOLUTE: i64 = 3600;
+
+/// A new session of `user_id` at `now` with one active token `first` (its hash is
+/// stored); returns the session id.
+async fn new_session(server: &TestServer, user_id: &str, first: &str, now: i64) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    sessions::create(
+        &server.state.db,
+        NewSession {
+            id: id.clone(),
+            user_id: user_id.into(),
+            client_id: "spa".into(),
+            now,
+            idle_expires_at: now + IDLE,
+            absolute_expires_at: now + ABSOLUTE,
+            ip: None,
+            user_agent: None,
+            amr: "pwd".into(),
+            auth_time: now,
+            scope: "openid".into(),
+        },
+        NewRefreshToken {
+            id: format!("{first}-id"),
+            parent_id: None,
+            token_hash: sha256_hex(first),
+            expires_at: now + IDLE,
+        },
+        NewAuditEvent {
+            occurred_at: now,
+            actor: user_id.into(),
+            action: "login",
+            target: Some(id.clone()),
+            ip: None,
+            outcome: "success",
+            details: serde_json::json!({}),
+        },
+    )
+    .await
+    .unwrap();
+    id
+}
+
+fn rotation(parent: &str, session_id: &str, child: &str, now: i64) -> Rotation {
+    Rotation {
+        token_id: format!("{parent}-id"),
+        session_id: session_id.into(),
+        now,
+        idle_expires_at: now + IDLE,
+        child_id: format!("{child}-id"),
+        child_hash: sha256_hex(child),
+        child_expires_at: now + IDLE,
+    }
+}
+
+async fn token_state(server: &TestServer, token: &str) -> String {
+    let (row, _) = server.state.tokens.token_with_session(&sha256_hex(token)).await.unwrap().expect("the token exists");
+    row.state
+}
+
+#[tokio::test]
+async fn reads_find_what_was_written_and_nothing_else() {
+    let server = TestServer::start().await;
+    let (user_id, _) = user_with_roles(&server, "ada", &["admin"]).await;
+    let now = server.clock.now_secs();
+    let session_id = new_session(&server, &user_id, "reads-a", now).await;
+    let tokens = &server.state.tokens;
+
+    let (session, user) = tokens.session_with_user(&session_id).await.unwrap().expect("the session");
+    assert_eq!((session.id.as_str(), session.user_id.as_str()), (session_id.as_str(), user_id.as_str()));
+    assert_eq!(session.idle_expires_at, now + IDLE, "{}", backend());
+    assert_eq!(user.expect("its user").username, "ada");
+    assert!(tokens.session_with_user("no-such-session").await.unwrap().is_none());
+
+    let read = tokens.token_for_refresh(&sha256_hex("reads-a")).await.unwrap().expect("the token");
+    assert_eq!((read.token.state.as_str(), read.token.parent_id.as_deref()), (TOKEN_ACTIVE, None));
+    assert_eq!(read.session, session);
+    assert_eq!(read.user.as_ref().map(|u| u.id.as_str()), Some(user_id.as_str()));
+    assert_eq!(read.roles, ["admin", "user"], "roles sorted on {}", backend());
+    assert!(tokens.token_for_refresh(&sha256_hex("unknown")).await.unwrap().is_none());
+
+    let (token, with) = tokens.token_with_session(&sha256_hex("reads-a")).await.unwrap().expect("the token");
+    assert_eq!((token, with), (read.token.clone(), session));
+    assert!(tokens.token_with_session(&sha256_hex("unknown")).await.unwrap().is_none());
+
+    assert_eq!(tokens.user_role_names(&user_id).await.unwrap(), ["admin", "user"]);
+    assert!(tokens.user_role_names("no-such-user").await.unwrap().is_empty());
+
+    let spa = tokens.client("spa").await.unwrap().expect("the seeded first-party client");
+    assert_eq!((spa.client_id.as_str(), spa.client_type.as_str()), ("spa", "public"));
+    assert!(tokens.client("no-such-client").await.unwrap().is_none());
+    assert!(tokens.client_role_names("spa").await.unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_role_names_are_the_clients_sorted() {
+    let server = TestServer::start().await;
+    server.create_client("svc", true, &["client_credentials"], &["user", "admin"]).await;
+    assert_eq!(server.state.tokens.client_role_names("svc").await.unwrap(), ["admin", "user"], "{}", backend());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_swaps_the_token_touches_the_session_and_inserts_the_child() {
+    let server = TestServer::start().await;
+    let (user_id, _) = user_with_roles(&server, "ada", &[]).await;
+    let now = server.clock.now_secs();
+    let session_id = new_session(&server, &user_id, "rot-a", now).await;
+    let tokens = &server.state.tokens;
+    let later = now + 30;
+
+    assert_eq!(tokens.rotate(&rotation("rot-a", &session_id, "rot-b", later)).await.unwrap(), RotateOutcome::Rotated);
+    let parent = tokens.token_for_refresh(&sha256_hex("rot-a")).await.unwrap().unwrap();
+    assert_eq!((parent.token.state.as_str(), parent.token.used_at), (TOKEN_ROTATED, Some(later)));
+    assert_eq!((parent.session.last_used_at, parent.session.idle_expires_at), (later, later + IDLE));
+    let child = tokens.token_for_refresh(&sha256_hex("rot-b")).await.unwrap().unwrap();
+    assert_eq!(child.token.state, TOKEN_ACTIVE);
+    assert_eq!(child.token.parent_id.as_deref(), Some("rot-a-id"));
+    assert_eq!((child.token.created_at, child.token.expires_at), (later, later + IDLE));
+
+    // The same token again: it is no longer active, and nothing changes.
+    let again = tokens.rotate(&rotation("rot-a", &session_id, "rot-c", later + 1)).await.unwrap();
+    assert_eq!(again, RotateOutcome::TokenNotActive, "{}", backend());
+    assert!(tokens.token_for_refresh(&sha256_hex("rot-c")).await.unwrap().is_none(), "no second child");
+    let session = tokens.session_with_user(&session_id).await.unwrap().unwrap().0;
+    assert_eq!(session.last_used_at, later, "a lost swap touches nothing");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_that_ended_rotates_nothing() {
+    let server = TestServer::start().await;
+    let (user_id, _) = user_with_roles(&server, "ada", &[]).await;
+    let now = server.clock.now_secs();
+    let tokens = &server.state.tokens;
+    // Past the idle deadline (but inside the absolute one), past the absolute one
+    // (its idle deadline pushed out by hand), and revoked.
+    let idle = new_session(&server, &user_id, "idle-a", now).await;
+    let absolute = new_session(&server, &user_id, "abs-a", now).await;
+    let revoked = new_session(&server, &user_id, "rev-a", now).await;
+    use sea_orm::ConnectionTrait;
+    let db = &server.state.db;
+    db.execute_unprepared(&format!(
+        "UPDATE sessions SET idle_expires_at = {} WHERE id = '{absolute}'",
+        now + 2 * ABSOLUTE
+    ))
+    .await
+    .unwrap();
+    assert!(sessions::revoke(db, &revoked, "test", now, None).await.unwrap());
+
+    let cases = [
+        ("idle", &idle, "idle-a", now + IDLE),
+        ("absolute", &absolute, "abs-a", now + ABSOLUTE),
+        ("revoked", &revoked, "rev-a", now + 1),
+    ];
+    for (what, session_id, token, at) in cases {
+        let outcome = tokens.rotate(&rotation(token, session_id, &format!("{token}-child"), at)).await.unwrap();
+        let expected = if what == "revoked" { RotateOutcome::TokenNotActive } else { RotateOutcome::SessionNotActive };
+        assert_eq!(outcome, expected, "{what} on {}", backend());
+        let state = token_state(&server, token).await;
+        assert_eq!(state, if what == "revoked" { TOKEN_REVOKED } else { TOKEN_ACTIVE }, "{what}: rolled back");
+        assert!(tokens.token_for_refresh(&sha256_hex(&format!("{token}-child"))).await.unwrap().is_none(), "{what}");
+    }
+    // One second before the idle deadline it still rotates.
+    let fresh = new_session(&server, &user_id, "edge-a", now).await;
+    let outcome = tokens.rotate(&rotation("edge-a", &fresh, "edge-b", now + IDLE - 1)).await.unwrap();
+    assert_eq!(outcome, RotateOutcome::Rotated);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn of_concurrent_rotations_of_one_token_exactly_one_wins() {
+    let server = TestServer::start().await;
+    let (user_id, _) = user_with_roles(&server, "ada", &[]).await;
+    let now = server.clock.now_secs();
+    let session_id = new_session(&server, &user_id, "race-a", now).await;
+    let attempts: Vec<_> = (0..24)
+        .map(|i| {
+            let state = server.state.clone();
+            let rotation = rotation("race-a", &session_id, &format!("race-child-{i}"), now + 1);
+            tokio::spawn(async move { state.tokens.rotate(&rotation).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for attempt in attempts {
+        outcomes.push(attempt.await.unwrap());
+    }
+    let won = outcomes.iter().filter(|o| **o == RotateOutcome::Rotated).count();
+    let lost = outcomes.iter().filter(|o| **o == RotateOutcome::TokenNotActive).count();
+    assert_eq!((won, lost), (1, 23), "{outcomes:?} on {}", backend());
+    let mut children = 0;
+    for i in 0..24 {
+        children +=
+            server.state.tokens.token_with_session(&sha256_hex(&format!("race-child-{i}"))).await.unwrap().is_some()
+                as usize;
+    }
+    assert_eq!(children, 1, "one child exists");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_racing_rotation_leaves_no_live_token_in_a_revoked_session() {
+    let server = TestServer::start().await;
+    let (user_id, _) = user_with_roles(&server, "ada", &[]).await;
+    let now = server.clock.now_secs();
+    let mut rotated_first = 0;
+    for round in 0..12 {
+        let first = format!("rr-{round}-a");
+        let child = format!("rr-{round}-b");
+        let session_id = new_session(&server, &user_id, &first, now).await;
+        let rotate = {
+            let state = server.state.clone();
+            let rotation = rotation(&first, &session_id, &child, now + 1);
+            tokio::spawn(async move { state.tokens.rotate(&rotation).await.unwrap() })
+        };
+        let revoke = {
+            let db = server.state.db.clone();
+            let session_id = session_id.clone();
+            tokio::spawn(async move { sessions::revoke(&db, &session_id, "test", now + 1, None).await.unwrap() })
+        };
+        let (outcome, revoked) = (rotate.await.unwrap(), revoke.await.unwrap());
+        assert!(revoked, "the revocation always lands (round {round})");
+        rotated_first += (outcome == RotateOutcome::Rotated) as usize;
+        // Whichever came first, every token of the session is dead now.
+        assert_ne!(token_state(&server, &first).await, TOKEN_ACTIVE, "round {round} on {}", backend());
+        if outcome == RotateOutcome::Rotated {
+            assert_eq!(token_state(&server, &child).await, TOKEN_REVOKED, "round {round}: the child died too");
+        } else {
+            assert!(server.state.tokens.token_with_session(&sha256_hex(&child)).await.unwrap().is_none());
+        }
+    }
+    eprintln!("revoke vs rotate on {}: rotation first in {rotated_first} of 12 rounds", backend());
+    server.stop().await;
+}
