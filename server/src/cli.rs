@@ -343,7 +343,7 @@ async fn keys_change(config: Config, change: KeyChange) -> Result<ExitCode, Star
     let state = build_state(config, Arc::new(SystemClock)).await?;
     let result = match &change {
         KeyChange::Rotate => domain::keys::rotate(&state, "cli").await.map(|row| {
-            let due = domain::keys::activation_due(&state.config, row.created_at);
+            let due = domain::keys::Lifecycle::of(&state.config).activation_due(row.created_at);
             out!("new key {} is published; it starts signing at {}", row.kid, to_datetime(due));
         }),
         KeyChange::Revoke(kid) => domain::keys::revoke(&state, kid, "cli").await.map(|()| {
@@ -370,7 +370,7 @@ async fn import_key(config: Config, file: &std::path::Path) -> Result<ExitCode, 
     let state = build_state(config, Arc::new(SystemClock)).await?;
     match domain::keys::import_pem(&state.db, &state.master_key, &pem, state.now()).await {
         Ok(row) => {
-            let due = domain::keys::activation_due(&state.config, row.created_at);
+            let due = domain::keys::Lifecycle::of(&state.config).activation_due(row.created_at);
             out!("imported key {} ({} bits) as pending; it starts signing at {}", row.kid, row.bits, to_datetime(due));
             Ok(ExitCode::SUCCESS)
         }

@@ -431,18 +431,6 @@ pub struct Lockout {
     pub max_secs: u64,
 }
 
-impl Lockout {
-    /// Seconds to lock after `failures` consecutive failures: none below the threshold,
-    /// then `base · 2^(failures − threshold)`, capped at `max`.
-    pub fn duration_after(&self, failures: u32) -> Option<u64> {
-        if self.threshold == 0 || failures < self.threshold {
-            return None;
-        }
-        let doublings = std::cmp::min(failures - self.threshold, 30);
-        Some(std::cmp::min(self.base_secs.saturating_mul(1u64 << doublings), self.max_secs))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Settings {
     pub memory_kib: u32,
@@ -809,17 +797,6 @@ mod tests {
         assert!(raw.clone().validate().is_ok());
         raw.public_url = "http://auth.example.com".into();
         assert!(raw.validate().unwrap_err().0.contains("cookie.secure"));
-    }
-
-    #[test]
-    fn lockout_backs_off_exponentially_with_a_cap() {
-        let lockout = Lockout { threshold: 5, base_secs: 30, max_secs: 3600 };
-        assert_eq!(lockout.duration_after(4), None);
-        assert_eq!(lockout.duration_after(5), Some(30));
-        assert_eq!(lockout.duration_after(6), Some(60));
-        assert_eq!(lockout.duration_after(9), Some(480));
-        assert_eq!(lockout.duration_after(40), Some(3600));
-        assert_eq!(Lockout { threshold: 0, ..lockout }.duration_after(100), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::store::TokenStore;
 use crate::store::attempts;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
-use crate::store::users::{self, Factor, STATUS_ACTIVE, UserRow};
+use crate::store::users::{self, Factor, UserRow};
 use crate::tokens::{AccessClaims, TokenError};
 
 use super::{Error, Result, new_id};
@@ -47,7 +47,10 @@ pub async fn check_password(
     let row = users::find_by_username(&state.db, &normalized).await?;
     let now = state.now();
     let reservation = match &row {
-        Some(user) => users::reserve_attempt(&state.db, &user.id, Factor::Password, now, state.config.lockout).await?,
+        Some(user) => {
+            let schedule = super::lockout::schedule(&state.config.lockout);
+            users::reserve_attempt(&state.db, &user.id, Factor::Password, now, &schedule).await?
+        }
         None => None,
     };
     // Always pay for one Argon2 verification, whatever the account's state.
@@ -56,37 +59,28 @@ pub async fn check_password(
     if let Some(user) = row.as_ref().filter(|_| matched) {
         users::record_success(&state.db, &user.id, Factor::Password).await?;
     }
-    match (row, reservation) {
-        (Some(user), Some(_)) if matched && user.status == STATUS_ACTIVE => Ok(user),
-        (row, reservation) => {
-            let reason = match (&row, reservation) {
-                (None, _) => "unknown_user",
-                (Some(_), None) => "locked",
-                (Some(_), Some(_)) if matched => "account_disabled",
-                (Some(user), Some(_)) if user.status != STATUS_ACTIVE => "account_disabled",
-                (Some(_), Some(_)) => "wrong_password",
-            };
-            if let (Some(user), Some(reserved)) = (&row, reservation)
-                && !matched
-            {
-                audit_lockout(state, &user.id, Factor::Password, reserved, ctx).await?;
-            }
-            audit::record(
-                &state.db,
-                NewAuditEvent {
-                    occurred_at: now,
-                    actor: row.as_ref().map_or_else(|| "anonymous".to_string(), |u| u.id.clone()),
-                    action: "login",
-                    target: Some(normalized),
-                    ip: ctx.ip.clone(),
-                    outcome: "failure",
-                    details: serde_json::json!({ "reason": reason }),
-                },
-            )
-            .await?;
-            Err(Error::InvalidCredentials)
-        }
+    let Err(refusal) = super::lockout::judge_password(row.as_ref(), reservation.is_some(), matched) else {
+        return row.ok_or_else(|| Error::Internal("an accepted login has a user".into()));
+    };
+    if let (Some(user), Some(reserved)) = (&row, reservation)
+        && !matched
+    {
+        audit_lockout(state, &user.id, Factor::Password, reserved, ctx).await?;
     }
+    audit::record(
+        &state.db,
+        NewAuditEvent {
+            occurred_at: now,
+            actor: row.as_ref().map_or_else(|| "anonymous".to_string(), |u| u.id.clone()),
+            action: "login",
+            target: Some(normalized),
+            ip: ctx.ip.clone(),
+            outcome: "failure",
+            details: serde_json::json!({ "reason": refusal.as_str() }),
+        },
+    )
+    .await?;
+    Err(Error::InvalidCredentials)
 }
 
 /// The per-account bucket on password and TOTP attempts (any IP), kept in the database

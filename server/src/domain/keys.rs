@@ -92,22 +92,71 @@ pub async fn ensure_active_key(db: &Db, master_key: &MasterKey, bits: u32, now: 
     }
 }
 
-/// Until when a key retired at `retired_at` must stay published: every token it signed
-/// has expired by then, even on a verifier whose clock runs `clock_skew` behind.
-pub fn published_until(config: &Config, retired_at: i64) -> i64 {
-    retired_at + config.access_token_ttl.as_secs() as i64 + config.clock_skew.as_secs() as i64
+/// The timing rules of the lifecycle, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// 0 = no scheduled rotation.
+    pub rotation_interval_secs: i64,
+    /// How long verifiers may cache the JWKS.
+    pub jwks_max_age_secs: i64,
+    /// The longest access-token lifetime.
+    pub token_ttl_secs: i64,
+    pub clock_skew_secs: i64,
 }
 
-/// When a pending key created at `created_at` may start signing.
-pub fn activation_due(config: &Config, created_at: i64) -> i64 {
-    created_at + config.jwks_max_age.as_secs() as i64
+/// What one maintenance pass must do, decided from the key rows and `now`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Start a scheduled rotation (a new pending key).
+    pub create_pending: bool,
+    /// Activate this pending key (retiring the active one).
+    pub activate: Option<String>,
+    /// Erase the private part of keys retired before this time.
+    pub wipe_retired_before: i64,
 }
 
-pub fn is_published(config: &Config, row: &SigningKeyRow, now: i64) -> bool {
-    match row.state.as_str() {
-        STATE_PENDING | STATE_ACTIVE => true,
-        STATE_RETIRED => row.retired_at.is_none_or(|at| now < published_until(config, at)),
-        _ => false,
+impl Lifecycle {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            rotation_interval_secs: config.key_rotation_interval.as_secs() as i64,
+            jwks_max_age_secs: config.jwks_max_age.as_secs() as i64,
+            token_ttl_secs: config.access_token_ttl.as_secs() as i64,
+            clock_skew_secs: config.clock_skew.as_secs() as i64,
+        }
+    }
+
+    /// Until when a key retired at `retired_at` must stay published: every token it
+    /// signed has expired by then, even on a verifier whose clock runs `clock_skew`
+    /// behind.
+    pub fn published_until(&self, retired_at: i64) -> i64 {
+        retired_at + self.token_ttl_secs + self.clock_skew_secs
+    }
+
+    /// When a pending key created at `created_at` may start signing.
+    pub fn activation_due(&self, created_at: i64) -> i64 {
+        created_at + self.jwks_max_age_secs
+    }
+
+    pub fn is_published(&self, row: &SigningKeyRow, now: i64) -> bool {
+        match row.state.as_str() {
+            STATE_PENDING | STATE_ACTIVE => true,
+            STATE_RETIRED => row.retired_at.is_none_or(|at| now < self.published_until(at)),
+            _ => false,
+        }
+    }
+
+    /// The transitions due at `now`. A key created by this plan is activated by the
+    /// next pass that finds it due (at once when `jwks_max_age` is zero).
+    pub fn plan(&self, rows: &[SigningKeyRow], now: i64) -> Plan {
+        let active = rows.iter().find(|k| k.state == STATE_ACTIVE);
+        let pending = rows.iter().find(|k| k.state == STATE_PENDING);
+        let rotation_due = self.rotation_interval_secs > 0
+            && active.is_some_and(|k| k.activated_at.unwrap_or(k.created_at) + self.rotation_interval_secs <= now);
+        Plan {
+            create_pending: pending.is_none() && rotation_due,
+            activate: pending.filter(|p| self.activation_due(p.created_at) <= now).map(|p| p.kid.clone()),
+            wipe_retired_before: now - self.published_until(0),
+        }
     }
 }
 
@@ -117,10 +166,11 @@ async fn published_rows(
     config: &Config,
     now: i64,
 ) -> Result<(Option<SigningKeyRow>, Vec<PublishedKey>), KeySetupError> {
+    let lifecycle = Lifecycle::of(config);
     let mut active = None;
     let mut published = Vec::new();
     for row in keys::list(db).await? {
-        if !is_published(config, &row, now) {
+        if !lifecycle.is_published(&row, now) {
             continue;
         }
         published.push(PublishedKey { kid: row.kid.clone(), n: row.public_n.clone(), e: row.public_e.clone() });
@@ -273,33 +323,90 @@ pub struct Maintenance {
 /// expired private keys, and reload the key set.
 pub async fn maintain(state: &AppState) -> Result<Maintenance, Error> {
     let now = state.now();
-    let config = &state.config;
+    let lifecycle = Lifecycle::of(&state.config);
+    let mut plan = lifecycle.plan(&keys::list(&state.db).await?, now);
     let mut done = Maintenance::default();
-    let rows = keys::list(&state.db).await?;
-    let active = rows.iter().find(|k| k.state == STATE_ACTIVE);
-    let mut pending = rows.iter().find(|k| k.state == STATE_PENDING).cloned();
-
-    let interval = config.key_rotation_interval.as_secs() as i64;
-    let rotation_due = active.is_some_and(|k| k.activated_at.unwrap_or(k.created_at) + interval <= now);
-    if interval > 0 && pending.is_none() && rotation_due {
-        match create_key(&state.db, &state.master_key, config.rsa_bits, STATE_PENDING, now).await {
+    if plan.create_pending {
+        match create_key(&state.db, &state.master_key, state.config.rsa_bits, STATE_PENDING, now).await {
             Ok(row) => {
                 crate::store::audit::record(&state.db, key_event(state, "system", "key.rotate", &row.kid)).await?;
-                done.created = Some(row.kid.clone());
-                pending = Some(row);
+                if lifecycle.activation_due(row.created_at) <= now {
+                    plan.activate = Some(row.kid.clone());
+                }
+                done.created = Some(row.kid);
             }
             // Another node created it first.
             Err(KeySetupError::Store(StoreError::Conflict)) => {}
             Err(e) => return Err(setup_error(e)),
         }
     }
-    if let Some(pending) = pending.filter(|p| activation_due(config, p.created_at) <= now)
-        && keys::promote(&state.db, &pending.kid, now, key_event(state, "system", "key.activate", &pending.kid)).await?
+    if let Some(kid) = plan.activate
+        && keys::promote(&state.db, &kid, now, key_event(state, "system", "key.activate", &kid)).await?
     {
-        tracing::info!(kid = %pending.kid, "signing key activated");
-        done.activated = Some(pending.kid);
+        tracing::info!(%kid, "signing key activated");
+        done.activated = Some(kid);
     }
-    done.wiped = keys::wipe_expired_private_keys(&state.db, now - published_until(config, 0)).await?;
+    done.wiped = keys::wipe_expired_private_keys(&state.db, plan.wipe_retired_before).await?;
     reload(state).await?;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::keys::STATE_REVOKED;
+
+    const NOW: i64 = 1_800_000_000;
+    const LIFECYCLE: Lifecycle =
+        Lifecycle { rotation_interval_secs: 1000, jwks_max_age_secs: 300, token_ttl_secs: 900, clock_skew_secs: 60 };
+
+    fn key(
+        kid: &str,
+        state: &str,
+        created_at: i64,
+        activated_at: Option<i64>,
+        retired_at: Option<i64>,
+    ) -> SigningKeyRow {
+        SigningKeyRow {
+            kid: kid.into(),
+            algorithm: "RS256".into(),
+            bits: 2048,
+            state: state.into(),
+            public_n: String::new(),
+            public_e: String::new(),
+            private_key_encrypted: String::new(),
+            created_at,
+            activated_at,
+            retired_at,
+        }
+    }
+
+    #[test]
+    fn a_scheduled_rotation_starts_when_the_active_key_is_old_enough_and_none_is_pending() {
+        let active = key("a", STATE_ACTIVE, NOW - 5000, Some(NOW - 1000), None);
+        assert!(LIFECYCLE.plan(std::slice::from_ref(&active), NOW).create_pending);
+        assert!(!LIFECYCLE.plan(std::slice::from_ref(&active), NOW - 1).create_pending, "one second early");
+        let pending = key("p", STATE_PENDING, NOW - 10, None, None);
+        assert!(!LIFECYCLE.plan(&[active.clone(), pending], NOW).create_pending, "a rotation is under way");
+        let never = Lifecycle { rotation_interval_secs: 0, ..LIFECYCLE };
+        assert!(!never.plan(&[active], NOW + 1_000_000).create_pending, "0 disables the schedule");
+    }
+
+    #[test]
+    fn a_pending_key_activates_once_every_verifier_can_have_fetched_it() {
+        let rows =
+            [key("a", STATE_ACTIVE, NOW - 5000, Some(NOW - 100), None), key("p", STATE_PENDING, NOW, None, None)];
+        assert_eq!(LIFECYCLE.plan(&rows, NOW + 299).activate, None);
+        assert_eq!(LIFECYCLE.plan(&rows, NOW + 300).activate.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn a_retired_key_stays_published_until_its_last_token_expired_even_on_a_slow_clock() {
+        let retired = key("r", STATE_RETIRED, NOW - 5000, Some(NOW - 4000), Some(NOW));
+        assert!(LIFECYCLE.is_published(&retired, NOW + 959));
+        assert!(!LIFECYCLE.is_published(&retired, NOW + 960));
+        assert_eq!(LIFECYCLE.plan(&[], NOW + 960).wipe_retired_before, NOW, "its private part goes then too");
+        assert!(LIFECYCLE.is_published(&key("p", STATE_PENDING, NOW, None, None), NOW));
+        assert!(!LIFECYCLE.is_published(&key("x", STATE_REVOKED, NOW, None, None), NOW), "revoked: gone at once");
+    }
 }

@@ -99,8 +99,8 @@ pub async fn verify_second_factor(
     if !user.totp_enabled {
         return Err(Error::InvalidSecondFactor);
     }
-    let Some(reserved) = users::reserve_attempt(&state.db, &user.id, Factor::Totp, now, state.config.lockout).await?
-    else {
+    let schedule = super::lockout::schedule(&state.config.lockout);
+    let Some(reserved) = users::reserve_attempt(&state.db, &user.id, Factor::Totp, now, &schedule).await? else {
         return Err(second_factor_failure(state, user, ctx, "locked").await?);
     };
     let recovery_hash;

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod keys;
+pub mod lockout;
 pub mod maintenance;
 pub mod mfa;
 pub mod oauth;

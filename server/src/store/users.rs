@@ -363,6 +363,13 @@ pub enum Factor {
     Totp,
 }
 
+/// One step of the lockout backoff: reaching `failures` locks for `lock_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockStep {
+    pub failures: u32,
+    pub lock_secs: u64,
+}
+
 /// An attempt reserved before its secret was checked: it already counts as a failure
 /// (a success clears it), and `locked_until` is set when this attempt engaged the lock.
 #[derive(Debug, Clone, Copy)]
@@ -389,28 +396,19 @@ pub async fn reserve_attempt(
     user_id: &str,
     factor: Factor,
     now: i64,
-    lockout: crate::config::Lockout,
+    schedule: &[LockStep],
 ) -> StoreResult<Option<Reservation>> {
     use sea_orm::sea_query::{Expr, ExprTrait};
     let (counter, lock) = factor_columns(factor);
     let next = Expr::col(counter).add(1);
-    // The lock for the counter this attempt reaches: one arm per doubling until the cap,
-    // highest first, so the first matching arm is the right backoff.
-    let lock_expr = if lockout.threshold == 0 {
+    // The lock for the counter this attempt reaches: one arm per step, highest first,
+    // so the first matching arm is the right backoff.
+    let lock_expr = if schedule.is_empty() {
         Expr::col(lock)
     } else {
-        let mut arms = Vec::new();
-        for extra in 0..=30u32 {
-            let failures = lockout.threshold + extra;
-            let Some(secs) = lockout.duration_after(failures) else { break };
-            arms.push((failures, secs));
-            if secs >= lockout.max_secs {
-                break;
-            }
-        }
         let mut case = sea_orm::sea_query::CaseStatement::new();
-        for (failures, secs) in arms.into_iter().rev() {
-            case = case.case(next.clone().gte(i64::from(failures)), Expr::value(now + secs as i64));
+        for step in schedule.iter().rev() {
+            case = case.case(next.clone().gte(i64::from(step.failures)), Expr::value(now + step.lock_secs as i64));
         }
         case.finally(Expr::col(lock)).into()
     };

@@ -41,12 +41,12 @@ pub struct SigningKeyResponse {
 }
 
 fn response(state: &AppState, row: SigningKeyRow) -> SigningKeyResponse {
-    let config = &state.config;
+    let lifecycle = keys::Lifecycle::of(&state.config);
     SigningKeyResponse {
-        published: keys::is_published(config, &row, state.now()),
-        activates_at: (row.state == STATE_PENDING).then(|| to_datetime(keys::activation_due(config, row.created_at))),
+        published: lifecycle.is_published(&row, state.now()),
+        activates_at: (row.state == STATE_PENDING).then(|| to_datetime(lifecycle.activation_due(row.created_at))),
         unpublished_at: (row.state == STATE_RETIRED)
-            .then(|| row.retired_at.map(|at| to_datetime(keys::published_until(config, at))))
+            .then(|| row.retired_at.map(|at| to_datetime(lifecycle.published_until(at))))
             .flatten(),
         kid: row.kid,
         algorithm: row.algorithm,
