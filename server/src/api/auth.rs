@@ -22,7 +22,7 @@ use crate::domain::mfa::{self, LoginOutcome, SecondFactor};
 use crate::domain::rbac::Grantor;
 use crate::domain::sessions::{self, REASON_LOGOUT, REASON_LOGOUT_ALL, SPA_CLIENT_ID};
 use crate::domain::users::{self, NewAccount};
-use crate::domain::{Error, OAuthErrorCode};
+use crate::domain::{Error, ErrorCode};
 use crate::security::Secret;
 use crate::state::AppState;
 
@@ -107,10 +107,13 @@ fn issued(state: &AppState, tokens: IssuedTokens) -> TokenIssued {
 /// A token rotated moments ago by a concurrent tab is 409: retry with the new cookie.
 fn cookie_flow_error(err: Error) -> ApiError {
     match err {
-        Error::OAuth { code: OAuthErrorCode::InvalidGrant, description } => {
-            ApiError::Unauthorized(ErrorBody::new("invalid_grant", description), r#"Bearer realm="latchkey""#.into())
+        Error::OAuth { code: ErrorCode::InvalidGrant, description } => ApiError::Unauthorized(
+            ErrorBody::new(ErrorCode::InvalidGrant, description),
+            r#"Bearer realm="latchkey""#.into(),
+        ),
+        Error::RefreshRaced => {
+            ApiError::Conflict(ErrorBody::new(ErrorCode::InvalidGrant, Error::RefreshRaced.to_string()))
         }
-        Error::RefreshRaced => ApiError::Conflict(ErrorBody::new("invalid_grant", Error::RefreshRaced.to_string())),
         other => other.into(),
     }
 }
@@ -126,7 +129,7 @@ impl AuthApi {
         body: Json<RegisterRequest>,
     ) -> ApiResult<RegisterResponse> {
         if !state.config.registration_enabled {
-            return Err(ApiError::forbidden("registration_disabled", "self-registration is disabled"));
+            return Err(ApiError::forbidden(ErrorCode::RegistrationDisabled, "self-registration is disabled"));
         }
         let body = body.0;
         let account = NewAccount {
@@ -356,7 +359,7 @@ fn second_factor(code: Option<String>, recovery_code: Option<String>) -> Result<
     match (code, recovery_code) {
         (Some(code), None) => Ok(SecondFactor::Code(code)),
         (None, Some(recovery)) => Ok(SecondFactor::RecoveryCode(Secret::new(recovery))),
-        _ => Err(ApiError::bad_request("invalid_request", "send exactly one of code and recovery_code")),
+        _ => Err(ApiError::bad_request(ErrorCode::InvalidRequest, "send exactly one of code and recovery_code")),
     }
 }
 

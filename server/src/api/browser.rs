@@ -1,6 +1,7 @@
 //! Browser-facing rules: the refresh cookie, the CSRF check for cookie-authenticated
 //! endpoints, and the request context (client IP, user agent).
 
+use latchkey_codes::ErrorCode;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -98,13 +99,13 @@ pub fn check_csrf(config: &Config, req: &Request) -> Result<(), ApiError> {
                 config.allowed_origins.contains(&o) || own_origin(config).as_deref() == Some(o.as_str())
             });
         if !allowed {
-            return Err(ApiError::forbidden("csrf_check_failed", "request origin is not allowed"));
+            return Err(ApiError::forbidden(ErrorCode::CsrfCheckFailed, "request origin is not allowed"));
         }
     }
     let header_ok = req.header(CSRF_HEADER).is_some_and(|v| v.eq_ignore_ascii_case(CSRF_HEADER_VALUE));
     if !header_ok {
         return Err(ApiError::forbidden(
-            "csrf_check_failed",
+            ErrorCode::CsrfCheckFailed,
             format!("the {CSRF_HEADER}: {CSRF_HEADER_VALUE} header is required"),
         ));
     }

@@ -6,13 +6,14 @@
 //! type, oversize bodies, unknown routes, missing credentials) and gives it the same
 //! `{error, error_description}` shape, so clients never see a plain-text error.
 
+use latchkey_codes::ErrorCode;
 use poem::Response;
 use poem::http::StatusCode;
 use poem::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
-use crate::domain::{Error, OAuthErrorCode};
+use crate::domain::Error;
 
 /// The error body of every endpoint. For OAuth endpoints it is exactly RFC 6749 §5.2.
 #[derive(Debug, Clone, Object)]
@@ -24,8 +25,8 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
-    pub fn new(error: impl Into<String>, description: impl Into<String>) -> Json<Self> {
-        Json(Self { error: error.into(), error_description: description.into() })
+    pub fn new(error: ErrorCode, description: impl Into<String>) -> Json<Self> {
+        Json(Self { error: error.to_string(), error_description: description.into() })
     }
 }
 
@@ -60,14 +61,14 @@ pub enum ApiError {
 const BEARER_CHALLENGE: &str = r#"Bearer realm="latchkey""#;
 
 impl ApiError {
-    pub fn bad_request(code: &str, description: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, description: impl Into<String>) -> Self {
         Self::BadRequest(ErrorBody::new(code, description), None)
     }
 
-    pub fn forbidden(code: &str, description: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, description: impl Into<String>) -> Self {
         let description = description.into();
         // RFC 6750 §3.1: a token lacking the needed permission gets a Bearer challenge.
-        let challenge = (code == "insufficient_scope").then(|| {
+        let challenge = (code == ErrorCode::InsufficientScope).then(|| {
             format!(
                 r#"{BEARER_CHALLENGE}, error="insufficient_scope", error_description="{}""#,
                 description.replace(['"', '\\'], "'")
@@ -83,15 +84,15 @@ impl ApiError {
             r#"{BEARER_CHALLENGE}, error="invalid_token", error_description="{}""#,
             description.replace(['"', '\\'], "'")
         );
-        Self::Unauthorized(ErrorBody::new("invalid_token", description), challenge)
+        Self::Unauthorized(ErrorBody::new(ErrorCode::InvalidToken, description), challenge)
     }
 
     /// RFC 6749 §5.2: `invalid_client` is 401 with a challenge, everything else 400,
     /// and token responses are never cached.
-    pub fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> Self {
-        let body = ErrorBody::new(code.as_str(), description);
+    pub fn oauth(code: ErrorCode, description: impl Into<String>) -> Self {
+        let body = ErrorBody::new(code, description);
         match code {
-            OAuthErrorCode::InvalidClient => Self::Unauthorized(body, r#"Basic realm="latchkey""#.into()),
+            ErrorCode::InvalidClient => Self::Unauthorized(body, r#"Basic realm="latchkey""#.into()),
             _ => Self::BadRequest(body, Some("no-store".into())),
         }
     }
@@ -102,31 +103,32 @@ impl From<Error> for ApiError {
         let description = err.to_string();
         match err {
             Error::BadRequest { code, .. } => ApiError::bad_request(code, description),
-            Error::InvalidCredentials => {
-                Self::Unauthorized(ErrorBody::new("invalid_credentials", description), BEARER_CHALLENGE.to_string())
-            }
+            Error::InvalidCredentials => Self::Unauthorized(
+                ErrorBody::new(ErrorCode::InvalidCredentials, description),
+                BEARER_CHALLENGE.to_string(),
+            ),
             Error::InvalidToken(_) => ApiError::invalid_token(description),
             Error::InvalidSecondFactor => {
-                Self::Unauthorized(ErrorBody::new("invalid_code", description), BEARER_CHALLENGE.to_string())
+                Self::Unauthorized(ErrorBody::new(ErrorCode::InvalidCode, description), BEARER_CHALLENGE.to_string())
             }
             Error::Forbidden { code, .. } => ApiError::forbidden(code, description),
-            Error::NotFound(_) => ApiError::NotFound(ErrorBody::new("not_found", description)),
+            Error::NotFound(_) => ApiError::NotFound(ErrorBody::new(ErrorCode::NotFound, description)),
             Error::Conflict { code, .. } => ApiError::Conflict(ErrorBody::new(code, description)),
             Error::OAuth { code, description } => ApiError::oauth(code, description),
-            Error::RefreshRaced => ApiError::oauth(OAuthErrorCode::InvalidGrant, description),
+            Error::RefreshRaced => ApiError::oauth(ErrorCode::InvalidGrant, description),
             Error::RateLimited { retry_after_secs } => {
-                ApiError::TooManyRequests(ErrorBody::new("rate_limited", description), retry_after_secs)
+                ApiError::TooManyRequests(ErrorBody::new(ErrorCode::RateLimited, description), retry_after_secs)
             }
             Error::Busy { retry_after_secs } => {
-                ApiError::Unavailable(ErrorBody::new("server_busy", description), retry_after_secs)
+                ApiError::Unavailable(ErrorBody::new(ErrorCode::ServerBusy, description), retry_after_secs)
             }
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
-                ApiError::Unavailable(ErrorBody::new("unavailable", description), 1)
+                ApiError::Unavailable(ErrorBody::new(ErrorCode::Unavailable, description), 1)
             }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                ApiError::Internal(ErrorBody::new("internal_error", description))
+                ApiError::Internal(ErrorBody::new(ErrorCode::InternalError, description))
             }
         }
     }
@@ -167,25 +169,27 @@ pub async fn render_error(err: poem::Error) -> Response {
     }
     let status = response.status();
     let (code, description) = match status {
-        StatusCode::BAD_REQUEST => ("invalid_request", message),
-        StatusCode::UNAUTHORIZED => ("invalid_token", "missing or malformed bearer token".to_string()),
-        StatusCode::FORBIDDEN => ("forbidden", message),
-        StatusCode::NOT_FOUND => ("not_found", "no such resource".to_string()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this resource".to_string()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large".to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", message),
-        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", message),
+        StatusCode::BAD_REQUEST => (ErrorCode::InvalidRequest, message),
+        StatusCode::UNAUTHORIZED => (ErrorCode::InvalidToken, "missing or malformed bearer token".to_string()),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, message),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such resource".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            (ErrorCode::MethodNotAllowed, "method not allowed on this resource".to_string())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "request body is too large".to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::UnsupportedMediaType, message),
+        StatusCode::TOO_MANY_REQUESTS => (ErrorCode::RateLimited, message),
         s if s.is_server_error() => {
             tracing::error!(status = %s, %message, "unhandled server error");
-            ("internal_error", "internal error".to_string())
+            (ErrorCode::InternalError, "internal error".to_string())
         }
-        _ => ("error", message),
+        _ => (ErrorCode::RequestFailed, message),
     };
     let retry_after = response.headers().get(RETRY_AFTER).cloned();
     let mut out = Response::builder()
         .status(status)
         .content_type("application/json; charset=utf-8")
-        .body(serde_json::json!({ "error": code, "error_description": description }).to_string());
+        .body(serde_json::json!({ "error": code.as_str(), "error_description": description }).to_string());
     if status == StatusCode::UNAUTHORIZED {
         out.headers_mut().insert(WWW_AUTHENTICATE, poem::http::HeaderValue::from_static(BEARER_CHALLENGE));
     }

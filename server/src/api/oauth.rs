@@ -17,7 +17,7 @@ use super::error::{ApiError, ApiResult};
 use super::models::{IntrospectionResponse, TokenResponse, UserInfoResponse};
 use super::security::BearerAuth;
 use crate::domain::oauth::{self, ClientCredentials, TokenRequest};
-use crate::domain::{Error, OAuthErrorCode};
+use crate::domain::{Error, ErrorCode};
 use crate::security::Secret;
 use crate::security::rate_limit::Bucket;
 use crate::state::AppState;
@@ -105,7 +105,7 @@ fn client_credentials(
     let Some(encoded) = basic else {
         return Ok(ClientCredentials { client_id: id, client_secret: secret.map(Secret::new), via_basic: false });
     };
-    let bad_client = || ApiError::oauth(OAuthErrorCode::InvalidClient, "malformed Basic credentials");
+    let bad_client = || ApiError::oauth(ErrorCode::InvalidClient, "malformed Basic credentials");
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad_client())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad_client())?;
     let (raw_id, raw_secret) = decoded.split_once(':').ok_or_else(bad_client)?;
@@ -113,7 +113,7 @@ fn client_credentials(
         url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
     };
     if secret.is_some() || id.as_deref().is_some_and(|body_id| body_id != decode(raw_id)) {
-        return Err(ApiError::oauth(OAuthErrorCode::InvalidRequest, "client credentials must be sent in one way only"));
+        return Err(ApiError::oauth(ErrorCode::InvalidRequest, "client credentials must be sent in one way only"));
     }
     Ok(ClientCredentials {
         client_id: Some(decode(raw_id)),
@@ -125,7 +125,7 @@ fn client_credentials(
 /// OAuth endpoints answer every domain error in RFC 6749 form.
 fn oauth_error(err: Error) -> ApiError {
     match err {
-        Error::InvalidCredentials => ApiError::oauth(OAuthErrorCode::InvalidGrant, "invalid username or password"),
+        Error::InvalidCredentials => ApiError::oauth(ErrorCode::InvalidGrant, "invalid username or password"),
         other => other.into(),
     }
 }

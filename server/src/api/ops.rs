@@ -1,5 +1,6 @@
 //! Liveness and readiness probes.
 
+use latchkey_codes::ErrorCode;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -33,7 +34,7 @@ impl OpsApi {
             Ok(()) => Ok(Health::Ok(Json(HealthResponse { status: "ready".into() }))),
             Err(e) => {
                 tracing::warn!(error = %e, "readiness check failed");
-                Err(ApiError::Unavailable(ErrorBody::new("unavailable", "database unavailable"), 1))
+                Err(ApiError::Unavailable(ErrorBody::new(ErrorCode::Unavailable, "database unavailable"), 1))
             }
         }
     }

@@ -7,6 +7,7 @@ use crate::store::audit::NewAuditEvent;
 use crate::store::clients::{self, ClientChanges, ClientRow, TYPE_CONFIDENTIAL, TYPE_PUBLIC};
 use crate::store::{Page, StoreError};
 use crate::tokens::CLIENT_SECRET_PREFIX;
+use latchkey_codes::ErrorCode;
 
 use super::oauth::{GRANT_CLIENT_CREDENTIALS, SUPPORTED_GRANTS};
 use super::rbac::Grantor;
@@ -36,11 +37,11 @@ pub struct NewClient {
 fn validate_grants(grants: &[String], confidential: bool) -> Result<String> {
     for grant in grants {
         if !SUPPORTED_GRANTS.contains(&grant.as_str()) {
-            return Err(Error::bad_request("invalid_grant_type", format!("unknown grant type {grant:?}")));
+            return Err(Error::bad_request(ErrorCode::InvalidGrantType, format!("unknown grant type {grant:?}")));
         }
     }
     if grants.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) && !confidential {
-        return Err(Error::bad_request("invalid_grant_type", "client_credentials needs a confidential client"));
+        return Err(Error::bad_request(ErrorCode::InvalidGrantType, "client_credentials needs a confidential client"));
     }
     Ok(join_unique(grants))
 }
@@ -51,7 +52,10 @@ fn validate_scopes(scopes: &[String]) -> Result<String> {
             && scope.len() <= 64
             && scope.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
         if !valid {
-            return Err(Error::bad_request("invalid_scope", format!("scope {scope:?} is not a valid scope token")));
+            return Err(Error::bad_request(
+                ErrorCode::InvalidScope,
+                format!("scope {scope:?} is not a valid scope token"),
+            ));
         }
     }
     Ok(join_unique(scopes))
@@ -79,9 +83,9 @@ fn event(
 
 fn map_store(err: StoreError) -> Error {
     match err {
-        StoreError::Missing(what) => Error::bad_request("unknown_role", format!("unknown {what}")),
+        StoreError::Missing(what) => Error::bad_request(ErrorCode::UnknownRole, format!("unknown {what}")),
         StoreError::Conflict => {
-            Error::Conflict { code: "client_exists", description: "that client_id is taken".into() }
+            Error::Conflict { code: ErrorCode::ClientExists, description: "that client_id is taken".into() }
         }
         other => other.into(),
     }
@@ -116,16 +120,19 @@ pub async fn create(
         && new.client_id.len() <= 64
         && new.client_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !valid_id {
-        return Err(Error::bad_request("invalid_client_id", "client_id must be 1-64 of A-Z a-z 0-9 - _ ."));
+        return Err(Error::bad_request(ErrorCode::InvalidClientId, "client_id must be 1-64 of A-Z a-z 0-9 - _ ."));
     }
     // A service token's subject is its client id: one shaped like a user id could be
     // taken for that user wherever a subject is looked up.
     if uuid::Uuid::try_parse(&new.client_id).is_ok() {
-        return Err(Error::bad_request("invalid_client_id", "client_id must not have the shape of a user id (UUID)"));
+        return Err(Error::bad_request(
+            ErrorCode::InvalidClientId,
+            "client_id must not have the shape of a user id (UUID)",
+        ));
     }
     let name = new.name.trim().to_string();
     if name.is_empty() || name.len() > 128 {
-        return Err(Error::bad_request("invalid_name", "name must be 1-128 characters"));
+        return Err(Error::bad_request(ErrorCode::InvalidName, "name must be 1-128 characters"));
     }
     let grant_types = validate_grants(&new.grant_types, new.confidential)?;
     let scopes = validate_scopes(&new.scopes)?;
@@ -195,7 +202,7 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
     let confidential = current.row.client_type == TYPE_CONFIDENTIAL;
     let name = match update.name.map(|n| n.trim().to_string()) {
         Some(n) if n.is_empty() || n.len() > 128 => {
-            return Err(Error::bad_request("invalid_name", "name must be 1-128 characters"));
+            return Err(Error::bad_request(ErrorCode::InvalidName, "name must be 1-128 characters"));
         }
         other => other,
     };
@@ -224,7 +231,10 @@ pub async fn rotate_secret(state: &AppState, client_id: &str, by: &Grantor<'_>) 
     let current = get(state, client_id).await?;
     check_may_manage(state, by, client_id, "client.rotate_secret").await?;
     if current.row.client_type != TYPE_CONFIDENTIAL {
-        return Err(Error::Conflict { code: "public_client", description: "public clients have no secret".into() });
+        return Err(Error::Conflict {
+            code: ErrorCode::PublicClient,
+            description: "public clients have no secret".into(),
+        });
     }
     let secret = generate_token(CLIENT_SECRET_PREFIX);
     let changes = ClientChanges { secret_hash: Some(sha256_hex(secret.expose())), ..Default::default() };
@@ -237,7 +247,7 @@ pub async fn delete(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Resu
     let actor = by.actor();
     if client_id == SPA_CLIENT_ID || client_id == ADMIN_CONSOLE_CLIENT_ID {
         return Err(Error::Conflict {
-            code: "builtin_client",
+            code: ErrorCode::BuiltinClient,
             description: format!("{client_id} is a built-in client the server relies on"),
         });
     }

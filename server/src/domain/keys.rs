@@ -20,6 +20,7 @@ use crate::store::audit::NewAuditEvent;
 use crate::store::keys::{self, STATE_ACTIVE, STATE_PENDING, STATE_RETIRED, SigningKeyRow};
 use crate::store::{Db, StoreError};
 use crate::tokens::keys::{KeyError, KeyMaterial, KeySet, PublishedKey};
+use latchkey_codes::ErrorCode;
 
 use super::Error;
 
@@ -230,7 +231,7 @@ fn key_event(state: &AppState, actor: &str, action: &'static str, kid: &str) -> 
 
 fn pending_exists() -> Error {
     Error::Conflict {
-        code: "rotation_in_progress",
+        code: ErrorCode::RotationInProgress,
         description: "a pending key exists already; it becomes active after the JWKS cache lifetime".into(),
     }
 }
@@ -292,7 +293,10 @@ fn parse_pem(pem: &str) -> Result<KeyMaterial, KeySetupError> {
 pub async fn revoke(state: &AppState, kid: &str, actor: &str) -> Result<(), Error> {
     let row = keys::find(&state.db, kid).await?.ok_or(Error::NotFound("signing key"))?;
     if !keys::revoke(&state.db, kid, state.now(), key_event(state, actor, "key.revoke", kid)).await? {
-        return Err(Error::Conflict { code: "already_revoked", description: "that key is already revoked".into() });
+        return Err(Error::Conflict {
+            code: ErrorCode::AlreadyRevoked,
+            description: "that key is already revoked".into(),
+        });
     }
     if row.state == STATE_ACTIVE {
         let replacement = match keys::list(&state.db).await?.into_iter().find(|k| k.state == STATE_PENDING) {

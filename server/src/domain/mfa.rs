@@ -14,6 +14,7 @@ use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
 use crate::store::mfa::{self as store, ChallengeRow, Claimed, FactorClaim};
 use crate::store::users::{self, Factor, STATUS_ACTIVE, UserRow};
+use latchkey_codes::ErrorCode;
 
 use super::auth::{IssuedTokens, RequestContext, audit_lockout, check_password};
 use super::{Error, Result, new_id, sessions};
@@ -192,7 +193,7 @@ pub async fn setup(
     check_password(state, &user.username, password, ctx).await?;
     if user.totp_enabled {
         return Err(Error::Conflict {
-            code: "totp_enabled",
+            code: ErrorCode::TotpEnabled,
             description: "TOTP is already enabled; disable it first".into(),
         });
     }
@@ -218,15 +219,16 @@ fn hash_codes(codes: &[Secret<String>]) -> Vec<String> {
 pub async fn confirm(state: &AppState, user_id: &str, code: &str, ctx: &RequestContext) -> Result<Vec<Secret<String>>> {
     let user = user(state, user_id).await?;
     if user.totp_enabled {
-        return Err(Error::Conflict { code: "totp_enabled", description: "TOTP is already enabled".into() });
+        return Err(Error::Conflict { code: ErrorCode::TotpEnabled, description: "TOTP is already enabled".into() });
     }
     let pending = user
         .totp_pending_encrypted
         .as_deref()
-        .ok_or_else(|| Error::bad_request("no_pending_totp", "start with POST /auth/totp/setup"))?;
+        .ok_or_else(|| Error::bad_request(ErrorCode::NoPendingTotp, "start with POST /auth/totp/setup"))?;
     let secret = decrypt_secret(state, &user.id, Some(pending))?;
-    let step = totp::matching_step(secret.expose(), code, state.now(), TOTP_SKEW_STEPS)
-        .ok_or_else(|| Error::bad_request("invalid_code", "that code does not match; check the device's clock"))?;
+    let step = totp::matching_step(secret.expose(), code, state.now(), TOTP_SKEW_STEPS).ok_or_else(|| {
+        Error::bad_request(ErrorCode::InvalidCode, "that code does not match; check the device's clock")
+    })?;
     let codes = totp::generate_recovery_codes();
     users::set_totp(
         &state.db,
@@ -251,7 +253,7 @@ pub async fn disable(
     let user = user(state, user_id).await?;
     check_password(state, &user.username, password, ctx).await?;
     if !user.totp_enabled {
-        return Err(Error::Conflict { code: "totp_disabled", description: "TOTP is not enabled".into() });
+        return Err(Error::Conflict { code: ErrorCode::TotpDisabled, description: "TOTP is not enabled".into() });
     }
     verify_second_factor(state, &user, factor, ctx, None).await?;
     users::set_totp(&state.db, &user.id, None, &[], state.now(), event(state, &user.id, "totp.disable", &user.id, ctx))
@@ -269,7 +271,7 @@ pub async fn regenerate_recovery_codes(
     let user = user(state, user_id).await?;
     check_password(state, &user.username, password, ctx).await?;
     if !user.totp_enabled {
-        return Err(Error::Conflict { code: "totp_disabled", description: "TOTP is not enabled".into() });
+        return Err(Error::Conflict { code: ErrorCode::TotpDisabled, description: "TOTP is not enabled".into() });
     }
     let codes = totp::generate_recovery_codes();
     let txn_event = event(state, &user.id, "totp.recovery_codes", &user.id, ctx);

@@ -15,52 +15,16 @@ pub mod rbac;
 pub mod sessions;
 pub mod users;
 
-use std::fmt;
-
 use crate::security::password::HashError;
 use crate::store::StoreError;
-
-/// RFC 6749 §5.2 error codes; `Display` is the exact RFC string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OAuthErrorCode {
-    InvalidRequest,
-    InvalidClient,
-    InvalidGrant,
-    UnauthorizedClient,
-    UnsupportedGrantType,
-    InvalidScope,
-    UnsupportedTokenType,
-    /// Extension code (as Auth0 uses it): the password was right, a second factor is needed.
-    MfaRequired,
-}
-
-impl OAuthErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidClient => "invalid_client",
-            Self::InvalidGrant => "invalid_grant",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::InvalidScope => "invalid_scope",
-            Self::UnsupportedTokenType => "unsupported_token_type",
-            Self::MfaRequired => "mfa_required",
-        }
-    }
-}
-
-impl fmt::Display for OAuthErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use latchkey_codes::ErrorCode;
 
 /// The one application error type. Every variant has a stable machine code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Input that fails validation (400).
     #[error("{description}")]
-    BadRequest { code: &'static str, description: String },
+    BadRequest { code: ErrorCode, description: String },
     /// Wrong username or password, or a locked or disabled account: one generic answer.
     #[error("invalid username or password")]
     InvalidCredentials,
@@ -72,14 +36,14 @@ pub enum Error {
     InvalidToken(String),
     /// Authenticated but not allowed (403).
     #[error("{description}")]
-    Forbidden { code: &'static str, description: String },
+    Forbidden { code: ErrorCode, description: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{description}")]
-    Conflict { code: &'static str, description: String },
+    Conflict { code: ErrorCode, description: String },
     /// An OAuth protocol error, answered in RFC 6749 §5.2 form.
     #[error("{code}: {description}")]
-    OAuth { code: OAuthErrorCode, description: String },
+    OAuth { code: ErrorCode, description: String },
     /// The refresh token was rotated moments ago by a concurrent request (grace window).
     #[error("refresh token already rotated; retry with the newest refresh token")]
     RefreshRaced,
@@ -100,27 +64,27 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn bad_request(code: &'static str, description: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, description: impl Into<String>) -> Self {
         Self::BadRequest { code, description: description.into() }
     }
 
-    pub fn oauth(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+    pub fn oauth(code: ErrorCode, description: impl Into<String>) -> Self {
         Self::OAuth { code, description: description.into() }
     }
 
     /// The single answer for any refresh token that cannot be used: revoked, expired,
     /// unknown or issued to another client are indistinguishable to the caller.
     pub fn invalid_refresh_token() -> Self {
-        Self::oauth(OAuthErrorCode::InvalidGrant, "refresh token is invalid, expired or revoked")
+        Self::oauth(ErrorCode::InvalidGrant, "refresh token is invalid, expired or revoked")
     }
 }
 
 impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict => Error::Conflict { code: "conflict", description: err.to_string() },
-            StoreError::Missing(what) => Error::bad_request("unknown_reference", format!("unknown {what}")),
-            StoreError::LastAdmin => Error::Conflict { code: "last_admin", description: err.to_string() },
+            StoreError::Conflict => Error::Conflict { code: ErrorCode::Conflict, description: err.to_string() },
+            StoreError::Missing(what) => Error::bad_request(ErrorCode::UnknownReference, format!("unknown {what}")),
+            StoreError::LastAdmin => Error::Conflict { code: ErrorCode::LastAdmin, description: err.to_string() },
             StoreError::Unavailable(e) => Error::Unavailable(e.to_string()),
             StoreError::Db(e) => Error::Internal(e.to_string()),
         }

@@ -15,7 +15,7 @@ use crate::store::sessions as session_store;
 use crate::tokens::{AccessClaims, REFRESH_TOKEN_PREFIX};
 
 use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, check_password, mint_access_token};
-use super::{Error, OAuthErrorCode, Result, mfa, sessions, users};
+use super::{Error, ErrorCode, Result, mfa, sessions, users};
 
 pub const GRANT_PASSWORD: &str = "password";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
@@ -44,15 +44,13 @@ pub struct TokenRequest {
 }
 
 fn invalid_client() -> Error {
-    Error::oauth(OAuthErrorCode::InvalidClient, "client authentication failed")
+    Error::oauth(ErrorCode::InvalidClient, "client authentication failed")
 }
 
 /// Authenticates the calling client (RFC 6749 §2.3).
 pub async fn authenticate_client(state: &AppState, creds: &ClientCredentials) -> Result<ClientRow> {
-    let client_id = creds
-        .client_id
-        .as_deref()
-        .ok_or_else(|| Error::oauth(OAuthErrorCode::InvalidRequest, "client_id is required"))?;
+    let client_id =
+        creds.client_id.as_deref().ok_or_else(|| Error::oauth(ErrorCode::InvalidRequest, "client_id is required"))?;
     let client = state.tokens.client(client_id).await?.ok_or_else(invalid_client)?;
     match (client.client_type.as_str(), &creds.client_secret, &client.secret_hash) {
         (TYPE_PUBLIC, None, _) => Ok(client),
@@ -78,7 +76,7 @@ pub fn resolve_scope(client: &ClientRow, requested: Option<&str>) -> Result<Stri
             let requested: BTreeSet<&str> = requested.split_ascii_whitespace().collect();
             if let Some(extra) = requested.iter().find(|s| !allowed.contains(*s)) {
                 return Err(Error::oauth(
-                    OAuthErrorCode::InvalidScope,
+                    ErrorCode::InvalidScope,
                     format!("scope {extra:?} is not allowed for this client"),
                 ));
             }
@@ -96,14 +94,14 @@ pub async fn token(
 ) -> Result<IssuedTokens> {
     if !SUPPORTED_GRANTS.contains(&request.grant_type.as_str()) {
         return Err(Error::oauth(
-            OAuthErrorCode::UnsupportedGrantType,
+            ErrorCode::UnsupportedGrantType,
             format!("grant_type {:?} is not supported", request.grant_type),
         ));
     }
     let client = authenticate_client(state, creds).await?;
     if !allows_grant(&client, &request.grant_type) {
         return Err(Error::oauth(
-            OAuthErrorCode::UnauthorizedClient,
+            ErrorCode::UnauthorizedClient,
             format!("this client may not use the {} grant", request.grant_type),
         ));
     }
@@ -111,18 +109,18 @@ pub async fn token(
         GRANT_REFRESH_TOKEN => {
             let presented = request
                 .refresh_token
-                .ok_or_else(|| Error::oauth(OAuthErrorCode::InvalidRequest, "refresh_token is required"))?;
+                .ok_or_else(|| Error::oauth(ErrorCode::InvalidRequest, "refresh_token is required"))?;
             sessions::refresh(state, &client, &presented, ctx).await
         }
         GRANT_PASSWORD => {
             let (Some(username), Some(password)) = (request.username, request.password) else {
-                return Err(Error::oauth(OAuthErrorCode::InvalidRequest, "username and password are required"));
+                return Err(Error::oauth(ErrorCode::InvalidRequest, "username and password are required"));
             };
             let scope = resolve_scope(&client, request.scope.as_deref())?;
             let user = match check_password(state, &username, &password, ctx).await {
                 Ok(user) => user,
                 Err(Error::InvalidCredentials) => {
-                    return Err(Error::oauth(OAuthErrorCode::InvalidGrant, "invalid username or password"));
+                    return Err(Error::oauth(ErrorCode::InvalidGrant, "invalid username or password"));
                 }
                 Err(e) => return Err(e),
             };
@@ -131,27 +129,27 @@ pub async fn token(
             }
             let Some(code) = request.totp else {
                 return Err(Error::oauth(
-                    OAuthErrorCode::MfaRequired,
+                    ErrorCode::MfaRequired,
                     "this account requires a TOTP code: repeat the request with the totp parameter",
                 ));
             };
             match mfa::verify_second_factor(state, &user, &mfa::SecondFactor::Code(code), ctx, None).await {
                 Ok(()) => sessions::start(state, &user, &client, &scope, mfa::AMR_PASSWORD_AND_OTP, ctx).await,
                 Err(Error::InvalidSecondFactor) => {
-                    Err(Error::oauth(OAuthErrorCode::InvalidGrant, "invalid or already used TOTP code"))
+                    Err(Error::oauth(ErrorCode::InvalidGrant, "invalid or already used TOTP code"))
                 }
                 Err(e) => Err(e),
             }
         }
         GRANT_CLIENT_CREDENTIALS => client_credentials(state, &client, request.scope.as_deref()).await,
-        _ => Err(Error::oauth(OAuthErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+        _ => Err(Error::oauth(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
     }
 }
 
 /// Machine-to-machine tokens: `sub` is the client, roles are the client's, no refresh token.
 async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<&str>) -> Result<IssuedTokens> {
     if client.client_type != TYPE_CONFIDENTIAL {
-        return Err(Error::oauth(OAuthErrorCode::UnauthorizedClient, "client_credentials needs a confidential client"));
+        return Err(Error::oauth(ErrorCode::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
     let scope = resolve_scope(client, scope)?;
     let roles = state.tokens.client_role_names(&client.client_id).await?;

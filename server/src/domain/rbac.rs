@@ -8,6 +8,7 @@
 //! access tokens follows at the next refresh.
 
 use crate::store::TokenStore;
+use latchkey_codes::ErrorCode;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -92,7 +93,7 @@ impl Principal {
             Ok(())
         } else {
             Err(Error::Forbidden {
-                code: "insufficient_scope",
+                code: ErrorCode::InsufficientScope,
                 description: format!("this operation requires the {permission} permission"),
             })
         }
@@ -195,7 +196,7 @@ impl<'a> Grantor<'a> {
             return e.into();
         }
         Error::Forbidden {
-            code: "insufficient_permissions",
+            code: ErrorCode::InsufficientPermissions,
             description: format!("{operation} needs {missing}, which the caller does not hold"),
         }
     }
@@ -231,7 +232,7 @@ fn validate_role_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::bad_request(
-            "invalid_role_name",
+            ErrorCode::InvalidRoleName,
             "role names are 1-64 of a-z 0-9 _ . - starting with a letter or digit",
         ))
     }
@@ -251,7 +252,7 @@ fn validate_permissions(permissions: &[String]) -> Result<Vec<String>> {
             });
         if !valid {
             return Err(Error::bad_request(
-                "invalid_permission",
+                ErrorCode::InvalidPermission,
                 format!("permission {permission:?} must look like resource:action (a-z 0-9 _ . - *)"),
             ));
         }
@@ -262,7 +263,7 @@ fn validate_permissions(permissions: &[String]) -> Result<Vec<String>> {
 
 fn validate_description(description: &str) -> Result<()> {
     if description.chars().count() > 512 {
-        return Err(Error::bad_request("invalid_description", "description is limited to 512 characters"));
+        return Err(Error::bad_request(ErrorCode::InvalidDescription, "description is limited to 512 characters"));
     }
     Ok(())
 }
@@ -300,7 +301,7 @@ pub async fn create_role(
     match roles::create(&state.db, name, description, &permissions, state.now(), event).await {
         Ok(()) => get_role(state, name).await,
         Err(StoreError::Conflict) => {
-            Err(Error::Conflict { code: "role_exists", description: format!("role {name:?} already exists") })
+            Err(Error::Conflict { code: ErrorCode::RoleExists, description: format!("role {name:?} already exists") })
         }
         Err(e) => Err(e.into()),
     }
@@ -320,7 +321,7 @@ pub async fn update_role(
     let permissions = permissions.map(validate_permissions).transpose()?;
     if current.row.name == ADMIN_ROLE && permissions.is_some() {
         return Err(Error::Conflict {
-            code: "builtin_role",
+            code: ErrorCode::BuiltinRole,
             description: "the admin role always holds every permission".into(),
         });
     }
@@ -336,7 +337,7 @@ pub async fn update_role(
             && let Some(own) = permissions.iter().find(|p| Permission::ALL.iter().any(|q| q.as_str() == p.as_str()))
         {
             return Err(Error::Conflict {
-                code: "builtin_role",
+                code: ErrorCode::BuiltinRole,
                 description: format!(
                     "the user role every account holds may carry only your own permissions, never Latchkey's {own}"
                 ),
@@ -358,7 +359,7 @@ pub async fn delete_role(state: &AppState, name: &str, by: &Grantor<'_>) -> Resu
     let current = get_role(state, name).await?;
     if current.row.builtin {
         return Err(Error::Conflict {
-            code: "builtin_role",
+            code: ErrorCode::BuiltinRole,
             description: format!("{name} is a built-in role and cannot be deleted"),
         });
     }

@@ -1,5 +1,6 @@
 //! User accounts: validation of usernames and passwords, registration and creation.
 
+use latchkey_codes::ErrorCode;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
@@ -66,7 +67,7 @@ pub fn normalize_username(raw: &str) -> Result<(String, String)> {
     }
     if display.chars().any(|c| c.is_control() || c.general_category() == GeneralCategory::Format) {
         return Err(Error::bad_request(
-            "invalid_username",
+            ErrorCode::InvalidUsername,
             "username must not contain control or invisible formatting characters",
         ));
     }
@@ -75,7 +76,7 @@ pub fn normalize_username(raw: &str) -> Result<(String, String)> {
 }
 
 fn username_length_error() -> Error {
-    Error::bad_request("invalid_username", format!("username must be 1 to {USERNAME_MAX_LENGTH} characters"))
+    Error::bad_request(ErrorCode::InvalidUsername, format!("username must be 1 to {USERNAME_MAX_LENGTH} characters"))
 }
 
 /// The login form of a username typed at a login, checked as at registration, before it
@@ -95,7 +96,7 @@ pub fn validate_password(password: &str, min_length: usize) -> Result<()> {
     let length = password.chars().count();
     if length < min_length || length > PASSWORD_MAX_LENGTH {
         return Err(Error::bad_request(
-            "invalid_password",
+            ErrorCode::InvalidPassword,
             format!("password must be {min_length} to {PASSWORD_MAX_LENGTH} characters"),
         ));
     }
@@ -110,7 +111,7 @@ pub fn validate_email(email: Option<String>) -> Result<Option<String>> {
         && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
-        return Err(Error::bad_request("invalid_email", "email address is not valid"));
+        return Err(Error::bad_request(ErrorCode::InvalidEmail, "email address is not valid"));
     }
     Ok(Some(email))
 }
@@ -158,7 +159,9 @@ pub async fn create(state: &AppState, account: NewAccount, by: &Grantor<'_>, ip:
         Ok(row) => row,
         // Two registrations raced; the unique index decided.
         Err(StoreError::Conflict) => return Err(username_taken()),
-        Err(StoreError::Missing(what)) => return Err(Error::bad_request("unknown_role", format!("unknown {what}"))),
+        Err(StoreError::Missing(what)) => {
+            return Err(Error::bad_request(ErrorCode::UnknownRole, format!("unknown {what}")));
+        }
         Err(e) => return Err(e.into()),
     };
     Ok(UserView::new(row, roles))
@@ -188,7 +191,10 @@ pub(crate) async fn check_may_manage(
 }
 
 fn username_taken() -> Error {
-    Error::Conflict { code: "username_taken", description: "that username is taken, or looks like one that is".into() }
+    Error::Conflict {
+        code: ErrorCode::UsernameTaken,
+        description: "that username is taken, or looks like one that is".into(),
+    }
 }
 
 pub async fn get(state: &AppState, user_id: &str) -> Result<UserView> {
@@ -199,7 +205,7 @@ pub async fn get(state: &AppState, user_id: &str) -> Result<UserView> {
 
 /// Rejects ids that cannot be ours (ids are UUIDs) with 400 rather than a lookup.
 pub fn check_id(id: &str) -> Result<()> {
-    uuid::Uuid::try_parse(id).map(|_| ()).map_err(|_| Error::bad_request("invalid_id", "malformed id"))
+    uuid::Uuid::try_parse(id).map(|_| ()).map_err(|_| Error::bad_request(ErrorCode::InvalidId, "malformed id"))
 }
 
 pub async fn list(
@@ -211,7 +217,7 @@ pub async fn list(
         && status != users::STATUS_ACTIVE
         && status != users::STATUS_DISABLED
     {
-        return Err(Error::bad_request("invalid_status", "status must be active or disabled"));
+        return Err(Error::bad_request(ErrorCode::InvalidStatus, "status must be active or disabled"));
     }
     let (rows, total) = users::list(&state.db, filter, page).await?;
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
@@ -260,7 +266,7 @@ async fn apply(state: &AppState, user_id: &str, changes: users::UserChanges, eve
     match users::update(&state.db, user_id, changes, state.now(), event).await {
         Ok(Some(_)) => get(state, user_id).await,
         Ok(None) => Err(Error::NotFound("user")),
-        Err(StoreError::Missing(what)) => Err(Error::bad_request("unknown_role", format!("unknown {what}"))),
+        Err(StoreError::Missing(what)) => Err(Error::bad_request(ErrorCode::UnknownRole, format!("unknown {what}"))),
         Err(e) => Err(e.into()),
     }
 }
@@ -283,7 +289,7 @@ pub async fn admin_update(
         && status != users::STATUS_ACTIVE
         && status != users::STATUS_DISABLED
     {
-        return Err(Error::bad_request("invalid_status", "status must be active or disabled"));
+        return Err(Error::bad_request(ErrorCode::InvalidStatus, "status must be active or disabled"));
     }
     let details = serde_json::json!({ "email_changed": email.is_some(), "status": status });
     let event = user_event(state, by.actor(), "user.update", user_id, details);
