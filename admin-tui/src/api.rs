@@ -130,6 +130,14 @@ pub struct AuditEvent {
     pub ip: Option<String>,
     pub outcome: String,
     pub details: Value,
+    /// The actor's username or client id, when the server knows it (newer servers).
+    /// Serialised only when present, as the server omits it: the spec test compares the
+    /// fields a value carries with the committed schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
+    /// The target's username or client id, when the server knows it (newer servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

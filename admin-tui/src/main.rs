@@ -1,13 +1,15 @@
-//! The `latchkey-admin` binary: terminal set-up, the event loop, nothing else.
+//! The `latchkey-admin` binary: terminal set-up and the sources of events (the key
+//! reader thread, the one-second tick); the loop itself is [`event_loop::run`].
 
 use std::io;
 use std::time::Duration;
 
 use clap::Parser;
 use latchkey_admin::api::ApiClient;
-use latchkey_admin::app::{Action, App, Request};
-use latchkey_admin::runner::{self, View};
-use latchkey_admin::ui::{self, Theme};
+use latchkey_admin::app::{Action, App};
+use latchkey_admin::event_loop;
+use latchkey_admin::request;
+use latchkey_admin::ui::Theme;
 use ratatui::crossterm::event::{self, Event};
 use tokio::sync::mpsc;
 
@@ -22,38 +24,36 @@ struct Args {
     username: Option<String>,
 }
 
-fn view_of(app: &App, request: &Request) -> View {
-    let screen = match request {
-        Request::Load(screen) => *screen,
-        _ => app.screen,
-    };
-    View {
-        page: app.page_of(screen),
-        user_query: app.user_query.clone(),
-        session_user: app.session_user_filter.clone(),
-        audit_action: app.audit_action_filter.clone(),
-    }
+fn now() -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::Local::now().fixed_offset()
 }
 
 #[tokio::main]
 async fn main() -> io::Result<()> {
     let args = Args::parse();
     let api = ApiClient::new(&args.server);
-    let mut app = App::new(api.base());
+    let mut app = App::new(api.base(), now());
     if let Some(username) = args.username {
         app.login.username = username;
         app.login.field = 1;
     }
+    let (tx, rx) = mpsc::unbounded_channel::<Action>();
+    spawn_event_sources(&tx);
     // ratatui::init also installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::init();
-    let result = run(&mut terminal, &mut app, api).await;
+    let calls = api.clone();
+    let execute = move |req| {
+        let api = calls.clone();
+        async move { request::run(&api, req).await }
+    };
+    let result = event_loop::run(&mut terminal, &mut app, Theme::from_env(), now, (tx, rx), execute).await;
     ratatui::restore();
+    api.logout();
     result
 }
 
-async fn run(terminal: &mut ratatui::DefaultTerminal, app: &mut App, api: ApiClient) -> io::Result<()> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
-    // Terminal events come from a blocking reader thread; ticks from a timer.
+/// Terminal events come from a blocking reader thread; ticks from a timer.
+fn spawn_event_sources(tx: &mpsc::UnboundedSender<Action>) {
     let keys = tx.clone();
     std::thread::spawn(move || {
         loop {
@@ -90,20 +90,4 @@ async fn run(terminal: &mut ratatui::DefaultTerminal, app: &mut App, api: ApiCli
             }
         }
     });
-    let theme = Theme::from_env();
-    loop {
-        terminal.draw(|frame| ui::draw(frame, app, theme))?;
-        let Some(action) = rx.recv().await else { return Ok(()) };
-        for request in app.apply(action) {
-            let view = view_of(app, &request);
-            let (api, tx) = (api.clone(), tx.clone());
-            tokio::spawn(async move {
-                let _ = tx.send(runner::run(&api, request, view).await);
-            });
-        }
-        if app.quit {
-            api.logout();
-            return Ok(());
-        }
-    }
 }

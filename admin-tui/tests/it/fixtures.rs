@@ -1,7 +1,15 @@
 //! Fixed data for snapshots and state tests (fixed ids and times, so no filters needed).
 
+use chrono::{DateTime, FixedOffset};
 use latchkey_admin::api::*;
-use latchkey_admin::app::{Action, App, Loaded};
+use latchkey_admin::app::{Action, App};
+use latchkey_admin::request::Loaded;
+
+/// The console's clock in every test: shortly after the fixtures' times, so tables show
+/// "3m ago" and "yesterday 14:02" rather than dates that change with the day.
+pub fn now() -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339("2026-11-23T12:48:00+00:00").unwrap()
+}
 
 pub fn user(n: usize, name: &str, status: &str, roles: &[&str]) -> User {
     User {
@@ -105,19 +113,37 @@ pub fn keys() -> Vec<SigningKey> {
     }]
 }
 
+/// Newest first. The first event is as today's server sends it (ids only); the second
+/// has the names newer servers add.
 pub fn audit() -> Page<AuditEvent> {
     Page {
-        items: vec![AuditEvent {
-            id: 7,
-            occurred_at: "2026-11-23T12:31:00+00:00".into(),
-            actor: "01a20862-0000-7000-8000-000000000001".into(),
-            action: "user.create".into(),
-            target: Some("01a20862-0000-7000-8000-000000000003".into()),
-            ip: None,
-            outcome: "success".into(),
-            details: serde_json::json!({"username": "carol"}),
-        }],
-        total: 1,
+        items: vec![
+            AuditEvent {
+                id: 7,
+                occurred_at: "2026-11-23T12:31:00+00:00".into(),
+                actor: "01a20862-0000-7000-8000-000000000001".into(),
+                action: "user.create".into(),
+                target: Some("01a20862-0000-7000-8000-000000000003".into()),
+                ip: None,
+                outcome: "success".into(),
+                details: serde_json::json!({"username": "carol"}),
+                actor_name: None,
+                target_name: None,
+            },
+            AuditEvent {
+                id: 6,
+                occurred_at: "2026-11-22T14:02:00+00:00".into(),
+                actor: "01a20862-0000-7000-8000-000000000001".into(),
+                action: "user.disable".into(),
+                target: Some("01a20862-0000-7000-8000-000000000002".into()),
+                ip: Some("203.0.113.7".into()),
+                outcome: "success".into(),
+                details: serde_json::json!({"status": "disabled", "sessions_revoked": 2}),
+                actor_name: Some("alice".into()),
+                target_name: Some("bob".into()),
+            },
+        ],
+        total: 2,
         page: 1,
         page_size: 50,
     }
@@ -125,7 +151,7 @@ pub fn audit() -> Page<AuditEvent> {
 
 /// A logged-in console with every list loaded.
 pub fn loaded_app() -> App {
-    let mut app = App::new("http://127.0.0.1:8080");
+    let mut app = App::new("http://127.0.0.1:8080", now());
     app.apply(Action::Loaded(Loaded::LoggedIn));
     app.status = None;
     app.apply(Action::Loaded(Loaded::Users(users())));

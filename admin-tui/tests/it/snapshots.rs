@@ -2,12 +2,16 @@
 
 use latchkey_admin::api::{ApiError, TotpSetup};
 use latchkey_admin::app::crossterm_keys::KeyCode;
-use latchkey_admin::app::{Action, App, Screen, key};
+use latchkey_admin::app::{Action, App, key};
+use latchkey_admin::request::Loaded;
+use latchkey_admin::screens::audit::Audit;
+use latchkey_admin::screens::clients::Clients;
 use latchkey_admin::ui::{self, Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::layout::Position;
 
-use crate::fixtures::loaded_app;
+use crate::fixtures::{self, loaded_app};
 
 fn render(app: &App) -> String {
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
@@ -17,7 +21,7 @@ fn render(app: &App) -> String {
 
 #[test]
 fn login_screen() {
-    let mut app = App::new("http://127.0.0.1:8080");
+    let mut app = App::new("http://127.0.0.1:8080", fixtures::now());
     for c in "root".chars() {
         app.apply(Action::Key(key(KeyCode::Char(c))));
     }
@@ -27,9 +31,9 @@ fn login_screen() {
 #[test]
 fn each_screen_with_fixture_data() {
     let mut app = loaded_app();
-    for screen in Screen::ALL {
-        app.screen = screen;
-        insta::assert_snapshot!(format!("screen_{}", screen.title().to_lowercase()), render(&app));
+    for (index, title) in app.titles().into_iter().enumerate() {
+        app.select(index);
+        insta::assert_snapshot!(format!("screen_{}", title.to_lowercase()), render(&app));
     }
 }
 
@@ -61,7 +65,7 @@ fn help_popup() {
 #[test]
 fn totp_qr_code_fits() {
     let mut app = loaded_app();
-    app.apply(Action::Loaded(latchkey_admin::app::Loaded::TotpSetup(TotpSetup {
+    app.apply(Action::Loaded(Loaded::TotpSetup(TotpSetup {
         secret: "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into(),
         otpauth_uri: "otpauth://totp/Latchkey:root?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Latchkey".into(),
         qr_svg: String::new(),
@@ -69,14 +73,72 @@ fn totp_qr_code_fits() {
     insta::assert_snapshot!(render(&app));
 }
 
+/// Enter on alice: her record at once, her sessions once they are loaded.
+#[test]
+fn detail_user() {
+    let mut app = loaded_app();
+    app.apply(Action::Key(key(KeyCode::Enter)));
+    assert!(render(&app).contains("loading…"));
+    let sessions = fixtures::sessions();
+    let user_id = sessions.items[0].user_id.clone();
+    app.apply(Action::Loaded(Loaded::UserSessions { user_id, sessions }));
+    insta::assert_snapshot!(render(&app));
+}
+
+#[test]
+fn detail_client() {
+    let mut app = loaded_app();
+    app.show::<Clients>();
+    app.apply(Action::Key(key(KeyCode::Enter)));
+    insta::assert_snapshot!(render(&app));
+}
+
+/// The named event: names with their ids, the full time, the details JSON.
+#[test]
+fn detail_audit() {
+    let mut app = loaded_app();
+    app.show::<Audit>();
+    app.apply(Action::Key(key(KeyCode::Char('j'))));
+    app.apply(Action::Key(key(KeyCode::Enter)));
+    insta::assert_snapshot!(render(&app));
+}
+
+/// The focused field is marked with `›` and has the terminal's cursor, so it can be found
+/// without colour (NO_COLOR, screen readers) — in the login form and in prompts.
+#[test]
+fn the_focused_field_is_marked_without_colour() {
+    let mut app = App::new("http://127.0.0.1:8080", fixtures::now());
+    for c in "root".chars() {
+        app.apply(Action::Key(key(KeyCode::Char(c))));
+    }
+    app.apply(Action::Key(key(KeyCode::Tab)));
+    app.apply(Action::Key(key(KeyCode::Char('p'))));
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, &app, Theme { color: false })).unwrap();
+    let screen = terminal.backend().to_string();
+    assert!(screen.contains("› Password: •"), "{screen}");
+    assert!(screen.contains("  Username: root"), "{screen}");
+    let line = screen.lines().position(|l| l.contains("Password:")).unwrap() as u16;
+    let column = screen.lines().nth(line.into()).unwrap().trim_start_matches('"').chars().position(|c| c == '•');
+    let cursor = terminal.get_cursor_position().unwrap();
+    assert_eq!(cursor, Position { x: column.unwrap() as u16 + 1, y: line }, "just after the typed dot");
+
+    let mut app = loaded_app();
+    app.apply(Action::Key(key(KeyCode::Char('/'))));
+    app.apply(Action::Key(key(KeyCode::Char('a'))));
+    let screen = render(&app);
+    assert!(screen.contains("│› a "), "{screen}");
+}
+
 /// The key bar as drawn at 80 columns: whole hints only, and `? more` when some did not
 /// fit (the `?` help lists them all) — never a hint cut mid-word.
 #[test]
 fn the_drawn_key_bar_is_whole_hints_at_80_columns() {
-    use latchkey_admin::app::Screen;
-    for screen in [Screen::Users, Screen::Roles, Screen::Sessions, Screen::Clients, Screen::Keys, Screen::Audit] {
+    let count = crate::fixtures::loaded_app().titles().len();
+    for index in 0..count {
         let mut app = crate::fixtures::loaded_app();
-        app.screen = screen;
+        app.select(index);
+        let screen = app.titles()[index];
         let drawn = render(&app);
         let bar = drawn.lines().last().unwrap().trim_matches('"').trim_end().to_string();
         let hints = app.key_hints();

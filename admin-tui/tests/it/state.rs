@@ -2,12 +2,25 @@
 
 use latchkey_admin::api::ApiError;
 use latchkey_admin::app::crossterm_keys::KeyCode;
-use latchkey_admin::app::{Action, App, Popup, Request, Screen, key};
+use latchkey_admin::app::{Action, App, StatusKind, key};
+use latchkey_admin::popup::Popup;
+use latchkey_admin::request::{Load, Request};
+use latchkey_admin::screens::Screen;
+use latchkey_admin::screens::clients::Clients;
+use latchkey_admin::screens::keys::Keys;
+use latchkey_admin::screens::roles::Roles;
+use latchkey_admin::screens::sessions::Sessions;
+use latchkey_admin::screens::users::Users;
 
-use crate::fixtures::loaded_app;
+use crate::fixtures::{self, loaded_app};
 
 fn press(app: &mut App, code: KeyCode) -> Vec<Request> {
     app.apply(Action::Key(key(code)))
+}
+
+/// The row selected on the Users screen.
+fn users_row(app: &App) -> usize {
+    app.screen::<Users>().unwrap().table().selected()
 }
 
 fn type_text(app: &mut App, text: &str) {
@@ -37,21 +50,33 @@ fn delete_asks_first_and_n_cancels_without_sending() {
 fn every_destructive_action_goes_through_a_confirm() {
     let alice = "01a20862-0000-7000-8000-000000000001".to_string();
     // (screen, key, a word the popup must name, the one request `y` sends)
-    let cases: Vec<(Screen, char, &str, Request)> = vec![
-        (Screen::Users, 's', "alice", Request::SetStatus { user_id: alice.clone(), status: "disabled".into() }),
-        (Screen::Users, 't', "alice", Request::ResetTotp { user_id: alice.clone() }),
-        (Screen::Users, 'd', "alice", Request::DeleteUser { user_id: alice.clone() }),
-        (Screen::Users, 'X', "alice", Request::RevokeUserSessions { user_id: alice.clone() }),
-        (Screen::Roles, 'd', "admin", Request::DeleteRole { name: "admin".into() }),
-        (Screen::Sessions, 'd', "alice", Request::RevokeSession { id: "01a20862-1111-7000-8000-000000000001".into() }),
-        (Screen::Sessions, 'X', "alice", Request::RevokeUserSessions { user_id: alice.clone() }),
-        (Screen::Clients, 's', "latchkey-admin", Request::RotateClientSecret { client_id: "latchkey-admin".into() }),
-        (Screen::Clients, 'd', "latchkey-admin", Request::DeleteClient { client_id: "latchkey-admin".into() }),
-        (Screen::Keys, 'R', "signing keys", Request::RotateKeys),
+    type Show = fn(&mut App) -> Vec<Request>;
+    let cases: Vec<(Show, char, &str, Request)> = vec![
+        (App::show::<Users>, 's', "alice", Request::SetStatus { user_id: alice.clone(), status: "disabled".into() }),
+        (App::show::<Users>, 't', "alice", Request::ResetTotp { user_id: alice.clone() }),
+        (App::show::<Users>, 'd', "alice", Request::DeleteUser { user_id: alice.clone() }),
+        (App::show::<Users>, 'X', "alice", Request::RevokeUserSessions { user_id: alice.clone() }),
+        (App::show::<Roles>, 'd', "admin", Request::DeleteRole { name: "admin".into() }),
+        (
+            App::show::<Sessions>,
+            'd',
+            "alice",
+            Request::RevokeSession { id: "01a20862-1111-7000-8000-000000000001".into() },
+        ),
+        (App::show::<Sessions>, 'X', "alice", Request::RevokeUserSessions { user_id: alice.clone() }),
+        (
+            App::show::<Clients>,
+            's',
+            "latchkey-admin",
+            Request::RotateClientSecret { client_id: "latchkey-admin".into() },
+        ),
+        (App::show::<Clients>, 'd', "latchkey-admin", Request::DeleteClient { client_id: "latchkey-admin".into() }),
+        (App::show::<Keys>, 'R', "signing keys", Request::RotateKeys),
     ];
-    for (screen, c, target, expected) in cases {
+    for (show, c, target, expected) in cases {
         let mut app = loaded_app();
-        app.screen = screen;
+        show(&mut app);
+        let screen = app.current().title();
         assert!(press(&mut app, KeyCode::Char(c)).is_empty(), "{screen:?} {c}: nothing sent before confirming");
         match &app.popup {
             Some(Popup::Confirm { message, .. }) => {
@@ -71,16 +96,16 @@ fn every_destructive_action_goes_through_a_confirm() {
 #[test]
 fn screens_switch_with_tab_and_numbers_and_vim_keys_move() {
     let mut app = loaded_app();
-    assert_eq!(press(&mut app, KeyCode::Tab), vec![Request::Load(Screen::Roles)]);
-    assert_eq!(press(&mut app, KeyCode::Char('6')), vec![Request::Load(Screen::Audit)]);
-    assert_eq!(press(&mut app, KeyCode::BackTab), vec![Request::Load(Screen::Keys)]);
+    assert_eq!(press(&mut app, KeyCode::Tab), vec![Request::Load(Load::Roles)]);
+    assert_eq!(press(&mut app, KeyCode::Char('6')), vec![Request::Load(Load::Audit { action: None, page: 1 })]);
+    assert_eq!(press(&mut app, KeyCode::BackTab), vec![Request::Load(Load::Keys)]);
     press(&mut app, KeyCode::Char('1'));
     press(&mut app, KeyCode::Down);
     press(&mut app, KeyCode::Char('j'));
     press(&mut app, KeyCode::Char('j'));
-    assert_eq!(app.selected_of(Screen::Users), 2, "movement stops at the last row");
+    assert_eq!(users_row(&app), 2, "movement stops at the last row");
     press(&mut app, KeyCode::Char('k'));
-    assert_eq!(app.selected_of(Screen::Users), 1);
+    assert_eq!(users_row(&app), 1);
 }
 
 #[test]
@@ -88,8 +113,8 @@ fn search_create_and_roles_flow() {
     let mut app = loaded_app();
     press(&mut app, KeyCode::Char('/'));
     type_text(&mut app, "car");
-    assert_eq!(press(&mut app, KeyCode::Enter), vec![Request::Load(Screen::Users)]);
-    assert_eq!(app.user_query, "car");
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![Request::Load(Load::Users { query: "car".into(), page: 1 })]);
+    assert_eq!(app.screen::<Users>().unwrap().query(), "car");
 
     press(&mut app, KeyCode::Char('c'));
     type_text(&mut app, "dave");
@@ -108,7 +133,7 @@ fn search_create_and_roles_flow() {
 
 #[test]
 fn login_then_totp_when_required() {
-    let mut app = App::new("http://127.0.0.1:8080");
+    let mut app = App::new("http://127.0.0.1:8080", fixtures::now());
     type_text(&mut app, "root");
     press(&mut app, KeyCode::Tab);
     type_text(&mut app, "secret pw");
@@ -133,7 +158,7 @@ fn session_expiry_returns_to_login_and_lost_connections_retry() {
     for _ in 0..3 {
         retried.extend(app.apply(Action::Tick));
     }
-    assert!(retried.contains(&Request::Load(Screen::Users)), "{retried:?}");
+    assert!(retried.contains(&Request::Load(Load::Users { query: String::new(), page: 1 })), "{retried:?}");
     app.apply(Action::Failed(ApiError::SessionExpired));
     assert!(!app.logged_in);
     assert!(app.status.as_ref().unwrap().1.contains("log in again"));
@@ -145,12 +170,12 @@ fn help_lists_the_screens_own_keys() {
     press(&mut app, KeyCode::Char('?'));
     assert!(matches!(app.popup, Some(Popup::Help)));
     let hints = app.key_hints();
-    assert_eq!(hints, vec![("any key", "close")]);
+    assert_eq!(hints, vec![("any key".to_string(), "close")]);
     press(&mut app, KeyCode::Char('x'));
     assert!(app.popup.is_none());
     let hints = app.key_hints();
-    for key in Screen::Users.keys() {
-        assert!(hints.contains(key), "{key:?} is in the bottom bar");
+    for key in app.screen::<Users>().unwrap().commands().iter().map(|h| h.text()) {
+        assert!(hints.contains(&key), "{key:?} is in the bottom bar");
     }
 }
 
@@ -161,4 +186,50 @@ fn ctrl_c_quits_from_anywhere() {
     press(&mut app, KeyCode::Char('c'));
     app.apply(Action::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
     assert!(app.quit);
+}
+
+#[test]
+fn enter_on_an_empty_password_says_why_nothing_was_sent() {
+    let mut app = App::new("http://127.0.0.1:8080", fixtures::now());
+    type_text(&mut app, "root");
+    press(&mut app, KeyCode::Tab);
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    let (kind, text) = app.status.clone().unwrap();
+    assert_eq!(kind, StatusKind::Error);
+    assert!(text.contains("password") && text.contains("nothing was sent"), "{text}");
+    assert_eq!(app.login.field, 1, "the cursor stays on the password");
+}
+
+#[test]
+fn requests_carry_their_page_search_and_filter() {
+    let mut app = loaded_app();
+    let mut users = fixtures::users();
+    users.total = 120;
+    app.apply(Action::Loaded(latchkey_admin::request::Loaded::Users(users)));
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "a");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(press(&mut app, KeyCode::PageDown), vec![Request::Load(Load::Users { query: "a".into(), page: 2 })]);
+    assert_eq!(press(&mut app, KeyCode::Char('r')), vec![Request::Load(Load::Users { query: "a".into(), page: 2 })]);
+    // v: the Sessions screen, filtered to alice, from its first page.
+    let alice = "01a20862-0000-7000-8000-000000000001".to_string();
+    assert_eq!(
+        press(&mut app, KeyCode::Char('v')),
+        vec![Request::Load(Load::Sessions { user_id: Some(alice), page: 1 })]
+    );
+    assert_eq!(app.current().title(), "Sessions");
+}
+
+#[test]
+fn enter_opens_a_detail_that_esc_closes_and_late_answers_do_not_reopen() {
+    let mut app = loaded_app();
+    let alice = "01a20862-0000-7000-8000-000000000001".to_string();
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![Request::UserSessions { user_id: alice.clone() }]);
+    assert!(matches!(&app.popup, Some(Popup::Detail(d)) if d.title == "User alice"));
+    assert!(press(&mut app, KeyCode::Esc).is_empty());
+    assert!(app.popup.is_none());
+    assert!(!app.quit, "Esc closes the view, not the console");
+    let sessions = fixtures::sessions();
+    app.apply(Action::Loaded(latchkey_admin::request::Loaded::UserSessions { user_id: alice, sessions }));
+    assert!(app.popup.is_none(), "the sessions arrived after the view was closed");
 }

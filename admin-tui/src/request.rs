@@ -1,26 +1,153 @@
-//! Executes the console's network requests. Each runs in its own task and reports back
-//! with one [`Action`].
+//! The console's network calls. A [`Request`] carries every parameter it needs (the page,
+//! the search, the filter), so it runs the same whenever it runs; [`run`] executes one in
+//! its own task and reports back with one [`Action`]. The screens' data comes back as
+//! [`Loaded`].
 
-use crate::api::{ApiClient, ApiError};
-use crate::app::{Action, Loaded, PAGE_SIZE, Request, Screen};
+use crate::api::{ApiClient, ApiError, AuditEvent, Client, Page, Role, Session, SigningKey, TotpSetup, User};
+use crate::app::{Action, Masked};
 
-/// What the loader needs to know about the current view.
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    pub page: u64,
-    pub user_query: String,
-    pub session_user: Option<String>,
-    pub audit_action: String,
+/// Rows per page of every paged list.
+pub const PAGE_SIZE: u64 = 50;
+
+/// Sessions shown in a user's detail view; the Sessions screen has the rest.
+pub const DETAIL_SESSIONS: u64 = 5;
+
+/// What a screen shows, with the parameters that select it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Load {
+    Users { query: String, page: u64 },
+    Roles,
+    Sessions { user_id: Option<String>, page: u64 },
+    Clients { page: u64 },
+    Keys,
+    Audit { action: Option<String>, page: u64 },
 }
 
-pub async fn run(api: &ApiClient, request: Request, view: View) -> Action {
-    match execute(api, request, view).await {
+/// A network call for the main loop to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Login {
+        username: String,
+        password: Masked,
+        totp: Option<String>,
+    },
+    Refresh,
+    Load(Load),
+    /// The first sessions of one user, for the user's detail view.
+    UserSessions {
+        user_id: String,
+    },
+    CreateUser {
+        username: String,
+        email: Option<String>,
+        password: Option<Masked>,
+    },
+    SetEmail {
+        user_id: String,
+        email: Option<String>,
+    },
+    SetStatus {
+        user_id: String,
+        status: String,
+    },
+    SetRoles {
+        user_id: String,
+        roles: Vec<String>,
+    },
+    LoadRolesForPicker {
+        user_id: String,
+        username: String,
+        current: Vec<String>,
+    },
+    SetPassword {
+        user_id: String,
+        password: Masked,
+    },
+    Unlock {
+        user_id: String,
+    },
+    ResetTotp {
+        user_id: String,
+    },
+    DeleteUser {
+        user_id: String,
+    },
+    CreateRole {
+        name: String,
+    },
+    SetRoleDescription {
+        name: String,
+        description: String,
+    },
+    SetRolePermissions {
+        name: String,
+        permissions: Vec<String>,
+    },
+    DeleteRole {
+        name: String,
+    },
+    RevokeSession {
+        id: String,
+    },
+    RevokeUserSessions {
+        user_id: String,
+    },
+    CreateClient {
+        client_id: String,
+        grants: Vec<String>,
+    },
+    RotateClientSecret {
+        client_id: String,
+    },
+    DeleteClient {
+        client_id: String,
+    },
+    RotateKeys,
+    TotpSetup {
+        password: Masked,
+    },
+    TotpConfirm {
+        code: String,
+    },
+}
+
+/// Results of network calls.
+#[derive(Debug, Clone)]
+pub enum Loaded {
+    LoggedIn,
+    Users(Page<User>),
+    Roles(Vec<Role>),
+    Sessions(Page<Session>),
+    Clients(Page<Client>),
+    Keys(Vec<SigningKey>),
+    Audit(Page<AuditEvent>),
+    UserSessions {
+        user_id: String,
+        sessions: Page<Session>,
+    },
+    RolePicker {
+        user_id: String,
+        username: String,
+        options: Vec<(String, bool)>,
+    },
+    /// A change succeeded: say so and reload the screen.
+    Done(String),
+    /// Something to show once (generated password, client secret, recovery codes).
+    ShowOnce {
+        title: String,
+        lines: Vec<String>,
+    },
+    TotpSetup(TotpSetup),
+}
+
+pub async fn run(api: &ApiClient, request: Request) -> Action {
+    match execute(api, request).await {
         Ok(loaded) => Action::Loaded(loaded),
         Err(err) => Action::Failed(err),
     }
 }
 
-async fn execute(api: &ApiClient, request: Request, view: View) -> Result<Loaded, ApiError> {
+async fn execute(api: &ApiClient, request: Request) -> Result<Loaded, ApiError> {
     let done = |text: String| Ok(Loaded::Done(text));
     match request {
         Request::Login { username, password, totp } => {
@@ -31,7 +158,11 @@ async fn execute(api: &ApiClient, request: Request, view: View) -> Result<Loaded
             api.refresh().await?;
             Ok(Loaded::Done("Session refreshed.".into()))
         }
-        Request::Load(screen) => load(api, screen, &view).await,
+        Request::Load(what) => load(api, what).await,
+        Request::UserSessions { user_id } => {
+            let sessions = api.sessions(Some(&user_id), 1, DETAIL_SESSIONS).await?;
+            Ok(Loaded::UserSessions { user_id, sessions })
+        }
         Request::CreateUser { username, email, password } => {
             let created = api.create_user(&username, email.as_deref(), password.as_deref()).await?;
             let mut lines = vec![format!("User {} created.", created.user.username)];
@@ -135,17 +266,15 @@ async fn execute(api: &ApiClient, request: Request, view: View) -> Result<Loaded
     }
 }
 
-async fn load(api: &ApiClient, screen: Screen, view: &View) -> Result<Loaded, ApiError> {
-    let page = view.page.max(1);
-    Ok(match screen {
-        Screen::Users => Loaded::Users(api.users(&view.user_query, page, PAGE_SIZE).await?),
-        Screen::Roles => Loaded::Roles(api.roles().await?),
-        Screen::Sessions => Loaded::Sessions(api.sessions(view.session_user.as_deref(), page, PAGE_SIZE).await?),
-        Screen::Clients => Loaded::Clients(api.clients(page, PAGE_SIZE).await?),
-        Screen::Keys => Loaded::Keys(api.keys().await?),
-        Screen::Audit => {
-            let action = Some(view.audit_action.as_str()).filter(|a| !a.is_empty());
-            Loaded::Audit(api.audit(action, page, PAGE_SIZE).await?)
+async fn load(api: &ApiClient, what: Load) -> Result<Loaded, ApiError> {
+    Ok(match what {
+        Load::Users { query, page } => Loaded::Users(api.users(&query, page.max(1), PAGE_SIZE).await?),
+        Load::Roles => Loaded::Roles(api.roles().await?),
+        Load::Sessions { user_id, page } => {
+            Loaded::Sessions(api.sessions(user_id.as_deref(), page.max(1), PAGE_SIZE).await?)
         }
+        Load::Clients { page } => Loaded::Clients(api.clients(page.max(1), PAGE_SIZE).await?),
+        Load::Keys => Loaded::Keys(api.keys().await?),
+        Load::Audit { action, page } => Loaded::Audit(api.audit(action.as_deref(), page.max(1), PAGE_SIZE).await?),
     })
 }

@@ -1,0 +1,71 @@
+//! The console's screens, one file each (gitui's `tabs/`). A screen owns its rows, its
+//! selection, search and filters, its command table and key handling, the prompts it
+//! opens, the request that loads it and how it applies what comes back. The app adds
+//! the list keys ([`crate::components::table`]) and the global ones around it.
+//!
+//! Adding a screen is one file plus one line in [`all`].
+
+pub mod audit;
+pub mod clients;
+pub mod keys;
+pub mod roles;
+pub mod sessions;
+pub mod users;
+
+use std::any::Any;
+
+use chrono::{DateTime, FixedOffset};
+use ratatui::crossterm::event::KeyEvent;
+
+use crate::command::Hint;
+use crate::components::table::{Table, TableView};
+use crate::outcome::Outcome;
+use crate::request::{Load, Loaded};
+
+pub trait Screen: Any {
+    /// The tab's name.
+    fn title(&self) -> &'static str;
+
+    /// This screen's own commands, as its key handler dispatches them.
+    fn commands(&self) -> Vec<Hint>;
+
+    /// `None` when the key is not one of [`Screen::commands`].
+    fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome>;
+
+    /// The answer to a prompt this screen opened (the prompt is its own type).
+    fn submit(&mut self, prompt: Box<dyn Any>, value: String) -> Outcome;
+
+    /// What to fetch to show this screen as it stands (page, search, filter).
+    fn load(&self) -> Load;
+
+    /// Takes the data loaded for it; hands back anything that is not its own.
+    fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded>;
+
+    fn table(&self) -> &Table;
+
+    fn table_mut(&mut self) -> &mut Table;
+
+    /// The rows as drawn; times relative to `now`.
+    fn view(&self, now: DateTime<FixedOffset>) -> TableView;
+
+    /// Opened from another screen with an argument (Users → the sessions of one user).
+    /// Screens nobody opens that way keep this default.
+    fn open_with(&mut self, _arg: String) {}
+
+    /// Reload once in a while on its own (following the audit log).
+    fn follows(&self) -> bool {
+        false
+    }
+}
+
+/// Every screen, in tab order (the tab number is the position).
+pub fn all() -> Vec<Box<dyn Screen>> {
+    vec![
+        Box::new(users::Users::default()),
+        Box::new(roles::Roles::default()),
+        Box::new(sessions::Sessions::default()),
+        Box::new(clients::Clients::default()),
+        Box::new(keys::Keys::default()),
+        Box::new(audit::Audit::default()),
+    ]
+}

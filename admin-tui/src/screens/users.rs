@@ -1,0 +1,282 @@
+//! Users: the list with search and paging, and every per-user action — create, email,
+//! roles, status, unlock, password, TOTP reset, delete, their sessions — plus the detail
+//! view with the user's first sessions.
+
+use std::any::Any;
+
+use chrono::{DateTime, FixedOffset};
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::layout::Constraint;
+
+use super::Screen;
+use super::sessions::Sessions;
+use crate::api::{Page, Session, User};
+use crate::command::{Command, Hint, hints, lookup};
+use crate::components::detail::{Detail, Value};
+use crate::components::input::Input;
+use crate::components::table::{Table, TableView, short};
+use crate::outcome::{NOTHING_ENTERED, Outcome};
+use crate::popup::Popup;
+use crate::request::{Load, Loaded, Request};
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Search,
+    Create,
+    /// Acts on the selected user.
+    Row(Row),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Row {
+    Details,
+    Email,
+    Roles,
+    Status,
+    Unlock,
+    Password,
+    ResetTotp,
+    Delete,
+    Sessions,
+    RevokeSessions,
+}
+
+const COMMANDS: &[Command<Action>] = &[
+    Command::new(&[KeyCode::Char('/')], "search", Action::Search),
+    Command::new(&[KeyCode::Char('c')], "create", Action::Create),
+    Command::new(&[KeyCode::Char('e')], "edit email", Action::Row(Row::Email)),
+    Command::new(&[KeyCode::Char('o')], "set roles", Action::Row(Row::Roles)),
+    Command::new(&[KeyCode::Char('s')], "disable/enable", Action::Row(Row::Status)),
+    Command::new(&[KeyCode::Char('u')], "unlock", Action::Row(Row::Unlock)),
+    Command::new(&[KeyCode::Char('p')], "reset password", Action::Row(Row::Password)),
+    Command::new(&[KeyCode::Char('t')], "reset TOTP", Action::Row(Row::ResetTotp)),
+    Command::new(&[KeyCode::Char('d')], "delete", Action::Row(Row::Delete)),
+    Command::new(&[KeyCode::Char('v')], "view sessions", Action::Row(Row::Sessions)),
+    Command::new(&[KeyCode::Char('X')], "revoke all sessions", Action::Row(Row::RevokeSessions)),
+    Command::new(&[KeyCode::Enter], "details", Action::Row(Row::Details)),
+];
+
+/// The prompts this screen opens; creating a user is three in a row.
+#[derive(Debug)]
+enum Prompt {
+    Search,
+    Username,
+    Email { username: String },
+    Password { username: String, email: Option<String> },
+    SetEmail { user_id: String },
+    SetPassword { user_id: String },
+}
+
+#[derive(Default)]
+pub struct Users {
+    list: Option<Page<User>>,
+    table: Table,
+    query: String,
+}
+
+impl Users {
+    /// The current search (username or email).
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
+    fn selected(&self) -> Option<&User> {
+        self.list.as_ref()?.items.get(self.table.selected())
+    }
+
+    fn run(&mut self, action: Action) -> Outcome {
+        match action {
+            Action::Search => Outcome::popup(Popup::Input(Input::new(
+                "Search users (username or email)",
+                &self.query,
+                Prompt::Search,
+            ))),
+            Action::Create => Outcome::popup(Popup::Input(Input::new("New user — username", "", Prompt::Username))),
+            Action::Row(row) => self.selected().cloned().map_or_else(Outcome::default, |user| on_user(row, user)),
+        }
+    }
+}
+
+fn on_user(row: Row, user: User) -> Outcome {
+    let (id, name) = (user.id.clone(), user.username.clone());
+    match row {
+        Row::Details => Outcome {
+            requests: vec![Request::UserSessions { user_id: id }],
+            ..Outcome::popup(Popup::Detail(detail(&user, None)))
+        },
+        Row::Email => Outcome::popup(Popup::Input(Input::new(
+            format!("Email of {name} (empty: remove)"),
+            user.email.as_deref().unwrap_or(""),
+            Prompt::SetEmail { user_id: id },
+        ))),
+        Row::Roles => {
+            Outcome::request(Request::LoadRolesForPicker { user_id: id, username: name, current: user.roles })
+        }
+        Row::Status => {
+            let (verb, status) = if user.status == "active" { ("Disable", "disabled") } else { ("Enable", "active") };
+            let extra = if status == "disabled" { " Their sessions end at once." } else { "" };
+            Outcome::confirm(
+                format!("{verb} user {name}?{extra}"),
+                Request::SetStatus { user_id: id, status: status.into() },
+            )
+        }
+        Row::Unlock => Outcome::request(Request::Unlock { user_id: id }),
+        Row::Password => Outcome::popup(Popup::Input(Input::secret(
+            format!("New password for {name} (their sessions end)"),
+            Prompt::SetPassword { user_id: id },
+        ))),
+        Row::ResetTotp => Outcome::confirm(
+            format!("Reset TOTP of {name}? They log in with the password alone until they enrol again."),
+            Request::ResetTotp { user_id: id },
+        ),
+        Row::Delete => Outcome::confirm(
+            format!("Delete user {name} and all their sessions? This cannot be undone."),
+            Request::DeleteUser { user_id: id },
+        ),
+        Row::Sessions => Outcome::open::<Sessions>(id),
+        Row::RevokeSessions => {
+            Outcome::confirm(format!("Revoke every session of {name}?"), Request::RevokeUserSessions { user_id: id })
+        }
+    }
+}
+
+/// Everything about one user; their sessions once they have been fetched.
+fn detail(user: &User, sessions: Option<&Page<Session>>) -> Detail {
+    let sessions = match sessions {
+        None => Value::Text("loading…".into()),
+        Some(page) => {
+            let mut lines: Vec<String> = page
+                .items
+                .iter()
+                .map(|s| {
+                    let ip = s.ip.as_deref().unwrap_or("unknown IP");
+                    format!("{} from {ip}, {}", s.client_id, s.user_agent.as_deref().unwrap_or("no user agent"))
+                })
+                .collect();
+            let more = page.total.saturating_sub(page.items.len() as u64);
+            if more > 0 {
+                lines.push(format!("… and {more} more on the Sessions screen"));
+            }
+            Value::Lines(lines)
+        }
+    };
+    Detail {
+        id: format!("user:{}", user.id),
+        title: format!("User {}", user.username),
+        rows: vec![
+            ("Username", Value::Text(user.username.clone())),
+            ("Id", Value::Text(user.id.clone())),
+            ("Email", Value::maybe(user.email.as_deref())),
+            ("Status", Value::Text(user.status.clone())),
+            ("Roles", Value::Text(user.roles.join(", "))),
+            ("TOTP", Value::Text(if user.totp_enabled { "on" } else { "off" }.into())),
+            ("Failed logins", Value::Text(user.failed_logins.to_string())),
+            ("Locked until", Value::maybe_time(user.locked_until.as_deref())),
+            ("Created", Value::Time(user.created_at.clone())),
+            ("Sessions", sessions),
+        ],
+    }
+}
+
+impl Screen for Users {
+    fn title(&self) -> &'static str {
+        "Users"
+    }
+
+    fn commands(&self) -> Vec<Hint> {
+        hints(COMMANDS)
+    }
+
+    fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
+        let action = lookup(COMMANDS, key)?;
+        Some(self.run(action))
+    }
+
+    fn submit(&mut self, prompt: Box<dyn Any>, value: String) -> Outcome {
+        let Ok(prompt) = prompt.downcast::<Prompt>() else { return Outcome::default() };
+        let trimmed = value.trim().to_string();
+        let optional = (!trimmed.is_empty()).then(|| trimmed.clone());
+        match *prompt {
+            Prompt::Search => {
+                self.query = trimmed;
+                self.table.first_page();
+                Outcome::request(Request::Load(self.load()))
+            }
+            Prompt::Username if !trimmed.is_empty() => {
+                Outcome::popup(Popup::Input(Input::new("Email (optional)", "", Prompt::Email { username: trimmed })))
+            }
+            Prompt::Email { username } => Outcome::popup(Popup::Input(Input::secret(
+                "Password (empty: generate a one-time password)",
+                Prompt::Password { username, email: optional },
+            ))),
+            Prompt::Password { username, email } => Outcome::request(Request::CreateUser {
+                username,
+                email,
+                password: (!value.is_empty()).then(|| value.into()),
+            }),
+            Prompt::SetEmail { user_id } => Outcome::request(Request::SetEmail { user_id, email: optional }),
+            Prompt::SetPassword { user_id } if !value.is_empty() => {
+                Outcome::request(Request::SetPassword { user_id, password: value.into() })
+            }
+            Prompt::Username | Prompt::SetPassword { .. } => Outcome::info(NOTHING_ENTERED),
+        }
+    }
+
+    fn load(&self) -> Load {
+        Load::Users { query: self.query.clone(), page: self.table.page() }
+    }
+
+    fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
+        match loaded {
+            Loaded::Users(page) => {
+                self.table.loaded(page.items.len(), Some(page.total));
+                self.list = Some(page);
+                Ok(Outcome::default())
+            }
+            Loaded::UserSessions { user_id, sessions } => {
+                let user = self.list.as_ref().and_then(|p| p.items.iter().find(|u| u.id == user_id));
+                Ok(Outcome { detail: user.map(|u| detail(u, Some(&sessions))), ..Outcome::default() })
+            }
+            other => Err(other),
+        }
+    }
+
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn table_mut(&mut self) -> &mut Table {
+        &mut self.table
+    }
+
+    fn view(&self, _now: DateTime<FixedOffset>) -> TableView {
+        let search = if self.query.is_empty() { String::new() } else { format!("— search “{}”", self.query) };
+        let rows = self.list.as_ref().map_or_else(Vec::new, |p| {
+            p.items
+                .iter()
+                .map(|u| {
+                    let status = if u.locked_until.is_some() { "locked".to_string() } else { u.status.clone() };
+                    vec![
+                        short(&u.username, 18),
+                        status,
+                        short(&u.roles.join(","), 22),
+                        if u.totp_enabled { "on" } else { "-" }.into(),
+                        u.email.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect()
+        });
+        TableView {
+            title: self.table.title("Users", &search),
+            header: vec!["Username", "Status", "Roles", "TOTP", "Email"],
+            widths: vec![
+                Constraint::Length(18),
+                Constraint::Length(9),
+                Constraint::Length(22),
+                Constraint::Length(5),
+                Constraint::Min(10),
+            ],
+            rows,
+        }
+    }
+}
