@@ -6,7 +6,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::models::{JsonWebKeySet, PreSerialized, ServerMetadata};
-use crate::domain::oauth::SUPPORTED_GRANTS;
+use crate::domain::oauth::GrantType;
 use crate::state::AppState;
 
 pub struct DiscoveryApi;
@@ -36,7 +36,7 @@ fn metadata(state: &AppState) -> MetadataResponse {
         revocation_endpoint: format!("{issuer}/oauth2/revoke"),
         introspection_endpoint: format!("{issuer}/oauth2/introspect"),
         userinfo_endpoint: format!("{issuer}/oauth2/userinfo"),
-        grant_types_supported: SUPPORTED_GRANTS.iter().map(|g| g.to_string()).collect(),
+        grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str().to_string()).collect(),
         response_types_supported: Vec::new(),
         token_endpoint_auth_methods_supported: auth_methods(),
         revocation_endpoint_auth_methods_supported: auth_methods(),

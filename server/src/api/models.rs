@@ -149,7 +149,7 @@ impl From<UserView> for UserResponse {
             id: user.id,
             username: user.username,
             email: user.email,
-            status: user.status,
+            status: user.status.as_str().into(),
             roles: user.roles,
             created_at: to_datetime(user.created_at),
             totp_enabled: user.totp_enabled,

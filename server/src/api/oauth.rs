@@ -139,7 +139,8 @@ impl OAuthApi {
         let form = form.0;
         // A password grant is a login: it spends the login bucket (and, in the domain, the
         // username bucket), so the token endpoint is no way around the login limits.
-        let bucket = if form.grant_type == oauth::GRANT_PASSWORD { Bucket::Login } else { Bucket::Token };
+        let is_password = oauth::GrantType::parse(&form.grant_type) == Some(oauth::GrantType::Password);
+        let bucket = if is_password { Bucket::Login } else { Bucket::Token };
         super::charge_ip(req, bucket)?;
         let creds = client_credentials(req, form.client_id, form.client_secret)?;
         let request = TokenRequest {

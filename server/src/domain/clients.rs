@@ -4,12 +4,13 @@
 use crate::security::{Secret, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
-use crate::store::clients::{self, ClientChanges, ClientRow, TYPE_CONFIDENTIAL, TYPE_PUBLIC};
+use crate::store::clients::{self, ClientChanges, ClientRow};
+use crate::store::entities::ClientType;
 use crate::store::{Page, StoreError};
 use crate::tokens::CLIENT_SECRET_PREFIX;
 use latchkey_codes::ErrorCode;
 
-use super::oauth::{GRANT_CLIENT_CREDENTIALS, SUPPORTED_GRANTS};
+use super::oauth::GrantType;
 use super::rbac::Grantor;
 use super::sessions::SPA_CLIENT_ID;
 use super::{Error, Result};
@@ -36,11 +37,11 @@ pub struct NewClient {
 
 fn validate_grants(grants: &[String], confidential: bool) -> Result<String> {
     for grant in grants {
-        if !SUPPORTED_GRANTS.contains(&grant.as_str()) {
+        if GrantType::parse(grant).is_none() {
             return Err(Error::bad_request(ErrorCode::InvalidGrantType, format!("unknown grant type {grant:?}")));
         }
     }
-    if grants.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) && !confidential {
+    if grants.iter().any(|g| GrantType::parse(g) == Some(GrantType::ClientCredentials)) && !confidential {
         return Err(Error::bad_request(ErrorCode::InvalidGrantType, "client_credentials needs a confidential client"));
     }
     Ok(join_unique(grants))
@@ -144,7 +145,7 @@ pub async fn create(
     let row = ClientRow {
         client_id: new.client_id.clone(),
         name,
-        client_type: if new.confidential { TYPE_CONFIDENTIAL } else { TYPE_PUBLIC }.into(),
+        client_type: if new.confidential { ClientType::Confidential } else { ClientType::Public },
         secret_hash: secret.as_ref().map(|s| sha256_hex(s.expose())),
         grant_types,
         scopes,
@@ -152,7 +153,8 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let details = serde_json::json!({ "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type });
+    let details =
+        serde_json::json!({ "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type.as_str() });
     let audit = event(state, actor, "client.create", &new.client_id, details);
     let row = clients::insert(&state.db, row, &new.roles, audit).await.map_err(map_store)?;
     let mut roles = new.roles;
@@ -199,7 +201,7 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
     if let Some(audience) = &update.audience {
         check_audience(state, by, client_id, audience.as_deref().filter(|a| !a.trim().is_empty())).await?;
     }
-    let confidential = current.row.client_type == TYPE_CONFIDENTIAL;
+    let confidential = current.row.client_type == ClientType::Confidential;
     let name = match update.name.map(|n| n.trim().to_string()) {
         Some(n) if n.is_empty() || n.len() > 128 => {
             return Err(Error::bad_request(ErrorCode::InvalidName, "name must be 1-128 characters"));
@@ -230,7 +232,7 @@ pub async fn rotate_secret(state: &AppState, client_id: &str, by: &Grantor<'_>) 
     let actor = by.actor();
     let current = get(state, client_id).await?;
     check_may_manage(state, by, client_id, "client.rotate_secret").await?;
-    if current.row.client_type != TYPE_CONFIDENTIAL {
+    if current.row.client_type != ClientType::Confidential {
         return Err(Error::Conflict {
             code: ErrorCode::PublicClient,
             description: "public clients have no secret".into(),

@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::security::master_key::MasterKey;
 use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
-use crate::store::keys::{self, STATE_ACTIVE, STATE_PENDING, STATE_RETIRED, SigningKeyRow};
+use crate::store::entities::KeyState;
+use crate::store::keys::{self, SigningKeyRow};
 use crate::store::{Db, StoreError};
 use crate::tokens::keys::{KeyError, KeyMaterial, KeySet, PublishedKey};
 use latchkey_codes::ErrorCode;
@@ -46,7 +47,7 @@ pub async fn create_key(
     db: &Db,
     master_key: &MasterKey,
     bits: u32,
-    state: &str,
+    state: KeyState,
     now: i64,
 ) -> Result<SigningKeyRow, KeySetupError> {
     let material =
@@ -58,7 +59,7 @@ async fn store_key(
     db: &Db,
     master_key: &MasterKey,
     material: &KeyMaterial,
-    state: &str,
+    state: KeyState,
     now: i64,
 ) -> Result<SigningKeyRow, KeySetupError> {
     let der = material.pkcs8_der()?;
@@ -67,12 +68,12 @@ async fn store_key(
         kid: material.kid().to_string(),
         algorithm: "RS256".into(),
         bits: material.bits() as i32,
-        state: state.into(),
+        state,
         public_n: n.into(),
         public_e: e.into(),
         private_key_encrypted: master_key.encrypt(&encryption_context(material.kid()), &der),
         created_at: now,
-        activated_at: (state == STATE_ACTIVE).then_some(now),
+        activated_at: (state == KeyState::Active).then_some(now),
         retired_at: None,
     };
     keys::insert(db, row.clone()).await?;
@@ -85,7 +86,7 @@ pub async fn ensure_active_key(db: &Db, master_key: &MasterKey, bits: u32, now: 
     if keys::active(db).await?.is_some() {
         return Ok(false);
     }
-    match create_key(db, master_key, bits, STATE_ACTIVE, now).await {
+    match create_key(db, master_key, bits, KeyState::Active, now).await {
         Ok(_) => Ok(true),
         // Another node won the race; the unique index keeps a single active key.
         Err(KeySetupError::Store(StoreError::Conflict)) => Ok(false),
@@ -139,9 +140,9 @@ impl Lifecycle {
     }
 
     pub fn is_published(&self, row: &SigningKeyRow, now: i64) -> bool {
-        match row.state.as_str() {
-            STATE_PENDING | STATE_ACTIVE => true,
-            STATE_RETIRED => row.retired_at.is_none_or(|at| now < self.published_until(at)),
+        match row.state {
+            KeyState::Pending | KeyState::Active => true,
+            KeyState::Retired => row.retired_at.is_none_or(|at| now < self.published_until(at)),
             _ => false,
         }
     }
@@ -149,8 +150,8 @@ impl Lifecycle {
     /// The transitions due at `now`. A key created by this plan is activated by the
     /// next pass that finds it due (at once when `jwks_max_age` is zero).
     pub fn plan(&self, rows: &[SigningKeyRow], now: i64) -> Plan {
-        let active = rows.iter().find(|k| k.state == STATE_ACTIVE);
-        let pending = rows.iter().find(|k| k.state == STATE_PENDING);
+        let active = rows.iter().find(|k| k.state == KeyState::Active);
+        let pending = rows.iter().find(|k| k.state == KeyState::Pending);
         let rotation_due = self.rotation_interval_secs > 0
             && active.is_some_and(|k| k.activated_at.unwrap_or(k.created_at) + self.rotation_interval_secs <= now);
         Plan {
@@ -175,7 +176,7 @@ async fn published_rows(
             continue;
         }
         published.push(PublishedKey { kid: row.kid.clone(), n: row.public_n.clone(), e: row.public_e.clone() });
-        if row.state == STATE_ACTIVE && active.is_none() {
+        if row.state == KeyState::Active && active.is_none() {
             active = Some(row);
         }
     }
@@ -238,11 +239,12 @@ fn pending_exists() -> Error {
 
 /// Starts a rotation: a new pending key, published now, signing after `jwks_max_age`.
 pub async fn rotate(state: &AppState, actor: &str) -> Result<SigningKeyRow, Error> {
-    let row = match create_key(&state.db, &state.master_key, state.config.rsa_bits, STATE_PENDING, state.now()).await {
-        Ok(row) => row,
-        Err(KeySetupError::Store(StoreError::Conflict)) => return Err(pending_exists()),
-        Err(e) => return Err(setup_error(e)),
-    };
+    let row =
+        match create_key(&state.db, &state.master_key, state.config.rsa_bits, KeyState::Pending, state.now()).await {
+            Ok(row) => row,
+            Err(KeySetupError::Store(StoreError::Conflict)) => return Err(pending_exists()),
+            Err(e) => return Err(setup_error(e)),
+        };
     crate::store::audit::record(&state.db, key_event(state, actor, "key.rotate", &row.kid)).await?;
     reload(state).await?;
     Ok(row)
@@ -255,7 +257,7 @@ pub async fn import_pem(db: &Db, master_key: &MasterKey, pem: &str, now: i64) ->
     if keys::find(db, material.kid()).await?.is_some() {
         return Err(KeySetupError::Key(KeyError::Rejected("this key is already in the database".into())));
     }
-    store_key(db, master_key, &material, STATE_PENDING, now).await
+    store_key(db, master_key, &material, KeyState::Pending, now).await
 }
 
 fn parse_pem(pem: &str) -> Result<KeyMaterial, KeySetupError> {
@@ -298,15 +300,17 @@ pub async fn revoke(state: &AppState, kid: &str, actor: &str) -> Result<(), Erro
             description: "that key is already revoked".into(),
         });
     }
-    if row.state == STATE_ACTIVE {
-        let replacement = match keys::list(&state.db).await?.into_iter().find(|k| k.state == STATE_PENDING) {
+    if row.state == KeyState::Active {
+        let replacement = match keys::list(&state.db).await?.into_iter().find(|k| k.state == KeyState::Pending) {
             Some(pending) => pending.kid,
-            None => match create_key(&state.db, &state.master_key, state.config.rsa_bits, STATE_PENDING, state.now())
-                .await
-            {
-                Ok(row) => row.kid,
-                Err(e) => return Err(setup_error(e)),
-            },
+            None => {
+                match create_key(&state.db, &state.master_key, state.config.rsa_bits, KeyState::Pending, state.now())
+                    .await
+                {
+                    Ok(row) => row.kid,
+                    Err(e) => return Err(setup_error(e)),
+                }
+            }
         };
         keys::promote(&state.db, &replacement, state.now(), key_event(state, actor, "key.activate", &replacement))
             .await?;
@@ -331,7 +335,7 @@ pub async fn maintain(state: &AppState) -> Result<Maintenance, Error> {
     let mut plan = lifecycle.plan(&keys::list(&state.db).await?, now);
     let mut done = Maintenance::default();
     if plan.create_pending {
-        match create_key(&state.db, &state.master_key, state.config.rsa_bits, STATE_PENDING, now).await {
+        match create_key(&state.db, &state.master_key, state.config.rsa_bits, KeyState::Pending, now).await {
             Ok(row) => {
                 crate::store::audit::record(&state.db, key_event(state, "system", "key.rotate", &row.kid)).await?;
                 if lifecycle.activation_due(row.created_at) <= now {
@@ -358,7 +362,6 @@ pub async fn maintain(state: &AppState) -> Result<Maintenance, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::keys::STATE_REVOKED;
 
     const NOW: i64 = 1_800_000_000;
     const LIFECYCLE: Lifecycle =
@@ -366,7 +369,7 @@ mod tests {
 
     fn key(
         kid: &str,
-        state: &str,
+        state: KeyState,
         created_at: i64,
         activated_at: Option<i64>,
         retired_at: Option<i64>,
@@ -375,7 +378,7 @@ mod tests {
             kid: kid.into(),
             algorithm: "RS256".into(),
             bits: 2048,
-            state: state.into(),
+            state,
             public_n: String::new(),
             public_e: String::new(),
             private_key_encrypted: String::new(),
@@ -387,10 +390,10 @@ mod tests {
 
     #[test]
     fn a_scheduled_rotation_starts_when_the_active_key_is_old_enough_and_none_is_pending() {
-        let active = key("a", STATE_ACTIVE, NOW - 5000, Some(NOW - 1000), None);
+        let active = key("a", KeyState::Active, NOW - 5000, Some(NOW - 1000), None);
         assert!(LIFECYCLE.plan(std::slice::from_ref(&active), NOW).create_pending);
         assert!(!LIFECYCLE.plan(std::slice::from_ref(&active), NOW - 1).create_pending, "one second early");
-        let pending = key("p", STATE_PENDING, NOW - 10, None, None);
+        let pending = key("p", KeyState::Pending, NOW - 10, None, None);
         assert!(!LIFECYCLE.plan(&[active.clone(), pending], NOW).create_pending, "a rotation is under way");
         let never = Lifecycle { rotation_interval_secs: 0, ..LIFECYCLE };
         assert!(!never.plan(&[active], NOW + 1_000_000).create_pending, "0 disables the schedule");
@@ -398,19 +401,21 @@ mod tests {
 
     #[test]
     fn a_pending_key_activates_once_every_verifier_can_have_fetched_it() {
-        let rows =
-            [key("a", STATE_ACTIVE, NOW - 5000, Some(NOW - 100), None), key("p", STATE_PENDING, NOW, None, None)];
+        let rows = [
+            key("a", KeyState::Active, NOW - 5000, Some(NOW - 100), None),
+            key("p", KeyState::Pending, NOW, None, None),
+        ];
         assert_eq!(LIFECYCLE.plan(&rows, NOW + 299).activate, None);
         assert_eq!(LIFECYCLE.plan(&rows, NOW + 300).activate.as_deref(), Some("p"));
     }
 
     #[test]
     fn a_retired_key_stays_published_until_its_last_token_expired_even_on_a_slow_clock() {
-        let retired = key("r", STATE_RETIRED, NOW - 5000, Some(NOW - 4000), Some(NOW));
+        let retired = key("r", KeyState::Retired, NOW - 5000, Some(NOW - 4000), Some(NOW));
         assert!(LIFECYCLE.is_published(&retired, NOW + 959));
         assert!(!LIFECYCLE.is_published(&retired, NOW + 960));
         assert_eq!(LIFECYCLE.plan(&[], NOW + 960).wipe_retired_before, NOW, "its private part goes then too");
-        assert!(LIFECYCLE.is_published(&key("p", STATE_PENDING, NOW, None, None), NOW));
-        assert!(!LIFECYCLE.is_published(&key("x", STATE_REVOKED, NOW, None, None), NOW), "revoked: gone at once");
+        assert!(LIFECYCLE.is_published(&key("p", KeyState::Pending, NOW, None, None), NOW));
+        assert!(!LIFECYCLE.is_published(&key("x", KeyState::Revoked, NOW, None, None), NOW), "revoked: gone at once");
     }
 }

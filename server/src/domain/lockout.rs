@@ -9,7 +9,8 @@
 //! - A success clears the factor's counter and lock.
 
 use crate::config::Lockout;
-use crate::store::users::{LockStep, STATUS_ACTIVE, UserRow};
+use crate::store::entities::UserStatus;
+use crate::store::users::{LockStep, UserRow};
 
 /// Seconds to lock after `failures` consecutive failures: none below the threshold,
 /// then `base · 2^(failures − threshold)`, capped at `max`.
@@ -68,7 +69,7 @@ pub fn judge_password(user: Option<&UserRow>, reserved: bool, matched: bool) -> 
     if !reserved {
         return Err(Refusal::Locked);
     }
-    match (matched, user.status == STATUS_ACTIVE) {
+    match (matched, user.status == UserStatus::Active) {
         (true, true) => Ok(()),
         // A disabled account is refused whether or not the password matched.
         (_, false) => Err(Refusal::AccountDisabled),
@@ -79,7 +80,6 @@ pub fn judge_password(user: Option<&UserRow>, reserved: bool, matched: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::users::STATUS_DISABLED;
 
     const POLICY: Lockout = Lockout { threshold: 5, base_secs: 30, max_secs: 3600 };
 
@@ -103,14 +103,14 @@ mod tests {
         assert_eq!(schedule(&huge).len(), 31, "bounded even when the cap is never reached");
     }
 
-    fn user(status: &str) -> UserRow {
+    fn user(status: UserStatus) -> UserRow {
         UserRow {
             id: "u1".into(),
             username: "ada".into(),
             username_normalized: "ada".into(),
             email: None,
             password_hash: String::new(),
-            status: status.into(),
+            status,
             created_at: 0,
             updated_at: 0,
             failed_logins: 0,
@@ -126,8 +126,8 @@ mod tests {
 
     #[test]
     fn every_combination_of_a_password_attempt_has_one_verdict() {
-        let active = user(STATUS_ACTIVE);
-        let disabled = user(STATUS_DISABLED);
+        let active = user(UserStatus::Active);
+        let disabled = user(UserStatus::Disabled);
         assert_eq!(judge_password(Some(&active), true, true), Ok(()));
         assert_eq!(judge_password(Some(&active), true, false), Err(Refusal::WrongPassword));
         assert_eq!(judge_password(Some(&active), false, true), Err(Refusal::Locked), "locked even when right");

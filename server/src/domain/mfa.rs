@@ -12,8 +12,9 @@ use crate::security::{Secret, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
+use crate::store::entities::UserStatus;
 use crate::store::mfa::{self as store, ChallengeRow, Claimed, FactorClaim};
-use crate::store::users::{self, Factor, STATUS_ACTIVE, UserRow};
+use crate::store::users::{self, Factor, UserRow};
 use latchkey_codes::ErrorCode;
 
 use super::auth::{IssuedTokens, RequestContext, audit_lockout, check_password};
@@ -162,7 +163,7 @@ pub async fn complete_login(
         .ok_or_else(|| Error::InvalidToken("the mfa_token is invalid, expired or used; log in again".into()))?;
     let user = users::find_by_id(&state.db, &challenge.user_id)
         .await?
-        .filter(|u| u.status == STATUS_ACTIVE)
+        .filter(|u| u.status == UserStatus::Active)
         .ok_or(Error::InvalidCredentials)?;
     // Single use: the challenge is consumed with the code, so only one completion wins.
     verify_second_factor(state, &user, &factor, ctx, Some(&challenge.id)).await?;

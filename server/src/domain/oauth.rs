@@ -6,21 +6,43 @@
 //! slow hash (Argon2) would cap `client_credentials` at the hashing rate for no gain.
 
 use crate::store::TokenStore;
+use crate::store::entities::{ClientType, TokenState};
 use std::collections::BTreeSet;
 
 use crate::security::{Secret, constant_time_eq, sha256_hex};
 use crate::state::AppState;
-use crate::store::clients::{ClientRow, TYPE_CONFIDENTIAL, TYPE_PUBLIC};
+use crate::store::clients::ClientRow;
 use crate::store::sessions as session_store;
 use crate::tokens::{AccessClaims, REFRESH_TOKEN_PREFIX};
 
 use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, check_password, mint_access_token};
 use super::{Error, ErrorCode, Result, mfa, sessions, users};
 
-pub const GRANT_PASSWORD: &str = "password";
-pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
-pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
-pub const SUPPORTED_GRANTS: &[&str] = &[GRANT_REFRESH_TOKEN, GRANT_PASSWORD, GRANT_CLIENT_CREDENTIALS];
+/// The grant types of the token endpoint (RFC 6749 §4), as registered for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    RefreshToken,
+    /// First-party apps only (RFC 9700 §2.4).
+    Password,
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// Every supported grant, in the order discovery lists them.
+    pub const ALL: [GrantType; 3] = [GrantType::RefreshToken, GrantType::Password, GrantType::ClientCredentials];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::Password => "password",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Self> {
+        GrantType::ALL.into_iter().find(|grant| grant.as_str() == word)
+    }
+}
 
 /// Credentials a client presented, from `Authorization: Basic` or the form body.
 #[derive(Debug, Default)]
@@ -52,9 +74,9 @@ pub async fn authenticate_client(state: &AppState, creds: &ClientCredentials) ->
     let client_id =
         creds.client_id.as_deref().ok_or_else(|| Error::oauth(ErrorCode::InvalidRequest, "client_id is required"))?;
     let client = state.tokens.client(client_id).await?.ok_or_else(invalid_client)?;
-    match (client.client_type.as_str(), &creds.client_secret, &client.secret_hash) {
-        (TYPE_PUBLIC, None, _) => Ok(client),
-        (TYPE_CONFIDENTIAL, Some(secret), Some(stored)) => {
+    match (client.client_type, &creds.client_secret, &client.secret_hash) {
+        (ClientType::Public, None, _) => Ok(client),
+        (ClientType::Confidential, Some(secret), Some(stored)) => {
             let presented = sha256_hex(secret.expose());
             if constant_time_eq(presented.as_bytes(), stored.as_bytes()) { Ok(client) } else { Err(invalid_client()) }
         }
@@ -62,8 +84,8 @@ pub async fn authenticate_client(state: &AppState, creds: &ClientCredentials) ->
     }
 }
 
-fn allows_grant(client: &ClientRow, grant: &str) -> bool {
-    client.grant_types.split_ascii_whitespace().any(|g| g == grant)
+fn allows_grant(client: &ClientRow, grant: GrantType) -> bool {
+    client.grant_types.split_ascii_whitespace().any(|g| g == grant.as_str())
 }
 
 /// The granted scope: the requested one if the client may have all of it, else the
@@ -92,27 +114,27 @@ pub async fn token(
     request: TokenRequest,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
-    if !SUPPORTED_GRANTS.contains(&request.grant_type.as_str()) {
+    let Some(grant) = GrantType::parse(&request.grant_type) else {
         return Err(Error::oauth(
             ErrorCode::UnsupportedGrantType,
             format!("grant_type {:?} is not supported", request.grant_type),
         ));
-    }
+    };
     let client = authenticate_client(state, creds).await?;
-    if !allows_grant(&client, &request.grant_type) {
+    if !allows_grant(&client, grant) {
         return Err(Error::oauth(
             ErrorCode::UnauthorizedClient,
-            format!("this client may not use the {} grant", request.grant_type),
+            format!("this client may not use the {} grant", grant.as_str()),
         ));
     }
-    match request.grant_type.as_str() {
-        GRANT_REFRESH_TOKEN => {
+    match grant {
+        GrantType::RefreshToken => {
             let presented = request
                 .refresh_token
                 .ok_or_else(|| Error::oauth(ErrorCode::InvalidRequest, "refresh_token is required"))?;
             sessions::refresh(state, &client, &presented, ctx).await
         }
-        GRANT_PASSWORD => {
+        GrantType::Password => {
             let (Some(username), Some(password)) = (request.username, request.password) else {
                 return Err(Error::oauth(ErrorCode::InvalidRequest, "username and password are required"));
             };
@@ -141,14 +163,13 @@ pub async fn token(
                 Err(e) => Err(e),
             }
         }
-        GRANT_CLIENT_CREDENTIALS => client_credentials(state, &client, request.scope.as_deref()).await,
-        _ => Err(Error::oauth(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+        GrantType::ClientCredentials => client_credentials(state, &client, request.scope.as_deref()).await,
     }
 }
 
 /// Machine-to-machine tokens: `sub` is the client, roles are the client's, no refresh token.
 async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<&str>) -> Result<IssuedTokens> {
-    if client.client_type != TYPE_CONFIDENTIAL {
+    if client.client_type != ClientType::Confidential {
         return Err(Error::oauth(ErrorCode::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
     let scope = resolve_scope(client, scope)?;
@@ -241,7 +262,7 @@ pub struct Introspection {
 
 /// `POST /oauth2/introspect`, for confidential clients only.
 pub async fn introspect(state: &AppState, client: &ClientRow, token: &Secret<String>) -> Result<Introspection> {
-    if client.client_type != TYPE_CONFIDENTIAL {
+    if client.client_type != ClientType::Confidential {
         return Err(invalid_client());
     }
     let now = state.now();
@@ -250,7 +271,7 @@ pub async fn introspect(state: &AppState, client: &ClientRow, token: &Secret<Str
         let Some((row, session)) = found else {
             return Ok(Introspection::default());
         };
-        let live = row.state == session_store::TOKEN_ACTIVE && row.expires_at > now && session.is_live(now);
+        let live = row.state == TokenState::Active && row.expires_at > now && session.is_live(now);
         if !live {
             return Ok(Introspection::default());
         }

@@ -8,6 +8,7 @@
 //! access tokens follows at the next refresh.
 
 use crate::store::TokenStore;
+use crate::store::entities::UserStatus;
 use latchkey_codes::ErrorCode;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -16,7 +17,7 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::audit::NewAuditEvent;
 use crate::store::roles::{self, RoleDetails};
-use crate::store::users::{ADMIN_ROLE, STATUS_ACTIVE};
+use crate::store::users::ADMIN_ROLE;
 use crate::tokens::AccessClaims;
 
 use super::{Error, Result};
@@ -208,7 +209,7 @@ pub async fn principal(state: &AppState, authenticated: super::auth::Authenticat
     let super::auth::Authenticated { claims, user } = authenticated;
     let is_user = claims.sid.is_some();
     let role_names = if is_user {
-        if user.is_none_or(|u| u.status != STATUS_ACTIVE) {
+        if user.is_none_or(|u| u.status != UserStatus::Active) {
             return Err(Error::InvalidToken("the user of this token is disabled or gone".into()));
         }
         state.tokens.user_role_names(&claims.sub).await?

@@ -10,10 +10,9 @@ use crate::security::{Secret, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
 use crate::store::clients::ClientRow;
-use crate::store::sessions::{
-    self as store, NewRefreshToken, NewSession, RefreshTokenRow, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED,
-};
-use crate::store::users::{self, STATUS_ACTIVE, UserRow};
+use crate::store::entities::{TokenState, UserStatus};
+use crate::store::sessions::{self as store, NewRefreshToken, NewSession, RefreshTokenRow, SessionRow};
+use crate::store::users::{self, UserRow};
 use crate::store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
 use crate::tokens::REFRESH_TOKEN_PREFIX;
 
@@ -155,10 +154,10 @@ pub fn judge_refresh(read: &RefreshRead, client_id: &str, now: i64, grace_secs: 
     if read.session.client_id != client_id {
         return Verdict::Refuse;
     }
-    if read.token.state != TOKEN_ACTIVE {
+    if read.token.state != TokenState::Active {
         return judge_presented_again(&read.token, &read.session, now, grace_secs);
     }
-    let user_active = read.user.as_ref().is_some_and(|u| u.status == STATUS_ACTIVE);
+    let user_active = read.user.as_ref().is_some_and(|u| u.status == UserStatus::Active);
     if read.session.is_live(now) && read.token.expires_at > now && user_active {
         Verdict::Rotate
     } else {
@@ -169,7 +168,7 @@ pub fn judge_refresh(read: &RefreshRead, client_id: &str, now: i64, grace_secs: 
 /// A token that is no longer active came back (read again after losing the
 /// compare-and-swap, or presented after its rotation).
 pub fn judge_presented_again(token: &RefreshTokenRow, session: &SessionRow, now: i64, grace_secs: i64) -> Verdict {
-    if token.state != TOKEN_ROTATED || session.revoked_at.is_some() {
+    if token.state != TokenState::Rotated || session.revoked_at.is_some() {
         return Verdict::Refuse;
     }
     let rotated_at = token.used_at.unwrap_or(token.created_at);
@@ -447,7 +446,6 @@ pub async fn admin_revoke_all(state: &AppState, user_id: &str, actor: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::users::STATUS_DISABLED;
 
     const NOW: i64 = 1_800_000_000;
     const GRACE: i64 = 10;
@@ -471,27 +469,27 @@ mod tests {
         }
     }
 
-    fn token(state: &str, used_at: Option<i64>) -> RefreshTokenRow {
+    fn token(state: TokenState, used_at: Option<i64>) -> RefreshTokenRow {
         RefreshTokenRow {
             id: "t1".into(),
             session_id: "s1".into(),
             parent_id: None,
             token_hash: "h".into(),
-            state: state.into(),
+            state,
             created_at: NOW - 60,
             used_at,
             expires_at: NOW + 600,
         }
     }
 
-    fn user(status: &str) -> UserRow {
+    fn user(status: UserStatus) -> UserRow {
         UserRow {
             id: "u1".into(),
             username: "ada".into(),
             username_normalized: "ada".into(),
             email: None,
             password_hash: String::new(),
-            status: status.into(),
+            status,
             created_at: 0,
             updated_at: 0,
             failed_logins: 0,
@@ -515,14 +513,17 @@ mod tests {
 
     #[test]
     fn an_active_token_of_a_live_session_rotates() {
-        assert_eq!(judge(&read(token(TOKEN_ACTIVE, None), session(), Some(user(STATUS_ACTIVE)))), Verdict::Rotate);
+        assert_eq!(
+            judge(&read(token(TokenState::Active, None), session(), Some(user(UserStatus::Active)))),
+            Verdict::Rotate
+        );
     }
 
     #[test]
     fn another_clients_token_is_refused_whatever_its_state() {
-        for state in [TOKEN_ACTIVE, TOKEN_ROTATED] {
-            let read = read(token(state, Some(NOW - 100)), session(), Some(user(STATUS_ACTIVE)));
-            assert_eq!(judge_refresh(&read, "other", NOW, GRACE), Verdict::Refuse, "{state}");
+        for state in [TokenState::Active, TokenState::Rotated] {
+            let read = read(token(state, Some(NOW - 100)), session(), Some(user(UserStatus::Active)));
+            assert_eq!(judge_refresh(&read, "other", NOW, GRACE), Verdict::Refuse, "{state:?}");
         }
     }
 
@@ -535,21 +536,25 @@ mod tests {
         let mut revoked = session();
         revoked.revoked_at = Some(NOW - 1);
         for (what, session) in [("idle", idle), ("absolute", absolute), ("revoked", revoked)] {
-            let read = read(token(TOKEN_ACTIVE, None), session, Some(user(STATUS_ACTIVE)));
+            let read = read(token(TokenState::Active, None), session, Some(user(UserStatus::Active)));
             assert_eq!(judge(&read), Verdict::Refuse, "{what}");
         }
-        let mut expired = token(TOKEN_ACTIVE, None);
+        let mut expired = token(TokenState::Active, None);
         expired.expires_at = NOW;
-        assert_eq!(judge(&read(expired, session(), Some(user(STATUS_ACTIVE)))), Verdict::Refuse, "token expired");
-        assert_eq!(judge(&read(token(TOKEN_ACTIVE, None), session(), None)), Verdict::Refuse, "user deleted");
-        let disabled = Some(user(STATUS_DISABLED));
-        assert_eq!(judge(&read(token(TOKEN_ACTIVE, None), session(), disabled)), Verdict::Refuse, "user disabled");
+        assert_eq!(judge(&read(expired, session(), Some(user(UserStatus::Active)))), Verdict::Refuse, "token expired");
+        assert_eq!(judge(&read(token(TokenState::Active, None), session(), None)), Verdict::Refuse, "user deleted");
+        let disabled = Some(user(UserStatus::Disabled));
+        assert_eq!(
+            judge(&read(token(TokenState::Active, None), session(), disabled)),
+            Verdict::Refuse,
+            "user disabled"
+        );
     }
 
     #[test]
     fn a_rotated_token_is_a_race_inside_the_grace_window_and_reuse_after_it() {
-        let active = Some(user(STATUS_ACTIVE));
-        let at = |used_at| judge(&read(token(TOKEN_ROTATED, Some(used_at)), session(), active.clone()));
+        let active = Some(user(UserStatus::Active));
+        let at = |used_at| judge(&read(token(TokenState::Rotated, Some(used_at)), session(), active.clone()));
         assert_eq!(at(NOW), Verdict::Raced);
         assert_eq!(at(NOW - GRACE + 1), Verdict::Raced);
         assert_eq!(at(NOW - GRACE), Verdict::Reuse);
@@ -557,15 +562,15 @@ mod tests {
         // costs nothing and records the theft), but not once it was revoked.
         let mut expired = session();
         expired.absolute_expires_at = NOW - 1;
-        assert_eq!(judge(&read(token(TOKEN_ROTATED, Some(NOW - 100)), expired, None)), Verdict::Reuse);
+        assert_eq!(judge(&read(token(TokenState::Rotated, Some(NOW - 100)), expired, None)), Verdict::Reuse);
         let mut revoked = session();
         revoked.revoked_at = Some(NOW - 1);
-        assert_eq!(judge(&read(token(TOKEN_ROTATED, Some(NOW)), revoked, None)), Verdict::Refuse);
+        assert_eq!(judge(&read(token(TokenState::Rotated, Some(NOW)), revoked, None)), Verdict::Refuse);
     }
 
     #[test]
     fn a_revoked_token_is_refused() {
-        let read = read(token(crate::store::sessions::TOKEN_REVOKED, Some(NOW)), session(), Some(user(STATUS_ACTIVE)));
+        let read = read(token(TokenState::Revoked, Some(NOW)), session(), Some(user(UserStatus::Active)));
         assert_eq!(judge(&read), Verdict::Refuse);
     }
 

@@ -1,5 +1,6 @@
 //! User accounts: validation of usernames and passwords, registration and creation.
 
+use crate::store::entities::UserStatus;
 use latchkey_codes::ErrorCode;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
@@ -24,7 +25,7 @@ pub struct UserView {
     pub id: String,
     pub username: String,
     pub email: Option<String>,
-    pub status: String,
+    pub status: UserStatus,
     pub roles: Vec<String>,
     pub created_at: i64,
     pub totp_enabled: bool,
@@ -203,6 +204,12 @@ pub async fn get(state: &AppState, user_id: &str) -> Result<UserView> {
     Ok(UserView::new(row, roles))
 }
 
+/// A user status as submitted (`active` or `disabled`).
+pub fn parse_status(word: &str) -> Result<UserStatus> {
+    UserStatus::parse(word)
+        .ok_or_else(|| Error::bad_request(ErrorCode::InvalidStatus, "status must be active or disabled"))
+}
+
 /// Rejects ids that cannot be ours (ids are UUIDs) with 400 rather than a lookup.
 pub fn check_id(id: &str) -> Result<()> {
     uuid::Uuid::try_parse(id).map(|_| ()).map_err(|_| Error::bad_request(ErrorCode::InvalidId, "malformed id"))
@@ -213,12 +220,6 @@ pub async fn list(
     filter: &users::UserFilter,
     page: crate::store::Page,
 ) -> Result<(Vec<UserView>, u64)> {
-    if let Some(status) = &filter.status
-        && status != users::STATUS_ACTIVE
-        && status != users::STATUS_DISABLED
-    {
-        return Err(Error::bad_request(ErrorCode::InvalidStatus, "status must be active or disabled"));
-    }
     let (rows, total) = users::list(&state.db, filter, page).await?;
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let mut roles = users::role_names_of(&state.db, &ids).await?;
@@ -285,13 +286,8 @@ pub async fn admin_update(
         Some(email) => Some(validate_email(email)?),
         None => None,
     };
-    if let Some(status) = &status
-        && status != users::STATUS_ACTIVE
-        && status != users::STATUS_DISABLED
-    {
-        return Err(Error::bad_request(ErrorCode::InvalidStatus, "status must be active or disabled"));
-    }
-    let details = serde_json::json!({ "email_changed": email.is_some(), "status": status });
+    let status = status.as_deref().map(parse_status).transpose()?;
+    let details = serde_json::json!({ "email_changed": email.is_some(), "status": status.map(UserStatus::as_str) });
     let event = user_event(state, by.actor(), "user.update", user_id, details);
     apply(state, user_id, users::UserChanges { email, status, ..Default::default() }, event).await
 }

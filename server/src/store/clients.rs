@@ -13,9 +13,6 @@ use super::{Page, StoreError, StoreResult};
 
 pub use clients::Model as ClientRow;
 
-pub const TYPE_PUBLIC: &str = "public";
-pub const TYPE_CONFIDENTIAL: &str = "confidential";
-
 pub async fn find(db: &impl ConnectionTrait, client_id: &str) -> StoreResult<Option<ClientRow>> {
     Ok(clients::Entity::find_by_id(client_id.to_string()).one(db).await?)
 }

@@ -1,5 +1,6 @@
 //! Signing keys at rest. The private part arrives here already encrypted.
 
+use crate::store::entities::KeyState;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::StoreResult;
@@ -7,17 +8,13 @@ use super::entities::signing_keys;
 
 pub use signing_keys::Model as SigningKeyRow;
 
-pub const STATE_PENDING: &str = "pending";
-pub const STATE_ACTIVE: &str = "active";
-pub const STATE_RETIRED: &str = "retired";
-
 pub async fn list(db: &impl ConnectionTrait) -> StoreResult<Vec<SigningKeyRow>> {
     Ok(signing_keys::Entity::find().order_by_desc(signing_keys::Column::CreatedAt).all(db).await?)
 }
 
 pub async fn active(db: &impl ConnectionTrait) -> StoreResult<Option<SigningKeyRow>> {
     Ok(signing_keys::Entity::find()
-        .filter(signing_keys::Column::State.eq(STATE_ACTIVE))
+        .filter(signing_keys::Column::State.eq(KeyState::Active))
         .order_by_desc(signing_keys::Column::ActivatedAt)
         .one(db)
         .await?)
@@ -41,8 +38,6 @@ pub async fn insert(db: &impl ConnectionTrait, row: SigningKeyRow) -> StoreResul
     Ok(())
 }
 
-pub const STATE_REVOKED: &str = "revoked";
-
 pub async fn find(db: &impl ConnectionTrait, kid: &str) -> StoreResult<Option<SigningKeyRow>> {
     Ok(signing_keys::Entity::find_by_id(kid.to_string()).one(db).await?)
 }
@@ -54,17 +49,17 @@ pub async fn promote(db: &super::Db, kid: &str, now: i64, event: super::audit::N
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     // Retire first: the unique index allows only one active key at any moment.
     signing_keys::Entity::update_many()
-        .col_expr(signing_keys::Column::State, Expr::value(STATE_RETIRED))
+        .col_expr(signing_keys::Column::State, Expr::value(KeyState::Retired))
         .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
-        .filter(signing_keys::Column::State.eq(STATE_ACTIVE))
+        .filter(signing_keys::Column::State.eq(KeyState::Active))
         .filter(signing_keys::Column::Kid.ne(kid))
         .exec(&*txn)
         .await?;
     let activated = signing_keys::Entity::update_many()
-        .col_expr(signing_keys::Column::State, Expr::value(STATE_ACTIVE))
+        .col_expr(signing_keys::Column::State, Expr::value(KeyState::Active))
         .col_expr(signing_keys::Column::ActivatedAt, Expr::value(now))
         .filter(signing_keys::Column::Kid.eq(kid))
-        .filter(signing_keys::Column::State.eq(STATE_PENDING))
+        .filter(signing_keys::Column::State.eq(KeyState::Pending))
         .exec(&*txn)
         .await?
         .rows_affected;
@@ -82,11 +77,11 @@ pub async fn revoke(db: &super::Db, kid: &str, now: i64, event: super::audit::Ne
     use sea_orm::sea_query::Expr;
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let revoked = signing_keys::Entity::update_many()
-        .col_expr(signing_keys::Column::State, Expr::value(STATE_REVOKED))
+        .col_expr(signing_keys::Column::State, Expr::value(KeyState::Revoked))
         .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
         .col_expr(signing_keys::Column::PrivateKeyEncrypted, Expr::value(""))
         .filter(signing_keys::Column::Kid.eq(kid))
-        .filter(signing_keys::Column::State.ne(STATE_REVOKED))
+        .filter(signing_keys::Column::State.ne(KeyState::Revoked))
         .exec(&*txn)
         .await?
         .rows_affected;
@@ -106,7 +101,7 @@ pub async fn wipe_expired_private_keys(db: &super::Db, retired_before: i64) -> S
     use sea_orm::sea_query::Expr;
     let wiped = signing_keys::Entity::update_many()
         .col_expr(signing_keys::Column::PrivateKeyEncrypted, Expr::value(""))
-        .filter(signing_keys::Column::State.eq(STATE_RETIRED))
+        .filter(signing_keys::Column::State.eq(KeyState::Retired))
         .filter(signing_keys::Column::RetiredAt.lt(retired_before))
         .filter(signing_keys::Column::PrivateKeyEncrypted.ne(""))
         .exec(db)

@@ -8,6 +8,7 @@
 //! SQLite takes the write lock first (waiting on `busy_timeout`) rather than upgrading
 //! a read snapshot and failing with `SQLITE_BUSY`.
 
+use crate::store::entities::TokenState;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
@@ -17,10 +18,6 @@ use super::entities::{refresh_tokens, sessions};
 
 pub use refresh_tokens::Model as RefreshTokenRow;
 pub use sessions::Model as SessionRow;
-
-pub const TOKEN_ACTIVE: &str = "active";
-pub const TOKEN_ROTATED: &str = "rotated";
-pub const TOKEN_REVOKED: &str = "revoked";
 
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -89,7 +86,7 @@ async fn insert_token(
         session_id: Set(session_id.to_string()),
         parent_id: Set(token.parent_id),
         token_hash: Set(token.token_hash),
-        state: Set(TOKEN_ACTIVE.into()),
+        state: Set(TokenState::Active),
         created_at: Set(now),
         used_at: Set(None),
         expires_at: Set(token.expires_at),
@@ -132,9 +129,9 @@ pub async fn revoke(
         .rows_affected;
     if revoked == 1 {
         refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::State, Expr::value(TOKEN_REVOKED))
+            .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
             .filter(refresh_tokens::Column::SessionId.eq(session_id))
-            .filter(refresh_tokens::Column::State.ne(TOKEN_REVOKED))
+            .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
             .exec(&*txn)
             .await?;
         if let Some(event) = event {
@@ -188,9 +185,9 @@ pub async fn revoke_all_in(
         .and_where(sessions::Column::Id.ne(keep))
         .to_owned();
     refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::State, Expr::value(TOKEN_REVOKED))
+        .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
         .filter(refresh_tokens::Column::SessionId.in_subquery(of_user))
-        .filter(refresh_tokens::Column::State.ne(TOKEN_REVOKED))
+        .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
         .exec(db)
         .await?;
     Ok(revoked)

@@ -1,5 +1,6 @@
 //! Users and their role assignments.
 
+use crate::store::entities::UserStatus;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -8,9 +9,6 @@ use super::entities::{user_roles, username_skeletons, users};
 use super::{StoreError, StoreResult};
 
 pub use users::Model as UserRow;
-
-pub const STATUS_ACTIVE: &str = "active";
-pub const STATUS_DISABLED: &str = "disabled";
 
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -61,7 +59,7 @@ pub async fn create(
         username_normalized: Set(user.username_normalized),
         email: Set(user.email),
         password_hash: Set(user.password_hash),
-        status: Set(STATUS_ACTIVE.into()),
+        status: Set(UserStatus::Active),
         created_at: Set(user.now),
         updated_at: Set(user.now),
         ..Default::default()
@@ -154,7 +152,7 @@ pub async fn any_active_with_role(db: &impl ConnectionTrait, role: &str) -> Stor
         .select_only()
         .column(users::Column::Id)
         .filter(users::Column::Id.in_subquery(holders))
-        .filter(users::Column::Status.eq(STATUS_ACTIVE))
+        .filter(users::Column::Status.eq(UserStatus::Active))
         .into_tuple::<String>()
         .one(db)
         .await?;
@@ -167,7 +165,7 @@ pub struct UserFilter {
     /// Substring of the username or email, case-insensitive.
     pub text: Option<String>,
     pub role: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<UserStatus>,
 }
 
 /// One page of users ordered by normalised username (then id), and the total count.
@@ -258,7 +256,7 @@ async fn ensure_an_admin_remains(txn: &sea_orm::DatabaseTransaction, had_admin: 
 #[derive(Debug, Clone, Default)]
 pub struct UserChanges {
     pub email: Option<Option<String>>,
-    pub status: Option<String>,
+    pub status: Option<UserStatus>,
     pub password_hash: Option<String>,
     pub roles: Option<Vec<String>>,
     /// When the change ends the user's sessions, keep this one (the caller's own).
@@ -287,7 +285,7 @@ pub async fn update(
         active.email = Set(email);
     }
     if let Some(status) = changes.status {
-        end_sessions |= status == STATUS_DISABLED;
+        end_sessions |= status == UserStatus::Disabled;
         active.status = Set(status);
     }
     if let Some(hash) = changes.password_hash {

@@ -60,8 +60,10 @@ async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
     let (_, sessions) = call(server, admin, Method::GET, &format!("/admin/users/{user_id}/sessions"), None).await;
     let session_id = sessions["items"][0]["id"].as_str().unwrap().to_string();
     let keys = latchkey_server::store::keys::list(&server.state.db).await.unwrap();
-    let pending_kid =
-        keys.into_iter().find(|k| k.state == "pending").map_or_else(|| "no-pending-key".to_string(), |k| k.kid);
+    let pending_kid = keys
+        .into_iter()
+        .find(|k| k.state.as_str() == "pending")
+        .map_or_else(|| "no-pending-key".to_string(), |k| k.kid);
     Fixtures { user_id, session_id, n: format!("{n}"), pending_kid }
 }
 

@@ -142,7 +142,7 @@ async fn emergency_revoke_and_import() {
     let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
     let row =
         keys::import_pem(&server.state.db, &server.state.master_key, &pem, server.clock.now_secs()).await.unwrap();
-    assert_eq!(row.state, "pending");
+    assert_eq!(row.state.as_str(), "pending");
     assert!(keys::import_pem(&server.state.db, &server.state.master_key, "not a pem", 0).await.is_err());
     server.clock.advance(301);
     keys::maintain(&server.state).await.unwrap();
@@ -330,7 +330,7 @@ async fn two_nodes_share_sessions_reuse_detection_and_keys() {
     .await;
     crate::harness::eventually("a node activates the new key", Duration::from_secs(10), || async {
         let rows = latchkey_server::store::keys::list(&db).await.unwrap();
-        rows.iter().any(|k| k.kid == new_kid && k.state == "active")
+        rows.iter().any(|k| k.kid == new_kid && k.state.as_str() == "active")
     })
     .await;
     // Give the other node its poll (and more) to try the same transition.

@@ -6,7 +6,8 @@
 
 use latchkey_server::security::sha256_hex;
 use latchkey_server::store::audit::NewAuditEvent;
-use latchkey_server::store::sessions::{self, NewRefreshToken, NewSession, TOKEN_ACTIVE, TOKEN_REVOKED, TOKEN_ROTATED};
+use latchkey_server::store::entities::TokenState;
+use latchkey_server::store::sessions::{self, NewRefreshToken, NewSession};
 use latchkey_server::store::{RotateOutcome, Rotation, TokenStore};
 
 use crate::harness::{TestServer, backend, user_with_roles};
@@ -66,7 +67,7 @@ fn rotation(parent: &str, session_id: &str, child: &str, now: i64) -> Rotation {
     }
 }
 
-async fn token_state(server: &TestServer, token: &str) -> String {
+async fn token_state(server: &TestServer, token: &str) -> TokenState {
     let (row, _) = server.state.tokens.token_with_session(&sha256_hex(token)).await.unwrap().expect("the token exists");
     row.state
 }
@@ -86,7 +87,7 @@ async fn reads_find_what_was_written_and_nothing_else() {
     assert!(tokens.session_with_user("no-such-session").await.unwrap().is_none());
 
     let read = tokens.token_for_refresh(&sha256_hex("reads-a")).await.unwrap().expect("the token");
-    assert_eq!((read.token.state.as_str(), read.token.parent_id.as_deref()), (TOKEN_ACTIVE, None));
+    assert_eq!((read.token.state, read.token.parent_id.as_deref()), (TokenState::Active, None));
     assert_eq!(read.session, session);
     assert_eq!(read.user.as_ref().map(|u| u.id.as_str()), Some(user_id.as_str()));
     assert_eq!(read.roles, ["admin", "user"], "roles sorted on {}", backend());
@@ -125,10 +126,10 @@ async fn rotation_swaps_the_token_touches_the_session_and_inserts_the_child() {
 
     assert_eq!(tokens.rotate(&rotation("rot-a", &session_id, "rot-b", later)).await.unwrap(), RotateOutcome::Rotated);
     let parent = tokens.token_for_refresh(&sha256_hex("rot-a")).await.unwrap().unwrap();
-    assert_eq!((parent.token.state.as_str(), parent.token.used_at), (TOKEN_ROTATED, Some(later)));
+    assert_eq!((parent.token.state, parent.token.used_at), (TokenState::Rotated, Some(later)));
     assert_eq!((parent.session.last_used_at, parent.session.idle_expires_at), (later, later + IDLE));
     let child = tokens.token_for_refresh(&sha256_hex("rot-b")).await.unwrap().unwrap();
-    assert_eq!(child.token.state, TOKEN_ACTIVE);
+    assert_eq!(child.token.state, TokenState::Active);
     assert_eq!(child.token.parent_id.as_deref(), Some("rot-a-id"));
     assert_eq!((child.token.created_at, child.token.expires_at), (later, later + IDLE));
 
@@ -172,7 +173,11 @@ async fn a_session_that_ended_rotates_nothing() {
         let expected = if what == "revoked" { RotateOutcome::TokenNotActive } else { RotateOutcome::SessionNotActive };
         assert_eq!(outcome, expected, "{what} on {}", backend());
         let state = token_state(&server, token).await;
-        assert_eq!(state, if what == "revoked" { TOKEN_REVOKED } else { TOKEN_ACTIVE }, "{what}: rolled back");
+        assert_eq!(
+            state,
+            if what == "revoked" { TokenState::Revoked } else { TokenState::Active },
+            "{what}: rolled back"
+        );
         assert!(tokens.token_for_refresh(&sha256_hex(&format!("{token}-child"))).await.unwrap().is_none(), "{what}");
     }
     // One second before the idle deadline it still rotates.
@@ -236,9 +241,9 @@ async fn revocation_racing_rotation_leaves_no_live_token_in_a_revoked_session() 
         assert!(revoked, "the revocation always lands (round {round})");
         rotated_first += (outcome == RotateOutcome::Rotated) as usize;
         // Whichever came first, every token of the session is dead now.
-        assert_ne!(token_state(&server, &first).await, TOKEN_ACTIVE, "round {round} on {}", backend());
+        assert_ne!(token_state(&server, &first).await, TokenState::Active, "round {round} on {}", backend());
         if outcome == RotateOutcome::Rotated {
-            assert_eq!(token_state(&server, &child).await, TOKEN_REVOKED, "round {round}: the child died too");
+            assert_eq!(token_state(&server, &child).await, TokenState::Revoked, "round {round}: the child died too");
         } else {
             assert!(server.state.tokens.token_with_session(&sha256_hex(&child)).await.unwrap().is_none());
         }

@@ -1,5 +1,6 @@
 //! `/admin/keys`: the signing-key lifecycle.
 
+use crate::store::entities::KeyState;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -13,7 +14,7 @@ use crate::clock::to_datetime;
 use crate::domain::keys;
 use crate::domain::rbac::Permission;
 use crate::state::AppState;
-use crate::store::keys::{STATE_PENDING, STATE_RETIRED, SigningKeyRow};
+use crate::store::keys::SigningKeyRow;
 
 pub struct AdminKeysApi;
 
@@ -44,8 +45,8 @@ fn response(state: &AppState, row: SigningKeyRow) -> SigningKeyResponse {
     let lifecycle = keys::Lifecycle::of(&state.config);
     SigningKeyResponse {
         published: lifecycle.is_published(&row, state.now()),
-        activates_at: (row.state == STATE_PENDING).then(|| to_datetime(lifecycle.activation_due(row.created_at))),
-        unpublished_at: (row.state == STATE_RETIRED)
+        activates_at: (row.state == KeyState::Pending).then(|| to_datetime(lifecycle.activation_due(row.created_at))),
+        unpublished_at: (row.state == KeyState::Retired)
             .then(|| row.retired_at.map(|at| to_datetime(lifecycle.published_until(at))))
             .flatten(),
         kid: row.kid,
@@ -54,7 +55,7 @@ fn response(state: &AppState, row: SigningKeyRow) -> SigningKeyResponse {
         created_at: to_datetime(row.created_at),
         activated_at: row.activated_at.map(to_datetime),
         retired_at: row.retired_at.map(to_datetime),
-        state: row.state,
+        state: row.state.as_str().into(),
     }
 }
 

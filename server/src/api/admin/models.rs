@@ -137,7 +137,7 @@ impl From<ClientView> for ClientResponse {
             scopes: words(&row.scopes),
             client_id: row.client_id,
             name: row.name,
-            client_type: row.client_type,
+            client_type: row.client_type.as_str().into(),
             audience: row.audience,
             roles: client.roles,
             created_at: to_datetime(row.created_at),

@@ -75,7 +75,8 @@ impl AdminUsersApi {
     ) -> ApiResult<ListResponse> {
         auth.require(Permission::UsersRead)?;
         let page = super::page(page.0, page_size.0);
-        let filter = UserFilter { text: q.0, role: role.0, status: status.0 };
+        let status = status.0.as_deref().map(users::parse_status).transpose()?;
+        let filter = UserFilter { text: q.0, role: role.0, status };
         let (items, total) = users::list(&state, &filter, page).await?;
         Ok(ListResponse::Ok(Json(UserPage {
             items: items.into_iter().map(Into::into).collect(),

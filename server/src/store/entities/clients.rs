@@ -6,7 +6,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub client_id: String,
     pub name: String,
-    pub client_type: String,
+    pub client_type: super::ClientType,
     pub secret_hash: Option<String>,
     pub grant_types: String,
     pub scopes: String,

@@ -8,7 +8,7 @@ pub struct Model {
     pub session_id: String,
     pub parent_id: Option<String>,
     pub token_hash: String,
-    pub state: String,
+    pub state: super::TokenState,
     pub created_at: i64,
     pub used_at: Option<i64>,
     pub expires_at: i64,

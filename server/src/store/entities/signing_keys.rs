@@ -8,7 +8,7 @@ pub struct Model {
     pub kid: String,
     pub algorithm: String,
     pub bits: i32,
-    pub state: String,
+    pub state: super::KeyState,
     pub public_n: String,
     pub public_e: String,
     pub private_key_encrypted: String,

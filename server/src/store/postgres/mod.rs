@@ -2,12 +2,13 @@
 //! Reads are one query each; rotation is one statement (one round trip), see
 //! [`PostgresTokens::rotate`].
 
+use crate::store::entities::TokenState;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
 
 use super::clients::{self, ClientRow};
 use super::columns;
 use super::entities::{refresh_tokens, sessions, users};
-use super::sessions::{RefreshTokenRow, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED};
+use super::sessions::{RefreshTokenRow, SessionRow};
 use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
 use super::users::UserRow;
 use super::{Db, StoreResult};
@@ -92,8 +93,8 @@ impl TokenStore for PostgresTokens {
                 rotation.session_id.as_str().into(),
                 rotation.now.into(),
                 rotation.token_id.as_str().into(),
-                TOKEN_ROTATED.into(),
-                TOKEN_ACTIVE.into(),
+                TokenState::Rotated.into(),
+                TokenState::Active.into(),
                 rotation.idle_expires_at.into(),
                 rotation.child_id.as_str().into(),
                 rotation.child_hash.as_str().into(),

@@ -15,6 +15,7 @@
 //! Column lists and row mappers are derived from the sea-orm entities
 //! ([`super::columns`]), so a new column cannot be misread by position.
 
+use crate::store::entities::TokenState;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -25,7 +26,7 @@ use sea_orm::DbErr;
 use super::clients::ClientRow;
 use super::columns;
 use super::entities::{clients, refresh_tokens, sessions, users};
-use super::sessions::{RefreshTokenRow, SessionRow, TOKEN_ACTIVE, TOKEN_ROTATED};
+use super::sessions::{RefreshTokenRow, SessionRow};
 use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
 use super::users::UserRow;
 use super::{Db, StoreError, StoreResult};
@@ -300,7 +301,12 @@ impl TokenStore for SqliteTokens {
             let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let swapped = txn
                 .prepare_cached("UPDATE refresh_tokens SET state = ?1, used_at = ?2 WHERE id = ?3 AND state = ?4")?
-                .execute(params![TOKEN_ROTATED, rotation.now, rotation.token_id, TOKEN_ACTIVE])?;
+                .execute(params![
+                    TokenState::Rotated.as_str(),
+                    rotation.now,
+                    rotation.token_id,
+                    TokenState::Active.as_str()
+                ])?;
             if swapped != 1 {
                 return Ok(RotateOutcome::TokenNotActive); // dropping `txn` rolls back
             }
@@ -322,7 +328,7 @@ impl TokenStore for SqliteTokens {
                 rotation.session_id,
                 rotation.token_id,
                 rotation.child_hash,
-                TOKEN_ACTIVE,
+                TokenState::Active.as_str(),
                 rotation.now,
                 rotation.child_expires_at
             ])?;
