@@ -9,14 +9,15 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
-use super::browser::{clear_refresh_cookie, refresh_cookie, request_context, set_refresh_cookie};
+use super::bearer::BearerAuth;
+use super::browser::{clear_refresh_cookie, request_context};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::models::{
     AccessTokenResponse, ChangePasswordRequest, LoginRequest, LoginResponse, MfaLoginRequest, PasswordRequest,
     RecoveryCodesResponse, RegisterRequest, SessionResponse, TotpCodeRequest, TotpDisableRequest, TotpSetupResponse,
     UserResponse,
 };
-use super::security::BearerAuth;
+use super::route_facts::{Charged, CookieEndpoint, buckets};
 use crate::domain::auth::IssuedTokens;
 use crate::domain::mfa::{self, LoginOutcome, SecondFactor};
 use crate::domain::rbac::Grantor;
@@ -86,9 +87,9 @@ enum SessionRevoked {
     NoContent,
 }
 
-fn issued(state: &AppState, tokens: IssuedTokens) -> TokenIssued {
+fn issued(state: &AppState, endpoint: &CookieEndpoint, tokens: IssuedTokens) -> TokenIssued {
     let cookie = match (&tokens.refresh_token, tokens.refresh_expires_at) {
-        (Some(token), Some(expires_at)) => set_refresh_cookie(&state.config, token, expires_at - state.now()),
+        (Some(token), Some(expires_at)) => endpoint.set_refresh_cookie(&state.config, token, expires_at - state.now()),
         _ => clear_refresh_cookie(&state.config),
     };
     TokenIssued::Ok(
@@ -124,6 +125,7 @@ impl AuthApi {
     #[oai(path = "/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
+        _charged: Charged<buckets::Register>,
         state: Data<&AppState>,
         req: &Request,
         body: Json<RegisterRequest>,
@@ -147,11 +149,18 @@ impl AuthApi {
     /// refresh cookie. Like every cookie endpoint, requires `X-Requested-With: latchkey`
     /// and, from a browser, an allowed `Origin` (else 403 `csrf_check_failed`).
     #[oai(path = "/login", method = "post", operation_id = "login")]
-    async fn login(&self, state: Data<&AppState>, req: &Request, body: Json<LoginRequest>) -> ApiResult<LoginResult> {
+    async fn login(
+        &self,
+        _charged: Charged<buckets::Login>,
+        endpoint: CookieEndpoint,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<LoginRequest>,
+    ) -> ApiResult<LoginResult> {
         let password = Secret::new(body.0.password);
         match sessions::login(&state, &body.0.username, &password, &request_context(req)).await? {
             LoginOutcome::Tokens(tokens) => {
-                let TokenIssued::Ok(Json(access), cookie, cache) = issued(&state, tokens);
+                let TokenIssued::Ok(Json(access), cookie, cache) = issued(&state, &endpoint, tokens);
                 Ok(LoginResult::Ok(
                     Json(LoginResponse {
                         mfa_required: false,
@@ -185,6 +194,8 @@ impl AuthApi {
     #[oai(path = "/login/mfa", method = "post", operation_id = "loginMfa")]
     async fn login_mfa(
         &self,
+        _charged: Charged<buckets::Login>,
+        endpoint: CookieEndpoint,
         state: Data<&AppState>,
         req: &Request,
         body: Json<MfaLoginRequest>,
@@ -192,13 +203,14 @@ impl AuthApi {
         let body = body.0;
         let factor = second_factor(body.code, body.recovery_code)?;
         let tokens = mfa::complete_login(&state, &Secret::new(body.mfa_token), factor, &request_context(req)).await?;
-        Ok(issued(&state, tokens))
+        Ok(issued(&state, &endpoint, tokens))
     }
 
     /// Start TOTP enrolment (password re-checked): a secret, its otpauth URI and QR code.
     #[oai(path = "/totp/setup", method = "post", operation_id = "totpSetup")]
     async fn totp_setup(
         &self,
+        _charged: Charged<buckets::Totp>,
         state: Data<&AppState>,
         req: &Request,
         auth: BearerAuth,
@@ -220,6 +232,7 @@ impl AuthApi {
     #[oai(path = "/totp/confirm", method = "post", operation_id = "totpConfirm")]
     async fn totp_confirm(
         &self,
+        _charged: Charged<buckets::Totp>,
         state: Data<&AppState>,
         req: &Request,
         auth: BearerAuth,
@@ -234,6 +247,7 @@ impl AuthApi {
     #[oai(path = "/totp", method = "delete", operation_id = "totpDisable")]
     async fn totp_disable(
         &self,
+        _charged: Charged<buckets::Totp>,
         state: Data<&AppState>,
         req: &Request,
         auth: BearerAuth,
@@ -250,6 +264,7 @@ impl AuthApi {
     #[oai(path = "/totp/recovery-codes", method = "post", operation_id = "totpRecoveryCodes")]
     async fn totp_recovery_codes(
         &self,
+        _charged: Charged<buckets::Totp>,
         state: Data<&AppState>,
         req: &Request,
         auth: BearerAuth,
@@ -266,6 +281,7 @@ impl AuthApi {
     #[oai(path = "/password", method = "post", operation_id = "changePassword")]
     async fn change_password(
         &self,
+        _charged: Charged<buckets::PasswordChange>,
         state: Data<&AppState>,
         req: &Request,
         auth: BearerAuth,
@@ -289,28 +305,28 @@ impl AuthApi {
     /// 401 means the session is over; 409 means another tab refreshed at the same
     /// moment (retry once with the new cookie).
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
-    async fn refresh(&self, state: Data<&AppState>, req: &Request) -> ApiResult<TokenIssued> {
-        let Some(token) = refresh_cookie(&state.config, req) else {
+    async fn refresh(
+        &self,
+        _charged: Charged<buckets::Refresh>,
+        endpoint: CookieEndpoint,
+        state: Data<&AppState>,
+        req: &Request,
+    ) -> ApiResult<TokenIssued> {
+        let Some(token) = endpoint.refresh_token() else {
             return Err(cookie_flow_error(Error::invalid_refresh_token()));
         };
         let client = sessions::first_party_client(&state, SPA_CLIENT_ID).await?;
         let tokens =
-            sessions::refresh(&state, &client, &token, &request_context(req)).await.map_err(cookie_flow_error)?;
-        Ok(issued(&state, tokens))
+            sessions::refresh(&state, &client, token, &request_context(req)).await.map_err(cookie_flow_error)?;
+        Ok(issued(&state, &endpoint, tokens))
     }
 
     /// End the session of the refresh cookie and clear the cookie.
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
-    async fn logout(&self, state: Data<&AppState>, req: &Request) -> ApiResult<LoggedOut> {
-        if let Some(token) = refresh_cookie(&state.config, req) {
-            sessions::revoke_by_refresh_token(
-                &state,
-                &token,
-                Some(SPA_CLIENT_ID),
-                REASON_LOGOUT,
-                &request_context(req),
-            )
-            .await?;
+    async fn logout(&self, endpoint: CookieEndpoint, state: Data<&AppState>, req: &Request) -> ApiResult<LoggedOut> {
+        if let Some(token) = endpoint.refresh_token() {
+            sessions::revoke_by_refresh_token(&state, token, Some(SPA_CLIENT_ID), REASON_LOGOUT, &request_context(req))
+                .await?;
         }
         Ok(LoggedOut::NoContent(clear_refresh_cookie(&state.config)))
     }

@@ -1,17 +1,15 @@
-//! Browser-facing rules: the refresh cookie, the CSRF check for cookie-authenticated
-//! endpoints, and the request context (client IP, user agent).
+//! Browser-facing rules: the refresh cookie's attributes and the request context
+//! (client IP, user agent). Reading and setting the cookie, and the CSRF check that
+//! guards both, live in [`super::route_facts`].
 
-use latchkey_codes::ErrorCode;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use poem::Request;
-use poem::http::header::{COOKIE, ORIGIN, USER_AGENT};
+use poem::http::header::USER_AGENT;
 
-use super::error::ApiError;
-use crate::config::{ClientIpHeader, Config, RateLimits, normalise_origin};
+use crate::config::{ClientIpHeader, Config, RateLimits};
 use crate::domain::auth::RequestContext;
-use crate::security::Secret;
 use crate::state::AppState;
 
 /// The custom header a cookie-authenticated request must carry. Browsers never add it
@@ -19,9 +17,6 @@ use crate::state::AppState;
 /// preflight that our allow-list refuses.
 pub const CSRF_HEADER: &str = "x-requested-with";
 pub const CSRF_HEADER_VALUE: &str = "latchkey";
-
-/// Endpoints that set or use the refresh cookie; `check_csrf` guards them all.
-pub const COOKIE_ENDPOINTS: &[&str] = &["/auth/login", "/auth/login/mfa", "/auth/refresh", "/auth/logout"];
 
 pub fn request_context(req: &Request) -> RequestContext {
     RequestContext {
@@ -90,53 +85,12 @@ fn parse_hop(raw: &str) -> Option<IpAddr> {
         .or_else(|| raw.strip_prefix('[').and_then(|r| r.split(']').next()).and_then(|r| r.parse().ok()))
 }
 
-/// Rejects cross-site requests to endpoints that a cookie authenticates: the Origin,
-/// when present, must be allowed, and the custom header must be present.
-pub fn check_csrf(config: &Config, req: &Request) -> Result<(), ApiError> {
-    if let Some(origin) = req.headers().get(ORIGIN) {
-        let allowed =
-            origin.to_str().ok().and_then(normalise_origin).is_some_and(|o| {
-                config.allowed_origins.contains(&o) || own_origin(config).as_deref() == Some(o.as_str())
-            });
-        if !allowed {
-            return Err(ApiError::forbidden(ErrorCode::CsrfCheckFailed, "request origin is not allowed"));
-        }
-    }
-    let header_ok = req.header(CSRF_HEADER).is_some_and(|v| v.eq_ignore_ascii_case(CSRF_HEADER_VALUE));
-    if !header_ok {
-        return Err(ApiError::forbidden(
-            ErrorCode::CsrfCheckFailed,
-            format!("the {CSRF_HEADER}: {CSRF_HEADER_VALUE} header is required"),
-        ));
-    }
-    Ok(())
-}
-
-fn own_origin(config: &Config) -> Option<String> {
-    normalise_origin(&config.issuer)
-}
-
-/// The refresh token from the request's cookie, if any.
-pub fn refresh_cookie(config: &Config, req: &Request) -> Option<Secret<String>> {
-    req.headers().get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
-        header.split(';').find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == config.cookie_name && !value.is_empty()).then(|| Secret::new(value.to_string()))
-        })
-    })
-}
-
-/// `Set-Cookie` for a refresh token that lives `max_age` seconds.
-pub fn set_refresh_cookie(config: &Config, token: &Secret<String>, max_age: i64) -> String {
-    cookie_header(config, token.expose(), max_age.max(0))
-}
-
-/// `Set-Cookie` that deletes the refresh cookie.
+/// `Set-Cookie` that deletes the refresh cookie (needs no CSRF check: it only ends).
 pub fn clear_refresh_cookie(config: &Config) -> String {
     cookie_header(config, "", 0)
 }
 
-fn cookie_header(config: &Config, value: &str, max_age: i64) -> String {
+pub(super) fn cookie_header(config: &Config, value: &str, max_age: i64) -> String {
     let secure = if config.cookie_secure { "; Secure" } else { "" };
     format!(
         "{}={value}; Path={}; Max-Age={max_age}; HttpOnly{secure}; SameSite=Strict",

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bearer;
 pub mod browser;
 pub mod discovery;
 pub mod error;
@@ -11,7 +12,7 @@ pub mod models;
 pub mod oauth;
 pub mod observe;
 pub mod ops;
-pub mod security;
+pub mod route_facts;
 
 use poem::http::Method;
 use poem::http::StatusCode;
@@ -110,8 +111,6 @@ pub fn app(state: AppState) -> impl Endpoint {
     route
         // Innermost, so a panic still passes through the request log and metrics.
         .with(poem::middleware::CatchPanic::new().with_handler(error::PanicAnswer))
-        .around(csrf_guard)
-        .around(rate_limit_guard)
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .around(move |next, req| limit_body(next, req, max_body))
         .around(observe::observe)
@@ -146,39 +145,4 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request, max: usize) -> poem:
         }
     }
     next.call(req).await.map(IntoResponse::into_response)
-}
-
-/// Runs the CSRF check on the cookie endpoints before anything reads the body, so a
-/// cross-site request is refused the same way whatever it carries.
-async fn csrf_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    if req.method() == Method::POST
-        && browser::COOKIE_ENDPOINTS.contains(&req.uri().path())
-        && let Some(state) = req.data::<AppState>()
-    {
-        browser::check_csrf(&state.config, &req)?;
-    }
-    next.call(req).await.map(IntoResponse::into_response)
-}
-
-/// Per-IP token buckets for the sensitive endpoints; over the limit → 429 + Retry-After.
-/// The token endpoint is charged by its handler, which knows the grant type.
-async fn rate_limit_guard<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    if req.method() != Method::GET
-        && let Some(bucket) = crate::security::rate_limit::Bucket::for_path(req.uri().path())
-    {
-        charge_ip(&req, bucket)?;
-    }
-    next.call(req).await.map(IntoResponse::into_response)
-}
-
-/// Takes one token from the client address's bucket of this group.
-pub fn charge_ip(req: &Request, bucket: crate::security::rate_limit::Bucket) -> Result<(), error::ApiError> {
-    if let Some(state) = req.data::<AppState>()
-        && let Some(ip) = browser::client_ip(req, &state.config.rate_limits)
-        && let Err(retry_after) = state.limits.check_ip(bucket, ip)
-    {
-        tracing::info!(%ip, bucket = bucket.as_str(), "rate limited");
-        return Err(error::ApiError::from(crate::domain::Error::RateLimited { retry_after_secs: retry_after }));
-    }
-    Ok(())
 }

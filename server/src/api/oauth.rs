@@ -12,10 +12,11 @@ use serde::Deserialize;
 
 use super::ApiTags;
 use super::auth::user_of_token;
+use super::bearer::BearerAuth;
 use super::browser::request_context;
 use super::error::{ApiError, ApiResult};
 use super::models::{IntrospectionResponse, TokenResponse, UserInfoResponse};
-use super::security::BearerAuth;
+use super::route_facts::{Charged, ChargedByHandler, buckets};
 use crate::domain::oauth::{self, ClientCredentials, TokenRequest};
 use crate::domain::{Error, ErrorCode};
 use crate::security::Secret;
@@ -135,13 +136,19 @@ impl OAuthApi {
     /// Token endpoint: `refresh_token`, `password` (allowed clients only) and
     /// `client_credentials` (confidential clients) grants.
     #[oai(path = "/token", method = "post", operation_id = "token")]
-    async fn token(&self, state: Data<&AppState>, req: &Request, form: Form<TokenForm>) -> ApiResult<TokenIssued> {
+    async fn token(
+        &self,
+        charged: ChargedByHandler<'_>,
+        state: Data<&AppState>,
+        req: &Request,
+        form: Form<TokenForm>,
+    ) -> ApiResult<TokenIssued> {
         let form = form.0;
         // A password grant is a login: it spends the login bucket (and, in the domain, the
         // username bucket), so the token endpoint is no way around the login limits.
         let is_password = oauth::GrantType::parse(&form.grant_type) == Some(oauth::GrantType::Password);
         let bucket = if is_password { Bucket::Login } else { Bucket::Token };
-        super::charge_ip(req, bucket)?;
+        charged.charge(bucket)?;
         let creds = client_credentials(req, form.client_id, form.client_secret)?;
         let request = TokenRequest {
             grant_type: form.grant_type,
@@ -167,7 +174,13 @@ impl OAuthApi {
 
     /// Revoke a refresh token (its whole session) or an access token (its session).
     #[oai(path = "/revoke", method = "post", operation_id = "revokeToken")]
-    async fn revoke(&self, state: Data<&AppState>, req: &Request, form: Form<TokenHandleForm>) -> ApiResult<Revoked> {
+    async fn revoke(
+        &self,
+        _charged: Charged<buckets::Token>,
+        state: Data<&AppState>,
+        req: &Request,
+        form: Form<TokenHandleForm>,
+    ) -> ApiResult<Revoked> {
         let form = form.0;
         let creds = client_credentials(req, form.client_id, form.client_secret)?;
         let client = oauth::authenticate_client(&state, &creds).await.map_err(oauth_error)?;
@@ -179,6 +192,7 @@ impl OAuthApi {
     #[oai(path = "/introspect", method = "post", operation_id = "introspectToken")]
     async fn introspect(
         &self,
+        _charged: Charged<buckets::Token>,
         state: Data<&AppState>,
         req: &Request,
         form: Form<TokenHandleForm>,

@@ -74,10 +74,6 @@ pub async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
         let metrics = &state.metrics;
         metrics.http_requests.with_label_values(&[route.as_str(), method.as_str(), &status.to_string()]).inc();
         metrics.http_duration.with_label_values(&[route.as_str(), method.as_str()]).observe(elapsed.as_secs_f64());
-        if status == 429 {
-            let bucket = crate::security::rate_limit::Bucket::for_path(&route).map_or("other", |b| b.as_str());
-            metrics.rate_limited.with_label_values(&[bucket]).inc();
-        }
     }
     span.in_scope(|| tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request"));
     Ok(response)

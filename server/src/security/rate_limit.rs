@@ -43,20 +43,6 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    /// Which bucket a request path belongs to, if any.
-    pub fn for_path(path: &str) -> Option<Bucket> {
-        match path {
-            "/auth/login" | "/auth/login/mfa" => Some(Bucket::Login),
-            "/auth/register" => Some(Bucket::Register),
-            // `/oauth2/token` is charged by its handler: `password` grants to `Login`.
-            "/oauth2/revoke" | "/oauth2/introspect" => Some(Bucket::Token),
-            "/auth/refresh" => Some(Bucket::Refresh),
-            "/auth/password" => Some(Bucket::PasswordChange),
-            p if p.starts_with("/auth/totp") => Some(Bucket::Totp),
-            _ => None,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Bucket::Login => "login",
@@ -172,13 +158,5 @@ mod tests {
         clock.advance(60);
         limits.sweep();
         assert_eq!(limits.tracked_keys(), 0);
-    }
-
-    #[test]
-    fn paths_map_to_buckets() {
-        assert_eq!(Bucket::for_path("/auth/login/mfa"), Some(Bucket::Login));
-        assert_eq!(Bucket::for_path("/auth/totp/confirm"), Some(Bucket::Totp));
-        assert_eq!(Bucket::for_path("/auth/me"), None);
-        assert_eq!(Bucket::for_path("/oauth2/token"), None, "charged by the handler per grant type");
     }
 }

@@ -18,4 +18,5 @@ mod oauth;
 mod openapi;
 mod operations;
 mod refresh;
+mod route_facts;
 mod store_contract;

@@ -12,7 +12,7 @@ pub mod users;
 
 use crate::store::Page;
 
-pub use super::security::AdminAuth;
+pub use super::bearer::AdminAuth;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 200;
