@@ -198,7 +198,7 @@ async fn serve(config: Config) -> Result<ExitCode, StartupError> {
             return Ok(ExitCode::from(2));
         }
     };
-    let grace = state.config.shutdown_grace;
+    let grace = state.config.operations.shutdown_grace;
     match crate::serve(listener, state, shutdown_signal(), grace).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {

@@ -354,7 +354,8 @@ impl Default for RawCookie {
     }
 }
 
-/// Checked configuration. Every field holds a value the server can use as it is.
+/// Checked configuration. Every field holds a value the server can use as it is; the
+/// sections mirror the file's, each checked by its own `TryFrom` of its raw section.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -371,29 +372,59 @@ pub struct Config {
     pub log_json: bool,
     /// Origins (scheme://host[:port]) allowed by CORS and the CSRF check.
     pub allowed_origins: Vec<String>,
+    pub tokens: Tokens,
+    pub keys: Keys,
+    pub passwords: Passwords,
+    pub cookie: Cookie,
+    pub rate_limits: RateLimits,
+    pub lockout: Lockout,
+    pub mfa: Mfa,
+    pub operations: Operations,
+    pub connections: Connections,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens {
     pub access_token_ttl: Duration,
     pub session_idle_timeout: Duration,
     pub session_absolute_lifetime: Duration,
     pub refresh_grace: Duration,
     pub clock_skew: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Keys {
     pub rsa_bits: u32,
     pub jwks_max_age: Duration,
-    pub password_min_length: usize,
+    /// Zero when scheduled rotation is off.
+    pub rotation_interval: Duration,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Passwords {
+    pub min_length: usize,
     pub argon2: Argon2Settings,
     pub hashing_threads: usize,
-    pub cookie_name: String,
-    pub cookie_path: String,
-    pub cookie_secure: bool,
-    pub hashing_max_queued: usize,
-    pub rate_limits: RateLimits,
-    pub lockout: Lockout,
+    pub max_queued: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cookie {
+    pub name: String,
+    pub path: String,
+    pub secure: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mfa {
     pub totp_issuer: String,
-    pub mfa_challenge_ttl: Duration,
-    /// Zero when scheduled rotation is off.
-    pub key_rotation_interval: Duration,
-    pub key_poll_interval: Duration,
+    pub challenge_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Operations {
     pub metrics_listen: Option<SocketAddr>,
-    pub connections: Connections,
     pub shutdown_grace: Duration,
     pub purge_interval: Duration,
     pub purge_batch_size: u64,
@@ -517,11 +548,43 @@ impl RawConfig {
             })?);
         }
 
-        let t = &self.tokens;
-        let positive = |key: &str, secs: u64| {
-            if secs == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(Duration::from_secs(secs)) }
-        };
-        let access_token_ttl = positive("tokens.access_token_ttl_secs", t.access_token_ttl_secs)?;
+        Ok(Config {
+            listen,
+            issuer,
+            database_url,
+            db_pool_size: self.db_pool_size,
+            sqlite_synchronous: self.sqlite_synchronous,
+            run_migrations: self.run_migrations,
+            master_key_file: self.master_key_file,
+            audience: self.audience,
+            registration_enabled: self.registration_enabled,
+            max_body_bytes: self.max_body_bytes,
+            log_json,
+            allowed_origins,
+            tokens: Tokens::try_from(&self.tokens)?,
+            keys: Keys::try_from(&self.keys)?,
+            passwords: Passwords::try_from(&self.passwords)?,
+            cookie: Cookie::checked(&self.cookie, &public_url)?,
+            rate_limits: RateLimits::try_from(&self.rate_limits)?,
+            lockout: Lockout::try_from(&self.lockout)?,
+            mfa: Mfa::try_from(&self.mfa)?,
+            operations: Operations::try_from(&self.operations)?,
+            connections: Connections::try_from(&self.connections)?,
+        })
+    }
+}
+
+/// A number of seconds that must not be zero, as a duration.
+fn positive(key: &str, secs: u64) -> Result<Duration, ConfigError> {
+    if secs == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(Duration::from_secs(secs)) }
+}
+
+const DAY: u64 = 24 * 3600;
+
+impl TryFrom<&RawTokens> for Tokens {
+    type Error = ConfigError;
+
+    fn try_from(t: &RawTokens) -> Result<Self, ConfigError> {
         let session_idle_timeout = positive("tokens.session_idle_timeout_secs", t.session_idle_timeout_secs)?;
         let session_absolute_lifetime =
             positive("tokens.session_absolute_lifetime_secs", t.session_absolute_lifetime_secs)?;
@@ -531,13 +594,36 @@ impl RawConfig {
                 "must not exceed tokens.session_absolute_lifetime_secs",
             ));
         }
+        Ok(Tokens {
+            access_token_ttl: positive("tokens.access_token_ttl_secs", t.access_token_ttl_secs)?,
+            session_idle_timeout,
+            session_absolute_lifetime,
+            refresh_grace: Duration::from_secs(t.refresh_grace_secs),
+            clock_skew: Duration::from_secs(t.clock_skew_secs),
+        })
+    }
+}
 
-        if !matches!(self.keys.rsa_bits, 2048 | 3072 | 4096) {
+impl TryFrom<&RawKeys> for Keys {
+    type Error = ConfigError;
+
+    fn try_from(k: &RawKeys) -> Result<Self, ConfigError> {
+        if !matches!(k.rsa_bits, 2048 | 3072 | 4096) {
             return Err(invalid("keys.rsa_bits", "must be 2048, 3072 or 4096"));
         }
-        let jwks_max_age = positive("keys.jwks_max_age_secs", self.keys.jwks_max_age_secs)?;
+        Ok(Keys {
+            rsa_bits: k.rsa_bits,
+            jwks_max_age: positive("keys.jwks_max_age_secs", k.jwks_max_age_secs)?,
+            rotation_interval: Duration::from_secs(k.rotation_interval_days * DAY),
+            poll_interval: positive("keys.poll_interval_secs", k.poll_interval_secs)?,
+        })
+    }
+}
 
-        let p = &self.passwords;
+impl TryFrom<&RawPasswords> for Passwords {
+    type Error = ConfigError;
+
+    fn try_from(p: &RawPasswords) -> Result<Self, ConfigError> {
         if !(8..=PASSWORD_MAX_LENGTH).contains(&p.min_length) {
             return Err(invalid("passwords.min_length", format!("must be between 8 and {PASSWORD_MAX_LENGTH}")));
         }
@@ -552,22 +638,37 @@ impl RawConfig {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n,
         };
+        let max_queued = match p.max_queued {
+            0 => hashing_threads * 64,
+            n => n,
+        };
+        Ok(Passwords { min_length: p.min_length, argon2, hashing_threads, max_queued })
+    }
+}
 
-        let c = &self.cookie;
+impl Cookie {
+    /// `secure = false` is allowed only for a loopback `public_url`.
+    fn checked(c: &RawCookie, public_url: &Url) -> Result<Self, ConfigError> {
         if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)) {
             return Err(invalid("cookie.name", "must be non-empty ASCII letters, digits, '_' or '-'"));
         }
         if !c.path.starts_with('/') {
             return Err(invalid("cookie.path", "must start with '/'"));
         }
-        if !c.secure && !is_loopback_http(&public_url) {
+        if !c.secure && !is_loopback_http(public_url) {
             return Err(invalid(
                 "cookie.secure",
                 "may be false only when public_url is http://localhost or a loopback address",
             ));
         }
+        Ok(Cookie { name: c.name.clone(), path: c.path.clone(), secure: c.secure })
+    }
+}
 
-        let r = &self.rate_limits;
+impl TryFrom<&RawRateLimits> for RateLimits {
+    type Error = ConfigError;
+
+    fn try_from(r: &RawRateLimits) -> Result<Self, ConfigError> {
         for (key, quota) in [
             ("login", r.login),
             ("register", r.register),
@@ -591,7 +692,7 @@ impl RawConfig {
                 })?;
             trusted_proxies.push(net);
         }
-        let rate_limits = RateLimits {
+        Ok(RateLimits {
             login: r.login,
             register: r.register,
             token: r.token,
@@ -602,32 +703,55 @@ impl RawConfig {
             trusted_proxies,
             client_ip_header: r.client_ip_header,
             max_tracked_keys: r.max_tracked_keys.max(1000),
-        };
-        let n = &self.connections;
-        let connections = Connections {
+        })
+    }
+}
+
+impl TryFrom<&RawConnections> for Connections {
+    type Error = ConfigError;
+
+    fn try_from(n: &RawConnections) -> Result<Self, ConfigError> {
+        if n.max_connections == 0 || n.max_connections_per_ip == 0 {
+            return Err(invalid("connections", "max_connections and max_connections_per_ip must be greater than 0"));
+        }
+        Ok(Connections {
             header_read_timeout: positive("connections.header_read_timeout_secs", n.header_read_timeout_secs)?,
             keep_alive_idle: positive("connections.keep_alive_idle_secs", n.keep_alive_idle_secs)?,
             max_connections: n.max_connections,
             max_connections_per_ip: n.max_connections_per_ip,
-        };
-        if connections.max_connections == 0 || connections.max_connections_per_ip == 0 {
-            return Err(invalid("connections", "max_connections and max_connections_per_ip must be greater than 0"));
-        }
-        let l = &self.lockout;
+        })
+    }
+}
+
+impl TryFrom<&RawLockout> for Lockout {
+    type Error = ConfigError;
+
+    fn try_from(l: &RawLockout) -> Result<Self, ConfigError> {
         if l.threshold > 0 && (l.base_secs == 0 || l.max_secs < l.base_secs) {
             return Err(invalid("lockout", "base_secs must be > 0 and max_secs >= base_secs"));
         }
-        let lockout = Lockout { threshold: l.threshold, base_secs: l.base_secs, max_secs: l.max_secs };
-        if self.mfa.totp_issuer.is_empty() || self.mfa.totp_issuer.contains(':') {
+        Ok(Lockout { threshold: l.threshold, base_secs: l.base_secs, max_secs: l.max_secs })
+    }
+}
+
+impl TryFrom<&RawMfa> for Mfa {
+    type Error = ConfigError;
+
+    fn try_from(m: &RawMfa) -> Result<Self, ConfigError> {
+        if m.totp_issuer.is_empty() || m.totp_issuer.contains(':') {
             return Err(invalid("mfa.totp_issuer", "must be non-empty and contain no ':'"));
         }
-        let mfa_challenge_ttl = positive("mfa.challenge_ttl_secs", self.mfa.challenge_ttl_secs)?;
-        let hashing_max_queued = match p.max_queued {
-            0 => hashing_threads * 64,
-            n => n,
-        };
+        Ok(Mfa {
+            totp_issuer: m.totp_issuer.clone(),
+            challenge_ttl: positive("mfa.challenge_ttl_secs", m.challenge_ttl_secs)?,
+        })
+    }
+}
 
-        let o = &self.operations;
+impl TryFrom<&RawOperations> for Operations {
+    type Error = ConfigError;
+
+    fn try_from(o: &RawOperations) -> Result<Self, ConfigError> {
         let metrics_listen = match &o.metrics_listen {
             Some(addr) => Some(
                 addr.parse::<SocketAddr>()
@@ -635,50 +759,13 @@ impl RawConfig {
             ),
             None => None,
         };
-        let purge_interval = positive("operations.purge_interval_secs", o.purge_interval_secs)?;
         if o.purge_batch_size == 0 {
             return Err(invalid("operations.purge_batch_size", "must be greater than 0"));
         }
-        let key_poll_interval = positive("keys.poll_interval_secs", self.keys.poll_interval_secs)?;
-        const DAY: u64 = 24 * 3600;
-
-        Ok(Config {
-            listen,
-            issuer,
-            database_url,
-            db_pool_size: self.db_pool_size,
-            sqlite_synchronous: self.sqlite_synchronous,
-            run_migrations: self.run_migrations,
-            master_key_file: self.master_key_file,
-            audience: self.audience,
-            registration_enabled: self.registration_enabled,
-            max_body_bytes: self.max_body_bytes,
-            log_json,
-            allowed_origins,
-            access_token_ttl,
-            session_idle_timeout,
-            session_absolute_lifetime,
-            refresh_grace: Duration::from_secs(t.refresh_grace_secs),
-            clock_skew: Duration::from_secs(t.clock_skew_secs),
-            rsa_bits: self.keys.rsa_bits,
-            jwks_max_age,
-            password_min_length: p.min_length,
-            argon2,
-            hashing_threads,
-            cookie_name: c.name.clone(),
-            cookie_path: c.path.clone(),
-            cookie_secure: c.secure,
-            hashing_max_queued,
-            rate_limits,
-            lockout,
-            totp_issuer: self.mfa.totp_issuer.clone(),
-            mfa_challenge_ttl,
-            key_rotation_interval: Duration::from_secs(self.keys.rotation_interval_days * DAY),
-            key_poll_interval,
+        Ok(Operations {
             metrics_listen,
-            connections,
             shutdown_grace: Duration::from_secs(o.shutdown_grace_secs),
-            purge_interval,
+            purge_interval: positive("operations.purge_interval_secs", o.purge_interval_secs)?,
             purge_batch_size: o.purge_batch_size,
             ended_session_retention: Duration::from_secs(o.ended_session_retention_days * DAY),
             audit_retention: Duration::from_secs(o.audit_retention_days * DAY),
@@ -767,8 +854,8 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.issuer, "http://127.0.0.1:8080");
         assert!(config.database_url.starts_with("sqlite://data/latchkey.db"));
-        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
-        assert_eq!(config.argon2, Argon2Settings { memory_kib: 19_456, iterations: 2, parallelism: 1 });
+        assert_eq!(config.tokens.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.passwords.argon2, Argon2Settings { memory_kib: 19_456, iterations: 2, parallelism: 1 });
     }
 
     #[test]

@@ -93,11 +93,12 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         tracing::info!(path = %config.master_key_file.display(), "generated a new master key");
     }
     let db = open_database(&config).await?;
-    if domain::keys::ensure_active_key(&db, &master_key, config.rsa_bits, clock.now()).await? {
-        tracing::info!(bits = config.rsa_bits, "generated the first signing key");
+    if domain::keys::ensure_active_key(&db, &master_key, config.keys.rsa_bits, clock.now()).await? {
+        tracing::info!(bits = config.keys.rsa_bits, "generated the first signing key");
     }
     let key_set = domain::keys::load_key_set(&db, &master_key, &config, clock.now()).await?;
-    let passwords = PasswordHasher::new(config.argon2, config.hashing_threads, config.hashing_max_queued)?;
+    let passwords =
+        PasswordHasher::new(config.passwords.argon2, config.passwords.hashing_threads, config.passwords.max_queued)?;
     let limits = Limiters::new(&config.rate_limits, clock.clone());
     let metrics = metrics::Metrics::new()?;
     // One reader per core that can run a request at once, and two to spare.
@@ -133,7 +134,7 @@ pub async fn serve(
     }
     let db = state.db.clone();
     let jobs = tokio::spawn(domain::maintenance::run_forever(state.clone()));
-    let metrics_server = match state.config.metrics_listen {
+    let metrics_server = match state.config.operations.metrics_listen {
         Some(addr) => {
             let listener = poem::listener::TcpListener::bind(addr);
             let app = api::metrics_app(state.clone());

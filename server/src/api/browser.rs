@@ -91,10 +91,10 @@ pub fn clear_refresh_cookie(config: &Config) -> String {
 }
 
 pub(super) fn cookie_header(config: &Config, value: &str, max_age: i64) -> String {
-    let secure = if config.cookie_secure { "; Secure" } else { "" };
+    let secure = if config.cookie.secure { "; Secure" } else { "" };
     format!(
         "{}={value}; Path={}; Max-Age={max_age}; HttpOnly{secure}; SameSite=Strict",
-        config.cookie_name, config.cookie_path
+        config.cookie.name, config.cookie.path
     )
 }
 

@@ -90,6 +90,6 @@ impl DiscoveryApi {
     async fn jwks(&self, state: Data<&AppState>) -> JwksResponse {
         let keys = state.keys.current();
         let body = PreSerialized::new(keys.jwks_json.clone());
-        JwksResponse::Ok(body, format!("public, max-age={}", state.config.jwks_max_age.as_secs()))
+        JwksResponse::Ok(body, format!("public, max-age={}", state.config.keys.jwks_max_age.as_secs()))
     }
 }

@@ -95,7 +95,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     });
     let max_body = config.max_body_bytes;
     let mut route = Route::new().nest("/", service).at("/openapi.json", spec).nest("/docs", docs);
-    if config.metrics_listen.is_none() {
+    if config.operations.metrics_listen.is_none() {
         // On the public listener only this host may read them (a Prometheus agent beside
         // the server); `operations.metrics_listen` gives them an address of their own.
         route = route.at(

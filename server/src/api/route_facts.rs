@@ -85,7 +85,7 @@ fn refresh_cookie(config: &Config, req: &Request) -> Option<Secret<String>> {
     req.headers().get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
         header.split(';').find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == config.cookie_name && !value.is_empty()).then(|| Secret::new(value.to_string()))
+            (name == config.cookie.name && !value.is_empty()).then(|| Secret::new(value.to_string()))
         })
     })
 }

@@ -143,7 +143,7 @@ pub struct AccessGrant<'a> {
 /// Signs an access token with the active key. Returns the token and its lifetime.
 pub fn mint_access_token(state: &AppState, grant: AccessGrant<'_>) -> Result<(String, u64)> {
     let now = state.now();
-    let ttl = state.config.access_token_ttl.as_secs();
+    let ttl = state.config.tokens.access_token_ttl.as_secs();
     let claims = AccessClaims {
         iss: state.config.issuer.clone(),
         sub: grant.subject.to_string(),
@@ -196,7 +196,7 @@ pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Authen
         &state.config.issuer,
         &state.config.audience,
         now,
-        state.config.clock_skew.as_secs() as i64,
+        state.config.tokens.clock_skew.as_secs() as i64,
     )
     .map_err(|e: TokenError| Error::InvalidToken(e.to_string()))?;
     let Some(sid) = &claims.sid else {

@@ -120,10 +120,10 @@ pub struct Plan {
 impl Lifecycle {
     pub fn of(config: &Config) -> Self {
         Self {
-            rotation_interval_secs: config.key_rotation_interval.as_secs() as i64,
-            jwks_max_age_secs: config.jwks_max_age.as_secs() as i64,
-            token_ttl_secs: config.access_token_ttl.as_secs() as i64,
-            clock_skew_secs: config.clock_skew.as_secs() as i64,
+            rotation_interval_secs: config.keys.rotation_interval.as_secs() as i64,
+            jwks_max_age_secs: config.keys.jwks_max_age.as_secs() as i64,
+            token_ttl_secs: config.tokens.access_token_ttl.as_secs() as i64,
+            clock_skew_secs: config.tokens.clock_skew.as_secs() as i64,
         }
     }
 
@@ -239,12 +239,13 @@ fn pending_exists() -> Error {
 
 /// Starts a rotation: a new pending key, published now, signing after `jwks_max_age`.
 pub async fn rotate(state: &AppState, actor: &str) -> Result<SigningKeyRow, Error> {
-    let row =
-        match create_key(&state.db, &state.master_key, state.config.rsa_bits, KeyState::Pending, state.now()).await {
-            Ok(row) => row,
-            Err(KeySetupError::Store(StoreError::Conflict)) => return Err(pending_exists()),
-            Err(e) => return Err(setup_error(e)),
-        };
+    let row = match create_key(&state.db, &state.master_key, state.config.keys.rsa_bits, KeyState::Pending, state.now())
+        .await
+    {
+        Ok(row) => row,
+        Err(KeySetupError::Store(StoreError::Conflict)) => return Err(pending_exists()),
+        Err(e) => return Err(setup_error(e)),
+    };
     crate::store::audit::record(&state.db, key_event(state, actor, "key.rotate", &row.kid)).await?;
     reload(state).await?;
     Ok(row)
@@ -304,8 +305,14 @@ pub async fn revoke(state: &AppState, kid: &str, actor: &str) -> Result<(), Erro
         let replacement = match keys::list(&state.db).await?.into_iter().find(|k| k.state == KeyState::Pending) {
             Some(pending) => pending.kid,
             None => {
-                match create_key(&state.db, &state.master_key, state.config.rsa_bits, KeyState::Pending, state.now())
-                    .await
+                match create_key(
+                    &state.db,
+                    &state.master_key,
+                    state.config.keys.rsa_bits,
+                    KeyState::Pending,
+                    state.now(),
+                )
+                .await
                 {
                     Ok(row) => row.kid,
                     Err(e) => return Err(setup_error(e)),
@@ -335,7 +342,7 @@ pub async fn maintain(state: &AppState) -> Result<Maintenance, Error> {
     let mut plan = lifecycle.plan(&keys::list(&state.db).await?, now);
     let mut done = Maintenance::default();
     if plan.create_pending {
-        match create_key(&state.db, &state.master_key, state.config.rsa_bits, KeyState::Pending, now).await {
+        match create_key(&state.db, &state.master_key, state.config.keys.rsa_bits, KeyState::Pending, now).await {
             Ok(row) => {
                 crate::store::audit::record(&state.db, key_event(state, "system", "key.rotate", &row.kid)).await?;
                 if lifecycle.activation_due(row.created_at) <= now {

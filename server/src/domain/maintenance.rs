@@ -21,16 +21,16 @@ pub struct Purged {
 pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
     let now = state.now();
     let config = &state.config;
-    let lease = config.purge_interval.as_secs() as i64;
+    let lease = config.operations.purge_interval.as_secs() as i64;
     if !purge::try_lease(&state.db, "purge", &state.node_id, now, lease).await? {
         return Ok(None);
     }
-    let batch = config.purge_batch_size;
+    let batch = config.operations.purge_batch_size;
     let mut done = Purged::default();
-    let sessions_before = now - config.ended_session_retention.as_secs() as i64;
+    let sessions_before = now - config.operations.ended_session_retention.as_secs() as i64;
     done.sessions = drain(|| purge::ended_sessions(&state.db, sessions_before, batch), batch).await?;
-    if !config.audit_retention.is_zero() {
-        let audit_before = now - config.audit_retention.as_secs() as i64;
+    if !config.operations.audit_retention.is_zero() {
+        let audit_before = now - config.operations.audit_retention.as_secs() as i64;
         done.audit_events = drain(|| purge::old_audit_events(&state.db, audit_before, batch), batch).await?;
     }
     done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?;
@@ -62,8 +62,8 @@ where
 /// Runs key maintenance every `key_poll_interval` and the purge every `purge_interval`
 /// until the server stops. Failures are logged and retried on the next tick.
 pub async fn run_forever(state: AppState) {
-    let mut keys = tokio::time::interval(state.config.key_poll_interval);
-    let mut purge_tick = tokio::time::interval(state.config.purge_interval);
+    let mut keys = tokio::time::interval(state.config.keys.poll_interval);
+    let mut purge_tick = tokio::time::interval(state.config.operations.purge_interval);
     keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep = tokio::time::interval(Duration::from_secs(60));

@@ -66,7 +66,7 @@ pub async fn after_password(
         return Ok(LoginOutcome::Tokens(sessions::start(state, user, client, scope, &["pwd"], ctx).await?));
     }
     let now = state.now();
-    let ttl = state.config.mfa_challenge_ttl.as_secs();
+    let ttl = state.config.mfa.challenge_ttl.as_secs();
     let token = generate_token(MFA_TOKEN_PREFIX);
     store::create_challenge(
         &state.db,
@@ -201,7 +201,7 @@ pub async fn setup(
     let secret = totp::generate_secret();
     let encrypted = state.master_key.encrypt(&totp_context(&user.id), secret.expose());
     users::set_pending_totp(&state.db, &user.id, &encrypted).await?;
-    let uri = totp::otpauth_uri(secret.expose(), &state.config.totp_issuer, &user.username)
+    let uri = totp::otpauth_uri(secret.expose(), &state.config.mfa.totp_issuer, &user.username)
         .ok_or_else(|| Error::Internal("cannot build the otpauth URI".into()))?;
     let svg = totp::qr_svg(&uri).ok_or_else(|| Error::Internal("cannot draw the QR code".into()))?;
     Ok(TotpEnrolment {

@@ -236,7 +236,7 @@ fn verify_any_audience(state: &AppState, token: &str) -> std::result::Result<Acc
         &state.config.issuer,
         &unverified.claims.aud,
         state.now(),
-        state.config.clock_skew.as_secs() as i64,
+        state.config.tokens.clock_skew.as_secs() as i64,
     )
     .map_err(|_| ())
 }

@@ -66,8 +66,8 @@ pub async fn start(
 ) -> Result<IssuedTokens> {
     let now = state.now();
     let config = &state.config;
-    let absolute_expires_at = now + config.session_absolute_lifetime.as_secs() as i64;
-    let idle_expires_at = (now + config.session_idle_timeout.as_secs() as i64).min(absolute_expires_at);
+    let absolute_expires_at = now + config.tokens.session_absolute_lifetime.as_secs() as i64;
+    let idle_expires_at = (now + config.tokens.session_idle_timeout.as_secs() as i64).min(absolute_expires_at);
     let session_id = new_id();
     let refresh_token = generate_token(REFRESH_TOKEN_PREFIX);
     let amr_text = amr.join(" ");
@@ -183,7 +183,7 @@ pub async fn refresh(
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let now = state.now();
-    let grace_secs = state.config.refresh_grace.as_secs() as i64;
+    let grace_secs = state.config.tokens.refresh_grace.as_secs() as i64;
     let Some(read) = state.tokens.token_for_refresh(&sha256_hex(presented.expose())).await? else {
         return Err(Error::invalid_refresh_token());
     };
@@ -201,7 +201,8 @@ async fn rotate(
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let Some(user) = user else { return Err(Error::invalid_refresh_token()) };
-    let idle_expires_at = (now + state.config.session_idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
+    let idle_expires_at =
+        (now + state.config.tokens.session_idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
     let child_token = generate_token(REFRESH_TOKEN_PREFIX);
     let rotation = Rotation {
         token_id: token.id.clone(),
@@ -221,7 +222,8 @@ async fn rotate(
             let Some((token, session)) = state.tokens.token_with_session(&token.token_hash).await? else {
                 return Err(Error::invalid_refresh_token());
             };
-            let verdict = judge_presented_again(&token, &session, now, state.config.refresh_grace.as_secs() as i64);
+            let verdict =
+                judge_presented_again(&token, &session, now, state.config.tokens.refresh_grace.as_secs() as i64);
             return Err(answer_refusal(state, verdict, &token, &session, now, ctx).await?);
         }
     }

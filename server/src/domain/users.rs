@@ -130,7 +130,7 @@ pub struct NewAccount {
 pub async fn create(state: &AppState, account: NewAccount, by: &Grantor<'_>, ip: Option<String>) -> Result<UserView> {
     let actor = by.actor();
     let (username, normalized) = normalize_username(&account.username)?;
-    validate_password(account.password.expose(), state.config.password_min_length)?;
+    validate_password(account.password.expose(), state.config.passwords.min_length)?;
     let email = validate_email(account.email)?;
     let extra = granted_roles(account.roles);
     by.check_roles(state, "user.create", &normalized, &extra).await?;
@@ -301,7 +301,7 @@ pub async fn admin_set_password(
 ) -> Result<()> {
     check_id(user_id)?;
     check_may_manage(state, by, user_id, "user.set_password").await?;
-    validate_password(password.expose(), state.config.password_min_length)?;
+    validate_password(password.expose(), state.config.passwords.min_length)?;
     let hash = state.passwords.hash(password).await?;
     let event = user_event(state, by.actor(), "user.set_password", user_id, serde_json::json!({}));
     apply(state, user_id, users::UserChanges { password_hash: Some(hash), ..Default::default() }, event).await?;
@@ -347,7 +347,7 @@ pub async fn change_password(
 ) -> Result<()> {
     let user = users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
     super::auth::check_password(state, &user.username, current, ctx).await?;
-    validate_password(new.expose(), state.config.password_min_length)?;
+    validate_password(new.expose(), state.config.passwords.min_length)?;
     let hash = state.passwords.hash(new).await?;
     let mut event = user_event(state, user_id, "user.change_password", user_id, serde_json::json!({}));
     event.ip = ctx.ip.clone();
