@@ -2,6 +2,7 @@
 //! schemas in `openapi/openapi.json`; a test compares their field names with the
 //! committed document, so they cannot drift apart silently.
 
+pub use latchkey_codes::ErrorCode;
 use std::sync::{Arc, Mutex};
 
 use reqwest::{Method, StatusCode};
@@ -14,9 +15,10 @@ pub const CLIENT_ID: &str = "latchkey-admin";
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ApiError {
-    /// The server answered with an error body.
+    /// The server answered with an error body; `code` is `None` for a code this
+    /// build does not know (a newer server) or a body without one.
     #[error("{message}")]
-    Server { status: u16, code: String, message: String },
+    Server { status: u16, code: Option<ErrorCode>, message: String },
     /// The password was right; the account needs a TOTP code.
     #[error("a TOTP code is required")]
     MfaRequired,
@@ -252,7 +254,7 @@ impl ApiClient {
             form.push(("totp", code));
         }
         match self.token_request(&form).await {
-            Err(ApiError::Server { code, .. }) if code == "mfa_required" => Err(ApiError::MfaRequired),
+            Err(ApiError::Server { code: Some(ErrorCode::MfaRequired), .. }) => Err(ApiError::MfaRequired),
             other => other,
         }
     }
@@ -442,7 +444,11 @@ fn encode(text: &str) -> String {
 async fn error_from(status: StatusCode, resp: reqwest::Response) -> ApiError {
     let text = resp.text().await.unwrap_or_default();
     match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => ApiError::Server { status: status.as_u16(), code: body.error, message: body.error_description },
-        Err(_) => ApiError::Server { status: status.as_u16(), code: "error".into(), message: format!("HTTP {status}") },
+        Ok(body) => ApiError::Server {
+            status: status.as_u16(),
+            code: ErrorCode::parse(&body.error),
+            message: body.error_description,
+        },
+        Err(_) => ApiError::Server { status: status.as_u16(), code: None, message: format!("HTTP {status}") },
     }
 }

@@ -1,6 +1,6 @@
 //! Every screen at 80×24, as an operator sees it (no colour in the buffer snapshot).
 
-use latchkey_admin::api::{ApiError, TotpSetup};
+use latchkey_admin::api::{ApiError, ErrorCode, TotpSetup};
 use latchkey_admin::app::crossterm_keys::KeyCode;
 use latchkey_admin::app::{Action, App, key};
 use latchkey_admin::request::Loaded;
@@ -49,7 +49,7 @@ fn error_status_line() {
     let mut app = loaded_app();
     app.apply(Action::Failed(ApiError::Server {
         status: 409,
-        code: "last_admin".into(),
+        code: Some(ErrorCode::LastAdmin),
         message: "the last active admin cannot be removed, disabled or lose the admin role".into(),
     }));
     insta::assert_snapshot!(render(&app));

@@ -81,8 +81,10 @@ enum SessionListResponse {
     Ok(Json<Vec<SessionResponse>>),
 }
 
+/// A change that answers nothing but success (TOTP off, password changed, a session
+/// revoked).
 #[derive(ApiResponse)]
-enum SessionRevoked {
+enum Done {
     #[oai(status = 204)]
     NoContent,
 }
@@ -252,12 +254,12 @@ impl AuthApi {
         req: &Request,
         auth: BearerAuth,
         body: Json<TotpDisableRequest>,
-    ) -> ApiResult<SessionRevoked> {
+    ) -> ApiResult<Done> {
         let user = user_of_token(&state, &auth).await?;
         let body = body.0;
         let factor = second_factor(body.code, body.recovery_code)?;
         mfa::disable(&state, &user.id, &Secret::new(body.password), &factor, &request_context(req)).await?;
-        Ok(SessionRevoked::NoContent)
+        Ok(Done::NoContent)
     }
 
     /// Replace the recovery codes (password re-checked); the old ones stop working.
@@ -286,7 +288,7 @@ impl AuthApi {
         req: &Request,
         auth: BearerAuth,
         body: Json<ChangePasswordRequest>,
-    ) -> ApiResult<SessionRevoked> {
+    ) -> ApiResult<Done> {
         let user = user_of_token(&state, &auth).await?;
         let body = body.0;
         users::change_password(
@@ -298,7 +300,7 @@ impl AuthApi {
             &request_context(req),
         )
         .await?;
-        Ok(SessionRevoked::NoContent)
+        Ok(Done::NoContent)
     }
 
     /// Exchange the refresh cookie for a new access token; the cookie is rotated.
@@ -364,10 +366,10 @@ impl AuthApi {
         req: &Request,
         auth: BearerAuth,
         id: Path<String>,
-    ) -> ApiResult<SessionRevoked> {
+    ) -> ApiResult<Done> {
         let user = user_of_token(&state, &auth).await?;
         sessions::revoke_own(&state, &user.id, &id.0, &request_context(req)).await?;
-        Ok(SessionRevoked::NoContent)
+        Ok(Done::NoContent)
     }
 }
 

@@ -292,8 +292,8 @@ async fn answer_refusal(
 }
 
 /// Revokes the session a refresh token belongs to, whatever the token's state.
-/// Unknown tokens are ignored (logout is idempotent). Returns the user id when a
-/// session was found and the caller's client owns it.
+/// Unknown tokens, and tokens of another client than `client_id`, are ignored (logout
+/// is idempotent and tells nothing about other clients' tokens).
 pub async fn revoke_by_refresh_token(
     state: &AppState,
     presented: &Secret<String>,
@@ -332,7 +332,7 @@ pub async fn revoke_session(state: &AppState, session: &SessionRow, reason: &str
     Ok(())
 }
 
-/// Revokes a session by id on behalf of `actor_user_id`, who must own it.
+/// Revokes a session by id on behalf of `user_id`, who must own it.
 pub async fn revoke_own(state: &AppState, user_id: &str, session_id: &str, ctx: &RequestContext) -> Result<()> {
     let session = store::find_session(&state.db, session_id)
         .await?

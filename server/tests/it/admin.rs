@@ -552,6 +552,13 @@ async fn mutations_are_audited_and_bad_input_is_rejected() {
     }
     assert!(events.windows(2).all(|w| w[0]["id"].as_i64() > w[1]["id"].as_i64()), "newest first");
     assert!(!serde_json::to_string(events).unwrap().contains(otp), "no secrets in the audit log");
+    // Readers get names beside the ids of users; a deleted user's id keeps no name,
+    // and targets that are not users (a role) have none.
+    let role_created = events.iter().find(|e| e["action"] == "role.create").unwrap();
+    assert_eq!(role_created["actor_name"], "root", "{role_created}");
+    assert!(role_created.get("target_name").is_none(), "{role_created}");
+    let created = events.iter().find(|e| e["action"] == "user.create").unwrap();
+    assert!(created.get("target_name").is_none(), "olive was deleted since: {created}");
 
     let cases: Vec<(Method, String, Option<Value>, u16, &str)> = vec![
         (

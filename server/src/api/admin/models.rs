@@ -6,9 +6,9 @@ use poem_openapi::types::MaybeUndefined;
 
 use crate::api::models::UserResponse;
 use crate::clock::to_datetime;
+use crate::domain::audit::AuditEntry;
 use crate::domain::clients::ClientView;
 use crate::domain::sessions::SessionWithUser;
-use crate::store::audit::AuditRow;
 use crate::store::roles::RoleDetails;
 
 #[derive(Debug, Object)]
@@ -258,23 +258,31 @@ pub struct AuditEventResponse {
     pub occurred_at: DateTime<Utc>,
     /// User id, client id, `cli`, `anonymous` or `self-registration`.
     pub actor: String,
+    /// The username, when `actor` is a user's id.
+    #[oai(skip_serializing_if_is_none)]
+    pub actor_name: Option<String>,
     pub action: String,
     #[oai(skip_serializing_if_is_none)]
     pub target: Option<String>,
+    /// The username, when `target` is a user's id.
+    #[oai(skip_serializing_if_is_none)]
+    pub target_name: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     pub ip: Option<String>,
     pub outcome: String,
     pub details: serde_json::Value,
 }
 
-impl From<AuditRow> for AuditEventResponse {
-    fn from(row: AuditRow) -> Self {
+impl From<AuditEntry> for AuditEventResponse {
+    fn from(AuditEntry { row, actor_name, target_name }: AuditEntry) -> Self {
         Self {
             id: row.id,
             occurred_at: to_datetime(row.occurred_at),
             actor: row.actor,
+            actor_name,
             action: row.action,
             target: row.target,
+            target_name,
             ip: row.ip,
             outcome: row.outcome,
             details: serde_json::from_str(&row.details).unwrap_or(serde_json::Value::Null),
