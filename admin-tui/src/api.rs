@@ -259,15 +259,20 @@ impl ApiClient {
         }
     }
 
-    /// Rotates the refresh token for a fresh access token.
+    /// Rotates the refresh token for a fresh access token. A refresh whose answer is
+    /// lost (the connection drops, a proxy answers 5xx) is retried once with the same
+    /// token: the server answers a retry within its grace window with the child it
+    /// already committed, so the retry neither strands the session nor forks it.
     pub async fn refresh(&self) -> Result<(), ApiError> {
         let Some(refresh) = self.tokens.lock().ok().and_then(|t| t.refresh.clone()) else {
             return Err(ApiError::SessionExpired);
         };
-        match self
-            .token_request(&[("grant_type", "refresh_token"), ("client_id", CLIENT_ID), ("refresh_token", &refresh)])
-            .await
-        {
+        let form = [("grant_type", "refresh_token"), ("client_id", CLIENT_ID), ("refresh_token", refresh.as_str())];
+        let mut result = self.token_request(&form).await;
+        if matches!(result, Err(ApiError::Connection(_)) | Err(ApiError::Server { status: 500..=599, .. })) {
+            result = self.token_request(&form).await;
+        }
+        match result {
             Ok(()) => Ok(()),
             Err(ApiError::Server { status: 400 | 401, .. }) => {
                 self.logout();

@@ -11,6 +11,7 @@ mod m20261123_000002_sessions;
 mod m20261123_000003_defences;
 mod m20261123_000004_operations;
 mod m20261201_000005_hardening;
+mod m20261201_000006_refresh_replay;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_defences::Migration),
             Box::new(m20261123_000004_operations::Migration),
             Box::new(m20261201_000005_hardening::Migration),
+            Box::new(m20261201_000006_refresh_replay::Migration),
         ]
     }
 }

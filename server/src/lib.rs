@@ -1,9 +1,13 @@
 //! Latchkey server.
 //!
 //! Layout (each module's docs say what it owns):
-//! - [`api`]: poem-openapi handlers (thin), the error → response mapping, the OpenAPI document.
-//! - [`domain`]: the rules — login, sessions and refresh rotation, OAuth grants. No HTTP.
-//! - [`store`]: sea-orm entities and every query; transactions live here.
+//! - [`api`]: poem-openapi handlers (thin), the error → response mapping, the route facts
+//!   (CSRF, rate-limit buckets) each operation declares, the OpenAPI document.
+//! - [`domain`]: the rules — login and lockout, sessions and refresh rotation, key
+//!   lifecycle, OAuth grants. No HTTP; the decisions are pure functions of their inputs
+//!   and `now`, unit-tested beside them.
+//! - [`store`]: sea-orm entities and every query; transactions live here. The token
+//!   paths go through one trait ([`store::TokenStore`]) with one module per engine.
 //! - [`tokens`], [`security`]: cryptography — JWTs and keys; passwords, secrets, master key.
 //! - [`config`], [`clock`], [`state`]: checked settings, injectable time, shared state.
 //! - [`cli`]: the `latchkey` command line.

@@ -12,6 +12,7 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub tokens_issued: IntCounterVec,
     pub refresh_reuse: IntCounter,
+    pub refresh_replayed: IntCounter,
     pub rate_limited: IntCounterVec,
     pub lockouts: IntCounter,
     pub hashing_queue: IntGauge,
@@ -35,6 +36,10 @@ impl Metrics {
         let tokens_issued =
             IntCounterVec::new(Opts::new("tokens_issued_total", "Access tokens issued by grant"), &["grant"])?;
         let refresh_reuse = IntCounter::new("refresh_token_reuse_total", "Reused refresh tokens (sessions revoked)")?;
+        let refresh_replayed = IntCounter::new(
+            "refresh_token_replayed_total",
+            "Refreshes answered again with the child already committed (the first answer was lost)",
+        )?;
         let rate_limited =
             IntCounterVec::new(Opts::new("rate_limited_total", "Requests refused by a rate limit"), &["bucket"])?;
         let lockouts = IntCounter::new("lockouts_total", "Accounts locked after repeated failures")?;
@@ -47,6 +52,7 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(tokens_issued.clone()))?;
         registry.register(Box::new(refresh_reuse.clone()))?;
+        registry.register(Box::new(refresh_replayed.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(lockouts.clone()))?;
         registry.register(Box::new(hashing_queue.clone()))?;
@@ -59,6 +65,7 @@ impl Metrics {
             http_duration,
             tokens_issued,
             refresh_reuse,
+            refresh_replayed,
             rate_limited,
             lockouts,
             hashing_queue,

@@ -121,18 +121,39 @@ impl Table {
     }
 }
 
+/// One column of a screen's table: its header and how wide it is drawn, side by side so
+/// the two cannot drift apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub header: &'static str,
+    pub width: Constraint,
+}
+
+impl Column {
+    /// Exactly `width` cells wide.
+    pub const fn fixed(header: &'static str, width: u16) -> Self {
+        Self { header, width: Constraint::Length(width) }
+    }
+
+    /// What the fixed columns leave over, at least `min` cells.
+    pub const fn rest(header: &'static str, min: u16) -> Self {
+        Self { header, width: Constraint::Min(min) }
+    }
+}
+
 /// What a screen shows in its table.
 pub struct TableView {
     pub title: String,
-    pub header: Vec<&'static str>,
-    pub widths: Vec<Constraint>,
+    pub columns: &'static [Column],
     pub rows: Vec<Vec<String>>,
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, view: TableView, table: &Table, theme: Theme) {
     let empty = view.rows.is_empty();
-    let widget = TableWidget::new(view.rows.into_iter().map(|r| Row::new(r.into_iter().map(Cell::from))), view.widths)
-        .header(Row::new(view.header).style(Style::default().add_modifier(Modifier::BOLD)))
+    let rows = view.rows.into_iter().map(|r| Row::new(r.into_iter().map(Cell::from)));
+    let header = Row::new(view.columns.iter().map(|c| c.header));
+    let widget = TableWidget::new(rows, view.columns.iter().map(|c| c.width))
+        .header(header.style(Style::default().add_modifier(Modifier::BOLD)))
         .row_highlight_style(theme.highlight())
         .block(Block::default().borders(Borders::ALL).title(view.title));
     let mut state = TableState::default();

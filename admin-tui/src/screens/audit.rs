@@ -6,17 +6,17 @@ use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::Constraint;
 
 use super::Screen;
-use crate::api::{AuditEvent, Page};
+use crate::api::AuditEvent;
 use crate::command::{Command, Hint, hints, lookup};
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
-use crate::components::table::{Table, TableView, short};
+use crate::components::list::List;
+use crate::components::table::{Column, Table, TableView, short};
 use crate::outcome::Outcome;
 use crate::popup::Popup;
-use crate::request::{Load, Loaded, Request};
+use crate::request::{Load, Loaded};
 use crate::time;
 
 #[derive(Debug, Clone, Copy)]
@@ -37,8 +37,7 @@ const COMMANDS: &[Command<Action>] = &[
 struct FilterPrompt;
 
 pub struct Audit {
-    list: Option<Page<AuditEvent>>,
-    table: Table,
+    list: List<AuditEvent>,
     action: String,
     follow: bool,
 }
@@ -46,7 +45,7 @@ pub struct Audit {
 impl Default for Audit {
     /// Following is on from the start: the screen is mostly watched.
     fn default() -> Self {
-        Self { list: None, table: Table::default(), action: String::new(), follow: true }
+        Self { list: List::default(), action: String::new(), follow: true }
     }
 }
 
@@ -92,10 +91,7 @@ impl Screen for Audit {
 
     fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
         Some(match lookup(COMMANDS, key)? {
-            Action::Details => {
-                let selected = self.list.as_ref().and_then(|p| p.items.get(self.table.selected()));
-                selected.map_or_else(Outcome::default, |e| Outcome::popup(Popup::Detail(detail(e))))
-            }
+            Action::Details => self.list.details(detail),
             Action::Filter => {
                 Outcome::popup(Popup::Input(Input::new("Filter by action (empty: all)", &self.action, FilterPrompt)))
             }
@@ -111,62 +107,50 @@ impl Screen for Audit {
             return Outcome::default();
         }
         self.action = value.trim().to_string();
-        self.table.first_page();
-        Outcome::request(Request::Load(self.load()))
+        self.reload_from_first_page()
     }
 
     fn load(&self) -> Load {
         let action = Some(self.action.clone()).filter(|a| !a.is_empty());
-        Load::Audit { action, page: self.table.page() }
+        Load::Audit { action, page: self.list.table().page() }
     }
 
     fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
         let Loaded::Audit(page) = loaded else { return Err(loaded) };
-        self.table.loaded(page.items.len(), Some(page.total));
-        self.list = Some(page);
+        self.list.apply_page(page);
         Ok(Outcome::default())
     }
 
     fn table(&self) -> &Table {
-        &self.table
+        self.list.table()
     }
 
     fn table_mut(&mut self) -> &mut Table {
-        &mut self.table
+        self.list.table_mut()
     }
 
     fn view(&self, now: DateTime<FixedOffset>) -> TableView {
+        const COLUMNS: &[Column] = &[
+            Column::fixed("When", 15),
+            Column::fixed("Action", 20),
+            Column::fixed("Outcome", 8),
+            Column::fixed("Actor", 16),
+            Column::rest("Target", 8),
+        ];
         let mut extra = if self.follow { "— following".to_string() } else { String::new() };
         if !self.action.is_empty() {
             extra.push_str(&format!(" — action {}", self.action));
         }
-        let rows = self.list.as_ref().map_or_else(Vec::new, |p| {
-            p.items
-                .iter()
-                .map(|e| {
-                    let target = e.target.as_deref().map(|t| named(e.target_name.as_deref(), t));
-                    vec![
-                        time::relative(&e.occurred_at, now),
-                        short(&e.action, 20),
-                        e.outcome.clone(),
-                        short(&named(e.actor_name.as_deref(), &e.actor), 16),
-                        target.unwrap_or_default(),
-                    ]
-                })
-                .collect()
-        });
-        TableView {
-            title: self.table.title("Audit", &extra),
-            header: vec!["When", "Action", "Outcome", "Actor", "Target"],
-            widths: vec![
-                Constraint::Length(15),
-                Constraint::Length(20),
-                Constraint::Length(8),
-                Constraint::Length(16),
-                Constraint::Min(8),
-            ],
-            rows,
-        }
+        self.list.view(self.title(), &extra, COLUMNS, |e| {
+            let target = e.target.as_deref().map(|t| named(e.target_name.as_deref(), t));
+            vec![
+                time::relative(&e.occurred_at, now),
+                short(&e.action, 20),
+                e.outcome.clone(),
+                short(&named(e.actor_name.as_deref(), &e.actor), 16),
+                target.unwrap_or_default(),
+            ]
+        })
     }
 
     fn follows(&self) -> bool {
@@ -177,6 +161,7 @@ impl Screen for Audit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Page;
 
     /// Today's server sends no names; newer ones do. Both parse, and the table shows
     /// the name when there is one, else the raw id.

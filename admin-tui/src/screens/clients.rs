@@ -5,14 +5,14 @@ use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::Constraint;
 
 use super::Screen;
-use crate::api::{Client, Page};
+use crate::api::Client;
 use crate::command::{Command, Hint, hints, lookup};
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
-use crate::components::table::{Table, TableView, short};
+use crate::components::list::List;
+use crate::components::table::{Column, Table, TableView, short};
 use crate::outcome::Outcome;
 use crate::popup::Popup;
 use crate::request::{Load, Loaded, Request};
@@ -22,11 +22,11 @@ enum Action {
     Create,
     /// Acts on the selected client.
     Row(Row),
+    Details,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Row {
-    Details,
     RotateSecret,
     Delete,
 }
@@ -35,7 +35,7 @@ const COMMANDS: &[Command<Action>] = &[
     Command::new(&[KeyCode::Char('c')], "create", Action::Create),
     Command::new(&[KeyCode::Char('s')], "rotate secret", Action::Row(Row::RotateSecret)),
     Command::new(&[KeyCode::Char('d')], "delete", Action::Row(Row::Delete)),
-    Command::new(&[KeyCode::Enter], "details", Action::Row(Row::Details)),
+    Command::new(&[KeyCode::Enter], "details", Action::Details),
 ];
 
 /// The create prompt, the only one here.
@@ -44,13 +44,11 @@ struct CreatePrompt;
 
 #[derive(Default)]
 pub struct Clients {
-    list: Option<Page<Client>>,
-    table: Table,
+    list: List<Client>,
 }
 
 fn on_client(row: Row, client: Client) -> Outcome {
     match row {
-        Row::Details => Outcome::popup(Popup::Detail(detail(&client))),
         Row::RotateSecret => Outcome::confirm(
             format!("Rotate the secret of {}? The old one stops working at once.", client.client_id),
             Request::RotateClientSecret { client_id: client.client_id },
@@ -97,10 +95,8 @@ impl Screen for Clients {
                 "",
                 CreatePrompt,
             ))),
-            Action::Row(row) => {
-                let selected = self.list.as_ref().and_then(|p| p.items.get(self.table.selected()));
-                selected.cloned().map_or_else(Outcome::default, |c| on_client(row, c))
-            }
+            Action::Row(row) => self.list.on_selected(|client| on_client(row, client.clone())),
+            Action::Details => self.list.details(detail),
         })
     }
 
@@ -117,38 +113,32 @@ impl Screen for Clients {
     }
 
     fn load(&self) -> Load {
-        Load::Clients { page: self.table.page() }
+        Load::Clients { page: self.list.table().page() }
     }
 
     fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
         let Loaded::Clients(page) = loaded else { return Err(loaded) };
-        self.table.loaded(page.items.len(), Some(page.total));
-        self.list = Some(page);
+        self.list.apply_page(page);
         Ok(Outcome::default())
     }
 
     fn table(&self) -> &Table {
-        &self.table
+        self.list.table()
     }
 
     fn table_mut(&mut self) -> &mut Table {
-        &mut self.table
+        self.list.table_mut()
     }
 
     fn view(&self, _now: DateTime<FixedOffset>) -> TableView {
-        let rows = self.list.as_ref().map_or_else(Vec::new, |p| {
-            p.items
-                .iter()
-                .map(|c| {
-                    vec![short(&c.client_id, 18), c.client_type.clone(), c.grant_types.join(" "), c.roles.join(",")]
-                })
-                .collect()
-        });
-        TableView {
-            title: self.table.title("Clients", ""),
-            header: vec!["Client id", "Type", "Grants", "Roles"],
-            widths: vec![Constraint::Length(18), Constraint::Length(13), Constraint::Length(30), Constraint::Min(8)],
-            rows,
-        }
+        const COLUMNS: &[Column] = &[
+            Column::fixed("Client id", 18),
+            Column::fixed("Type", 13),
+            Column::fixed("Grants", 30),
+            Column::rest("Roles", 8),
+        ];
+        self.list.view(self.title(), "", COLUMNS, |c| {
+            vec![short(&c.client_id, 18), c.client_type.clone(), c.grant_types.join(" "), c.roles.join(",")]
+        })
     }
 }

@@ -1,18 +1,15 @@
 //! Signing keys: their states and when they activate, and rotating them.
 
-use std::any::Any;
-
 use chrono::{DateTime, FixedOffset};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::Constraint;
 
 use super::Screen;
 use crate::api::SigningKey;
 use crate::command::{Command, Hint, hints, lookup};
 use crate::components::detail::{Detail, Value};
-use crate::components::table::{Table, TableView, short};
+use crate::components::list::List;
+use crate::components::table::{Column, Table, TableView, short};
 use crate::outcome::Outcome;
-use crate::popup::Popup;
 use crate::request::{Load, Loaded, Request};
 use crate::time;
 
@@ -29,8 +26,7 @@ const COMMANDS: &[Command<Action>] = &[
 
 #[derive(Default)]
 pub struct Keys {
-    keys: Vec<SigningKey>,
-    table: Table,
+    list: List<SigningKey>,
 }
 
 fn detail(key: &SigningKey) -> Detail {
@@ -62,20 +58,12 @@ impl Screen for Keys {
 
     fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
         Some(match lookup(COMMANDS, key)? {
-            Action::Details => self
-                .keys
-                .get(self.table.selected())
-                .map_or_else(Outcome::default, |k| Outcome::popup(Popup::Detail(detail(k)))),
+            Action::Details => self.list.details(detail),
             Action::Rotate => Outcome::confirm(
                 "Rotate signing keys? A new key is published now and signs after the JWKS cache lifetime.",
                 Request::RotateKeys,
             ),
         })
-    }
-
-    /// This screen opens no prompt.
-    fn submit(&mut self, _prompt: Box<dyn Any>, _value: String) -> Outcome {
-        Outcome::default()
     }
 
     fn load(&self) -> Load {
@@ -84,46 +72,37 @@ impl Screen for Keys {
 
     fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
         let Loaded::Keys(keys) = loaded else { return Err(loaded) };
-        self.table.loaded(keys.len(), None);
-        self.keys = keys;
+        self.list.apply_all(keys);
         Ok(Outcome::default())
     }
 
     fn table(&self) -> &Table {
-        &self.table
+        self.list.table()
     }
 
     fn table_mut(&mut self) -> &mut Table {
-        &mut self.table
+        self.list.table_mut()
     }
 
     fn view(&self, now: DateTime<FixedOffset>) -> TableView {
-        TableView {
-            title: self.table.title("Signing keys", ""),
-            header: vec!["Kid", "State", "Bits", "Created", "Activated / due", "JWKS"],
-            widths: vec![
-                Constraint::Length(14),
-                Constraint::Length(8),
-                Constraint::Length(5),
-                Constraint::Length(16),
-                Constraint::Length(16),
-                Constraint::Min(4),
-            ],
-            rows: self
-                .keys
-                .iter()
-                .map(|k| {
-                    let activated = k.activated_at.as_deref().or(k.activates_at.as_deref());
-                    vec![
-                        short(&k.kid, 14),
-                        k.state.clone(),
-                        k.bits.to_string(),
-                        time::relative(&k.created_at, now),
-                        activated.map(|at| time::relative(at, now)).unwrap_or_default(),
-                        if k.published { "yes" } else { "no" }.into(),
-                    ]
-                })
-                .collect(),
-        }
+        const COLUMNS: &[Column] = &[
+            Column::fixed("Kid", 14),
+            Column::fixed("State", 8),
+            Column::fixed("Bits", 5),
+            Column::fixed("Created", 16),
+            Column::fixed("Activated / due", 16),
+            Column::rest("JWKS", 4),
+        ];
+        self.list.view("Signing keys", "", COLUMNS, |k| {
+            let activated = k.activated_at.as_deref().or(k.activates_at.as_deref());
+            vec![
+                short(&k.kid, 14),
+                k.state.clone(),
+                k.bits.to_string(),
+                time::relative(&k.created_at, now),
+                activated.map(|at| time::relative(at, now)).unwrap_or_default(),
+                if k.published { "yes" } else { "no" }.into(),
+            ]
+        })
     }
 }

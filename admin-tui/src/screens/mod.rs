@@ -1,7 +1,8 @@
-//! The console's screens, one file each (gitui's `tabs/`). A screen owns its rows, its
-//! selection, search and filters, its command table and key handling, the prompts it
-//! opens, the request that loads it and how it applies what comes back. The app adds
-//! the list keys ([`crate::components::table`]) and the global ones around it.
+//! The console's screens, one file each (gitui's `tabs/`). A screen owns its list (the
+//! rows and the selection, in a [`crate::components::list::List`]), its search and
+//! filters, its command table and key handling, the prompts it opens, the request that
+//! loads it and how it applies what comes back. The app adds the list keys
+//! ([`crate::components::table`]) and the global ones around it.
 //!
 //! Adding a screen is one file plus one line in [`all`].
 
@@ -20,7 +21,7 @@ use ratatui::crossterm::event::KeyEvent;
 use crate::command::Hint;
 use crate::components::table::{Table, TableView};
 use crate::outcome::Outcome;
-use crate::request::{Load, Loaded};
+use crate::request::{Load, Loaded, Request};
 
 pub trait Screen: Any {
     /// The tab's name.
@@ -32,8 +33,11 @@ pub trait Screen: Any {
     /// `None` when the key is not one of [`Screen::commands`].
     fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome>;
 
-    /// The answer to a prompt this screen opened (the prompt is its own type).
-    fn submit(&mut self, prompt: Box<dyn Any>, value: String) -> Outcome;
+    /// The answer to a prompt this screen opened (the prompt is its own type). Screens
+    /// that open no prompt keep this default.
+    fn submit(&mut self, _prompt: Box<dyn Any>, _value: String) -> Outcome {
+        Outcome::default()
+    }
 
     /// What to fetch to show this screen as it stands (page, search, filter).
     fn load(&self) -> Load;
@@ -41,6 +45,7 @@ pub trait Screen: Any {
     /// Takes the data loaded for it; hands back anything that is not its own.
     fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded>;
 
+    /// The table of the screen's list, which the list keys move through.
     fn table(&self) -> &Table;
 
     fn table_mut(&mut self) -> &mut Table;
@@ -55,6 +60,12 @@ pub trait Screen: Any {
     /// Reload once in a while on its own (following the audit log).
     fn follows(&self) -> bool {
         false
+    }
+
+    /// After a new search or filter: back to the first page, and load it.
+    fn reload_from_first_page(&mut self) -> Outcome {
+        self.table_mut().first_page();
+        Outcome::request(Request::Load(self.load()))
     }
 }
 

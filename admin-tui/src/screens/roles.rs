@@ -4,14 +4,14 @@ use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::Constraint;
 
 use super::Screen;
 use crate::api::Role;
 use crate::command::{Command, Hint, hints, lookup};
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
-use crate::components::table::{Table, TableView};
+use crate::components::list::List;
+use crate::components::table::{Column, Table, TableView};
 use crate::outcome::{NOTHING_ENTERED, Outcome};
 use crate::popup::Popup;
 use crate::request::{Load, Loaded, Request};
@@ -21,11 +21,11 @@ enum Action {
     Create,
     /// Acts on the selected role.
     Row(Row),
+    Details,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Row {
-    Details,
     Description,
     Permissions,
     Delete,
@@ -36,7 +36,7 @@ const COMMANDS: &[Command<Action>] = &[
     Command::new(&[KeyCode::Char('e')], "edit description", Action::Row(Row::Description)),
     Command::new(&[KeyCode::Char('p')], "edit permissions", Action::Row(Row::Permissions)),
     Command::new(&[KeyCode::Char('d')], "delete", Action::Row(Row::Delete)),
-    Command::new(&[KeyCode::Enter], "details", Action::Row(Row::Details)),
+    Command::new(&[KeyCode::Enter], "details", Action::Details),
 ];
 
 #[derive(Debug)]
@@ -48,13 +48,11 @@ enum Prompt {
 
 #[derive(Default)]
 pub struct Roles {
-    roles: Vec<Role>,
-    table: Table,
+    list: List<Role>,
 }
 
 fn on_role(row: Row, role: Role) -> Outcome {
     match row {
-        Row::Details => Outcome::popup(Popup::Detail(detail(&role))),
         Row::Description => Outcome::popup(Popup::Input(Input::new(
             format!("Description of {}", role.name),
             &role.description,
@@ -102,9 +100,8 @@ impl Screen for Roles {
             Action::Create => {
                 Outcome::popup(Popup::Input(Input::new("New role — name (a-z 0-9 _ . -)", "", Prompt::Create)))
             }
-            Action::Row(row) => {
-                self.roles.get(self.table.selected()).cloned().map_or_else(Outcome::default, |r| on_role(row, r))
-            }
+            Action::Row(row) => self.list.on_selected(|role| on_role(row, role.clone())),
+            Action::Details => self.list.details(detail),
         })
     }
 
@@ -130,32 +127,28 @@ impl Screen for Roles {
 
     fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
         let Loaded::Roles(roles) = loaded else { return Err(loaded) };
-        self.table.loaded(roles.len(), None);
-        self.roles = roles;
+        self.list.apply_all(roles);
         Ok(Outcome::default())
     }
 
     fn table(&self) -> &Table {
-        &self.table
+        self.list.table()
     }
 
     fn table_mut(&mut self) -> &mut Table {
-        &mut self.table
+        self.list.table_mut()
     }
 
     fn view(&self, _now: DateTime<FixedOffset>) -> TableView {
-        TableView {
-            title: self.table.title("Roles", ""),
-            header: vec!["Name", "Users", "Built-in", "Permissions"],
-            widths: vec![Constraint::Length(18), Constraint::Length(6), Constraint::Length(9), Constraint::Min(20)],
-            rows: self
-                .roles
-                .iter()
-                .map(|r| {
-                    let perms = if r.name == "admin" { "(all)".into() } else { r.permissions.join(" ") };
-                    vec![r.name.clone(), r.user_count.to_string(), if r.builtin { "yes" } else { "" }.into(), perms]
-                })
-                .collect(),
-        }
+        const COLUMNS: &[Column] = &[
+            Column::fixed("Name", 18),
+            Column::fixed("Users", 6),
+            Column::fixed("Built-in", 9),
+            Column::rest("Permissions", 20),
+        ];
+        self.list.view(self.title(), "", COLUMNS, |r| {
+            let perms = if r.name == "admin" { "(all)".into() } else { r.permissions.join(" ") };
+            vec![r.name.clone(), r.user_count.to_string(), if r.builtin { "yes" } else { "" }.into(), perms]
+        })
     }
 }

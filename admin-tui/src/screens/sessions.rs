@@ -5,14 +5,14 @@ use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::Constraint;
 
 use super::Screen;
-use crate::api::{Page, Session};
+use crate::api::Session;
 use crate::command::{Command, Hint, hints, lookup};
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
-use crate::components::table::{Table, TableView, short};
+use crate::components::list::List;
+use crate::components::table::{Column, Table, TableView, short};
 use crate::outcome::Outcome;
 use crate::popup::Popup;
 use crate::request::{Load, Loaded, Request};
@@ -23,11 +23,11 @@ enum Action {
     Filter,
     /// Acts on the selected session.
     Row(Row),
+    Details,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Row {
-    Details,
     Revoke,
     RevokeUser,
 }
@@ -36,7 +36,7 @@ const COMMANDS: &[Command<Action>] = &[
     Command::new(&[KeyCode::Char('f')], "filter by user id", Action::Filter),
     Command::new(&[KeyCode::Char('d')], "revoke", Action::Row(Row::Revoke)),
     Command::new(&[KeyCode::Char('X')], "revoke all of user", Action::Row(Row::RevokeUser)),
-    Command::new(&[KeyCode::Enter], "details", Action::Row(Row::Details)),
+    Command::new(&[KeyCode::Enter], "details", Action::Details),
 ];
 
 /// The filter prompt, the only one here.
@@ -45,14 +45,12 @@ struct FilterPrompt;
 
 #[derive(Default)]
 pub struct Sessions {
-    list: Option<Page<Session>>,
-    table: Table,
+    list: List<Session>,
     user_id: Option<String>,
 }
 
 fn on_session(row: Row, session: Session) -> Outcome {
     match row {
-        Row::Details => Outcome::popup(Popup::Detail(detail(&session))),
         Row::Revoke => Outcome::confirm(
             format!("Revoke session of {} from {}?", session.username, session.ip.as_deref().unwrap_or("unknown IP")),
             Request::RevokeSession { id: session.id },
@@ -98,10 +96,8 @@ impl Screen for Sessions {
                 self.user_id.as_deref().unwrap_or(""),
                 FilterPrompt,
             ))),
-            Action::Row(row) => {
-                let selected = self.list.as_ref().and_then(|p| p.items.get(self.table.selected()));
-                selected.cloned().map_or_else(Outcome::default, |s| on_session(row, s))
-            }
+            Action::Row(row) => self.list.on_selected(|session| on_session(row, session.clone())),
+            Action::Details => self.list.details(detail),
         })
     }
 
@@ -111,63 +107,51 @@ impl Screen for Sessions {
         }
         let trimmed = value.trim();
         self.user_id = (!trimmed.is_empty()).then(|| trimmed.to_string());
-        self.table.first_page();
-        Outcome::request(Request::Load(self.load()))
+        self.reload_from_first_page()
     }
 
     fn load(&self) -> Load {
-        Load::Sessions { user_id: self.user_id.clone(), page: self.table.page() }
+        Load::Sessions { user_id: self.user_id.clone(), page: self.list.table().page() }
     }
 
     fn open_with(&mut self, user_id: String) {
         self.user_id = Some(user_id);
-        self.table.first_page();
+        self.list.table_mut().first_page();
     }
 
     fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
         let Loaded::Sessions(page) = loaded else { return Err(loaded) };
-        self.table.loaded(page.items.len(), Some(page.total));
-        self.list = Some(page);
+        self.list.apply_page(page);
         Ok(Outcome::default())
     }
 
     fn table(&self) -> &Table {
-        &self.table
+        self.list.table()
     }
 
     fn table_mut(&mut self) -> &mut Table {
-        &mut self.table
+        self.list.table_mut()
     }
 
     fn view(&self, now: DateTime<FixedOffset>) -> TableView {
+        const COLUMNS: &[Column] = &[
+            Column::fixed("User", 12),
+            Column::fixed("Client", 10),
+            Column::fixed("IP", 15),
+            Column::fixed("Created", 15),
+            Column::fixed("Last used", 15),
+            Column::rest("User agent", 8),
+        ];
         let filter = self.user_id.as_deref().map(|u| format!("— user {}", short(u, 13))).unwrap_or_default();
-        let rows = self.list.as_ref().map_or_else(Vec::new, |p| {
-            p.items
-                .iter()
-                .map(|s| {
-                    vec![
-                        short(&s.username, 12),
-                        short(&s.client_id, 10),
-                        s.ip.clone().unwrap_or_default(),
-                        time::relative(&s.created_at, now),
-                        time::relative(&s.last_used_at, now),
-                        s.user_agent.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect()
-        });
-        TableView {
-            title: self.table.title("Sessions", &filter),
-            header: vec!["User", "Client", "IP", "Created", "Last used", "User agent"],
-            widths: vec![
-                Constraint::Length(12),
-                Constraint::Length(10),
-                Constraint::Length(15),
-                Constraint::Length(15),
-                Constraint::Length(15),
-                Constraint::Min(8),
-            ],
-            rows,
-        }
+        self.list.view(self.title(), &filter, COLUMNS, |s| {
+            vec![
+                short(&s.username, 12),
+                short(&s.client_id, 10),
+                s.ip.clone().unwrap_or_default(),
+                time::relative(&s.created_at, now),
+                time::relative(&s.last_used_at, now),
+                s.user_agent.clone().unwrap_or_default(),
+            ]
+        })
     }
 }

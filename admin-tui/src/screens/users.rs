@@ -6,7 +6,6 @@ use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use ratatui::layout::Constraint;
 
 use super::Screen;
 use super::sessions::Sessions;
@@ -14,7 +13,8 @@ use crate::api::{Page, Session, User};
 use crate::command::{Command, Hint, hints, lookup};
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
-use crate::components::table::{Table, TableView, short};
+use crate::components::list::List;
+use crate::components::table::{Column, Table, TableView, short};
 use crate::outcome::{NOTHING_ENTERED, Outcome};
 use crate::popup::Popup;
 use crate::request::{Load, Loaded, Request};
@@ -69,8 +69,7 @@ enum Prompt {
 
 #[derive(Default)]
 pub struct Users {
-    list: Option<Page<User>>,
-    table: Table,
+    list: List<User>,
     query: String,
 }
 
@@ -78,10 +77,6 @@ impl Users {
     /// The current search (username or email).
     pub fn query(&self) -> &str {
         &self.query
-    }
-
-    fn selected(&self) -> Option<&User> {
-        self.list.as_ref()?.items.get(self.table.selected())
     }
 
     fn run(&mut self, action: Action) -> Outcome {
@@ -92,7 +87,7 @@ impl Users {
                 Prompt::Search,
             ))),
             Action::Create => Outcome::popup(Popup::Input(Input::new("New user — username", "", Prompt::Username))),
-            Action::Row(row) => self.selected().cloned().map_or_else(Outcome::default, |user| on_user(row, user)),
+            Action::Row(row) => self.list.on_selected(|user| on_user(row, user.clone())),
         }
     }
 }
@@ -199,8 +194,7 @@ impl Screen for Users {
         match *prompt {
             Prompt::Search => {
                 self.query = trimmed;
-                self.table.first_page();
-                Outcome::request(Request::Load(self.load()))
+                self.reload_from_first_page()
             }
             Prompt::Username if !trimmed.is_empty() => {
                 Outcome::popup(Popup::Input(Input::new("Email (optional)", "", Prompt::Email { username: trimmed })))
@@ -223,18 +217,17 @@ impl Screen for Users {
     }
 
     fn load(&self) -> Load {
-        Load::Users { query: self.query.clone(), page: self.table.page() }
+        Load::Users { query: self.query.clone(), page: self.list.table().page() }
     }
 
     fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
         match loaded {
             Loaded::Users(page) => {
-                self.table.loaded(page.items.len(), Some(page.total));
-                self.list = Some(page);
+                self.list.apply_page(page);
                 Ok(Outcome::default())
             }
             Loaded::UserSessions { user_id, sessions } => {
-                let user = self.list.as_ref().and_then(|p| p.items.iter().find(|u| u.id == user_id));
+                let user = self.list.items().iter().find(|u| u.id == user_id);
                 Ok(Outcome { detail: user.map(|u| detail(u, Some(&sessions))), ..Outcome::default() })
             }
             other => Err(other),
@@ -242,41 +235,31 @@ impl Screen for Users {
     }
 
     fn table(&self) -> &Table {
-        &self.table
+        self.list.table()
     }
 
     fn table_mut(&mut self) -> &mut Table {
-        &mut self.table
+        self.list.table_mut()
     }
 
     fn view(&self, _now: DateTime<FixedOffset>) -> TableView {
+        const COLUMNS: &[Column] = &[
+            Column::fixed("Username", 18),
+            Column::fixed("Status", 9),
+            Column::fixed("Roles", 22),
+            Column::fixed("TOTP", 5),
+            Column::rest("Email", 10),
+        ];
         let search = if self.query.is_empty() { String::new() } else { format!("— search “{}”", self.query) };
-        let rows = self.list.as_ref().map_or_else(Vec::new, |p| {
-            p.items
-                .iter()
-                .map(|u| {
-                    let status = if u.locked_until.is_some() { "locked".to_string() } else { u.status.clone() };
-                    vec![
-                        short(&u.username, 18),
-                        status,
-                        short(&u.roles.join(","), 22),
-                        if u.totp_enabled { "on" } else { "-" }.into(),
-                        u.email.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect()
-        });
-        TableView {
-            title: self.table.title("Users", &search),
-            header: vec!["Username", "Status", "Roles", "TOTP", "Email"],
-            widths: vec![
-                Constraint::Length(18),
-                Constraint::Length(9),
-                Constraint::Length(22),
-                Constraint::Length(5),
-                Constraint::Min(10),
-            ],
-            rows,
-        }
+        self.list.view(self.title(), &search, COLUMNS, |u| {
+            let status = if u.locked_until.is_some() { "locked".to_string() } else { u.status.clone() };
+            vec![
+                short(&u.username, 18),
+                status,
+                short(&u.roles.join(","), 22),
+                if u.totp_enabled { "on" } else { "-" }.into(),
+                u.email.clone().unwrap_or_default(),
+            ]
+        })
     }
 }

@@ -48,16 +48,25 @@ export async function completeMfa(api: Api, mfaToken: string, code: string): Pro
 
 /// One refresh at a time across every tab of this origin. A 409 means another request
 /// rotated the cookie an instant earlier: the browser now holds the new cookie, so
-/// retrying once succeeds.
+/// retrying once succeeds. A network error or a 5xx may mean the server rotated the
+/// cookie but its answer (with the new cookie) was lost: the browser still holds the
+/// old one, and Latchkey answers a retry inside its grace window with the same new
+/// cookie, so retrying once is safe too — the session is neither lost nor forked.
 export async function refresh(api: Api): Promise<boolean> {
   const run = async () => {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const { data, response } = await api.POST("/auth/refresh", { headers: CSRF });
+      let answer;
+      try {
+        answer = await api.POST("/auth/refresh", { headers: CSRF });
+      } catch {
+        continue; // the answer was lost on the way
+      }
+      const { data, response } = answer;
       if (data) {
         accessToken = data.access_token;
         return true;
       }
-      if (response.status !== 409) break;
+      if (response.status !== 409 && response.status < 500) break;
     }
     accessToken = null;
     return false;

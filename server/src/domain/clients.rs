@@ -72,14 +72,8 @@ fn join_unique(items: &[String]) -> String {
     seen.join(" ")
 }
 
-fn event(
-    state: &AppState,
-    actor: &str,
-    action: &'static str,
-    client_id: &str,
-    details: serde_json::Value,
-) -> NewAuditEvent {
-    NewAuditEvent::success(state.now(), actor, action, client_id).details(details)
+fn event(now: i64, actor: &str, action: &'static str, client_id: &str, details: serde_json::Value) -> NewAuditEvent {
+    NewAuditEvent::success(now, actor, action, client_id).details(details)
 }
 
 fn map_store(err: StoreError) -> Error {
@@ -155,7 +149,7 @@ pub async fn create(
     };
     let details =
         serde_json::json!({ "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type.as_str() });
-    let audit = event(state, actor, "client.create", &new.client_id, details);
+    let audit = event(now, actor, "client.create", &new.client_id, details);
     let row = clients::insert(&state.db, row, &new.roles, audit).await.map_err(map_store)?;
     let mut roles = new.roles;
     roles.sort();
@@ -192,6 +186,7 @@ pub struct ClientUpdate {
 }
 
 pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by: &Grantor<'_>) -> Result<ClientView> {
+    let now = state.now();
     let actor = by.actor();
     let current = get(state, client_id).await?;
     check_may_manage(state, by, client_id, "client.update").await?;
@@ -219,8 +214,8 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
     let details = serde_json::json!({
         "grant_types": changes.grant_types, "scopes": changes.scopes, "roles": update.roles, "name": changes.name,
     });
-    let audit = event(state, actor, "client.update", client_id, details);
-    clients::update(&state.db, client_id, changes, state.now(), audit)
+    let audit = event(now, actor, "client.update", client_id, details);
+    clients::update(&state.db, client_id, changes, now, audit)
         .await
         .map_err(map_store)?
         .ok_or(Error::NotFound("client"))?;
@@ -229,6 +224,7 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
 
 /// Replaces a confidential client's secret; the old one stops working at once.
 pub async fn rotate_secret(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Result<Secret<String>> {
+    let now = state.now();
     let actor = by.actor();
     let current = get(state, client_id).await?;
     check_may_manage(state, by, client_id, "client.rotate_secret").await?;
@@ -240,12 +236,13 @@ pub async fn rotate_secret(state: &AppState, client_id: &str, by: &Grantor<'_>) 
     }
     let secret = generate_token(CLIENT_SECRET_PREFIX);
     let changes = ClientChanges { secret_hash: Some(sha256_hex(secret.expose())), ..Default::default() };
-    let audit = event(state, actor, "client.rotate_secret", client_id, serde_json::json!({}));
-    clients::update(&state.db, client_id, changes, state.now(), audit).await.map_err(map_store)?;
+    let audit = event(now, actor, "client.rotate_secret", client_id, serde_json::json!({}));
+    clients::update(&state.db, client_id, changes, now, audit).await.map_err(map_store)?;
     Ok(secret)
 }
 
 pub async fn delete(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Result<()> {
+    let now = state.now();
     let actor = by.actor();
     if client_id == SPA_CLIENT_ID || client_id == ADMIN_CONSOLE_CLIENT_ID {
         return Err(Error::Conflict {
@@ -255,6 +252,6 @@ pub async fn delete(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Resu
     }
     get(state, client_id).await?;
     check_may_manage(state, by, client_id, "client.delete").await?;
-    let audit = event(state, actor, "client.delete", client_id, serde_json::json!({}));
+    let audit = event(now, actor, "client.delete", client_id, serde_json::json!({}));
     if clients::delete(&state.db, client_id, audit).await? { Ok(()) } else { Err(Error::NotFound("client")) }
 }

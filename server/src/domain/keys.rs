@@ -226,8 +226,8 @@ fn setup_error(err: KeySetupError) -> Error {
     }
 }
 
-fn key_event(state: &AppState, actor: &str, action: &'static str, kid: &str) -> NewAuditEvent {
-    NewAuditEvent::success(state.now(), actor, action, kid)
+fn key_event(now: i64, actor: &str, action: &'static str, kid: &str) -> NewAuditEvent {
+    NewAuditEvent::success(now, actor, action, kid)
 }
 
 fn pending_exists() -> Error {
@@ -239,14 +239,13 @@ fn pending_exists() -> Error {
 
 /// Starts a rotation: a new pending key, published now, signing after `jwks_max_age`.
 pub async fn rotate(state: &AppState, actor: &str) -> Result<SigningKeyRow, Error> {
-    let row = match create_key(&state.db, &state.master_key, state.config.keys.rsa_bits, KeyState::Pending, state.now())
-        .await
-    {
+    let now = state.now();
+    let row = match create_key(&state.db, &state.master_key, state.config.keys.rsa_bits, KeyState::Pending, now).await {
         Ok(row) => row,
         Err(KeySetupError::Store(StoreError::Conflict)) => return Err(pending_exists()),
         Err(e) => return Err(setup_error(e)),
     };
-    crate::store::audit::record(&state.db, key_event(state, actor, "key.rotate", &row.kid)).await?;
+    crate::store::audit::record(&state.db, key_event(now, actor, "key.rotate", &row.kid)).await?;
     reload(state).await?;
     Ok(row)
 }
@@ -294,8 +293,9 @@ fn parse_pem(pem: &str) -> Result<KeyMaterial, KeySetupError> {
 /// verifying. If it was the active key, signing moves to a key at once too: the pending
 /// one if there is one, else a freshly generated one.
 pub async fn revoke(state: &AppState, kid: &str, actor: &str) -> Result<(), Error> {
+    let now = state.now();
     let row = keys::find(&state.db, kid).await?.ok_or(Error::NotFound("signing key"))?;
-    if !keys::revoke(&state.db, kid, state.now(), key_event(state, actor, "key.revoke", kid)).await? {
+    if !keys::revoke(&state.db, kid, now, key_event(now, actor, "key.revoke", kid)).await? {
         return Err(Error::Conflict {
             code: ErrorCode::AlreadyRevoked,
             description: "that key is already revoked".into(),
@@ -305,22 +305,14 @@ pub async fn revoke(state: &AppState, kid: &str, actor: &str) -> Result<(), Erro
         let replacement = match keys::list(&state.db).await?.into_iter().find(|k| k.state == KeyState::Pending) {
             Some(pending) => pending.kid,
             None => {
-                match create_key(
-                    &state.db,
-                    &state.master_key,
-                    state.config.keys.rsa_bits,
-                    KeyState::Pending,
-                    state.now(),
-                )
-                .await
+                match create_key(&state.db, &state.master_key, state.config.keys.rsa_bits, KeyState::Pending, now).await
                 {
                     Ok(row) => row.kid,
                     Err(e) => return Err(setup_error(e)),
                 }
             }
         };
-        keys::promote(&state.db, &replacement, state.now(), key_event(state, actor, "key.activate", &replacement))
-            .await?;
+        keys::promote(&state.db, &replacement, now, key_event(now, actor, "key.activate", &replacement)).await?;
     }
     reload(state).await
 }
@@ -344,7 +336,7 @@ pub async fn maintain(state: &AppState) -> Result<Maintenance, Error> {
     if plan.create_pending {
         match create_key(&state.db, &state.master_key, state.config.keys.rsa_bits, KeyState::Pending, now).await {
             Ok(row) => {
-                crate::store::audit::record(&state.db, key_event(state, "system", "key.rotate", &row.kid)).await?;
+                crate::store::audit::record(&state.db, key_event(now, "system", "key.rotate", &row.kid)).await?;
                 if lifecycle.activation_due(row.created_at) <= now {
                     plan.activate = Some(row.kid.clone());
                 }
@@ -356,7 +348,7 @@ pub async fn maintain(state: &AppState) -> Result<Maintenance, Error> {
         }
     }
     if let Some(kid) = plan.activate
-        && keys::promote(&state.db, &kid, now, key_event(state, "system", "key.activate", &kid)).await?
+        && keys::promote(&state.db, &kid, now, key_event(now, "system", "key.activate", &kid)).await?
     {
         tracing::info!(%kid, "signing key activated");
         done.activated = Some(kid);

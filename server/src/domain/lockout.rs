@@ -104,24 +104,7 @@ mod tests {
     }
 
     fn user(status: UserStatus) -> UserRow {
-        UserRow {
-            id: "u1".into(),
-            username: "ada".into(),
-            username_normalized: "ada".into(),
-            email: None,
-            password_hash: String::new(),
-            status,
-            created_at: 0,
-            updated_at: 0,
-            failed_logins: 0,
-            locked_until: None,
-            totp_failures: 0,
-            totp_locked_until: None,
-            totp_secret_encrypted: None,
-            totp_pending_encrypted: None,
-            totp_enabled: false,
-            totp_last_step: None,
-        }
+        crate::store::entities::users::test_user(status)
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Periodic jobs every node runs: the signing-key lifecycle (each node, idempotent) and
-//! the purge of ended sessions, old audit events and expired MFA challenges (one node
+//! the purge of ended sessions, old audit events, expired MFA challenges and sealed
+//! refresh children past their grace window (one node
 //! at a time, under a lease).
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ pub struct Purged {
     pub audit_events: u64,
     pub challenges: u64,
     pub attempt_buckets: u64,
+    pub sealed_children: u64,
 }
 
 pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
@@ -34,6 +36,8 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
         done.audit_events = drain(|| purge::old_audit_events(&state.db, audit_before, batch), batch).await?;
     }
     done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?;
+    let grace_ended = now - config.tokens.refresh_grace.as_secs() as i64;
+    done.sealed_children = drain(|| purge::sealed_children(&state.db, grace_ended, batch), batch).await?;
     done.attempt_buckets = crate::store::attempts::purge_full(&state.db, now.saturating_mul(1000)).await?;
     if done != Purged::default() {
         tracing::info!(?done, "purged expired records");

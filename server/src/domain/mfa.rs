@@ -50,8 +50,8 @@ fn decrypt_secret(state: &AppState, user_id: &str, encrypted: Option<&str>) -> R
     Ok(Secret::new(plain.to_vec()))
 }
 
-fn event(state: &AppState, actor: &str, action: &'static str, user_id: &str, ctx: &RequestContext) -> NewAuditEvent {
-    NewAuditEvent::success(state.now(), actor, action, user_id).ip(ctx.ip.clone())
+fn event(now: i64, actor: &str, action: &'static str, user_id: &str, ctx: &RequestContext) -> NewAuditEvent {
+    NewAuditEvent::success(now, actor, action, user_id).ip(ctx.ip.clone())
 }
 
 /// Password checked: either a session, or (TOTP enabled) a challenge to complete.
@@ -124,7 +124,7 @@ pub async fn verify_second_factor(
         Claimed::Accepted => {
             users::record_success(&state.db, &user.id, Factor::Totp).await?;
             if matches!(factor, SecondFactor::RecoveryCode(_)) {
-                audit::record(&state.db, event(state, &user.id, "mfa.recovery_code_used", &user.id, ctx)).await?;
+                audit::record(&state.db, event(now, &user.id, "mfa.recovery_code_used", &user.id, ctx)).await?;
             }
             Ok(())
         }
@@ -143,9 +143,9 @@ async fn second_factor_failure(
     ctx: &RequestContext,
     reason: &'static str,
 ) -> Result<Error> {
-    let failure = event(state, &user.id, "mfa", &user.id, ctx)
-        .outcome("failure")
-        .details(serde_json::json!({ "reason": reason }));
+    let now = state.now();
+    let failure =
+        event(now, &user.id, "mfa", &user.id, ctx).outcome("failure").details(serde_json::json!({ "reason": reason }));
     audit::record(&state.db, failure).await?;
     Ok(Error::InvalidSecondFactor)
 }
@@ -218,6 +218,7 @@ fn hash_codes(codes: &[Secret<String>]) -> Vec<String> {
 /// Confirms enrolment with a current code: TOTP is on, and ten recovery codes are
 /// returned (once; only their hashes are kept).
 pub async fn confirm(state: &AppState, user_id: &str, code: &str, ctx: &RequestContext) -> Result<Vec<Secret<String>>> {
+    let now = state.now();
     let user = user(state, user_id).await?;
     if user.totp_enabled {
         return Err(Error::Conflict { code: ErrorCode::TotpEnabled, description: "TOTP is already enabled".into() });
@@ -227,7 +228,7 @@ pub async fn confirm(state: &AppState, user_id: &str, code: &str, ctx: &RequestC
         .as_deref()
         .ok_or_else(|| Error::bad_request(ErrorCode::NoPendingTotp, "start with POST /auth/totp/setup"))?;
     let secret = decrypt_secret(state, &user.id, Some(pending))?;
-    let step = totp::matching_step(secret.expose(), code, state.now(), TOTP_SKEW_STEPS).ok_or_else(|| {
+    let step = totp::matching_step(secret.expose(), code, now, TOTP_SKEW_STEPS).ok_or_else(|| {
         Error::bad_request(ErrorCode::InvalidCode, "that code does not match; check the device's clock")
     })?;
     let codes = totp::generate_recovery_codes();
@@ -236,8 +237,8 @@ pub async fn confirm(state: &AppState, user_id: &str, code: &str, ctx: &RequestC
         &user.id,
         Some((pending.to_string(), step)),
         &hash_codes(&codes),
-        state.now(),
-        event(state, &user.id, "totp.enable", &user.id, ctx),
+        now,
+        event(now, &user.id, "totp.enable", &user.id, ctx),
     )
     .await?;
     Ok(codes)
@@ -251,14 +252,14 @@ pub async fn disable(
     factor: &SecondFactor,
     ctx: &RequestContext,
 ) -> Result<()> {
+    let now = state.now();
     let user = user(state, user_id).await?;
     check_password(state, &user.username, password, ctx).await?;
     if !user.totp_enabled {
         return Err(Error::Conflict { code: ErrorCode::TotpDisabled, description: "TOTP is not enabled".into() });
     }
     verify_second_factor(state, &user, factor, ctx, None).await?;
-    users::set_totp(&state.db, &user.id, None, &[], state.now(), event(state, &user.id, "totp.disable", &user.id, ctx))
-        .await?;
+    users::set_totp(&state.db, &user.id, None, &[], now, event(now, &user.id, "totp.disable", &user.id, ctx)).await?;
     Ok(())
 }
 
@@ -269,26 +270,28 @@ pub async fn regenerate_recovery_codes(
     password: &Secret<String>,
     ctx: &RequestContext,
 ) -> Result<Vec<Secret<String>>> {
+    let now = state.now();
     let user = user(state, user_id).await?;
     check_password(state, &user.username, password, ctx).await?;
     if !user.totp_enabled {
         return Err(Error::Conflict { code: ErrorCode::TotpDisabled, description: "TOTP is not enabled".into() });
     }
     let codes = totp::generate_recovery_codes();
-    let txn_event = event(state, &user.id, "totp.recovery_codes", &user.id, ctx);
+    let txn_event = event(now, &user.id, "totp.recovery_codes", &user.id, ctx);
     let step = user.totp_last_step.unwrap_or(0);
     let secret = user.totp_secret_encrypted.clone().ok_or(Error::InvalidSecondFactor)?;
-    users::set_totp(&state.db, &user.id, Some((secret, step)), &hash_codes(&codes), state.now(), txn_event).await?;
+    users::set_totp(&state.db, &user.id, Some((secret, step)), &hash_codes(&codes), now, txn_event).await?;
     Ok(codes)
 }
 
 /// An admin removes a user's TOTP (lost device); audited with the admin as actor.
 pub async fn admin_reset(state: &AppState, user_id: &str, by: &super::rbac::Grantor<'_>) -> Result<()> {
+    let now = state.now();
     super::users::check_id(user_id)?;
     user(state, user_id).await?;
     super::users::check_may_manage(state, by, user_id, "totp.reset").await?;
     let ctx = RequestContext::default();
-    let audit = event(state, by.actor(), "totp.reset", user_id, &ctx);
-    users::set_totp(&state.db, user_id, None, &[], state.now(), audit).await?;
+    let audit = event(now, by.actor(), "totp.reset", user_id, &ctx);
+    users::set_totp(&state.db, user_id, None, &[], now, audit).await?;
     Ok(())
 }

@@ -269,14 +269,8 @@ fn validate_description(description: &str) -> Result<()> {
     Ok(())
 }
 
-fn role_event(
-    state: &AppState,
-    actor: &str,
-    action: &'static str,
-    name: &str,
-    details: serde_json::Value,
-) -> NewAuditEvent {
-    NewAuditEvent::success(state.now(), actor, action, name).details(details)
+fn role_event(now: i64, actor: &str, action: &'static str, name: &str, details: serde_json::Value) -> NewAuditEvent {
+    NewAuditEvent::success(now, actor, action, name).details(details)
 }
 
 pub async fn list_roles(state: &AppState) -> Result<Vec<RoleDetails>> {
@@ -294,12 +288,13 @@ pub async fn create_role(
     permissions: &[String],
     by: &Grantor<'_>,
 ) -> Result<RoleDetails> {
+    let now = state.now();
     validate_role_name(name)?;
     validate_description(description)?;
     let permissions = validate_permissions(permissions)?;
     by.check_permissions(state, "role.create", name, &permissions).await?;
-    let event = role_event(state, by.actor(), "role.create", name, serde_json::json!({ "permissions": permissions }));
-    match roles::create(&state.db, name, description, &permissions, state.now(), event).await {
+    let event = role_event(now, by.actor(), "role.create", name, serde_json::json!({ "permissions": permissions }));
+    match roles::create(&state.db, name, description, &permissions, now, event).await {
         Ok(()) => get_role(state, name).await,
         Err(StoreError::Conflict) => {
             Err(Error::Conflict { code: ErrorCode::RoleExists, description: format!("role {name:?} already exists") })
@@ -346,7 +341,7 @@ pub async fn update_role(
         }
     }
     let event = role_event(
-        state,
+        state.now(),
         by.actor(),
         "role.update",
         name,
@@ -357,6 +352,7 @@ pub async fn update_role(
 }
 
 pub async fn delete_role(state: &AppState, name: &str, by: &Grantor<'_>) -> Result<()> {
+    let now = state.now();
     let current = get_role(state, name).await?;
     if current.row.builtin {
         return Err(Error::Conflict {
@@ -365,7 +361,7 @@ pub async fn delete_role(state: &AppState, name: &str, by: &Grantor<'_>) -> Resu
         });
     }
     by.check_permissions(state, "role.delete", name, &current.permissions).await?;
-    let event = role_event(state, by.actor(), "role.delete", name, serde_json::json!({ "users": current.user_count }));
+    let event = role_event(now, by.actor(), "role.delete", name, serde_json::json!({ "users": current.user_count }));
     if roles::delete(&state.db, name, event).await? { Ok(()) } else { Err(Error::NotFound("role")) }
 }
 

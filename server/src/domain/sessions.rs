@@ -1,12 +1,18 @@
 //! Sessions (token families) and refresh-token rotation with reuse detection.
 //!
-//! - Using a refresh token marks it `rotated` and issues its child in the same session.
-//! - Presenting a `rotated` token again within `refresh_grace` of its rotation is a
-//!   benign race (two tabs sharing a cookie): [`Error::RefreshRaced`], nothing revoked,
-//!   nothing minted. Later, it is reuse: the whole session is revoked and audited.
+//! - Using a refresh token marks it `rotated` and issues its child in the same session;
+//!   the parent row keeps the child sealed under a key only the parent's holder can
+//!   derive ([`crate::security::sealed_child`]).
+//! - Presenting a `rotated` token again within `refresh_grace` of its rotation, while its
+//!   child is unused: the answer to the first request was lost (a dropped connection, a
+//!   killed server, a closed tab), so the same child is answered again with a fresh
+//!   access token — nothing new is minted on the refresh side, the family stays linear.
+//! - Within the window but with the child already used: a benign race (two tabs sharing
+//!   a cookie): [`Error::RefreshRaced`], nothing revoked, nothing minted. After the
+//!   window it is reuse: the whole session is revoked and audited.
 //! - A refresh never extends a session beyond its absolute lifetime.
 
-use crate::security::{Secret, generate_token, sha256_hex};
+use crate::security::{Secret, constant_time_eq, generate_token, sealed_child, sha256_hex};
 use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
 use crate::store::clients::ClientRow;
@@ -133,8 +139,11 @@ pub async fn start(
 pub enum Verdict {
     /// Active, unexpired, its session live and its user active: rotate it.
     Rotate,
-    /// Rotated less than the grace window ago — two tabs racing on one cookie, or the
-    /// loser of a concurrent rotation: answer 409, mint nothing, revoke nothing.
+    /// Rotated less than the grace window ago and its child not used yet: answer the
+    /// same child again (the first answer was lost), with a fresh access token.
+    Replay,
+    /// Rotated less than the grace window ago and its child already used (two tabs
+    /// racing on one cookie): answer 409, mint nothing, revoke nothing.
     Raced,
     /// Rotated longer ago: a stolen or replayed token. Revoke the whole session.
     Reuse,
@@ -149,15 +158,22 @@ impl SessionRow {
     }
 }
 
-/// The refresh rule: `client_id` presented the token `read` found, at `now`.
-pub fn judge_refresh(read: &RefreshRead, client_id: &str, now: i64, grace_secs: i64) -> Verdict {
+/// The refresh rule: `client_id` presented the token `read` found, at `now`; `child`
+/// is the token it was rotated into, if it was.
+pub fn judge_refresh(
+    read: &RefreshRead,
+    child: Option<&RefreshTokenRow>,
+    client_id: &str,
+    now: i64,
+    grace_secs: i64,
+) -> Verdict {
     if read.session.client_id != client_id {
         return Verdict::Refuse;
     }
-    if read.token.state != TokenState::Active {
-        return judge_presented_again(&read.token, &read.session, now, grace_secs);
-    }
     let user_active = read.user.as_ref().is_some_and(|u| u.status == UserStatus::Active);
+    if read.token.state != TokenState::Active {
+        return judge_presented_again(&read.token, &read.session, child, user_active, now, grace_secs);
+    }
     if read.session.is_live(now) && read.token.expires_at > now && user_active {
         Verdict::Rotate
     } else {
@@ -166,13 +182,29 @@ pub fn judge_refresh(read: &RefreshRead, client_id: &str, now: i64, grace_secs: 
 }
 
 /// A token that is no longer active came back (read again after losing the
-/// compare-and-swap, or presented after its rotation).
-pub fn judge_presented_again(token: &RefreshTokenRow, session: &SessionRow, now: i64, grace_secs: i64) -> Verdict {
+/// compare-and-swap, or presented after its rotation), with `child` what it was
+/// rotated into.
+pub fn judge_presented_again(
+    token: &RefreshTokenRow,
+    session: &SessionRow,
+    child: Option<&RefreshTokenRow>,
+    user_active: bool,
+    now: i64,
+    grace_secs: i64,
+) -> Verdict {
     if token.state != TokenState::Rotated || session.revoked_at.is_some() {
         return Verdict::Refuse;
     }
     let rotated_at = token.used_at.unwrap_or(token.created_at);
-    if now - rotated_at < grace_secs { Verdict::Raced } else { Verdict::Reuse }
+    if now - rotated_at >= grace_secs {
+        return Verdict::Reuse;
+    }
+    let child_unused = child.is_some_and(|c| c.state == TokenState::Active && c.expires_at > now);
+    if child_unused && token.child_sealed.is_some() && session.is_live(now) && user_active {
+        Verdict::Replay
+    } else {
+        Verdict::Raced
+    }
 }
 
 /// Exchanges a refresh token for a new access token and a rotated refresh token.
@@ -187,8 +219,14 @@ pub async fn refresh(
     let Some(read) = state.tokens.token_for_refresh(&sha256_hex(presented.expose())).await? else {
         return Err(Error::invalid_refresh_token());
     };
-    match judge_refresh(&read, &client.client_id, now, grace_secs) {
-        Verdict::Rotate => rotate(state, client, read, now, ctx).await,
+    // Only a rotated token has a child; the hot path (an active token) skips the read.
+    let child = match read.token.state {
+        TokenState::Rotated => state.tokens.child_of(&read.token.id).await?,
+        _ => None,
+    };
+    match judge_refresh(&read, child.as_ref(), &client.client_id, now, grace_secs) {
+        Verdict::Rotate => rotate(state, client, presented, read, now, ctx).await,
+        Verdict::Replay => replay(state, client, presented, &read, child, now, ctx).await,
         verdict => Err(answer_refusal(state, verdict, &read.token, &read.session, now, ctx).await?),
     }
 }
@@ -196,11 +234,15 @@ pub async fn refresh(
 async fn rotate(
     state: &AppState,
     client: &ClientRow,
-    RefreshRead { token, session, user, roles }: RefreshRead,
+    presented: &Secret<String>,
+    read: RefreshRead,
     now: i64,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
-    let Some(user) = user else { return Err(Error::invalid_refresh_token()) };
+    if read.user.is_none() {
+        return Err(Error::invalid_refresh_token());
+    }
+    let (token, session) = (&read.token, &read.session);
     let idle_expires_at =
         (now + state.config.tokens.session_idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
     let child_token = generate_token(REFRESH_TOKEN_PREFIX);
@@ -212,6 +254,7 @@ async fn rotate(
         child_id: new_id(),
         child_hash: sha256_hex(child_token.expose()),
         child_expires_at: idle_expires_at,
+        child_sealed: sealed_child::seal(presented, &child_token),
     };
     match state.tokens.rotate(&rotation).await? {
         RotateOutcome::Rotated => {}
@@ -222,13 +265,30 @@ async fn rotate(
             let Some((token, session)) = state.tokens.token_with_session(&token.token_hash).await? else {
                 return Err(Error::invalid_refresh_token());
             };
-            let verdict =
-                judge_presented_again(&token, &session, now, state.config.tokens.refresh_grace.as_secs() as i64);
+            let child = state.tokens.child_of(&token.id).await?;
+            let grace_secs = state.config.tokens.refresh_grace.as_secs() as i64;
+            // The user was active when this request read it (the verdict was Rotate).
+            let verdict = judge_presented_again(&token, &session, child.as_ref(), true, now, grace_secs);
+            if verdict == Verdict::Replay {
+                let read = RefreshRead { token, session, ..read };
+                return replay(state, client, presented, &read, child, now, ctx).await;
+            }
             return Err(answer_refusal(state, verdict, &token, &session, now, ctx).await?);
         }
     }
-
     state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
+    issue(state, client, &read, child_token, idle_expires_at)
+}
+
+/// The answer to a refresh: a fresh access token beside `refresh_token`.
+fn issue(
+    state: &AppState,
+    client: &ClientRow,
+    RefreshRead { session, user, roles, .. }: &RefreshRead,
+    refresh_token: Secret<String>,
+    refresh_expires_at: i64,
+) -> Result<IssuedTokens> {
+    let Some(user) = user else { return Err(Error::invalid_refresh_token()) };
     let amr: Vec<String> = session.amr.split_ascii_whitespace().map(str::to_string).collect();
     let (access_token, expires_in) = mint_access_token(
         state,
@@ -237,7 +297,7 @@ async fn rotate(
             client_id: &client.client_id,
             audience: audience_for(state, client),
             scope: &session.scope,
-            roles,
+            roles: roles.clone(),
             session_id: Some(&session.id),
             auth_time: Some(session.auth_time),
             amr,
@@ -246,11 +306,36 @@ async fn rotate(
     Ok(IssuedTokens {
         access_token,
         expires_in,
-        scope: session.scope,
-        refresh_token: Some(child_token),
-        refresh_expires_at: Some(idle_expires_at),
-        session_id: Some(session.id),
+        scope: session.scope.clone(),
+        refresh_token: Some(refresh_token),
+        refresh_expires_at: Some(refresh_expires_at),
+        session_id: Some(session.id.clone()),
     })
+}
+
+/// [`Verdict::Replay`]: the child the parent `presented` was rotated into, opened with
+/// the parent, answered again. A child that does not open (or does not hash to the
+/// stored child) is answered as a race: nothing is minted either way.
+async fn replay(
+    state: &AppState,
+    client: &ClientRow,
+    presented: &Secret<String>,
+    read: &RefreshRead,
+    child: Option<RefreshTokenRow>,
+    now: i64,
+    ctx: &RequestContext,
+) -> Result<IssuedTokens> {
+    let opened = child.as_ref().zip(read.token.child_sealed.as_deref()).and_then(|(child, sealed)| {
+        let token = sealed_child::open(presented, sealed)?;
+        constant_time_eq(sha256_hex(token.expose()).as_bytes(), child.token_hash.as_bytes()).then_some(token)
+    });
+    let (Some(child), Some(child_token)) = (child, opened) else {
+        return Err(answer_refusal(state, Verdict::Raced, &read.token, &read.session, now, ctx).await?);
+    };
+    state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
+    state.metrics.refresh_replayed.inc();
+    tracing::info!(session_id = %read.session.id, "refresh answered again with the same child (lost answer)");
+    issue(state, client, read, child_token, child.expires_at)
 }
 
 /// The error for a verdict other than [`Verdict::Rotate`]; on [`Verdict::Reuse`] it
@@ -266,7 +351,7 @@ async fn answer_refusal(
     match verdict {
         Verdict::Raced => return Ok(Error::RefreshRaced),
         Verdict::Reuse => {}
-        Verdict::Rotate | Verdict::Refuse => return Ok(Error::invalid_refresh_token()),
+        Verdict::Rotate | Verdict::Replay | Verdict::Refuse => return Ok(Error::invalid_refresh_token()),
     }
     let revoked_now = store::revoke(
         &state.db,
@@ -481,28 +566,22 @@ mod tests {
             created_at: NOW - 60,
             used_at,
             expires_at: NOW + 600,
+            child_sealed: None,
         }
     }
 
+    /// A rotated parent (its child sealed on it) and its child in `child_state`.
+    fn rotated_with_child(used_at: i64, child_state: TokenState) -> (RefreshTokenRow, RefreshTokenRow) {
+        let mut parent = token(TokenState::Rotated, Some(used_at));
+        parent.child_sealed = Some("sealed".into());
+        let mut child = token(child_state, None);
+        child.id = "t2".into();
+        child.parent_id = Some("t1".into());
+        (parent, child)
+    }
+
     fn user(status: UserStatus) -> UserRow {
-        UserRow {
-            id: "u1".into(),
-            username: "ada".into(),
-            username_normalized: "ada".into(),
-            email: None,
-            password_hash: String::new(),
-            status,
-            created_at: 0,
-            updated_at: 0,
-            failed_logins: 0,
-            locked_until: None,
-            totp_failures: 0,
-            totp_locked_until: None,
-            totp_secret_encrypted: None,
-            totp_pending_encrypted: None,
-            totp_enabled: false,
-            totp_last_step: None,
-        }
+        crate::store::entities::users::test_user(status)
     }
 
     fn read(token: RefreshTokenRow, session: SessionRow, user: Option<UserRow>) -> RefreshRead {
@@ -510,7 +589,7 @@ mod tests {
     }
 
     fn judge(read: &RefreshRead) -> Verdict {
-        judge_refresh(read, "spa", NOW, GRACE)
+        judge_refresh(read, None, "spa", NOW, GRACE)
     }
 
     #[test]
@@ -525,7 +604,7 @@ mod tests {
     fn another_clients_token_is_refused_whatever_its_state() {
         for state in [TokenState::Active, TokenState::Rotated] {
             let read = read(token(state, Some(NOW - 100)), session(), Some(user(UserStatus::Active)));
-            assert_eq!(judge_refresh(&read, "other", NOW, GRACE), Verdict::Refuse, "{state:?}");
+            assert_eq!(judge_refresh(&read, None, "other", NOW, GRACE), Verdict::Refuse, "{state:?}");
         }
     }
 
@@ -568,6 +647,35 @@ mod tests {
         let mut revoked = session();
         revoked.revoked_at = Some(NOW - 1);
         assert_eq!(judge(&read(token(TokenState::Rotated, Some(NOW)), revoked, None)), Verdict::Refuse);
+    }
+
+    #[test]
+    fn a_rotated_token_whose_child_is_unused_is_answered_again_inside_the_window() {
+        let active = Some(user(UserStatus::Active));
+        let judge_with = |parent: RefreshTokenRow, child: &RefreshTokenRow, session: SessionRow, user| {
+            judge_refresh(&read(parent, session, user), Some(child), "spa", NOW, GRACE)
+        };
+        let (parent, child) = rotated_with_child(NOW - 1, TokenState::Active);
+        assert_eq!(judge_with(parent.clone(), &child, session(), active.clone()), Verdict::Replay);
+        // Not once the child was used (a race), nor past the window (reuse).
+        let (used_parent, used_child) = rotated_with_child(NOW - 1, TokenState::Rotated);
+        assert_eq!(judge_with(used_parent, &used_child, session(), active.clone()), Verdict::Raced);
+        let (late, late_child) = rotated_with_child(NOW - GRACE, TokenState::Active);
+        assert_eq!(judge_with(late, &late_child, session(), active.clone()), Verdict::Reuse);
+        // Nothing to open, an expired child, a session that ended, a disabled user:
+        // nothing is answered again.
+        let mut unsealed = parent.clone();
+        unsealed.child_sealed = None;
+        assert_eq!(judge_with(unsealed, &child, session(), active.clone()), Verdict::Raced);
+        let mut expired_child = child.clone();
+        expired_child.expires_at = NOW;
+        assert_eq!(judge_with(parent.clone(), &expired_child, session(), active.clone()), Verdict::Raced);
+        let mut idle = session();
+        idle.idle_expires_at = NOW;
+        assert_eq!(judge_with(parent.clone(), &child, idle, active.clone()), Verdict::Raced);
+        let disabled = Some(user(UserStatus::Disabled));
+        assert_eq!(judge_with(parent.clone(), &child, session(), disabled), Verdict::Raced);
+        assert_eq!(judge_refresh(&read(parent, session(), active), Some(&child), "other", NOW, GRACE), Verdict::Refuse);
     }
 
     #[test]

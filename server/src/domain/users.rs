@@ -252,19 +252,13 @@ pub async fn admin_create(
     Ok((user, generated.then_some(password)))
 }
 
-fn user_event(
-    state: &AppState,
-    actor: &str,
-    action: &'static str,
-    user_id: &str,
-    details: serde_json::Value,
-) -> NewAuditEvent {
-    NewAuditEvent::success(state.now(), actor, action, user_id).details(details)
+fn user_event(now: i64, actor: &str, action: &'static str, user_id: &str, details: serde_json::Value) -> NewAuditEvent {
+    NewAuditEvent::success(now, actor, action, user_id).details(details)
 }
 
 async fn apply(state: &AppState, user_id: &str, changes: users::UserChanges, event: NewAuditEvent) -> Result<UserView> {
     check_id(user_id)?;
-    match users::update(&state.db, user_id, changes, state.now(), event).await {
+    match users::update(&state.db, user_id, changes, event.occurred_at, event).await {
         Ok(Some(_)) => get(state, user_id).await,
         Ok(None) => Err(Error::NotFound("user")),
         Err(StoreError::Missing(what)) => Err(Error::bad_request(ErrorCode::UnknownRole, format!("unknown {what}"))),
@@ -280,6 +274,7 @@ pub async fn admin_update(
     status: Option<String>,
     by: &Grantor<'_>,
 ) -> Result<UserView> {
+    let now = state.now();
     check_id(user_id)?;
     check_may_manage(state, by, user_id, "user.update").await?;
     let email = match email {
@@ -288,7 +283,7 @@ pub async fn admin_update(
     };
     let status = status.as_deref().map(parse_status).transpose()?;
     let details = serde_json::json!({ "email_changed": email.is_some(), "status": status.map(UserStatus::as_str) });
-    let event = user_event(state, by.actor(), "user.update", user_id, details);
+    let event = user_event(now, by.actor(), "user.update", user_id, details);
     apply(state, user_id, users::UserChanges { email, status, ..Default::default() }, event).await
 }
 
@@ -299,11 +294,12 @@ pub async fn admin_set_password(
     password: &Secret<String>,
     by: &Grantor<'_>,
 ) -> Result<()> {
+    let now = state.now();
     check_id(user_id)?;
     check_may_manage(state, by, user_id, "user.set_password").await?;
     validate_password(password.expose(), state.config.passwords.min_length)?;
     let hash = state.passwords.hash(password).await?;
-    let event = user_event(state, by.actor(), "user.set_password", user_id, serde_json::json!({}));
+    let event = user_event(now, by.actor(), "user.set_password", user_id, serde_json::json!({}));
     apply(state, user_id, users::UserChanges { password_hash: Some(hash), ..Default::default() }, event).await?;
     Ok(())
 }
@@ -316,6 +312,7 @@ pub async fn admin_set_roles(
     roles: Vec<String>,
     by: &Grantor<'_>,
 ) -> Result<UserView> {
+    let now = state.now();
     check_id(user_id)?;
     let mut roles = roles;
     roles.sort();
@@ -331,7 +328,7 @@ pub async fn admin_set_roles(
             .collect();
         by.check_roles(state, "user.set_roles", user_id, &changed).await?;
     }
-    let event = user_event(state, by.actor(), "user.set_roles", user_id, serde_json::json!({ "roles": roles }));
+    let event = user_event(now, by.actor(), "user.set_roles", user_id, serde_json::json!({ "roles": roles }));
     apply(state, user_id, users::UserChanges { roles: Some(roles), ..Default::default() }, event).await
 }
 
@@ -345,11 +342,12 @@ pub async fn change_password(
     new: &Secret<String>,
     ctx: &super::auth::RequestContext,
 ) -> Result<()> {
+    let now = state.now();
     let user = users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
     super::auth::check_password(state, &user.username, current, ctx).await?;
     validate_password(new.expose(), state.config.passwords.min_length)?;
     let hash = state.passwords.hash(new).await?;
-    let mut event = user_event(state, user_id, "user.change_password", user_id, serde_json::json!({}));
+    let mut event = user_event(now, user_id, "user.change_password", user_id, serde_json::json!({}));
     event.ip = ctx.ip.clone();
     let changes = users::UserChanges {
         password_hash: Some(hash),
@@ -362,9 +360,10 @@ pub async fn change_password(
 
 /// Clears a user's lockouts (password and TOTP).
 pub async fn admin_unlock(state: &AppState, user_id: &str, by: &Grantor<'_>) -> Result<UserView> {
+    let now = state.now();
     check_id(user_id)?;
     check_may_manage(state, by, user_id, "user.unlock").await?;
-    let event = user_event(state, by.actor(), "user.unlock", user_id, serde_json::json!({}));
+    let event = user_event(now, by.actor(), "user.unlock", user_id, serde_json::json!({}));
     if !users::unlock(&state.db, user_id, event).await? {
         return Err(Error::NotFound("user"));
     }
@@ -372,9 +371,10 @@ pub async fn admin_unlock(state: &AppState, user_id: &str, by: &Grantor<'_>) -> 
 }
 
 pub async fn admin_delete(state: &AppState, user_id: &str, by: &Grantor<'_>) -> Result<()> {
+    let now = state.now();
     check_id(user_id)?;
     check_may_manage(state, by, user_id, "user.delete").await?;
-    let event = user_event(state, by.actor(), "user.delete", user_id, serde_json::json!({}));
+    let event = user_event(now, by.actor(), "user.delete", user_id, serde_json::json!({}));
     if users::delete(&state.db, user_id, event).await? { Ok(()) } else { Err(Error::NotFound("user")) }
 }
 

@@ -4,6 +4,7 @@
 pub mod master_key;
 pub mod password;
 pub mod rate_limit;
+pub mod sealed_child;
 pub mod totp;
 
 use std::fmt;

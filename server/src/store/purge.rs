@@ -5,7 +5,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::StoreResult;
-use super::entities::{audit_events, mfa_challenges, sessions};
+use super::entities::{audit_events, mfa_challenges, refresh_tokens, sessions};
 
 /// Takes (or renews) the named lease until `now + ttl` if it is free, expired or
 /// already ours. Exactly one node holds it at a time.
@@ -65,6 +65,24 @@ pub async fn expired_challenges(db: &impl ConnectionTrait, before: i64, batch: u
         .to_owned();
     Ok(mfa_challenges::Entity::delete_many()
         .filter(mfa_challenges::Column::Id.in_subquery(ids))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// Erases up to `batch` sealed children of tokens rotated before `before` (the end of
+/// their grace window): past it nothing may open them, so they are not kept.
+pub async fn sealed_children(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let ids = Query::select()
+        .column(refresh_tokens::Column::Id)
+        .from(refresh_tokens::Entity)
+        .and_where(refresh_tokens::Column::ChildSealed.is_not_null())
+        .and_where(refresh_tokens::Column::UsedAt.lt(before))
+        .limit(batch)
+        .to_owned();
+    Ok(refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::ChildSealed, Expr::value(Option::<String>::None))
+        .filter(refresh_tokens::Column::Id.in_subquery(ids))
         .exec(db)
         .await?
         .rows_affected)

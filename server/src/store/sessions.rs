@@ -90,6 +90,7 @@ async fn insert_token(
         created_at: Set(now),
         used_at: Set(None),
         expires_at: Set(token.expires_at),
+        child_sealed: Set(None),
     }
     .insert(db)
     .await?;
@@ -130,6 +131,8 @@ pub async fn revoke(
     if revoked == 1 {
         refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
+            // A revoked session's sealed children can never be answered again.
+            .col_expr(refresh_tokens::Column::ChildSealed, Expr::value(Option::<String>::None))
             .filter(refresh_tokens::Column::SessionId.eq(session_id))
             .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
             .exec(&*txn)
@@ -186,6 +189,8 @@ pub async fn revoke_all_in(
         .to_owned();
     refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
+        // A revoked session's sealed children can never be answered again.
+        .col_expr(refresh_tokens::Column::ChildSealed, Expr::value(Option::<String>::None))
         .filter(refresh_tokens::Column::SessionId.in_subquery(of_user))
         .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
         .exec(db)

@@ -36,9 +36,12 @@ pub struct Rotation {
     pub now: i64,
     pub idle_expires_at: i64,
     pub child_id: String,
-    /// SHA-256 of the child token; the token itself is never stored.
+    /// SHA-256 of the child token; the token itself is never stored in the clear.
     pub child_hash: String,
     pub child_expires_at: i64,
+    /// The child sealed under a key derived from the parent (`security::sealed_child`),
+    /// kept on the parent row so a retry within the grace window gets the same child.
+    pub child_sealed: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,9 @@ pub trait TokenStore: Send + Sync {
         &self,
         token_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<(RefreshTokenRow, SessionRow)>>> + Send;
+
+    /// The token that `parent_id` was rotated into, if any.
+    fn child_of(&self, parent_id: &str) -> impl Future<Output = StoreResult<Option<RefreshTokenRow>>> + Send;
 
     /// The user's role names, sorted.
     fn user_role_names(&self, user_id: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
@@ -120,6 +126,10 @@ impl TokenStore for Engine {
 
     async fn token_with_session(&self, token_hash: &str) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {
         on_engine!(self, store => store.token_with_session(token_hash))
+    }
+
+    async fn child_of(&self, parent_id: &str) -> StoreResult<Option<RefreshTokenRow>> {
+        on_engine!(self, store => store.child_of(parent_id))
     }
 
     async fn user_role_names(&self, user_id: &str) -> StoreResult<Vec<String>> {

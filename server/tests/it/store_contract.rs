@@ -64,6 +64,7 @@ fn rotation(parent: &str, session_id: &str, child: &str, now: i64) -> Rotation {
         child_id: format!("{child}-id"),
         child_hash: sha256_hex(child),
         child_expires_at: now + IDLE,
+        child_sealed: format!("sealed-{child}"),
     }
 }
 
@@ -128,8 +129,12 @@ async fn rotation_swaps_the_token_touches_the_session_and_inserts_the_child() {
     let parent = tokens.token_for_refresh(&sha256_hex("rot-a")).await.unwrap().unwrap();
     assert_eq!((parent.token.state, parent.token.used_at), (TokenState::Rotated, Some(later)));
     assert_eq!((parent.session.last_used_at, parent.session.idle_expires_at), (later, later + IDLE));
+    assert_eq!(parent.token.child_sealed.as_deref(), Some("sealed-rot-b"), "the parent keeps its child sealed");
     let child = tokens.token_for_refresh(&sha256_hex("rot-b")).await.unwrap().unwrap();
     assert_eq!(child.token.state, TokenState::Active);
+    assert_eq!(tokens.child_of("rot-a-id").await.unwrap().as_ref(), Some(&child.token), "found by its parent");
+    assert_eq!(child.token.child_sealed, None);
+    assert!(tokens.child_of("rot-b-id").await.unwrap().is_none(), "an active token has no child");
     assert_eq!(child.token.parent_id.as_deref(), Some("rot-a-id"));
     assert_eq!((child.token.created_at, child.token.expires_at), (later, later + IDLE));
 

@@ -52,11 +52,6 @@ impl AdminAuditApi {
             after_id: after_id.0,
         };
         let (items, total) = audit::list(&state, &filter, page).await?;
-        Ok(ListResponse::Ok(Json(AuditPage {
-            items: items.into_iter().map(Into::into).collect(),
-            total,
-            page: page.number,
-            page_size: page.size,
-        })))
+        Ok(ListResponse::Ok(Json(AuditPage::of(items, total, page))))
     }
 }

@@ -60,12 +60,7 @@ impl AdminClientsApi {
         auth.require(Permission::ClientsRead)?;
         let page = super::page(page.0, page_size.0);
         let (items, total) = clients::list(&state, page).await?;
-        Ok(ListResponse::Ok(Json(ClientPage {
-            items: items.into_iter().map(Into::into).collect(),
-            total,
-            page: page.number,
-            page_size: page.size,
-        })))
+        Ok(ListResponse::Ok(Json(ClientPage::of(items, total, page))))
     }
 
     /// Create a client. A confidential client's secret is in the response, once.

@@ -11,15 +11,36 @@ use crate::domain::clients::ClientView;
 use crate::domain::sessions::SessionWithUser;
 use crate::store::roles::RoleDetails;
 
-#[derive(Debug, Object)]
-pub struct UserPage {
-    pub items: Vec<UserResponse>,
-    pub total: u64,
-    pub page: u64,
-    pub page_size: u64,
+// No Debug: it carries secrets.
+/// One page of a list and its position, as every admin list answers. poem-openapi names
+/// a generic object after its type parameters, which would rename these schemas (and
+/// every generated client's types), so each page type is stamped out here instead.
+macro_rules! page_types {
+    ($($page:ident of $item:ty),+ $(,)?) => {$(
+        #[derive(Debug, Object)]
+        pub struct $page {
+            pub items: Vec<$item>,
+            pub total: u64,
+            pub page: u64,
+            pub page_size: u64,
+        }
+
+        impl $page {
+            /// `items` (of page `page` of `total` rows) as the API shows them.
+            pub fn of<R: Into<$item>>(items: Vec<R>, total: u64, page: crate::store::Page) -> Self {
+                Self { items: items.into_iter().map(Into::into).collect(), total, page: page.number, page_size: page.size }
+            }
+        }
+    )+};
 }
 
-// No Debug: it carries secrets.
+page_types!(
+    UserPage of UserResponse,
+    ClientPage of ClientResponse,
+    SessionPage of AdminSessionResponse,
+    AuditPage of AuditEventResponse,
+);
+
 #[derive(Object)]
 pub struct CreateUserRequest {
     #[oai(validator(max_length = 256))]
@@ -147,14 +168,6 @@ impl From<ClientView> for ClientResponse {
 }
 
 #[derive(Debug, Object)]
-pub struct ClientPage {
-    pub items: Vec<ClientResponse>,
-    pub total: u64,
-    pub page: u64,
-    pub page_size: u64,
-}
-
-#[derive(Debug, Object)]
 pub struct CreateClientRequest {
     #[oai(validator(max_length = 64))]
     pub client_id: String,
@@ -239,14 +252,6 @@ impl From<SessionWithUser> for AdminSessionResponse {
 }
 
 #[derive(Debug, Object)]
-pub struct SessionPage {
-    pub items: Vec<AdminSessionResponse>,
-    pub total: u64,
-    pub page: u64,
-    pub page_size: u64,
-}
-
-#[derive(Debug, Object)]
 pub struct RevokedCount {
     pub revoked: u64,
 }
@@ -288,12 +293,4 @@ impl From<AuditEntry> for AuditEventResponse {
             details: serde_json::from_str(&row.details).unwrap_or(serde_json::Value::Null),
         }
     }
-}
-
-#[derive(Debug, Object)]
-pub struct AuditPage {
-    pub items: Vec<AuditEventResponse>,
-    pub total: u64,
-    pub page: u64,
-    pub page_size: u64,
 }

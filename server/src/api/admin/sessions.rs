@@ -45,12 +45,7 @@ impl AdminSessionsApi {
         let page = super::page(page.0, page_size.0);
         let filter = SessionFilter { user_id: user_id.0, client_id: client_id.0 };
         let (items, total) = sessions::admin_list(&state, &filter, page).await?;
-        Ok(ListResponse::Ok(Json(SessionPage {
-            items: items.into_iter().map(Into::into).collect(),
-            total,
-            page: page.number,
-            page_size: page.size,
-        })))
+        Ok(ListResponse::Ok(Json(SessionPage::of(items, total, page))))
     }
 
     /// Revoke a session: its refresh tokens die, and its access tokens fail the

@@ -78,12 +78,7 @@ impl AdminUsersApi {
         let status = status.0.as_deref().map(users::parse_status).transpose()?;
         let filter = UserFilter { text: q.0, role: role.0, status };
         let (items, total) = users::list(&state, &filter, page).await?;
-        Ok(ListResponse::Ok(Json(UserPage {
-            items: items.into_iter().map(Into::into).collect(),
-            total,
-            page: page.number,
-            page_size: page.size,
-        })))
+        Ok(ListResponse::Ok(Json(UserPage::of(items, total, page))))
     }
 
     /// Create a user with a password, or with a generated one-time password.
@@ -201,12 +196,7 @@ impl AdminUsersApi {
         users::get(&state, &id.0).await?;
         let filter = SessionFilter { user_id: Some(id.0), client_id: None };
         let (items, total) = sessions::admin_list(&state, &filter, page).await?;
-        Ok(SessionsResult::Ok(Json(SessionPage {
-            items: items.into_iter().map(Into::into).collect(),
-            total,
-            page: page.number,
-            page_size: page.size,
-        })))
+        Ok(SessionsResult::Ok(Json(SessionPage::of(items, total, page))))
     }
 
     /// Revoke every session of the user.

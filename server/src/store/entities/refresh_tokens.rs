@@ -12,6 +12,9 @@ pub struct Model {
     pub created_at: i64,
     pub used_at: Option<i64>,
     pub expires_at: i64,
+    /// While the token is rotated and within the grace window: its child, sealed under
+    /// a key derived from this token (`security::sealed_child`).
+    pub child_sealed: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -40,27 +40,39 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
+/// A user row for unit tests of the rules: active, no lock, no TOTP.
+#[cfg(test)]
+pub(crate) fn test_user(status: super::UserStatus) -> Model {
+    Model {
+        id: "u1".into(),
+        username: "ada".into(),
+        username_normalized: "ada".into(),
+        email: None,
+        password_hash: String::new(),
+        status,
+        created_at: 0,
+        updated_at: 0,
+        failed_logins: 0,
+        locked_until: None,
+        totp_failures: 0,
+        totp_locked_until: None,
+        totp_secret_encrypted: None,
+        totp_pending_encrypted: None,
+        totp_enabled: false,
+        totp_last_step: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn debug_never_shows_the_password_hash_or_totp_secrets() {
         let row = super::Model {
-            id: "id".into(),
-            username: "u".into(),
-            username_normalized: "u".into(),
-            email: None,
             password_hash: "$argon2id$v=19$SECRETHASH".into(),
-            status: crate::store::entities::UserStatus::Active,
-            created_at: 0,
-            updated_at: 0,
-            failed_logins: 0,
-            locked_until: None,
-            totp_failures: 0,
-            totp_locked_until: None,
             totp_secret_encrypted: Some("SECRETTOTP".into()),
             totp_pending_encrypted: Some("SECRETPENDING".into()),
             totp_enabled: true,
-            totp_last_step: None,
+            ..super::test_user(crate::store::entities::UserStatus::Active)
         };
         let shown = format!("{row:?}");
         assert!(!shown.contains("SECRET"), "{shown}");

@@ -36,7 +36,7 @@ const ROTATE: &str = "WITH live AS ( \
         SELECT id FROM sessions WHERE id = $1 AND revoked_at IS NULL \
         AND idle_expires_at > $2 AND absolute_expires_at > $2 FOR UPDATE), \
     swapped AS ( \
-        UPDATE refresh_tokens SET state = $4, used_at = $2 \
+        UPDATE refresh_tokens SET state = $4, used_at = $2, child_sealed = $10 \
         WHERE id = $3 AND state = $5 AND EXISTS (SELECT 1 FROM live) RETURNING id), \
     touched AS ( \
         UPDATE sessions SET last_used_at = $2, idle_expires_at = $6 \
@@ -73,6 +73,10 @@ impl TokenStore for PostgresTokens {
         Ok(found.and_then(|(token, session)| session.map(|s| (token, s))))
     }
 
+    async fn child_of(&self, parent_id: &str) -> StoreResult<Option<RefreshTokenRow>> {
+        Ok(refresh_tokens::Entity::find().filter(refresh_tokens::Column::ParentId.eq(parent_id)).one(&self.db).await?)
+    }
+
     async fn user_role_names(&self, user_id: &str) -> StoreResult<Vec<String>> {
         super::users::role_names(&self.db, user_id).await
     }
@@ -99,6 +103,7 @@ impl TokenStore for PostgresTokens {
                 rotation.child_id.as_str().into(),
                 rotation.child_hash.as_str().into(),
                 rotation.child_expires_at.into(),
+                rotation.child_sealed.as_str().into(),
             ],
         );
         let row =

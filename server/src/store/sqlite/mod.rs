@@ -224,6 +224,9 @@ static TOKEN_WITH_SESSION: LazyLock<String> = LazyLock::new(|| {
         columns::aliased::<sessions::Entity>("s"),
     )
 });
+static CHILD_OF: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {} FROM refresh_tokens t WHERE t.parent_id = ?1", columns::aliased::<refresh_tokens::Entity>("t"))
+});
 static TOKEN_FOR_REFRESH: LazyLock<String> = LazyLock::new(|| columns::token_for_refresh_sql("group_concat"));
 static CLIENT: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {} FROM clients c WHERE c.client_id = ?1", columns::aliased::<clients::Entity>("c"))
@@ -276,6 +279,14 @@ impl TokenStore for SqliteTokens {
         })
     }
 
+    async fn child_of(&self, parent_id: &str) -> StoreResult<Option<RefreshTokenRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&CHILD_OF)?
+                .query_row([parent_id], |row| model_at::<refresh_tokens::Entity>(row, 0))
+                .optional()
+        })
+    }
+
     async fn user_role_names(&self, user_id: &str) -> StoreResult<Vec<String>> {
         self.read(|conn| {
             role_names(conn, "SELECT role_name FROM user_roles WHERE user_id = ?1 ORDER BY role_name", user_id)
@@ -300,12 +311,15 @@ impl TokenStore for SqliteTokens {
             // IMMEDIATE: take the file's write lock before the first read.
             let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let swapped = txn
-                .prepare_cached("UPDATE refresh_tokens SET state = ?1, used_at = ?2 WHERE id = ?3 AND state = ?4")?
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET state = ?1, used_at = ?2, child_sealed = ?5 WHERE id = ?3 AND state = ?4",
+                )?
                 .execute(params![
                     TokenState::Rotated.as_str(),
                     rotation.now,
                     rotation.token_id,
-                    TokenState::Active.as_str()
+                    TokenState::Active.as_str(),
+                    rotation.child_sealed
                 ])?;
             if swapped != 1 {
                 return Ok(RotateOutcome::TokenNotActive); // dropping `txn` rolls back

@@ -1,0 +1,49 @@
+//! A refresh whose answer was lost: the rotated parent keeps its child sealed under a
+//! key only the parent's holder can derive (`child_sealed`, erased once the grace
+//! window is over), and children are found by their parent.
+
+use sea_orm_migration::prelude::*;
+
+use crate::cols;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum RefreshTokens {
+    Table,
+    ParentId,
+    ChildSealed,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(RefreshTokens::Table)
+                    .add_column(cols::text_null(RefreshTokens::ChildSealed))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_refresh_tokens_parent")
+                    .table(RefreshTokens::Table)
+                    .col(RefreshTokens::ParentId)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(Index::drop().name("idx_refresh_tokens_parent").table(RefreshTokens::Table).to_owned())
+            .await?;
+        manager
+            .alter_table(Table::alter().table(RefreshTokens::Table).drop_column(RefreshTokens::ChildSealed).to_owned())
+            .await
+    }
+}
