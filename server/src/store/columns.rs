@@ -33,11 +33,6 @@ impl<E: EntityTrait> fmt::Display for Aliased<E> {
     }
 }
 
-/// How many columns [`aliased`] selects for `E`.
-pub fn count<E: EntityTrait>() -> usize {
-    E::Column::iter().count()
-}
-
 /// Token, session, user and the user's roles by token hash. `$1` is a positional
 /// parameter on PostgreSQL and a numbered one on SQLite; the engines differ only in
 /// the name of the string aggregate.
