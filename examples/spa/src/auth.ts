@@ -58,7 +58,8 @@ export async function refresh(api: Api): Promise<boolean> {
       let answer;
       try {
         answer = await api.POST("/auth/refresh", { headers: CSRF });
-      } catch {
+      } catch (lost) {
+        if (attempt === 1) throw lost; // twice: the server is out of reach
         continue; // the answer was lost on the way
       }
       const { data, response } = answer;

@@ -235,12 +235,15 @@ test("a refresh whose answer is lost is retried with the same cookie and the ses
   await page.waitForSelector("#signed-in:not(.hidden)");
   await page.waitForLoadState("networkidle");
   // The next refresh reaches the server (which rotates the cookie) but its answer, new
-  // cookie and all, never reaches the page: as on a train entering a tunnel.
+  // cookie and all, never reaches the page: as on a train entering a tunnel. route.fetch
+  // shares the context's cookie jar, so the old cookie is put back before the abort.
+  const [old] = (await context.cookies(`${api}/auth/refresh`)).filter((c) => c.name === "lk_refresh");
   let lost = 0;
   await page.route("**/auth/refresh", async (route) => {
     if (lost === 0) {
       lost += 1;
       await route.fetch();
+      await context.addCookies([old]);
       await route.abort("connectionreset");
     } else {
       await route.continue();
