@@ -18,10 +18,13 @@ use crate::state::AppState;
 pub const CSRF_HEADER: &str = "x-requested-with";
 pub const CSRF_HEADER_VALUE: &str = "latchkey";
 
+/// The request's context; reads the clock (the state's, so tests can move it).
 pub fn request_context(req: &Request) -> RequestContext {
+    let state = req.data::<AppState>();
     RequestContext {
-        ip: req.data::<AppState>().and_then(|s| client_ip(req, &s.config.rate_limits)).map(|ip| ip.to_string()),
+        ip: state.and_then(|s| client_ip(req, &s.config.rate_limits)).map(|ip| ip.to_string()),
         user_agent: req.header(USER_AGENT).map(str::to_string),
+        now: state.map_or_else(|| crate::clock::Clock::now(&crate::clock::SystemClock), AppState::now),
     }
 }
 

@@ -11,11 +11,21 @@ use crate::tokens::{AccessClaims, TokenError};
 
 use super::{Error, Result, new_id};
 
-/// Where a request came from, for sessions and the audit log.
-#[derive(Debug, Clone, Default)]
+/// Where a request came from, for sessions and the audit log, and when: the clock is
+/// read once per request, when the context is made, and every rule of the request
+/// judges at that instant.
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    pub now: i64,
+}
+
+impl RequestContext {
+    /// A change an operator makes (no client address), at `now`.
+    pub fn internal(now: i64) -> Self {
+        Self { ip: None, user_agent: None, now }
+    }
 }
 
 /// Tokens handed to a client. The refresh token is wrapped so it cannot be logged.
@@ -43,9 +53,9 @@ pub async fn check_password(
     ctx: &RequestContext,
 ) -> Result<UserRow> {
     let normalized = super::users::login_name(username)?;
-    check_username_limit(state, &normalized).await?;
+    check_username_limit(state, &normalized, ctx.now).await?;
     let row = users::find_by_username(&state.db, &normalized).await?;
-    let now = state.now();
+    let now = ctx.now;
     let reservation = match &row {
         Some(user) => {
             let schedule = super::lockout::schedule(&state.config.lockout);
@@ -85,11 +95,11 @@ pub async fn check_password(
 
 /// The per-account bucket on password and TOTP attempts (any IP), kept in the database
 /// so it holds once across all nodes, not once per node.
-pub async fn check_username_limit(state: &AppState, normalized_username: &str) -> Result<()> {
+pub async fn check_username_limit(state: &AppState, normalized_username: &str, now: i64) -> Result<()> {
     let quota = state.config.rate_limits.username;
     let shape = attempts::Shape::per_minute(quota.per_minute, quota.burst);
     let key = format!("username:{normalized_username}");
-    let verdict = attempts::take(&state.db, &key, state.now().saturating_mul(1000), shape).await?;
+    let verdict = attempts::take(&state.db, &key, now.saturating_mul(1000), shape).await?;
     verdict.map_err(|wait| {
         state.metrics.rate_limited.with_label_values(&["username"]).inc();
         Error::RateLimited { retry_after_secs: wait }
@@ -105,7 +115,7 @@ pub async fn audit_lockout(
     ctx: &RequestContext,
 ) -> Result<()> {
     let Some(until) = reserved.locked_until else { return Ok(()) };
-    let now = state.now();
+    let now = ctx.now;
     state.metrics.lockouts.inc();
     tracing::warn!(user_id, failures = reserved.failures, ?factor, "account locked after repeated failures");
     audit::record(
@@ -138,11 +148,13 @@ pub struct AccessGrant<'a> {
     pub session_id: Option<&'a str>,
     pub auth_time: Option<i64>,
     pub amr: Vec<String>,
+    /// The request's instant: `iat`, `nbf` and `exp` count from it.
+    pub now: i64,
 }
 
 /// Signs an access token with the active key. Returns the token and its lifetime.
 pub fn mint_access_token(state: &AppState, grant: AccessGrant<'_>) -> Result<(String, u64)> {
-    let now = state.now();
+    let now = grant.now;
     let ttl = state.config.tokens.access_token_ttl.as_secs();
     let claims = AccessClaims {
         iss: state.config.issuer.clone(),

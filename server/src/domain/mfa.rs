@@ -65,7 +65,7 @@ pub async fn after_password(
     if !user.totp_enabled {
         return Ok(LoginOutcome::Tokens(sessions::start(state, user, client, scope, &["pwd"], ctx).await?));
     }
-    let now = state.now();
+    let now = ctx.now;
     let ttl = state.config.mfa.challenge_ttl.as_secs();
     let token = generate_token(MFA_TOKEN_PREFIX);
     store::create_challenge(
@@ -96,8 +96,8 @@ pub async fn verify_second_factor(
     ctx: &RequestContext,
     challenge_id: Option<&str>,
 ) -> Result<()> {
-    super::auth::check_username_limit(state, &user.username_normalized).await?;
-    let now = state.now();
+    super::auth::check_username_limit(state, &user.username_normalized, ctx.now).await?;
+    let now = ctx.now;
     if !user.totp_enabled {
         return Err(Error::InvalidSecondFactor);
     }
@@ -143,7 +143,7 @@ async fn second_factor_failure(
     ctx: &RequestContext,
     reason: &'static str,
 ) -> Result<Error> {
-    let now = state.now();
+    let now = ctx.now;
     let failure =
         event(now, &user.id, "mfa", &user.id, ctx).outcome("failure").details(serde_json::json!({ "reason": reason }));
     audit::record(&state.db, failure).await?;
@@ -157,7 +157,7 @@ pub async fn complete_login(
     factor: SecondFactor,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
-    let now = state.now();
+    let now = ctx.now;
     let challenge = store::find_live_challenge(&state.db, &sha256_hex(mfa_token.expose()), now)
         .await?
         .ok_or_else(|| Error::InvalidToken("the mfa_token is invalid, expired or used; log in again".into()))?;
@@ -218,7 +218,7 @@ fn hash_codes(codes: &[Secret<String>]) -> Vec<String> {
 /// Confirms enrolment with a current code: TOTP is on, and ten recovery codes are
 /// returned (once; only their hashes are kept).
 pub async fn confirm(state: &AppState, user_id: &str, code: &str, ctx: &RequestContext) -> Result<Vec<Secret<String>>> {
-    let now = state.now();
+    let now = ctx.now;
     let user = user(state, user_id).await?;
     if user.totp_enabled {
         return Err(Error::Conflict { code: ErrorCode::TotpEnabled, description: "TOTP is already enabled".into() });
@@ -252,7 +252,7 @@ pub async fn disable(
     factor: &SecondFactor,
     ctx: &RequestContext,
 ) -> Result<()> {
-    let now = state.now();
+    let now = ctx.now;
     let user = user(state, user_id).await?;
     check_password(state, &user.username, password, ctx).await?;
     if !user.totp_enabled {
@@ -270,7 +270,7 @@ pub async fn regenerate_recovery_codes(
     password: &Secret<String>,
     ctx: &RequestContext,
 ) -> Result<Vec<Secret<String>>> {
-    let now = state.now();
+    let now = ctx.now;
     let user = user(state, user_id).await?;
     check_password(state, &user.username, password, ctx).await?;
     if !user.totp_enabled {
@@ -290,7 +290,7 @@ pub async fn admin_reset(state: &AppState, user_id: &str, by: &super::rbac::Gran
     super::users::check_id(user_id)?;
     user(state, user_id).await?;
     super::users::check_may_manage(state, by, user_id, "totp.reset").await?;
-    let ctx = RequestContext::default();
+    let ctx = RequestContext::internal(now);
     let audit = event(now, by.actor(), "totp.reset", user_id, &ctx);
     users::set_totp(&state.db, user_id, None, &[], now, audit).await?;
     Ok(())

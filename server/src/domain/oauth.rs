@@ -163,12 +163,17 @@ pub async fn token(
                 Err(e) => Err(e),
             }
         }
-        GrantType::ClientCredentials => client_credentials(state, &client, request.scope.as_deref()).await,
+        GrantType::ClientCredentials => client_credentials(state, &client, request.scope.as_deref(), ctx.now).await,
     }
 }
 
 /// Machine-to-machine tokens: `sub` is the client, roles are the client's, no refresh token.
-async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<&str>) -> Result<IssuedTokens> {
+async fn client_credentials(
+    state: &AppState,
+    client: &ClientRow,
+    scope: Option<&str>,
+    now: i64,
+) -> Result<IssuedTokens> {
     if client.client_type != ClientType::Confidential {
         return Err(Error::oauth(ErrorCode::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
@@ -186,6 +191,7 @@ async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<
             session_id: None,
             auth_time: None,
             amr: Vec::new(),
+            now,
         },
     )?;
     Ok(IssuedTokens {

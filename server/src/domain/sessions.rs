@@ -70,7 +70,7 @@ pub async fn start(
     amr: &[&str],
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
-    let now = state.now();
+    let now = ctx.now;
     let config = &state.config;
     let absolute_expires_at = now + config.tokens.session_absolute_lifetime.as_secs() as i64;
     let idle_expires_at = (now + config.tokens.session_idle_timeout.as_secs() as i64).min(absolute_expires_at);
@@ -122,6 +122,7 @@ pub async fn start(
             session_id: Some(&session_id),
             auth_time: Some(now),
             amr: amr.iter().map(|s| s.to_string()).collect(),
+            now,
         },
     )?;
     Ok(IssuedTokens {
@@ -214,7 +215,7 @@ pub async fn refresh(
     presented: &Secret<String>,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
-    let now = state.now();
+    let now = ctx.now;
     let grace_secs = state.config.tokens.refresh_grace.as_secs() as i64;
     let Some(read) = state.tokens.token_for_refresh(&sha256_hex(presented.expose())).await? else {
         return Err(Error::invalid_refresh_token());
@@ -277,7 +278,7 @@ async fn rotate(
         }
     }
     state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
-    issue(state, client, &read, child_token, idle_expires_at)
+    issue(state, client, &read, child_token, idle_expires_at, now)
 }
 
 /// The answer to a refresh: a fresh access token beside `refresh_token`.
@@ -287,6 +288,7 @@ fn issue(
     RefreshRead { session, user, roles, .. }: &RefreshRead,
     refresh_token: Secret<String>,
     refresh_expires_at: i64,
+    now: i64,
 ) -> Result<IssuedTokens> {
     let Some(user) = user else { return Err(Error::invalid_refresh_token()) };
     let amr: Vec<String> = session.amr.split_ascii_whitespace().map(str::to_string).collect();
@@ -301,6 +303,7 @@ fn issue(
             session_id: Some(&session.id),
             auth_time: Some(session.auth_time),
             amr,
+            now,
         },
     )?;
     Ok(IssuedTokens {
@@ -335,7 +338,7 @@ async fn replay(
     state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
     state.metrics.refresh_replayed.inc();
     tracing::info!(session_id = %read.session.id, "refresh answered again with the same child (lost answer)");
-    issue(state, client, read, child_token, child.expires_at)
+    issue(state, client, read, child_token, child.expires_at, now)
 }
 
 /// The error for a verdict other than [`Verdict::Rotate`]; on [`Verdict::Reuse`] it
@@ -397,7 +400,7 @@ pub async fn revoke_by_refresh_token(
 }
 
 pub async fn revoke_session(state: &AppState, session: &SessionRow, reason: &str, ctx: &RequestContext) -> Result<()> {
-    let now = state.now();
+    let now = ctx.now;
     store::revoke(
         &state.db,
         &session.id,
@@ -421,13 +424,13 @@ pub async fn revoke_session(state: &AppState, session: &SessionRow, reason: &str
 pub async fn revoke_own(state: &AppState, user_id: &str, session_id: &str, ctx: &RequestContext) -> Result<()> {
     let session = store::find_session(&state.db, session_id)
         .await?
-        .filter(|s| s.user_id == user_id && s.is_live(state.now()))
+        .filter(|s| s.user_id == user_id && s.is_live(ctx.now))
         .ok_or(Error::NotFound("session"))?;
     revoke_session(state, &session, REASON_USER_REVOKED, ctx).await
 }
 
 pub async fn revoke_all(state: &AppState, user_id: &str, reason: &str, ctx: &RequestContext) -> Result<u64> {
-    let now = state.now();
+    let now = ctx.now;
     Ok(store::revoke_all_for_user(
         &state.db,
         user_id,
@@ -481,11 +484,11 @@ pub async fn admin_list(
 /// An admin revokes any live session.
 pub async fn admin_revoke(state: &AppState, session_id: &str, actor: &str) -> Result<()> {
     super::users::check_id(session_id)?;
+    let now = state.now();
     let session = store::find_session(&state.db, session_id)
         .await?
-        .filter(|s| s.is_live(state.now()))
+        .filter(|s| s.is_live(now))
         .ok_or(Error::NotFound("session"))?;
-    let now = state.now();
     store::revoke(
         &state.db,
         &session.id,

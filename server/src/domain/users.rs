@@ -342,7 +342,7 @@ pub async fn change_password(
     new: &Secret<String>,
     ctx: &super::auth::RequestContext,
 ) -> Result<()> {
-    let now = state.now();
+    let now = ctx.now;
     let user = users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
     super::auth::check_password(state, &user.username, current, ctx).await?;
     validate_password(new.expose(), state.config.passwords.min_length)?;
