@@ -459,26 +459,21 @@ async fn a_killed_node_keeps_every_acknowledged_rotation_and_strands_no_client()
             ),
             _ => None,
         };
-        let resp = refresh_at(&http, &base, &last).await;
+        let resp = crate::harness::refresh_at(&http, &base, &last).await;
         assert_eq!(resp.status(), 200, "a client holding its last received token is not stranded on {}", backend());
         let child = refresh_cookie(resp.headers()).unwrap();
         if let Some(committed) = committed_child {
             assert_eq!(sha256_hex(&child), committed, "the lost answer's child, not a new one");
             answered_again += 1;
         }
-        assert_eq!(refresh_at(&http, &base, &child).await.status(), 200, "and the session goes on rotating");
+        assert_eq!(
+            crate::harness::refresh_at(&http, &base, &child).await.status(),
+            200,
+            "and the session goes on rotating"
+        );
     }
     eprintln!("{answered_again} of 8 clients had lost an answer; each got its child again on {}", backend());
     again.kill().ok();
-}
-
-async fn refresh_at(http: &reqwest::Client, base: &str, cookie: &str) -> reqwest::Response {
-    http.post(format!("{base}/auth/refresh"))
-        .header("x-requested-with", "latchkey")
-        .header("cookie", format!("lk_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap()
 }
 
 /// "SIGTERM stops accepting and drains in-flight requests": a login whose hash is still

@@ -76,21 +76,36 @@ pub fn test_config(dir: &std::path::Path, database_url: String) -> RawConfig {
     };
     // Rate limits have their own tests; elsewhere they must not get in the way.
     let generous = latchkey_server::config::Quota::new(1_000_000, 100_000);
+    set_ip_quotas(&mut raw, generous);
+    raw.rate_limits.username = generous;
+    raw.passwords.argon2_memory_kib = 1024;
+    raw.passwords.argon2_iterations = 1;
+    raw
+}
+
+/// Sets every per-IP bucket (not the per-username one) to `quota`.
+pub fn set_ip_quotas(raw: &mut RawConfig, quota: latchkey_server::config::Quota) {
     let limits = &mut raw.rate_limits;
-    for quota in [
+    for bucket in [
         &mut limits.login,
         &mut limits.register,
         &mut limits.token,
         &mut limits.refresh,
         &mut limits.totp,
         &mut limits.password_change,
-        &mut limits.username,
     ] {
-        *quota = generous;
+        *bucket = quota;
     }
-    raw.passwords.argon2_memory_kib = 1024;
-    raw.passwords.argon2_iterations = 1;
-    raw
+}
+
+/// `POST /auth/refresh` with `cookie` as the refresh cookie, to any node.
+pub async fn refresh_at(http: &reqwest::Client, base: &str, cookie: &str) -> reqwest::Response {
+    http.post(format!("{base}/auth/refresh"))
+        .header("x-requested-with", "latchkey")
+        .header("cookie", format!("lk_refresh={cookie}"))
+        .send()
+        .await
+        .unwrap()
 }
 
 pub struct TestServer {
@@ -204,13 +219,7 @@ impl TestServer {
 
     /// POST /auth/refresh with a cookie; returns the raw response.
     pub async fn refresh(&self, cookie: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("/auth/refresh"))
-            .header("x-requested-with", "latchkey")
-            .header("cookie", format!("lk_refresh={cookie}"))
-            .send()
-            .await
-            .unwrap()
+        refresh_at(&self.http, &self.base, cookie).await
     }
 
     pub async fn me(&self, access_token: &str) -> reqwest::Response {

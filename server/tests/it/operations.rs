@@ -298,14 +298,7 @@ async fn two_nodes_share_sessions_reuse_detection_and_keys() {
     };
     let refresh = |base: String, cookie: String| {
         let http = http.clone();
-        async move {
-            http.post(format!("{base}/auth/refresh"))
-                .header("x-requested-with", "latchkey")
-                .header("cookie", format!("lk_refresh={cookie}"))
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { crate::harness::refresh_at(&http, &base, &cookie).await }
     };
 
     // Login on A, refresh on B; then replaying the first token on A is reuse, which

@@ -16,18 +16,12 @@ pub async fn race(bases: &[String], cookie: &str, n: usize) -> (HashMap<u16, usi
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let http = http.clone();
-            let url = format!("{}/auth/refresh", bases[i % bases.len()]);
+            let base = bases[i % bases.len()].clone();
             let cookie = cookie.to_string();
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                let resp = http
-                    .post(url)
-                    .header("x-requested-with", "latchkey")
-                    .header("cookie", format!("lk_refresh={cookie}"))
-                    .send()
-                    .await
-                    .unwrap();
+                let resp = crate::harness::refresh_at(&http, &base, &cookie).await;
                 (resp.status().as_u16(), refresh_cookie(resp.headers()))
             })
         })

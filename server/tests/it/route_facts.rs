@@ -57,20 +57,7 @@ async fn every_cookie_endpoint_refuses_a_request_without_the_csrf_header_before_
 
 #[tokio::test]
 async fn every_charged_operation_spends_its_bucket_before_anything_else() {
-    let server = TestServer::start_with(|raw| {
-        let limits = &mut raw.rate_limits;
-        for quota in [
-            &mut limits.login,
-            &mut limits.register,
-            &mut limits.token,
-            &mut limits.refresh,
-            &mut limits.totp,
-            &mut limits.password_change,
-        ] {
-            *quota = Quota::new(1, 1);
-        }
-    })
-    .await;
+    let server = TestServer::start_with(|raw| crate::harness::set_ip_quotas(raw, Quota::new(1, 1))).await;
     for (method, path, form, bucket) in CHARGED {
         // One token per bucket: the second request at the latest is refused (earlier
         // when an operation before it spent the same bucket).
