@@ -156,3 +156,86 @@ async fn a_server_that_is_not_there_is_a_connection_error() {
     let api = ApiClient::new("http://127.0.0.1:9");
     assert!(matches!(api.login("x", "y", None).await, Err(ApiError::Connection(_))));
 }
+
+/// A proxy in front of `upstream` that relays each request on its own connection, but
+/// swallows the answer to the first refresh-token grant after the server has handled
+/// it (a lost answer: the connection just closes). Returns its base URL and a count of
+/// refresh grants it has seen.
+async fn lossy_proxy(upstream: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = refreshes.clone();
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (seen, upstream) = (seen.clone(), upstream.clone());
+            tokio::spawn(async move {
+                // Headers, then as much body as Content-Length says.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                let header_end = loop {
+                    let n = client.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&request[..header_end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while request.len() < header_end + length {
+                    let n = client.read(&mut buf).await.unwrap();
+                    request.extend_from_slice(&buf[..n]);
+                }
+                // One request per upstream connection, closed after the answer.
+                let head = String::from_utf8_lossy(&request[..header_end])
+                    .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+                let mut forwarded = head.into_bytes();
+                forwarded.extend_from_slice(&request[header_end..]);
+                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                server.write_all(&forwarded).await.unwrap();
+                let mut answer = Vec::new();
+                server.read_to_end(&mut answer).await.unwrap();
+                let body = String::from_utf8_lossy(&request[header_end..]);
+                if body.contains("grant_type=refresh_token")
+                    && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+                {
+                    return; // the server answered; the console never hears it
+                }
+                client.write_all(&answer).await.unwrap();
+            });
+        }
+    });
+    (base, refreshes)
+}
+
+/// "The console retries a refresh once with the same token on a network error": the
+/// first refresh's answer is lost after the server rotated the token; the retry gets
+/// the child the server committed, and the session goes on.
+#[tokio::test]
+async fn a_refresh_whose_answer_is_lost_is_retried_once_and_the_session_goes_on() {
+    let (mut server, state) = start().await;
+    let account = NewAccount {
+        username: "operator".into(),
+        password: Secret::new(PASSWORD.into()),
+        email: None,
+        roles: vec!["admin".into()],
+    };
+    users::create(&state, account, &latchkey_server::domain::rbac::Grantor::operator("test"), None).await.unwrap();
+    let (proxy, refreshes) = lossy_proxy(server.base.clone()).await;
+    let api = ApiClient::new(&proxy);
+    api.login("operator", PASSWORD, None).await.unwrap();
+    api.refresh().await.expect("the retry after the lost answer succeeds");
+    assert_eq!(refreshes.load(std::sync::atomic::Ordering::SeqCst), 2, "one lost answer, one retry");
+    assert!(api.users("", 1, 50).await.is_ok(), "the access token from the retry works");
+    api.refresh().await.expect("and the session goes on rotating");
+    assert_eq!(state.metrics.refresh_replayed.get(), 1, "the retry was answered with the committed child");
+    let _ = server.shutdown.take().map(|tx| tx.send(()));
+}
