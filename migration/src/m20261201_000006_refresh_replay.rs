@@ -1,6 +1,6 @@
 //! A refresh whose answer was lost: the rotated parent keeps its child sealed under a
 //! key only the parent's holder can derive (`child_sealed`, erased once the grace
-//! window is over), and children are found by their parent.
+//! window is over), and children are found by their parent (one each).
 
 use sea_orm_migration::prelude::*;
 
@@ -29,10 +29,13 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
+                // Unique: one child per parent, held by the database as well as by the
+                // rotation's compare-and-swap (NULL parents, first tokens, do not collide).
                 Index::create()
                     .name("idx_refresh_tokens_parent")
                     .table(RefreshTokens::Table)
                     .col(RefreshTokens::ParentId)
+                    .unique()
                     .to_owned(),
             )
             .await

@@ -245,8 +245,11 @@ pub struct RawTokens {
     pub access_token_ttl_secs: u64,
     pub session_idle_timeout_secs: u64,
     pub session_absolute_lifetime_secs: u64,
-    /// After a rotation, a second use of the rotated token within this window is
-    /// answered with a distinct error instead of revoking the session (0 = strict).
+    /// After a rotation, the rotated token presented again within this window is
+    /// answered with its child again while the child is unused (a lost answer), else
+    /// with a distinct error, instead of revoking the session (0 = strict; at most
+    /// [`MAX_REFRESH_GRACE_SECS`], since whoever holds the parent can obtain the unused
+    /// child for that long).
     pub refresh_grace_secs: u64,
     /// Leeway for `exp`/`nbf` checks of our own tokens.
     pub clock_skew_secs: u64,
@@ -574,6 +577,10 @@ impl RawConfig {
     }
 }
 
+/// The longest refresh grace window accepted: long enough for a client to retry a lost
+/// answer, short enough that a rotated token is not a second credential.
+pub const MAX_REFRESH_GRACE_SECS: u64 = 60;
+
 /// A number of seconds that must not be zero, as a duration.
 fn positive(key: &str, secs: u64) -> Result<Duration, ConfigError> {
     if secs == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(Duration::from_secs(secs)) }
@@ -592,6 +599,14 @@ impl TryFrom<&RawTokens> for Tokens {
             return Err(invalid(
                 "tokens.session_idle_timeout_secs",
                 "must not exceed tokens.session_absolute_lifetime_secs",
+            ));
+        }
+        if t.refresh_grace_secs > MAX_REFRESH_GRACE_SECS {
+            return Err(invalid(
+                "tokens.refresh_grace_secs",
+                format!(
+                    "must be at most {MAX_REFRESH_GRACE_SECS} (whoever holds a rotated token can use it that long)"
+                ),
             ));
         }
         Ok(Tokens {
@@ -856,6 +871,15 @@ mod tests {
         assert!(config.database_url.starts_with("sqlite://data/latchkey.db"));
         assert_eq!(config.tokens.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.passwords.argon2, Argon2Settings { memory_kib: 19_456, iterations: 2, parallelism: 1 });
+    }
+
+    #[test]
+    fn the_refresh_grace_window_is_bounded() {
+        let mut raw = RawConfig::default();
+        raw.tokens.refresh_grace_secs = MAX_REFRESH_GRACE_SECS;
+        assert!(raw.clone().validate().is_ok());
+        raw.tokens.refresh_grace_secs = MAX_REFRESH_GRACE_SECS + 1;
+        assert!(raw.validate().unwrap_err().0.contains("tokens.refresh_grace_secs"));
     }
 
     #[test]

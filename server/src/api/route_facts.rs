@@ -3,7 +3,8 @@
 //!
 //! - [`CookieEndpoint`]: the operation reads or sets the refresh cookie, so it takes the
 //!   CSRF check. The cookie can be read and set only through it, so an endpoint that
-//!   uses the cookie cannot skip the check.
+//!   uses the cookie cannot skip the check. (Clearing it, as bearer-authenticated
+//!   logout-all does, needs no check: a forged request could only end a session.)
 //! - [`Charged<B>`]: the operation spends one token of the client address's bucket `B`.
 //! - [`ChargedByHandler`]: the bucket depends on the body (the token endpoint charges a
 //!   password grant to the login bucket); the handler charges after parsing.

@@ -368,7 +368,7 @@ async fn a_killed_node_keeps_every_acknowledged_rotation_and_strands_no_client()
     // The restart must land inside the grace window on a real clock: a wide one.
     let open = [
         ("LATCHKEY_RATE_LIMITS__REGISTER", "{per_minute=1000,burst=1000}"),
-        ("LATCHKEY_TOKENS__REFRESH_GRACE_SECS", "120"),
+        ("LATCHKEY_TOKENS__REFRESH_GRACE_SECS", "60"),
     ];
     let mut node = crate::refresh::spawn_node_with(&url, dir.path(), &open);
     let base = crate::refresh::wait_for_listen(&mut node);
