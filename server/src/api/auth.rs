@@ -89,9 +89,10 @@ enum Done {
     NoContent,
 }
 
-fn issued(state: &AppState, endpoint: &CookieEndpoint, tokens: IssuedTokens) -> TokenIssued {
+/// The answer to a cookie login or refresh made at `now` (the request's instant).
+fn issued(state: &AppState, endpoint: &CookieEndpoint, tokens: IssuedTokens, now: i64) -> TokenIssued {
     let cookie = match (&tokens.refresh_token, tokens.refresh_expires_at) {
-        (Some(token), Some(expires_at)) => endpoint.set_refresh_cookie(&state.config, token, expires_at - state.now()),
+        (Some(token), Some(expires_at)) => endpoint.set_refresh_cookie(&state.config, token, expires_at - now),
         _ => clear_refresh_cookie(&state.config),
     };
     TokenIssued::Ok(
@@ -160,9 +161,10 @@ impl AuthApi {
         body: Json<LoginRequest>,
     ) -> ApiResult<LoginResult> {
         let password = Secret::new(body.0.password);
-        match sessions::login(&state, &body.0.username, &password, &request_context(req)).await? {
+        let ctx = request_context(req);
+        match sessions::login(&state, &body.0.username, &password, &ctx).await? {
             LoginOutcome::Tokens(tokens) => {
-                let TokenIssued::Ok(Json(access), cookie, cache) = issued(&state, &endpoint, tokens);
+                let TokenIssued::Ok(Json(access), cookie, cache) = issued(&state, &endpoint, tokens, ctx.now);
                 Ok(LoginResult::Ok(
                     Json(LoginResponse {
                         mfa_required: false,
@@ -204,8 +206,9 @@ impl AuthApi {
     ) -> ApiResult<TokenIssued> {
         let body = body.0;
         let factor = second_factor(body.code, body.recovery_code)?;
-        let tokens = mfa::complete_login(&state, &Secret::new(body.mfa_token), factor, &request_context(req)).await?;
-        Ok(issued(&state, &endpoint, tokens))
+        let ctx = request_context(req);
+        let tokens = mfa::complete_login(&state, &Secret::new(body.mfa_token), factor, &ctx).await?;
+        Ok(issued(&state, &endpoint, tokens, ctx.now))
     }
 
     /// Start TOTP enrolment (password re-checked): a secret, its otpauth URI and QR code.
@@ -318,9 +321,9 @@ impl AuthApi {
             return Err(cookie_flow_error(Error::invalid_refresh_token()));
         };
         let client = sessions::first_party_client(&state, SPA_CLIENT_ID).await?;
-        let tokens =
-            sessions::refresh(&state, &client, token, &request_context(req)).await.map_err(cookie_flow_error)?;
-        Ok(issued(&state, &endpoint, tokens))
+        let ctx = request_context(req);
+        let tokens = sessions::refresh(&state, &client, token, &ctx).await.map_err(cookie_flow_error)?;
+        Ok(issued(&state, &endpoint, tokens, ctx.now))
     }
 
     /// End the session of the refresh cookie and clear the cookie.
