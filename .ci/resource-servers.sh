@@ -175,7 +175,7 @@ STAGE="importing a test key"
 TEST_KID=$(forge genkey "$WORK/test-key.pem")
 # Captured first: `grep -q` would stop reading early and break the pipe under the CLI.
 IMPORTED=$("$LATCHKEY" keys import "$WORK/test-key.pem")
-grep -qF "$TEST_KID" <<<"$IMPORTED" ||
+grep -qF -- "$TEST_KID" <<<"$IMPORTED" ||
   { echo "latchkey keys import did not name the key $TEST_KID (its RFC 7638 thumbprint)" >&2; exit 1; }
 wait_active "$TEST_KID"
 JWKS_URI=$(curl -sS --fail-with-body "$ISSUER/.well-known/openid-configuration" | json_field jwks_uri)
