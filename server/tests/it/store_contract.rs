@@ -249,6 +249,8 @@ async fn revocation_racing_rotation_leaves_no_live_token_in_a_revoked_session() 
         assert_ne!(token_state(&server, &first).await, TokenState::Active, "round {round} on {}", backend());
         if outcome == RotateOutcome::Rotated {
             assert_eq!(token_state(&server, &child).await, TokenState::Revoked, "round {round}: the child died too");
+            let (parent, _) = server.state.tokens.token_with_session(&sha256_hex(&first)).await.unwrap().unwrap();
+            assert_eq!(parent.child_sealed, None, "round {round}: revocation erases the sealed child");
         } else {
             assert!(server.state.tokens.token_with_session(&sha256_hex(&child)).await.unwrap().is_none());
         }
