@@ -32,10 +32,7 @@ finish() {
   local rc=$?
   trap - EXIT
   set +e
-  if [ "$rc" -ne 0 ]; then
-    echo "FAIL could not run: $STAGE (exit $rc)"
-    FAILED=$((FAILED + 1))
-  fi
+  count_early_end "$rc"
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
   rm -rf "$WORK"
   echo "generated clients (Java, Go): $PASSED passed, $FAILED failed"
@@ -76,18 +73,9 @@ if [ ! -s "$GEN_JAR" ]; then
 fi
 [ -s "$GEN_JAR" ] || { echo "FAIL: $GEN_JAR was not fetched" >&2; exit 1; }
 
-# ---- Latchkey, as in generated-clients.sh ----
+# ---- Latchkey ----
 STAGE="starting latchkey"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export API_URL="http://127.0.0.1:$PORT"
-export LATCHKEY_LISTEN="127.0.0.1:$PORT" LATCHKEY_PUBLIC_URL="$API_URL"
-export LATCHKEY_DATABASE_URL="sqlite://$WORK/db.sqlite?mode=rwc" LATCHKEY_MASTER_KEY_FILE="$WORK/master.key"
-export LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB=4096 LATCHKEY_PASSWORDS__ARGON2_ITERATIONS=1 RUST_LOG=warn
-export ADMIN_USERNAME=admin ADMIN_PASSWORD="generated clients admin"
-echo "$ADMIN_PASSWORD" | "$LATCHKEY" user create --username admin --role admin >/dev/null
-"$LATCHKEY" serve >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-wait_ready "$API_URL" "$WORK/server.log"
+start_latchkey_for_clients "$LATCHKEY" "$WORK"
 
 # ---- Java: generate, install the client into the local repository, build and run the smoke ----
 java_client() {

@@ -31,10 +31,7 @@ finish() {
   local rc=$?
   trap - EXIT
   set +e
-  if [ "$rc" -ne 0 ]; then
-    echo "FAIL could not run: $STAGE (exit $rc)"
-    FAILED=$((FAILED + 1))
-  fi
+  count_early_end "$rc"
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
   for ex in "${!BROKEN[@]}"; do
@@ -54,9 +51,6 @@ fail() { # EXAMPLE MESSAGE: one failed check
   echo "FAIL $1: $2"
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 json_field() { # FIELD < JSON
   python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"

@@ -27,6 +27,7 @@ use crate::domain::{Error, ErrorCode};
 use crate::security::Secret;
 use crate::state::AppState;
 
+#[derive(Default)]
 pub struct AuthApi;
 
 #[derive(ApiResponse)]

@@ -26,18 +26,32 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticat
 /// permissions. Handlers call [`AdminAuth::require`] before doing anything.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", bearer_format = "JWT", checker = "check_admin")]
-pub struct AdminAuth(pub Principal);
+pub struct AdminAuth(pub AdminCall);
+
+/// An admin API call as its checker resolved it: the caller, and the server state the
+/// call acts on (so a handler needs no second extractor for it).
+pub struct AdminCall {
+    principal: Principal,
+    state: AppState,
+}
 
 impl AdminAuth {
+    /// The caller, if it holds `permission`.
     pub fn require(&self, permission: Permission) -> Result<&Principal, ApiError> {
-        self.0.require(permission)?;
-        Ok(&self.0)
+        self.0.principal.require(permission)?;
+        Ok(&self.0.principal)
+    }
+
+    /// The server state the call acts on.
+    pub fn state(&self) -> &AppState {
+        &self.0.state
     }
 }
 
-async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+async fn check_admin(req: &Request, bearer: Bearer) -> poem::Result<AdminCall> {
     let authenticated = check_bearer(req, bearer).await?;
     let state =
         req.data::<AppState>().ok_or_else(|| poem::Error::from(ApiError::invalid_token("server misconfigured")))?;
-    crate::domain::rbac::principal(state, authenticated).await.map_err(|e| ApiError::from(e).into())
+    let principal = crate::domain::rbac::principal(state, authenticated).await.map_err(ApiError::from)?;
+    Ok(AdminCall { principal, state: state.clone() })
 }

@@ -9,6 +9,7 @@ use super::models::{JsonWebKeySet, PreSerialized, ServerMetadata};
 use crate::domain::oauth::GrantType;
 use crate::state::AppState;
 
+#[derive(Default)]
 pub struct DiscoveryApi;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";

@@ -38,6 +38,8 @@ pub enum ApiTags {
     Admin,
 }
 
+/// Every operation group of the document, in its order. Each is a unit struct, so the
+/// tuple's `Default` builds them all.
 type Apis = (
     auth::AuthApi,
     oauth::OAuthApi,
@@ -52,18 +54,7 @@ type Apis = (
 );
 
 pub fn apis() -> Apis {
-    (
-        auth::AuthApi,
-        oauth::OAuthApi,
-        discovery::DiscoveryApi,
-        ops::OpsApi,
-        admin::users::AdminUsersApi,
-        admin::roles::AdminRolesApi,
-        admin::sessions::AdminSessionsApi,
-        admin::clients::AdminClientsApi,
-        admin::audit::AdminAuditApi,
-        admin::keys::AdminKeysApi,
-    )
+    Apis::default()
 }
 
 pub fn openapi_service() -> OpenApiService<Apis, ()> {

@@ -22,7 +22,9 @@ use crate::domain::{Error, ErrorCode};
 use crate::security::Secret;
 use crate::security::rate_limit::Bucket;
 use crate::state::AppState;
+use crate::store::clients::ClientRow;
 
+#[derive(Default)]
 pub struct OAuthApi;
 
 // No Debug: it carries secrets.
@@ -92,6 +94,18 @@ enum UserInfo {
 
 /// Client credentials from HTTP Basic (RFC 6749 §2.3.1, form-url-encoded inside) or
 /// from the body. Using both at once is refused.
+/// The client calling the revocation or introspection endpoint, authenticated (RFC 7009
+/// §2.1, RFC 7662 §2.1).
+async fn handle_client(
+    state: &AppState,
+    req: &Request,
+    id: Option<String>,
+    secret: Option<String>,
+) -> Result<ClientRow, ApiError> {
+    let creds = client_credentials(req, id, secret)?;
+    oauth::authenticate_client(state, &creds).await.map_err(oauth_error)
+}
+
 fn client_credentials(
     req: &Request,
     id: Option<String>,
@@ -182,8 +196,7 @@ impl OAuthApi {
         form: Form<TokenHandleForm>,
     ) -> ApiResult<Revoked> {
         let form = form.0;
-        let creds = client_credentials(req, form.client_id, form.client_secret)?;
-        let client = oauth::authenticate_client(&state, &creds).await.map_err(oauth_error)?;
+        let client = handle_client(&state, req, form.client_id, form.client_secret).await?;
         oauth::revoke(&state, &client, &Secret::new(form.token), &request_context(req)).await?;
         Ok(Revoked::Ok)
     }
@@ -198,8 +211,7 @@ impl OAuthApi {
         form: Form<TokenHandleForm>,
     ) -> ApiResult<Introspected> {
         let form = form.0;
-        let creds = client_credentials(req, form.client_id, form.client_secret)?;
-        let client = oauth::authenticate_client(&state, &creds).await.map_err(oauth_error)?;
+        let client = handle_client(&state, req, form.client_id, form.client_secret).await?;
         let result = oauth::introspect(&state, &client, &Secret::new(form.token)).await.map_err(oauth_error)?;
         Ok(Introspected::Ok(
             Json(IntrospectionResponse {

@@ -11,6 +11,7 @@ use super::models::HealthResponse;
 use crate::state::AppState;
 use crate::store;
 
+#[derive(Default)]
 pub struct OpsApi;
 
 #[derive(ApiResponse)]

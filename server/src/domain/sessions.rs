@@ -111,28 +111,15 @@ pub async fn start(
     .await?;
     let roles = state.tokens.user_role_names(&user.id).await?;
     state.metrics.tokens_issued.with_label_values(&["login"]).inc();
-    let (access_token, expires_in) = mint_access_token(
-        state,
-        AccessGrant {
-            subject: &user.id,
-            client_id: &client.client_id,
-            audience: audience_for(state, client),
-            scope,
-            roles,
-            session_id: Some(&session_id),
-            auth_time: Some(now),
-            amr: amr.iter().map(|s| s.to_string()).collect(),
-            now,
-        },
-    )?;
-    Ok(IssuedTokens {
-        access_token,
-        expires_in,
-        scope: scope.to_string(),
-        refresh_token: Some(refresh_token),
-        refresh_expires_at: Some(idle_expires_at),
-        session_id: Some(session_id),
-    })
+    let grant = SessionGrant {
+        user_id: &user.id,
+        session_id: &session_id,
+        scope,
+        auth_time: now,
+        amr: amr.iter().map(|s| s.to_string()).collect(),
+        roles,
+    };
+    answer_for_session(state, client, grant, refresh_token, idle_expires_at, now)
 }
 
 /// What to do with a presented refresh token, judged from what was read and `now`.
@@ -291,28 +278,58 @@ fn issue(
     now: i64,
 ) -> Result<IssuedTokens> {
     let Some(user) = user else { return Err(Error::invalid_refresh_token()) };
-    let amr: Vec<String> = session.amr.split_ascii_whitespace().map(str::to_string).collect();
+    let grant = SessionGrant {
+        user_id: &user.id,
+        session_id: &session.id,
+        scope: &session.scope,
+        auth_time: session.auth_time,
+        amr: session.amr.split_ascii_whitespace().map(str::to_string).collect(),
+        roles: roles.clone(),
+    };
+    answer_for_session(state, client, grant, refresh_token, refresh_expires_at, now)
+}
+
+/// What an access token minted for a user's session says about it.
+struct SessionGrant<'a> {
+    user_id: &'a str,
+    session_id: &'a str,
+    scope: &'a str,
+    auth_time: i64,
+    amr: Vec<String>,
+    roles: Vec<String>,
+}
+
+/// The answer for a user's session at `now`: a fresh access token beside its
+/// `refresh_token` (the first one at login, the child after a rotation).
+fn answer_for_session(
+    state: &AppState,
+    client: &ClientRow,
+    grant: SessionGrant<'_>,
+    refresh_token: Secret<String>,
+    refresh_expires_at: i64,
+    now: i64,
+) -> Result<IssuedTokens> {
     let (access_token, expires_in) = mint_access_token(
         state,
         AccessGrant {
-            subject: &user.id,
+            subject: grant.user_id,
             client_id: &client.client_id,
             audience: audience_for(state, client),
-            scope: &session.scope,
-            roles: roles.clone(),
-            session_id: Some(&session.id),
-            auth_time: Some(session.auth_time),
-            amr,
+            scope: grant.scope,
+            roles: grant.roles,
+            session_id: Some(grant.session_id),
+            auth_time: Some(grant.auth_time),
+            amr: grant.amr,
             now,
         },
     )?;
     Ok(IssuedTokens {
         access_token,
         expires_in,
-        scope: session.scope.clone(),
+        scope: grant.scope.to_string(),
         refresh_token: Some(refresh_token),
         refresh_expires_at: Some(refresh_expires_at),
-        session_id: Some(session.id.clone()),
+        session_id: Some(grant.session_id.to_string()),
     })
 }
 

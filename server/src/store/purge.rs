@@ -37,37 +37,29 @@ pub async fn ended_sessions(db: &impl ConnectionTrait, before: i64, batch: u64) 
         .add(sessions::Column::RevokedAt.lt(before))
         .add(sessions::Column::IdleExpiresAt.lt(before))
         .add(sessions::Column::AbsoluteExpiresAt.lt(before));
-    let ids =
-        Query::select().column(sessions::Column::Id).from(sessions::Entity).cond_where(ended).limit(batch).to_owned();
-    Ok(sessions::Entity::delete_many().filter(sessions::Column::Id.in_subquery(ids)).exec(db).await?.rows_affected)
+    delete_batch::<sessions::Entity>(db, sessions::Column::Id, ended, batch).await
 }
 
 pub async fn old_audit_events(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
-    let ids = Query::select()
-        .column(audit_events::Column::Id)
-        .from(audit_events::Entity)
-        .and_where(audit_events::Column::OccurredAt.lt(before))
-        .limit(batch)
-        .to_owned();
-    Ok(audit_events::Entity::delete_many()
-        .filter(audit_events::Column::Id.in_subquery(ids))
-        .exec(db)
-        .await?
-        .rows_affected)
+    let old = Condition::all().add(audit_events::Column::OccurredAt.lt(before));
+    delete_batch::<audit_events::Entity>(db, audit_events::Column::Id, old, batch).await
 }
 
 pub async fn expired_challenges(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
-    let ids = Query::select()
-        .column(mfa_challenges::Column::Id)
-        .from(mfa_challenges::Entity)
-        .and_where(mfa_challenges::Column::ExpiresAt.lt(before))
-        .limit(batch)
-        .to_owned();
-    Ok(mfa_challenges::Entity::delete_many()
-        .filter(mfa_challenges::Column::Id.in_subquery(ids))
-        .exec(db)
-        .await?
-        .rows_affected)
+    let expired = Condition::all().add(mfa_challenges::Column::ExpiresAt.lt(before));
+    delete_batch::<mfa_challenges::Entity>(db, mfa_challenges::Column::Id, expired, batch).await
+}
+
+/// Deletes up to `batch` rows of `E` matching `which`, picked by `id` in a subquery
+/// (`DELETE … LIMIT` is not portable), so no statement holds its locks for long.
+async fn delete_batch<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    id: E::Column,
+    which: Condition,
+    batch: u64,
+) -> StoreResult<u64> {
+    let ids = Query::select().column(id).from(E::default()).cond_where(which).limit(batch).to_owned();
+    Ok(E::delete_many().filter(id.in_subquery(ids)).exec(db).await?.rows_affected)
 }
 
 /// Erases up to `batch` sealed children of tokens rotated before `before` (the end of

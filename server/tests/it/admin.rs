@@ -7,7 +7,7 @@ use latchkey_server::security::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{PASSWORD, TestServer, backend, call, refresh_cookie, user_with_roles};
+use crate::harness::{Fetch, PASSWORD, TestServer, backend, call, refresh_cookie, user_with_roles};
 
 /// One admin operation, the permission it needs, and fixtures made fresh per call.
 struct Op {
@@ -220,7 +220,7 @@ async fn permission_matrix() {
     }
 
     // Without a token: 401. Without the permission: 403 insufficient_scope. With it: 2xx.
-    let anonymous = server.http.get(server.url("/admin/users")).send().await.unwrap();
+    let anonymous = server.get("/admin/users").sent().await;
     assert_eq!(anonymous.status(), 401);
     // The list covers the document: a new admin operation without a row fails here.
     let placeholder = Fixtures { user_id: "u".into(), session_id: "s".into(), n: "0".into(), pending_kid: "k".into() };
@@ -293,14 +293,7 @@ async fn disabling_a_user_ends_sessions_and_blocks_login_and_refresh() {
     assert_eq!(user["status"], "disabled");
     assert_eq!(server.me(&victim_access).await.status(), 401);
     assert_eq!(server.refresh(&cookie).await.status(), 401);
-    let login = server
-        .http
-        .post(server.url("/auth/login"))
-        .header("x-requested-with", "latchkey")
-        .json(&json!({"username": "victim", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = server.spa_post("/auth/login").json(&json!({"username": "victim", "password": PASSWORD})).sent().await;
     assert_eq!(login.status(), 401);
     let (_, sessions) = call(&server, &admin, Method::GET, &format!("/admin/users/{victim_id}/sessions"), None).await;
     assert_eq!(sessions["total"], 0);
@@ -444,16 +437,11 @@ async fn custom_role_on_client_credentials_verifies_via_jwks() {
     assert_eq!(created["client"]["roles"], json!(["billing-reader"]));
 
     let token: Value = server
-        .http
-        .post(server.url("/oauth2/token"))
+        .post("/oauth2/token")
         .basic_auth("invoicer", Some(&secret))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let access = token["access_token"].as_str().unwrap();
     let jwks: JwkSet = reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
     let kid = jsonwebtoken::decode_header(access).unwrap().kid.unwrap();
@@ -471,23 +459,19 @@ async fn custom_role_on_client_credentials_verifies_via_jwks() {
     let (status, rotated) = call(&server, &admin, Method::POST, "/admin/clients/invoicer/secret", None).await;
     assert_eq!(status, 200);
     let old = server
-        .http
-        .post(server.url("/oauth2/token"))
+        .post("/oauth2/token")
         .basic_auth("invoicer", Some(&secret))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(old.status(), 401);
     let new_secret = rotated["client_secret"].as_str().unwrap();
     let new = server
-        .http
-        .post(server.url("/oauth2/token"))
+        .post("/oauth2/token")
         .basic_auth("invoicer", Some(new_secret))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(new.status(), 200);
 
     // A user's new role appears in the token at the next refresh.
@@ -525,14 +509,7 @@ async fn mutations_are_audited_and_bad_input_is_rejected() {
     assert_eq!(status, 201);
     let otp = created["one_time_password"].as_str().expect("generated password shown once");
     let olive = created["user"]["id"].as_str().unwrap().to_string();
-    let login = server
-        .http
-        .post(server.url("/auth/login"))
-        .header("x-requested-with", "latchkey")
-        .json(&json!({"username": "olive", "password": otp}))
-        .send()
-        .await
-        .unwrap();
+    let login = server.spa_post("/auth/login").json(&json!({"username": "olive", "password": otp})).sent().await;
     assert_eq!(login.status(), 200, "the one-time password works");
     call(&server, &admin, Method::PATCH, &format!("/admin/users/{olive}"), Some(json!({"email": null}))).await;
     call(&server, &admin, Method::POST, "/admin/roles", Some(json!({"name": "auditors"}))).await;

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    PASSWORD, TestServer, backend, call, enable_totp, eventually, finish_mfa, mfa_token, refresh_cookie,
+    Fetch, PASSWORD, TestServer, backend, call, enable_totp, eventually, finish_mfa, mfa_token, refresh_cookie,
     user_with_roles,
 };
 
@@ -25,7 +25,7 @@ async fn the_last_admin_check_is_serialised() {
         let demote = |token: String, target: String| {
             let http = server.http.clone();
             let url = server.url(&format!("/admin/users/{target}/roles"));
-            async move { http.put(url).bearer_auth(token).json(&json!({"roles": []})).send().await.unwrap() }
+            async move { http.put(url).bearer_auth(token).json(&json!({"roles": []})).sent().await }
         };
         let (one, two) = tokio::join!(demote(a, b_id), demote(b, a_id));
         let mut statuses = [one.status().as_u16(), two.status().as_u16()];
@@ -107,8 +107,7 @@ async fn password_and_totp_failures_count_separately_and_unlock_clears_both() {
 async fn secrets_are_stored_hashed_or_encrypted() {
     use sea_orm::{ConnectionTrait, Statement};
     let server = TestServer::start().await;
-    server.register("vault").await;
-    let (_, cookie) = server.login("vault").await;
+    let (_, cookie) = server.signed_in("vault").await;
     let (uri, codes) = enable_totp(&server, "vault").await;
     let totp_secret = url::Url::parse(&uri).unwrap().query_pairs().find(|(k, _)| k == "secret").unwrap().1.to_string();
     let client_secret = server.create_client("vault-svc", true, &["client_credentials"], &[]).await.unwrap();
@@ -164,14 +163,8 @@ async fn totp_disable_recovery_regeneration_and_mfa_token_expiry() {
     let done = finish_mfa(&server, &token, json!({"code": code})).await;
     assert_eq!(done.status(), 200);
     let access = done.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
-    let regenerated = server
-        .http
-        .post(server.url("/auth/totp/recovery-codes"))
-        .bearer_auth(&access)
-        .json(&json!({"password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let regenerated =
+        server.post("/auth/totp/recovery-codes").bearer_auth(&access).json(&json!({"password": PASSWORD})).sent().await;
     assert_eq!(regenerated.status(), 200);
     let new_codes: Vec<String> = regenerated.json::<Value>().await.unwrap()["recovery_codes"]
         .as_array()
@@ -184,13 +177,11 @@ async fn totp_disable_recovery_regeneration_and_mfa_token_expiry() {
     assert_eq!(finish_mfa(&server, &token, json!({"recovery_code": new_codes[0]})).await.status(), 200);
 
     let disabled = server
-        .http
-        .delete(server.url("/auth/totp"))
+        .delete("/auth/totp")
         .bearer_auth(&access)
         .json(&json!({"password": PASSWORD, "recovery_code": new_codes[1]}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(disabled.status(), 204);
     let (fresh, _) = server.login("otto").await;
     assert!(!fresh.is_empty(), "a password login needs no second factor any more");
@@ -205,16 +196,9 @@ async fn a_user_cannot_revoke_another_users_session() {
     server.register("mallory").await;
     let (alice, alice_cookie) = server.login("alice").await;
     let (mallory, _) = server.login("mallory").await;
-    let sessions: Value =
-        server.http.get(server.url("/auth/sessions")).bearer_auth(&alice).send().await.unwrap().json().await.unwrap();
+    let sessions: Value = server.get("/auth/sessions").bearer_auth(&alice).fetch_json().await;
     let alice_session = sessions[0]["id"].as_str().unwrap();
-    let attempt = server
-        .http
-        .delete(server.url(&format!("/auth/sessions/{alice_session}")))
-        .bearer_auth(&mallory)
-        .send()
-        .await
-        .unwrap();
+    let attempt = server.delete(&format!("/auth/sessions/{alice_session}")).bearer_auth(&mallory).sent().await;
     assert_eq!(attempt.status(), 404, "as if it did not exist");
     assert_eq!(server.refresh(&alice_cookie).await.status(), 200, "alice's session lives");
     server.stop().await;
@@ -225,16 +209,8 @@ async fn a_user_cannot_revoke_another_users_session() {
 #[tokio::test]
 async fn dead_refresh_tokens_get_byte_identical_answers() {
     let server = TestServer::start_with(|raw| raw.tokens.refresh_grace_secs = 0).await;
-    server.register("rita").await;
-    let (_, revoked) = server.login("rita").await;
-    let logout = server
-        .http
-        .post(server.url("/auth/logout"))
-        .header("x-requested-with", "latchkey")
-        .header("cookie", format!("lk_refresh={revoked}"))
-        .send()
-        .await
-        .unwrap();
+    let (_, revoked) = server.signed_in("rita").await;
+    let logout = server.cookie_post("/auth/logout", &revoked).sent().await;
     assert_eq!(logout.status(), 204);
     let (_, expired) = server.login("rita").await;
     server.clock.advance(15 * 24 * 3600); // past the 14-day idle timeout
@@ -246,12 +222,10 @@ async fn dead_refresh_tokens_get_byte_identical_answers() {
         let resp = server.refresh(token).await;
         cookie_answers.push((resp.status().as_u16(), resp.text().await.unwrap()));
         let resp = server
-            .http
-            .post(server.url("/oauth2/token"))
+            .post("/oauth2/token")
             .form(&[("grant_type", "refresh_token"), ("client_id", "spa"), ("refresh_token", token)])
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         token_answers.push((resp.status().as_u16(), resp.text().await.unwrap()));
     }
     assert!(cookie_answers.windows(2).all(|w| w[0] == w[1]), "{cookie_answers:?}");
@@ -272,8 +246,7 @@ async fn a_login_flood_does_not_starve_other_requests() {
         raw.passwords.hashing_threads = 2;
     })
     .await;
-    server.register("steady").await;
-    let (access, _) = server.login("steady").await;
+    let (access, _) = server.signed_in("steady").await;
     let flood_until = std::time::Instant::now() + Duration::from_secs(3);
     let flooders: Vec<_> = (0..8)
         .map(|i| {
@@ -312,8 +285,7 @@ async fn a_login_flood_does_not_starve_other_requests() {
 /// number of nodes") on whichever engine the suite runs, two processes on one database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_race_one_refresh_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = crate::harness::fresh_database_url(dir.path()).await;
+    let (dir, url) = crate::harness::database_for_nodes().await;
     let mut a = crate::refresh::spawn_node_with(&url, dir.path(), &[]);
     let base_a = crate::refresh::wait_for_listen(&mut a);
     let mut b = crate::refresh::spawn_node_with(&url, dir.path(), &[]);
@@ -322,17 +294,15 @@ async fn two_processes_race_one_refresh_token() {
     let reg = http
         .post(format!("{base_a}/auth/register"))
         .json(&json!({"username": "racer", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(reg.status(), 201);
     let login = http
         .post(format!("{base_b}/auth/login"))
         .header("x-requested-with", "latchkey")
         .json(&json!({"username": "racer", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let cookie = refresh_cookie(login.headers()).unwrap();
     let (counts, children) = crate::refresh::race(&[base_a, base_b], &cookie, 50).await;
     a.kill().ok();
@@ -363,8 +333,7 @@ fn signal(pid: u32, name: &str) {
 /// child the server committed, and the session goes on rotating.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_keeps_every_acknowledged_rotation_and_strands_no_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = crate::harness::fresh_database_url(dir.path()).await;
+    let (dir, url) = crate::harness::database_for_nodes().await;
     // The restart must land inside the grace window on a real clock: a wide one.
     let open = [
         ("LATCHKEY_RATE_LIMITS__REGISTER", "{per_minute=1000,burst=1000}"),
@@ -376,14 +345,9 @@ async fn a_killed_node_keeps_every_acknowledged_rotation_and_strands_no_client()
     let mut cookies = Vec::new();
     for i in 0..8 {
         let body = json!({"username": format!("durable{i}"), "password": PASSWORD});
-        assert_eq!(http.post(format!("{base}/auth/register")).json(&body).send().await.unwrap().status(), 201);
-        let login = http
-            .post(format!("{base}/auth/login"))
-            .header("x-requested-with", "latchkey")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        assert_eq!(http.post(format!("{base}/auth/register")).json(&body).sent().await.status(), 201);
+        let login =
+            http.post(format!("{base}/auth/login")).header("x-requested-with", "latchkey").json(&body).sent().await;
         cookies.push(refresh_cookie(login.headers()).unwrap());
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -436,7 +400,7 @@ async fn a_killed_node_keeps_every_acknowledged_rotation_and_strands_no_client()
     // The restarted node serves the same tokens, and strands nobody.
     let mut again = crate::refresh::spawn_node_with(&url, dir.path(), &open);
     let base = crate::refresh::wait_for_listen(&mut again);
-    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{base}/readyz")).sent().await.status(), 200);
     let mut answered_again = 0;
     for last in last_received {
         use latchkey_server::store::entities::{TokenState, refresh_tokens};
@@ -480,15 +444,14 @@ async fn a_killed_node_keeps_every_acknowledged_rotation_and_strands_no_client()
 /// running when the signal arrives gets its answer, and the process exits cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = crate::harness::fresh_database_url(dir.path()).await;
+    let (dir, url) = crate::harness::database_for_nodes().await;
     // About a second per hash, so the login is surely in flight when the signal lands.
     let slow = [("LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB", "262144"), ("LATCHKEY_PASSWORDS__ARGON2_ITERATIONS", "3")];
     let mut node = crate::refresh::spawn_node_with(&url, dir.path(), &slow);
     let base = crate::refresh::wait_for_listen(&mut node);
     let http = reqwest::Client::new();
     let body = json!({"username": "drained", "password": PASSWORD});
-    assert_eq!(http.post(format!("{base}/auth/register")).json(&body).send().await.unwrap().status(), 201);
+    assert_eq!(http.post(format!("{base}/auth/register")).json(&body).sent().await.status(), 201);
     let in_flight = {
         let (http, base, body) = (http.clone(), base.clone(), body.clone());
         tokio::spawn(async move {
@@ -502,7 +465,7 @@ async fn sigterm_drains_in_flight_requests() {
     };
     // The login is in flight once its hash is running (the node's own gauge says so).
     eventually("the login's hash to start", Duration::from_secs(20), || async {
-        let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = http.get(format!("{base}/metrics")).sent().await.text().await.unwrap();
         metrics.lines().any(|l| l == "latchkey_argon2_running 1")
     })
     .await;
@@ -517,8 +480,7 @@ async fn sigterm_drains_in_flight_requests() {
 /// "Argon2's working memory … gives it back after two idle seconds" (RSS from `/proc`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argon2_memory_is_returned_when_idle() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = crate::harness::fresh_database_url(dir.path()).await;
+    let (dir, url) = crate::harness::database_for_nodes().await;
     let big = [
         ("LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB", "65536"),
         ("LATCHKEY_PASSWORDS__ARGON2_ITERATIONS", "1"),
@@ -556,53 +518,37 @@ async fn argon2_memory_is_returned_when_idle() {
 /// access tokens, a TOTP secret, recovery codes and a client secret; none is in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_log_even_at_trace() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = crate::harness::fresh_database_url(dir.path()).await;
+    let (dir, url) = crate::harness::database_for_nodes().await;
     let mut node = crate::refresh::spawn_node_with(&url, dir.path(), &[("RUST_LOG", "trace")]);
     let (base, log) = crate::refresh::wait_for_listen_keeping_log(&mut node);
     let http = reqwest::Client::new();
     let password = "a very distinctive password";
     let body = json!({"username": "logged", "password": password});
-    assert_eq!(http.post(format!("{base}/auth/register")).json(&body).send().await.unwrap().status(), 201);
-    let login = http
-        .post(format!("{base}/auth/login"))
-        .header("x-requested-with", "latchkey")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(http.post(format!("{base}/auth/register")).json(&body).sent().await.status(), 201);
+    let login = http.post(format!("{base}/auth/login")).header("x-requested-with", "latchkey").json(&body).sent().await;
     let cookie = refresh_cookie(login.headers()).unwrap();
     let access = login.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
     let refreshed = http
         .post(format!("{base}/auth/refresh"))
         .header("x-requested-with", "latchkey")
         .header("cookie", format!("lk_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let rotated = refresh_cookie(refreshed.headers()).unwrap();
     let setup: Value = http
         .post(format!("{base}/auth/totp/setup"))
         .bearer_auth(&access)
         .json(&json!({"password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let secret = setup["secret"].as_str().unwrap().to_string();
     let code = totp_rs::Totp::from_url(setup["otpauth_uri"].as_str().unwrap()).unwrap().generate_current().to_string();
     let confirmed: Value = http
         .post(format!("{base}/auth/totp/confirm"))
         .bearer_auth(&access)
         .json(&json!({"code": code}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let codes: Vec<String> =
         confirmed["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     let db = sea_orm::Database::connect(&url).await.unwrap();
@@ -618,20 +564,15 @@ async fn no_secret_reaches_the_log_even_at_trace() {
         .bearer_auth(&access)
         .json(&json!({"client_id": "logged-svc", "name": "s", "confidential": true,
             "grant_types": ["client_credentials"], "audience": "elsewhere"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let client_secret = created["client_secret"].as_str().expect("a client secret").to_string();
     let mfa = http
         .post(format!("{base}/auth/login"))
         .header("x-requested-with", "latchkey")
         .json(&body)
-        .send()
+        .sent()
         .await
-        .unwrap()
         .json::<Value>()
         .await
         .unwrap();

@@ -2,20 +2,17 @@
 
 use serde_json::Value;
 
-use crate::harness::{SPA_ORIGIN, TestServer, backend, refresh_cookie, set_cookie_header};
+use crate::harness::{Fetch, SPA_ORIGIN, TestServer, assert_error, backend, refresh_cookie, set_cookie_header};
 
 #[tokio::test]
 async fn refresh_cookie_attributes_are_exact_and_never_in_a_body() {
     let server = TestServer::start().await;
     server.register("dana").await;
     let resp = server
-        .http
-        .post(server.url("/auth/login"))
-        .header("x-requested-with", "latchkey")
+        .spa_post("/auth/login")
         .json(&serde_json::json!({"username": "dana", "password": crate::harness::PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let set_cookie = set_cookie_header(resp.headers());
@@ -40,52 +37,31 @@ async fn refresh_cookie_attributes_are_exact_and_never_in_a_body() {
 #[tokio::test]
 async fn csrf_defence_on_cookie_endpoints() {
     let server = TestServer::start().await;
-    server.register("erin").await;
-    let (_, cookie) = server.login("erin").await;
+    let (_, cookie) = server.signed_in("erin").await;
 
-    let without_header = server
-        .http
-        .post(server.url("/auth/refresh"))
-        .header("cookie", format!("lk_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(without_header.status(), 403);
-    assert_eq!(without_header.json::<Value>().await.unwrap()["error"], "csrf_check_failed");
+    let without_header = server.post("/auth/refresh").header("cookie", format!("lk_refresh={cookie}")).sent().await;
+    assert_error(without_header, 403, "csrf_check_failed").await;
 
     let foreign_origin = server
-        .http
-        .post(server.url("/auth/refresh"))
-        .header("x-requested-with", "latchkey")
+        .spa_post("/auth/refresh")
         .header("origin", "https://evil.example")
         .header("cookie", format!("lk_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(foreign_origin.status(), 403);
 
     for path in ["/auth/login", "/auth/logout"] {
-        let resp = server
-            .http
-            .post(server.url(path))
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let resp = server.post(path).header("content-type", "application/json").body("{}").sent().await;
         assert_eq!(resp.status(), 403, "{path} without the CSRF header");
     }
 
     // The allowed SPA origin with the header works, and the token was not burnt above.
     let allowed = server
-        .http
-        .post(server.url("/auth/refresh"))
-        .header("x-requested-with", "latchkey")
+        .spa_post("/auth/refresh")
         .header("origin", SPA_ORIGIN)
         .header("cookie", format!("lk_refresh={cookie}"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(allowed.status(), 200, "{}", backend());
     assert_eq!(allowed.headers()["access-control-allow-origin"], SPA_ORIGIN);
     assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");
@@ -120,35 +96,18 @@ async fn cors_preflight_allows_only_the_allow_list() {
 #[tokio::test]
 async fn logout_logout_all_and_session_delete_end_refresh() {
     let server = TestServer::start().await;
-    server.register("frank").await;
-    let (access_a, cookie_a) = server.login("frank").await;
+    let (access_a, cookie_a) = server.signed_in("frank").await;
     let (_access_b, cookie_b) = server.login("frank").await;
     let (_access_c, cookie_c) = server.login("frank").await;
 
     // Own sessions, current one marked.
-    let sessions: Value = server
-        .http
-        .get(server.url("/auth/sessions"))
-        .bearer_auth(&access_a)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value = server.get("/auth/sessions").bearer_auth(&access_a).fetch_json().await;
     let sessions = sessions.as_array().unwrap().clone();
     assert_eq!(sessions.len(), 3);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
 
     // Logout (cookie) ends session A and clears the cookie; A's access token dies too.
-    let logout = server
-        .http
-        .post(server.url("/auth/logout"))
-        .header("x-requested-with", "latchkey")
-        .header("cookie", format!("lk_refresh={cookie_a}"))
-        .send()
-        .await
-        .unwrap();
+    let logout = server.cookie_post("/auth/logout", &cookie_a).sent().await;
     assert_eq!(logout.status(), 204);
     assert!(set_cookie_header(logout.headers()).starts_with("lk_refresh=; Path=/auth; Max-Age=0"));
     assert_eq!(server.refresh(&cookie_a).await.status(), 401);
@@ -159,16 +118,7 @@ async fn logout_logout_all_and_session_delete_end_refresh() {
     let cookie_c = refresh_cookie(refreshed_c.headers()).unwrap();
     let access_c: Value = refreshed_c.json().await.unwrap();
     let access_c = access_c["access_token"].as_str().unwrap().to_string();
-    let live: Value = server
-        .http
-        .get(server.url("/auth/sessions"))
-        .bearer_auth(&access_c)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let live: Value = server.get("/auth/sessions").bearer_auth(&access_c).fetch_json().await;
     let b_id = live
         .as_array()
         .unwrap()
@@ -176,16 +126,14 @@ async fn logout_logout_all_and_session_delete_end_refresh() {
         .find(|s| s["current"] == false)
         .map(|s| s["id"].as_str().unwrap().to_string())
         .unwrap();
-    let del =
-        server.http.delete(server.url(&format!("/auth/sessions/{b_id}"))).bearer_auth(&access_c).send().await.unwrap();
+    let del = server.delete(&format!("/auth/sessions/{b_id}")).bearer_auth(&access_c).sent().await;
     assert_eq!(del.status(), 204);
     assert_eq!(server.refresh(&cookie_b).await.status(), 401);
-    let again =
-        server.http.delete(server.url(&format!("/auth/sessions/{b_id}"))).bearer_auth(&access_c).send().await.unwrap();
+    let again = server.delete(&format!("/auth/sessions/{b_id}")).bearer_auth(&access_c).sent().await;
     assert_eq!(again.status(), 404);
 
     // Logout-all ends C as well.
-    let all = server.http.post(server.url("/auth/logout-all")).bearer_auth(&access_c).send().await.unwrap();
+    let all = server.post("/auth/logout-all").bearer_auth(&access_c).sent().await;
     assert_eq!(all.status(), 204);
     assert_eq!(server.refresh(&cookie_c).await.status(), 401);
     assert_eq!(server.me(&access_c).await.status(), 401);
@@ -200,13 +148,10 @@ async fn logout_logout_all_and_session_delete_end_refresh() {
 async fn registration_can_be_disabled() {
     let server = TestServer::start_with(|raw| raw.registration_enabled = false).await;
     let resp = server
-        .http
-        .post(server.url("/auth/register"))
+        .post("/auth/register")
         .json(&serde_json::json!({"username": "gina", "password": "long enough pw"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "registration_disabled");
+        .sent()
+        .await;
+    assert_error(resp, 403, "registration_disabled").await;
     server.stop().await;
 }

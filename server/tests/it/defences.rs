@@ -5,18 +5,14 @@ use std::collections::HashMap;
 use latchkey_server::config::Quota;
 use serde_json::{Value, json};
 
-use crate::harness::{PASSWORD, TestServer, backend, refresh_cookie};
+use crate::harness::{Fetch, PASSWORD, TestServer, assert_error, backend, refresh_cookie};
 
 async fn login_from(server: &TestServer, ip: Option<&str>, username: &str, password: &str) -> reqwest::Response {
-    let mut req = server
-        .http
-        .post(server.url("/auth/login"))
-        .header("x-requested-with", "latchkey")
-        .json(&json!({"username": username, "password": password}));
+    let mut req = server.spa_post("/auth/login").json(&json!({"username": username, "password": password}));
     if let Some(ip) = ip {
         req = req.header("x-forwarded-for", ip);
     }
-    req.send().await.unwrap()
+    req.sent().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,8 +82,7 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
     let server = TestServer::start_with(|raw| raw.rate_limits.register = Quota::new(1, 3)).await;
     let register = |ip: &'static str, n: usize| {
         server
-            .http
-            .post(server.url("/auth/register"))
+            .post("/auth/register")
             .header("x-forwarded-for", ip)
             .json(&json!({"username": format!("spoof{n}"), "password": PASSWORD}))
             .send()
@@ -107,10 +102,8 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
     })
     .await;
     let send = |headers: Vec<(&'static str, &'static str)>, n: usize| {
-        let mut req = server
-            .http
-            .post(server.url("/auth/register"))
-            .json(&json!({"username": format!("proxied{n}"), "password": PASSWORD}));
+        let mut req =
+            server.post("/auth/register").json(&json!({"username": format!("proxied{n}"), "password": PASSWORD}));
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -138,9 +131,8 @@ async fn concurrent_failures_are_all_counted() {
                 http.post(url)
                     .header("x-requested-with", "latchkey")
                     .json(&json!({"username": "counted", "password": "wrong password"}))
-                    .send()
+                    .sent()
                     .await
-                    .unwrap()
                     .status()
             })
         })
@@ -169,9 +161,8 @@ async fn a_full_hashing_queue_answers_503_with_retry_after() {
                 .post(url)
                 .header("x-requested-with", "latchkey")
                 .json(&json!({"username": format!("nobody{n}"), "password": "whatever pw"}))
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             (resp.status().as_u16(), resp.headers().get("retry-after").is_some())
         }
     };
@@ -217,7 +208,7 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
     let user = server.register("tess").await;
     let (access, _) = server.login("tess").await;
     let post = |path: &'static str, token: Option<String>, body: Value| {
-        let mut req = server.http.post(server.url(path)).header("x-requested-with", "latchkey").json(&body);
+        let mut req = server.spa_post(path).json(&body);
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -319,11 +310,10 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
         if let Some(code) = totp {
             form.push(("totp", code));
         }
-        server.http.post(server.url("/oauth2/token")).form(&form).send()
+        server.post("/oauth2/token").form(&form).send()
     };
     let needs = grant(None).await.unwrap();
-    assert_eq!(needs.status(), 400);
-    assert_eq!(needs.json::<Value>().await.unwrap()["error"], "mfa_required");
+    assert_error(needs, 400, "mfa_required").await;
     server.clock.advance(60);
     let now = server.clock.now_secs();
     let granted = grant(Some(code(&uri, now))).await.unwrap();
@@ -346,13 +336,7 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
     .unwrap();
     let (admin, _) = server.login("root").await;
     let user_id = user["id"].as_str().unwrap();
-    let reset = server
-        .http
-        .delete(server.url(&format!("/admin/users/{user_id}/totp")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let reset = server.delete(&format!("/admin/users/{user_id}/totp")).bearer_auth(&admin).sent().await;
     assert_eq!(reset.status(), 204);
     let (_, _) = server.login("tess").await;
     let actions = server.audit_actions().await;
@@ -364,13 +348,11 @@ async fn totp_enrolment_login_replay_skew_and_recovery_codes() {
 #[tokio::test]
 async fn password_change_ends_other_sessions() {
     let server = TestServer::start().await;
-    server.register("pat").await;
-    let (access, cookie) = server.login("pat").await;
+    let (access, cookie) = server.signed_in("pat").await;
     let (_, other) = server.login("pat").await;
     let change = |current: &str| {
         server
-            .http
-            .post(server.url("/auth/password"))
+            .post("/auth/password")
             .bearer_auth(&access)
             .json(&json!({"current_password": current, "new_password": "a brand new password"}))
             .send()

@@ -5,7 +5,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::harness::{TestServer, backend};
+use crate::harness::{Fetch, TestServer, assert_error, backend};
 
 #[tokio::test]
 async fn register_login_me_and_verify_via_jwks() {
@@ -17,14 +17,11 @@ async fn register_login_me_and_verify_via_jwks() {
 
     // Usernames are case-insensitive and unique.
     let dup = server
-        .http
-        .post(server.url("/auth/register"))
+        .post("/auth/register")
         .json(&serde_json::json!({"username": "ALICE", "password": "another password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dup.status(), 409);
-    assert_eq!(dup.json::<Value>().await.unwrap()["error"], "username_taken");
+        .sent()
+        .await;
+    assert_error(dup, 409, "username_taken").await;
 
     let (access, _cookie) = server.login("alice").await;
     let me = server.me(&access).await;
@@ -78,13 +75,10 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
     let mut bodies = Vec::new();
     for (username, password) in [("bob", "wrong password!"), ("nobody", "wrong password!")] {
         let resp = server
-            .http
-            .post(server.url("/auth/login"))
-            .header("x-requested-with", "latchkey")
+            .spa_post("/auth/login")
             .json(&serde_json::json!({"username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(resp.status(), 401);
         bodies.push(resp.text().await.unwrap());
     }
@@ -98,13 +92,7 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
 async fn bad_input_gets_json_errors_never_500() {
     let server = TestServer::start().await;
     let post = |path: &str, ct: &str, body: String| {
-        server
-            .http
-            .post(server.url(path))
-            .header("content-type", ct)
-            .header("x-requested-with", "latchkey")
-            .body(body)
-            .send()
+        server.post(path).header("content-type", ct).header("x-requested-with", "latchkey").body(body).send()
     };
     let cases = [
         ("/auth/register", "application/json", "{not json".to_string(), 400, "invalid_request"),
@@ -147,21 +135,18 @@ async fn bad_input_gets_json_errors_never_500() {
         assert_eq!(body["error"], code, "{path}: {body}");
         assert!(body["error_description"].is_string());
     }
-    let missing = server.http.get(server.url("/no/such/route")).send().await.unwrap();
-    assert_eq!(missing.status(), 404);
-    assert_eq!(missing.json::<Value>().await.unwrap()["error"], "not_found");
+    let missing = server.get("/no/such/route").sent().await;
+    assert_error(missing, 404, "not_found").await;
     let chunked = server
-        .http
-        .post(server.url("/auth/register"))
+        .post("/auth/register")
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(futures_stream(vec![
             b"{\"username\":\"".to_vec(),
             vec![b'a'; 70_000],
             b"\"}".to_vec(),
         ])))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(chunked.status(), 413, "chunked bodies are limited too");
     server.stop().await;
 }

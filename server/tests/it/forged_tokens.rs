@@ -32,8 +32,7 @@ async fn assert_rejected(server: &TestServer, token: &str, what: &str) {
 #[tokio::test]
 async fn forged_and_stale_tokens_are_rejected() {
     let server = TestServer::start().await;
-    server.register("mallory").await;
-    let (good, _) = server.login("mallory").await;
+    let (good, _) = server.signed_in("mallory").await;
     assert_eq!(server.me(&good).await.status(), 200);
 
     let parts: Vec<&str> = good.split('.').collect();

@@ -8,7 +8,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{PASSWORD, TestServer, backend, call, enable_totp, finish_mfa, mfa_token, user_with_roles};
+use crate::harness::{
+    Fetch, PASSWORD, TestServer, assert_error, backend, call, enable_totp, finish_mfa, mfa_token, user_with_roles,
+};
 
 async fn make_role(server: &TestServer, admin: &str, name: &str, permissions: &[&str]) {
     let body = json!({"name": name, "permissions": permissions});
@@ -111,8 +113,7 @@ async fn roles_write_alone_cannot_widen_the_user_role_or_mint_permissions() {
     assert_eq!(status, 201, "a role within its own permissions");
 
     // A self-registered user still cannot read the keys.
-    server.register("walker").await;
-    let (walker, _) = server.login("walker").await;
+    let (walker, _) = server.signed_in("walker").await;
     let (status, _) = call(&server, &walker, Method::GET, "/admin/keys", None).await;
     assert_eq!(status, 403);
 
@@ -219,14 +220,7 @@ async fn login_burst(server: &TestServer, username: &str, count: usize, right_at
             let body = login_body(username, password);
             tokio::spawn(async move {
                 barrier.wait().await;
-                http.post(url)
-                    .header("x-requested-with", "latchkey")
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
+                http.post(url).header("x-requested-with", "latchkey").json(&body).sent().await.status().as_u16()
             })
         })
         .collect();
@@ -296,7 +290,7 @@ async fn a_parallel_totp_burst_gets_no_more_checks_than_the_threshold() {
             let body = json!({"mfa_token": token, "code": wrong[i]});
             tokio::spawn(async move {
                 barrier.wait().await;
-                http.post(url).header("x-requested-with", "latchkey").json(&body).send().await.unwrap().status()
+                http.post(url).header("x-requested-with", "latchkey").json(&body).sent().await.status()
             })
         })
         .collect();
@@ -313,8 +307,7 @@ async fn a_parallel_totp_burst_gets_no_more_checks_than_the_threshold() {
 /// hand out the username bucket's burst once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_share_the_lockout_and_the_username_bucket() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = crate::harness::fresh_database_url(dir.path()).await;
+    let (dir, url) = crate::harness::database_for_nodes().await;
     let relaxed = [
         ("LATCHKEY_RATE_LIMITS__LOGIN__PER_MINUTE", "100000"),
         ("LATCHKEY_RATE_LIMITS__LOGIN__BURST", "100000"),
@@ -329,8 +322,7 @@ async fn two_processes_share_the_lockout_and_the_username_bucket() {
     let mut b = crate::refresh::spawn_node_with(&url, dir.path(), &relaxed);
     let base_b = crate::refresh::wait_for_listen(&mut b);
     let http = reqwest::Client::new();
-    let registered =
-        http.post(format!("{base_a}/auth/register")).json(&login_body("shared", PASSWORD)).send().await.unwrap();
+    let registered = http.post(format!("{base_a}/auth/register")).json(&login_body("shared", PASSWORD)).sent().await;
     assert_eq!(registered.status(), 201);
     let id = registered.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
 
@@ -344,9 +336,8 @@ async fn two_processes_share_the_lockout_and_the_username_bucket() {
                 http.post(format!("{base}/auth/login"))
                     .header("x-requested-with", "latchkey")
                     .json(&login_body("shared", "wrong password"))
-                    .send()
+                    .sent()
                     .await
-                    .unwrap()
                     .status()
                     .as_u16()
             })
@@ -377,17 +368,15 @@ async fn password_spraying_through_the_token_endpoint_meets_the_login_limit() {
     let mut limited = 0;
     for i in 0..40 {
         let resp = server
-            .http
-            .post(server.url("/oauth2/token"))
+            .post("/oauth2/token")
             .form(&[
                 ("grant_type", "password"),
                 ("client_id", "latchkey-admin"),
                 ("username", &format!("sprayed{i}")),
                 ("password", "Winter2026!"),
             ])
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         if resp.status() == 429 {
             assert!(resp.headers().get("retry-after").is_some());
             limited += 1;
@@ -398,12 +387,10 @@ async fn password_spraying_through_the_token_endpoint_meets_the_login_limit() {
     assert_eq!(limited, 30, "the login burst is 10");
     // Other grants still use the token bucket.
     let resp = server
-        .http
-        .post(server.url("/oauth2/token"))
+        .post("/oauth2/token")
         .form(&[("grant_type", "refresh_token"), ("client_id", "spa"), ("refresh_token", "lk_rt_nothing")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(resp.status(), 400);
     server.stop().await;
 }
@@ -420,31 +407,21 @@ async fn oversized_usernames_are_refused_before_anything_is_written() {
     let huge = "x".repeat(60_000);
     for _ in 0..20 {
         let resp = server
-            .http
-            .post(server.url("/oauth2/token"))
+            .post("/oauth2/token")
             .form(&[
                 ("grant_type", "password"),
                 ("client_id", "latchkey-admin"),
                 ("username", &huge),
                 ("password", "p"),
             ])
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(resp.status(), 400);
     }
     // Within the schema's bound but longer than any username: refused before the audit.
     let long = "y".repeat(200);
-    let resp = server
-        .http
-        .post(server.url("/auth/login"))
-        .header("x-requested-with", "latchkey")
-        .json(&login_body(&long, "whatever password"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_username");
+    let resp = server.spa_post("/auth/login").json(&login_body(&long, "whatever password")).sent().await;
+    assert_error(resp, 400, "invalid_username").await;
     assert_eq!(audit_rows(&server).await, before, "nothing was written");
     server.stop().await;
 }
@@ -481,7 +458,7 @@ async fn slow_headers_are_cut_off_and_connections_are_capped() {
     // Once they are gone the address is served again.
     let mut ok = false;
     for _ in 0..50 {
-        if let Ok(resp) = server.http.get(server.url("/healthz")).send().await {
+        if let Ok(resp) = server.get("/healthz").send().await {
             ok = resp.status() == 200;
             break;
         }
@@ -541,13 +518,11 @@ async fn mfa_challenges_end_with_the_factor_they_were_issued_under() {
     assert_eq!(ok.status(), 200);
     let access = ok.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
     let changed = server
-        .http
-        .post(server.url("/auth/password"))
+        .post("/auth/password")
         .bearer_auth(&access)
         .json(&json!({"current_password": PASSWORD, "new_password": "a brand new password"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(changed.status(), 204);
     server.clock.advance(30);
     assert_eq!(finish_mfa(&server, &stale, json!({"code": code_at(0)})).await.status(), 401, "after password change");
@@ -616,8 +591,7 @@ async fn only_the_named_forwarding_header_is_read() {
     .await;
     let register = |n: usize, spoofed: &str| {
         server
-            .http
-            .post(server.url("/auth/register"))
+            .post("/auth/register")
             .header("forwarded", "for=198.51.100.4;proto=https")
             .header("x-forwarded-for", spoofed.to_string())
             .json(&login_body(&format!("reg{n}"), PASSWORD))
@@ -666,8 +640,7 @@ async fn look_alike_usernames_cannot_register() {
         ("ADMIN", "username_taken"),
         ("adrnin", "username_taken"),
     ] {
-        let resp =
-            server.http.post(server.url("/auth/register")).json(&login_body(name, PASSWORD)).send().await.unwrap();
+        let resp = server.post("/auth/register").json(&login_body(name, PASSWORD)).sent().await;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"], code, "{name:?} → {status} {body}");
@@ -682,23 +655,12 @@ async fn logout_all_refuses_service_tokens() {
     let server = TestServer::start().await;
     let secret = server.create_client("svc-logout", true, &["client_credentials"], &[]).await.unwrap();
     let token: Value = server
-        .http
-        .post(server.url("/oauth2/token"))
+        .post("/oauth2/token")
         .basic_auth("svc-logout", Some(secret))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let resp = server
-        .http
-        .post(server.url("/auth/logout-all"))
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
+    let resp = server.post("/auth/logout-all").bearer_auth(token["access_token"].as_str().unwrap()).sent().await;
     assert_eq!(resp.status(), 401);
     server.stop().await;
 }
@@ -707,12 +669,11 @@ async fn logout_all_refuses_service_tokens() {
 #[tokio::test]
 async fn metrics_on_the_main_listener_are_local_only() {
     let server = TestServer::start().await;
-    let direct = server.http.get(server.url("/metrics")).send().await.unwrap();
+    let direct = server.get("/metrics").sent().await;
     assert_eq!(direct.status(), 200);
-    let proxied =
-        server.http.get(server.url("/metrics")).header("x-forwarded-for", "203.0.113.9").send().await.unwrap();
+    let proxied = server.get("/metrics").header("x-forwarded-for", "203.0.113.9").sent().await;
     assert_eq!(proxied.status(), 404);
-    let proxied = server.http.get(server.url("/metrics")).header("forwarded", "for=203.0.113.9").send().await.unwrap();
+    let proxied = server.get("/metrics").header("forwarded", "for=203.0.113.9").sent().await;
     assert_eq!(proxied.status(), 404);
     server.stop().await;
 }

@@ -19,6 +19,25 @@ pub const PASSWORD: &str = "correct horse battery";
 
 static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Sending a request the way every test does: a request that cannot be sent, or a body
+/// that is not the JSON expected, fails the test on the spot.
+pub trait Fetch {
+    /// Sends the request; the response, whatever its status.
+    fn sent(self) -> impl std::future::Future<Output = reqwest::Response>;
+    /// Sends the request and parses its JSON body, whatever the status.
+    fn fetch_json<T: serde::de::DeserializeOwned>(self) -> impl std::future::Future<Output = T>;
+}
+
+impl Fetch for reqwest::RequestBuilder {
+    async fn sent(self) -> reqwest::Response {
+        self.send().await.expect("the request reaches the server")
+    }
+
+    async fn fetch_json<T: serde::de::DeserializeOwned>(self) -> T {
+        self.sent().await.json().await.expect("a JSON body of the expected shape")
+    }
+}
+
 /// Which engine this run tests, named in assertion messages.
 pub fn backend() -> &'static str {
     if postgres_admin_url().is_some() { "postgres" } else { "sqlite" }
@@ -42,6 +61,14 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
         None => format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display()),
         Some(admin_url) => fresh_postgres_database(&admin_url).await,
     }
+}
+
+/// A database for server processes the test starts itself, in a fresh temporary
+/// directory (which also holds their key files): (that directory, the database URL).
+pub async fn database_for_nodes() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = fresh_database_url(dir.path()).await;
+    (dir, url)
 }
 
 /// A new, empty database on the PostgreSQL server at `admin_url`.
@@ -103,9 +130,8 @@ pub async fn refresh_at(http: &reqwest::Client, base: &str, cookie: &str) -> req
     http.post(format!("{base}/auth/refresh"))
         .header("x-requested-with", "latchkey")
         .header("cookie", format!("lk_refresh={cookie}"))
-        .send()
+        .sent()
         .await
-        .unwrap()
 }
 
 pub struct TestServer {
@@ -162,6 +188,28 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.delete(self.url(path))
+    }
+
+    /// A POST as the SPA sends it: with the CSRF header cookie endpoints require.
+    pub fn spa_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.post(path).header("x-requested-with", "latchkey")
+    }
+
+    /// A POST to a cookie endpoint as the SPA sends it: the CSRF header and the refresh cookie.
+    pub fn cookie_post(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+        self.spa_post(path).header("cookie", format!("lk_refresh={cookie}"))
+    }
+
     /// The SQLite database file, when the suite runs on SQLite.
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         postgres_admin_url().is_none().then(|| self._dir.path().join("latchkey.db"))
@@ -177,42 +225,34 @@ impl TestServer {
     }
 
     pub async fn register(&self, username: &str) -> Value {
-        let resp = self
-            .http
-            .post(self.url("/auth/register"))
-            .json(&json!({ "username": username, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap();
+        let resp =
+            self.post("/auth/register").json(&json!({ "username": username, "password": PASSWORD })).sent().await;
         assert_eq!(resp.status(), 201, "register {username} on {}", backend());
         resp.json().await.unwrap()
     }
 
     /// Logs in through the SPA endpoint; returns (access token, refresh cookie value).
     pub async fn login(&self, username: &str) -> (String, String) {
-        let resp = self
-            .http
-            .post(self.url("/auth/login"))
-            .header("x-requested-with", "latchkey")
-            .json(&json!({ "username": username, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap();
+        let resp =
+            self.spa_post("/auth/login").json(&json!({ "username": username, "password": PASSWORD })).sent().await;
         assert_eq!(resp.status(), 200, "login {username} on {}", backend());
         let cookie = refresh_cookie(resp.headers()).expect("login sets the refresh cookie");
         let body: Value = resp.json().await.unwrap();
         (body["access_token"].as_str().unwrap().to_string(), cookie)
     }
 
+    /// Registers `username` and logs it in: (access token, refresh cookie value).
+    pub async fn signed_in(&self, username: &str) -> (String, String) {
+        self.register(username).await;
+        self.login(username).await
+    }
+
     /// The status of a login with `password`.
     pub async fn login_status(&self, username: &str, password: &str) -> u16 {
-        self.http
-            .post(self.url("/auth/login"))
-            .header("x-requested-with", "latchkey")
+        self.spa_post("/auth/login")
             .json(&json!({ "username": username, "password": password }))
-            .send()
+            .sent()
             .await
-            .unwrap()
             .status()
             .as_u16()
     }
@@ -223,7 +263,7 @@ impl TestServer {
     }
 
     pub async fn me(&self, access_token: &str) -> reqwest::Response {
-        self.http.get(self.url("/auth/me")).bearer_auth(access_token).send().await.unwrap()
+        self.get("/auth/me").bearer_auth(access_token).sent().await
     }
 
     /// Creates an OAuth client directly through the domain (as the CLI does).
@@ -290,7 +330,7 @@ pub async fn call(
     if let Some(body) = body {
         req = req.json(&body);
     }
-    let resp = req.send().await.unwrap();
+    let resp = req.sent().await;
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -299,25 +339,11 @@ pub async fn call(
 /// Enrols `username` (logged in with [`PASSWORD`]) in TOTP: (otpauth URI, recovery codes).
 pub async fn enable_totp(server: &TestServer, username: &str) -> (String, Vec<String>) {
     let (access, _) = server.login(username).await;
-    let setup = server
-        .http
-        .post(server.url("/auth/totp/setup"))
-        .bearer_auth(&access)
-        .json(&json!({"password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let setup = server.post("/auth/totp/setup").bearer_auth(&access).json(&json!({"password": PASSWORD})).sent().await;
     assert_eq!(setup.status(), 200);
     let uri = setup.json::<Value>().await.unwrap()["otpauth_uri"].as_str().unwrap().to_string();
     let code = totp_rs::Totp::from_url(&uri).unwrap().generate(server.clock.now_secs() as u64).to_string();
-    let confirmed = server
-        .http
-        .post(server.url("/auth/totp/confirm"))
-        .bearer_auth(&access)
-        .json(&json!({"code": code}))
-        .send()
-        .await
-        .unwrap();
+    let confirmed = server.post("/auth/totp/confirm").bearer_auth(&access).json(&json!({"code": code})).sent().await;
     assert_eq!(confirmed.status(), 200);
     let codes = confirmed.json::<Value>().await.unwrap()["recovery_codes"]
         .as_array()
@@ -330,14 +356,7 @@ pub async fn enable_totp(server: &TestServer, username: &str) -> (String, Vec<St
 
 /// A password login for an account with TOTP: its `mfa_token`.
 pub async fn mfa_token(server: &TestServer, username: &str) -> String {
-    let resp = server
-        .http
-        .post(server.url("/auth/login"))
-        .header("x-requested-with", "latchkey")
-        .json(&json!({"username": username, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let resp = server.spa_post("/auth/login").json(&json!({"username": username, "password": PASSWORD})).sent().await;
     assert_eq!(resp.status(), 200);
     resp.json::<Value>().await.unwrap()["mfa_token"].as_str().expect("an MFA challenge").to_string()
 }
@@ -346,14 +365,16 @@ pub async fn mfa_token(server: &TestServer, username: &str) -> String {
 pub async fn finish_mfa(server: &TestServer, mfa_token: &str, factor: Value) -> reqwest::Response {
     let mut body = factor;
     body["mfa_token"] = json!(mfa_token);
-    server
-        .http
-        .post(server.url("/auth/login/mfa"))
-        .header("x-requested-with", "latchkey")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    server.spa_post("/auth/login/mfa").json(&body).sent().await
+}
+
+/// Asserts a JSON error answer: its status and its stable `error` code.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) {
+    let actual = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(actual, status, "status on {}: {body}", backend());
+    let error: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert_eq!(error["error"], code, "error code on {}: {body}", backend());
 }
 
 /// Waits for `condition` for up to `limit`, polling; fails naming `what` when it never holds.

@@ -5,18 +5,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-use crate::harness::{PASSWORD, TestServer, backend};
+use crate::harness::{Fetch, PASSWORD, TestServer, backend};
 
 async fn token(
     server: &TestServer,
     basic: Option<(&str, &str)>,
     form: &[(&str, &str)],
 ) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut req = server.http.post(server.url("/oauth2/token")).form(form);
+    let mut req = server.post("/oauth2/token").form(form);
     if let Some((id, secret)) = basic {
         req = req.header("authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
     }
-    let resp = req.send().await.unwrap();
+    let resp = req.sent().await;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     (status, resp.json().await.unwrap(), headers)
@@ -173,16 +173,10 @@ async fn client_credentials_introspection_revocation_and_userinfo() {
     assert_eq!(status, 200);
 
     // A user session to introspect and revoke.
-    server.register("noah").await;
-    let (user_access, cookie) = server.login("noah").await;
+    let (user_access, cookie) = server.signed_in("noah").await;
 
     let introspect = |token: String| {
-        server
-            .http
-            .post(server.url("/oauth2/introspect"))
-            .basic_auth("billing-svc", Some(&secret))
-            .form(&[("token", token)])
-            .send()
+        server.post("/oauth2/introspect").basic_auth("billing-svc", Some(&secret)).form(&[("token", token)]).send()
     };
     let active: Value = introspect(user_access.clone()).await.unwrap().json().await.unwrap();
     assert_eq!(active["active"], true);
@@ -196,36 +190,21 @@ async fn client_credentials_introspection_revocation_and_userinfo() {
 
     // Public clients may not introspect.
     let public = server
-        .http
-        .post(server.url("/oauth2/introspect"))
+        .post("/oauth2/introspect")
         .form(&[("token", &user_access), ("client_id", &"spa".to_string())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(public.status(), 401);
 
     // Userinfo for the user token; a service token has no user.
-    let info: Value = server
-        .http
-        .get(server.url("/oauth2/userinfo"))
-        .bearer_auth(&user_access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = server.get("/oauth2/userinfo").bearer_auth(&user_access).fetch_json().await;
     assert_eq!(info["preferred_username"], "noah");
-    let no_user = server.http.get(server.url("/oauth2/userinfo")).bearer_auth(&service_token).send().await.unwrap();
+    let no_user = server.get("/oauth2/userinfo").bearer_auth(&service_token).sent().await;
     assert_eq!(no_user.status(), 401);
 
     // RFC 7009: unknown tokens answer 200; revoking the access token ends its session.
     let revoke = |token: String, client: &'static str| {
-        server
-            .http
-            .post(server.url("/oauth2/revoke"))
-            .form(&[("token", token), ("client_id", client.to_string())])
-            .send()
+        server.post("/oauth2/revoke").form(&[("token", token), ("client_id", client.to_string())]).send()
     };
     assert_eq!(revoke("lk_rt_doesnotexist".into(), "spa").await.unwrap().status(), 200);
     assert_eq!(revoke(user_access.clone(), "latchkey-admin").await.unwrap().status(), 200);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use std::time::Duration;
 
-use crate::harness::{PASSWORD, TestServer, backend, refresh_cookie};
+use crate::harness::{Fetch, PASSWORD, TestServer, backend, refresh_cookie};
 
 async fn jwks_kids(server: &TestServer) -> Vec<String> {
     let jwks: JwkSet = reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
@@ -63,10 +63,10 @@ async fn rotation_timeline_on_an_injected_clock() {
     assert_eq!(jwks_kids(&server).await, vec![old_kid.clone()]);
 
     // Rotate: the new key is published at once but does not sign yet.
-    let rotated = server.http.post(server.url("/admin/keys/rotate")).bearer_auth(&admin).send().await.unwrap();
+    let rotated = server.post("/admin/keys/rotate").bearer_auth(&admin).sent().await;
     assert_eq!(rotated.status(), 201);
     let new_kid = rotated.json::<Value>().await.unwrap()["kid"].as_str().unwrap().to_string();
-    let again = server.http.post(server.url("/admin/keys/rotate")).bearer_auth(&admin).send().await.unwrap();
+    let again = server.post("/admin/keys/rotate").bearer_auth(&admin).sent().await;
     assert_eq!(again.status(), 409, "one rotation at a time");
     let kids = jwks_kids(&server).await;
     assert!(kids.contains(&old_kid) && kids.contains(&new_kid), "{kids:?}");
@@ -103,8 +103,7 @@ async fn rotation_timeline_on_an_injected_clock() {
     assert!(jwks_kids(&server).await.contains(&next));
 
     let admin = server.login("root").await.0; // the first token expired a month ago
-    let listed: Value =
-        server.http.get(server.url("/admin/keys")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let listed: Value = server.get("/admin/keys").bearer_auth(&admin).fetch_json().await;
     let states: Vec<&str> = listed.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
     assert_eq!(states.iter().filter(|s| **s == "active").count(), 1);
     assert_eq!(states.iter().filter(|s| **s == "pending").count(), 1);
@@ -120,13 +119,7 @@ async fn emergency_revoke_and_import() {
     let admin = admin_token(&server).await;
     let (token, _) = server.login("bea").await;
     let compromised = kid_of(&token);
-    let resp = server
-        .http
-        .post(server.url(&format!("/admin/keys/{compromised}/revoke")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let resp = server.post(&format!("/admin/keys/{compromised}/revoke")).bearer_auth(&admin).sent().await;
     assert_eq!(resp.status(), 204);
     assert!(!jwks_kids(&server).await.contains(&compromised), "removed from the JWKS at once");
     assert_eq!(server.me(&token).await.status(), 401, "its tokens stop verifying");
@@ -170,8 +163,7 @@ async fn metrics_parse_and_move_and_request_ids_echo() {
     let server = TestServer::start().await;
     let scrape = || async { samples(&reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap()) };
     let before = scrape().await;
-    server.register("cy").await;
-    let (access, cookie) = server.login("cy").await;
+    let (access, cookie) = server.signed_in("cy").await;
     server.me(&access).await;
     server.refresh(&cookie).await;
     let after = scrape().await;
@@ -184,19 +176,13 @@ async fn metrics_parse_and_move_and_request_ids_echo() {
     assert!(after.iter().any(|(n, _)| n == r#"latchkey_db_pool_connections{state="open"}"#));
     assert!(after.iter().any(|(n, _)| n == "latchkey_argon2_queue_depth"));
     // Ids in paths collapse into the route template.
-    server
-        .http
-        .delete(server.url("/auth/sessions/01a2086d-3590-73fa-b1f0-83e71616629a"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    server.delete("/auth/sessions/01a2086d-3590-73fa-b1f0-83e71616629a").bearer_auth(&access).sent().await;
     let templated = scrape().await;
     assert!(templated.iter().any(|(n, _)| n.contains(r#"route="/auth/sessions/{id}""#)), "route templates");
 
-    let echoed = server.http.get(server.url("/healthz")).header("x-request-id", "trace-abc-123").send().await.unwrap();
+    let echoed = server.get("/healthz").header("x-request-id", "trace-abc-123").sent().await;
     assert_eq!(echoed.headers()["x-request-id"], "trace-abc-123");
-    let generated = server.http.get(server.url("/healthz")).send().await.unwrap();
+    let generated = server.get("/healthz").sent().await;
     assert_eq!(generated.headers()["x-request-id"].to_str().unwrap().len(), 36);
     server.stop().await;
 }
@@ -215,14 +201,7 @@ async fn purge_removes_ended_sessions_and_old_audit_events() {
         cookies.push(server.login("dee").await.1);
     }
     for cookie in &cookies[..3] {
-        server
-            .http
-            .post(server.url("/auth/logout"))
-            .header("x-requested-with", "latchkey")
-            .header("cookie", format!("lk_refresh={cookie}"))
-            .send()
-            .await
-            .unwrap();
+        server.cookie_post("/auth/logout", &cookie).sent().await;
     }
     server.clock.advance(24 * 3600 + 1);
     // Keep two sessions alive across the day.
@@ -246,8 +225,7 @@ async fn purge_removes_ended_sessions_and_old_audit_events() {
 /// one, and each key transition is performed by exactly one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_sessions_reuse_detection_and_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = crate::harness::fresh_database_url(dir.path()).await;
+    let (dir, url) = crate::harness::database_for_nodes().await;
     let extra = [
         ("LATCHKEY_TOKENS__REFRESH_GRACE_SECS", "0"),
         ("LATCHKEY_KEYS__POLL_INTERVAL_SECS", "1"),
@@ -266,9 +244,8 @@ async fn two_nodes_share_sessions_reuse_detection_and_keys() {
         let resp = http
             .post(format!("{base_a}/auth/register"))
             .json(&json!({"username": name, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(resp.status(), 201);
     }
     let db = sea_orm::Database::connect(&url).await.unwrap();
@@ -287,9 +264,8 @@ async fn two_nodes_share_sessions_reuse_detection_and_keys() {
                 .post(format!("{base}/auth/login"))
                 .header("x-requested-with", "latchkey")
                 .json(&json!({"username": name, "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             assert_eq!(resp.status(), 200);
             let cookie = refresh_cookie(resp.headers()).unwrap();
             let body: Value = resp.json().await.unwrap();
@@ -312,12 +288,11 @@ async fn two_nodes_share_sessions_reuse_detection_and_keys() {
 
     // A rotation started on A is published by B within the poll interval.
     let (admin, _) = login(base_a.clone(), "root").await;
-    let resp = http.post(format!("{base_a}/admin/keys/rotate")).bearer_auth(&admin).send().await.unwrap();
+    let resp = http.post(format!("{base_a}/admin/keys/rotate")).bearer_auth(&admin).sent().await;
     assert_eq!(resp.status(), 201);
     let new_kid = resp.json::<Value>().await.unwrap()["kid"].as_str().unwrap().to_string();
     crate::harness::eventually("node B publishes the key node A created", Duration::from_secs(10), || async {
-        let jwks: Value =
-            http.get(format!("{base_b}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+        let jwks: Value = http.get(format!("{base_b}/.well-known/jwks.json")).fetch_json().await;
         jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == new_kid.as_str())
     })
     .await;
@@ -352,8 +327,7 @@ async fn database_restart_gives_503_then_recovers() {
     let url = crate::harness::fresh_postgres_database(&admin_url).await;
     let raw = crate::harness::test_config(dir.path(), url);
     let server = TestServer::start_raw(raw, dir).await;
-    server.register("rita").await;
-    let (access, _) = server.login("rita").await;
+    let (access, _) = server.signed_in("rita").await;
     assert_eq!(server.me(&access).await.status(), 200);
 
     let pg = |action: &str| {

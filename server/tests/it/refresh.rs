@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{TestServer, backend, refresh_cookie};
+use crate::harness::{Fetch, TestServer, assert_error, backend, refresh_cookie};
 
 /// Fires `n` refreshes of one cookie at once; returns status → count and the distinct
 /// cookies the 200s carried (one rotation means one child, however many got it).
@@ -52,8 +52,7 @@ pub fn assert_one_rotation(counts: &HashMap<u16, usize>, children: &[String], n:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_refreshes_have_exactly_one_winner() {
     let server = TestServer::start().await;
-    server.register("henry").await;
-    let (_, cookie) = server.login("henry").await;
+    let (_, cookie) = server.signed_in("henry").await;
 
     let (counts, children) = race(std::slice::from_ref(&server.base), &cookie, 50).await;
     let winner = assert_one_rotation(&counts, &children, 50, backend());
@@ -69,8 +68,7 @@ async fn fifty_concurrent_refreshes_have_exactly_one_winner() {
 #[tokio::test]
 async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     let server = TestServer::start().await;
-    server.register("irene").await;
-    let (_, first) = server.login("irene").await;
+    let (_, first) = server.signed_in("irene").await;
     let rotated = server.refresh(&first).await;
     assert_eq!(rotated.status(), 200);
     let second = refresh_cookie(rotated.headers()).unwrap();
@@ -95,8 +93,7 @@ async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     // Past the window: reuse. The session and every token in it die.
     server.clock.advance(11);
     let reused = server.refresh(&first).await;
-    assert_eq!(reused.status(), 401);
-    assert_eq!(reused.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_error(reused, 401, "invalid_grant").await;
     assert_eq!(server.refresh(&third).await.status(), 401, "the live token died with the session");
     assert_eq!(server.me(&access).await.status(), 401, "the session check rejects its access tokens");
 
@@ -109,8 +106,7 @@ async fn reuse_after_the_grace_window_revokes_the_whole_session() {
 #[tokio::test]
 async fn strict_mode_has_no_grace() {
     let server = TestServer::start_with(|raw| raw.tokens.refresh_grace_secs = 0).await;
-    server.register("jack").await;
-    let (_, first) = server.login("jack").await;
+    let (_, first) = server.signed_in("jack").await;
     let second = refresh_cookie(server.refresh(&first).await.headers()).unwrap();
     assert_eq!(server.refresh(&first).await.status(), 401);
     assert_eq!(server.refresh(&second).await.status(), 401);
@@ -214,8 +210,7 @@ pub fn wait_for_listen_keeping_log(child: &mut Child) -> (String, NodeLog) {
 async fn the_sqlite_wal_stays_bounded_under_rotations() {
     let server = TestServer::start().await;
     let Some(db) = server.sqlite_file() else { return };
-    server.register("rotator").await;
-    let (_, mut cookie) = server.login("rotator").await;
+    let (_, mut cookie) = server.signed_in("rotator").await;
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
     let wal_size = || std::fs::metadata(&wal).expect("the SQLite database runs in WAL mode").len();
     let before = wal_size();
@@ -246,8 +241,7 @@ async fn a_lost_answer_is_answered_again_with_the_same_child() {
     use tokio::io::AsyncWriteExt;
 
     let server = TestServer::start().await;
-    server.register("lena").await;
-    let (_, parent) = server.login("lena").await;
+    let (_, parent) = server.signed_in("lena").await;
     let parent_hash = sha256_hex(&parent);
     let tokens = &server.state.tokens;
 
@@ -316,7 +310,7 @@ async fn the_token_endpoint_answers_a_retried_refresh_with_the_same_child() {
     let token = |form: Vec<(&'static str, String)>| {
         let (http, url, secret) = (server.http.clone(), server.url("/oauth2/token"), secret.clone());
         async move {
-            let resp = http.post(url).basic_auth("app", Some(secret)).form(&form).send().await.unwrap();
+            let resp = http.post(url).basic_auth("app", Some(secret)).form(&form).sent().await;
             (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
         }
     };

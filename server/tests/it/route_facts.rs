@@ -7,7 +7,7 @@ use latchkey_server::config::Quota;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::harness::{TestServer, backend};
+use crate::harness::{Fetch, TestServer, backend};
 
 /// (method, path, form body?) of every operation charged to a per-IP bucket, with the
 /// bucket it is charged to; the bodies are invalid on purpose.
@@ -38,7 +38,7 @@ async fn send(server: &TestServer, method: &str, path: &str, form: bool, with_cs
     if with_csrf_header {
         request = request.header("x-requested-with", "latchkey");
     }
-    let response = request.send().await.unwrap();
+    let response = request.sent().await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -71,7 +71,7 @@ async fn every_charged_operation_spends_its_bucket_before_anything_else() {
         }
         let body = refused.unwrap_or_else(|| panic!("{method} {path} is not charged on {}", backend()));
         assert_eq!(body["error"], "rate_limited", "{method} {path}");
-        let metrics = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = server.get("/metrics").sent().await.text().await.unwrap();
         let counted = format!("latchkey_rate_limited_total{{bucket=\"{bucket}\"}}");
         assert!(metrics.contains(&counted), "{method} {path} counts under {bucket}");
     }

@@ -17,6 +17,12 @@ const ABSOLUTE: i64 = 3600;
 
 /// A new session of `user_id` at `now` with one active token `first` (its hash is
 /// stored); returns the session id.
+/// A user to own the sessions under test, and the clock's reading.
+async fn ada_now(server: &TestServer) -> (String, i64) {
+    let (user_id, _) = user_with_roles(server, "ada", &[]).await;
+    (user_id, server.clock.now_secs())
+}
+
 async fn new_session(server: &TestServer, user_id: &str, first: &str, now: i64) -> String {
     let id = uuid::Uuid::now_v7().to_string();
     sessions::create(
@@ -119,8 +125,7 @@ async fn client_role_names_are_the_clients_sorted() {
 #[tokio::test]
 async fn rotation_swaps_the_token_touches_the_session_and_inserts_the_child() {
     let server = TestServer::start().await;
-    let (user_id, _) = user_with_roles(&server, "ada", &[]).await;
-    let now = server.clock.now_secs();
+    let (user_id, now) = ada_now(&server).await;
     let session_id = new_session(&server, &user_id, "rot-a", now).await;
     let tokens = &server.state.tokens;
     let later = now + 30;
@@ -150,8 +155,7 @@ async fn rotation_swaps_the_token_touches_the_session_and_inserts_the_child() {
 #[tokio::test]
 async fn a_session_that_ended_rotates_nothing() {
     let server = TestServer::start().await;
-    let (user_id, _) = user_with_roles(&server, "ada", &[]).await;
-    let now = server.clock.now_secs();
+    let (user_id, now) = ada_now(&server).await;
     let tokens = &server.state.tokens;
     // Past the idle deadline (but inside the absolute one), past the absolute one
     // (its idle deadline pushed out by hand), and revoked.
@@ -195,8 +199,7 @@ async fn a_session_that_ended_rotates_nothing() {
 #[tokio::test]
 async fn of_concurrent_rotations_of_one_token_exactly_one_wins() {
     let server = TestServer::start().await;
-    let (user_id, _) = user_with_roles(&server, "ada", &[]).await;
-    let now = server.clock.now_secs();
+    let (user_id, now) = ada_now(&server).await;
     let session_id = new_session(&server, &user_id, "race-a", now).await;
     let attempts: Vec<_> = (0..24)
         .map(|i| {
@@ -225,8 +228,7 @@ async fn of_concurrent_rotations_of_one_token_exactly_one_wins() {
 #[tokio::test]
 async fn revocation_racing_rotation_leaves_no_live_token_in_a_revoked_session() {
     let server = TestServer::start().await;
-    let (user_id, _) = user_with_roles(&server, "ada", &[]).await;
-    let now = server.clock.now_secs();
+    let (user_id, now) = ada_now(&server).await;
     let mut rotated_first = 0;
     for round in 0..12 {
         let first = format!("rr-{round}-a");

@@ -1,10 +1,9 @@
 //! `/admin/audit`.
 
 use chrono::{DateTime, Utc};
-use poem::web::Data;
+use poem_openapi::OpenApi;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, OpenApi};
 
 use super::AdminAuth;
 use super::models::AuditPage;
@@ -12,16 +11,10 @@ use crate::api::ApiTags;
 use crate::api::error::ApiResult;
 use crate::domain::audit;
 use crate::domain::rbac::Permission;
-use crate::state::AppState;
 use crate::store::audit::AuditFilter;
 
+#[derive(Default)]
 pub struct AdminAuditApi;
-
-#[derive(ApiResponse)]
-enum ListResponse {
-    #[oai(status = 200)]
-    Ok(Json<AuditPage>),
-}
 
 #[OpenApi(prefix_path = "/admin/audit", tag = "ApiTags::Admin")]
 impl AdminAuditApi {
@@ -30,7 +23,6 @@ impl AdminAuditApi {
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
-        state: Data<&AppState>,
         auth: AdminAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
@@ -40,7 +32,7 @@ impl AdminAuditApi {
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,
         after_id: Query<Option<i64>>,
-    ) -> ApiResult<ListResponse> {
+    ) -> ApiResult<Json<AuditPage>> {
         auth.require(Permission::AuditRead)?;
         let page = super::page(page.0, page_size.0);
         let filter = AuditFilter {
@@ -51,7 +43,7 @@ impl AdminAuditApi {
             until: until.0.map(|t| t.timestamp()),
             after_id: after_id.0,
         };
-        let (items, total) = audit::list(&state, &filter, page).await?;
-        Ok(ListResponse::Ok(Json(AuditPage::of(items, total, page))))
+        let (items, total) = audit::list(auth.state(), &filter, page).await?;
+        Ok(Json(AuditPage::of(items, total, page)))
     }
 }

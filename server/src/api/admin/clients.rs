@@ -1,39 +1,20 @@
 //! `/admin/clients`.
 
-use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::AdminAuth;
 use super::models::{
     ClientPage, ClientResponse, ClientSecretResponse, CreateClientRequest, CreatedClientResponse, UpdateClientRequest,
 };
+use super::{AdminAuth, Created, NoContent};
 use crate::api::ApiTags;
 use crate::api::error::ApiResult;
 use crate::domain::clients::{self, ClientUpdate, NewClient};
 use crate::domain::rbac::Permission;
-use crate::state::AppState;
 
+#[derive(Default)]
 pub struct AdminClientsApi;
-
-#[derive(ApiResponse)]
-enum ListResponse {
-    #[oai(status = 200)]
-    Ok(Json<ClientPage>),
-}
-
-#[derive(ApiResponse)]
-enum CreatedResponse {
-    #[oai(status = 201)]
-    Created(Json<CreatedClientResponse>),
-}
-
-#[derive(ApiResponse)]
-enum ClientResult {
-    #[oai(status = 200)]
-    Ok(Json<ClientResponse>),
-}
 
 #[derive(ApiResponse)]
 enum SecretResult {
@@ -41,36 +22,28 @@ enum SecretResult {
     Ok(Json<ClientSecretResponse>, #[oai(header = "Cache-Control")] String),
 }
 
-#[derive(ApiResponse)]
-enum NoContent {
-    #[oai(status = 204)]
-    Done,
-}
-
 #[OpenApi(prefix_path = "/admin/clients", tag = "ApiTags::Admin")]
 impl AdminClientsApi {
     #[oai(path = "/", method = "get", operation_id = "adminListClients")]
     async fn list(
         &self,
-        state: Data<&AppState>,
         auth: AdminAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
-    ) -> ApiResult<ListResponse> {
+    ) -> ApiResult<Json<ClientPage>> {
         auth.require(Permission::ClientsRead)?;
         let page = super::page(page.0, page_size.0);
-        let (items, total) = clients::list(&state, page).await?;
-        Ok(ListResponse::Ok(Json(ClientPage::of(items, total, page))))
+        let (items, total) = clients::list(auth.state(), page).await?;
+        Ok(Json(ClientPage::of(items, total, page)))
     }
 
     /// Create a client. A confidential client's secret is in the response, once.
     #[oai(path = "/", method = "post", operation_id = "adminCreateClient")]
     async fn create(
         &self,
-        state: Data<&AppState>,
         auth: AdminAuth,
         body: Json<CreateClientRequest>,
-    ) -> ApiResult<CreatedResponse> {
+    ) -> ApiResult<Created<CreatedClientResponse>> {
         let admin = auth.require(Permission::ClientsWrite)?;
         let body = body.0;
         let new = NewClient {
@@ -82,27 +55,26 @@ impl AdminClientsApi {
             audience: body.audience,
             roles: body.roles,
         };
-        let (client, secret) = clients::create(&state, new, &admin.grantor()).await?;
-        Ok(CreatedResponse::Created(Json(CreatedClientResponse {
+        let (client, secret) = clients::create(auth.state(), new, &admin.grantor()).await?;
+        Ok(Created::New(Json(CreatedClientResponse {
             client: client.into(),
             client_secret: secret.map(|s| s.expose().clone()),
         })))
     }
 
     #[oai(path = "/:client_id", method = "get", operation_id = "adminGetClient")]
-    async fn get(&self, state: Data<&AppState>, auth: AdminAuth, client_id: Path<String>) -> ApiResult<ClientResult> {
+    async fn get(&self, auth: AdminAuth, client_id: Path<String>) -> ApiResult<Json<ClientResponse>> {
         auth.require(Permission::ClientsRead)?;
-        Ok(ClientResult::Ok(Json(clients::get(&state, &client_id.0).await?.into())))
+        Ok(Json(clients::get(auth.state(), &client_id.0).await?.into()))
     }
 
     #[oai(path = "/:client_id", method = "patch", operation_id = "adminUpdateClient")]
     async fn update(
         &self,
-        state: Data<&AppState>,
         auth: AdminAuth,
         client_id: Path<String>,
         body: Json<UpdateClientRequest>,
-    ) -> ApiResult<ClientResult> {
+    ) -> ApiResult<Json<ClientResponse>> {
         let admin = auth.require(Permission::ClientsWrite)?;
         let body = body.0;
         let update = ClientUpdate {
@@ -112,20 +84,15 @@ impl AdminClientsApi {
             audience: if body.audience.is_undefined() { None } else { Some(body.audience.take()) },
             roles: body.roles,
         };
-        let client = clients::update(&state, &client_id.0, update, &admin.grantor()).await?;
-        Ok(ClientResult::Ok(Json(client.into())))
+        let client = clients::update(auth.state(), &client_id.0, update, &admin.grantor()).await?;
+        Ok(Json(client.into()))
     }
 
     /// Replace a confidential client's secret; the old one stops working at once.
     #[oai(path = "/:client_id/secret", method = "post", operation_id = "adminRotateClientSecret")]
-    async fn rotate_secret(
-        &self,
-        state: Data<&AppState>,
-        auth: AdminAuth,
-        client_id: Path<String>,
-    ) -> ApiResult<SecretResult> {
+    async fn rotate_secret(&self, auth: AdminAuth, client_id: Path<String>) -> ApiResult<SecretResult> {
         let admin = auth.require(Permission::ClientsWrite)?;
-        let secret = clients::rotate_secret(&state, &client_id.0, &admin.grantor()).await?;
+        let secret = clients::rotate_secret(auth.state(), &client_id.0, &admin.grantor()).await?;
         Ok(SecretResult::Ok(
             Json(ClientSecretResponse { client_id: client_id.0, client_secret: secret.expose().clone() }),
             "no-store".into(),
@@ -134,9 +101,9 @@ impl AdminClientsApi {
 
     /// Delete a client and its sessions (the built-in `spa` and `latchkey-admin` refuse).
     #[oai(path = "/:client_id", method = "delete", operation_id = "adminDeleteClient")]
-    async fn delete(&self, state: Data<&AppState>, auth: AdminAuth, client_id: Path<String>) -> ApiResult<NoContent> {
+    async fn delete(&self, auth: AdminAuth, client_id: Path<String>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::ClientsWrite)?;
-        clients::delete(&state, &client_id.0, &admin.grantor()).await?;
+        clients::delete(auth.state(), &client_id.0, &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 }

@@ -2,12 +2,11 @@
 
 use crate::store::entities::KeyState;
 use chrono::{DateTime, Utc};
-use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::AdminAuth;
+use super::{AdminAuth, NoContent};
 use crate::api::ApiTags;
 use crate::api::error::ApiResult;
 use crate::clock::to_datetime;
@@ -16,6 +15,7 @@ use crate::domain::rbac::Permission;
 use crate::state::AppState;
 use crate::store::keys::SigningKeyRow;
 
+#[derive(Default)]
 pub struct AdminKeysApi;
 
 #[derive(Debug, Object)]
@@ -60,49 +60,37 @@ fn response(state: &AppState, row: SigningKeyRow) -> SigningKeyResponse {
 }
 
 #[derive(ApiResponse)]
-enum KeyList {
-    #[oai(status = 200)]
-    Ok(Json<Vec<SigningKeyResponse>>),
-}
-
-#[derive(ApiResponse)]
 enum Rotated {
     /// The new key, pending: published now, signing from `activates_at`.
     #[oai(status = 201)]
     Created(Json<SigningKeyResponse>),
 }
 
-#[derive(ApiResponse)]
-enum NoContent {
-    #[oai(status = 204)]
-    Done,
-}
-
 #[OpenApi(prefix_path = "/admin/keys", tag = "ApiTags::Admin")]
 impl AdminKeysApi {
     /// Every signing key with its state and dates, newest first.
     #[oai(path = "/", method = "get", operation_id = "adminListKeys")]
-    async fn list(&self, state: Data<&AppState>, auth: AdminAuth) -> ApiResult<KeyList> {
+    async fn list(&self, auth: AdminAuth) -> ApiResult<Json<Vec<SigningKeyResponse>>> {
         auth.require(Permission::KeysRead)?;
-        let rows = crate::store::keys::list(&state.db).await.map_err(crate::domain::Error::from)?;
-        Ok(KeyList::Ok(Json(rows.into_iter().map(|r| response(&state, r)).collect())))
+        let rows = crate::store::keys::list(&auth.state().db).await.map_err(crate::domain::Error::from)?;
+        Ok(Json(rows.into_iter().map(|r| response(auth.state(), r)).collect()))
     }
 
     /// Start a rotation: a new key is published now and signs after the JWKS cache
     /// lifetime; the current key is then retired (409 if a rotation is under way).
     #[oai(path = "/rotate", method = "post", operation_id = "adminRotateKeys")]
-    async fn rotate(&self, state: Data<&AppState>, auth: AdminAuth) -> ApiResult<Rotated> {
+    async fn rotate(&self, auth: AdminAuth) -> ApiResult<Rotated> {
         let admin = auth.require(Permission::KeysRotate)?;
-        let row = keys::rotate(&state, admin.actor()).await?;
-        Ok(Rotated::Created(Json(response(&state, row))))
+        let row = keys::rotate(auth.state(), admin.actor()).await?;
+        Ok(Rotated::Created(Json(response(auth.state(), row))))
     }
 
     /// Emergency: withdraw a compromised key from the JWKS at once. Tokens it signed stop
     /// verifying; if it was signing, another key takes over immediately.
     #[oai(path = "/:kid/revoke", method = "post", operation_id = "adminRevokeKey")]
-    async fn revoke(&self, state: Data<&AppState>, auth: AdminAuth, kid: Path<String>) -> ApiResult<NoContent> {
+    async fn revoke(&self, auth: AdminAuth, kid: Path<String>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::KeysRotate)?;
-        keys::revoke(&state, &kid.0, admin.actor()).await?;
+        keys::revoke(auth.state(), &kid.0, admin.actor()).await?;
         Ok(NoContent::Done)
     }
 }

@@ -10,6 +10,10 @@ pub mod roles;
 pub mod sessions;
 pub mod users;
 
+use poem_openapi::ApiResponse;
+use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
+
 use crate::store::Page;
 
 pub use super::bearer::AdminAuth;
@@ -26,4 +30,18 @@ pub fn page(number: Option<u64>, size: Option<u64>) -> Page {
         number: number.unwrap_or(1).clamp(1, MAX_PAGE),
         size: size.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
     }
+}
+
+/// `201 Created` with the new resource.
+#[derive(ApiResponse)]
+pub enum Created<T: ToJSON> {
+    #[oai(status = 201)]
+    New(Json<T>),
+}
+
+/// `204 No Content`: done, nothing to return.
+#[derive(ApiResponse)]
+pub enum NoContent {
+    #[oai(status = 204)]
+    Done,
 }

@@ -1,32 +1,19 @@
 //! `/admin/sessions`.
 
-use poem::web::Data;
+use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, OpenApi};
 
-use super::AdminAuth;
 use super::models::SessionPage;
+use super::{AdminAuth, NoContent};
 use crate::api::ApiTags;
 use crate::api::error::ApiResult;
 use crate::domain::rbac::Permission;
 use crate::domain::sessions;
-use crate::state::AppState;
 use crate::store::sessions::SessionFilter;
 
+#[derive(Default)]
 pub struct AdminSessionsApi;
-
-#[derive(ApiResponse)]
-enum ListResponse {
-    #[oai(status = 200)]
-    Ok(Json<SessionPage>),
-}
-
-#[derive(ApiResponse)]
-enum NoContent {
-    #[oai(status = 204)]
-    Done,
-}
 
 #[OpenApi(prefix_path = "/admin/sessions", tag = "ApiTags::Admin")]
 impl AdminSessionsApi {
@@ -34,26 +21,25 @@ impl AdminSessionsApi {
     #[oai(path = "/", method = "get", operation_id = "adminListSessions")]
     async fn list(
         &self,
-        state: Data<&AppState>,
         auth: AdminAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
         #[oai(validator(max_length = 256))] user_id: Query<Option<String>>,
         #[oai(validator(max_length = 256))] client_id: Query<Option<String>>,
-    ) -> ApiResult<ListResponse> {
+    ) -> ApiResult<Json<SessionPage>> {
         auth.require(Permission::SessionsRead)?;
         let page = super::page(page.0, page_size.0);
         let filter = SessionFilter { user_id: user_id.0, client_id: client_id.0 };
-        let (items, total) = sessions::admin_list(&state, &filter, page).await?;
-        Ok(ListResponse::Ok(Json(SessionPage::of(items, total, page))))
+        let (items, total) = sessions::admin_list(auth.state(), &filter, page).await?;
+        Ok(Json(SessionPage::of(items, total, page)))
     }
 
     /// Revoke a session: its refresh tokens die, and its access tokens fail the
     /// session check here at once (offline verifiers accept them until `exp`).
     #[oai(path = "/:id", method = "delete", operation_id = "adminRevokeSession")]
-    async fn revoke(&self, state: Data<&AppState>, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
+    async fn revoke(&self, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::SessionsRevoke)?;
-        sessions::admin_revoke(&state, &id.0, admin.actor()).await?;
+        sessions::admin_revoke(auth.state(), &id.0, admin.actor()).await?;
         Ok(NoContent::Done)
     }
 }
