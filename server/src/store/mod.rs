@@ -60,7 +60,11 @@ impl Db {
     }
 }
 
-/// Queries go straight to the pool; only write transactions take the writer lock.
+/// Reads go straight to the pool. On SQLite a write sent on its own (not inside a
+/// [`WriteTxn`]) first queues on the writer lock like a transaction does: left to
+/// SQLite, it would take the file's write lock behind the queue's back, and the writer
+/// at the head of the queue would then wait in SQLite's busy handler while holding the
+/// lock everyone else queues on.
 #[async_trait]
 impl ConnectionTrait for Db {
     fn get_database_backend(&self) -> DbBackend {
@@ -68,24 +72,52 @@ impl ConnectionTrait for Db {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let _writer = self.queue_if_write(&stmt.sql).await?;
         self.conn.execute_raw(stmt).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let _writer = self.queue_if_write(sql).await?;
         self.conn.execute_unprepared(sql).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let _writer = self.queue_if_write(&stmt.sql).await?;
         self.conn.query_one_raw(stmt).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let _writer = self.queue_if_write(&stmt.sql).await?;
         self.conn.query_all_raw(stmt).await
     }
 
     fn support_returning(&self) -> bool {
         self.conn.support_returning()
     }
+}
+
+impl Db {
+    /// On SQLite, for a statement that writes (`INSERT`, `UPDATE`, `DELETE`, `REPLACE`,
+    /// with or without `RETURNING`), waits for the writer lock — for at most the busy
+    /// timeout, as SQLite itself would wait for another writer, so a write issued while
+    /// the same task holds a transaction fails as `SQLITE_BUSY` would instead of hanging.
+    async fn queue_if_write(&self, sql: &str) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, DbErr> {
+        let Some(lock) = self.sqlite_writer.as_ref() else { return Ok(None) };
+        if !writes(sql) {
+            return Ok(None);
+        }
+        match tokio::time::timeout(SQLITE_BUSY_TIMEOUT, lock.lock()).await {
+            Ok(guard) => Ok(Some(guard)),
+            // The pool's own time-out error: the store reports it as "unavailable" (503).
+            Err(_) => Err(DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout)),
+        }
+    }
+}
+
+/// Whether a statement changes rows, judged by its first keyword.
+fn writes(sql: &str) -> bool {
+    let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or_default();
+    ["INSERT", "UPDATE", "DELETE", "REPLACE"].iter().any(|verb| first.eq_ignore_ascii_case(verb))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -303,5 +335,48 @@ pub fn pool_usage(db: &Db) -> (u32, u32) {
             (pool.size(), pool.num_idle() as u32)
         }
         _ => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sea_orm::{ConnectionTrait, Database};
+
+    use super::{Db, writes};
+
+    #[test]
+    fn writes_are_told_by_their_first_keyword() {
+        for sql in ["INSERT INTO t VALUES (1)", "  update t SET x = 1", "DELETE FROM t", "REPLACE INTO t VALUES (1)"] {
+            assert!(writes(sql), "{sql}");
+        }
+        for sql in ["SELECT 1", "PRAGMA wal_checkpoint(TRUNCATE)", "", "select * from updates"] {
+            assert!(!writes(sql), "{sql}");
+        }
+    }
+
+    /// A write sent on its own waits for the SQLite writer lock; a read does not.
+    #[tokio::test]
+    async fn a_standalone_write_queues_on_the_sqlite_writer_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("lock.db").display());
+        let db = Db { conn: Database::connect(&url).await.unwrap(), sqlite_writer: Some(Default::default()) };
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)").await.unwrap();
+
+        let held = db.sqlite_writer().unwrap().clone().lock_owned().await;
+        let writer = tokio::spawn({
+            let db = db.clone();
+            async move { db.execute_unprepared("INSERT INTO t VALUES (1)").await.map(|r| r.rows_affected()) }
+        });
+        assert_eq!(
+            db.query_all_raw(sea_orm::Statement::from_string(db.backend(), "SELECT x FROM t")).await.unwrap().len(),
+            0
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!writer.is_finished(), "the write went ahead while the writer lock was held");
+
+        drop(held);
+        assert_eq!(writer.await.unwrap().unwrap(), 1, "the write runs once the lock is free");
     }
 }
