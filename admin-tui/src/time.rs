@@ -12,24 +12,17 @@ pub fn relative(text: &str, now: DateTime<FixedOffset>) -> String {
     let (day, today) = (at.date_naive(), now.date_naive());
     let clock = at.format("%H:%M");
     let seconds = (now - at).num_seconds();
-    if seconds >= 0 {
-        match seconds {
-            0..60 => return "just now".into(),
-            60..3600 => return format!("{}m ago", seconds / 60),
-            _ if day == today => return format!("{}h ago", seconds / 3600),
-            _ if today.pred_opt() == Some(day) => return format!("yesterday {clock}"),
-            _ => {}
-        }
-    } else {
-        // Keys due to activate: the same scale, forwards.
-        let ahead = -seconds;
-        match ahead {
-            0..60 => return "in <1m".into(),
-            60..3600 => return format!("in {}m", ahead / 60),
-            _ if day == today => return format!("in {}h", ahead / 3600),
-            _ if today.succ_opt() == Some(day) => return format!("tomorrow {clock}"),
-            _ => {}
-        }
+    // Keys due to activate read forwards, on the same scale as the past.
+    let past = seconds >= 0;
+    let span = seconds.abs();
+    let ago = |amount: String| if past { format!("{amount} ago") } else { format!("in {amount}") };
+    let next_to_today = if past { today.pred_opt() } else { today.succ_opt() };
+    match span {
+        0..60 => return if past { "just now" } else { "in <1m" }.into(),
+        60..3600 => return ago(format!("{}m", span / 60)),
+        _ if day == today => return ago(format!("{}h", span / 3600)),
+        _ if next_to_today == Some(day) => return format!("{} {clock}", if past { "yesterday" } else { "tomorrow" }),
+        _ => {}
     }
     if at.year() == now.year() { at.format("%b %d %H:%M").to_string() } else { at.format("%Y-%m-%d").to_string() }
 }

@@ -1,6 +1,6 @@
 //! Users, roles and their permissions, signing keys and the audit log.
 
-use crate::cols::*;
+use crate::ddl::*;
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -124,13 +124,12 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(RolePermissions::RoleName).string_len(64).not_null())
                     .col(ColumnDef::new(RolePermissions::Permission).string_len(128).not_null())
                     .primary_key(Index::create().col(RolePermissions::RoleName).col(RolePermissions::Permission))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(RolePermissions::Table, RolePermissions::RoleName)
-                            .to(Roles::Table, Roles::Name)
-                            .on_delete(ForeignKeyAction::Cascade)
-                            .on_update(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut role_cascade(
+                        RolePermissions::Table,
+                        RolePermissions::RoleName,
+                        Roles::Table,
+                        Roles::Name,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -142,27 +141,12 @@ impl MigrationTrait for Migration {
                     .col(uuid_ref(UserRoles::UserId))
                     .col(ColumnDef::new(UserRoles::RoleName).string_len(64).not_null())
                     .primary_key(Index::create().col(UserRoles::UserId).col(UserRoles::RoleName))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(UserRoles::Table, UserRoles::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(UserRoles::Table, UserRoles::RoleName)
-                            .to(Roles::Table, Roles::Name)
-                            .on_delete(ForeignKeyAction::Cascade)
-                            .on_update(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut cascade(UserRoles::Table, UserRoles::UserId, Users::Table, Users::Id))
+                    .foreign_key(&mut role_cascade(UserRoles::Table, UserRoles::RoleName, Roles::Table, Roles::Name))
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create().name("idx_user_roles_role").table(UserRoles::Table).col(UserRoles::RoleName).to_owned(),
-            )
-            .await?;
+        manager.create_index(index("idx_user_roles_role", UserRoles::Table, UserRoles::RoleName)).await?;
 
         manager
             .create_table(
@@ -206,30 +190,25 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_audit_events_occurred_at")
-                    .table(AuditEvents::Table)
-                    .col(AuditEvents::OccurredAt)
-                    .to_owned(),
-            )
+            .create_index(index("idx_audit_events_occurred_at", AuditEvents::Table, AuditEvents::OccurredAt))
             .await?;
 
         seed_builtin_roles(manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            AuditEvents::Table.into_iden(),
-            SigningKeys::Table.into_iden(),
-            UserRoles::Table.into_iden(),
-            RolePermissions::Table.into_iden(),
-            Roles::Table.into_iden(),
-            Users::Table.into_iden(),
-        ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
-        }
-        Ok(())
+        drop_tables(
+            manager,
+            [
+                AuditEvents::Table.into_iden(),
+                SigningKeys::Table.into_iden(),
+                UserRoles::Table.into_iden(),
+                RolePermissions::Table.into_iden(),
+                Roles::Table.into_iden(),
+                Users::Table.into_iden(),
+            ],
+        )
+        .await
     }
 }
 

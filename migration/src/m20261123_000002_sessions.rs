@@ -1,6 +1,6 @@
 //! OAuth clients, login sessions (token families) and their rotating refresh tokens.
 
-use crate::cols::*;
+use crate::ddl::*;
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -100,19 +100,18 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(ClientRoles::ClientId).string_len(64).not_null())
                     .col(ColumnDef::new(ClientRoles::RoleName).string_len(64).not_null())
                     .primary_key(Index::create().col(ClientRoles::ClientId).col(ClientRoles::RoleName))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(ClientRoles::Table, ClientRoles::ClientId)
-                            .to(Clients::Table, Clients::ClientId)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(ClientRoles::Table, ClientRoles::RoleName)
-                            .to(Roles::Table, Roles::Name)
-                            .on_delete(ForeignKeyAction::Cascade)
-                            .on_update(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut cascade(
+                        ClientRoles::Table,
+                        ClientRoles::ClientId,
+                        Clients::Table,
+                        Clients::ClientId,
+                    ))
+                    .foreign_key(&mut role_cascade(
+                        ClientRoles::Table,
+                        ClientRoles::RoleName,
+                        Roles::Table,
+                        Roles::Name,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -135,31 +134,13 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Sessions::Amr).string_len(64).not_null())
                     .col(unix_time(Sessions::AuthTime))
                     .col(ColumnDef::new(Sessions::Scope).text().not_null().default(""))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Sessions::Table, Sessions::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Sessions::Table, Sessions::ClientId)
-                            .to(Clients::Table, Clients::ClientId)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut cascade(Sessions::Table, Sessions::UserId, Users::Table, Users::Id))
+                    .foreign_key(&mut cascade(Sessions::Table, Sessions::ClientId, Clients::Table, Clients::ClientId))
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create().name("idx_sessions_user").table(Sessions::Table).col(Sessions::UserId).to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create().name("idx_sessions_client").table(Sessions::Table).col(Sessions::ClientId).to_owned(),
-            )
-            .await?;
+        manager.create_index(index("idx_sessions_user", Sessions::Table, Sessions::UserId)).await?;
+        manager.create_index(index("idx_sessions_client", Sessions::Table, Sessions::ClientId)).await?;
 
         manager
             .create_table(
@@ -173,38 +154,33 @@ impl MigrationTrait for Migration {
                     .col(unix_time(RefreshTokens::CreatedAt))
                     .col(unix_time_null(RefreshTokens::UsedAt))
                     .col(unix_time(RefreshTokens::ExpiresAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(RefreshTokens::Table, RefreshTokens::SessionId)
-                            .to(Sessions::Table, Sessions::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut cascade(
+                        RefreshTokens::Table,
+                        RefreshTokens::SessionId,
+                        Sessions::Table,
+                        Sessions::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_refresh_tokens_session")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::SessionId)
-                    .to_owned(),
-            )
+            .create_index(index("idx_refresh_tokens_session", RefreshTokens::Table, RefreshTokens::SessionId))
             .await?;
 
         seed_first_party_clients(manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            RefreshTokens::Table.into_iden(),
-            Sessions::Table.into_iden(),
-            ClientRoles::Table.into_iden(),
-            Clients::Table.into_iden(),
-        ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
-        }
-        Ok(())
+        drop_tables(
+            manager,
+            [
+                RefreshTokens::Table.into_iden(),
+                Sessions::Table.into_iden(),
+                ClientRoles::Table.into_iden(),
+                Clients::Table.into_iden(),
+            ],
+        )
+        .await
     }
 }
 

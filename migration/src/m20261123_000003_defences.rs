@@ -2,7 +2,7 @@
 //! users, hashed recovery codes, and single-use MFA challenges (kept in the database so
 //! every node sees them).
 
-use crate::cols::*;
+use crate::ddl::*;
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -73,21 +73,13 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(RecoveryCodes::CodeHash).string_len(64).not_null())
                     .col(unix_time(RecoveryCodes::CreatedAt))
                     .col(unix_time_null(RecoveryCodes::UsedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(RecoveryCodes::Table, RecoveryCodes::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut cascade(RecoveryCodes::Table, RecoveryCodes::UserId, Users::Table, Users::Id))
                     .to_owned(),
             )
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_recovery_codes_user_hash")
-                    .table(RecoveryCodes::Table)
-                    .col(RecoveryCodes::UserId)
+                index("idx_recovery_codes_user_hash", RecoveryCodes::Table, RecoveryCodes::UserId)
                     .col(RecoveryCodes::CodeHash)
                     .unique()
                     .to_owned(),
@@ -104,12 +96,7 @@ impl MigrationTrait for Migration {
                     .col(unix_time(MfaChallenges::CreatedAt))
                     .col(unix_time(MfaChallenges::ExpiresAt))
                     .col(unix_time_null(MfaChallenges::UsedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(MfaChallenges::Table, MfaChallenges::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut cascade(MfaChallenges::Table, MfaChallenges::UserId, Users::Table, Users::Id))
                     .to_owned(),
             )
             .await?;
@@ -117,8 +104,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(MfaChallenges::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(RecoveryCodes::Table).to_owned()).await?;
+        drop_tables(manager, [MfaChallenges::Table.into_iden(), RecoveryCodes::Table.into_iden()]).await?;
         for column in [
             Users::TotpLastStep,
             Users::TotpEnabled,

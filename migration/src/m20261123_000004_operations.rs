@@ -3,6 +3,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::ddl::*;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -53,33 +55,17 @@ impl MigrationTrait for Migration {
             .to_owned();
         manager.get_connection().execute(&seed).await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_sessions_absolute_expires_at")
-                    .table(Sessions::Table)
-                    .col(Sessions::AbsoluteExpiresAt)
-                    .to_owned(),
-            )
+            .create_index(index("idx_sessions_absolute_expires_at", Sessions::Table, Sessions::AbsoluteExpiresAt))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_mfa_challenges_expires_at")
-                    .table(MfaChallenges::Table)
-                    .col(MfaChallenges::ExpiresAt)
-                    .to_owned(),
-            )
+            .create_index(index("idx_mfa_challenges_expires_at", MfaChallenges::Table, MfaChallenges::ExpiresAt))
             .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(Index::drop().name("idx_mfa_challenges_expires_at").table(MfaChallenges::Table).to_owned())
-            .await?;
-        manager
-            .drop_index(Index::drop().name("idx_sessions_absolute_expires_at").table(Sessions::Table).to_owned())
-            .await?;
+        drop_index(manager, "idx_mfa_challenges_expires_at", MfaChallenges::Table).await?;
+        drop_index(manager, "idx_sessions_absolute_expires_at", Sessions::Table).await?;
         manager.drop_table(Table::drop().table(JobLeases::Table).to_owned()).await?;
         manager.get_connection().execute_unprepared("DROP INDEX idx_signing_keys_one_pending").await?;
         Ok(())

@@ -4,6 +4,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::ddl::*;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -37,12 +39,12 @@ impl MigrationTrait for Migration {
                     .table(UsernameSkeletons::Table)
                     .col(ColumnDef::new(UsernameSkeletons::Skeleton).string_len(512).not_null().primary_key())
                     .col(ColumnDef::new(UsernameSkeletons::UserId).string_len(36).not_null().unique_key())
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(UsernameSkeletons::Table, UsernameSkeletons::UserId)
-                            .to(Users::Table, Users::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut cascade(
+                        UsernameSkeletons::Table,
+                        UsernameSkeletons::UserId,
+                        Users::Table,
+                        Users::Id,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -55,21 +57,11 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_attempt_buckets_tat")
-                    .table(AttemptBuckets::Table)
-                    .col(AttemptBuckets::Tat)
-                    .to_owned(),
-            )
-            .await?;
+        manager.create_index(index("idx_attempt_buckets_tat", AttemptBuckets::Table, AttemptBuckets::Tat)).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(AttemptBuckets::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(UsernameSkeletons::Table).to_owned()).await?;
-        Ok(())
+        drop_tables(manager, [AttemptBuckets::Table.into_iden(), UsernameSkeletons::Table.into_iden()]).await
     }
 }

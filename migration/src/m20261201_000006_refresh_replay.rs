@@ -4,7 +4,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::cols;
+use crate::ddl::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -21,30 +21,20 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .alter_table(
-                Table::alter()
-                    .table(RefreshTokens::Table)
-                    .add_column(cols::text_null(RefreshTokens::ChildSealed))
-                    .to_owned(),
+                Table::alter().table(RefreshTokens::Table).add_column(text_null(RefreshTokens::ChildSealed)).to_owned(),
             )
             .await?;
         manager
             .create_index(
                 // Unique: one child per parent, held by the database as well as by the
                 // rotation's compare-and-swap (NULL parents, first tokens, do not collide).
-                Index::create()
-                    .name("idx_refresh_tokens_parent")
-                    .table(RefreshTokens::Table)
-                    .col(RefreshTokens::ParentId)
-                    .unique()
-                    .to_owned(),
+                index("idx_refresh_tokens_parent", RefreshTokens::Table, RefreshTokens::ParentId).unique().to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(Index::drop().name("idx_refresh_tokens_parent").table(RefreshTokens::Table).to_owned())
-            .await?;
+        drop_index(manager, "idx_refresh_tokens_parent", RefreshTokens::Table).await?;
         manager
             .alter_table(Table::alter().table(RefreshTokens::Table).drop_column(RefreshTokens::ChildSealed).to_owned())
             .await

@@ -5,18 +5,18 @@
 use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyCode;
 
 use super::Screen;
 use crate::api::AuditEvent;
-use crate::command::{Command, Hint, hints, lookup};
+use crate::command::Command;
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
 use crate::components::list::List;
-use crate::components::table::{Column, Table, TableView, short};
+use crate::components::table::{Column, TableView, short};
 use crate::outcome::Outcome;
 use crate::popup::Popup;
-use crate::request::{Load, Loaded};
+use crate::request::Load;
 use crate::time;
 
 #[derive(Debug, Clone, Copy)]
@@ -80,17 +80,10 @@ fn detail(event: &AuditEvent) -> Detail {
     }
 }
 
-impl Screen for Audit {
-    fn title(&self) -> &'static str {
-        "Audit"
-    }
-
-    fn commands(&self) -> Vec<Hint> {
-        hints(COMMANDS)
-    }
-
-    fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
-        Some(match lookup(COMMANDS, key)? {
+impl Audit {
+    /// What one of [`COMMANDS`] does.
+    fn run(&mut self, action: Action) -> Outcome {
+        match action {
             Action::Details => self.list.details(detail),
             Action::Filter => {
                 Outcome::popup(Popup::Input(Input::new("Filter by action (empty: all)", &self.action, FilterPrompt)))
@@ -99,8 +92,12 @@ impl Screen for Audit {
                 self.follow = !self.follow;
                 Outcome::info(if self.follow { "Following new events." } else { "Not following." })
             }
-        })
+        }
     }
+}
+
+impl Screen for Audit {
+    screen_basics!(title: "Audit", commands: COMMANDS => run, loaded: Audit => apply_page);
 
     fn submit(&mut self, prompt: Box<dyn Any>, value: String) -> Outcome {
         if !prompt.is::<FilterPrompt>() {
@@ -113,20 +110,6 @@ impl Screen for Audit {
     fn load(&self) -> Load {
         let action = Some(self.action.clone()).filter(|a| !a.is_empty());
         Load::Audit { action, page: self.list.table().page() }
-    }
-
-    fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
-        let Loaded::Audit(page) = loaded else { return Err(loaded) };
-        self.list.apply_page(page);
-        Ok(Outcome::default())
-    }
-
-    fn table(&self) -> &Table {
-        self.list.table()
-    }
-
-    fn table_mut(&mut self) -> &mut Table {
-        self.list.table_mut()
     }
 
     fn view(&self, now: DateTime<FixedOffset>) -> TableView {
@@ -162,6 +145,7 @@ impl Screen for Audit {
 mod tests {
     use super::*;
     use crate::api::Page;
+    use crate::request::Loaded;
 
     /// Today's server sends no names; newer ones do. Both parse, and the table shows
     /// the name when there is one, else the raw id.

@@ -4,18 +4,18 @@
 use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyCode;
 
 use super::Screen;
 use crate::api::Client;
-use crate::command::{Command, Hint, hints, lookup};
+use crate::command::Command;
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
 use crate::components::list::List;
-use crate::components::table::{Column, Table, TableView, short};
+use crate::components::table::{Column, TableView, short};
 use crate::outcome::Outcome;
 use crate::popup::Popup;
-use crate::request::{Load, Loaded, Request};
+use crate::request::{Load, Request};
 
 #[derive(Debug, Clone, Copy)]
 enum Action {
@@ -79,17 +79,10 @@ fn detail(client: &Client) -> Detail {
     }
 }
 
-impl Screen for Clients {
-    fn title(&self) -> &'static str {
-        "Clients"
-    }
-
-    fn commands(&self) -> Vec<Hint> {
-        hints(COMMANDS)
-    }
-
-    fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
-        Some(match lookup(COMMANDS, key)? {
+impl Clients {
+    /// What one of [`COMMANDS`] does.
+    fn run(&mut self, action: Action) -> Outcome {
+        match action {
             Action::Create => Outcome::popup(Popup::Input(Input::new(
                 "New client: <client_id> <grant>… (client_credentials ⇒ confidential)",
                 "",
@@ -97,8 +90,12 @@ impl Screen for Clients {
             ))),
             Action::Row(row) => self.list.on_selected(|client| on_client(row, client.clone())),
             Action::Details => self.list.details(detail),
-        })
+        }
     }
+}
+
+impl Screen for Clients {
+    screen_basics!(title: "Clients", commands: COMMANDS => run, loaded: Clients => apply_page);
 
     fn submit(&mut self, prompt: Box<dyn Any>, value: String) -> Outcome {
         if !prompt.is::<CreatePrompt>() {
@@ -114,20 +111,6 @@ impl Screen for Clients {
 
     fn load(&self) -> Load {
         Load::Clients { page: self.list.table().page() }
-    }
-
-    fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
-        let Loaded::Clients(page) = loaded else { return Err(loaded) };
-        self.list.apply_page(page);
-        Ok(Outcome::default())
-    }
-
-    fn table(&self) -> &Table {
-        self.list.table()
-    }
-
-    fn table_mut(&mut self) -> &mut Table {
-        self.list.table_mut()
     }
 
     fn view(&self, _now: DateTime<FixedOffset>) -> TableView {

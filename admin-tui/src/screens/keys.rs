@@ -1,16 +1,16 @@
 //! Signing keys: their states and when they activate, and rotating them.
 
 use chrono::{DateTime, FixedOffset};
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyCode;
 
 use super::Screen;
 use crate::api::SigningKey;
-use crate::command::{Command, Hint, hints, lookup};
+use crate::command::Command;
 use crate::components::detail::{Detail, Value};
 use crate::components::list::List;
-use crate::components::table::{Column, Table, TableView, short};
+use crate::components::table::{Column, TableView, short};
 use crate::outcome::Outcome;
-use crate::request::{Load, Loaded, Request};
+use crate::request::{Load, Request};
 use crate::time;
 
 #[derive(Debug, Clone, Copy)]
@@ -47,41 +47,24 @@ fn detail(key: &SigningKey) -> Detail {
     }
 }
 
-impl Screen for Keys {
-    fn title(&self) -> &'static str {
-        "Keys"
-    }
-
-    fn commands(&self) -> Vec<Hint> {
-        hints(COMMANDS)
-    }
-
-    fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
-        Some(match lookup(COMMANDS, key)? {
+impl Keys {
+    /// What one of [`COMMANDS`] does.
+    fn run(&mut self, action: Action) -> Outcome {
+        match action {
             Action::Details => self.list.details(detail),
             Action::Rotate => Outcome::confirm(
                 "Rotate signing keys? A new key is published now and signs after the JWKS cache lifetime.",
                 Request::RotateKeys,
             ),
-        })
+        }
     }
+}
+
+impl Screen for Keys {
+    screen_basics!(title: "Keys", commands: COMMANDS => run, loaded: Keys => apply_all);
 
     fn load(&self) -> Load {
         Load::Keys
-    }
-
-    fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
-        let Loaded::Keys(keys) = loaded else { return Err(loaded) };
-        self.list.apply_all(keys);
-        Ok(Outcome::default())
-    }
-
-    fn table(&self) -> &Table {
-        self.list.table()
-    }
-
-    fn table_mut(&mut self) -> &mut Table {
-        self.list.table_mut()
     }
 
     fn view(&self, now: DateTime<FixedOffset>) -> TableView {

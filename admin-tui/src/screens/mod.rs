@@ -6,6 +6,52 @@
 //!
 //! Adding a screen is one file plus one line in [`all`].
 
+/// The [`Screen`] methods every screen spells the same way, written from what is
+/// particular to the screen: its title; its command table and the method that runs one
+/// of its actions (the key handler dispatches on the very table the key bar draws, so the
+/// two cannot disagree); and, where the screen's only data is its list, the [`Loaded`]
+/// variant that carries its records and the [`List`](crate::components::list::List)
+/// method that stores them (`apply_page` for a paged list, `apply_all` for a whole one).
+/// The list is the screen's `list` field. A macro rather than default methods because the
+/// action and record types differ per screen while the app holds screens as `dyn Screen`.
+macro_rules! screen_basics {
+    (title: $title:literal, commands: $commands:ident => $run:ident $(, loaded: $variant:ident => $store:ident)?) => {
+        fn title(&self) -> &'static str {
+            $title
+        }
+
+        fn commands(&self) -> Vec<$crate::command::Hint> {
+            $crate::command::hints($commands)
+        }
+
+        fn on_key(
+            &mut self,
+            key: &::ratatui::crossterm::event::KeyEvent,
+        ) -> Option<$crate::outcome::Outcome> {
+            $crate::command::lookup($commands, key).map(|action| self.$run(action))
+        }
+
+        fn table(&self) -> &$crate::components::table::Table {
+            self.list.table()
+        }
+
+        fn table_mut(&mut self) -> &mut $crate::components::table::Table {
+            self.list.table_mut()
+        }
+
+        $(
+            fn apply(
+                &mut self,
+                loaded: $crate::request::Loaded,
+            ) -> Result<$crate::outcome::Outcome, $crate::request::Loaded> {
+                let $crate::request::Loaded::$variant(records) = loaded else { return Err(loaded) };
+                self.list.$store(records);
+                Ok($crate::outcome::Outcome::default())
+            }
+        )?
+    };
+}
+
 pub mod audit;
 pub mod clients;
 pub mod keys;

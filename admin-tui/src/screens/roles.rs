@@ -3,18 +3,18 @@
 use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyCode;
 
 use super::Screen;
 use crate::api::Role;
-use crate::command::{Command, Hint, hints, lookup};
+use crate::command::Command;
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
 use crate::components::list::List;
-use crate::components::table::{Column, Table, TableView};
+use crate::components::table::{Column, TableView};
 use crate::outcome::{NOTHING_ENTERED, Outcome};
 use crate::popup::Popup;
-use crate::request::{Load, Loaded, Request};
+use crate::request::{Load, Request};
 
 #[derive(Debug, Clone, Copy)]
 enum Action {
@@ -86,24 +86,21 @@ fn detail(role: &Role) -> Detail {
     }
 }
 
-impl Screen for Roles {
-    fn title(&self) -> &'static str {
-        "Roles"
-    }
-
-    fn commands(&self) -> Vec<Hint> {
-        hints(COMMANDS)
-    }
-
-    fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
-        Some(match lookup(COMMANDS, key)? {
+impl Roles {
+    /// What one of [`COMMANDS`] does.
+    fn run(&mut self, action: Action) -> Outcome {
+        match action {
             Action::Create => {
                 Outcome::popup(Popup::Input(Input::new("New role — name (a-z 0-9 _ . -)", "", Prompt::Create)))
             }
             Action::Row(row) => self.list.on_selected(|role| on_role(row, role.clone())),
             Action::Details => self.list.details(detail),
-        })
+        }
     }
+}
+
+impl Screen for Roles {
+    screen_basics!(title: "Roles", commands: COMMANDS => run, loaded: Roles => apply_all);
 
     fn submit(&mut self, prompt: Box<dyn Any>, value: String) -> Outcome {
         let Ok(prompt) = prompt.downcast::<Prompt>() else { return Outcome::default() };
@@ -123,20 +120,6 @@ impl Screen for Roles {
 
     fn load(&self) -> Load {
         Load::Roles
-    }
-
-    fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
-        let Loaded::Roles(roles) = loaded else { return Err(loaded) };
-        self.list.apply_all(roles);
-        Ok(Outcome::default())
-    }
-
-    fn table(&self) -> &Table {
-        self.list.table()
-    }
-
-    fn table_mut(&mut self) -> &mut Table {
-        self.list.table_mut()
     }
 
     fn view(&self, _now: DateTime<FixedOffset>) -> TableView {

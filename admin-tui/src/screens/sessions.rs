@@ -4,18 +4,18 @@
 use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyCode;
 
 use super::Screen;
 use crate::api::Session;
-use crate::command::{Command, Hint, hints, lookup};
+use crate::command::Command;
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
 use crate::components::list::List;
-use crate::components::table::{Column, Table, TableView, short};
+use crate::components::table::{Column, TableView, short};
 use crate::outcome::Outcome;
 use crate::popup::Popup;
-use crate::request::{Load, Loaded, Request};
+use crate::request::{Load, Request};
 use crate::time;
 
 #[derive(Debug, Clone, Copy)]
@@ -80,17 +80,10 @@ fn detail(session: &Session) -> Detail {
     }
 }
 
-impl Screen for Sessions {
-    fn title(&self) -> &'static str {
-        "Sessions"
-    }
-
-    fn commands(&self) -> Vec<Hint> {
-        hints(COMMANDS)
-    }
-
-    fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
-        Some(match lookup(COMMANDS, key)? {
+impl Sessions {
+    /// What one of [`COMMANDS`] does.
+    fn run(&mut self, action: Action) -> Outcome {
+        match action {
             Action::Filter => Outcome::popup(Popup::Input(Input::new(
                 "Filter by user id (empty: all)",
                 self.user_id.as_deref().unwrap_or(""),
@@ -98,8 +91,12 @@ impl Screen for Sessions {
             ))),
             Action::Row(row) => self.list.on_selected(|session| on_session(row, session.clone())),
             Action::Details => self.list.details(detail),
-        })
+        }
     }
+}
+
+impl Screen for Sessions {
+    screen_basics!(title: "Sessions", commands: COMMANDS => run, loaded: Sessions => apply_page);
 
     fn submit(&mut self, prompt: Box<dyn Any>, value: String) -> Outcome {
         if !prompt.is::<FilterPrompt>() {
@@ -117,20 +114,6 @@ impl Screen for Sessions {
     fn open_with(&mut self, user_id: String) {
         self.user_id = Some(user_id);
         self.list.table_mut().first_page();
-    }
-
-    fn apply(&mut self, loaded: Loaded) -> Result<Outcome, Loaded> {
-        let Loaded::Sessions(page) = loaded else { return Err(loaded) };
-        self.list.apply_page(page);
-        Ok(Outcome::default())
-    }
-
-    fn table(&self) -> &Table {
-        self.list.table()
-    }
-
-    fn table_mut(&mut self) -> &mut Table {
-        self.list.table_mut()
     }
 
     fn view(&self, now: DateTime<FixedOffset>) -> TableView {

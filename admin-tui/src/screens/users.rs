@@ -5,16 +5,16 @@
 use std::any::Any;
 
 use chrono::{DateTime, FixedOffset};
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::KeyCode;
 
 use super::Screen;
 use super::sessions::Sessions;
 use crate::api::{Page, Session, User};
-use crate::command::{Command, Hint, hints, lookup};
+use crate::command::Command;
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
 use crate::components::list::List;
-use crate::components::table::{Column, Table, TableView, short};
+use crate::components::table::{Column, TableView, short};
 use crate::outcome::{NOTHING_ENTERED, Outcome};
 use crate::popup::Popup;
 use crate::request::{Load, Loaded, Request};
@@ -174,18 +174,7 @@ fn detail(user: &User, sessions: Option<&Page<Session>>) -> Detail {
 }
 
 impl Screen for Users {
-    fn title(&self) -> &'static str {
-        "Users"
-    }
-
-    fn commands(&self) -> Vec<Hint> {
-        hints(COMMANDS)
-    }
-
-    fn on_key(&mut self, key: &KeyEvent) -> Option<Outcome> {
-        let action = lookup(COMMANDS, key)?;
-        Some(self.run(action))
-    }
+    screen_basics!(title: "Users", commands: COMMANDS => run);
 
     fn submit(&mut self, prompt: Box<dyn Any>, value: String) -> Outcome {
         let Ok(prompt) = prompt.downcast::<Prompt>() else { return Outcome::default() };
@@ -232,14 +221,6 @@ impl Screen for Users {
             }
             other => Err(other),
         }
-    }
-
-    fn table(&self) -> &Table {
-        self.list.table()
-    }
-
-    fn table_mut(&mut self) -> &mut Table {
-        self.list.table_mut()
     }
 
     fn view(&self, _now: DateTime<FixedOffset>) -> TableView {

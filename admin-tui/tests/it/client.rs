@@ -43,13 +43,9 @@ async fn start() -> (Server, latchkey_server::state::AppState) {
     (Server { base: format!("http://{addr}"), clock, shutdown: Some(tx), _dir: dir }, state)
 }
 
-fn code(uri: &str, unix_time: i64) -> String {
-    totp_rs::Totp::from_url(uri).unwrap().generate(unix_time as u64).to_string()
-}
-
-#[tokio::test]
-async fn console_operations_against_the_real_server() {
-    let (mut server, state) = start().await;
+/// A server with one admin account, `operator`, whose password is [`PASSWORD`].
+async fn start_with_operator() -> (Server, latchkey_server::state::AppState) {
+    let (server, state) = start().await;
     let account = NewAccount {
         username: "operator".into(),
         password: Secret::new(PASSWORD.into()),
@@ -57,6 +53,16 @@ async fn console_operations_against_the_real_server() {
         roles: vec!["admin".into()],
     };
     users::create(&state, account, &latchkey_server::domain::rbac::Grantor::operator("test"), None).await.unwrap();
+    (server, state)
+}
+
+fn code(uri: &str, unix_time: i64) -> String {
+    totp_rs::Totp::from_url(uri).unwrap().generate(unix_time as u64).to_string()
+}
+
+#[tokio::test]
+async fn console_operations_against_the_real_server() {
+    let (mut server, _) = start_with_operator().await;
 
     let api = ApiClient::new(&server.base);
     assert!(matches!(api.login("operator", "wrong password", None).await, Err(ApiError::Server { status: 400, .. })));
@@ -221,14 +227,7 @@ async fn lossy_proxy(upstream: String) -> (String, Arc<std::sync::atomic::Atomic
 /// the child the server committed, and the session goes on.
 #[tokio::test]
 async fn a_refresh_whose_answer_is_lost_is_retried_once_and_the_session_goes_on() {
-    let (mut server, state) = start().await;
-    let account = NewAccount {
-        username: "operator".into(),
-        password: Secret::new(PASSWORD.into()),
-        email: None,
-        roles: vec!["admin".into()],
-    };
-    users::create(&state, account, &latchkey_server::domain::rbac::Grantor::operator("test"), None).await.unwrap();
+    let (mut server, state) = start_with_operator().await;
     let (proxy, refreshes) = lossy_proxy(server.base.clone()).await;
     let api = ApiClient::new(&proxy);
     api.login("operator", PASSWORD, None).await.unwrap();

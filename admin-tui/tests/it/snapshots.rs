@@ -38,13 +38,6 @@ fn each_screen_with_fixture_data() {
 }
 
 #[test]
-fn confirm_popup() {
-    let mut app = loaded_app();
-    app.apply(Action::Key(key(KeyCode::Char('d'))));
-    insta::assert_snapshot!(render(&app));
-}
-
-#[test]
 fn error_status_line() {
     let mut app = loaded_app();
     app.apply(Action::Failed(ApiError::Server {
@@ -52,13 +45,6 @@ fn error_status_line() {
         code: Some(ErrorCode::LastAdmin),
         message: "the last active admin cannot be removed, disabled or lose the admin role".into(),
     }));
-    insta::assert_snapshot!(render(&app));
-}
-
-#[test]
-fn help_popup() {
-    let mut app = loaded_app();
-    app.apply(Action::Key(key(KeyCode::Char('?'))));
     insta::assert_snapshot!(render(&app));
 }
 
@@ -151,4 +137,23 @@ fn the_drawn_key_bar_is_whole_hints_at_80_columns() {
             }
         }
     }
+}
+
+/// The fixture app after one key on its first screen.
+fn after_key(code: KeyCode) -> App {
+    let mut app = loaded_app();
+    app.apply(Action::Key(key(code)));
+    app
+}
+
+#[test]
+fn confirm_popup() {
+    let app = after_key(KeyCode::Char('d'));
+    insta::assert_snapshot!(render(&app));
+}
+
+#[test]
+fn help_popup() {
+    let app = after_key(KeyCode::Char('?'));
+    insta::assert_snapshot!(render(&app));
 }

@@ -147,11 +147,7 @@ async fn logout_logout_all_and_session_delete_end_refresh() {
 #[tokio::test]
 async fn registration_can_be_disabled() {
     let server = TestServer::start_with(|raw| raw.registration_enabled = false).await;
-    let resp = server
-        .post("/auth/register")
-        .json(&serde_json::json!({"username": "gina", "password": "long enough pw"}))
-        .sent()
-        .await;
+    let resp = server.try_register("gina", "long enough pw").await;
     assert_error(resp, 403, "registration_disabled").await;
     server.stop().await;
 }

@@ -16,11 +16,7 @@ async fn register_login_me_and_verify_via_jwks() {
     assert!(user.get("password_hash").is_none() && !user.to_string().contains("argon2"));
 
     // Usernames are case-insensitive and unique.
-    let dup = server
-        .post("/auth/register")
-        .json(&serde_json::json!({"username": "ALICE", "password": "another password"}))
-        .sent()
-        .await;
+    let dup = server.try_register("ALICE", "another password").await;
     assert_error(dup, 409, "username_taken").await;
 
     let (access, _cookie) = server.login("alice").await;

@@ -225,8 +225,7 @@ impl TestServer {
     }
 
     pub async fn register(&self, username: &str) -> Value {
-        let resp =
-            self.post("/auth/register").json(&json!({ "username": username, "password": PASSWORD })).sent().await;
+        let resp = self.try_register(username, PASSWORD).await;
         assert_eq!(resp.status(), 201, "register {username} on {}", backend());
         resp.json().await.unwrap()
     }
@@ -239,6 +238,11 @@ impl TestServer {
         let cookie = refresh_cookie(resp.headers()).expect("login sets the refresh cookie");
         let body: Value = resp.json().await.unwrap();
         (body["access_token"].as_str().unwrap().to_string(), cookie)
+    }
+
+    /// `POST /auth/register`, whatever the answer.
+    pub async fn try_register(&self, username: &str, password: &str) -> reqwest::Response {
+        self.post("/auth/register").json(&json!({ "username": username, "password": password })).sent().await
     }
 
     /// Registers `username` and logs it in: (access token, refresh cookie value).

@@ -23,6 +23,13 @@ async fn ada_now(server: &TestServer) -> (String, i64) {
     (user_id, server.clock.now_secs())
 }
 
+/// [`ada_now`] with a session whose first refresh token is `first`.
+async fn ada_with_session(server: &TestServer, first: &str) -> (String, i64, String) {
+    let (user_id, now) = ada_now(server).await;
+    let session_id = new_session(server, &user_id, first, now).await;
+    (user_id, now, session_id)
+}
+
 async fn new_session(server: &TestServer, user_id: &str, first: &str, now: i64) -> String {
     let id = uuid::Uuid::now_v7().to_string();
     sessions::create(
@@ -125,8 +132,7 @@ async fn client_role_names_are_the_clients_sorted() {
 #[tokio::test]
 async fn rotation_swaps_the_token_touches_the_session_and_inserts_the_child() {
     let server = TestServer::start().await;
-    let (user_id, now) = ada_now(&server).await;
-    let session_id = new_session(&server, &user_id, "rot-a", now).await;
+    let (_, now, session_id) = ada_with_session(&server, "rot-a").await;
     let tokens = &server.state.tokens;
     let later = now + 30;
 
@@ -199,8 +205,7 @@ async fn a_session_that_ended_rotates_nothing() {
 #[tokio::test]
 async fn of_concurrent_rotations_of_one_token_exactly_one_wins() {
     let server = TestServer::start().await;
-    let (user_id, now) = ada_now(&server).await;
-    let session_id = new_session(&server, &user_id, "race-a", now).await;
+    let (_, now, session_id) = ada_with_session(&server, "race-a").await;
     let attempts: Vec<_> = (0..24)
         .map(|i| {
             let state = server.state.clone();
