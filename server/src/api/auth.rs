@@ -139,8 +139,8 @@ impl AuthApi {
         }
         let body = body.0;
         let account = NewAccount {
-            username: body.username,
-            password: Secret::new(body.password),
+            username: body.username.0,
+            password: Secret::new(body.password.0),
             email: body.email,
             roles: Vec::new(),
         };
@@ -300,7 +300,7 @@ impl AuthApi {
             &user.id,
             auth.0.sid.as_deref(),
             &Secret::new(body.current_password),
-            &Secret::new(body.new_password),
+            &Secret::new(body.new_password.0),
             &request_context(req),
         )
         .await?;

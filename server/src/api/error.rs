@@ -47,6 +47,13 @@ pub enum ApiError {
     /// Conflicts with the current state (duplicate name, concurrent refresh).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The request body is larger than the server accepts.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The request body is missing its `Content-Type`, or is not in the media type the
+    /// operation takes.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Rate limited; retry after the given number of seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -176,8 +183,14 @@ pub async fn render_error(err: poem::Error) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => {
             (ErrorCode::MethodNotAllowed, "method not allowed on this resource".to_string())
         }
-        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "request body is too large".to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::UnsupportedMediaType, message),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            let body = ErrorBody::new(ErrorCode::PayloadTooLarge, "request body is too large");
+            return poem::IntoResponse::into_response(ApiError::PayloadTooLarge(body));
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            let body = ErrorBody::new(ErrorCode::UnsupportedMediaType, message);
+            return poem::IntoResponse::into_response(ApiError::UnsupportedMediaType(body));
+        }
         StatusCode::TOO_MANY_REQUESTS => (ErrorCode::RateLimited, message),
         s if s.is_server_error() => {
             tracing::error!(status = %s, %message, "unhandled server error");

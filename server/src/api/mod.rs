@@ -3,10 +3,12 @@
 //! map its result; nothing here runs queries or holds rules.
 
 pub mod admin;
+pub mod allow;
 pub mod auth;
 pub mod bearer;
 pub mod browser;
 pub mod discovery;
+pub mod documented;
 pub mod error;
 pub mod models;
 pub mod oauth;
@@ -72,6 +74,9 @@ pub fn spec_json() -> String {
 /// The whole application: API, spec, docs, and the cross-cutting middleware.
 pub fn app(state: AppState) -> impl Endpoint {
     let service = openapi_service();
+    let document = serde_json::from_str(&service.spec()).unwrap_or_default();
+    let served_beside = [("/openapi.json", "get"), ("/docs", "get"), ("/metrics", "get")];
+    let allowed = std::sync::Arc::new(allow::AllowedMethods::from_spec(&document, &served_beside));
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let config = &state.config;
@@ -107,6 +112,10 @@ pub fn app(state: AppState) -> impl Endpoint {
         .around(observe::observe)
         .data(state)
         .catch_all_error(error::render_error)
+        .around(move |next, req| {
+            let allowed = allowed.clone();
+            async move { allow::add_allow(next, req, &allowed).await }
+        })
 }
 
 /// `/metrics` alone, for a separate listen address.

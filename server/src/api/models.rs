@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 
+use crate::api::documented::{NewPassword, NewUsername};
 use crate::clock::to_datetime;
 use crate::domain::users::UserView;
 use crate::store::sessions::SessionRow;
@@ -11,12 +12,10 @@ use crate::store::sessions::SessionRow;
 // No Debug: it carries secrets.
 #[derive(Object)]
 pub struct RegisterRequest {
-    /// 1–64 characters; compared case-insensitively after trimming.
-    #[oai(validator(max_length = 256))]
-    pub username: String,
-    /// 8–128 characters (minimum configurable); any Unicode.
-    #[oai(validator(max_length = 1024))]
-    pub password: String,
+    /// Compared case-insensitively after trimming.
+    pub username: NewUsername,
+    /// Any Unicode.
+    pub password: NewPassword,
     #[oai(skip_serializing_if_is_none, validator(max_length = 254))]
     pub email: Option<String>,
 }
@@ -108,8 +107,7 @@ pub struct RecoveryCodesResponse {
 pub struct ChangePasswordRequest {
     #[oai(validator(max_length = 1024))]
     pub current_password: String,
-    #[oai(validator(max_length = 1024))]
-    pub new_password: String,
+    pub new_password: NewPassword,
 }
 
 /// An access token for the browser. The refresh token travels only in the HttpOnly

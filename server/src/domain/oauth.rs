@@ -71,8 +71,11 @@ fn invalid_client() -> Error {
 
 /// Authenticates the calling client (RFC 6749 §2.3).
 pub async fn authenticate_client(state: &AppState, creds: &ClientCredentials) -> Result<ClientRow> {
-    let client_id =
-        creds.client_id.as_deref().ok_or_else(|| Error::oauth(ErrorCode::InvalidRequest, "client_id is required"))?;
+    // No client identified at all is a failed client authentication (RFC 6749 §5.2:
+    // "no client authentication included"), answered 401 like any other.
+    let client_id = creds.client_id.as_deref().ok_or_else(|| {
+        Error::oauth(ErrorCode::InvalidClient, "client authentication is required (Basic or client_id)")
+    })?;
     let client = state.tokens.client(client_id).await?.ok_or_else(invalid_client)?;
     match (client.client_type, &creds.client_secret, &client.secret_hash) {
         (ClientType::Public, None, _) => Ok(client),

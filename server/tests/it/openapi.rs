@@ -11,3 +11,79 @@ fn committed_spec_matches_the_code() {
          cargo run -p latchkey-server -- openapi > openapi/openapi.json"
     );
 }
+
+/// What the document promises about answers every operation can give, checked over
+/// real HTTP: a 405 names the methods the path takes (RFC 9110 §15.5.6), exactly the
+/// document's; a body-less request to an operation that takes a body is a JSON 415 the
+/// document lists for it; a request that identifies no client is `invalid_client` (401).
+mod contract {
+    use serde_json::Value;
+
+    use crate::harness::{Fetch, TestServer, assert_error};
+
+    fn document() -> Value {
+        serde_json::from_str(&latchkey_server::api::spec_json()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_405_carries_allow_with_the_documented_methods() {
+        let server = TestServer::start().await;
+        let spec = document();
+        let paths = spec["paths"].as_object().unwrap();
+        for (template, operations) in paths {
+            let path: String = template
+                .split('/')
+                .map(|segment| if segment.starts_with('{') { "an-id" } else { segment })
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut documented: Vec<String> =
+                operations.as_object().unwrap().keys().map(|m| m.to_uppercase()).collect();
+            if documented.iter().any(|m| m == "GET") {
+                documented.push("HEAD".into());
+            }
+            documented.sort();
+            let resp = server.http.request(reqwest::Method::TRACE, server.url(&path)).sent().await;
+            assert_eq!(resp.status(), 405, "TRACE {path}");
+            let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+            assert_eq!(allow, Some(documented.join(", ")), "Allow on TRACE {path}");
+            assert_eq!(resp.json::<Value>().await.unwrap()["error"], "method_not_allowed");
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn every_operation_with_a_body_documents_413_and_415_and_a_bodyless_request_gets_a_json_415() {
+        let spec = document();
+        for (path, operations) in spec["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                if operation.get("requestBody").is_none() {
+                    continue;
+                }
+                for status in ["413", "415"] {
+                    assert!(operation["responses"].get(status).is_some(), "{method} {path} documents {status}");
+                }
+            }
+        }
+        let server = TestServer::start().await;
+        let (access, _) = server.signed_in("nobody").await;
+        let resp = server.post("/auth/totp/setup").bearer_auth(&access).sent().await;
+        assert_error(resp, 415, "unsupported_media_type").await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_request_that_identifies_no_client_is_invalid_client() {
+        let server = TestServer::start().await;
+        for (path, form) in [
+            ("/oauth2/token", vec![("grant_type", "client_credentials")]),
+            ("/oauth2/revoke", vec![("token", "whatever")]),
+            ("/oauth2/introspect", vec![("token", "whatever")]),
+        ] {
+            let resp = server.post(path).form(&form).sent().await;
+            assert_eq!(resp.status(), 401, "{path}");
+            assert!(resp.headers().get("www-authenticate").is_some(), "{path} challenges");
+            assert_error(resp, 401, "invalid_client").await;
+        }
+        server.stop().await;
+    }
+}

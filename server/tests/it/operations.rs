@@ -201,7 +201,7 @@ async fn purge_removes_ended_sessions_and_old_audit_events() {
         cookies.push(server.login("dee").await.1);
     }
     for cookie in &cookies[..3] {
-        server.cookie_post("/auth/logout", &cookie).sent().await;
+        server.cookie_post("/auth/logout", cookie).sent().await;
     }
     server.clock.advance(24 * 3600 + 1);
     // Keep two sessions alive across the day.

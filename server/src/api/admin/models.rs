@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 use poem_openapi::types::MaybeUndefined;
 
+use crate::api::documented::{NewPassword, NewUsername, StatusWord};
+
 use crate::api::models::UserResponse;
 use crate::clock::to_datetime;
 use crate::domain::audit::AuditEntry;
@@ -43,13 +45,12 @@ page_types!(
 
 #[derive(Object)]
 pub struct CreateUserRequest {
-    #[oai(validator(max_length = 256))]
-    pub username: String,
+    pub username: NewUsername,
     #[oai(skip_serializing_if_is_none, validator(max_length = 254))]
     pub email: Option<String>,
     /// Omit to have a one-time password generated and returned once.
-    #[oai(skip_serializing_if_is_none, validator(max_length = 1024))]
-    pub password: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub password: Option<NewPassword>,
     /// Extra roles; every user also holds `user`.
     #[oai(default, validator(max_items = 64, max_length = 64))]
     pub roles: Vec<String>,
@@ -69,16 +70,15 @@ pub struct UpdateUserRequest {
     /// A new email, or `null` to remove it; omit to keep it.
     #[oai(validator(max_length = 254))]
     pub email: MaybeUndefined<String>,
-    /// `active` or `disabled`. Disabling ends every session at once.
-    #[oai(skip_serializing_if_is_none, validator(max_length = 16))]
-    pub status: Option<String>,
+    /// Disabling ends every session at once.
+    #[oai(skip_serializing_if_is_none)]
+    pub status: Option<StatusWord>,
 }
 
 // No Debug: it carries secrets.
 #[derive(Object)]
 pub struct SetPasswordRequest {
-    #[oai(validator(max_length = 1024))]
-    pub password: String,
+    pub password: NewPassword,
 }
 
 #[derive(Debug, Object)]

@@ -10,6 +10,7 @@ use super::models::{
 };
 use super::{AdminAuth, Created, NoContent};
 use crate::api::ApiTags;
+use crate::api::documented::StatusWord;
 use crate::api::error::ApiResult;
 use crate::api::models::UserResponse;
 use crate::domain::rbac::Permission;
@@ -32,11 +33,11 @@ impl AdminUsersApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
         #[oai(validator(max_length = 256))] q: Query<Option<String>>,
         #[oai(validator(max_length = 256))] role: Query<Option<String>>,
-        #[oai(validator(max_length = 256))] status: Query<Option<String>>,
+        status: Query<Option<StatusWord>>,
     ) -> ApiResult<Json<UserPage>> {
         auth.require(Permission::UsersRead)?;
         let page = super::page(page.0, page_size.0);
-        let status = status.0.as_deref().map(users::parse_status).transpose()?;
+        let status = status.0.map(|word| users::parse_status(&word.0)).transpose()?;
         let filter = UserFilter { text: q.0, role: role.0, status };
         let (items, total) = users::list(auth.state(), &filter, page).await?;
         Ok(Json(UserPage::of(items, total, page)))
@@ -49,9 +50,9 @@ impl AdminUsersApi {
         let body = body.0;
         let (user, one_time) = users::admin_create(
             auth.state(),
-            body.username,
+            body.username.0,
             body.email,
-            body.password.map(Secret::new),
+            body.password.map(|p| Secret::new(p.0)),
             body.roles,
             &admin.grantor(),
         )
@@ -80,7 +81,7 @@ impl AdminUsersApi {
         let admin = auth.require(Permission::UsersWrite)?;
         let body = body.0;
         let email = if body.email.is_undefined() { None } else { Some(body.email.take()) };
-        let user = users::admin_update(auth.state(), &id.0, email, body.status, &admin.grantor()).await?;
+        let user = users::admin_update(auth.state(), &id.0, email, body.status.map(|s| s.0), &admin.grantor()).await?;
         Ok(Json(user.into()))
     }
 
@@ -101,7 +102,7 @@ impl AdminUsersApi {
         body: Json<SetPasswordRequest>,
     ) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::UsersWrite)?;
-        users::admin_set_password(auth.state(), &id.0, &Secret::new(body.0.password), &admin.grantor()).await?;
+        users::admin_set_password(auth.state(), &id.0, &Secret::new(body.0.password.0), &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 
