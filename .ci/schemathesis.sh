@@ -14,7 +14,16 @@ LATCHKEY="$ROOT/${BIN:-target/debug}/latchkey"
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
 RANDOM_SEED=${SCHEMATHESIS_SEED:-$(( (RANDOM << 15) | RANDOM ))}
 [ -x "$LATCHKEY" ] || { echo "FAIL: $LATCHKEY is missing (cargo build -p latchkey-server)" >&2; exit 1; }
-PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check "schemathesis==4.32.5"
+# Python 3.12 where the machine has it: under CPython 3.11.7 hypothesis' lambda
+# descriptions hit "AST constructor recursion depth mismatch" (a CPython bug) mid-run.
+PYTHON=$(ls "$HOME"/.pyenv/versions/3.12*/bin/python3 2>/dev/null | head -n 1 || true)
+PYTHON=${PYTHON:-$(command -v python3.12 || command -v python3)}
+VENV="$HOME/.cache/latchkey-schemathesis/venv-$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+[ -x "$VENV/bin/schemathesis" ] || {
+  "$PYTHON" -m venv "$VENV" && "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==4.32.5" requests
+}
+echo "schemathesis $("$VENV/bin/schemathesis" --version | head -n 1) on $("$PYTHON" --version)"
+export LATCHKEY
 
 SERVER_PID=
 WORK=
@@ -37,7 +46,7 @@ for seed in 1 "$RANDOM_SEED"; do
     export LATCHKEY_LOCKOUT__THRESHOLD=0
     start_latchkey_for_clients "$LATCHKEY" "$WORK"
     echo "--- schemathesis: phase $phase, seed $seed, $MAX_EXAMPLES examples per operation"
-    if ! (cd .ci/schemathesis && SCHEMATHESIS_HOOKS=hooks schemathesis --config-file schemathesis.toml \
+    if ! (cd .ci/schemathesis && SCHEMATHESIS_HOOKS=hooks "$VENV/bin/schemathesis" --config-file schemathesis.toml \
       run "$API_URL/openapi.json" --checks all --phases "$phase" --seed "$seed" \
       --max-examples "$MAX_EXAMPLES" --workers 2 --no-color 2>&1 |
       grep -v "^\s*$" | tee -a "$ROOT/schemathesis.log" | tail -n 60); then

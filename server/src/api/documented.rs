@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type};
+use poem_openapi::types::{MaybeUndefined, ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type};
 use serde_json::Value;
 
 use crate::config::PASSWORD_MAX_LENGTH;
@@ -64,7 +64,18 @@ macro_rules! documented_string {
                 Some(Value::String(self.0.clone()))
             }
         }
+
+        impl From<$name> for String {
+            fn from(word: $name) -> String {
+                word.0
+            }
+        }
     };
+}
+
+/// The plain strings of a list of documented ones.
+pub fn strings<T: Into<String>>(words: Vec<T>) -> Vec<String> {
+    words.into_iter().map(Into::into).collect()
 }
 
 documented_string!(
@@ -91,6 +102,51 @@ documented_string!(
 );
 
 documented_string!(
+    /// A role name: 1 to 64 of `a-z 0-9 _ . -`, starting with a letter or digit.
+    #[derive(Debug)]
+    RoleName,
+    |schema| {
+        schema.pattern = Some("^[a-z0-9][a-z0-9_.-]{0,63}$".into());
+    }
+);
+
+documented_string!(
+    /// A permission: `resource:action`, each of `a-z 0-9 _ . - *`.
+    #[derive(Debug)]
+    PermissionWord,
+    |schema| {
+        schema.pattern = Some("^[a-z0-9_.*-]+:[a-z0-9_.*-]+$".into());
+    }
+);
+
+documented_string!(
+    /// A client id: 1 to 64 of `A-Z a-z 0-9 - _ .`, and not shaped like a UUID (a user's id).
+    #[derive(Debug)]
+    ClientIdWord,
+    |schema| {
+        schema.pattern = Some("^[A-Za-z0-9._-]{1,64}$".into());
+    }
+);
+
+documented_string!(
+    /// A scope token (RFC 6749 §3.3): printable ASCII but space, `"` and `\\`.
+    #[derive(Debug)]
+    ScopeToken,
+    |schema| {
+        schema.pattern = Some(r"^[\x21\x23-\x5B\x5D-\x7E]+$".into());
+    }
+);
+
+documented_string!(
+    /// The id of a user or a session: a UUID.
+    #[derive(Debug)]
+    IdWord,
+    |schema| {
+        schema.format = Some("uuid");
+    }
+);
+
+documented_string!(
     /// An account status: `active` or `disabled`.
     #[derive(Debug)]
     StatusWord,
@@ -99,11 +155,68 @@ documented_string!(
     }
 );
 
+/// A string field of a partial update: absent keeps the value, `null` clears it, a
+/// string sets it. Its schema says `nullable`, which poem-openapi's `MaybeUndefined`
+/// alone does not, so the document admits the `null` the server takes.
+#[derive(Debug)]
+pub struct Clearable(pub MaybeUndefined<String>);
+
+impl Clearable {
+    /// The change asked for: `None` keeps the value, `Some(None)` clears it.
+    pub fn change(self) -> Option<Option<String>> {
+        match self.0 {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(value) => Some(Some(value)),
+        }
+    }
+}
+
+impl Type for Clearable {
+    const IS_REQUIRED: bool = false;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> Cow<'static, str> {
+        "optional_string".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new("string");
+        schema.nullable = true;
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        self.0.as_raw_value()
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        self.0.raw_element_iter()
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl ParseFromJSON for Clearable {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        MaybeUndefined::parse_from_json(value).map(Self).map_err(ParseError::propagate)
+    }
+}
+
+impl ToJSON for Clearable {
+    fn to_json(&self) -> Option<Value> {
+        self.0.to_json()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use poem_openapi::types::{ParseFromJSON, Type};
 
-    use super::{NewPassword, StatusWord};
+    use super::{Clearable, NewPassword, StatusWord};
 
     #[test]
     fn the_schema_states_the_rule_and_parsing_leaves_it_to_the_domain() {
@@ -113,5 +226,9 @@ mod tests {
         assert_eq!(schema["enum"], serde_json::json!(["active", "disabled"]));
         assert_eq!(StatusWord::parse_from_json(Some("sleeping".into())).unwrap().0, "sleeping");
         assert!(NewPassword::parse_from_json(Some(1.into())).is_err(), "a number is not a password");
+        let schema = serde_json::to_value(Clearable::schema_ref()).unwrap();
+        assert_eq!(schema["nullable"], true);
+        assert!(Clearable::parse_from_json(Some(serde_json::Value::Null)).unwrap().0.is_null());
+        assert!(Clearable::parse_from_json(None).unwrap().0.is_undefined());
     }
 }

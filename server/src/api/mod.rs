@@ -3,11 +3,11 @@
 //! map its result; nothing here runs queries or holds rules.
 
 pub mod admin;
-pub mod allow;
 pub mod auth;
 pub mod bearer;
 pub mod browser;
 pub mod discovery;
+pub mod document;
 pub mod documented;
 pub mod error;
 pub mod models;
@@ -64,9 +64,9 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
         .description("Self-hosted OAuth 2.0 token server with role-based access control.")
 }
 
-/// The OpenAPI document as committed in `openapi/openapi.json`.
+/// The OpenAPI document as served and as committed in `openapi/openapi.json`.
 pub fn spec_json() -> String {
-    let mut spec = openapi_service().spec();
+    let mut spec = document::finish(&openapi_service().spec());
     spec.push('\n');
     spec
 }
@@ -74,11 +74,19 @@ pub fn spec_json() -> String {
 /// The whole application: API, spec, docs, and the cross-cutting middleware.
 pub fn app(state: AppState) -> impl Endpoint {
     let service = openapi_service();
-    let document = serde_json::from_str(&service.spec()).unwrap_or_default();
+    let generated = service.spec();
+    let finished = document::finish(&generated);
     let served_beside = [("/openapi.json", "get"), ("/docs", "get"), ("/metrics", "get")];
-    let allowed = std::sync::Arc::new(allow::AllowedMethods::from_spec(&document, &served_beside));
-    let spec = service.spec_endpoint();
-    let docs = service.swagger_ui();
+    let document = std::sync::Arc::new(document::Document::read(
+        &serde_json::from_str(&finished).unwrap_or_default(),
+        &served_beside,
+    ));
+    let held_to = document.clone();
+    // The UI shows the finished document: the generated one is embedded verbatim.
+    let docs_page = service.swagger_ui_html().replacen(&generated, &finished, 1);
+    let docs = poem::endpoint::make_sync(move |_| poem::web::Html(docs_page.clone()));
+    let spec =
+        poem::endpoint::make_sync(move |_| Response::builder().content_type("application/json").body(finished.clone()));
     let config = &state.config;
     let cors = (!config.allowed_origins.is_empty()).then(|| {
         Cors::new()
@@ -108,13 +116,17 @@ pub fn app(state: AppState) -> impl Endpoint {
         // Innermost, so a panic still passes through the request log and metrics.
         .with(poem::middleware::CatchPanic::new().with_handler(error::PanicAnswer))
         .with_if(cors.is_some(), cors.unwrap_or_default())
+        .around(move |next, req| {
+            let document = held_to.clone();
+            async move { document::check_body(next, req, &document).await }
+        })
         .around(move |next, req| limit_body(next, req, max_body))
         .around(observe::observe)
         .data(state)
         .catch_all_error(error::render_error)
         .around(move |next, req| {
-            let allowed = allowed.clone();
-            async move { allow::add_allow(next, req, &allowed).await }
+            let document = document.clone();
+            async move { document::add_allow(next, req, &document).await }
         })
 }
 

@@ -223,10 +223,11 @@ pub async fn confirm(state: &AppState, user_id: &str, code: &str, ctx: &RequestC
     if user.totp_enabled {
         return Err(Error::Conflict { code: ErrorCode::TotpEnabled, description: "TOTP is already enabled".into() });
     }
-    let pending = user
-        .totp_pending_encrypted
-        .as_deref()
-        .ok_or_else(|| Error::bad_request(ErrorCode::NoPendingTotp, "start with POST /auth/totp/setup"))?;
+    let pending = user.totp_pending_encrypted.as_deref().ok_or_else(|| Error::Conflict {
+        // A state the account is not in, not a malformed request: 409.
+        code: ErrorCode::NoPendingTotp,
+        description: "start with POST /auth/totp/setup".into(),
+    })?;
     let secret = decrypt_secret(state, &user.id, Some(pending))?;
     let step = totp::matching_step(secret.expose(), code, now, TOTP_SKEW_STEPS).ok_or_else(|| {
         Error::bad_request(ErrorCode::InvalidCode, "that code does not match; check the device's clock")

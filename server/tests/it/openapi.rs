@@ -86,4 +86,41 @@ mod contract {
         }
         server.stop().await;
     }
+
+    #[tokio::test]
+    async fn a_json_body_is_held_to_the_documents_types_and_the_docs_show_that_document() {
+        let server = TestServer::start().await;
+        let (_, admin) = crate::harness::user_with_roles(&server, "root", &["admin"]).await;
+        for (body, problem) in [
+            (serde_json::json!({"name": false}), "`name` must be a string"),
+            (serde_json::json!({"name": "auditors", "permissions": ["a:b", 3]}), "`permissions.1` must be a string"),
+            (serde_json::json!({"name": null}), "`name` must not be null"),
+        ] {
+            let resp = server.post("/admin/roles").bearer_auth(&admin).json(&body).sent().await;
+            assert_eq!(resp.status(), 400, "{body}");
+            let error: Value = resp.json().await.unwrap();
+            assert_eq!(
+                (error["error"].as_str(), error["error_description"].as_str()),
+                (Some("invalid_request"), Some(problem))
+            );
+        }
+        // An optional property may be null ("not given"), as the document says.
+        let resp = server
+            .post("/admin/roles")
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "auditors", "description": null, "permissions": null}))
+            .sent()
+            .await;
+        assert_eq!(resp.status(), 201);
+        assert_eq!(
+            document()["components"]["schemas"]["CreateRoleRequest"]["properties"]["description"]["nullable"],
+            true
+        );
+
+        let served: Value = server.get("/openapi.json").fetch_json().await;
+        assert_eq!(served, document(), "the served document is the committed one");
+        let docs = server.get("/docs").sent().await.text().await.unwrap();
+        assert!(docs.contains(latchkey_server::api::spec_json().trim_end()), "the UI shows the served document");
+        server.stop().await;
+    }
 }

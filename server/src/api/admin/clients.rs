@@ -9,6 +9,7 @@ use super::models::{
 };
 use super::{AdminAuth, Created, NoContent};
 use crate::api::ApiTags;
+use crate::api::documented::strings;
 use crate::api::error::ApiResult;
 use crate::domain::clients::{self, ClientUpdate, NewClient};
 use crate::domain::rbac::Permission;
@@ -47,13 +48,13 @@ impl AdminClientsApi {
         let admin = auth.require(Permission::ClientsWrite)?;
         let body = body.0;
         let new = NewClient {
-            client_id: body.client_id,
+            client_id: body.client_id.0,
             name: body.name,
             confidential: body.confidential,
             grant_types: body.grant_types,
-            scopes: body.scopes,
+            scopes: strings(body.scopes),
             audience: body.audience,
-            roles: body.roles,
+            roles: strings(body.roles),
         };
         let (client, secret) = clients::create(auth.state(), new, &admin.grantor()).await?;
         Ok(Created::New(Json(CreatedClientResponse {
@@ -80,9 +81,9 @@ impl AdminClientsApi {
         let update = ClientUpdate {
             name: body.name,
             grant_types: body.grant_types,
-            scopes: body.scopes,
-            audience: if body.audience.is_undefined() { None } else { Some(body.audience.take()) },
-            roles: body.roles,
+            scopes: body.scopes.map(strings),
+            audience: body.audience.change(),
+            roles: body.roles.map(strings),
         };
         let client = clients::update(auth.state(), &client_id.0, update, &admin.grantor()).await?;
         Ok(Json(client.into()))

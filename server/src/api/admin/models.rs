@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
-use poem_openapi::types::MaybeUndefined;
 
-use crate::api::documented::{NewPassword, NewUsername, StatusWord};
+use crate::api::documented::{
+    Clearable, ClientIdWord, NewPassword, NewUsername, PermissionWord, RoleName, ScopeToken, StatusWord,
+};
 
 use crate::api::models::UserResponse;
 use crate::clock::to_datetime;
@@ -53,7 +54,7 @@ pub struct CreateUserRequest {
     pub password: Option<NewPassword>,
     /// Extra roles; every user also holds `user`.
     #[oai(default, validator(max_items = 64, max_length = 64))]
-    pub roles: Vec<String>,
+    pub roles: Vec<RoleName>,
 }
 
 // No Debug: it carries secrets.
@@ -69,7 +70,7 @@ pub struct CreatedUserResponse {
 pub struct UpdateUserRequest {
     /// A new email, or `null` to remove it; omit to keep it.
     #[oai(validator(max_length = 254))]
-    pub email: MaybeUndefined<String>,
+    pub email: Clearable,
     /// Disabling ends every session at once.
     #[oai(skip_serializing_if_is_none)]
     pub status: Option<StatusWord>,
@@ -84,7 +85,7 @@ pub struct SetPasswordRequest {
 #[derive(Debug, Object)]
 pub struct SetRolesRequest {
     #[oai(validator(max_items = 64, max_length = 64))]
-    pub roles: Vec<String>,
+    pub roles: Vec<RoleName>,
 }
 
 #[derive(Debug, Object)]
@@ -114,12 +115,12 @@ impl From<RoleDetails> for RoleResponse {
 #[derive(Debug, Object)]
 pub struct CreateRoleRequest {
     #[oai(validator(max_length = 64))]
-    pub name: String,
+    pub name: RoleName,
     #[oai(default, validator(max_length = 512))]
     pub description: String,
     /// `resource:action` strings, e.g. `billing:read`.
     #[oai(default, validator(max_items = 256, max_length = 128))]
-    pub permissions: Vec<String>,
+    pub permissions: Vec<PermissionWord>,
 }
 
 #[derive(Debug, Object)]
@@ -127,7 +128,7 @@ pub struct UpdateRoleRequest {
     #[oai(skip_serializing_if_is_none, validator(max_length = 512))]
     pub description: Option<String>,
     #[oai(skip_serializing_if_is_none, validator(max_items = 256, max_length = 128))]
-    pub permissions: Option<Vec<String>>,
+    pub permissions: Option<Vec<PermissionWord>>,
 }
 
 #[derive(Debug, Object)]
@@ -170,7 +171,7 @@ impl From<ClientView> for ClientResponse {
 #[derive(Debug, Object)]
 pub struct CreateClientRequest {
     #[oai(validator(max_length = 64))]
-    pub client_id: String,
+    pub client_id: ClientIdWord,
     #[oai(validator(max_length = 128))]
     pub name: String,
     /// Confidential clients get a generated secret; public ones none.
@@ -178,11 +179,11 @@ pub struct CreateClientRequest {
     #[oai(validator(max_items = 8, max_length = 32))]
     pub grant_types: Vec<String>,
     #[oai(default, validator(max_items = 64, max_length = 64))]
-    pub scopes: Vec<String>,
+    pub scopes: Vec<ScopeToken>,
     #[oai(skip_serializing_if_is_none, validator(max_length = 256))]
     pub audience: Option<String>,
     #[oai(default, validator(max_items = 64, max_length = 64))]
-    pub roles: Vec<String>,
+    pub roles: Vec<RoleName>,
 }
 
 // No Debug: it carries secrets.
@@ -201,12 +202,12 @@ pub struct UpdateClientRequest {
     #[oai(skip_serializing_if_is_none, validator(max_items = 8, max_length = 32))]
     pub grant_types: Option<Vec<String>>,
     #[oai(skip_serializing_if_is_none, validator(max_items = 64, max_length = 64))]
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<ScopeToken>>,
     /// A new audience, or `null` for the server default; omit to keep it.
     #[oai(validator(max_length = 256))]
-    pub audience: MaybeUndefined<String>,
+    pub audience: Clearable,
     #[oai(skip_serializing_if_is_none, validator(max_items = 64, max_length = 64))]
-    pub roles: Option<Vec<String>>,
+    pub roles: Option<Vec<RoleName>>,
 }
 
 // No Debug: it carries secrets.

@@ -7,6 +7,7 @@ use poem_openapi::payload::Json;
 use super::models::{CreateRoleRequest, RoleResponse, UpdateRoleRequest};
 use super::{AdminAuth, Created, NoContent};
 use crate::api::ApiTags;
+use crate::api::documented::strings;
 use crate::api::error::ApiResult;
 use crate::domain::rbac::{self, Permission};
 
@@ -28,8 +29,14 @@ impl AdminRolesApi {
     async fn create(&self, auth: AdminAuth, body: Json<CreateRoleRequest>) -> ApiResult<Created<RoleResponse>> {
         let admin = auth.require(Permission::RolesWrite)?;
         let body = body.0;
-        let role =
-            rbac::create_role(auth.state(), &body.name, &body.description, &body.permissions, &admin.grantor()).await?;
+        let role = rbac::create_role(
+            auth.state(),
+            &body.name.0,
+            &body.description,
+            &strings(body.permissions),
+            &admin.grantor(),
+        )
+        .await?;
         Ok(Created::New(Json(role.into())))
     }
 
@@ -53,7 +60,7 @@ impl AdminRolesApi {
             auth.state(),
             &name.0,
             body.description.as_deref(),
-            body.permissions.as_deref(),
+            body.permissions.map(strings).as_deref(),
             &admin.grantor(),
         )
         .await?;

@@ -7,6 +7,7 @@ use poem_openapi::payload::Json;
 use super::models::SessionPage;
 use super::{AdminAuth, NoContent};
 use crate::api::ApiTags;
+use crate::api::documented::IdWord;
 use crate::api::error::ApiResult;
 use crate::domain::rbac::Permission;
 use crate::domain::sessions;
@@ -24,12 +25,12 @@ impl AdminSessionsApi {
         auth: AdminAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
-        #[oai(validator(max_length = 256))] user_id: Query<Option<String>>,
+        user_id: Query<Option<IdWord>>,
         #[oai(validator(max_length = 256))] client_id: Query<Option<String>>,
     ) -> ApiResult<Json<SessionPage>> {
         auth.require(Permission::SessionsRead)?;
         let page = super::page(page.0, page_size.0);
-        let filter = SessionFilter { user_id: user_id.0, client_id: client_id.0 };
+        let filter = SessionFilter { user_id: user_id.0.map(String::from), client_id: client_id.0 };
         let (items, total) = sessions::admin_list(auth.state(), &filter, page).await?;
         Ok(Json(SessionPage::of(items, total, page)))
     }
@@ -37,9 +38,9 @@ impl AdminSessionsApi {
     /// Revoke a session: its refresh tokens die, and its access tokens fail the
     /// session check here at once (offline verifiers accept them until `exp`).
     #[oai(path = "/:id", method = "delete", operation_id = "adminRevokeSession")]
-    async fn revoke(&self, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
+    async fn revoke(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::SessionsRevoke)?;
-        sessions::admin_revoke(auth.state(), &id.0, admin.actor()).await?;
+        sessions::admin_revoke(auth.state(), &id.0.0, admin.actor()).await?;
         Ok(NoContent::Done)
     }
 }

@@ -10,7 +10,7 @@ use super::models::{
 };
 use super::{AdminAuth, Created, NoContent};
 use crate::api::ApiTags;
-use crate::api::documented::StatusWord;
+use crate::api::documented::{IdWord, StatusWord, strings};
 use crate::api::error::ApiResult;
 use crate::api::models::UserResponse;
 use crate::domain::rbac::Permission;
@@ -53,7 +53,7 @@ impl AdminUsersApi {
             body.username.0,
             body.email,
             body.password.map(|p| Secret::new(p.0)),
-            body.roles,
+            strings(body.roles),
             &admin.grantor(),
         )
         .await?;
@@ -64,10 +64,10 @@ impl AdminUsersApi {
     }
 
     #[oai(path = "/:id", method = "get", operation_id = "adminGetUser")]
-    async fn get(&self, auth: AdminAuth, id: Path<String>) -> ApiResult<Json<UserResponse>> {
+    async fn get(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<Json<UserResponse>> {
         auth.require(Permission::UsersRead)?;
-        users::check_id(&id.0)?;
-        Ok(Json(users::get(auth.state(), &id.0).await?.into()))
+        users::check_id(&id.0.0)?;
+        Ok(Json(users::get(auth.state(), &id.0.0).await?.into()))
     }
 
     /// Change email and/or status; disabling ends every session of the user at once.
@@ -75,21 +75,22 @@ impl AdminUsersApi {
     async fn update(
         &self,
         auth: AdminAuth,
-        id: Path<String>,
+        id: Path<IdWord>,
         body: Json<UpdateUserRequest>,
     ) -> ApiResult<Json<UserResponse>> {
         let admin = auth.require(Permission::UsersWrite)?;
         let body = body.0;
-        let email = if body.email.is_undefined() { None } else { Some(body.email.take()) };
-        let user = users::admin_update(auth.state(), &id.0, email, body.status.map(|s| s.0), &admin.grantor()).await?;
+        let email = body.email.change();
+        let user =
+            users::admin_update(auth.state(), &id.0.0, email, body.status.map(|s| s.0), &admin.grantor()).await?;
         Ok(Json(user.into()))
     }
 
     /// Delete a user and everything it owns (sessions, role assignments).
     #[oai(path = "/:id", method = "delete", operation_id = "adminDeleteUser")]
-    async fn delete(&self, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
+    async fn delete(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::UsersWrite)?;
-        users::admin_delete(auth.state(), &id.0, &admin.grantor()).await?;
+        users::admin_delete(auth.state(), &id.0.0, &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 
@@ -98,11 +99,11 @@ impl AdminUsersApi {
     async fn set_password(
         &self,
         auth: AdminAuth,
-        id: Path<String>,
+        id: Path<IdWord>,
         body: Json<SetPasswordRequest>,
     ) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::UsersWrite)?;
-        users::admin_set_password(auth.state(), &id.0, &Secret::new(body.0.password.0), &admin.grantor()).await?;
+        users::admin_set_password(auth.state(), &id.0.0, &Secret::new(body.0.password.0), &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 
@@ -111,26 +112,26 @@ impl AdminUsersApi {
     async fn set_roles(
         &self,
         auth: AdminAuth,
-        id: Path<String>,
+        id: Path<IdWord>,
         body: Json<SetRolesRequest>,
     ) -> ApiResult<Json<UserResponse>> {
         let admin = auth.require(Permission::UsersWrite)?;
-        let user = users::admin_set_roles(auth.state(), &id.0, body.0.roles, &admin.grantor()).await?;
+        let user = users::admin_set_roles(auth.state(), &id.0.0, strings(body.0.roles), &admin.grantor()).await?;
         Ok(Json(user.into()))
     }
 
     /// Clear the user's lockouts (password and TOTP).
     #[oai(path = "/:id/unlock", method = "post", operation_id = "adminUnlockUser")]
-    async fn unlock(&self, auth: AdminAuth, id: Path<String>) -> ApiResult<Json<UserResponse>> {
+    async fn unlock(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<Json<UserResponse>> {
         let admin = auth.require(Permission::UsersWrite)?;
-        Ok(Json(users::admin_unlock(auth.state(), &id.0, &admin.grantor()).await?.into()))
+        Ok(Json(users::admin_unlock(auth.state(), &id.0.0, &admin.grantor()).await?.into()))
     }
 
     /// Remove the user's TOTP and recovery codes (lost device); audited.
     #[oai(path = "/:id/totp", method = "delete", operation_id = "adminResetUserTotp")]
-    async fn reset_totp(&self, auth: AdminAuth, id: Path<String>) -> ApiResult<NoContent> {
+    async fn reset_totp(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<NoContent> {
         let admin = auth.require(Permission::UsersWrite)?;
-        crate::domain::mfa::admin_reset(auth.state(), &id.0, &admin.grantor()).await?;
+        crate::domain::mfa::admin_reset(auth.state(), &id.0.0, &admin.grantor()).await?;
         Ok(NoContent::Done)
     }
 
@@ -139,24 +140,24 @@ impl AdminUsersApi {
     async fn sessions(
         &self,
         auth: AdminAuth,
-        id: Path<String>,
+        id: Path<IdWord>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] page_size: Query<Option<u64>>,
     ) -> ApiResult<Json<SessionPage>> {
         auth.require(Permission::SessionsRead)?;
         let page = super::page(page.0, page_size.0);
-        users::check_id(&id.0)?;
-        users::get(auth.state(), &id.0).await?;
-        let filter = SessionFilter { user_id: Some(id.0), client_id: None };
+        users::check_id(&id.0.0)?;
+        users::get(auth.state(), &id.0.0).await?;
+        let filter = SessionFilter { user_id: Some(id.0.0), client_id: None };
         let (items, total) = sessions::admin_list(auth.state(), &filter, page).await?;
         Ok(Json(SessionPage::of(items, total, page)))
     }
 
     /// Revoke every session of the user.
     #[oai(path = "/:id/sessions", method = "delete", operation_id = "adminRevokeUserSessions")]
-    async fn revoke_sessions(&self, auth: AdminAuth, id: Path<String>) -> ApiResult<Json<RevokedCount>> {
+    async fn revoke_sessions(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<Json<RevokedCount>> {
         let admin = auth.require(Permission::SessionsRevoke)?;
-        let revoked = sessions::admin_revoke_all(auth.state(), &id.0, admin.actor()).await?;
+        let revoked = sessions::admin_revoke_all(auth.state(), &id.0.0, admin.actor()).await?;
         Ok(Json(RevokedCount { revoked }))
     }
 }
