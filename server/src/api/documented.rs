@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{MaybeUndefined, ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type};
 use serde_json::Value;
 
 use crate::config::PASSWORD_MAX_LENGTH;
@@ -155,68 +155,11 @@ documented_string!(
     }
 );
 
-/// A string field of a partial update: absent keeps the value, `null` clears it, a
-/// string sets it. Its schema says `nullable`, which poem-openapi's `MaybeUndefined`
-/// alone does not, so the document admits the `null` the server takes.
-#[derive(Debug)]
-pub struct Clearable(pub MaybeUndefined<String>);
-
-impl Clearable {
-    /// The change asked for: `None` keeps the value, `Some(None)` clears it.
-    pub fn change(self) -> Option<Option<String>> {
-        match self.0 {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(value) => Some(Some(value)),
-        }
-    }
-}
-
-impl Type for Clearable {
-    const IS_REQUIRED: bool = false;
-    type RawValueType = String;
-    type RawElementValueType = String;
-
-    fn name() -> Cow<'static, str> {
-        "optional_string".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        let mut schema = MetaSchema::new("string");
-        schema.nullable = true;
-        MetaSchemaRef::Inline(Box::new(schema))
-    }
-
-    fn as_raw_value(&self) -> Option<&String> {
-        self.0.as_raw_value()
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
-        self.0.raw_element_iter()
-    }
-
-    fn is_none(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-impl ParseFromJSON for Clearable {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        MaybeUndefined::parse_from_json(value).map(Self).map_err(ParseError::propagate)
-    }
-}
-
-impl ToJSON for Clearable {
-    fn to_json(&self) -> Option<Value> {
-        self.0.to_json()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use poem_openapi::types::{ParseFromJSON, Type};
 
-    use super::{Clearable, NewPassword, StatusWord};
+    use super::{NewPassword, StatusWord};
 
     #[test]
     fn the_schema_states_the_rule_and_parsing_leaves_it_to_the_domain() {
@@ -226,9 +169,5 @@ mod tests {
         assert_eq!(schema["enum"], serde_json::json!(["active", "disabled"]));
         assert_eq!(StatusWord::parse_from_json(Some("sleeping".into())).unwrap().0, "sleeping");
         assert!(NewPassword::parse_from_json(Some(1.into())).is_err(), "a number is not a password");
-        let schema = serde_json::to_value(Clearable::schema_ref()).unwrap();
-        assert_eq!(schema["nullable"], true);
-        assert!(Clearable::parse_from_json(Some(serde_json::Value::Null)).unwrap().0.is_null());
-        assert!(Clearable::parse_from_json(None).unwrap().0.is_undefined());
     }
 }

@@ -82,7 +82,7 @@ impl AdminClientsApi {
             name: body.name,
             grant_types: body.grant_types,
             scopes: body.scopes.map(strings),
-            audience: body.audience.change(),
+            audience: if body.audience.is_undefined() { None } else { Some(body.audience.take()) },
             roles: body.roles.map(strings),
         };
         let client = clients::update(auth.state(), &client_id.0, update, &admin.grantor()).await?;

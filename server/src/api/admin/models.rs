@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
+use poem_openapi::types::MaybeUndefined;
 
 use crate::api::documented::{
-    Clearable, ClientIdWord, NewPassword, NewUsername, PermissionWord, RoleName, ScopeToken, StatusWord,
+    ClientIdWord, NewPassword, NewUsername, PermissionWord, RoleName, ScopeToken, StatusWord,
 };
 
 use crate::api::models::UserResponse;
@@ -70,7 +71,7 @@ pub struct CreatedUserResponse {
 pub struct UpdateUserRequest {
     /// A new email, or `null` to remove it; omit to keep it.
     #[oai(validator(max_length = 254))]
-    pub email: Clearable,
+    pub email: MaybeUndefined<String>,
     /// Disabling ends every session at once.
     #[oai(skip_serializing_if_is_none)]
     pub status: Option<StatusWord>,
@@ -205,7 +206,7 @@ pub struct UpdateClientRequest {
     pub scopes: Option<Vec<ScopeToken>>,
     /// A new audience, or `null` for the server default; omit to keep it.
     #[oai(validator(max_length = 256))]
-    pub audience: Clearable,
+    pub audience: MaybeUndefined<String>,
     #[oai(skip_serializing_if_is_none, validator(max_items = 64, max_length = 64))]
     pub roles: Option<Vec<RoleName>>,
 }

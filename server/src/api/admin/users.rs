@@ -80,7 +80,7 @@ impl AdminUsersApi {
     ) -> ApiResult<Json<UserResponse>> {
         let admin = auth.require(Permission::UsersWrite)?;
         let body = body.0;
-        let email = body.email.change();
+        let email = if body.email.is_undefined() { None } else { Some(body.email.take()) };
         let user =
             users::admin_update(auth.state(), &id.0.0, email, body.status.map(|s| s.0), &admin.grantor()).await?;
         Ok(Json(user.into()))
