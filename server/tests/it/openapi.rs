@@ -87,6 +87,22 @@ mod contract {
         server.stop().await;
     }
 
+    /// Generators turn the order of properties into the order of constructor and method
+    /// parameters, so finishing the document must keep the order the code declares.
+    #[test]
+    fn the_finished_document_keeps_the_declared_order_of_properties() {
+        let spec = document();
+        let names = |schema: &str| -> Vec<String> {
+            spec["components"]["schemas"][schema]["properties"].as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(names("RegisterRequest"), ["username", "password", "email"]);
+        assert_eq!(names("ErrorBody"), ["error", "error_description"]);
+        let token_form = &spec["paths"]["/oauth2/token"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+            ["schema"];
+        let token_form = token_form["$ref"].as_str().and_then(|r| r.rsplit('/').next()).unwrap();
+        assert_eq!(names(token_form).first().map(String::as_str), Some("grant_type"));
+    }
+
     #[tokio::test]
     async fn a_json_body_is_held_to_the_documents_types_and_the_docs_show_that_document() {
         let server = TestServer::start().await;
