@@ -186,9 +186,10 @@ fn main() -> anyhow::Result<()> {
         DatabaseKind::Postgres if args.target.is_none() => Some(Postgres::open(args.postgres_url.as_deref())?),
         _ => None,
     };
-    let database_name = match &postgres {
-        Some(pg) => runtime.block_on(pg.version())?,
-        None => "sqlite".to_string(),
+    let database_name = match (&postgres, &args.target) {
+        (Some(pg), _) => runtime.block_on(pg.version())?,
+        (None, Some(_)) => "the target's own".to_string(),
+        (None, None) => "sqlite".to_string(),
     };
     let setup = Setup { postgres: postgres.as_ref(), report: Report::new(&args, ceilings, database_name) };
     let report = if !args.peers.is_empty() {
