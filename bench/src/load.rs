@@ -64,7 +64,7 @@ pub struct Fixture {
 impl Fixture {
     /// Registers and logs in one user per connection (through the API, like real users).
     pub async fn seed(base: &str, concurrency: usize, client: Option<(String, String)>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?;
+        let http = load_client(concurrency)?;
         let run = uuid::Uuid::new_v4().simple().to_string();
         let mut accounts = Vec::new();
         for i in 0..concurrency {
@@ -86,7 +86,7 @@ impl Fixture {
 
     /// The peer's fixture: its service client and the refresh tokens it minted.
     pub fn peer(peer: &crate::peer::Peer, concurrency: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?;
+        let http = load_client(concurrency)?;
         let accounts = peer
             .refresh_tokens
             .iter()
@@ -106,6 +106,12 @@ impl Fixture {
             flavor: Flavor::Peer(Arc::new(peer.endpoints.clone())),
         })
     }
+}
+
+/// The load generator's HTTP client. A request that takes longer than the time-out counts
+/// as an error, so a server that stops answering fails the run instead of hanging it.
+fn load_client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).timeout(Duration::from_secs(30)).build()?)
 }
 
 async fn login(http: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<Option<(String, String)>> {

@@ -31,7 +31,8 @@ const ACCESS_TOKEN_KEYS: &str = "hydra.jwt.access-token";
 const NOTE: &str = "Hydra checks each client secret against a PBKDF2-SHA256 hash (25,000 iterations, its \
 default; Latchkey's generated secrets are stored as SHA-256), stores every token's session in PostgreSQL (the \
 JWT access tokens' too) and reads its signing key from the database for each token; a 2048-bit RSA key was \
-imported for its access tokens (it generates 4096-bit ones); 16 database connections, as Latchkey";
+imported for its access tokens (it generates 4096-bit ones); four database connections per load connection \
+(a smaller pool deadlocks), Latchkey 16";
 
 fn binary() -> anyhow::Result<PathBuf> {
     let out = prepare("hydra/build.sh")?;
@@ -42,10 +43,15 @@ fn binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The DSN Hydra takes: its own database, the pool the same size as Latchkey's.
-fn dsn(database: &Database) -> anyhow::Result<String> {
+/// The DSN Hydra takes: its own database, and a pool of four connections per connection
+/// of the load. A token request holds one pooled connection in a transaction while it takes
+/// another (the signing key is read outside the transaction), so a pool smaller than the
+/// concurrent requests deadlocks: with 16 for 32 connections every connection sat idle in
+/// a transaction and no request finished.
+fn dsn(database: &Database, concurrency: usize) -> anyhow::Result<String> {
     let mut url = url::Url::parse(&database.url())?;
-    url.query_pairs_mut().append_pair("sslmode", "disable").append_pair("max_conns", "16");
+    let pool = (4 * concurrency).max(16).to_string();
+    url.query_pairs_mut().append_pair("sslmode", "disable").append_pair("max_conns", &pool);
     Ok(url.to_string())
 }
 
@@ -302,7 +308,7 @@ pub async fn start(ctx: &Context<'_>) -> anyhow::Result<Peer> {
     let postgres = ctx.postgres(PeerKind::Hydra)?;
     let binary = binary()?;
     let database = postgres.create_database("hydra_bench").await?;
-    let dsn = dsn(&database)?;
+    let dsn = dsn(&database, ctx.concurrency)?;
     let migrating = Instant::now();
     migrate(&binary, &dsn)?;
     let migrated = migrating.elapsed();
