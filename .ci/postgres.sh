@@ -3,6 +3,7 @@
 # machine has none, then starts a throw-away cluster on a free loopback port (trust auth,
 # owned by the `postgres` user), so no test depends on a server the machine happens to run.
 #   .ci/postgres.sh start NAME    → prints `export PG_URL=…` for the cluster NAME
+#                                   (PG_DURABLE=1: fsync and synchronous commits stay on)
 #   .ci/postgres.sh pause NAME    → stops it, keeping its data (the restart test)
 #   .ci/postgres.sh resume NAME   → starts it again on the same port
 #   .ci/postgres.sh stop NAME     → stops it and deletes its data
@@ -44,7 +45,10 @@ case "$ACTION" in
     as_postgres "$BIN/initdb" -D "$DATA/db" -A trust -U postgres --no-sync >"$DATA/initdb.log" 2>&1 ||
       { echo "postgres.sh: initdb failed:" >&2; cat "$DATA/initdb.log" >&2; exit 1; }
     # Tests create and drop hundreds of databases: durability of this cluster is not tested.
-    printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$DATA/db/postgresql.conf"
+    # PG_DURABLE=1 keeps PostgreSQL's defaults (the benchmark measures durable commits).
+    if [ "${PG_DURABLE:-}" != 1 ]; then
+      printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$DATA/db/postgresql.conf"
+    fi
     launch
     echo "export PG_URL=postgres://postgres@127.0.0.1:$(cat "$DATA/port")/postgres"
     ;;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::ceilings::Bound;
+use crate::peer::{Endpoints, RefreshClient};
 use crate::server;
 
 const PASSWORD: &str = "bench password 123";
@@ -47,10 +48,8 @@ struct Account {
 #[derive(Clone)]
 pub enum Flavor {
     Latchkey,
-    /// `oidc-provider`: `/token` and `/jwks`; refresh tokens belong to this client.
-    OidcProvider {
-        refresh_client: (String, String),
-    },
+    /// A peer's OAuth endpoints (`--peer`).
+    Peer(Arc<Endpoints>),
 }
 
 #[derive(Clone)]
@@ -65,7 +64,7 @@ pub struct Fixture {
 impl Fixture {
     /// Registers and logs in one user per connection (through the API, like real users).
     pub async fn seed(base: &str, concurrency: usize, client: Option<(String, String)>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?;
+        let http = load_client(concurrency)?;
         let run = uuid::Uuid::new_v4().simple().to_string();
         let mut accounts = Vec::new();
         for i in 0..concurrency {
@@ -86,9 +85,9 @@ impl Fixture {
     }
 
     /// The peer's fixture: its service client and the refresh tokens it minted.
-    pub fn peer(info: &crate::peer::PeerInfo, concurrency: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build()?;
-        let accounts = info
+    pub fn peer(peer: &crate::peer::Peer, concurrency: usize) -> anyhow::Result<Self> {
+        let http = load_client(concurrency)?;
+        let accounts = peer
             .refresh_tokens
             .iter()
             .map(|token| {
@@ -100,15 +99,19 @@ impl Fixture {
             })
             .collect();
         Ok(Self {
-            base: info.base.clone(),
+            base: String::new(),
             http,
             accounts,
-            client: Some((info.client_id.clone(), info.client_secret.clone())),
-            flavor: Flavor::OidcProvider {
-                refresh_client: (info.refresh_client_id.clone(), info.refresh_client_secret.clone()),
-            },
+            client: Some(peer.endpoints.service.clone()),
+            flavor: Flavor::Peer(Arc::new(peer.endpoints.clone())),
         })
     }
+}
+
+/// The load generator's HTTP client. A request that takes longer than the time-out counts
+/// as an error, so a server that stops answering fails the run instead of hanging it.
+fn load_client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).timeout(Duration::from_secs(30)).build()?)
 }
 
 async fn login(http: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<Option<(String, String)>> {
@@ -143,20 +146,61 @@ enum Op {
     Jwks,
 }
 
+/// One refresh at a peer's token endpoint. A reply carrying an id_token counts as an
+/// error: it would compare unequal work (Latchkey signs one token per refresh).
+async fn peer_refresh(http: &reqwest::Client, peer: &Endpoints, account: &Mutex<Account>) -> bool {
+    let mut account = account.lock().await;
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", account.refresh_token.as_str())];
+    if let Some(scope) = &peer.refresh_scope {
+        form.push(("scope", scope));
+    }
+    let request = match &peer.refresh_client {
+        RefreshClient::Confidential { id, secret } => http.post(&peer.token_url).basic_auth(id, Some(secret)),
+        RefreshClient::Public { id } => {
+            form.push(("client_id", id));
+            http.post(&peer.token_url)
+        }
+    };
+    let Ok(resp) = request.form(&form).send().await else { return false };
+    if resp.status() != 200 {
+        return false;
+    }
+    let Ok(body) = resp.json::<serde_json::Value>().await else { return false };
+    if body.get("id_token").is_some() {
+        return false;
+    }
+    match (body["refresh_token"].as_str(), body["access_token"].as_str()) {
+        (Some(refresh), Some(access)) => {
+            account.refresh_token = refresh.to_string();
+            account.access_token = access.to_string();
+            true
+        }
+        _ => false,
+    }
+}
+
 /// One request; true on the expected success status.
 async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
     let base = &fixture.base;
     let http = &fixture.http;
     let peer = match &fixture.flavor {
         Flavor::Latchkey => None,
-        Flavor::OidcProvider { refresh_client } => Some(refresh_client),
+        Flavor::Peer(endpoints) => Some(endpoints.as_ref()),
     };
+    if let Some(peer) = peer
+        && op == Op::Refresh
+    {
+        return peer_refresh(http, peer, account).await;
+    }
     match op {
         // The peer runs only the scenarios both servers have.
         Op::Me | Op::Login if peer.is_some() => false,
         Op::Jwks => {
-            let path = if peer.is_some() { "/jwks" } else { "/.well-known/jwks.json" };
-            http.get(format!("{base}{path}")).send().await.is_ok_and(|r| r.status() == 200)
+            let resp = match peer {
+                Some(peer) => http.get(&peer.jwks_url),
+                None => http.get(format!("{base}/.well-known/jwks.json")),
+            };
+            resp.send().await.is_ok_and(|r| r.status() == 200)
         }
         Op::Me => {
             let token = account.lock().await.access_token.clone();
@@ -164,47 +208,16 @@ async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
         }
         Op::ClientCredentials => {
             let Some((id, secret)) = &fixture.client else { return false };
-            let path = if peer.is_some() { "/token" } else { "/oauth2/token" };
-            http.post(format!("{base}{path}"))
+            let request = match peer {
+                Some(peer) => http.post(&peer.token_url),
+                None => http.post(format!("{base}/oauth2/token")),
+            };
+            request
                 .basic_auth(id, Some(secret))
                 .form(&[("grant_type", "client_credentials")])
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == 200)
-        }
-        Op::Refresh if peer.is_some() => {
-            let Some((id, secret)) = peer else { return false };
-            let mut account = account.lock().await;
-            // The grant holds `openid`; narrowing the refresh to the other scopes (RFC 6749
-            // §6) keeps oidc-provider from signing an id_token beside the access token, so
-            // both servers sign once per refresh. A reply with an id_token counts as an
-            // error: it would compare unequal work.
-            let resp = http
-                .post(format!("{base}/token"))
-                .basic_auth(id, Some(secret))
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &account.refresh_token),
-                    ("scope", "offline_access api"),
-                ])
-                .send()
-                .await;
-            let Ok(resp) = resp else { return false };
-            if resp.status() != 200 {
-                return false;
-            }
-            let Ok(body) = resp.json::<serde_json::Value>().await else { return false };
-            if body.get("id_token").is_some() {
-                return false;
-            }
-            match (body["refresh_token"].as_str(), body["access_token"].as_str()) {
-                (Some(refresh), Some(access)) => {
-                    account.refresh_token = refresh.to_string();
-                    account.access_token = access.to_string();
-                    true
-                }
-                _ => false,
-            }
         }
         Op::Refresh => {
             let mut account = account.lock().await;

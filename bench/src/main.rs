@@ -5,11 +5,17 @@
 //! ```text
 //! cargo run --release -p latchkey-bench -- [--scenario S]… [--duration 20s] [--concurrency N]
 //!                                          [--database sqlite|postgres] [--target URL] [--json FILE]
+//!                                          [--peer oidc-provider,keycloak,hydra] [--rounds 3]
 //! ```
+//!
+//! This file owns the command line, the runs (scenarios, scale, side by side with peers)
+//! and their printed tables; `load` drives requests, `server` starts Latchkey, `peer` the
+//! peers, `postgres` the run's PostgreSQL server, `ceilings` the machine's limits.
 
 mod ceilings;
 mod load;
 mod peer;
+mod postgres;
 mod scale;
 mod server;
 
@@ -22,17 +28,13 @@ use serde::Serialize;
 
 use crate::ceilings::Ceilings;
 use crate::load::{Outcome, Scenario};
+use crate::peer::PeerKind;
+use crate::postgres::Postgres;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DatabaseKind {
     Sqlite,
     Postgres,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Peer {
-    /// panva's oidc-provider (Node.js), from bench/peer/oidc-provider.
-    OidcProvider,
 }
 
 #[derive(Debug, Parser)]
@@ -53,11 +55,13 @@ struct Args {
     /// SQLite's `synchronous` for the server under test: `normal` (its default) or `full`.
     #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
     sqlite_synchronous: String,
-    #[arg(long, value_enum, default_value_t = DatabaseKind::Sqlite)]
-    database: DatabaseKind,
-    /// PostgreSQL server for --database postgres (a fresh database is created on it).
-    #[arg(long, env = "BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-    postgres_url: String,
+    /// Latchkey's database: SQLite by default, PostgreSQL when a peer keeps its state there.
+    #[arg(long, value_enum)]
+    database: Option<DatabaseKind>,
+    /// PostgreSQL server for --database postgres and the PostgreSQL peers (a fresh database
+    /// each); without it the bench starts a private cluster with .ci/postgres.sh.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    postgres_url: Option<String>,
     /// Benchmark an already running server instead of starting one (no CPU/RSS figures).
     #[arg(long)]
     target: Option<String>,
@@ -73,10 +77,10 @@ struct Args {
     /// (comma-separated, e.g. 1000,100000,1000000) and ten rotated tokens per user.
     #[arg(long, value_delimiter = ',')]
     scale: Vec<usize>,
-    /// Run client-credentials, refresh and jwks side by side with a peer server,
-    /// alternating between the two (A B A B …) for --rounds rounds.
-    #[arg(long, value_enum, conflicts_with_all = ["target", "scale"])]
-    peer: Option<Peer>,
+    /// Run client-credentials, refresh and jwks side by side with peer servers (comma-separated,
+    /// one after another), alternating between Latchkey and the peer (A B A B …) for --rounds rounds.
+    #[arg(long = "peer", value_enum, value_delimiter = ',', conflicts_with_all = ["target", "scale"])]
+    peers: Vec<PeerKind>,
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Short pass for CI: 2 s per scenario, no warm-up, exit 1 on any request error.
@@ -101,6 +105,22 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+impl Args {
+    /// Latchkey's database: PostgreSQL when asked for or when a peer keeps its state there
+    /// (all of them then share one PostgreSQL server).
+    fn database(&self) -> anyhow::Result<DatabaseKind> {
+        let wants_postgres = self.peers.iter().any(|p| p.uses_postgres());
+        match self.database {
+            Some(DatabaseKind::Sqlite) if wants_postgres => {
+                bail!("--peer keycloak and --peer hydra run on PostgreSQL, and Latchkey runs on the same server")
+            }
+            Some(kind) => Ok(kind),
+            None if wants_postgres => Ok(DatabaseKind::Postgres),
+            None => Ok(DatabaseKind::Sqlite),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     machine: String,
@@ -114,15 +134,15 @@ struct Report {
     /// Scenarios that could not run against this server, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     skipped: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    peer: Option<PeerComparison>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    peers: Vec<PeerComparison>,
 }
 
 impl Report {
-    fn new(args: &Args, ceilings: Ceilings) -> Self {
+    fn new(args: &Args, ceilings: Ceilings, database: String) -> Self {
         Self {
             machine: format!("{} cores, {}", ceilings.cores, cpu_model()),
-            database: format!("{:?}", args.database).to_lowercase(),
+            database,
             concurrency: args.concurrency,
             ceilings,
             startup_fresh_ms: None,
@@ -130,7 +150,7 @@ impl Report {
             idle_rss_mib: None,
             scenarios: Vec::new(),
             skipped: Vec::new(),
-            peer: None,
+            peers: Vec::new(),
         }
     }
 }
@@ -142,7 +162,7 @@ fn main() -> anyhow::Result<()> {
         args.warmup = Duration::ZERO;
         args.concurrency = args.concurrency.min(8);
     }
-    if args.scenarios.is_empty() && args.peer.is_none() {
+    if args.scenarios.is_empty() && args.peers.is_empty() {
         args.scenarios = Scenario::ALL.to_vec();
     }
     println!("Measuring this machine's ceilings…");
@@ -161,13 +181,25 @@ fn main() -> anyhow::Result<()> {
 
     // The load generator gets its own runtime, as a separate client would.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let report = if args.peer.is_some() {
-        runtime.block_on(run_peer(&args, ceilings))?
-    } else if args.scale.is_empty() {
-        runtime.block_on(run(&args, ceilings, &probe))?
-    } else {
-        runtime.block_on(run_scale(&args, ceilings, &probe))?
+    let database = args.database()?;
+    let postgres = match database {
+        DatabaseKind::Postgres if args.target.is_none() => Some(Postgres::open(args.postgres_url.as_deref())?),
+        _ => None,
     };
+    let database_name = match (&postgres, &args.target) {
+        (Some(pg), _) => runtime.block_on(pg.version())?,
+        (None, Some(_)) => "the target's own".to_string(),
+        (None, None) => "sqlite".to_string(),
+    };
+    let setup = Setup { postgres: postgres.as_ref(), report: Report::new(&args, ceilings, database_name) };
+    let report = if !args.peers.is_empty() {
+        runtime.block_on(run_peers(&args, setup))?
+    } else if args.scale.is_empty() {
+        runtime.block_on(run(&args, setup, &probe))?
+    } else {
+        runtime.block_on(run_scale(&args, setup, &probe))?
+    };
+    drop(postgres);
     if !report.scenarios.is_empty() {
         load::print_table(&report.scenarios);
     }
@@ -184,7 +216,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let peer_errors = report.peer.iter().flat_map(|c| &c.pairs).map(|p| p.latchkey.errors + p.peer.errors);
+    let peer_errors = report.peers.iter().flat_map(|c| &c.pairs).map(|p| p.latchkey.errors + p.peer.errors);
     let errors: u64 = report.scenarios.iter().map(|s| s.errors).chain(peer_errors).sum();
     if args.smoke && errors > 0 {
         bail!("{errors} request(s) failed during the smoke pass");
@@ -222,22 +254,11 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-async fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> {
-    use sea_orm::ConnectionTrait;
-    let name = format!("latchkey_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(admin_url).await.context("connecting to PostgreSQL")?;
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
-    admin.close().await?;
-    let mut url = url::Url::parse(admin_url)?;
-    url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
-}
-
-async fn drop_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    use sea_orm::ConnectionTrait;
-    let admin = sea_orm::Database::connect(admin_url).await?;
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
-    Ok(())
+/// What every run starts from: the PostgreSQL server (when Latchkey runs on it) and the
+/// report with the machine's ceilings.
+struct Setup<'a> {
+    postgres: Option<&'a Postgres>,
+    report: Report,
 }
 
 /// Our server under test: started here with a fresh database, or `--target`.
@@ -245,7 +266,7 @@ struct Ours {
     server: Option<server::ServerProcess>,
     base: String,
     client: Option<(String, String)>,
-    bench_database: Option<String>,
+    bench_database: Option<postgres::Database>,
     _dir: tempfile::TempDir,
 }
 
@@ -255,7 +276,8 @@ impl Ours {
     }
 
     /// Starts the server (recording start-up times and idle RSS in `report`).
-    async fn start(args: &Args, report: &mut Report) -> anyhow::Result<Self> {
+    async fn start(args: &Args, setup: &mut Setup<'_>) -> anyhow::Result<Self> {
+        let report = &mut setup.report;
         let dir = tempfile::tempdir()?;
         if let Some(target) = &args.target {
             let client = args.client_id.clone().zip(args.client_secret.clone());
@@ -264,11 +286,12 @@ impl Ours {
         }
         let binary = server::server_binary()?;
         let mut bench_database = None;
-        let database_url = match args.database {
-            DatabaseKind::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()),
-            DatabaseKind::Postgres => {
-                let url = fresh_postgres_database(&args.postgres_url).await?;
-                bench_database = url::Url::parse(&url)?.path().strip_prefix('/').map(str::to_string);
+        let database_url = match setup.postgres {
+            None => format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()),
+            Some(pg) => {
+                let database = pg.create_database("latchkey_bench").await?;
+                let url = database.url();
+                bench_database = Some(database);
                 url
             }
         };
@@ -304,10 +327,10 @@ impl Ours {
         })
     }
 
-    async fn stop(mut self, args: &Args) -> anyhow::Result<()> {
+    async fn stop(mut self, postgres: Option<&Postgres>) -> anyhow::Result<()> {
         drop(self.server.take());
-        if let Some(name) = self.bench_database.take() {
-            drop_postgres_database(&args.postgres_url, &name).await?;
+        if let (Some(pg), Some(database)) = (postgres, self.bench_database.take()) {
+            pg.drop_database(&database).await?;
         }
         Ok(())
     }
@@ -339,9 +362,9 @@ impl Probe<'_> {
     }
 }
 
-async fn run(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow::Result<Report> {
-    let mut report = Report::new(args, ceilings);
-    let ours = Ours::start(args, &mut report).await?;
+async fn run(args: &Args, mut setup: Setup<'_>, probe: &Probe<'_>) -> anyhow::Result<Report> {
+    let ours = Ours::start(args, &mut setup).await?;
+    let mut report = setup.report;
     let fixture = load::Fixture::seed(&ours.base, args.concurrency, ours.client.clone()).await?;
     if !args.smoke {
         // Let the server give back the seeding logins' Argon2 memory, so the first
@@ -357,7 +380,7 @@ async fn run(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow::Resu
             Err(e) => return Err(e),
         }
     }
-    ours.stop(args).await?;
+    ours.stop(setup.postgres).await?;
     Ok(report)
 }
 
@@ -372,131 +395,245 @@ struct PeerPair {
     ratio: f64,
 }
 
+/// The medians of one scenario's rounds, each figure on its own.
+#[derive(Debug, Serialize)]
+struct PeerSummary {
+    scenario: String,
+    latchkey: Medians,
+    peer: Medians,
+    /// The median of the rounds' ratios (our req/s over the peer's).
+    ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Medians {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_cpu_pct: Option<f64>,
+    server_peak_rss_mib: Option<f64>,
+}
+
 #[derive(Debug, Serialize)]
 struct PeerComparison {
     peer: String,
     note: String,
     peer_idle_rss_mib: f64,
+    /// Spawn to ready on an empty database (migrations included) and on an existing one.
+    peer_startup_fresh_ms: Option<f64>,
+    peer_startup_existing_ms: Option<f64>,
     pairs: Vec<PeerPair>,
+    summary: Vec<PeerSummary>,
 }
 
-const PEER_NOTE: &str = "oidc-provider keeps tokens in its in-memory adapter (lost on restart, not shared \
-between processes); Latchkey writes every refresh rotation durably to its database in one transaction";
+/// The median of `values` (the mean of the middle two for an even count); NaN when empty.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
 
-/// `--peer oidc-provider`: both servers up, the shared scenarios run alternately
-/// (A B A B …) for `--rounds` rounds with the same connection count, neither pinned.
-async fn run_peer(args: &Args, ceilings: Ceilings) -> anyhow::Result<Report> {
-    let mut report = Report::new(args, ceilings);
-    let ours = Ours::start(args, &mut report).await?;
+fn medians<'a>(outcomes: impl Iterator<Item = &'a Outcome> + Clone) -> Medians {
+    let of = |f: fn(&Outcome) -> f64| median(outcomes.clone().map(f).collect());
+    let of_some = |f: fn(&Outcome) -> Option<f64>| {
+        let values: Vec<f64> = outcomes.clone().filter_map(f).collect();
+        (!values.is_empty()).then(|| median(values))
+    };
+    Medians {
+        per_sec: of(|o| o.per_sec),
+        p50_ms: of(|o| o.p50_ms),
+        p99_ms: of(|o| o.p99_ms),
+        server_cpu_pct: of_some(|o| o.server_cpu_pct),
+        server_peak_rss_mib: of_some(|o| o.server_peak_rss_mib),
+    }
+}
+
+fn summarise(pairs: &[PeerPair]) -> Vec<PeerSummary> {
+    let mut names: Vec<&str> = pairs.iter().map(|p| p.scenario.as_str()).collect();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let rounds = || pairs.iter().filter(move |p| p.scenario == name);
+            PeerSummary {
+                scenario: name.to_string(),
+                latchkey: medians(rounds().map(|p| &p.latchkey)),
+                peer: medians(rounds().map(|p| &p.peer)),
+                ratio: median(rounds().map(|p| p.ratio).collect()),
+            }
+        })
+        .collect()
+}
+
+/// `--peer …`: Latchkey up once, each peer started in turn; the shared scenarios run
+/// alternately (A B in odd rounds, B A in even ones) for `--rounds` rounds with the same
+/// connection count, neither server pinned.
+async fn run_peers(args: &Args, mut setup: Setup<'_>) -> anyhow::Result<Report> {
+    let ours = Ours::start(args, &mut setup).await?;
     let fixture = load::Fixture::seed(&ours.base, args.concurrency, ours.client.clone()).await?;
-    println!("starting oidc-provider…");
-    let peer = peer::start(args.concurrency).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let peer_pid = Some(peer.child.id());
-    let peer_idle_rss_mib = server::memory_mib(peer.child.id()).0;
-    let peer_fixture = load::Fixture::peer(&peer.info, args.concurrency)?;
+    let dir = tempfile::tempdir()?;
+    let ctx = peer::Context { concurrency: args.concurrency, postgres: setup.postgres, dir: dir.path() };
     let shared = [Scenario::ClientCredentials, Scenario::Refresh, Scenario::Jwks];
     let scenarios: Vec<Scenario> =
         shared.into_iter().filter(|s| args.scenarios.is_empty() || args.scenarios.contains(s)).collect();
-    let mut pairs = Vec::new();
-    for scenario in scenarios {
-        for round in 1..=args.rounds {
-            // A B in odd rounds, B A in even ones, so neither always runs on a warmer machine.
-            let peer_first = round % 2 == 0;
-            let order = if peer_first { "oidc-provider, then latchkey" } else { "latchkey, then oidc-provider" };
-            println!("{scenario:?}, round {round}/{}: {order}…", args.rounds);
-            let run_ours =
-                || load::run_scenario(scenario, &fixture, args.concurrency, args.warmup, args.duration, ours.pid());
-            let run_peer =
-                || load::run_scenario(scenario, &peer_fixture, args.concurrency, args.warmup, args.duration, peer_pid);
-            let (latchkey, peer) = if peer_first {
-                let peer = run_peer().await?;
-                (run_ours().await?, peer)
-            } else {
-                let latchkey = run_ours().await?;
-                (latchkey, run_peer().await?)
-            };
-            let latchkey = latchkey.into_iter().next().context("no outcome")?;
-            let peer = peer.into_iter().next().context("no outcome")?;
-            let ratio = if peer.per_sec > 0.0 { latchkey.per_sec / peer.per_sec } else { f64::NAN };
-            pairs.push(PeerPair { scenario: latchkey.scenario.clone(), round, latchkey, peer, ratio });
+    let mut report = setup.report;
+    for &kind in &args.peers {
+        let name = kind.name();
+        println!("starting {name}…");
+        let peer = peer::start(kind, &ctx).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let peer_pid = Some(peer.pid());
+        let peer_idle_rss_mib = server::memory_mib(peer.pid()).0;
+        let peer_fixture = load::Fixture::peer(&peer, args.concurrency)?;
+        let mut pairs = Vec::new();
+        for &scenario in &scenarios {
+            for round in 1..=args.rounds {
+                // A B in odd rounds, B A in even ones, so neither always runs on a warmer machine.
+                let peer_first = round % 2 == 0;
+                let order =
+                    if peer_first { format!("{name}, then latchkey") } else { format!("latchkey, then {name}") };
+                println!("{scenario:?}, round {round}/{}: {order}…", args.rounds);
+                let run_ours =
+                    || load::run_scenario(scenario, &fixture, args.concurrency, args.warmup, args.duration, ours.pid());
+                let run_peer = || {
+                    load::run_scenario(scenario, &peer_fixture, args.concurrency, args.warmup, args.duration, peer_pid)
+                };
+                let (latchkey, peer) = if peer_first {
+                    let peer = run_peer().await?;
+                    (run_ours().await?, peer)
+                } else {
+                    let latchkey = run_ours().await?;
+                    (latchkey, run_peer().await?)
+                };
+                let latchkey = latchkey.into_iter().next().context("no outcome")?;
+                let peer = peer.into_iter().next().context("no outcome")?;
+                let ratio = if peer.per_sec > 0.0 { latchkey.per_sec / peer.per_sec } else { f64::NAN };
+                pairs.push(PeerPair { scenario: latchkey.scenario.clone(), round, latchkey, peer, ratio });
+            }
         }
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        let comparison = PeerComparison {
+            peer: peer.version.clone(),
+            note: peer.note.into(),
+            peer_idle_rss_mib,
+            peer_startup_fresh_ms: ms(peer.startup.fresh),
+            peer_startup_existing_ms: ms(peer.startup.existing),
+            summary: summarise(&pairs),
+            pairs,
+        };
+        peer.stop(setup.postgres).await?;
+        print_peer(&comparison, &report);
+        report.peers.push(comparison);
     }
-    let comparison = PeerComparison {
-        peer: format!("oidc-provider {} on Node.js {}", peer.version, node_version()),
-        note: PEER_NOTE.into(),
-        peer_idle_rss_mib,
-        pairs,
-    };
-    drop(peer);
-    ours.stop(args).await?;
-    print_peer(&comparison);
-    report.peer = Some(comparison);
+    ours.stop(setup.postgres).await?;
+    if report.peers.len() > 1 {
+        print_peer_overview(&report);
+    }
     Ok(report)
 }
 
-fn node_version() -> String {
-    std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn print_peer(c: &PeerComparison) {
+fn print_peer(c: &PeerComparison, ours: &Report) {
     println!();
-    println!("Side by side with {} (same connections, neither pinned):", c.peer);
+    println!("Side by side with {} (same connections, neither pinned; Latchkey on {}):", c.peer, ours.database);
     println!(
-        "{:<20} {:>5} {:>10} {:>8} {:>4} {:>6} {:>9}   {:>10} {:>8} {:>4} {:>6} {:>9}   {:>6}",
+        "{:<20} {:>5} {:>10} {:>7} {:>7} {:>4} {:>6} {:>9}   {:>10} {:>7} {:>7} {:>4} {:>6} {:>9}   {:>6}",
         "scenario",
         "round",
         "ours r/s",
+        "p50 ms",
         "p99 ms",
         "err",
         "CPU",
         "peak RSS",
         "peer r/s",
+        "p50 ms",
         "p99 ms",
         "err",
         "CPU",
         "peak RSS",
         "ratio"
     );
-    let cpu = |o: &Outcome| o.server_cpu_pct.map_or("-".into(), |c| format!("{c:.0}%"));
-    let rss = |o: &Outcome| o.server_peak_rss_mib.map_or("-".into(), |r| format!("{r:.1} MiB"));
+    let cpu = |c: Option<f64>| c.map_or("-".into(), |c| format!("{c:.0}%"));
+    let rss = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.1} MiB"));
     for p in &c.pairs {
         println!(
-            "{:<20} {:>5} {:>10.0} {:>8.2} {:>4} {:>6} {:>9}   {:>10.0} {:>8.2} {:>4} {:>6} {:>9}   {:>5.2}×",
+            "{:<20} {:>5} {:>10.0} {:>7.2} {:>7.2} {:>4} {:>6} {:>9}   {:>10.0} {:>7.2} {:>7.2} {:>4} {:>6} {:>9}   {:>5.2}×",
             p.scenario,
             p.round,
             p.latchkey.per_sec,
+            p.latchkey.p50_ms,
             p.latchkey.p99_ms,
             p.latchkey.errors,
-            cpu(&p.latchkey),
-            rss(&p.latchkey),
+            cpu(p.latchkey.server_cpu_pct),
+            rss(p.latchkey.server_peak_rss_mib),
             p.peer.per_sec,
+            p.peer.p50_ms,
             p.peer.p99_ms,
             p.peer.errors,
-            cpu(&p.peer),
-            rss(&p.peer),
+            cpu(p.peer.server_cpu_pct),
+            rss(p.peer.server_peak_rss_mib),
             p.ratio
         );
     }
-    let mut names: Vec<&str> = c.pairs.iter().map(|p| p.scenario.as_str()).collect();
-    names.dedup();
-    for name in names {
-        let mut ratios: Vec<f64> = c.pairs.iter().filter(|p| p.scenario == name).map(|p| p.ratio).collect();
-        ratios.sort_by(f64::total_cmp);
-        println!("  {name}: median ratio {:.2}× over {} rounds", ratios[ratios.len() / 2], ratios.len());
+    for s in &c.summary {
+        println!(
+            "{:<20} {:>5} {:>10.0} {:>7.2} {:>7.2} {:>4} {:>6} {:>9}   {:>10.0} {:>7.2} {:>7.2} {:>4} {:>6} {:>9}   {:>5.2}×",
+            s.scenario,
+            "med.",
+            s.latchkey.per_sec,
+            s.latchkey.p50_ms,
+            s.latchkey.p99_ms,
+            "",
+            cpu(s.latchkey.server_cpu_pct),
+            rss(s.latchkey.server_peak_rss_mib),
+            s.peer.per_sec,
+            s.peer.p50_ms,
+            s.peer.p99_ms,
+            "",
+            cpu(s.peer.server_cpu_pct),
+            rss(s.peer.server_peak_rss_mib),
+            s.ratio
+        );
     }
-    println!("  peer RSS when idle: {:.1} MiB", c.peer_idle_rss_mib);
+    let ours_idle = ours.idle_rss_mib.unwrap_or(f64::NAN);
+    println!(
+        "  RSS when idle: latchkey {ours_idle:.1} MiB, peer {:.1} MiB (latchkey/peer {:.3})",
+        c.peer_idle_rss_mib,
+        ours_idle / c.peer_idle_rss_mib
+    );
+    let startup = |fresh: Option<f64>, existing: Option<f64>| {
+        let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} ms"));
+        format!("{} fresh, {} existing", show(fresh), show(existing))
+    };
+    println!(
+        "  start-up to ready: latchkey {}; peer {}",
+        startup(ours.startup_fresh_ms, ours.startup_existing_ms),
+        startup(c.peer_startup_fresh_ms, c.peer_startup_existing_ms)
+    );
+    if let (Some(ours), Some(peer)) = (ours.startup_existing_ms, c.peer_startup_existing_ms.or(c.peer_startup_fresh_ms))
+    {
+        println!("  start-up ratio (peer/latchkey, existing database): {:.1}×", peer / ours);
+    }
     println!("  note: {}", c.note);
 }
 
+/// One line per peer and scenario: the median ratios side by side.
+fn print_peer_overview(report: &Report) {
+    println!();
+    println!("Median ratios, latchkey/peer (req/s), over {} peers:", report.peers.len());
+    for c in &report.peers {
+        let ratios: Vec<String> = c.summary.iter().map(|s| format!("{} {:.2}×", s.scenario, s.ratio)).collect();
+        println!("  {:<48} {}", c.peer, ratios.join(", "));
+    }
+}
+
 /// One fresh server per size: migrate, bulk-seed, start, then refresh and login.
-async fn run_scale(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow::Result<Report> {
+async fn run_scale(args: &Args, setup: Setup<'_>, probe: &Probe<'_>) -> anyhow::Result<Report> {
     let binary = server::server_binary()?;
-    let mut report = Report::new(args, ceilings);
+    let mut report = setup.report;
     let hasher = latchkey_server::security::password::PasswordHasher::new(
         latchkey_server::config::Argon2Settings {
             memory_kib: args.argon2_memory_kib,
@@ -513,12 +650,11 @@ async fn run_scale(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for &users in &args.scale {
         let dir = tempfile::tempdir()?;
-        let (database_url, pg_name) = match args.database {
-            DatabaseKind::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("scale.db").display()), None),
-            DatabaseKind::Postgres => {
-                let url = fresh_postgres_database(&args.postgres_url).await?;
-                let name = url::Url::parse(&url)?.path().strip_prefix('/').map(str::to_string);
-                (url, name)
+        let (database_url, pg_database) = match setup.postgres {
+            None => (format!("sqlite://{}?mode=rwc", dir.path().join("scale.db").display()), None),
+            Some(pg) => {
+                let database = pg.create_database("latchkey_scale").await?;
+                (database.url(), Some(database))
             }
         };
         let mut env = server::base_env(dir.path(), &database_url);
@@ -540,8 +676,8 @@ async fn run_scale(args: &Args, ceilings: Ceilings, probe: &Probe<'_>) -> anyhow
             report.scenarios.extend(outcomes);
         }
         drop(server);
-        if let Some(name) = pg_name {
-            drop_postgres_database(&args.postgres_url, &name).await?;
+        if let (Some(pg), Some(database)) = (setup.postgres, pg_database) {
+            pg.drop_database(&database).await?;
         }
     }
     Ok(report)

@@ -8,8 +8,10 @@
 // Latchkey writes them durably. Those differences are printed beside the figures.
 //
 // Usage: node server.mjs <refresh-token-count>
-// Prints one JSON line on stdout once ready: {base, client_id, client_secret,
-// refresh_client_id, refresh_client_secret, refresh_tokens: [...]}; runs until killed.
+// Prints one JSON line on stdout once ready: {base, ready_ms, client_id, client_secret,
+// refresh_client_id, refresh_client_secret, refresh_tokens: [...]}, where ready_ms is the
+// time from the process's start to the provider answering (before the tokens are minted);
+// runs until killed.
 
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -81,6 +83,7 @@ const provider = new Provider(base, {
 // Quiet: oidc-provider warns about the development interactions and in-memory adapter.
 provider.on('server_error', (ctx, err) => console.error('peer server_error:', err));
 server.on('request', provider.callback());
+const readyMs = process.uptime() * 1000;
 
 const refreshTokens = [];
 for (let i = 0; i < refreshTokenCount; i += 1) {
@@ -88,6 +91,7 @@ for (let i = 0; i < refreshTokenCount; i += 1) {
 }
 process.stdout.write(`${JSON.stringify({
   base,
+  ready_ms: readyMs,
   client_id: service.client_id,
   client_secret: service.client_secret,
   refresh_client_id: web.client_id,
