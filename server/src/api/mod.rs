@@ -115,11 +115,13 @@ pub fn app(state: AppState) -> impl Endpoint {
     route
         // Innermost, so a panic still passes through the request log and metrics.
         .with(poem::middleware::CatchPanic::new().with_handler(error::PanicAnswer))
-        .with_if(cors.is_some(), cors.unwrap_or_default())
+        // Inside CORS, so a browser can read the refusal of a malformed body; inside the
+        // body limit, so the body it reads is bounded.
         .around(move |next, req| {
             let document = held_to.clone();
             async move { document::check_body(next, req, &document).await }
         })
+        .with_if(cors.is_some(), cors.unwrap_or_default())
         .around(move |next, req| limit_body(next, req, max_body))
         .around(observe::observe)
         .data(state)

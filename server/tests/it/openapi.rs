@@ -120,6 +120,16 @@ mod contract {
                 (Some("invalid_request"), Some(problem))
             );
         }
+        // The refusal reaches a browser app: it carries the CORS answer.
+        let resp = server
+            .post("/auth/register")
+            .header("origin", crate::harness::SPA_ORIGIN)
+            .json(&serde_json::json!({"username": 7, "password": "long enough pw"}))
+            .sent()
+            .await;
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.headers()["access-control-allow-origin"], crate::harness::SPA_ORIGIN);
+
         // An optional property may be null ("not given"), as the document says.
         let resp = server
             .post("/admin/roles")
