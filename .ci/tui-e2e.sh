@@ -58,6 +58,8 @@ wait_for "Users — 2 total"
 tmux send-keys -t "$SESSION" q
 wait_for "CONSOLE-EXITED"
 tmux kill-session -t "$SESSION"
+# A session of its own name: one being killed may still hold the old one's pane.
+SESSION="$SESSION-plain"
 
 # NO_COLOR drops every colour, and Ctrl-C gives the terminal back as it was: out of raw
 # mode (stty shows icanon and echo again) and off the alternate screen.
@@ -71,6 +73,7 @@ if tmux capture-pane -e -p -t "$SESSION" | grep -Eq "$COLOUR"; then
 fi
 tmux send-keys -t "$SESSION" C-c
 wait_for "CONSOLE-EXITED"
+wait_for "baud" # stty -a's first line: it has run
 screen | grep -q -- "-icanon" && { echo "the terminal was left in raw mode"; screen; exit 1; }
 screen | grep -qw "icanon" || { echo "stty printed nothing"; screen; exit 1; }
 screen | grep -q "Users — 2 total" && { echo "the alternate screen was not left"; screen; exit 1; }
