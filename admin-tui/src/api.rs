@@ -92,6 +92,16 @@ pub struct Client {
     pub scopes: Vec<String>,
     pub audience: Option<String>,
     pub roles: Vec<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub first_party: bool,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub visible_roles: Option<Vec<String>>,
     pub created_at: String,
     pub updated_at: String,
 }

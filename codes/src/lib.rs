@@ -98,6 +98,12 @@ pub enum ErrorCode {
     InvalidGrantType,
     /// `invalid_status`: The status is not one of the allowed values.
     InvalidStatus,
+    /// `invalid_redirect_uri`: A client's redirect URI is not https, loopback http or a private-use scheme, or has a fragment or wildcard.
+    InvalidRedirectUri,
+    /// `invalid_origin`: A client's allowed origin is not an origin like `https://app.example.com`.
+    InvalidOrigin,
+    /// `invalid_audience`: The audience is Latchkey's own, which only a first-party client's tokens may carry.
+    InvalidAudience,
     /// `method_not_allowed`: The resource does not accept this method.
     MethodNotAllowed,
     /// `payload_too_large`: The request body is too large.
@@ -162,6 +168,9 @@ impl ErrorCode {
         ErrorCode::InvalidClientId,
         ErrorCode::InvalidGrantType,
         ErrorCode::InvalidStatus,
+        ErrorCode::InvalidRedirectUri,
+        ErrorCode::InvalidOrigin,
+        ErrorCode::InvalidAudience,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -218,6 +227,9 @@ impl ErrorCode {
             ErrorCode::InvalidClientId => "invalid_client_id",
             ErrorCode::InvalidGrantType => "invalid_grant_type",
             ErrorCode::InvalidStatus => "invalid_status",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidOrigin => "invalid_origin",
+            ErrorCode::InvalidAudience => "invalid_audience",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",

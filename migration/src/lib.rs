@@ -13,6 +13,7 @@ mod m20261123_000003_defences;
 mod m20261123_000004_operations;
 mod m20261201_000005_hardening;
 mod m20261201_000006_refresh_replay;
+mod m20261201_000007_code_flow;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_operations::Migration),
             Box::new(m20261201_000005_hardening::Migration),
             Box::new(m20261201_000006_refresh_replay::Migration),
+            Box::new(m20261201_000007_code_flow::Migration),
         ]
     }
 }

@@ -93,7 +93,8 @@ pub struct ClientCreateArgs {
     /// Confidential client (gets a secret); otherwise public.
     #[arg(long)]
     confidential: bool,
-    /// Allowed grant type (repeatable): client_credentials, password, refresh_token.
+    /// Allowed grant type (repeatable): authorization_code, client_credentials, password,
+    /// refresh_token.
     #[arg(long = "grant", required = true)]
     grants: Vec<String>,
     /// Allowed scope (repeatable).
@@ -102,9 +103,22 @@ pub struct ClientCreateArgs {
     /// Role carried by client_credentials tokens (repeatable).
     #[arg(long = "role")]
     roles: Vec<String>,
-    /// Audience of this client's tokens (defaults to the server's).
+    /// Audience of this client's tokens (defaults to the server's for a first-party
+    /// client, the client id for any other).
     #[arg(long)]
     audience: Option<String>,
+    /// Where the code flow may send the user back to (repeatable; exact strings).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Where a sign-out may send the user back to (repeatable).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// A browser origin that may call the token endpoint (repeatable).
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// One of ours: skips consent, may carry Latchkey's audience and every role.
+    #[arg(long)]
+    first_party: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +310,11 @@ async fn create_client(config: Config, args: ClientCreateArgs) -> Result<ExitCod
         scopes: args.scopes,
         audience: args.audience,
         roles: args.roles,
+        redirect_uris: args.redirect_uris,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        first_party: args.first_party,
+        allowed_origins: args.allowed_origins,
+        visible_roles: None,
     };
     match domain::clients::create(&state, new, &domain::rbac::Grantor::operator("cli")).await {
         Ok((client, secret)) => {

@@ -63,6 +63,8 @@ pub struct RawConfig {
     pub mfa: RawMfa,
     pub operations: RawOperations,
     pub connections: RawConnections,
+    pub sso: RawSso,
+    pub branding: RawBranding,
 }
 
 /// Limits on client connections (slowloris and descriptor exhaustion).
@@ -253,6 +255,31 @@ pub struct RawTokens {
     pub refresh_grace_secs: u64,
     /// Leeway for `exp`/`nbf` checks of our own tokens.
     pub clock_skew_secs: u64,
+    /// Lifetime of id_tokens (OpenID Connect Core §2).
+    pub id_token_ttl_secs: u64,
+}
+
+/// The browser's login session at the hosted pages (`lk_sso`), which signs the user in
+/// to a second relying party without a password prompt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSso {
+    pub cookie_name: String,
+    pub idle_timeout_secs: u64,
+    pub absolute_lifetime_secs: u64,
+    /// How long a sign-in started at `/oauth2/authorize` may take to finish.
+    pub sign_in_timeout_secs: u64,
+}
+
+/// What the hosted pages show of the operator's brand, without forking templates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBranding {
+    pub product_name: String,
+    /// An https (or same-origin path) URL of a logo image.
+    pub logo_url: Option<String>,
+    /// An extra stylesheet, loaded after ours.
+    pub extra_css_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,7 +342,26 @@ impl Default for RawConfig {
             mfa: RawMfa::default(),
             operations: RawOperations::default(),
             connections: RawConnections::default(),
+            sso: RawSso::default(),
+            branding: RawBranding::default(),
         }
+    }
+}
+
+impl Default for RawSso {
+    fn default() -> Self {
+        Self {
+            cookie_name: "lk_sso".into(),
+            idle_timeout_secs: 8 * 3600,
+            absolute_lifetime_secs: 7 * 24 * 3600,
+            sign_in_timeout_secs: 10 * 60,
+        }
+    }
+}
+
+impl Default for RawBranding {
+    fn default() -> Self {
+        Self { product_name: "Latchkey".into(), logo_url: None, extra_css_url: None }
     }
 }
 
@@ -327,6 +373,7 @@ impl Default for RawTokens {
             session_absolute_lifetime_secs: 30 * 24 * 3600,
             refresh_grace_secs: 10,
             clock_skew_secs: 30,
+            id_token_ttl_secs: 5 * 60,
         }
     }
 }
@@ -384,6 +431,8 @@ pub struct Config {
     pub mfa: Mfa,
     pub operations: Operations,
     pub connections: Connections,
+    pub sso: Sso,
+    pub branding: Branding,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -393,6 +442,30 @@ pub struct Tokens {
     pub session_absolute_lifetime: Duration,
     pub refresh_grace: Duration,
     pub clock_skew: Duration,
+    pub id_token_ttl: Duration,
+}
+
+impl Tokens {
+    /// The longest any token we sign stays valid: a retired key stays published this
+    /// long (plus the skew) after it last signed.
+    pub fn longest_signed_ttl(&self) -> Duration {
+        self.access_token_ttl.max(self.id_token_ttl)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sso {
+    pub cookie_name: String,
+    pub idle_timeout: Duration,
+    pub absolute_lifetime: Duration,
+    pub sign_in_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Branding {
+    pub product_name: String,
+    pub logo_url: Option<String>,
+    pub extra_css_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -573,6 +646,8 @@ impl RawConfig {
             mfa: Mfa::try_from(&self.mfa)?,
             operations: Operations::try_from(&self.operations)?,
             connections: Connections::try_from(&self.connections)?,
+            sso: Sso::checked(&self.sso, &self.cookie)?,
+            branding: Branding::try_from(&self.branding)?,
         })
     }
 }
@@ -615,6 +690,7 @@ impl TryFrom<&RawTokens> for Tokens {
             session_absolute_lifetime,
             refresh_grace: Duration::from_secs(t.refresh_grace_secs),
             clock_skew: Duration::from_secs(t.clock_skew_secs),
+            id_token_ttl: positive("tokens.id_token_ttl_secs", t.id_token_ttl_secs)?,
         })
     }
 }
@@ -677,6 +753,54 @@ impl Cookie {
             ));
         }
         Ok(Cookie { name: c.name.clone(), path: c.path.clone(), secure: c.secure })
+    }
+}
+
+impl Sso {
+    fn checked(s: &RawSso, refresh_cookie: &RawCookie) -> Result<Self, ConfigError> {
+        if s.cookie_name.is_empty() || !s.cookie_name.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
+        {
+            return Err(invalid("sso.cookie_name", "must be non-empty ASCII letters, digits, '_' or '-'"));
+        }
+        if s.cookie_name == refresh_cookie.name || s.cookie_name == crate::api::pages::BROWSER_COOKIE {
+            return Err(invalid("sso.cookie_name", "must differ from the other cookies' names"));
+        }
+        let idle_timeout = positive("sso.idle_timeout_secs", s.idle_timeout_secs)?;
+        let absolute_lifetime = positive("sso.absolute_lifetime_secs", s.absolute_lifetime_secs)?;
+        if idle_timeout > absolute_lifetime {
+            return Err(invalid("sso.idle_timeout_secs", "must not exceed sso.absolute_lifetime_secs"));
+        }
+        Ok(Sso {
+            cookie_name: s.cookie_name.clone(),
+            idle_timeout,
+            absolute_lifetime,
+            sign_in_timeout: positive("sso.sign_in_timeout_secs", s.sign_in_timeout_secs)?,
+        })
+    }
+}
+
+impl TryFrom<&RawBranding> for Branding {
+    type Error = ConfigError;
+
+    fn try_from(b: &RawBranding) -> Result<Self, ConfigError> {
+        let name = b.product_name.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(invalid("branding.product_name", "must be 1-64 characters"));
+        }
+        // The pages' Content-Security-Policy allows these origins for images and styles.
+        let check = |key: &str, url: &Option<String>| -> Result<Option<String>, ConfigError> {
+            let Some(url) = url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
+            let parsed = Url::parse(url).map_err(|_| invalid(key, "must be an absolute https URL"))?;
+            if parsed.scheme() != "https" && !is_loopback_http(&parsed) {
+                return Err(invalid(key, "must be an https URL"));
+            }
+            Ok(Some(parsed.to_string()))
+        };
+        Ok(Branding {
+            product_name: name.to_string(),
+            logo_url: check("branding.logo_url", &b.logo_url)?,
+            extra_css_url: check("branding.extra_css_url", &b.extra_css_url)?,
+        })
     }
 }
 

@@ -83,6 +83,11 @@ pub fn clients() -> Page<Client> {
         scopes: vec!["openid".into()],
         audience: None,
         roles: vec![],
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        first_party: id != "billing-svc",
+        allowed_origins: vec![],
+        visible_roles: None,
         created_at: "2026-11-23T12:30:03+00:00".into(),
         updated_at: "2026-11-23T12:30:03+00:00".into(),
     };

@@ -22,6 +22,18 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticat
     crate::domain::auth::authenticate_bearer(state, &bearer.token).await.map_err(|e| ApiError::from(e).into())
 }
 
+/// `Authorization: Bearer <access token>` of a user, issued by this server to any client
+/// (userinfo answers relying parties, whose tokens carry their own audience).
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_user_bearer")]
+pub struct UserInfoAuth(pub Authenticated);
+
+async fn check_user_bearer(req: &Request, bearer: Bearer) -> poem::Result<Authenticated> {
+    let state =
+        req.data::<AppState>().ok_or_else(|| poem::Error::from(ApiError::invalid_token("server misconfigured")))?;
+    crate::domain::auth::authenticate_userinfo(state, &bearer.token).await.map_err(|e| ApiError::from(e).into())
+}
+
 /// A bearer token whose user (or service client) is resolved with its current
 /// permissions. Handlers call [`AdminAuth::require`] before doing anything.
 #[derive(SecurityScheme)]

@@ -6,6 +6,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::models::{JsonWebKeySet, PreSerialized, ServerMetadata};
+use crate::domain::authorize::KNOWN_SCOPES;
 use crate::domain::oauth::GrantType;
 use crate::state::AppState;
 
@@ -30,6 +31,7 @@ enum JwksResponse {
 fn metadata(state: &AppState) -> MetadataResponse {
     let issuer = &state.config.issuer;
     let auth_methods = || vec!["client_secret_basic".to_string(), "client_secret_post".into(), "none".into()];
+    let words = |list: &[&str]| list.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     let doc = ServerMetadata {
         issuer: issuer.clone(),
         jwks_uri: format!("{issuer}{JWKS_PATH}"),
@@ -37,33 +39,43 @@ fn metadata(state: &AppState) -> MetadataResponse {
         revocation_endpoint: format!("{issuer}/oauth2/revoke"),
         introspection_endpoint: format!("{issuer}/oauth2/introspect"),
         userinfo_endpoint: format!("{issuer}/oauth2/userinfo"),
+        authorization_endpoint: format!("{issuer}/oauth2/authorize"),
         grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str().to_string()).collect(),
-        response_types_supported: Vec::new(),
+        response_types_supported: words(&["code"]),
+        response_modes_supported: words(&["query"]),
+        code_challenge_methods_supported: words(&["S256"]),
+        subject_types_supported: words(&["public"]),
+        id_token_signing_alg_values_supported: words(&["RS256"]),
         token_endpoint_auth_methods_supported: auth_methods(),
         revocation_endpoint_auth_methods_supported: auth_methods(),
-        introspection_endpoint_auth_methods_supported: vec![
-            "client_secret_basic".to_string(),
-            "client_secret_post".into(),
-        ],
-        scopes_supported: vec!["openid".into(), "profile".into()],
-        claims_supported: [
+        introspection_endpoint_auth_methods_supported: words(&["client_secret_basic", "client_secret_post"]),
+        scopes_supported: words(&KNOWN_SCOPES),
+        claims_supported: words(&[
             "iss",
             "sub",
             "aud",
             "exp",
             "iat",
-            "nbf",
-            "jti",
-            "client_id",
-            "scope",
-            "roles",
-            "sid",
             "auth_time",
+            "nonce",
+            "acr",
             "amr",
-        ]
-        .iter()
-        .map(|c| c.to_string())
-        .collect(),
+            "sid",
+            "azp",
+            "at_hash",
+            "preferred_username",
+            "name",
+            "updated_at",
+            "email",
+            "email_verified",
+            "roles",
+        ]),
+        prompt_values_supported: words(&["none", "login", "consent", "select_account"]),
+        acr_values_supported: words(&["1", "2"]),
+        authorization_response_iss_parameter_supported: true,
+        claims_parameter_supported: false,
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
     };
     MetadataResponse::Ok(Json(doc), "public, max-age=3600".into())
 }

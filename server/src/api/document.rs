@@ -125,9 +125,21 @@ impl Document {
             let methods = operations.keys().cloned().collect();
             paths.push(PathEntry { template: segments(template), allow: allow_value(methods), json_bodies });
         }
+        // Routes served beside the document, one (path, method) each: a path's methods
+        // make one entry.
+        let mut beside: Vec<(&str, Vec<String>)> = Vec::new();
         for (template, method) in extra {
-            let allow = allow_value(vec![method.to_string()]);
-            paths.push(PathEntry { template: segments(template), allow, json_bodies: Vec::new() });
+            match beside.iter_mut().find(|(t, _)| t == template) {
+                Some((_, methods)) => methods.push(method.to_string()),
+                None => beside.push((template, vec![method.to_string()])),
+            }
+        }
+        for (template, methods) in beside {
+            paths.push(PathEntry {
+                template: segments(template),
+                allow: allow_value(methods),
+                json_bodies: Vec::new(),
+            });
         }
         paths.sort_by_key(|entry| entry.template.iter().filter(|s| **s == Segment::Param).count());
         let schemas = spec.pointer("/components/schemas").and_then(Value::as_object).cloned().unwrap_or_default();

@@ -14,6 +14,7 @@ pub mod models;
 pub mod oauth;
 pub mod observe;
 pub mod ops;
+pub mod pages;
 pub mod route_facts;
 
 use poem::http::Method;
@@ -76,7 +77,8 @@ pub fn app(state: AppState) -> impl Endpoint {
     let service = openapi_service();
     let generated = service.spec();
     let finished = document::finish(&generated);
-    let served_beside = [("/openapi.json", "get"), ("/docs", "get"), ("/metrics", "get")];
+    let mut served_beside = vec![("/openapi.json", "get"), ("/docs", "get"), ("/metrics", "get")];
+    served_beside.extend_from_slice(&pages::ROUTES);
     let document = std::sync::Arc::new(document::Document::read(
         &serde_json::from_str(&finished).unwrap_or_default(),
         &served_beside,
@@ -98,7 +100,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             .max_age(600)
     });
     let max_body = config.max_body_bytes;
-    let mut route = Route::new().nest("/", service).at("/openapi.json", spec).nest("/docs", docs);
+    let mut route = pages::mount(Route::new().nest("/", service).at("/openapi.json", spec).nest("/docs", docs));
     if config.operations.metrics_listen.is_none() {
         // On the public listener only this host may read them (a Prometheus agent beside
         // the server); `operations.metrics_listen` gives them an address of their own.

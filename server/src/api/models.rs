@@ -200,6 +200,9 @@ pub struct TokenResponse {
     #[oai(skip_serializing_if_is_none)]
     pub refresh_token: Option<String>,
     pub scope: String,
+    /// OpenID Connect: from the code exchange when `openid` was granted.
+    #[oai(skip_serializing_if_is_none)]
+    pub id_token: Option<String>,
 }
 
 /// RFC 7662 §2.2 introspection response; only `active` is present for inactive tokens.
@@ -234,14 +237,25 @@ pub struct IntrospectionResponse {
     pub roles: Option<Vec<String>>,
 }
 
-/// OpenID Connect-style userinfo.
+/// OpenID Connect userinfo (Core §5.3): `sub`, and the claims the token's scopes
+/// release (`profile`: `preferred_username`, `name`, `updated_at`; `email`: `email`,
+/// `email_verified`; `roles`: `roles`).
 #[derive(Debug, Object)]
 pub struct UserInfoResponse {
     pub sub: String,
-    pub preferred_username: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub preferred_username: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+    /// When the profile last changed (Unix seconds).
+    #[oai(skip_serializing_if_is_none)]
+    pub updated_at: Option<i64>,
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
-    pub roles: Vec<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub email_verified: Option<bool>,
+    #[oai(skip_serializing_if_is_none)]
+    pub roles: Option<Vec<String>>,
 }
 
 /// RFC 8414 authorization server metadata (also served as OpenID discovery). Only
@@ -254,14 +268,24 @@ pub struct ServerMetadata {
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
     pub userinfo_endpoint: String,
+    pub authorization_endpoint: String,
     pub grant_types_supported: Vec<String>,
-    /// Empty: there is no authorization endpoint (no browser redirect flows yet).
     pub response_types_supported: Vec<String>,
+    pub response_modes_supported: Vec<String>,
+    pub code_challenge_methods_supported: Vec<String>,
+    pub subject_types_supported: Vec<String>,
+    pub id_token_signing_alg_values_supported: Vec<String>,
     pub token_endpoint_auth_methods_supported: Vec<String>,
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
     pub scopes_supported: Vec<String>,
     pub claims_supported: Vec<String>,
+    pub prompt_values_supported: Vec<String>,
+    pub acr_values_supported: Vec<String>,
+    pub authorization_response_iss_parameter_supported: bool,
+    pub claims_parameter_supported: bool,
+    pub request_parameter_supported: bool,
+    pub request_uri_parameter_supported: bool,
 }
 
 /// RFC 7517 JSON Web Key (RSA public key).

@@ -11,8 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
 use super::ApiTags;
-use super::auth::user_of_token;
-use super::bearer::BearerAuth;
+use super::bearer::UserInfoAuth;
 use super::browser::request_context;
 use super::error::{ApiError, ApiResult};
 use super::models::{IntrospectionResponse, TokenResponse, UserInfoResponse};
@@ -50,6 +49,15 @@ struct TokenForm {
     /// Password grant on an account with TOTP: the current 6-digit code.
     #[oai(validator(max_length = 16))]
     totp: Option<String>,
+    /// `authorization_code`: the code from the redirect.
+    #[oai(validator(max_length = 256))]
+    code: Option<String>,
+    /// `authorization_code`: the redirect URI of the authorization request.
+    #[oai(validator(max_length = 2000))]
+    redirect_uri: Option<String>,
+    /// `authorization_code`: the PKCE verifier (RFC 7636).
+    #[oai(validator(max_length = 128))]
+    code_verifier: Option<String>,
 }
 
 // No Debug: it carries secrets.
@@ -171,6 +179,9 @@ impl OAuthApi {
             password: form.password.map(Secret::new),
             scope: form.scope,
             totp: form.totp,
+            code: form.code.map(Secret::new),
+            redirect_uri: form.redirect_uri,
+            code_verifier: form.code_verifier.map(Secret::new),
         };
         let tokens = oauth::token(&state, &creds, request, &request_context(req)).await.map_err(oauth_error)?;
         Ok(TokenIssued::Ok(
@@ -180,6 +191,7 @@ impl OAuthApi {
                 expires_in: tokens.expires_in,
                 refresh_token: tokens.refresh_token.map(|t| t.expose().clone()),
                 scope: tokens.scope,
+                id_token: tokens.id_token,
             }),
             "no-store".into(),
             "no-cache".into(),
@@ -234,15 +246,20 @@ impl OAuthApi {
         ))
     }
 
-    /// Claims about the user of the bearer token.
+    /// Claims about the user of the bearer token, as its scopes release them.
     #[oai(path = "/userinfo", method = "get", operation_id = "userinfo")]
-    async fn userinfo(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<UserInfo> {
-        let user = user_of_token(&state, &auth).await?;
+    async fn userinfo(&self, state: Data<&AppState>, auth: UserInfoAuth) -> ApiResult<UserInfo> {
+        let info = crate::domain::code_grant::userinfo(&state, &auth.0).await?;
+        let claim = |name: &str| info.get(name).cloned();
+        let text = |name: &str| claim(name).and_then(|v| v.as_str().map(str::to_string));
         Ok(UserInfo::Ok(Json(UserInfoResponse {
-            sub: user.id,
-            preferred_username: user.username,
-            email: user.email,
-            roles: user.roles,
+            sub: auth.0.claims.sub.clone(),
+            preferred_username: text("preferred_username"),
+            name: text("name"),
+            updated_at: claim("updated_at").and_then(|v| v.as_i64()),
+            email: text("email"),
+            email_verified: claim("email_verified").and_then(|v| v.as_bool()),
+            roles: claim("roles").and_then(|v| serde_json::from_value(v).ok()),
         })))
     }
 }

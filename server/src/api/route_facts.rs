@@ -83,10 +83,15 @@ fn check_csrf(config: &Config, req: &Request) -> Result<(), ApiError> {
 }
 
 fn refresh_cookie(config: &Config, req: &Request) -> Option<Secret<String>> {
+    cookie_value(req, &config.cookie.name)
+}
+
+/// The value of the cookie `name` in the request's `Cookie` headers (empty counts as absent).
+pub fn cookie_value(req: &Request, wanted: &str) -> Option<Secret<String>> {
     req.headers().get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
         header.split(';').find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == config.cookie.name && !value.is_empty()).then(|| Secret::new(value.to_string()))
+            (name == wanted && !value.is_empty()).then(|| Secret::new(value.to_string()))
         })
     })
 }
@@ -143,13 +148,18 @@ impl ChargedByHandler<'_> {
 
 /// Takes one token from the client address's bucket of this group.
 fn charge(req: &Request, bucket: Bucket) -> Result<(), ApiError> {
+    charge_ip(req, bucket).map_err(ApiError::from)
+}
+
+/// [`charge`], answering the domain's error (the hosted pages render it as a page).
+pub fn charge_ip(req: &Request, bucket: Bucket) -> Result<(), crate::domain::Error> {
     if let Some(state) = req.data::<AppState>()
         && let Some(ip) = client_ip(req, &state.config.rate_limits)
         && let Err(retry_after) = state.limits.check_ip(bucket, ip)
     {
         tracing::info!(%ip, bucket = bucket.as_str(), "rate limited");
         state.metrics.rate_limited.with_label_values(&[bucket.as_str()]).inc();
-        return Err(ApiError::from(crate::domain::Error::RateLimited { retry_after_secs: retry_after }));
+        return Err(crate::domain::Error::RateLimited { retry_after_secs: retry_after });
     }
     Ok(())
 }

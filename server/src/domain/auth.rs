@@ -38,6 +38,8 @@ pub struct IssuedTokens {
     /// When the refresh token stops working if unused (for the cookie's Max-Age).
     pub refresh_expires_at: Option<i64>,
     pub session_id: Option<String>,
+    /// OpenID Connect: issued by the code exchange when `openid` was granted.
+    pub id_token: Option<String>,
 }
 
 /// Checks a username and password. The attempt is reserved in the database before the
@@ -175,9 +177,16 @@ pub fn mint_access_token(state: &AppState, grant: AccessGrant<'_>) -> Result<(St
     Ok((token, ttl))
 }
 
-/// The audience of tokens issued to a client: its own configured audience, or ours.
+/// The audience of tokens issued to a client: its own configured audience, else ours
+/// for a first-party client and the client's own id for any other — a third-party
+/// client's tokens never carry ours, so they never open our API.
 pub fn audience_for<'a>(state: &'a AppState, client: &'a ClientRow) -> &'a str {
-    client.audience.as_deref().unwrap_or(&state.config.audience)
+    let ours = state.config.audience.as_str();
+    match client.audience.as_deref() {
+        Some(audience) if client.first_party || audience != ours => audience,
+        _ if client.first_party => ours,
+        _ => &client.client_id,
+    }
 }
 
 /// A verified bearer token and, for user tokens, the user as read with the session.
@@ -200,13 +209,33 @@ impl std::ops::Deref for Authenticated {
 /// revocation therefore take effect at once here; resource servers verifying offline
 /// accept the token until `exp`.
 pub async fn authenticate_bearer(state: &AppState, token: &str) -> Result<Authenticated> {
+    authenticate_for(state, token, &state.config.audience).await
+}
+
+/// [`authenticate_bearer`] for userinfo, which answers any client we issued a user's
+/// token to (third-party tokens carry their client's audience, not ours). Tokens
+/// without a session (services) are refused: they name no user.
+pub async fn authenticate_userinfo(state: &AppState, token: &str) -> Result<Authenticated> {
+    // The audience is read unverified only to be checked below with the signature.
+    let audience = jsonwebtoken::dangerous::insecure_decode::<AccessClaims>(token)
+        .map_err(|_| Error::InvalidToken("malformed token".into()))?
+        .claims
+        .aud;
+    let authenticated = authenticate_for(state, token, &audience).await?;
+    if authenticated.claims.sid.is_none() {
+        return Err(Error::InvalidToken("this token does not represent a user".into()));
+    }
+    Ok(authenticated)
+}
+
+async fn authenticate_for(state: &AppState, token: &str, audience: &str) -> Result<Authenticated> {
     let now = state.now();
     let keys = state.keys.current();
     let claims = AccessClaims::verify(
         token,
         &keys,
         &state.config.issuer,
-        &state.config.audience,
+        audience,
         now,
         state.config.tokens.clock_skew.as_secs() as i64,
     )

@@ -10,6 +10,7 @@ use crate::store::{Page, StoreError};
 use crate::tokens::CLIENT_SECRET_PREFIX;
 use latchkey_codes::ErrorCode;
 
+use super::authorize;
 use super::oauth::GrantType;
 use super::rbac::Grantor;
 use super::sessions::SPA_CLIENT_ID;
@@ -33,6 +34,55 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     pub audience: Option<String>,
     pub roles: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Skips consent and may carry our audience and every role: a full admin's call.
+    pub first_party: bool,
+    pub allowed_origins: Vec<String>,
+    /// The user roles its tokens may carry; `None` is the default filter.
+    pub visible_roles: Option<Vec<String>>,
+}
+
+/// The redirect-like URIs of a client: each one a registrable redirect URI, at most
+/// [`authorize::MAX_REDIRECT_URIS`].
+fn validate_uris(field: &str, uris: &[String]) -> Result<String> {
+    if uris.len() > authorize::MAX_REDIRECT_URIS {
+        return Err(Error::bad_request(
+            ErrorCode::InvalidRedirectUri,
+            format!("at most {} {field} per client", authorize::MAX_REDIRECT_URIS),
+        ));
+    }
+    for uri in uris {
+        authorize::check_redirect_uri(uri)
+            .map_err(|why| Error::bad_request(ErrorCode::InvalidRedirectUri, format!("{field} {uri:?} {why}")))?;
+    }
+    Ok(join_unique(uris))
+}
+
+fn validate_origins(origins: &[String]) -> Result<String> {
+    let mut normalised = Vec::with_capacity(origins.len());
+    for origin in origins {
+        let Some(origin) = crate::config::normalise_origin(origin) else {
+            return Err(Error::bad_request(
+                ErrorCode::InvalidOrigin,
+                format!("{origin:?} is not an origin like https://app.example.com"),
+            ));
+        };
+        normalised.push(origin);
+    }
+    Ok(join_unique(&normalised))
+}
+
+/// A client that may use the code flow needs somewhere to send the user back to.
+fn check_code_flow(grant_types: &str, redirect_uris: &str) -> Result<()> {
+    let code_flow = grant_types.split_ascii_whitespace().any(|g| g == GrantType::AuthorizationCode.as_str());
+    if code_flow && redirect_uris.is_empty() {
+        return Err(Error::bad_request(
+            ErrorCode::InvalidRedirectUri,
+            "the authorization_code grant needs at least one redirect URI",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_grants(grants: &[String], confidential: bool) -> Result<String> {
@@ -86,11 +136,27 @@ fn map_store(err: StoreError) -> Error {
     }
 }
 
-/// Tokens of a client whose audience is ours (set, or left to the default) open the
-/// admin API with the client's roles: only a full admin hands that out.
-async fn check_audience(state: &AppState, by: &Grantor<'_>, client_id: &str, audience: Option<&str>) -> Result<()> {
-    if audience.is_none_or(|a| a == state.config.audience) {
+/// Tokens of a first-party client whose audience is ours (set, or left to the default)
+/// open the admin API with the client's roles, and first-party clients skip consent:
+/// only a full admin makes one. A third-party client's tokens never carry our audience,
+/// so naming it for one is refused rather than silently replaced.
+async fn check_audience(
+    state: &AppState,
+    by: &Grantor<'_>,
+    client_id: &str,
+    first_party: bool,
+    audience: Option<&str>,
+) -> Result<()> {
+    let ours = audience.is_none_or(|a| a == state.config.audience);
+    if first_party && ours {
         by.require_full_admin(state, "client.audience", client_id).await?;
+    } else if first_party {
+        by.require_full_admin(state, "client.first_party", client_id).await?;
+    } else if audience == Some(state.config.audience.as_str()) {
+        return Err(Error::bad_request(
+            ErrorCode::InvalidAudience,
+            "only a first-party client's tokens may carry Latchkey's own audience",
+        ));
     }
     Ok(())
 }
@@ -131,8 +197,12 @@ pub async fn create(
     }
     let grant_types = validate_grants(&new.grant_types, new.confidential)?;
     let scopes = validate_scopes(&new.scopes)?;
+    let redirect_uris = validate_uris("redirect_uri", &new.redirect_uris)?;
+    check_code_flow(&grant_types, &redirect_uris)?;
+    let post_logout_redirect_uris = validate_uris("post_logout_redirect_uri", &new.post_logout_redirect_uris)?;
+    let allowed_origins = validate_origins(&new.allowed_origins)?;
     let audience = new.audience.filter(|a| !a.trim().is_empty());
-    check_audience(state, by, &new.client_id, audience.as_deref()).await?;
+    check_audience(state, by, &new.client_id, new.first_party, audience.as_deref()).await?;
     by.check_roles(state, "client.create", &new.client_id, &new.roles).await?;
     let secret = new.confidential.then(|| generate_token(CLIENT_SECRET_PREFIX));
     let now = state.now();
@@ -146,9 +216,16 @@ pub async fn create(
         audience,
         created_at: now,
         updated_at: now,
+        redirect_uris,
+        post_logout_redirect_uris,
+        first_party: new.first_party,
+        allowed_origins,
+        role_filter: new.visible_roles.as_deref().map(join_unique),
     };
-    let details =
-        serde_json::json!({ "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type.as_str() });
+    let details = serde_json::json!({
+        "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type.as_str(),
+        "redirect_uris": row.redirect_uris, "first_party": row.first_party,
+    });
     let audit = event(now, actor, "client.create", &new.client_id, details);
     let row = clients::insert(&state.db, row, &new.roles, audit).await.map_err(map_store)?;
     let mut roles = new.roles;
@@ -177,12 +254,18 @@ pub async fn list(state: &AppState, page: Page) -> Result<(Vec<ClientView>, u64)
     Ok((views, total))
 }
 
+#[derive(Default)]
 pub struct ClientUpdate {
     pub name: Option<String>,
     pub grant_types: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
     pub audience: Option<Option<String>>,
     pub roles: Option<Vec<String>>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub first_party: Option<bool>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub visible_roles: Option<Option<Vec<String>>>,
 }
 
 pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by: &Grantor<'_>) -> Result<ClientView> {
@@ -193,8 +276,13 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
     if let Some(roles) = &update.roles {
         by.check_roles(state, "client.update", client_id, roles).await?;
     }
-    if let Some(audience) = &update.audience {
-        check_audience(state, by, client_id, audience.as_deref().filter(|a| !a.trim().is_empty())).await?;
+    let first_party = update.first_party.unwrap_or(current.row.first_party);
+    if update.audience.is_some() || update.first_party.is_some() {
+        let audience = match &update.audience {
+            Some(audience) => audience.as_deref().filter(|a| !a.trim().is_empty()),
+            None => current.row.audience.as_deref(),
+        };
+        check_audience(state, by, client_id, first_party, audience).await?;
     }
     let confidential = current.row.client_type == ClientType::Confidential;
     let name = match update.name.map(|n| n.trim().to_string()) {
@@ -210,9 +298,23 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
         audience: update.audience.map(|a| a.filter(|a| !a.trim().is_empty())),
         secret_hash: None,
         roles: update.roles.clone(),
+        redirect_uris: update.redirect_uris.as_deref().map(|u| validate_uris("redirect_uri", u)).transpose()?,
+        post_logout_redirect_uris: update
+            .post_logout_redirect_uris
+            .as_deref()
+            .map(|u| validate_uris("post_logout_redirect_uri", u))
+            .transpose()?,
+        first_party: update.first_party,
+        allowed_origins: update.allowed_origins.as_deref().map(validate_origins).transpose()?,
+        role_filter: update.visible_roles.map(|roles| roles.as_deref().map(join_unique)),
     };
+    check_code_flow(
+        changes.grant_types.as_deref().unwrap_or(&current.row.grant_types),
+        changes.redirect_uris.as_deref().unwrap_or(&current.row.redirect_uris),
+    )?;
     let details = serde_json::json!({
         "grant_types": changes.grant_types, "scopes": changes.scopes, "roles": update.roles, "name": changes.name,
+        "redirect_uris": changes.redirect_uris, "first_party": changes.first_party,
     });
     let audit = event(now, actor, "client.update", client_id, details);
     clients::update(&state.db, client_id, changes, now, audit)

@@ -122,7 +122,7 @@ impl Lifecycle {
         Self {
             rotation_interval_secs: config.keys.rotation_interval.as_secs() as i64,
             jwks_max_age_secs: config.keys.jwks_max_age.as_secs() as i64,
-            token_ttl_secs: config.tokens.access_token_ttl.as_secs() as i64,
+            token_ttl_secs: config.tokens.longest_signed_ttl().as_secs() as i64,
             clock_skew_secs: config.tokens.clock_skew.as_secs() as i64,
         }
     }

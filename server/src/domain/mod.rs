@@ -5,7 +5,9 @@
 
 pub mod audit;
 pub mod auth;
+pub mod authorize;
 pub mod clients;
+pub mod code_grant;
 pub mod keys;
 pub mod lockout;
 pub mod maintenance;
@@ -13,6 +15,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod rbac;
 pub mod sessions;
+pub mod signin;
 pub mod users;
 
 use crate::security::password::HashError;

@@ -21,6 +21,8 @@ use super::{Error, ErrorCode, Result, mfa, sessions, users};
 /// The grant types of the token endpoint (RFC 6749 §4), as registered for a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantType {
+    /// OpenID Connect sign-in (RFC 6749 §4.1 with PKCE).
+    AuthorizationCode,
     RefreshToken,
     /// First-party apps only (RFC 9700 §2.4).
     Password,
@@ -29,10 +31,12 @@ pub enum GrantType {
 
 impl GrantType {
     /// Every supported grant, in the order discovery lists them.
-    pub const ALL: [GrantType; 3] = [GrantType::RefreshToken, GrantType::Password, GrantType::ClientCredentials];
+    pub const ALL: [GrantType; 4] =
+        [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::Password, GrantType::ClientCredentials];
 
     pub const fn as_str(self) -> &'static str {
         match self {
+            GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
             GrantType::Password => "password",
             GrantType::ClientCredentials => "client_credentials",
@@ -63,6 +67,9 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     /// TOTP code for the password grant on accounts with a second factor.
     pub totp: Option<String>,
+    pub code: Option<Secret<String>>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<Secret<String>>,
 }
 
 fn invalid_client() -> Error {
@@ -131,6 +138,15 @@ pub async fn token(
         ));
     }
     match grant {
+        GrantType::AuthorizationCode => {
+            let code = request.code.ok_or_else(|| Error::oauth(ErrorCode::InvalidRequest, "code is required"))?;
+            let presented = super::code_grant::Presented {
+                code: &code,
+                redirect_uri: request.redirect_uri.as_deref(),
+                code_verifier: request.code_verifier.as_ref(),
+            };
+            super::code_grant::exchange(state, &client, presented, ctx).await
+        }
         GrantType::RefreshToken => {
             let presented = request
                 .refresh_token
@@ -204,6 +220,7 @@ async fn client_credentials(
         refresh_token: None,
         refresh_expires_at: None,
         session_id: None,
+        id_token: None,
     })
 }
 

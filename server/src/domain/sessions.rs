@@ -34,6 +34,7 @@ pub const REASON_REUSE: &str = "refresh_token_reuse";
 pub const REASON_USER_REVOKED: &str = "revoked_by_user";
 pub const REASON_TOKEN_REVOKED: &str = "token_revoked";
 pub const REASON_ADMIN_REVOKED: &str = "revoked_by_admin";
+pub const REASON_CODE_REUSE: &str = "authorization_code_reuse";
 
 /// The public first-party client behind the `/auth` cookie endpoints.
 pub const SPA_CLIENT_ID: &str = "spa";
@@ -119,7 +120,7 @@ pub async fn start(
         amr: amr.iter().map(|s| s.to_string()).collect(),
         roles,
     };
-    answer_for_session(state, client, grant, refresh_token, idle_expires_at, now)
+    answer_for_session(state, client, grant, Some((refresh_token, idle_expires_at)), now)
 }
 
 /// What to do with a presented refresh token, judged from what was read and `now`.
@@ -286,27 +287,27 @@ fn issue(
         amr: session.amr.split_ascii_whitespace().map(str::to_string).collect(),
         roles: roles.clone(),
     };
-    answer_for_session(state, client, grant, refresh_token, refresh_expires_at, now)
+    answer_for_session(state, client, grant, Some((refresh_token, refresh_expires_at)), now)
 }
 
 /// What an access token minted for a user's session says about it.
-struct SessionGrant<'a> {
-    user_id: &'a str,
-    session_id: &'a str,
-    scope: &'a str,
-    auth_time: i64,
-    amr: Vec<String>,
-    roles: Vec<String>,
+pub(super) struct SessionGrant<'a> {
+    pub user_id: &'a str,
+    pub session_id: &'a str,
+    pub scope: &'a str,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub roles: Vec<String>,
 }
 
 /// The answer for a user's session at `now`: a fresh access token beside its
-/// `refresh_token` (the first one at login, the child after a rotation).
-fn answer_for_session(
+/// `refresh_token` (the first one at login, the child after a rotation; none for a
+/// code-flow session that may not refresh). The roles are those the client may see.
+pub(super) fn answer_for_session(
     state: &AppState,
     client: &ClientRow,
     grant: SessionGrant<'_>,
-    refresh_token: Secret<String>,
-    refresh_expires_at: i64,
+    refresh: Option<(Secret<String>, i64)>,
     now: i64,
 ) -> Result<IssuedTokens> {
     let (access_token, expires_in) = mint_access_token(
@@ -316,7 +317,7 @@ fn answer_for_session(
             client_id: &client.client_id,
             audience: audience_for(state, client),
             scope: grant.scope,
-            roles: grant.roles,
+            roles: super::signin::visible_roles(client, grant.roles),
             session_id: Some(grant.session_id),
             auth_time: Some(grant.auth_time),
             amr: grant.amr,
@@ -327,9 +328,10 @@ fn answer_for_session(
         access_token,
         expires_in,
         scope: grant.scope.to_string(),
-        refresh_token: Some(refresh_token),
-        refresh_expires_at: Some(refresh_expires_at),
+        refresh_expires_at: refresh.as_ref().map(|(_, at)| *at),
+        refresh_token: refresh.map(|(token, _)| token),
         session_id: Some(grant.session_id.to_string()),
+        id_token: None,
     })
 }
 

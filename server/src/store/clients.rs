@@ -81,6 +81,11 @@ pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: New
         audience: Set(row.audience),
         created_at: Set(row.created_at),
         updated_at: Set(row.updated_at),
+        redirect_uris: Set(row.redirect_uris),
+        post_logout_redirect_uris: Set(row.post_logout_redirect_uris),
+        first_party: Set(row.first_party),
+        allowed_origins: Set(row.allowed_origins),
+        role_filter: Set(row.role_filter),
     }
     .insert(&*txn)
     .await?;
@@ -99,6 +104,11 @@ pub struct ClientChanges {
     pub audience: Option<Option<String>>,
     pub secret_hash: Option<String>,
     pub roles: Option<Vec<String>>,
+    pub redirect_uris: Option<String>,
+    pub post_logout_redirect_uris: Option<String>,
+    pub first_party: Option<bool>,
+    pub allowed_origins: Option<String>,
+    pub role_filter: Option<Option<String>>,
 }
 
 pub async fn update(
@@ -127,6 +137,21 @@ pub async fn update(
     }
     if let Some(hash) = changes.secret_hash {
         active.secret_hash = Set(Some(hash));
+    }
+    if let Some(uris) = changes.redirect_uris {
+        active.redirect_uris = Set(uris);
+    }
+    if let Some(uris) = changes.post_logout_redirect_uris {
+        active.post_logout_redirect_uris = Set(uris);
+    }
+    if let Some(first_party) = changes.first_party {
+        active.first_party = Set(first_party);
+    }
+    if let Some(origins) = changes.allowed_origins {
+        active.allowed_origins = Set(origins);
+    }
+    if let Some(filter) = changes.role_filter {
+        active.role_filter = Set(filter);
     }
     active.updated_at = Set(now);
     let row = active.update(&*txn).await?;

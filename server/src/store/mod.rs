@@ -4,6 +4,7 @@
 
 pub mod attempts;
 pub mod audit;
+pub mod authorization;
 pub mod clients;
 pub mod columns;
 pub mod entities;

@@ -51,12 +51,27 @@ pub async fn create(
     event: NewAuditEvent,
 ) -> StoreResult<SessionRow> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let row = insert(&*txn, session, Some(token)).await?;
+    audit::record(&*txn, event).await?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// Inserts a session and, when it may be refreshed, its first refresh token; the
+/// caller's transaction holds them together.
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    session: NewSession,
+    token: Option<NewRefreshToken>,
+) -> StoreResult<SessionRow> {
+    let now = session.now;
+    let id = session.id.clone();
     let row = sessions::ActiveModel {
-        id: Set(session.id.clone()),
+        id: Set(session.id),
         user_id: Set(session.user_id),
         client_id: Set(session.client_id),
-        created_at: Set(session.now),
-        last_used_at: Set(session.now),
+        created_at: Set(now),
+        last_used_at: Set(now),
         idle_expires_at: Set(session.idle_expires_at),
         absolute_expires_at: Set(session.absolute_expires_at),
         revoked_at: Set(None),
@@ -67,11 +82,11 @@ pub async fn create(
         auth_time: Set(session.auth_time),
         scope: Set(session.scope),
     }
-    .insert(&*txn)
+    .insert(db)
     .await?;
-    insert_token(&*txn, &session.id, session.now, token).await?;
-    audit::record(&*txn, event).await?;
-    txn.commit().await?;
+    if let Some(token) = token {
+        insert_token(db, &id, now, token).await?;
+    }
     Ok(row)
 }
 

@@ -43,8 +43,34 @@ struct JoseHeader {
 }
 
 /// A base64url (unpadded) JSON part of a compact JWS.
-fn decode_part<T: DeserializeOwned>(part: &str) -> Option<T> {
+pub(crate) fn decode_part<T: DeserializeOwned>(part: &str) -> Option<T> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+}
+
+/// Checks a compact JWS we signed: three parts, `alg` exactly RS256 (never `none` or an
+/// HMAC), a `typ` that `typ_ok` accepts, no `crit`, a `kid` we publish, and the
+/// signature — before anything reads the claims. Returns the claims' base64url part.
+pub(crate) fn verify_signed<'t>(
+    token: &'t str,
+    keys: &KeySet,
+    typ_ok: impl Fn(&str) -> bool,
+) -> Result<&'t str, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header: JoseHeader = decode_part(header_b64).ok_or(TokenError::Malformed)?;
+    if header.alg != "RS256" || !header.typ.as_deref().is_some_and(typ_ok) || header.crit.is_some() {
+        return Err(TokenError::Header);
+    }
+    let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+    let key = keys.verifiers.get(&kid).ok_or(TokenError::UnknownKey)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| TokenError::Malformed)?;
+    let signed = &token[..header_b64.len() + 1 + claims_b64.len()];
+    key.verify_sig(signed.as_bytes(), &signature).map_err(|_| TokenError::Invalid("bad signature".into()))?;
+    Ok(claims_b64)
 }
 
 /// Why a presented access token was not accepted. Callers answer all of these with the
@@ -89,26 +115,9 @@ impl AccessClaims {
         now: UnixTime,
         leeway: i64,
     ) -> Result<Self, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header: JoseHeader = decode_part(header_b64).ok_or(TokenError::Malformed)?;
-        let typ_ok = header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"));
-        if header.alg != "RS256" || !typ_ok || header.crit.is_some() {
-            return Err(TokenError::Header);
-        }
-        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = keys.verifiers.get(&kid).ok_or(TokenError::UnknownKey)?;
-        let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| TokenError::Malformed)?;
-        let signed = &token[..header_b64.len() + 1 + claims_b64.len()];
-        key.verify_sig(signed.as_bytes(), &signature).map_err(|_| TokenError::Invalid("bad signature".into()))?;
-
+        let is_access_token =
+            |typ: &str| typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt");
+        let claims_b64 = verify_signed(token, keys, is_access_token)?;
         let claims: AccessClaims =
             decode_part(claims_b64).ok_or_else(|| TokenError::Invalid("claims are not an access token".into()))?;
         if claims.iss != issuer {

@@ -135,27 +135,53 @@ pub struct PublishedKey {
     pub e: String,
 }
 
-/// The key that signs new tokens. The JWS header is pre-encoded once per key.
+/// What a signed token is, as its JWS header's `typ` says (RFC 8725 §3.11: explicit
+/// types, so one kind of token can never be taken for another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// RFC 9068 `at+jwt`.
+    Access,
+    /// OpenID Connect id_token, `typ: JWT` as Core §2's examples and most libraries expect.
+    Id,
+}
+
+/// The key that signs new tokens. The JWS headers are pre-encoded once per key.
 pub struct Signer {
     kid: String,
-    header_b64: String,
+    access_header_b64: String,
+    id_header_b64: String,
     pair: RsaKeyPair,
 }
 
 impl Signer {
     fn new(material: KeyMaterial) -> Self {
-        let header = format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{}"}}"#, material.kid);
-        Self { kid: material.kid, header_b64: URL_SAFE_NO_PAD.encode(header), pair: material.pair }
+        let header =
+            |typ: &str| URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"RS256","typ":"{typ}","kid":"{}"}}"#, material.kid));
+        Self {
+            access_header_b64: header("at+jwt"),
+            id_header_b64: header("JWT"),
+            kid: material.kid,
+            pair: material.pair,
+        }
     }
 
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
-    /// Produces a compact JWS over `claims`.
+    /// Produces a compact JWS over `claims` (an access token).
     pub fn sign_json(&self, claims_json: &[u8]) -> Result<String, KeyError> {
-        let mut token = String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 360);
-        token.push_str(&self.header_b64);
+        self.sign_kind(TokenKind::Access, claims_json)
+    }
+
+    /// Produces a compact JWS over `claims`, typed as `kind`.
+    pub fn sign_kind(&self, kind: TokenKind, claims_json: &[u8]) -> Result<String, KeyError> {
+        let header_b64 = match kind {
+            TokenKind::Access => &self.access_header_b64,
+            TokenKind::Id => &self.id_header_b64,
+        };
+        let mut token = String::with_capacity(header_b64.len() + claims_json.len() * 4 / 3 + 360);
+        token.push_str(header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
         let mut signature = vec![0u8; self.pair.public_modulus_len()];

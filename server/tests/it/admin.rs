@@ -429,7 +429,7 @@ async fn custom_role_on_client_credentials_verifies_via_jwks() {
         &admin,
         Method::POST,
         "/admin/clients",
-        Some(json!({"client_id": "invoicer", "name": "Invoicer", "confidential": true, "grant_types": ["client_credentials"], "scopes": ["billing"], "roles": ["billing-reader"]})),
+        Some(json!({"client_id": "invoicer", "name": "Invoicer", "confidential": true, "grant_types": ["client_credentials"], "scopes": ["billing"], "roles": ["billing-reader"], "first_party": true})),
     )
     .await;
     assert_eq!(status, 201, "{created}");

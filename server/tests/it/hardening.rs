@@ -138,8 +138,9 @@ async fn roles_write_alone_cannot_widen_the_user_role_or_mint_permissions() {
     server.stop().await;
 }
 
-/// Finding 1, `clients:write`: a client with the admin role, or with Latchkey's own
-/// audience (whose tokens open the admin API), is a full admin's to make.
+/// Finding 1, `clients:write`: a client with the admin role, or a first-party one (whose
+/// tokens carry Latchkey's own audience and open the admin API), is a full admin's to
+/// make; a third-party client's tokens never carry that audience.
 #[tokio::test]
 async fn clients_write_alone_cannot_mint_an_admin_service() {
     let server = TestServer::start().await;
@@ -163,11 +164,30 @@ async fn clients_write_alone_cannot_mint_an_admin_service() {
         call(&server, &manager, Method::POST, "/admin/clients", Some(client("svc", &["reporter"], Some("reports"))))
             .await;
     assert_refused(status, &body, "a client with a role it does not hold");
-    let (status, body) = call(&server, &manager, Method::POST, "/admin/clients", Some(client("svc", &[], None))).await;
-    assert_refused(status, &body, "a client with Latchkey's audience (the default)");
+    let mut first_party = client("svc", &[], None);
+    first_party["first_party"] = json!(true);
+    let (status, body) = call(&server, &manager, Method::POST, "/admin/clients", Some(first_party.clone())).await;
+    assert_refused(status, &body, "a first-party client (Latchkey's audience by default)");
+    first_party["audience"] = json!("latchkey");
+    let (status, body) = call(&server, &manager, Method::POST, "/admin/clients", Some(first_party)).await;
+    assert_refused(status, &body, "a first-party client with Latchkey's audience");
     let (status, body) =
         call(&server, &manager, Method::POST, "/admin/clients", Some(client("svc", &[], Some("latchkey")))).await;
-    assert_refused(status, &body, "a client with Latchkey's audience");
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_audience")), "a third party with ours: {body}");
+    // The default, a third-party client: allowed, and its tokens do not open our API.
+    let (status, body) =
+        call(&server, &manager, Method::POST, "/admin/clients", Some(client("plain", &[], None))).await;
+    assert_eq!(status, 201, "{body}");
+    let secret = body["client_secret"].as_str().unwrap();
+    let token: Value = server
+        .post("/oauth2/token")
+        .basic_auth("plain", Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .fetch_json()
+        .await;
+    let access = token["access_token"].as_str().unwrap();
+    let (status, _) = call(&server, access, Method::GET, "/admin/clients", None).await;
+    assert_eq!(status, 401, "a third-party client's token carries its own audience, not ours");
     let (status, body) = call(
         &server,
         &manager,
@@ -190,14 +210,15 @@ async fn clients_write_alone_cannot_mint_an_admin_service() {
     assert_eq!(status, 201, "within its own permissions and another audience: {body}");
 
     // An admin service made by the full admin: the manager cannot get at its secret.
-    let (status, _) =
-        call(&server, &root, Method::POST, "/admin/clients", Some(client("root-svc", &["admin"], None))).await;
+    let mut admin_service = client("root-svc", &["admin"], None);
+    admin_service["first_party"] = json!(true);
+    let (status, _) = call(&server, &root, Method::POST, "/admin/clients", Some(admin_service)).await;
     assert_eq!(status, 201);
     for (method, path, body) in [
         (Method::POST, "/admin/clients/root-svc/secret", None),
         (Method::PATCH, "/admin/clients/root-svc", Some(json!({"name": "mine now"}))),
         (Method::DELETE, "/admin/clients/root-svc", None),
-        (Method::PATCH, "/admin/clients/svc", Some(json!({"audience": null}))),
+        (Method::PATCH, "/admin/clients/svc", Some(json!({"first_party": true}))),
     ] {
         let (status, answer) = call(&server, &manager, method.clone(), path, body).await;
         assert_refused(status, &answer, &format!("{method} {path}"));

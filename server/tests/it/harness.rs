@@ -286,6 +286,13 @@ impl TestServer {
             scopes: vec!["openid".into(), "profile".into(), "billing".into()],
             audience: None,
             roles: roles.iter().map(|s| s.to_string()).collect(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            // Ours, like every client made before third-party clients existed: its
+            // tokens carry our audience.
+            first_party: true,
+            allowed_origins: Vec::new(),
+            visible_roles: None,
         };
         let (_, secret) = latchkey_server::domain::clients::create(
             &self.state,

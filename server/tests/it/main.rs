@@ -7,6 +7,7 @@
 mod admin;
 mod claims;
 mod cli;
+mod code_flow;
 mod cookie_flow;
 mod defences;
 mod e2e;

@@ -31,7 +31,13 @@ async fn token_endpoint_errors_have_rfc6749_shapes() {
     type Case<'a> = (Option<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
         (None, vec![("client_id", "latchkey-admin")], 400, "invalid_request"),
-        (None, vec![("grant_type", "authorization_code"), ("client_id", "spa")], 400, "unsupported_grant_type"),
+        (
+            None,
+            vec![("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("client_id", "spa")],
+            400,
+            "unsupported_grant_type",
+        ),
+        (None, vec![("grant_type", "authorization_code"), ("client_id", "spa")], 400, "unauthorized_client"),
         (
             None,
             vec![("grant_type", "password"), ("client_id", "nope"), ("username", "liam"), ("password", PASSWORD)],

@@ -55,6 +55,11 @@ impl AdminClientsApi {
             scopes: strings(body.scopes),
             audience: body.audience,
             roles: strings(body.roles),
+            redirect_uris: body.redirect_uris,
+            post_logout_redirect_uris: body.post_logout_redirect_uris,
+            first_party: body.first_party,
+            allowed_origins: body.allowed_origins,
+            visible_roles: body.visible_roles.map(strings),
         };
         let (client, secret) = clients::create(auth.state(), new, &admin.grantor()).await?;
         Ok(Created::New(Json(CreatedClientResponse {
@@ -84,6 +89,15 @@ impl AdminClientsApi {
             scopes: body.scopes.map(strings),
             audience: if body.audience.is_undefined() { None } else { Some(body.audience.take()) },
             roles: body.roles.map(strings),
+            redirect_uris: body.redirect_uris,
+            post_logout_redirect_uris: body.post_logout_redirect_uris,
+            first_party: body.first_party,
+            allowed_origins: body.allowed_origins,
+            visible_roles: if body.visible_roles.is_undefined() {
+                None
+            } else {
+                Some(body.visible_roles.take().map(strings))
+            },
         };
         let client = clients::update(auth.state(), &client_id.0, update, &admin.grantor()).await?;
         Ok(Json(client.into()))

@@ -144,6 +144,17 @@ pub struct ClientResponse {
     pub audience: Option<String>,
     /// Roles carried by `client_credentials` tokens.
     pub roles: Vec<String>,
+    /// Where the code flow may send the user back to (exact strings).
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// First-party clients skip consent and may carry Latchkey's audience and every role.
+    pub first_party: bool,
+    /// Browser origins that may call the token, userinfo and revoke endpoints (CORS).
+    pub allowed_origins: Vec<String>,
+    /// The user roles this client's tokens may carry; absent: all (first-party) or all
+    /// but `admin` (third-party).
+    #[oai(skip_serializing_if_is_none)]
+    pub visible_roles: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -163,6 +174,11 @@ impl From<ClientView> for ClientResponse {
             client_type: row.client_type.as_str().into(),
             audience: row.audience,
             roles: client.roles,
+            redirect_uris: words(&row.redirect_uris),
+            post_logout_redirect_uris: words(&row.post_logout_redirect_uris),
+            first_party: row.first_party,
+            allowed_origins: words(&row.allowed_origins),
+            visible_roles: row.role_filter.as_deref().map(words),
             created_at: to_datetime(row.created_at),
             updated_at: to_datetime(row.updated_at),
         }
@@ -185,6 +201,19 @@ pub struct CreateClientRequest {
     pub audience: Option<String>,
     #[oai(default, validator(max_items = 64, max_length = 64))]
     pub roles: Vec<RoleName>,
+    /// Required with the `authorization_code` grant: https, loopback http (any port for
+    /// an IP literal) or a private-use scheme; matched exactly.
+    #[oai(default, validator(max_items = 16, max_length = 2000))]
+    pub redirect_uris: Vec<String>,
+    #[oai(default, validator(max_items = 16, max_length = 2000))]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Only a full admin may make a first-party client.
+    #[oai(default)]
+    pub first_party: bool,
+    #[oai(default, validator(max_items = 16, max_length = 256))]
+    pub allowed_origins: Vec<String>,
+    #[oai(skip_serializing_if_is_none, validator(max_items = 64, max_length = 64))]
+    pub visible_roles: Option<Vec<RoleName>>,
 }
 
 // No Debug: it carries secrets.
@@ -209,6 +238,17 @@ pub struct UpdateClientRequest {
     pub audience: MaybeUndefined<String>,
     #[oai(skip_serializing_if_is_none, validator(max_items = 64, max_length = 64))]
     pub roles: Option<Vec<RoleName>>,
+    #[oai(skip_serializing_if_is_none, validator(max_items = 16, max_length = 2000))]
+    pub redirect_uris: Option<Vec<String>>,
+    #[oai(skip_serializing_if_is_none, validator(max_items = 16, max_length = 2000))]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub first_party: Option<bool>,
+    #[oai(skip_serializing_if_is_none, validator(max_items = 16, max_length = 256))]
+    pub allowed_origins: Option<Vec<String>>,
+    /// The roles its tokens may carry, or `null` for the default filter; omit to keep it.
+    #[oai(validator(max_items = 64, max_length = 64))]
+    pub visible_roles: MaybeUndefined<Vec<RoleName>>,
 }
 
 // No Debug: it carries secrets.

@@ -13,6 +13,14 @@ pub struct Model {
     pub audience: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Space-separated; matched as exact strings.
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    /// Ours: skips consent, and its tokens may carry our audience and every role.
+    pub first_party: bool,
+    pub allowed_origins: String,
+    /// Space-separated role names its user tokens may carry; `None` is the default.
+    pub role_filter: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

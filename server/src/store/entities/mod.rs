@@ -4,8 +4,11 @@
 use sea_orm::sea_query::StringLen;
 
 pub mod audit_events;
+pub mod authorization_codes;
+pub mod authorization_requests;
 pub mod client_roles;
 pub mod clients;
+pub mod consents;
 pub mod mfa_challenges;
 pub mod recovery_codes;
 pub mod refresh_tokens;
@@ -13,6 +16,7 @@ pub mod role_permissions;
 pub mod roles;
 pub mod sessions;
 pub mod signing_keys;
+pub mod sso_sessions;
 pub mod user_roles;
 pub mod username_skeletons;
 pub mod users;

@@ -254,7 +254,12 @@ from_row!(ClientRow {
     scopes,
     audience,
     created_at,
-    updated_at
+    updated_at,
+    redirect_uris,
+    post_logout_redirect_uris,
+    first_party,
+    allowed_origins,
+    role_filter,
 });
 
 // The statement texts are built once: they key the prepared-statement cache, and the

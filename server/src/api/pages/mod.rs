@@ -1,0 +1,399 @@
+//! The hosted pages and the authorization endpoint: server-rendered HTML that works
+//! without JavaScript (askama templates beside this file), for any relying party's
+//! sign-in. Handlers read cookies and forms, call one [`crate::domain::signin`] step and
+//! answer a redirect (303, so reload and back never resubmit a password) or a page.
+//!
+//! Every answer carries `Cache-Control: no-store`, a Content-Security-Policy that
+//! allows nothing but our own origin (forms may also post to, and redirect to, the
+//! origin the sign-in ends at), `frame-ancestors 'none'` with `X-Frame-Options: DENY`
+//! against clickjacking, and `Referrer-Policy: no-referrer` so codes and interaction ids
+//! never leak in a `Referer`.
+
+mod messages;
+
+use askama::Template;
+use poem::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use poem::http::{HeaderValue, Method, StatusCode};
+use poem::web::cookie::{Cookie, SameSite};
+use poem::{Body, Request, Response, Route, handler};
+
+use crate::domain::authorize::{AuthorizeParams, redirect_origin};
+use crate::domain::mfa::SecondFactor;
+use crate::domain::signin::{self, Browser, InteractionView, NewCookie, Next, Outcome, Refused};
+use crate::domain::{Error, ErrorCode};
+use crate::security::Secret;
+use crate::security::rate_limit::Bucket;
+use crate::state::AppState;
+
+use super::browser::request_context;
+use super::observe::REQUEST_ID_HEADER;
+use super::route_facts::{charge_ip, cookie_value};
+use messages::{EN, Messages};
+
+/// The cookie binding a sign-in in progress to the browser that started it.
+pub const BROWSER_COOKIE: &str = "lk_browser";
+
+/// Every path this module serves, with its methods (for the `Allow` table).
+pub const ROUTES: [(&str, &str); 8] = [
+    ("/oauth2/authorize", "get"),
+    ("/oauth2/authorize", "post"),
+    ("/ui/signin", "get"),
+    ("/ui/signin", "post"),
+    ("/ui/signin/code", "post"),
+    ("/ui/consent", "get"),
+    ("/ui/consent", "post"),
+    ("/ui/style.css", "get"),
+];
+
+/// Adds the hosted routes to the application's.
+pub fn mount(route: Route) -> Route {
+    route
+        .at("/oauth2/authorize", poem::get(authorize).post(authorize))
+        .at("/ui/signin", poem::get(show).post(submit_password))
+        .at("/ui/signin/code", poem::post(submit_code))
+        .at("/ui/consent", poem::get(show).post(submit_consent))
+        .at("/ui/style.css", poem::get(style))
+}
+
+/// What every page shows of the brand.
+struct Chrome {
+    product_name: String,
+    logo_url: Option<String>,
+    extra_css_url: Option<String>,
+}
+
+impl Chrome {
+    fn of(state: &AppState) -> Self {
+        let branding = &state.config.branding;
+        Self {
+            product_name: branding.product_name.clone(),
+            logo_url: branding.logo_url.clone(),
+            extra_css_url: branding.extra_css_url.clone(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage<'a> {
+    chrome: Chrome,
+    t: &'a Messages,
+    client_name: String,
+    interaction: String,
+    csrf_token: String,
+    username: String,
+    notice: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+struct SecondFactorPage<'a> {
+    chrome: Chrome,
+    t: &'a Messages,
+    interaction: String,
+    csrf_token: String,
+    notice: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    chrome: Chrome,
+    t: &'a Messages,
+    client_name: String,
+    interaction: String,
+    csrf_token: String,
+    username: Option<String>,
+    scopes: Vec<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    chrome: Chrome,
+    t: &'a Messages,
+    message: String,
+    request_id: String,
+}
+
+fn state_of(req: &Request) -> poem::Result<&AppState> {
+    req.data::<AppState>().ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+/// The policy of a page whose forms end at `ends_at` (a redirect URI), if any.
+fn content_security_policy(state: &AppState, ends_at: Option<&str>) -> String {
+    let mut form_action = String::from("'self'");
+    if let Some(origin) = ends_at.and_then(redirect_origin) {
+        form_action.push(' ');
+        form_action.push_str(&origin);
+    }
+    let origin_of = |url: &Option<String>| url.as_deref().and_then(redirect_origin).unwrap_or_default();
+    let branding = &state.config.branding;
+    format!(
+        "default-src 'none'; style-src 'self' {}; img-src 'self' {}; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'",
+        origin_of(&branding.extra_css_url),
+        origin_of(&branding.logo_url),
+    )
+}
+
+/// The headers every hosted answer carries.
+fn harden(mut response: Response, csp: &str) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("pragma", HeaderValue::from_static("no-cache"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if let Ok(value) = HeaderValue::from_str(csp) {
+        headers.insert("content-security-policy", value);
+    }
+    response
+}
+
+fn html(state: &AppState, status: StatusCode, body: String, ends_at: Option<&str>) -> Response {
+    let response = Response::builder().status(status).content_type("text/html; charset=utf-8").body(body);
+    harden(response, &content_security_policy(state, ends_at))
+}
+
+/// The error page for a refusal: the message for the user and the request id to quote,
+/// never an internal detail.
+fn error_page(req: &Request, state: &AppState, err: &Error) -> Response {
+    let (status, message) = match err {
+        Error::BadRequest { description, .. } => (StatusCode::BAD_REQUEST, description.clone()),
+        Error::NotFound(_) => (StatusCode::NOT_FOUND, EN.not_found.to_string()),
+        Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, EN.rate_limited.to_string()),
+        Error::Busy { .. } | Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, EN.busy.to_string()),
+        Error::Internal(detail) => {
+            tracing::error!(%detail, "hosted page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, EN.internal.to_string())
+        }
+        other => {
+            tracing::warn!(error = %other, "hosted page refused");
+            (StatusCode::BAD_REQUEST, EN.internal.to_string())
+        }
+    };
+    untrusted_page(req, state, status, message)
+}
+
+fn untrusted_page(req: &Request, state: &AppState, status: StatusCode, message: String) -> Response {
+    let request_id = req.header(REQUEST_ID_HEADER).unwrap_or("-").to_string();
+    let page = ErrorPage { chrome: Chrome::of(state), t: &EN, message, request_id };
+    match page.render() {
+        Ok(body) => html(state, status, body, None),
+        Err(_) => html(state, StatusCode::INTERNAL_SERVER_ERROR, String::new(), None),
+    }
+}
+
+fn browser_of(req: &Request, state: &AppState) -> Browser {
+    Browser { sso: cookie_value(req, &state.config.sso.cookie_name), binding: cookie_value(req, BROWSER_COOKIE) }
+}
+
+fn set_cookie(response: &mut Response, state: &AppState, name: &str, cookie: NewCookie) {
+    let mut built = Cookie::new_with_str(name, cookie.value.expose());
+    built.set_http_only(true);
+    built.set_secure(state.config.cookie.secure);
+    // Lax: the cookie rides the top-level navigation a relying party starts, never a
+    // cross-site POST or subresource.
+    built.set_same_site(SameSite::Lax);
+    built.set_path("/");
+    if let Some(max_age) = cookie.max_age {
+        built.set_max_age(std::time::Duration::from_secs(max_age.max(0) as u64));
+    }
+    if let Ok(value) = HeaderValue::from_str(&built.to_string()) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+}
+
+/// A step's outcome as a 303 to where the browser goes next, with its cookies.
+fn answer(state: &AppState, outcome: Outcome) -> Response {
+    let (location, ends_at) = match &outcome.next {
+        Next::ToClient(url) => (url.clone(), Some(url.as_str())),
+        Next::Interaction(id) => (format!("/ui/signin?interaction={id}"), None),
+    };
+    let mut response = Response::builder().status(StatusCode::SEE_OTHER).body(Body::empty());
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    if let Some(cookie) = outcome.sso_cookie {
+        set_cookie(&mut response, state, &state.config.sso.cookie_name, cookie);
+    }
+    if let Some(cookie) = outcome.binding_cookie {
+        set_cookie(&mut response, state, BROWSER_COOKIE, cookie);
+    }
+    harden(response, &content_security_policy(state, ends_at))
+}
+
+/// The request's parameters: the query (GET) or the form body (POST, which must be
+/// `application/x-www-form-urlencoded`, OpenID Connect Core §3.1.2.1).
+async fn pairs_of(req: &Request, body: Body) -> Result<Vec<(String, String)>, Error> {
+    let form = req.method() == Method::POST;
+    let bytes = if form {
+        let is_form = req
+            .header(CONTENT_TYPE)
+            .is_some_and(|ct| ct.split(';').next().is_some_and(|t| t.trim() == "application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(Error::bad_request(ErrorCode::InvalidRequest, EN.bad_form.to_string()));
+        }
+        body.into_vec().await.map_err(|_| Error::bad_request(ErrorCode::InvalidRequest, EN.bad_form.to_string()))?
+    } else {
+        req.uri().query().unwrap_or_default().as_bytes().to_vec()
+    };
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+#[handler]
+async fn authorize(req: &Request, body: Body) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let pairs = match pairs_of(req, body).await {
+        Ok(pairs) => pairs,
+        Err(err) => return Ok(error_page(req, state, &err)),
+    };
+    let params = AuthorizeParams::from_pairs(pairs);
+    let browser = browser_of(req, state);
+    match signin::authorize(state, params, &browser, &request_context(req)).await {
+        Ok(outcome) => Ok(answer(state, outcome)),
+        Err(Refused::Untrusted(description)) => Ok(untrusted_page(req, state, StatusCode::BAD_REQUEST, description)),
+        Err(Refused::Failed(err)) => Ok(error_page(req, state, &err)),
+    }
+}
+
+/// `GET /ui/signin?interaction=…`: the page of the interaction's stage.
+#[handler]
+async fn show(req: &Request) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let id = url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == "interaction")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let view = match signin::view(state, &id, &browser_of(req, state)).await {
+        Ok(view) => view,
+        Err(err) => return Ok(error_page(req, state, &err)),
+    };
+    Ok(render(req, state, view))
+}
+
+fn render(req: &Request, state: &AppState, view: InteractionView) -> Response {
+    let notice = view.notice.as_deref().map(messages::notice);
+    let rendered = match view.stage.as_str() {
+        signin::STAGE_SIGN_IN => SignInPage {
+            chrome: Chrome::of(state),
+            t: &EN,
+            client_name: view.client_name,
+            interaction: view.id,
+            csrf_token: view.csrf_token,
+            username: view.login_hint.unwrap_or_default(),
+            notice,
+        }
+        .render(),
+        signin::STAGE_SECOND_FACTOR => SecondFactorPage {
+            chrome: Chrome::of(state),
+            t: &EN,
+            interaction: view.id,
+            csrf_token: view.csrf_token,
+            notice,
+        }
+        .render(),
+        _ => ConsentPage {
+            chrome: Chrome::of(state),
+            t: &EN,
+            client_name: view.client_name,
+            interaction: view.id,
+            csrf_token: view.csrf_token,
+            username: view.username,
+            scopes: view.scopes.iter().map(|s| messages::scope(s)).collect(),
+        }
+        .render(),
+    };
+    match rendered {
+        Ok(body) => html(state, StatusCode::OK, body, Some(&view.redirect_uri)),
+        Err(err) => error_page(req, state, &Error::Internal(err.to_string())),
+    }
+}
+
+/// A hosted form's fields, by name (each taken once; a repeated field is refused).
+struct FormFields(Vec<(String, String)>);
+
+impl FormFields {
+    fn get(&self, name: &str) -> Option<&str> {
+        let mut found = self.0.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let first = found.next();
+        if found.next().is_some() { None } else { first }
+    }
+}
+
+/// Runs one POST step: the rate-limit bucket first, then the form, then `step`.
+async fn post_step<F, Fut>(req: &Request, body: Body, bucket: Bucket, step: F) -> poem::Result<Response>
+where
+    F: FnOnce(FormFields, Browser) -> Fut,
+    Fut: std::future::Future<Output = Result<Outcome, Error>>,
+{
+    let state = state_of(req)?;
+    if let Err(err) = charge_ip(req, bucket) {
+        return Ok(error_page(req, state, &err));
+    }
+    let fields = match pairs_of(req, body).await {
+        Ok(pairs) => FormFields(pairs),
+        Err(err) => return Ok(error_page(req, state, &err)),
+    };
+    match step(fields, browser_of(req, state)).await {
+        Ok(outcome) => Ok(answer(state, outcome)),
+        Err(err) => Ok(error_page(req, state, &err)),
+    }
+}
+
+#[handler]
+async fn submit_password(req: &Request, body: Body) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let ctx = request_context(req);
+    post_step(req, body, Bucket::Login, |form, browser| async move {
+        let id = form.get("interaction").unwrap_or_default();
+        let password = Secret::new(form.get("password").unwrap_or_default().to_string());
+        let username = form.get("username").unwrap_or_default();
+        signin::submit_password(state, id, &browser, form.get("csrf_token"), username, &password, &ctx).await
+    })
+    .await
+}
+
+#[handler]
+async fn submit_code(req: &Request, body: Body) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let ctx = request_context(req);
+    post_step(req, body, Bucket::Totp, |form, browser| async move {
+        let id = form.get("interaction").unwrap_or_default();
+        let factor = match form.get("recovery_code").filter(|c| !c.trim().is_empty()) {
+            Some(recovery) => SecondFactor::RecoveryCode(Secret::new(recovery.to_string())),
+            None => SecondFactor::Code(form.get("code").unwrap_or_default().to_string()),
+        };
+        signin::submit_second_factor(state, id, &browser, form.get("csrf_token"), factor, &ctx).await
+    })
+    .await
+}
+
+#[handler]
+async fn submit_consent(req: &Request, body: Body) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let ctx = request_context(req);
+    post_step(req, body, Bucket::Token, |form, browser| async move {
+        let id = form.get("interaction").unwrap_or_default();
+        let allow = match form.get("decision") {
+            Some("allow") => true,
+            Some("deny") => false,
+            _ => return Err(Error::bad_request(ErrorCode::InvalidRequest, EN.bad_form.to_string())),
+        };
+        signin::submit_consent(state, id, &browser, form.get("csrf_token"), allow, &ctx).await
+    })
+    .await
+}
+
+#[handler]
+fn style(req: &Request) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let response = Response::builder()
+        .content_type("text/css; charset=utf-8")
+        .header(CACHE_CONTROL, "public, max-age=3600")
+        .body(include_str!("style.css"));
+    let mut response = harden(response, &content_security_policy(state, None));
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    Ok(response)
+}

@@ -1,0 +1,255 @@
+//! The code flow's storage: browser login sessions (SSO), sign-in interactions of the
+//! hosted pages, authorization codes and remembered consents.
+//!
+//! A code is redeemed by a compare-and-swap (`UPDATE … SET used_at WHERE used_at IS
+//! NULL`) in the transaction that creates the session its tokens belong to, so of two
+//! redemptions racing on one code exactly one wins, and the loser finds the winner's
+//! session to revoke (on PostgreSQL its update waits on the winner's row lock and then
+//! reads the committed row; on SQLite the writer lock orders them).
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use super::StoreResult;
+use super::audit::{self, NewAuditEvent};
+use super::entities::{authorization_codes, authorization_requests, consents, sso_sessions, users};
+use super::sessions::{NewRefreshToken, NewSession};
+
+pub use authorization_codes::Model as CodeRow;
+pub use authorization_requests::Model as InteractionRow;
+pub use consents::Model as ConsentRow;
+pub use sso_sessions::Model as SsoSessionRow;
+
+use super::users::UserRow;
+
+/// Starts a browser login session; `replaces` (the browser's previous one) ends with it.
+pub async fn create_sso_session(
+    db: &super::Db,
+    row: SsoSessionRow,
+    replaces: Option<&str>,
+    event: NewAuditEvent,
+) -> StoreResult<()> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let now = row.created_at;
+    sso_sessions::ActiveModel::from(row).insert(&*txn).await?;
+    if let Some(previous) = replaces {
+        end_sso_session(&*txn, previous, "replaced", now).await?;
+    }
+    audit::record(&*txn, event).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Ends one browser login session; whether this call did.
+pub async fn end_sso_session(db: &impl ConnectionTrait, id: &str, reason: &str, now: i64) -> StoreResult<bool> {
+    let ended = sso_sessions::Entity::update_many()
+        .col_expr(sso_sessions::Column::RevokedAt, Expr::value(now))
+        .col_expr(sso_sessions::Column::RevokedReason, Expr::value(reason))
+        .filter(sso_sessions::Column::Id.eq(id))
+        .filter(sso_sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(ended == 1)
+}
+
+/// The login session a cookie names, with its user (`None` if the user is gone).
+pub async fn sso_session_by_hash(
+    db: &impl ConnectionTrait,
+    token_hash: &str,
+) -> StoreResult<Option<(SsoSessionRow, Option<UserRow>)>> {
+    Ok(sso_sessions::Entity::find()
+        .filter(sso_sessions::Column::TokenHash.eq(token_hash))
+        .find_also_related(users::Entity)
+        .one(db)
+        .await?)
+}
+
+/// Records a use of a live login session: `last_seen_at` and the new idle deadline.
+pub async fn touch_sso_session(db: &impl ConnectionTrait, id: &str, now: i64, idle_expires_at: i64) -> StoreResult<()> {
+    sso_sessions::Entity::update_many()
+        .col_expr(sso_sessions::Column::LastSeenAt, Expr::value(now))
+        .col_expr(sso_sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
+        .filter(sso_sessions::Column::Id.eq(id))
+        .filter(sso_sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A user's login sessions, newest first, ended ones included (the caller filters).
+pub async fn sso_sessions_of(db: &impl ConnectionTrait, user_id: &str) -> StoreResult<Vec<SsoSessionRow>> {
+    Ok(sso_sessions::Entity::find()
+        .filter(sso_sessions::Column::UserId.eq(user_id))
+        .order_by_desc(sso_sessions::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
+
+pub async fn create_interaction(db: &impl ConnectionTrait, row: InteractionRow) -> StoreResult<()> {
+    authorization_requests::ActiveModel::from(row).insert(db).await?;
+    Ok(())
+}
+
+pub async fn find_interaction(db: &impl ConnectionTrait, id: &str) -> StoreResult<Option<InteractionRow>> {
+    Ok(authorization_requests::Entity::find_by_id(id.to_string()).one(db).await?)
+}
+
+/// What a step of the sign-in changes on its interaction.
+#[derive(Debug, Clone, Default)]
+pub struct InteractionStep {
+    pub stage: Option<&'static str>,
+    pub user_id: Option<String>,
+    pub amr: Option<String>,
+    pub auth_time: Option<i64>,
+    /// Replaces the notice (`Some(None)` clears it).
+    pub notice: Option<Option<String>>,
+}
+
+/// Moves an interaction on, only from the stage it was read in (two tabs submitting
+/// the same form cannot both move it); whether it moved.
+pub async fn advance_interaction(
+    db: &impl ConnectionTrait,
+    id: &str,
+    from_stage: &str,
+    step: InteractionStep,
+) -> StoreResult<bool> {
+    let mut update = authorization_requests::Entity::update_many()
+        .filter(authorization_requests::Column::Id.eq(id))
+        .filter(authorization_requests::Column::Stage.eq(from_stage));
+    if let Some(stage) = step.stage {
+        update = update.col_expr(authorization_requests::Column::Stage, Expr::value(stage));
+    }
+    if let Some(user_id) = step.user_id {
+        update = update.col_expr(authorization_requests::Column::UserId, Expr::value(user_id));
+    }
+    if let Some(amr) = step.amr {
+        update = update.col_expr(authorization_requests::Column::Amr, Expr::value(amr));
+    }
+    if let Some(auth_time) = step.auth_time {
+        update = update.col_expr(authorization_requests::Column::AuthTime, Expr::value(auth_time));
+    }
+    if let Some(notice) = step.notice {
+        update = update.col_expr(authorization_requests::Column::Notice, Expr::value(notice));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Issues a code: inserts it and deletes the interaction that led to it (if any), so
+/// a finished sign-in cannot be finished twice; whether the interaction was still there.
+pub async fn issue_code(
+    db: &super::Db,
+    code: CodeRow,
+    finishes: Option<&str>,
+    event: NewAuditEvent,
+) -> StoreResult<bool> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    if let Some(interaction) = finishes {
+        let deleted = authorization_requests::Entity::delete_by_id(interaction.to_string()).exec(&*txn).await?;
+        if deleted.rows_affected != 1 {
+            return Ok(false);
+        }
+    }
+    authorization_codes::ActiveModel::from(code).insert(&*txn).await?;
+    audit::record(&*txn, event).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+pub async fn delete_interaction(db: &impl ConnectionTrait, id: &str) -> StoreResult<()> {
+    authorization_requests::Entity::delete_by_id(id.to_string()).exec(db).await?;
+    Ok(())
+}
+
+/// What a redemption found.
+#[derive(Debug)]
+pub enum Redemption {
+    /// No such code.
+    Unknown,
+    /// Redeemed before: the row, with the session that redemption created.
+    Reused(CodeRow),
+    /// This call spent the code but the rules refused it (another client, another
+    /// redirect URI, a wrong verifier, expired).
+    Refused(CodeRow),
+    /// This call spent the code and created the session.
+    Redeemed(CodeRow),
+}
+
+/// The session (and refresh token, when it may refresh) a redeemed code starts.
+pub struct Grant {
+    pub session: NewSession,
+    pub refresh_token: Option<NewRefreshToken>,
+    pub event: NewAuditEvent,
+}
+
+/// Spends the code (compare-and-swap) and, if `judge` accepts the row, creates the
+/// session it grants in the same transaction.
+pub async fn redeem_code(
+    db: &super::Db,
+    code_hash: &str,
+    now: i64,
+    judge: impl FnOnce(&CodeRow) -> Option<Grant>,
+) -> StoreResult<Redemption> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let spent = authorization_codes::Entity::update_many()
+        .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))
+        .filter(authorization_codes::Column::CodeHash.eq(code_hash))
+        .filter(authorization_codes::Column::UsedAt.is_null())
+        .exec(&*txn)
+        .await?
+        .rows_affected
+        == 1;
+    let Some(row) = authorization_codes::Entity::find_by_id(code_hash.to_string()).one(&*txn).await? else {
+        return Ok(Redemption::Unknown);
+    };
+    if !spent {
+        return Ok(Redemption::Reused(row));
+    }
+    let Some(grant) = judge(&row) else {
+        txn.commit().await?;
+        return Ok(Redemption::Refused(row));
+    };
+    let session_id = grant.session.id.clone();
+    super::sessions::insert(&*txn, grant.session, grant.refresh_token).await?;
+    authorization_codes::Entity::update_many()
+        .col_expr(authorization_codes::Column::SessionId, Expr::value(session_id.clone()))
+        .filter(authorization_codes::Column::CodeHash.eq(code_hash))
+        .exec(&*txn)
+        .await?;
+    audit::record(&*txn, grant.event).await?;
+    txn.commit().await?;
+    Ok(Redemption::Redeemed(CodeRow { session_id: Some(session_id), ..row }))
+}
+
+pub async fn consent(db: &impl ConnectionTrait, user_id: &str, client_id: &str) -> StoreResult<Option<ConsentRow>> {
+    Ok(consents::Entity::find_by_id((user_id.to_string(), client_id.to_string())).one(db).await?)
+}
+
+/// Remembers (or widens) a user's consent to a client, with its audit event.
+pub async fn save_consent(db: &super::Db, row: ConsentRow, event: NewAuditEvent) -> StoreResult<()> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    consents::Entity::delete_by_id((row.user_id.clone(), row.client_id.clone())).exec(&*txn).await?;
+    consents::ActiveModel::from(row).insert(&*txn).await?;
+    audit::record(&*txn, event).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Forgets a consent; whether there was one.
+pub async fn revoke_consent(db: &super::Db, user_id: &str, client_id: &str, event: NewAuditEvent) -> StoreResult<bool> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let deleted = consents::Entity::delete_by_id((user_id.to_string(), client_id.to_string())).exec(&*txn).await?;
+    if deleted.rows_affected == 1 {
+        audit::record(&*txn, event).await?;
+    }
+    txn.commit().await?;
+    Ok(deleted.rows_affected == 1)
+}
+
+pub async fn consents_of(db: &impl ConnectionTrait, user_id: &str) -> StoreResult<Vec<ConsentRow>> {
+    Ok(consents::Entity::find()
+        .filter(consents::Column::UserId.eq(user_id))
+        .order_by_asc(consents::Column::ClientId)
+        .all(db)
+        .await?)
+}
