@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod bearer;
 pub mod browser;
+pub mod client_cors;
 pub mod discovery;
 pub mod document;
 pub mod documented;
@@ -124,6 +125,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             async move { document::check_body(next, req, &document).await }
         })
         .with_if(cors.is_some(), cors.unwrap_or_default())
+        .around(client_cors::client_cors)
         .around(move |next, req| limit_body(next, req, max_body))
         .around(observe::observe)
         .data(state)

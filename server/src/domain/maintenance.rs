@@ -1,7 +1,8 @@
 //! Periodic jobs every node runs: the signing-key lifecycle (each node, idempotent) and
-//! the purge of ended sessions, old audit events, expired MFA challenges and sealed
-//! refresh children past their grace window (one node
-//! at a time, under a lease).
+//! the purge of ended sessions, old audit events, expired MFA challenges, sealed
+//! refresh children past their grace window, and the code flow's spent or expired
+//! authorization codes, abandoned sign-ins and ended browser sessions (one node at a
+//! time, under a lease).
 
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ pub struct Purged {
     pub challenges: u64,
     pub attempt_buckets: u64,
     pub sealed_children: u64,
+    pub authorization_codes: u64,
+    pub sign_ins: u64,
+    pub sso_sessions: u64,
 }
 
 pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
@@ -38,6 +42,11 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
     done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?;
     let grace_ended = now - config.tokens.refresh_grace.as_secs() as i64;
     done.sealed_children = drain(|| purge::sealed_children(&state.db, grace_ended, batch), batch).await?;
+    // A code is kept past its use only as long as it could still be presented again
+    // (its lifetime): a reuse within it finds the row and revokes what it bought.
+    done.authorization_codes = drain(|| purge::spent_codes(&state.db, now, batch), batch).await?;
+    done.sign_ins = drain(|| purge::abandoned_sign_ins(&state.db, now, batch), batch).await?;
+    done.sso_sessions = drain(|| purge::ended_sso_sessions(&state.db, sessions_before, batch), batch).await?;
     done.attempt_buckets = crate::store::attempts::purge_full(&state.db, now.saturating_mul(1000)).await?;
     if done != Purged::default() {
         tracing::info!(?done, "purged expired records");

@@ -40,6 +40,13 @@ pub async fn role_names_of(
     Ok(map)
 }
 
+/// Whether some client lists `origin` among its allowed browser origins.
+pub async fn origin_allowed(db: &impl ConnectionTrait, origin: &str) -> StoreResult<bool> {
+    // LIKE narrows the rows; the exact check is on the split list (LIKE's `_` and `%`).
+    let rows = clients::Entity::find().filter(clients::Column::AllowedOrigins.contains(origin)).all(db).await?;
+    Ok(rows.iter().any(|row| row.allowed_origins.split_ascii_whitespace().any(|o| o == origin)))
+}
+
 pub async fn list(db: &impl ConnectionTrait, page: Page) -> StoreResult<(Vec<ClientRow>, u64)> {
     let total = clients::Entity::find().count(db).await?;
     let rows = clients::Entity::find()

@@ -5,7 +5,9 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::StoreResult;
-use super::entities::{audit_events, mfa_challenges, refresh_tokens, sessions};
+use super::entities::{
+    audit_events, authorization_codes, authorization_requests, mfa_challenges, refresh_tokens, sessions, sso_sessions,
+};
 
 /// Takes (or renews) the named lease until `now + ttl` if it is free, expired or
 /// already ours. Exactly one node holds it at a time.
@@ -48,6 +50,28 @@ pub async fn old_audit_events(db: &impl ConnectionTrait, before: i64, batch: u64
 pub async fn expired_challenges(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
     let expired = Condition::all().add(mfa_challenges::Column::ExpiresAt.lt(before));
     delete_batch::<mfa_challenges::Entity>(db, mfa_challenges::Column::Id, expired, batch).await
+}
+
+/// Authorization codes past their lifetime, used or not: a used one is kept until then
+/// so a second presentation still finds it (and revokes what the first bought).
+pub async fn spent_codes(db: &impl ConnectionTrait, now: i64, batch: u64) -> StoreResult<u64> {
+    let expired = Condition::all().add(authorization_codes::Column::ExpiresAt.lt(now));
+    delete_batch::<authorization_codes::Entity>(db, authorization_codes::Column::CodeHash, expired, batch).await
+}
+
+/// Sign-ins at the hosted pages that were never finished.
+pub async fn abandoned_sign_ins(db: &impl ConnectionTrait, now: i64, batch: u64) -> StoreResult<u64> {
+    let expired = Condition::all().add(authorization_requests::Column::ExpiresAt.lt(now));
+    delete_batch::<authorization_requests::Entity>(db, authorization_requests::Column::Id, expired, batch).await
+}
+
+/// Browser login sessions that ended (signed out, idle, or past their lifetime) before `before`.
+pub async fn ended_sso_sessions(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let ended = Condition::any()
+        .add(sso_sessions::Column::RevokedAt.lt(before))
+        .add(sso_sessions::Column::IdleExpiresAt.lt(before))
+        .add(sso_sessions::Column::AbsoluteExpiresAt.lt(before));
+    delete_batch::<sso_sessions::Entity>(db, sso_sessions::Column::Id, ended, batch).await
 }
 
 /// Deletes up to `batch` rows of `E` matching `which`, picked by `id` in a subquery

@@ -837,3 +837,115 @@ async fn clients_register_redirect_uris_through_the_admin_api() {
     assert_eq!(body["redirect_uris"], json!(["https://rp.example/new"]));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_purge_removes_spent_codes_abandoned_sign_ins_and_ended_browser_sessions() {
+    let server = TestServer::start_with(|raw| {
+        raw.operations.ended_session_retention_days = 1;
+        raw.sso.idle_timeout_secs = 3600;
+        raw.sso.absolute_lifetime_secs = 3600;
+    })
+    .await;
+    user_with_roles(&server, "lu", &["user"]).await;
+    let rp = register_rp(&server, "purged", true, false).await;
+    let mut browser = Browser::new();
+    let code = code_for(&server, &mut browser, &rp, "lu").await;
+    assert_eq!(exchange(&server, &rp, &code, &rp.verifier).await.status(), 200);
+    let unused = code_for(&server, &mut browser, &rp, "lu").await;
+    at_page(authorize(&server, &mut Browser::new(), &rp, &[]).await);
+
+    // Within their lifetime nothing goes: a spent code must still be recognised.
+    let purged = latchkey_server::domain::maintenance::purge(&server.state).await.unwrap().expect("lease");
+    assert_eq!((purged.authorization_codes, purged.sign_ins, purged.sso_sessions), (0, 0, 0));
+    server.clock.advance(24 * 3600 + 3601);
+    let purged = latchkey_server::domain::maintenance::purge(&server.state).await.unwrap().expect("lease");
+    assert_eq!(purged.authorization_codes, 2, "the spent code and the unused one, on {}", backend());
+    assert_eq!(purged.sign_ins, 1, "the abandoned sign-in");
+    assert_eq!(purged.sso_sessions, 1, "the browser session that ended");
+    crate::harness::assert_error(exchange(&server, &rp, &unused, &rp.verifier).await, 400, "invalid_grant").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_clients_registered_browser_origin_may_call_the_token_endpoint() {
+    let server = TestServer::start().await;
+    let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let body = json!({
+        "client_id": "browser-app", "name": "Browser app", "confidential": false,
+        "grant_types": ["authorization_code", "refresh_token"], "scopes": ["openid"],
+        "redirect_uris": ["https://spa.example/callback"], "allowed_origins": ["https://SPA.example/"],
+    });
+    let (status, created) = call(&server, &admin, Method::POST, "/admin/clients", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["client"]["allowed_origins"], json!(["https://spa.example"]), "stored normalised");
+
+    let preflight = server
+        .http
+        .request(Method::OPTIONS, server.url("/oauth2/token"))
+        .header("origin", "https://spa.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .sent()
+        .await;
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://spa.example");
+    assert!(preflight.headers().get("access-control-allow-credentials").is_none(), "no cookies here");
+
+    let token = server
+        .post("/oauth2/token")
+        .header("origin", "https://spa.example")
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "lk_rt_nope"), ("client_id", "browser-app")])
+        .sent()
+        .await;
+    assert_eq!(token.headers()["access-control-allow-origin"], "https://spa.example");
+    assert_eq!(token.json::<Value>().await.unwrap()["error"], "invalid_grant", "the request itself was answered");
+
+    let stranger = server
+        .post("/oauth2/token")
+        .header("origin", "https://evil.example")
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "lk_rt_nope"), ("client_id", "browser-app")])
+        .sent()
+        .await;
+    assert!(stranger.headers().get("access-control-allow-origin").is_none());
+    // Not for the admin API or the cookie endpoints.
+    let admin_call = server.get("/admin/users").header("origin", "https://spa.example").bearer_auth(&admin).sent().await;
+    assert!(admin_call.headers().get("access-control-allow-origin").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nodes_share_sign_ins_codes_and_browser_sessions() {
+    let a = TestServer::start().await;
+    let b = a.second_node().await;
+    user_with_roles(&a, "mo", &["user"]).await;
+    let rp = register_rp(&a, "spread", true, false).await;
+    let other = register_rp(&a, "spread-two", true, false).await;
+    let mut browser = Browser::new();
+
+    // Authorize and sign in on node A, redeem on node B.
+    let code = code_for(&a, &mut browser, &rp, "mo").await;
+    let resp = exchange(&b, &rp, &code, &rp.verifier).await;
+    assert_eq!(resp.status(), 200, "on {}", backend());
+    let tokens: Value = resp.json().await.unwrap();
+    let id = verify_id_token(&a, tokens["id_token"].as_str().unwrap(), "spread").await;
+    assert_eq!(id["preferred_username"], "mo");
+    // The code is spent for node A too.
+    crate::harness::assert_error(exchange(&a, &rp, &code, &rp.verifier).await, 400, "invalid_grant").await;
+
+    // The browser session made on A signs the user in to another app through B.
+    let resp = browser.get(&b.url(&format!("/oauth2/authorize?{}", other.authorize_query(&[])))).await;
+    let to = location(&resp);
+    assert!(to.starts_with(REDIRECT), "no sign-in page on node B: {to}");
+    let params = query_of(&to);
+    assert_eq!(params["iss"], a.base, "one issuer for every node");
+    assert_eq!(exchange(&a, &other, &params["code"], &other.verifier).await.status(), 200);
+
+    // A sign-in started on B is finished on A.
+    let mut fresh = Browser::new();
+    let resp = fresh.get(&b.url(&format!("/oauth2/authorize?{}", rp.authorize_query(&[])))).await;
+    let page = fresh.get(&a.url(&location(&resp))).await.text().await.unwrap();
+    let params = at_client(sign_in(&a, &mut fresh, &page, "mo").await);
+    assert_eq!(exchange(&b, &rp, &params["code"], &rp.verifier).await.status(), 200);
+    b.stop().await;
+    a.stop().await;
+}

@@ -158,11 +158,24 @@ impl TestServer {
     }
 
     pub async fn start_raw(raw: RawConfig, dir: tempfile::TempDir) -> Self {
+        Self::start_node(raw, dir, None).await
+    }
+
+    /// Another node of this server: the same database, master key and public URL (so
+    /// the same issuer), its own listener, state and clock.
+    pub async fn second_node(&self) -> Self {
+        let raw = test_config(self._dir.path(), self.state.config.database_url.clone());
+        let node = Self::start_node(raw, tempfile::tempdir().unwrap(), Some(self.base.clone())).await;
+        node.clock.set(self.clock.now_secs());
+        node
+    }
+
+    async fn start_node(raw: RawConfig, dir: tempfile::TempDir, public_url: Option<String>) -> Self {
         let clock = ManualClock::starting_now();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut raw = raw;
-        raw.public_url = format!("http://{addr}");
+        raw.public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
         let config = raw.validate().expect("test config is valid");
         let state = latchkey_server::build_state(config, clock.clone()).await.expect("server state");
         let (tx, rx) = oneshot::channel::<()>();
