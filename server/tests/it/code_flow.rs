@@ -169,6 +169,24 @@ pub async fn follow(server: &TestServer, browser: &mut Browser, mut resp: reqwes
     }
 }
 
+/// Starts an authorization request a library built (a full URL): the sign-in page.
+pub async fn authorize_url(server: &TestServer, browser: &mut Browser, url: &str) -> String {
+    let resp = browser.get(url).await;
+    at_page(follow(server, browser, resp).await)
+}
+
+/// Signs in on `page`, and consents when `consent_if_asked`.
+pub async fn sign_in_at(
+    server: &TestServer,
+    browser: &mut Browser,
+    page: &str,
+    username: &str,
+    consent_if_asked: bool,
+) -> Landed {
+    let landed = sign_in(server, browser, page, username).await;
+    if consent_if_asked { landed.pipe_consent(server, browser).await } else { landed }
+}
+
 /// Starts an authorization request in `browser`.
 pub async fn authorize(server: &TestServer, browser: &mut Browser, rp: &Rp, extra: &[(&str, &str)]) -> Landed {
     let resp = browser.get(&server.url(&format!("/oauth2/authorize?{}", rp.authorize_query(extra)))).await;
@@ -193,14 +211,14 @@ pub async fn consent(server: &TestServer, browser: &mut Browser, page: &str, dec
     follow(server, browser, resp).await
 }
 
-fn at_client(landed: Landed) -> HashMap<String, String> {
+pub fn at_client(landed: Landed) -> HashMap<String, String> {
     match landed {
         Landed::AtClient(params) => params,
         Landed::AtPage(url, body) => panic!("stopped at {url} on {}: {body}", backend()),
     }
 }
 
-fn at_page(landed: Landed) -> String {
+pub fn at_page(landed: Landed) -> String {
     match landed {
         Landed::AtPage(_, body) => body,
         Landed::AtClient(params) => panic!("went back to the client: {params:?}"),
@@ -908,7 +926,8 @@ async fn a_clients_registered_browser_origin_may_call_the_token_endpoint() {
         .await;
     assert!(stranger.headers().get("access-control-allow-origin").is_none());
     // Not for the admin API or the cookie endpoints.
-    let admin_call = server.get("/admin/users").header("origin", "https://spa.example").bearer_auth(&admin).sent().await;
+    let admin_call =
+        server.get("/admin/users").header("origin", "https://spa.example").bearer_auth(&admin).sent().await;
     assert!(admin_call.headers().get("access-control-allow-origin").is_none());
     server.stop().await;
 }

@@ -16,6 +16,7 @@ mod hardening;
 mod harness;
 mod migrations;
 mod oauth;
+mod oidc_rp;
 mod openapi;
 mod operations;
 mod refresh;
