@@ -11,14 +11,17 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::ApiTags;
 use super::bearer::BearerAuth;
 use super::browser::{clear_refresh_cookie, request_context};
+use super::documented::{ClientIdWord, IdWord};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::models::{
     AccessTokenResponse, ChangePasswordRequest, LoginRequest, LoginResponse, MfaLoginRequest, PasswordRequest,
     RecoveryCodesResponse, RegisterRequest, SessionResponse, TotpCodeRequest, TotpDisableRequest, TotpSetupResponse,
     UserResponse,
 };
+use super::models::{BrowserSessionResponse, ConsentResponse};
 use super::route_facts::{Charged, CookieEndpoint, buckets};
 use crate::domain::auth::IssuedTokens;
+use crate::domain::grants;
 use crate::domain::mfa::{self, LoginOutcome, SecondFactor};
 use crate::domain::rbac::Grantor;
 use crate::domain::sessions::{self, REASON_LOGOUT, REASON_LOGOUT_ALL, SPA_CLIENT_ID};
@@ -360,6 +363,54 @@ impl AuthApi {
         let rows = sessions::list_live(&state, &user.id).await?;
         let current = auth.0.sid.as_deref();
         Ok(SessionListResponse::Ok(Json(rows.into_iter().map(|r| SessionResponse::new(r, current)).collect())))
+    }
+
+    /// The signed-in user's live browser sessions at the hosted sign-in pages (SSO).
+    #[oai(path = "/browser-sessions", method = "get", operation_id = "listMyBrowserSessions")]
+    async fn browser_sessions(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> ApiResult<Json<Vec<BrowserSessionResponse>>> {
+        let user = user_of_token(&state, &auth).await?;
+        let rows = grants::browser_sessions(&state, &user.id).await?;
+        Ok(Json(rows.into_iter().map(Into::into).collect()))
+    }
+
+    /// End one of the signed-in user's browser sessions: that browser signs in again.
+    #[oai(path = "/browser-sessions/:id", method = "delete", operation_id = "endMyBrowserSession")]
+    async fn end_browser_session(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        id: Path<IdWord>,
+    ) -> ApiResult<Done> {
+        let user = user_of_token(&state, &auth).await?;
+        grants::end_browser_session(&state, &user.id, &id.0.0, &user.id, &request_context(req)).await?;
+        Ok(Done::NoContent)
+    }
+
+    /// The applications the signed-in user consented to, with the scopes.
+    #[oai(path = "/consents", method = "get", operation_id = "listMyConsents")]
+    async fn consents(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<Json<Vec<ConsentResponse>>> {
+        let user = user_of_token(&state, &auth).await?;
+        let views = grants::consents(&state, &user.id).await?;
+        Ok(Json(views.into_iter().map(Into::into).collect()))
+    }
+
+    /// Withdraw a consent: the application asks again at the next sign-in.
+    #[oai(path = "/consents/:client_id", method = "delete", operation_id = "revokeMyConsent")]
+    async fn revoke_consent(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        client_id: Path<ClientIdWord>,
+    ) -> ApiResult<Done> {
+        let user = user_of_token(&state, &auth).await?;
+        grants::revoke_consent(&state, &user.id, &client_id.0.0, &user.id, &request_context(req)).await?;
+        Ok(Done::NoContent)
     }
 
     /// Revoke one of the signed-in user's sessions.

@@ -6,7 +6,9 @@ use poem_openapi::Object;
 
 use crate::api::documented::{NewPassword, NewUsername};
 use crate::clock::to_datetime;
+use crate::domain::grants::ConsentView;
 use crate::domain::users::UserView;
+use crate::store::authorization::SsoSessionRow;
 use crate::store::sessions::SessionRow;
 
 // No Debug: it carries secrets.
@@ -172,6 +174,61 @@ pub struct SessionResponse {
     pub user_agent: Option<String>,
     /// True for the session of the access token making this request.
     pub current: bool,
+}
+
+/// A browser login session at the hosted pages (SSO): it signs the user in to the next
+/// relying party without a password until it ends.
+#[derive(Debug, Object)]
+pub struct BrowserSessionResponse {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+    pub absolute_expires_at: DateTime<Utc>,
+    /// When the user last proved who they are in this browser.
+    pub auth_time: DateTime<Utc>,
+    /// How (RFC 8176): `pwd`, `otp`.
+    pub amr: Vec<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub ip: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub user_agent: Option<String>,
+}
+
+impl From<SsoSessionRow> for BrowserSessionResponse {
+    fn from(row: SsoSessionRow) -> Self {
+        Self {
+            amr: row.amr.split_ascii_whitespace().map(str::to_string).collect(),
+            id: row.id,
+            created_at: to_datetime(row.created_at),
+            last_seen_at: to_datetime(row.last_seen_at),
+            idle_expires_at: to_datetime(row.idle_expires_at),
+            absolute_expires_at: to_datetime(row.absolute_expires_at),
+            auth_time: to_datetime(row.auth_time),
+            ip: row.ip,
+            user_agent: row.user_agent,
+        }
+    }
+}
+
+/// The scopes a user let a third-party application have; it is not asked again for them.
+#[derive(Debug, Object)]
+pub struct ConsentResponse {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    pub granted_at: DateTime<Utc>,
+}
+
+impl From<ConsentView> for ConsentResponse {
+    fn from(view: ConsentView) -> Self {
+        Self {
+            scopes: view.row.scope.split_ascii_whitespace().map(str::to_string).collect(),
+            client_id: view.row.client_id,
+            client_name: view.client_name,
+            granted_at: to_datetime(view.row.granted_at),
+        }
+    }
 }
 
 impl SessionResponse {

@@ -249,17 +249,27 @@ impl OAuthApi {
     /// Claims about the user of the bearer token, as its scopes release them.
     #[oai(path = "/userinfo", method = "get", operation_id = "userinfo")]
     async fn userinfo(&self, state: Data<&AppState>, auth: UserInfoAuth) -> ApiResult<UserInfo> {
-        let info = crate::domain::code_grant::userinfo(&state, &auth.0).await?;
-        let claim = |name: &str| info.get(name).cloned();
-        let text = |name: &str| claim(name).and_then(|v| v.as_str().map(str::to_string));
-        Ok(UserInfo::Ok(Json(UserInfoResponse {
-            sub: auth.0.claims.sub.clone(),
-            preferred_username: text("preferred_username"),
-            name: text("name"),
-            updated_at: claim("updated_at").and_then(|v| v.as_i64()),
-            email: text("email"),
-            email_verified: claim("email_verified").and_then(|v| v.as_bool()),
-            roles: claim("roles").and_then(|v| serde_json::from_value(v).ok()),
-        })))
+        userinfo_of(&state, &auth).await
     }
+
+    /// The same claims by POST (OpenID Connect Core §5.3.1: an OP must support both).
+    #[oai(path = "/userinfo", method = "post", operation_id = "userinfoPost")]
+    async fn userinfo_post(&self, state: Data<&AppState>, auth: UserInfoAuth) -> ApiResult<UserInfo> {
+        userinfo_of(&state, &auth).await
+    }
+}
+
+async fn userinfo_of(state: &AppState, auth: &UserInfoAuth) -> ApiResult<UserInfo> {
+    let info = crate::domain::code_grant::userinfo(state, &auth.0).await?;
+    let claim = |name: &str| info.get(name).cloned();
+    let text = |name: &str| claim(name).and_then(|v| v.as_str().map(str::to_string));
+    Ok(UserInfo::Ok(Json(UserInfoResponse {
+        sub: auth.0.claims.sub.clone(),
+        preferred_username: text("preferred_username"),
+        name: text("name"),
+        updated_at: claim("updated_at").and_then(|v| v.as_i64()),
+        email: text("email"),
+        email_verified: claim("email_verified").and_then(|v| v.as_bool()),
+        roles: claim("roles").and_then(|v| serde_json::from_value(v).ok()),
+    })))
 }

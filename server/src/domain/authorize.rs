@@ -374,13 +374,17 @@ pub struct SignedIn<'a> {
     pub auth_time: i64,
 }
 
-/// Whether the user must sign in (again) before this request is answered.
+/// Whether the user must sign in (again) before this request is answered:
+/// `prompt=login`; `prompt=select_account` (one account per browser session, so the
+/// account is chosen by signing in as it); `max_age` elapsed, where `max_age=0` is
+/// `prompt=login` (Core §3.1.2.1, errata 2: the clock's whole seconds would otherwise
+/// let a sign-in of this very second pass).
 pub fn needs_sign_in(request: &AuthorizationRequest, session: Option<SignedIn<'_>>, now: i64) -> bool {
     let Some(session) = session else { return true };
-    if request.prompt.login {
+    if request.prompt.login || request.prompt.select_account {
         return true;
     }
-    request.max_age.is_some_and(|max_age| now - session.auth_time > max_age)
+    request.max_age.is_some_and(|max_age| max_age == 0 || now - session.auth_time > max_age)
 }
 
 /// Whether a stored consent covers the requested scopes.
@@ -586,6 +590,10 @@ mod tests {
         assert!(needs_sign_in(&request, Some(session), 1061));
         let login = check_request(Some(&client), &good(&[("prompt", "login")])).unwrap();
         assert!(needs_sign_in(&login, Some(session), 1000));
+        let zero = check_request(Some(&client), &good(&[("max_age", "0")])).unwrap();
+        assert!(needs_sign_in(&zero, Some(session), 1000), "max_age=0 within the second of the sign-in");
+        let select = check_request(Some(&client), &good(&[("prompt", "select_account")])).unwrap();
+        assert!(needs_sign_in(&select, Some(session), 1000));
     }
 
     #[test]

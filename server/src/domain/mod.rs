@@ -8,6 +8,7 @@ pub mod auth;
 pub mod authorize;
 pub mod clients;
 pub mod code_grant;
+pub mod grants;
 pub mod keys;
 pub mod lockout;
 pub mod maintenance;

@@ -308,9 +308,24 @@ pub async fn view(state: &AppState, id: &str, browser: &Browser) -> Result<Inter
     })
 }
 
-/// Leaves a message for the next render of the page and sends the browser back to it.
-async fn back_with_notice(state: &AppState, row: &InteractionRow, notice: &str) -> Result<Outcome> {
-    let step = InteractionStep { notice: Some(Some(notice.to_string())), ..Default::default() };
+/// Leaves a message for the next render of the page and sends the browser back to it;
+/// `typed` (the username of a refused password) fills the field again.
+async fn back_with_notice(
+    state: &AppState,
+    row: &InteractionRow,
+    request: &AuthorizationRequest,
+    notice: &str,
+    typed: Option<&str>,
+) -> Result<Outcome> {
+    let params = match typed {
+        Some(username) => {
+            let request =
+                AuthorizationRequest { login_hint: Some(username.chars().take(256).collect()), ..request.clone() };
+            Some(serde_json::to_string(&request).map_err(|e| Error::Internal(e.to_string()))?)
+        }
+        None => None,
+    };
+    let step = InteractionStep { notice: Some(Some(notice.to_string())), params, ..Default::default() };
     store::advance_interaction(&state.db, &row.id, &row.stage, step).await?;
     Ok(Outcome::to(Next::Interaction(row.id.clone())))
 }
@@ -352,7 +367,7 @@ pub async fn submit_password(
     let user = match check_password(state, username, password, ctx).await {
         Ok(user) => user,
         Err(err) => match notice_for(&err) {
-            Some(notice) => return back_with_notice(state, &row, notice).await,
+            Some(notice) => return back_with_notice(state, &row, &request, notice, Some(username)).await,
             None => return Err(err),
         },
     };
@@ -389,7 +404,7 @@ pub async fn submit_second_factor(
         .ok_or_else(|| Error::bad_request(ErrorCode::InvalidRequest, "This account cannot sign in."))?;
     if let Err(err) = mfa::verify_second_factor(state, &user, &factor, ctx, None).await {
         return match notice_for(&err) {
-            Some(notice) => back_with_notice(state, &row, notice).await,
+            Some(notice) => back_with_notice(state, &row, &request, notice, None).await,
             None => Err(err),
         };
     }
@@ -447,6 +462,7 @@ async fn signed_in(
             amr: Some(amr_text),
             auth_time: Some(now),
             notice: Some(None),
+            params: None,
         };
         store::advance_interaction(&state.db, &row.id, &row.stage, step).await?;
         Outcome::to(Next::Interaction(row.id.clone()))

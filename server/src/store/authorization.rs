@@ -104,6 +104,8 @@ pub struct InteractionStep {
     pub auth_time: Option<i64>,
     /// Replaces the notice (`Some(None)` clears it).
     pub notice: Option<Option<String>>,
+    /// Replaces the stored request (the username typed becomes its `login_hint`).
+    pub params: Option<String>,
 }
 
 /// Moves an interaction on, only from the stage it was read in (two tabs submitting
@@ -131,6 +133,9 @@ pub async fn advance_interaction(
     }
     if let Some(notice) = step.notice {
         update = update.col_expr(authorization_requests::Column::Notice, Expr::value(notice));
+    }
+    if let Some(params) = step.params {
+        update = update.col_expr(authorization_requests::Column::Params, Expr::value(params));
     }
     Ok(update.exec(db).await?.rows_affected == 1)
 }

@@ -14,7 +14,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityT
 
 use super::StoreResult;
 use super::audit::{self, NewAuditEvent};
-use super::entities::{refresh_tokens, sessions};
+use super::entities::{refresh_tokens, sessions, sso_sessions};
 
 pub use refresh_tokens::Model as RefreshTokenRow;
 pub use sessions::Model as SessionRow;
@@ -178,7 +178,10 @@ pub async fn revoke_all_for_user(
 }
 
 /// The body of [`revoke_all_for_user`], for callers that already hold a transaction.
-/// `except` keeps one session alive (the caller's own, after a password change).
+/// `except` keeps one session alive (the caller's own, after a password change). The
+/// user's browser login sessions (SSO) end too: whatever ends every session of a user
+/// (logout everywhere, a password change, disabling, an admin's revoke-all) must not
+/// leave a browser that signs them in to the next relying party.
 pub async fn revoke_all_in(
     db: &impl ConnectionTrait,
     user_id: &str,
@@ -208,6 +211,13 @@ pub async fn revoke_all_in(
         .col_expr(refresh_tokens::Column::ChildSealed, Expr::value(Option::<String>::None))
         .filter(refresh_tokens::Column::SessionId.in_subquery(of_user))
         .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
+        .exec(db)
+        .await?;
+    sso_sessions::Entity::update_many()
+        .col_expr(sso_sessions::Column::RevokedAt, Expr::value(now))
+        .col_expr(sso_sessions::Column::RevokedReason, Expr::value(reason))
+        .filter(sso_sessions::Column::UserId.eq(user_id))
+        .filter(sso_sessions::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
     Ok(revoked)

@@ -968,3 +968,99 @@ async fn nodes_share_sign_ins_codes_and_browser_sessions() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn users_and_admins_list_and_end_browser_sessions_and_consents() {
+    let server = TestServer::start().await;
+    let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let (user_id, _) = user_with_roles(&server, "ny", &["user"]).await;
+    let rp = register_rp(&server, "granted", false, false).await;
+    let mut browser = Browser::new();
+    code_for(&server, &mut browser, &rp, "ny").await;
+    let (access, _) = server.login("ny").await;
+
+    let sessions: Value = server.get("/auth/browser-sessions").bearer_auth(&access).fetch_json().await;
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    assert_eq!(sessions[0]["amr"], json!(["pwd"]));
+    let consents: Value = server.get("/auth/consents").bearer_auth(&access).fetch_json().await;
+    assert_eq!(consents[0]["client_id"], "granted");
+    assert_eq!(consents[0]["client_name"], "granted app");
+    assert_eq!(consents[0]["scopes"], json!(["openid", "profile", "email", "roles"]));
+
+    // The user withdraws the consent: the app asks again.
+    let resp = server.delete("/auth/consents/granted").bearer_auth(&access).sent().await;
+    assert_eq!(resp.status(), 204);
+    crate::harness::assert_error(
+        server.delete("/auth/consents/granted").bearer_auth(&access).sent().await,
+        404,
+        "not_found",
+    )
+    .await;
+    let page = at_page(authorize(&server, &mut browser, &rp, &[]).await);
+    assert!(page.contains("Allow access?"));
+    at_client(consent(&server, &mut browser, &page, "allow").await);
+
+    // The admin sees and ends them.
+    let path = format!("/admin/users/{user_id}/browser-sessions");
+    let (status, listed) = call(&server, &admin, Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    let sid = listed[0]["id"].as_str().unwrap().to_string();
+    let (status, _) = call(&server, &admin, Method::DELETE, &format!("{path}/{sid}"), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&server, &admin, Method::DELETE, &format!("{path}/{sid}"), None).await;
+    assert_eq!(status, 404, "ended once");
+    let page = at_page(authorize(&server, &mut browser, &rp, &[]).await);
+    assert!(page.contains("current-password"), "the browser must sign in again");
+    let (status, _) =
+        call(&server, &admin, Method::DELETE, &format!("/admin/users/{user_id}/consents/granted"), None).await;
+    assert_eq!(status, 204);
+    let (_, consents) = call(&server, &admin, Method::GET, &format!("/admin/users/{user_id}/consents"), None).await;
+    assert_eq!(consents, json!([]));
+    let actions = server.audit_actions().await;
+    assert!(actions.iter().any(|(a, _)| a == "sso_session.end") && actions.iter().any(|(a, _)| a == "consent.revoked"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_the_browser_sessions_too() {
+    let server = TestServer::start().await;
+    user_with_roles(&server, "oz", &["user"]).await;
+    let rp = register_rp(&server, "everywhere", true, false).await;
+    let mut browser = Browser::new();
+    code_for(&server, &mut browser, &rp, "oz").await;
+    assert!(matches!(authorize(&server, &mut browser, &rp, &[]).await, Landed::AtClient(_)));
+    let (access, _) = server.login("oz").await;
+    let resp = server.spa_post("/auth/logout-all").bearer_auth(&access).sent().await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let params = at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await);
+    assert_eq!(params["error"], "login_required");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn userinfo_answers_post_and_a_refused_password_keeps_the_username() {
+    let server = TestServer::start().await;
+    user_with_roles(&server, "pi", &["user"]).await;
+    let rp = register_rp(&server, "posting", true, false).await;
+    let mut browser = Browser::new();
+    let page = at_page(authorize(&server, &mut browser, &rp, &[]).await);
+    let form = [
+        ("interaction", hidden(&page, "interaction")),
+        ("csrf_token", hidden(&page, "csrf_token")),
+        ("username", "pi".to_string()),
+        ("password", "not the password".to_string()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let back = location(&browser.post_form(&server.url("/ui/signin"), &form).await);
+    let page = browser.get(&server.url(&back)).await.text().await.unwrap();
+    assert!(page.contains("value=\"pi\""), "the username is filled again");
+    let params = at_client(sign_in(&server, &mut browser, &page, "pi").await);
+    let tokens: Value = exchange(&server, &rp, &params["code"], &rp.verifier).await.json().await.unwrap();
+    let info: Value =
+        server.post("/oauth2/userinfo").bearer_auth(tokens["access_token"].as_str().unwrap()).fetch_json().await;
+    assert_eq!(info["preferred_username"], "pi");
+    // max_age=0 is prompt=login, even within the second of the sign-in.
+    let page = at_page(authorize(&server, &mut browser, &rp, &[("max_age", "0")]).await);
+    assert!(page.contains("current-password"));
+    server.stop().await;
+}

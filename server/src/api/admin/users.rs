@@ -10,11 +10,12 @@ use super::models::{
 };
 use super::{AdminAuth, Created, NoContent};
 use crate::api::ApiTags;
-use crate::api::documented::{IdWord, StatusWord, strings};
+use crate::api::documented::{ClientIdWord, IdWord, StatusWord, strings};
 use crate::api::error::ApiResult;
-use crate::api::models::UserResponse;
+use crate::api::models::{BrowserSessionResponse, ConsentResponse, UserResponse};
+use crate::domain::auth::RequestContext;
 use crate::domain::rbac::Permission;
-use crate::domain::{sessions, users};
+use crate::domain::{grants, sessions, users};
 use crate::security::Secret;
 use crate::store::sessions::SessionFilter;
 use crate::store::users::UserFilter;
@@ -151,6 +152,58 @@ impl AdminUsersApi {
         let filter = SessionFilter { user_id: Some(id.0.0), client_id: None };
         let (items, total) = sessions::admin_list(auth.state(), &filter, page).await?;
         Ok(Json(SessionPage::of(items, total, page)))
+    }
+
+    /// The user's live browser sessions at the hosted sign-in pages (SSO).
+    #[oai(path = "/:id/browser-sessions", method = "get", operation_id = "adminListUserBrowserSessions")]
+    async fn browser_sessions(
+        &self,
+        auth: AdminAuth,
+        id: Path<IdWord>,
+    ) -> ApiResult<Json<Vec<BrowserSessionResponse>>> {
+        auth.require(Permission::SessionsRead)?;
+        users::check_id(&id.0.0)?;
+        users::get(auth.state(), &id.0.0).await?;
+        let rows = grants::browser_sessions(auth.state(), &id.0.0).await?;
+        Ok(Json(rows.into_iter().map(Into::into).collect()))
+    }
+
+    /// End one of the user's browser sessions.
+    #[oai(path = "/:id/browser-sessions/:session_id", method = "delete", operation_id = "adminEndUserBrowserSession")]
+    async fn end_browser_session(
+        &self,
+        auth: AdminAuth,
+        id: Path<IdWord>,
+        session_id: Path<IdWord>,
+    ) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::SessionsRevoke)?;
+        let ctx = RequestContext::internal(auth.state().now());
+        grants::end_browser_session(auth.state(), &id.0.0, &session_id.0.0, admin.actor(), &ctx).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// The applications the user consented to.
+    #[oai(path = "/:id/consents", method = "get", operation_id = "adminListUserConsents")]
+    async fn consents(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<Json<Vec<ConsentResponse>>> {
+        auth.require(Permission::UsersRead)?;
+        users::check_id(&id.0.0)?;
+        users::get(auth.state(), &id.0.0).await?;
+        let views = grants::consents(auth.state(), &id.0.0).await?;
+        Ok(Json(views.into_iter().map(Into::into).collect()))
+    }
+
+    /// Withdraw the user's consent to an application.
+    #[oai(path = "/:id/consents/:client_id", method = "delete", operation_id = "adminRevokeUserConsent")]
+    async fn revoke_consent(
+        &self,
+        auth: AdminAuth,
+        id: Path<IdWord>,
+        client_id: Path<ClientIdWord>,
+    ) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::UsersWrite)?;
+        let ctx = RequestContext::internal(auth.state().now());
+        grants::revoke_consent(auth.state(), &id.0.0, &client_id.0.0, admin.actor(), &ctx).await?;
+        Ok(NoContent::Done)
     }
 
     /// Revoke every session of the user.

@@ -1,0 +1,75 @@
+//! What a user has left behind at the hosted pages and may take back: browser login
+//! sessions (SSO) and remembered consents. The user manages their own; an admin with
+//! `sessions:*` / `users:*` manages anyone's. Each removal is audited.
+
+use crate::state::AppState;
+use crate::store::TokenStore;
+use crate::store::audit::{self, NewAuditEvent};
+use crate::store::authorization::{self as store, ConsentRow, SsoSessionRow};
+
+use super::auth::RequestContext;
+use super::{Error, Result};
+
+pub const REASON_SIGNED_OUT: &str = "signed_out";
+
+/// A remembered consent with the client's display name.
+pub struct ConsentView {
+    pub row: ConsentRow,
+    pub client_name: String,
+}
+
+fn is_live(session: &SsoSessionRow, now: i64) -> bool {
+    session.revoked_at.is_none() && session.idle_expires_at > now && session.absolute_expires_at > now
+}
+
+/// A user's live browser sessions, newest first.
+pub async fn browser_sessions(state: &AppState, user_id: &str) -> Result<Vec<SsoSessionRow>> {
+    let now = state.now();
+    Ok(store::sso_sessions_of(&state.db, user_id).await?.into_iter().filter(|s| is_live(s, now)).collect())
+}
+
+/// Ends a live browser session of `user_id` (`actor` is who asks: the user or an admin).
+pub async fn end_browser_session(
+    state: &AppState,
+    user_id: &str,
+    session_id: &str,
+    actor: &str,
+    ctx: &RequestContext,
+) -> Result<()> {
+    let owned = browser_sessions(state, user_id).await?.into_iter().any(|s| s.id == session_id);
+    if !owned || !store::end_sso_session(&state.db, session_id, REASON_SIGNED_OUT, ctx.now).await? {
+        return Err(Error::NotFound("browser session"));
+    }
+    let event = NewAuditEvent::success(ctx.now, actor, "sso_session.end", session_id)
+        .ip(ctx.ip.clone())
+        .details(serde_json::json!({ "user_id": user_id }));
+    audit::record(&state.db, event).await?;
+    Ok(())
+}
+
+pub async fn consents(state: &AppState, user_id: &str) -> Result<Vec<ConsentView>> {
+    let mut views = Vec::new();
+    for row in store::consents_of(&state.db, user_id).await? {
+        let client_name = state.tokens.client(&row.client_id).await?.map(|c| c.name).unwrap_or_default();
+        views.push(ConsentView { row, client_name });
+    }
+    Ok(views)
+}
+
+/// Forgets a consent: the client asks again next time.
+pub async fn revoke_consent(
+    state: &AppState,
+    user_id: &str,
+    client_id: &str,
+    actor: &str,
+    ctx: &RequestContext,
+) -> Result<()> {
+    let event = NewAuditEvent::success(ctx.now, actor, "consent.revoked", client_id)
+        .ip(ctx.ip.clone())
+        .details(serde_json::json!({ "user_id": user_id }));
+    if store::revoke_consent(&state.db, user_id, client_id, event).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("consent"))
+    }
+}
