@@ -87,6 +87,13 @@ after(async () => {
   await latchkey?.stop();
 });
 
+/// A browser context whose waits give up after 10 s (every step here takes well under 1 s).
+async function newContext(options = {}) {
+  const context = await browser.newContext(options);
+  context.setDefaultTimeout(10_000);
+  return context;
+}
+
 /// A tab that keeps what happened in it: every document response (redirect hops too),
 /// and every console error or page error (a CSP refusal shows up there).
 async function openTab(context) {
@@ -137,7 +144,10 @@ async function consent(page, decision = "Allow") {
 
 /// What the relying party's callback page says: its result, or a failure with what it shows.
 async function outcome(page, rp) {
-  await page.waitForURL((u) => u.origin === rp.base && u.pathname === "/callback");
+  const where = (u) => u.origin === rp.base && u.pathname === "/callback";
+  await page.waitForURL(where).catch(() => {
+    throw new Error(`never reached ${rp.name}'s callback; at ${page.url()}; hops:\n${page.hops.join("\n")}`);
+  });
   const error = page.locator("#error");
   if ((await error.count()) > 0) return { error: JSON.parse(await error.textContent()) };
   return { result: JSON.parse(await page.locator("#result").textContent()) };
@@ -161,7 +171,7 @@ const sleepUntil = async (ms) => {
 let alice;
 
 test("a third party signs alice in: password, consent, code with PKCE, userinfo, refresh", async () => {
-  const context = await browser.newContext();
+  const context = await newContext();
   const page = await openTab(context);
   const signinPage = page.waitForResponse((r) => onLatchkey("/ui/signin")(new URL(r.url())) && r.status() === 200);
   await page.goto(`${photos.base}/login`);
@@ -266,7 +276,7 @@ test("prompt=login and a max_age the session no longer meets ask for the passwor
 });
 
 test("prompt=none without a browser session: login_required comes back to the relying party", async () => {
-  const context = await browser.newContext();
+  const context = await newContext();
   const page = await openTab(context);
   await page.goto(`${photos.base}/login?prompt=none`);
   const { result, error } = await outcome(page, photos);
@@ -277,7 +287,7 @@ test("prompt=none without a browser session: login_required comes back to the re
 });
 
 test("an account with TOTP signs in with its code, then consents", async () => {
-  const context = await browser.newContext();
+  const context = await newContext();
   const page = await openTab(context);
   await page.goto(`${photos.base}/login`);
   await signIn(page, users.tess);
@@ -292,7 +302,7 @@ test("an account with TOTP signs in with its code, then consents", async () => {
 });
 
 test("keyboard only: Tab, typing and Enter through sign-in and consent", async () => {
-  const context = await browser.newContext();
+  const context = await newContext();
   const page = await openTab(context);
   await page.goto(`${photos.base}/login`);
   await page.waitForURL(onLatchkey("/ui/signin"));
@@ -344,7 +354,7 @@ async function openRecovery(page) {
 
 test("axe-core: sign-in, its error notice, second factor, recovery code, consent and error pages", async () => {
   // Our CSP forbids injected scripts, so this context alone bypasses it to run axe.
-  const context = await browser.newContext({ bypassCSP: true });
+  const context = await newContext({ bypassCSP: true });
   const page = await openTab(context);
   const bad = [];
   await page.goto(`${photos.base}/login`);
