@@ -1,0 +1,150 @@
+// Latchkey as a relying party meets it: a real server process on http://localhost:PORT
+// with a SQLite database of its own, users and clients made with its CLI, and TOTP
+// enrolled through its API. Nothing here knows the server's internals.
+import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:net";
+import { mkdtempSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as OTPAuth from "otpauth";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, "..", "..", "..");
+export const serverBin = process.env.SERVER_BIN ?? join(repo, "target", "debug", "latchkey");
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+/// A Latchkey whose public URL names `localhost` while the relying parties live on
+/// `127.0.0.1`: another site, so its SameSite=Lax cookies are really put to the test.
+export class Latchkey {
+  constructor() {
+    if (!existsSync(serverBin)) throw new Error(`no server binary at ${serverBin} (set SERVER_BIN)`);
+    this.dir = mkdtempSync(join(tmpdir(), "latchkey-rp-"));
+    this.log = [];
+  }
+
+  async init() {
+    this.port = await freePort();
+    this.issuer = `http://localhost:${this.port}`;
+    const unlimited = "{per_minute=1000000,burst=100000}";
+    this.env = {
+      ...process.env,
+      LATCHKEY_LISTEN: `127.0.0.1:${this.port}`,
+      LATCHKEY_PUBLIC_URL: this.issuer,
+      LATCHKEY_DATABASE_URL: `sqlite://${join(this.dir, "db.sqlite")}?mode=rwc`,
+      LATCHKEY_MASTER_KEY_FILE: join(this.dir, "master.key"),
+      LATCHKEY_COOKIE__SECURE: "false",
+      LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB: "4096",
+      LATCHKEY_PASSWORDS__ARGON2_ITERATIONS: "1",
+      LATCHKEY_RATE_LIMITS__LOGIN: unlimited,
+      LATCHKEY_RATE_LIMITS__TOTP: unlimited,
+      LATCHKEY_RATE_LIMITS__TOKEN: unlimited,
+      LATCHKEY_RATE_LIMITS__REFRESH: unlimited,
+      LATCHKEY_RATE_LIMITS__USERNAME: unlimited,
+      RUST_LOG: "warn",
+    };
+    return this;
+  }
+
+  /// Runs the CLI against this server's database; its stdout.
+  cli(args, input) {
+    return execFileSync(serverBin, args, { env: this.env, input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
+  }
+
+  createUser({ username, password, email }) {
+    const args = ["user", "create", "--username", username, "--role", "user"];
+    if (email) args.push("--email", email);
+    this.cli(args, `${password}\n`);
+  }
+
+  /// Registers an authorization-code client; returns its secret (confidential) or null.
+  createClient({ clientId, name, confidential, firstParty, redirectUris }) {
+    const args = ["client", "create", "--client-id", clientId, "--name", name];
+    if (confidential) args.push("--confidential");
+    args.push("--grant", "authorization_code", "--grant", "refresh_token");
+    for (const scope of ["openid", "profile", "email", "roles", "offline_access"]) args.push("--scope", scope);
+    for (const uri of redirectUris) args.push("--redirect-uri", uri);
+    if (firstParty) args.push("--first-party");
+    const out = this.cli(args);
+    if (!confidential) return null;
+    const secret = /client_secret:\s*(\S+)/.exec(out)?.[1];
+    if (!secret) throw new Error(`no client_secret in the CLI's output:\n${out}`);
+    return secret;
+  }
+
+  async start() {
+    this.process = spawn(serverBin, ["serve"], { env: this.env, stdio: ["ignore", "pipe", "pipe"] });
+    for (const stream of [this.process.stdout, this.process.stderr]) {
+      stream.setEncoding("utf8");
+      stream.on("data", (chunk) => this.log.push(chunk));
+    }
+    const exited = new Promise((resolve) => this.process.once("exit", (code) => resolve(code)));
+    for (let i = 0; i < 200; i++) {
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(r, 100, undefined))]);
+      if (code !== undefined) throw new Error(`latchkey serve exited (${code}):\n${this.log.join("")}`);
+      try {
+        if ((await fetch(`${this.issuer}/readyz`)).ok) return;
+      } catch {}
+    }
+    throw new Error(`latchkey was not ready within 20 s:\n${this.log.join("")}`);
+  }
+
+  async stop() {
+    if (!this.process || this.process.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.process.once("exit", resolve));
+    this.process.kill("SIGTERM");
+    await exited;
+  }
+
+  async json(path, { token, body }) {
+    const headers = { "content-type": "application/json", "x-requested-with": "latchkey" };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await fetch(`${this.issuer}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`POST ${path}: ${res.status} ${text}`);
+    return JSON.parse(text);
+  }
+
+  /// Turns TOTP on for a user through the account API, as an authenticator app would be
+  /// set up: returns a `Totp` holding the secret and the recovery codes.
+  async enrolTotp({ username, password }) {
+    const { access_token: token } = await this.json("/auth/login", { body: { username, password } });
+    const { otpauth_uri: uri } = await this.json("/auth/totp/setup", { token, body: { password } });
+    const totp = new Totp(OTPAuth.URI.parse(uri));
+    const { recovery_codes: recoveryCodes } = await this.json("/auth/totp/confirm", {
+      token,
+      body: { code: await totp.next({ confirming: true }) },
+    });
+    totp.recoveryCodes = recoveryCodes;
+    return totp;
+  }
+}
+
+/// An authenticator app for one account. The server accepts each 30-second step once and
+/// only steps newer than the last one it accepted, within one step of its clock: the
+/// enrolment is confirmed with the previous step's code so that a sign-in in the same
+/// 30 seconds has a newer step to use; a later code waits for its step to come.
+export class Totp {
+  constructor(otp) {
+    if (!(otp instanceof OTPAuth.TOTP)) throw new Error(`not a TOTP URI: ${otp}`);
+    this.otp = otp;
+    this.lastStep = -Infinity;
+  }
+
+  async next({ confirming = false } = {}) {
+    const now = () => Math.floor(Date.now() / 1000 / this.otp.period);
+    let step = Math.max(this.lastStep + 1, confirming ? now() - 1 : now());
+    while (step > now()) await new Promise((r) => setTimeout(r, 250));
+    this.lastStep = step;
+    return this.otp.generate({ timestamp: step * this.otp.period * 1000 });
+  }
+}

@@ -1,0 +1,397 @@
+// Third-party relying parties signing in through Latchkey's hosted pages in Debian's
+// Chromium: two openid-client apps on http://127.0.0.1 (another site than Latchkey's
+// http://localhost, so SameSite=Lax is what carries the browser session), the real
+// server, no mocks. Each sign-in is a user's: labels, buttons, and the keyboard.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { mkdirSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { Latchkey, freePort } from "./latchkey.mjs";
+import { startRelyingParty } from "../rp.mjs";
+
+const require = createRequire(import.meta.url);
+const axePath = require.resolve("axe-core");
+const artifacts = join(dirname(fileURLToPath(import.meta.url)), "..", "artifacts");
+
+const users = {
+  alice: { username: "alice", password: "alice's long password", email: "alice@example.com" },
+  tess: { username: "tess", password: "tess's long password" }, // TOTP
+  kim: { username: "kim", password: "kim's long password" }, // keyboard only
+  axel: { username: "axel", password: "axel's long password" }, // TOTP; the accessibility pass
+};
+
+let latchkey, photos, wiki, browser;
+const totp = {};
+
+before(async () => {
+  mkdirSync(artifacts, { recursive: true });
+  latchkey = await new Latchkey().init();
+  const [photosPort, wikiPort] = [await freePort(), await freePort()];
+  for (const user of Object.values(users)) latchkey.createUser(user);
+  // A third party (consent asked, client_secret_basic) and one of ours (no consent,
+  // client_secret_post): two relying parties on two origins sharing one browser session.
+  const photosSecret = latchkey.createClient({
+    clientId: "photo-gallery",
+    name: "Photo Gallery",
+    confidential: true,
+    redirectUris: [`http://127.0.0.1:${photosPort}/callback`],
+  });
+  const wikiSecret = latchkey.createClient({
+    clientId: "team-wiki",
+    name: "Team Wiki",
+    confidential: true,
+    firstParty: true,
+    redirectUris: [`http://127.0.0.1:${wikiPort}/callback`],
+  });
+  await latchkey.start();
+  totp.tess = await latchkey.enrolTotp(users.tess);
+  totp.axel = await latchkey.enrolTotp(users.axel);
+  const issuer = latchkey.issuer;
+  photos = await startRelyingParty({
+    name: "Photo Gallery",
+    issuer,
+    clientId: "photo-gallery",
+    clientSecret: photosSecret,
+    port: photosPort,
+    auth: "basic",
+  });
+  wiki = await startRelyingParty({
+    name: "Team Wiki",
+    issuer,
+    clientId: "team-wiki",
+    clientSecret: wikiSecret,
+    port: wikiPort,
+    auth: "post",
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await photos?.close();
+  await wiki?.close();
+  await latchkey?.stop();
+});
+
+/// A browser context whose waits give up after 10 s (every step here takes well under 1 s).
+async function newContext(options = {}) {
+  const context = await browser.newContext(options);
+  context.setDefaultTimeout(10_000);
+  return context;
+}
+
+/// A tab that keeps what happened in it: every document response (redirect hops too),
+/// and every console error or page error (a CSP refusal shows up there).
+async function openTab(context) {
+  const page = await context.newPage();
+  page.hops = [];
+  page.problems = [];
+  page.on("response", (r) => {
+    if (r.request().resourceType() === "document") page.hops.push(`${r.status()} ${r.url()}`);
+  });
+  // A browser asks every origin for /favicon.ico; neither Latchkey nor the test apps has
+  // one, and that 404 is no problem. Any other failed load is, with its URL.
+  page.on("response", (r) => {
+    if (r.status() >= 400 && r.request().resourceType() !== "document" && new URL(r.url()).pathname !== "/favicon.ico") {
+      page.problems.push(`${r.status()} ${r.url()}`);
+    }
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/Failed to load resource/.test(m.text())) page.problems.push(`console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => page.problems.push(`page error: ${e.message}`));
+  return page;
+}
+
+const onLatchkey = (path) => (url) => url.origin === latchkey.issuer && url.pathname === path;
+/// How many times a page at `path` was shown (answered 200), redirects and POSTs aside.
+const shown = (page, path) =>
+  page.hops.filter((h) => h.startsWith("200 ") && new URL(h.split(" ")[1]).pathname === path).length;
+
+async function signIn(page, { username, password }) {
+  await page.waitForURL(onLatchkey("/ui/signin"));
+  await page.getByRole("heading", { name: "Sign in", exact: true }).waitFor();
+  await page.getByLabel("Username", { exact: true }).fill(username);
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+}
+
+async function enterCode(page, code) {
+  await page.getByRole("heading", { name: "Two-step verification" }).waitFor();
+  const form = page.locator("form", { has: page.getByLabel("Code", { exact: true }) });
+  await form.getByLabel("Code", { exact: true }).fill(code);
+  await form.getByRole("button", { name: "Verify", exact: true }).click();
+}
+
+async function consent(page, decision = "Allow") {
+  await page.getByRole("heading", { name: "Allow access?" }).waitFor();
+  await page.getByRole("button", { name: decision, exact: true }).click();
+}
+
+/// What the relying party's callback page says: its result, or a failure with what it shows.
+async function outcome(page, rp) {
+  const where = (u) => u.origin === rp.base && u.pathname === "/callback";
+  await page.waitForURL(where).catch(() => {
+    throw new Error(`never reached ${rp.name}'s callback; at ${page.url()}; hops:\n${page.hops.join("\n")}`);
+  });
+  const error = page.locator("#error");
+  if ((await error.count()) > 0) return { error: JSON.parse(await error.textContent()) };
+  return { result: JSON.parse(await page.locator("#result").textContent()) };
+}
+
+async function signedIn(page, rp) {
+  const { result, error } = await outcome(page, rp);
+  assert.ok(result, `${rp.name} could not sign in: ${JSON.stringify(error, null, 2)}\nhops:\n${page.hops.join("\n")}`);
+  return result;
+}
+
+function noProblems(page) {
+  assert.deepEqual(page.problems, [], "no console errors (CSP refusals included) on the way");
+}
+
+const sleepUntil = async (ms) => {
+  while (Date.now() < ms) await new Promise((r) => setTimeout(r, Math.min(100, ms - Date.now())));
+};
+
+// The browser session shared by the first three tests: alice's.
+let alice;
+
+test("a third party signs alice in: password, consent, code with PKCE, userinfo, refresh", async () => {
+  const context = await newContext();
+  const page = await openTab(context);
+  const signinPage = page.waitForResponse((r) => onLatchkey("/ui/signin")(new URL(r.url())) && r.status() === 200);
+  await page.goto(`${photos.base}/login`);
+  const csp = (await signinPage).headers()["content-security-policy"];
+  assert.match(csp ?? "", /default-src 'none'/, "the sign-in page carries the strict CSP");
+  assert.match(await page.locator("main").textContent(), /Photo Gallery/, "the sign-in page names the client");
+  await signIn(page, users.alice);
+
+  await page.getByRole("heading", { name: "Allow access?" }).waitFor();
+  const card = await page.locator("main").textContent();
+  assert.match(card, /Photo Gallery/);
+  assert.match(card, /alice/);
+  assert.equal(await page.locator("ul.scopes li").count(), 4, "openid, profile, email and roles are listed");
+  await page.screenshot({ path: join(artifacts, "consent.png"), fullPage: true });
+  await page.getByRole("button", { name: "Allow", exact: true }).click();
+
+  const r = await signedIn(page, photos);
+  const c = r.id_token_claims;
+  assert.equal(r.id_token_header.alg, "RS256");
+  assert.equal(r.id_token_header.typ, "JWT");
+  assert.equal(c.iss, latchkey.issuer);
+  assert.deepEqual([c.aud].flat(), ["photo-gallery"], "the id_token is for this client alone");
+  assert.equal(c.nonce, r.sent_nonce, "the nonce came back (the library checked it too)");
+  assert.equal(r.userinfo.sub, c.sub, "userinfo is about the id_token's subject");
+  assert.equal(r.userinfo.preferred_username, "alice");
+  assert.equal(r.userinfo.email, "alice@example.com");
+  assert.equal(typeof r.userinfo.email_verified, "boolean");
+  assert.ok(Array.isArray(r.userinfo.roles), `roles in userinfo: ${JSON.stringify(r.userinfo)}`);
+  assert.deepEqual(c.amr, ["pwd"]);
+  assert.equal(typeof c.sid, "string");
+  assert.equal(typeof c.at_hash, "string");
+  assert.ok(Math.abs(c.auth_time - Date.now() / 1000) < 60, `auth_time ${c.auth_time} is now`);
+  assert.equal(r.token_type.toLowerCase(), "bearer");
+  assert.deepEqual(r.scope.split(" ").sort(), ["email", "openid", "profile", "roles"]);
+  assert.ok(r.has_refresh_token, "a refresh token for a client with the refresh_token grant");
+  assert.ok(r.refresh.rotated && r.refresh.rotated_again, "each refresh rotates the refresh token");
+  assert.ok(r.refresh.new_access_token);
+  assert.equal(r.refresh.userinfo.sub, c.sub, "the refreshed access token still reads userinfo");
+  if (r.refresh.id_token_claims) {
+    // OpenID Connect Core 12.2: a refreshed id_token keeps sub, aud and the original auth_time.
+    const again = r.refresh.id_token_claims;
+    assert.deepEqual([again.sub, again.aud, again.auth_time], [c.sub, c.aud, c.auth_time]);
+  }
+
+  const sso = (await context.cookies(latchkey.issuer)).find((k) => k.name === "lk_sso");
+  assert.ok(sso, "a browser session cookie was set");
+  assert.equal(sso.httpOnly, true);
+  assert.equal(sso.sameSite, "Lax");
+  noProblems(page);
+  alice = { context, claims: c };
+  await page.close();
+});
+
+test("a second relying party (first-party) signs alice in with no prompt at all: SSO over SameSite=Lax", async () => {
+  assert.ok(alice, "needs the browser session of the first test");
+  const page = await openTab(alice.context);
+  await page.goto(`${wiki.base}/login`);
+  const r = await signedIn(page, wiki);
+  assert.equal(shown(page, "/ui/signin"), 0, `no sign-in page; hops:\n${page.hops.join("\n")}`);
+  assert.equal(shown(page, "/ui/consent"), 0, "no consent for a first-party client");
+  const c = r.id_token_claims;
+  assert.equal(c.sub, alice.claims.sub, "the same person");
+  assert.deepEqual([c.aud].flat(), ["team-wiki"]);
+  assert.equal(c.auth_time, alice.claims.auth_time, "no new authentication happened");
+  assert.equal(c.sid, alice.claims.sid, "one browser session at the provider, one sid");
+  assert.equal(r.userinfo.preferred_username, "alice");
+
+  // prompt=none with a session: silently signed in.
+  await page.goto(`${wiki.base}/login?prompt=none`);
+  const silent = await signedIn(page, wiki);
+  assert.equal(silent.id_token_claims.sub, alice.claims.sub);
+  // max_age that the session still meets: no prompt either (the library checks auth_time).
+  await page.goto(`${wiki.base}/login?max_age=3600`);
+  const recent = await signedIn(page, wiki);
+  assert.equal(recent.id_token_claims.auth_time, alice.claims.auth_time);
+  assert.equal(shown(page, "/ui/signin"), 0, `still no sign-in page; hops:\n${page.hops.join("\n")}`);
+  noProblems(page);
+  await page.close();
+});
+
+test("prompt=login and a max_age the session no longer meets ask for the password again", async () => {
+  assert.ok(alice, "needs the browser session of the first test");
+  const page = await openTab(alice.context);
+  // auth_time has one-second resolution: let a second pass so a new sign-in is visible.
+  await sleepUntil((alice.claims.auth_time + 1) * 1000 + 100);
+  await page.goto(`${wiki.base}/login?prompt=login`);
+  await signIn(page, users.alice);
+  const again = await signedIn(page, wiki);
+  assert.equal(shown(page, "/ui/signin"), 1, `the sign-in page was shown; hops:\n${page.hops.join("\n")}`);
+  assert.equal(again.id_token_claims.sub, alice.claims.sub);
+  assert.ok(again.id_token_claims.auth_time > alice.claims.auth_time, "a new authentication time");
+
+  await sleepUntil((again.id_token_claims.auth_time + 2) * 1000 + 100);
+  await page.goto(`${wiki.base}/login?max_age=1`);
+  await signIn(page, users.alice);
+  const fresh = await signedIn(page, wiki);
+  assert.equal(shown(page, "/ui/signin"), 2, `the sign-in page was shown again; hops:\n${page.hops.join("\n")}`);
+  assert.ok(fresh.id_token_claims.auth_time > again.id_token_claims.auth_time);
+  noProblems(page);
+  await page.close();
+  await alice.context.close();
+});
+
+test("prompt=none without a browser session: login_required comes back to the relying party", async () => {
+  const context = await newContext();
+  const page = await openTab(context);
+  await page.goto(`${photos.base}/login?prompt=none`);
+  const { result, error } = await outcome(page, photos);
+  assert.equal(result, undefined, "no sign-in without a session");
+  assert.equal(error.error, "login_required", JSON.stringify(error));
+  assert.equal(shown(page, "/ui/signin"), 0);
+  await context.close();
+});
+
+test("an account with TOTP signs in with its code, then consents", async () => {
+  const context = await newContext();
+  const page = await openTab(context);
+  await page.goto(`${photos.base}/login`);
+  await signIn(page, users.tess);
+  await enterCode(page, await totp.tess.next());
+  await consent(page, "Allow");
+  const r = await signedIn(page, photos);
+  assert.equal(r.userinfo.preferred_username, "tess");
+  assert.deepEqual([...r.id_token_claims.amr].sort(), ["otp", "pwd"]);
+  assert.equal(r.userinfo.email, undefined, "tess has no email address");
+  noProblems(page);
+  await context.close();
+});
+
+test("keyboard only: Tab, typing and Enter through sign-in and consent", async () => {
+  const context = await newContext();
+  const page = await openTab(context);
+  await page.goto(`${photos.base}/login`);
+  await page.waitForURL(onLatchkey("/ui/signin"));
+  const focused = () => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+  assert.equal(await focused(), "username", "the username field has the focus on arrival");
+  await page.keyboard.type(users.kim.username);
+  await page.keyboard.press("Tab");
+  assert.equal(await focused(), "password");
+  await page.keyboard.type(users.kim.password);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Allow access?" }).waitFor();
+  await page.keyboard.press("Tab");
+  const button = await page.evaluate(() => [document.activeElement?.tagName, document.activeElement?.textContent]);
+  assert.deepEqual(button, ["BUTTON", "Allow"], "the first Tab reaches Allow");
+  await page.keyboard.press("Enter");
+  const r = await signedIn(page, photos);
+  assert.equal(r.userinfo.preferred_username, "kim");
+  noProblems(page);
+  await context.close();
+});
+
+/// axe-core on the page as it is, in the light and the dark colour scheme. Prints every
+/// violation and every check axe could not decide; returns the serious and critical ones.
+async function axe(page, label) {
+  await page.addScriptTag({ path: axePath });
+  const bad = [];
+  for (const colorScheme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme });
+    const { violations, passes, incomplete } = await page.evaluate(() => window.axe.run(document));
+    const where = (v) => v.nodes.map((n) => `${n.target.join(" ")}: ${n.failureSummary?.replace(/\s+/g, " ")}`).join("; ");
+    console.log(`axe: ${label} (${colorScheme}): ${violations.length} violations, ${passes.length} rules passed`);
+    for (const v of incomplete) console.log(`axe: ${label} (${colorScheme}): undecided ${v.id}: ${where(v)}`);
+    for (const v of violations) {
+      const line = `${label} (${colorScheme}): ${v.impact} ${v.id}: ${v.help} — ${where(v)}`;
+      console.log(`axe: ${line}`);
+      if (v.impact === "serious" || v.impact === "critical") bad.push(line);
+    }
+    const ran = [...violations, ...passes, ...incomplete].map((v) => v.id);
+    assert.ok(ran.includes("color-contrast"), `axe checked the contrast on ${label} (${colorScheme})`);
+  }
+  await page.emulateMedia({ colorScheme: null });
+  return bad;
+}
+
+async function openRecovery(page) {
+  const details = page.locator("details", { hasText: "Use a recovery code instead" });
+  if (!(await details.evaluate((d) => d.open))) await page.getByText("Use a recovery code instead").click();
+}
+
+test("axe-core: sign-in, its error notice, second factor, recovery code, consent and error pages", async () => {
+  // Our CSP forbids injected scripts, so this context alone bypasses it to run axe.
+  const context = await newContext({ bypassCSP: true });
+  const page = await openTab(context);
+  const bad = [];
+  await page.goto(`${photos.base}/login`);
+  await page.waitForURL(onLatchkey("/ui/signin"));
+  await page.screenshot({ path: join(artifacts, "signin.png"), fullPage: true });
+  bad.push(...(await axe(page, "sign-in")));
+
+  await signIn(page, { username: users.axel.username, password: "not the password" });
+  await page.getByRole("alert").waitFor();
+  bad.push(...(await axe(page, "sign-in with a notice")));
+
+  await signIn(page, users.axel);
+  await page.getByRole("heading", { name: "Two-step verification" }).waitFor();
+  await page.screenshot({ path: join(artifacts, "second-factor.png"), fullPage: true });
+  bad.push(...(await axe(page, "second factor")));
+  await openRecovery(page);
+  bad.push(...(await axe(page, "second factor, recovery code open")));
+  const recovery = page.locator("form", { has: page.getByLabel("Recovery code", { exact: true }) });
+  await recovery.getByLabel("Recovery code", { exact: true }).fill("not-a-code");
+  await recovery.getByRole("button", { name: "Verify", exact: true }).click();
+  await page.getByRole("alert").waitFor();
+  bad.push(...(await axe(page, "second factor with a notice")));
+
+  await openRecovery(page);
+  await recovery.getByLabel("Recovery code", { exact: true }).fill(totp.axel.recoveryCodes[0]);
+  await recovery.getByRole("button", { name: "Verify", exact: true }).click();
+  await page.getByRole("heading", { name: "Allow access?" }).waitFor();
+  bad.push(...(await axe(page, "consent")));
+  await consent(page, "Deny");
+  const { result, error } = await outcome(page, photos);
+  assert.equal(result, undefined, "a denial signs no one in");
+  assert.equal(error.error, "access_denied", JSON.stringify(error));
+
+  const missing = await page.goto(`${latchkey.issuer}/ui/signin?interaction=no-such-interaction`);
+  assert.ok(missing.status() >= 400, `an unknown interaction is refused (${missing.status()})`);
+  await page.getByRole("heading", { name: "Something went wrong" }).waitFor();
+  bad.push(...(await axe(page, "error page")));
+  await context.close();
+  assert.deepEqual(bad, [], "no serious or critical accessibility violations");
+});
