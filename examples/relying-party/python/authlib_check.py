@@ -321,6 +321,12 @@ def run(issuer: str, secret: str, redirect_uri: str) -> None:
         body.get("sub") == claims["sub"] and body.get("preferred_username") == USERNAME and body.get("email") == EMAIL,
         (info.status_code, info.text[:300]),
     )
+    r = rp.post(doc["userinfo_endpoint"], timeout=10)
+    check(
+        "userinfo answers POST (OIDC Core 5.3.1)",
+        r.ok and r.json().get("sub") == claims["sub"],
+        (r.status_code, r.text[:200]),
+    )
     replay = OAuth2Session(
         CLIENT_ID, secret, redirect_uri=redirect_uri, token_endpoint_auth_method="client_secret_basic"
     )
