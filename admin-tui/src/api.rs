@@ -409,10 +409,27 @@ impl ApiClient {
         client_id: &str,
         confidential: bool,
         grants: &[String],
+        redirect_uris: &[String],
     ) -> Result<CreatedClient, ApiError> {
-        let body =
-            json!({"client_id": client_id, "name": client_id, "confidential": confidential, "grant_types": grants});
+        let body = json!({
+            "client_id": client_id, "name": client_id, "confidential": confidential, "grant_types": grants,
+            "redirect_uris": redirect_uris,
+        });
         self.call(Method::POST, "/admin/clients", Some(body)).await
+    }
+
+    /// Replaces where the code flow may send users back to.
+    pub async fn set_client_redirect_uris(&self, client_id: &str, uris: &[String]) -> Result<Client, ApiError> {
+        self.update_client(client_id, json!({ "redirect_uris": uris })).await
+    }
+
+    /// Makes a client first-party (skips consent) or third-party.
+    pub async fn set_client_first_party(&self, client_id: &str, first_party: bool) -> Result<Client, ApiError> {
+        self.update_client(client_id, json!({ "first_party": first_party })).await
+    }
+
+    async fn update_client(&self, client_id: &str, changes: serde_json::Value) -> Result<Client, ApiError> {
+        self.call(Method::PATCH, &format!("/admin/clients/{}", encode(client_id)), Some(changes)).await
     }
 
     pub async fn rotate_client_secret(&self, client_id: &str) -> Result<ClientSecret, ApiError> {

@@ -95,6 +95,15 @@ pub enum Request {
     CreateClient {
         client_id: String,
         grants: Vec<String>,
+        redirect_uris: Vec<String>,
+    },
+    SetClientRedirectUris {
+        client_id: String,
+        uris: Vec<String>,
+    },
+    SetClientFirstParty {
+        client_id: String,
+        first_party: bool,
     },
     RotateClientSecret {
         client_id: String,
@@ -231,15 +240,24 @@ async fn execute(api: &ApiClient, request: Request) -> Result<Loaded, ApiError> 
             let count = api.revoke_user_sessions(&user_id).await?;
             done(format!("{} session(s) revoked.", count.revoked))
         }
-        Request::CreateClient { client_id, grants } => {
+        Request::CreateClient { client_id, grants, redirect_uris } => {
             let confidential = grants.iter().any(|g| g == "client_credentials");
-            let created = api.create_client(&client_id, confidential, &grants).await?;
+            let created = api.create_client(&client_id, confidential, &grants, &redirect_uris).await?;
             let mut lines =
                 vec![format!("Client {} ({}) created.", created.client.client_id, created.client.client_type)];
             if let Some(secret) = created.client_secret {
                 lines.push(format!("Client secret: {secret}"));
             }
             Ok(Loaded::ShowOnce { title: "Client created".into(), lines })
+        }
+        Request::SetClientRedirectUris { client_id, uris } => {
+            let client = api.set_client_redirect_uris(&client_id, &uris).await?;
+            done(format!("Client {} now has {} redirect URI(s).", client.client_id, client.redirect_uris.len()))
+        }
+        Request::SetClientFirstParty { client_id, first_party } => {
+            let client = api.set_client_first_party(&client_id, first_party).await?;
+            let kind = if client.first_party { "first-party" } else { "third-party" };
+            done(format!("Client {} is {kind}.", client.client_id))
         }
         Request::RotateClientSecret { client_id } => {
             let secret = api.rotate_client_secret(&client_id).await?;

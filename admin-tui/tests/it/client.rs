@@ -153,8 +153,12 @@ async fn a_narrow_operator_cannot_escalate_through_the_console() {
     refused(api.update_role("user", None, Some(&["keys:rotate".into()])).await.map(|_| ()));
     refused(api.create_role("keys", "", &["keys:rotate".into()]).await.map(|_| ()));
     // A client it makes is third-party: its tokens carry their own audience, not ours.
-    let created = api.create_client("svc", true, &["client_credentials".into()]).await.unwrap();
+    let created = api.create_client("svc", true, &["client_credentials".into()], &[]).await.unwrap();
     assert!(!created.client.first_party);
+    // Redirect URIs it may set; making a client first-party is a full admin's call.
+    let uris = vec!["https://svc.example/cb".to_string()];
+    assert_eq!(api.set_client_redirect_uris("svc", &uris).await.unwrap().redirect_uris, uris);
+    refused(api.set_client_first_party("svc", true).await.map(|_| ()));
     assert_eq!(api.set_user_roles(&helper.id, &["helpdesk".into()]).await.unwrap().roles, vec!["helpdesk"]);
     let _ = server.shutdown.take().map(|tx| tx.send(()));
 }

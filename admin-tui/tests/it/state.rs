@@ -71,6 +71,12 @@ fn every_destructive_action_goes_through_a_confirm() {
             Request::RotateClientSecret { client_id: "latchkey-admin".into() },
         ),
         (App::show::<Clients>, 'd', "latchkey-admin", Request::DeleteClient { client_id: "latchkey-admin".into() }),
+        (
+            App::show::<Clients>,
+            'f',
+            "third-party",
+            Request::SetClientFirstParty { client_id: "latchkey-admin".into(), first_party: false },
+        ),
         (App::show::<Keys>, 'R', "signing keys", Request::RotateKeys),
     ];
     for (show, c, target, expected) in cases {
@@ -129,6 +135,31 @@ fn search_create_and_roles_flow() {
 
     let sent = press(&mut app, KeyCode::Char('o'));
     assert!(matches!(sent.as_slice(), [Request::LoadRolesForPicker { .. }]));
+}
+
+#[test]
+fn clients_are_created_with_redirect_uris_and_their_uris_edited() {
+    let mut app = loaded_app();
+    app.show::<Clients>();
+    press(&mut app, KeyCode::Char('c'));
+    type_text(&mut app, "grafana authorization_code refresh_token https://grafana.example/login/generic_oauth");
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Request::CreateClient {
+            client_id: "grafana".into(),
+            grants: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec!["https://grafana.example/login/generic_oauth".into()],
+        }]
+    );
+    press(&mut app, KeyCode::Char('u'));
+    type_text(&mut app, "https://a.example/cb http://127.0.0.1/native");
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Request::SetClientRedirectUris {
+            client_id: "latchkey-admin".into(),
+            uris: vec!["https://a.example/cb".into(), "http://127.0.0.1/native".into()],
+        }]
+    );
 }
 
 #[test]
