@@ -61,7 +61,7 @@ pub struct Clients {
 fn on_client(row: Row, client: Client) -> Outcome {
     match row {
         Row::RedirectUris => Outcome::popup(Popup::Input(Input::new(
-            &format!("Redirect URIs of {} (space-separated, exact; empty clears)", client.client_id),
+            format!("Redirect URIs of {} (space-separated, exact; empty clears)", client.client_id),
             &client.redirect_uris.join(" "),
             RedirectPrompt { client_id: client.client_id },
         ))),
