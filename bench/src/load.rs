@@ -24,16 +24,23 @@ pub enum Scenario {
     Me,
     Jwks,
     Mixed,
+    /// A relying party's sign-in with a live browser session: authorize (the SSO
+    /// cookie answers, no password) → code → token exchange (access + id token).
+    CodeFlow,
+    /// The hosted sign-in page of a sign-in in progress, rendered.
+    SignInPage,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Jwks,
         Scenario::Me,
         Scenario::ClientCredentials,
         Scenario::Refresh,
         Scenario::Login,
         Scenario::Mixed,
+        Scenario::CodeFlow,
+        Scenario::SignInPage,
     ];
 }
 
@@ -42,7 +49,20 @@ struct Account {
     username: String,
     refresh_token: String,
     access_token: String,
+    /// The browser it signs in to relying parties from (code-flow scenarios).
+    browser: Option<BrowserState>,
 }
+
+/// A browser signed in at the hosted pages: its cookies, and a sign-in it left open.
+struct BrowserState {
+    cookies: String,
+    open_sign_in: String,
+}
+
+/// The relying party the code-flow scenarios sign in to (first-party: no consent page).
+pub const BENCH_RP: &str = "bench-rp";
+pub const BENCH_RP_REDIRECT: &str = "https://bench.example/callback";
+const VERIFIER: &str = "bench-code-verifier-0123456789-0123456789-abcdef";
 
 /// Whose HTTP API the load speaks.
 #[derive(Clone)]
@@ -59,12 +79,26 @@ pub struct Fixture {
     accounts: Vec<Arc<Mutex<Account>>>,
     client: Option<(String, String)>,
     flavor: Flavor,
+    /// The authorization request every code-flow sign-in sends (its query).
+    authorize_query: String,
 }
 
 impl Fixture {
     /// Registers and logs in one user per connection (through the API, like real users).
     pub async fn seed(base: &str, concurrency: usize, client: Option<(String, String)>) -> anyhow::Result<Self> {
+        Self::seed_with(base, concurrency, client, false).await
+    }
+
+    /// [`Self::seed`]; with `code_flow`, each account also signs in once at the hosted
+    /// pages (the [`BENCH_RP`] client must exist) and leaves a second sign-in open.
+    pub async fn seed_with(
+        base: &str,
+        concurrency: usize,
+        client: Option<(String, String)>,
+        code_flow: bool,
+    ) -> anyhow::Result<Self> {
         let http = load_client(concurrency)?;
+        let authorize_query = authorize_query();
         let run = uuid::Uuid::new_v4().simple().to_string();
         let mut accounts = Vec::new();
         for i in 0..concurrency {
@@ -79,9 +113,13 @@ impl Fixture {
             }
             let (refresh_token, access_token) =
                 login(&http, base, &username).await?.context("seeding: login failed")?;
-            accounts.push(Arc::new(Mutex::new(Account { username, refresh_token, access_token })));
+            let browser = match code_flow {
+                true => Some(sign_in_browser(&http, base, &authorize_query, &username).await?),
+                false => None,
+            };
+            accounts.push(Arc::new(Mutex::new(Account { username, refresh_token, access_token, browser })));
         }
-        Ok(Self { base: base.to_string(), http, accounts, client, flavor: Flavor::Latchkey })
+        Ok(Self { base: base.to_string(), http, accounts, client, flavor: Flavor::Latchkey, authorize_query })
     }
 
     /// The peer's fixture: its service client and the refresh tokens it minted.
@@ -95,6 +133,7 @@ impl Fixture {
                     username: String::new(),
                     refresh_token: token.clone(),
                     access_token: String::new(),
+                    browser: None,
                 }))
             })
             .collect();
@@ -104,14 +143,118 @@ impl Fixture {
             accounts,
             client: Some(peer.endpoints.service.clone()),
             flavor: Flavor::Peer(Arc::new(peer.endpoints.clone())),
+            authorize_query: String::new(),
         })
     }
 }
 
 /// The load generator's HTTP client. A request that takes longer than the time-out counts
 /// as an error, so a server that stops answering fails the run instead of hanging it.
+/// Redirects are the scenarios' to follow (the code flow reads them).
 fn load_client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).timeout(Duration::from_secs(30)).build()?)
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+/// The code-flow scenarios' authorization request: PKCE S256 over [`VERIFIER`].
+fn authorize_query() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(VERIFIER));
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs([
+        ("response_type", "code"),
+        ("client_id", BENCH_RP),
+        ("redirect_uri", BENCH_RP_REDIRECT),
+        ("scope", "openid profile"),
+        ("state", "bench"),
+        ("nonce", "bench"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    query.finish()
+}
+
+/// `name=value` of each cookie a response sets, appended to `jar` (a `Cookie` header).
+fn keep_cookies(jar: &mut String, headers: &reqwest::header::HeaderMap) {
+    for value in headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
+        let pair = value.split(';').next().unwrap_or_default();
+        if !jar.is_empty() {
+            jar.push_str("; ");
+        }
+        jar.push_str(pair);
+    }
+}
+
+fn location(resp: &reqwest::Response) -> Option<String> {
+    resp.headers().get("location")?.to_str().ok().map(str::to_string)
+}
+
+/// A hidden form field's value in a page.
+fn hidden(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    Some(page[start..start + page[start..].find('"')?].to_string())
+}
+
+/// Signs `username` in at the hosted pages like a browser (its SSO cookie kept), then
+/// starts a second sign-in without the SSO cookie and leaves it open on its page.
+async fn sign_in_browser(
+    http: &reqwest::Client,
+    base: &str,
+    authorize_query: &str,
+    username: &str,
+) -> anyhow::Result<BrowserState> {
+    let mut cookies = String::new();
+    let resp = http.get(format!("{base}/oauth2/authorize?{authorize_query}")).send().await?;
+    keep_cookies(&mut cookies, resp.headers());
+    let page_path = location(&resp).context("seeding: authorize did not redirect to the sign-in page")?;
+    let page = http.get(format!("{base}{page_path}")).header("cookie", &cookies).send().await?.text().await?;
+    let (interaction, csrf) = hidden(&page, "interaction").zip(hidden(&page, "csrf_token")).context("sign-in page")?;
+    let form =
+        [("interaction", interaction.as_str()), ("csrf_token", &csrf), ("username", username), ("password", PASSWORD)];
+    let resp = http.post(format!("{base}/ui/signin")).header("cookie", &cookies).form(&form).send().await?;
+    keep_cookies(&mut cookies, resp.headers());
+    if !location(&resp).is_some_and(|to| to.starts_with(BENCH_RP_REDIRECT)) {
+        bail!("seeding: the sign-in did not end at the relying party ({})", resp.status());
+    }
+    // The open sign-in: prompt=login asks for the password again, in this browser.
+    let resp = http
+        .get(format!("{base}/oauth2/authorize?{authorize_query}&prompt=login"))
+        .header("cookie", &cookies)
+        .send()
+        .await?;
+    let open_sign_in = format!("{base}{}", location(&resp).context("seeding: no second sign-in")?);
+    Ok(BrowserState { cookies, open_sign_in })
+}
+
+/// One sign-in at the relying party with the browser's session: authorize → code →
+/// exchange; true when the answer has an id_token.
+async fn code_flow(fixture: &Fixture, account: &Mutex<Account>) -> bool {
+    let (base, http) = (&fixture.base, &fixture.http);
+    let cookies = match &account.lock().await.browser {
+        Some(browser) => browser.cookies.clone(),
+        None => return false,
+    };
+    let url = format!("{base}/oauth2/authorize?{}", fixture.authorize_query);
+    let Ok(resp) = http.get(url).header("cookie", cookies).send().await else { return false };
+    let Some(code) = location(&resp).and_then(|to| {
+        url::Url::parse(&to).ok()?.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned())
+    }) else {
+        return false;
+    };
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", BENCH_RP_REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", BENCH_RP),
+    ];
+    let Ok(resp) = http.post(format!("{base}/oauth2/token")).form(&form).send().await else { return false };
+    resp.status() == 200 && resp.json::<serde_json::Value>().await.is_ok_and(|b| b["id_token"].is_string())
 }
 
 async fn login(http: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<Option<(String, String)>> {
@@ -144,6 +287,8 @@ enum Op {
     ClientCredentials,
     Me,
     Jwks,
+    CodeFlow,
+    SignInPage,
 }
 
 /// One refresh at a peer's token endpoint. A reply carrying an id_token counts as an
@@ -194,7 +339,15 @@ async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
     }
     match op {
         // The peer runs only the scenarios both servers have.
-        Op::Me | Op::Login if peer.is_some() => false,
+        Op::Me | Op::Login | Op::CodeFlow | Op::SignInPage if peer.is_some() => false,
+        Op::CodeFlow => code_flow(fixture, account).await,
+        Op::SignInPage => {
+            let (url, cookies) = match &account.lock().await.browser {
+                Some(browser) => (browser.open_sign_in.clone(), browser.cookies.clone()),
+                None => return false,
+            };
+            http.get(url).header("cookie", cookies).send().await.is_ok_and(|r| r.status() == 200)
+        }
         Op::Jwks => {
             let resp = match peer {
                 Some(peer) => http.get(&peer.jwks_url),
@@ -393,6 +546,11 @@ pub async fn run_scenario(
 ) -> anyhow::Result<Vec<Outcome>> {
     // Shared by the workers; the accounts inside are shared with the caller's fixture.
     let fixture = Arc::new(fixture.clone());
+    let signed_in = fixture.accounts.first().is_some_and(|a| a.try_lock().is_ok_and(|a| a.browser.is_some()));
+    if matches!(scenario, Scenario::CodeFlow | Scenario::SignInPage) && !signed_in {
+        println!("  skipped: no relying party to sign in to (the bench starts its own server for it)");
+        return Err(Skipped("the code-flow scenarios need the bench's own server").into());
+    }
     if scenario == Scenario::ClientCredentials && fixture.client.is_none() {
         println!("  skipped: no confidential client (pass --client-id/--client-secret with --target)");
         return Err(Skipped("client-credentials needs a confidential client (--client-id/--client-secret)").into());
@@ -403,6 +561,8 @@ pub async fn run_scenario(
         Scenario::ClientCredentials => (0..concurrency).map(|i| (i, constant(Op::ClientCredentials))).collect(),
         Scenario::Me => (0..concurrency).map(|i| (i, constant(Op::Me))).collect(),
         Scenario::Jwks => (0..concurrency).map(|i| (i, constant(Op::Jwks))).collect(),
+        Scenario::CodeFlow => (0..concurrency).map(|i| (i, constant(Op::CodeFlow))).collect(),
+        Scenario::SignInPage => (0..concurrency).map(|i| (i, constant(Op::SignInPage))).collect(),
         Scenario::Mixed => {
             // 1 login : 20 refresh : 200 me, interleaved on every connection.
             let pick: Picker = Arc::new(|n| match n % 221 {
@@ -506,14 +666,21 @@ pub fn bounds_of(scenario: Scenario) -> &'static [Bound] {
         Scenario::ClientCredentials | Scenario::Refresh => &[Bound::Sign],
         Scenario::Login => &[Bound::Argon2],
         Scenario::Mixed => &[Bound::Verify, Bound::Argon2],
+        Scenario::CodeFlow => &[Bound::Sign],
+        Scenario::SignInPage => &[],
     }
+}
+
+/// Signatures one operation of a row costs (a code exchange signs two tokens).
+fn signatures_per_op(row: &str) -> f64 {
+    if row.starts_with("code-flow") { 2.0 } else { 1.0 }
 }
 
 /// The ceiling bounding a result row (scale rows, "refresh @ 1000 users", like their scenario).
 fn bound_of_row(row: &str) -> Option<Bound> {
     match row.split(" @ ").next().unwrap_or(row) {
         "login" | "saturating logins" => Some(Bound::Argon2),
-        "refresh" | "client-credentials" => Some(Bound::Sign),
+        "refresh" | "client-credentials" | "code-flow" => Some(Bound::Sign),
         "me" | "mixed: me only" => Some(Bound::Verify),
         _ => None,
     }
@@ -523,8 +690,11 @@ fn bound_of_row(row: &str) -> Option<Bound> {
 pub fn attach_bounds(outcomes: &mut [Outcome], measured: &[(Bound, f64)], cores: usize) {
     for outcome in outcomes {
         let Some(bound) = bound_of_row(&outcome.scenario) else { continue };
-        let Some(&(_, per_sec)) = measured.iter().find(|(b, _)| *b == bound) else { continue };
+        let Some(&(_, signatures)) = measured.iter().find(|(b, _)| *b == bound) else { continue };
+        let per_op = signatures_per_op(&outcome.scenario);
+        let per_sec = signatures / per_op;
         let name = match bound {
+            Bound::Sign if per_op > 1.0 => "RS256 sign ÷ 2",
             Bound::Sign => "RS256 sign",
             Bound::Verify => "RS256 verify",
             Bound::Argon2 => "Argon2id",

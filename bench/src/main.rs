@@ -313,6 +313,22 @@ impl Ours {
             .find_map(|l| l.strip_prefix("client_secret: "))
             .context("no client secret printed")?
             .to_string();
+        let relying_party = [
+            "client",
+            "create",
+            "--client-id",
+            load::BENCH_RP,
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            load::BENCH_RP_REDIRECT,
+            "--scope",
+            "openid",
+            "--scope",
+            "profile",
+            "--first-party",
+        ];
+        server::run_cli(&binary, &env, &relying_party, None)?;
         let server = server::start(&binary, &env).await?;
         report.startup_existing_ms = Some(server.startup.as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -365,7 +381,8 @@ impl Probe<'_> {
 async fn run(args: &Args, mut setup: Setup<'_>, probe: &Probe<'_>) -> anyhow::Result<Report> {
     let ours = Ours::start(args, &mut setup).await?;
     let mut report = setup.report;
-    let fixture = load::Fixture::seed(&ours.base, args.concurrency, ours.client.clone()).await?;
+    let code_flow = ours.server.is_some();
+    let fixture = load::Fixture::seed_with(&ours.base, args.concurrency, ours.client.clone(), code_flow).await?;
     if !args.smoke {
         // Let the server give back the seeding logins' Argon2 memory, so the first
         // scenario's peak RSS is its own.

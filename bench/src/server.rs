@@ -59,6 +59,8 @@ pub fn base_env(dir: &Path, database_url: &str) -> Vec<(String, String)> {
         ("LATCHKEY_RATE_LIMITS__TOKEN".into(), UNLIMITED.into()),
         ("LATCHKEY_RATE_LIMITS__REFRESH".into(), UNLIMITED.into()),
         ("LATCHKEY_RATE_LIMITS__USERNAME".into(), UNLIMITED.into()),
+        // The sign-in page scenario renders sign-ins the seeding left open.
+        ("LATCHKEY_SSO__SIGN_IN_TIMEOUT_SECS".into(), "86400".into()),
     ];
     // PostgreSQL serves 32 connections' queries in parallel; on SQLite the hot paths
     // do not use the pool and writes take turns, so the default is left alone.
