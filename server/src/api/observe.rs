@@ -48,9 +48,13 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-pub async fn observe<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+pub async fn observe<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let started = Instant::now();
     let id = request_id(&req);
+    // Handlers read it too (the hosted error page shows it for the user to quote).
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
     let method = req.method().to_string();
     let route = route_template(req.uri().path());
     let state = req.data::<AppState>().cloned();

@@ -1064,3 +1064,42 @@ async fn userinfo_answers_post_and_a_refused_password_keeps_the_username() {
     assert!(page.contains("current-password"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_id_token_hint_for_another_user_is_login_required_and_branding_shows() {
+    let server = TestServer::start_with(|raw| {
+        raw.branding.product_name = "Example ID".into();
+        raw.branding.logo_url = Some("https://static.example.com/logo.svg".into());
+    })
+    .await;
+    user_with_roles(&server, "qi", &["user"]).await;
+    user_with_roles(&server, "ra", &["user"]).await;
+    let rp = register_rp(&server, "hinted", true, false).await;
+    let mut other = Browser::new();
+    let code = code_for(&server, &mut other, &rp, "ra").await;
+    let tokens: Value = exchange(&server, &rp, &code, &rp.verifier).await.json().await.unwrap();
+    let ras_hint = tokens["id_token"].as_str().unwrap().to_string();
+
+    let mut browser = Browser::new();
+    let code = code_for(&server, &mut browser, &rp, "qi").await;
+    let tokens: Value = exchange(&server, &rp, &code, &rp.verifier).await.json().await.unwrap();
+    let own_hint = tokens["id_token"].as_str().unwrap().to_string();
+    let ok =
+        at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none"), ("id_token_hint", &own_hint)]).await);
+    assert!(ok.contains_key("code"), "the session's own subject: {ok:?}");
+    let refused =
+        at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none"), ("id_token_hint", &ras_hint)]).await);
+    assert_eq!(refused["error"], "login_required", "another subject than the session's");
+
+    let resp = Browser::new().get(&server.url(&format!("/oauth2/authorize?{}", rp.authorize_query(&[])))).await;
+    let mut fresh = Browser::new();
+    let page = fresh.get(&server.url(&location(&resp))).await;
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("img-src 'self' https://static.example.com"), "{csp}");
+    let resp = fresh.get(&server.url("/ui/signin?interaction=gone")).await;
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("Example ID") && body.contains("https://static.example.com/logo.svg"));
+    assert!(body.contains(&request_id), "the error page shows the request id the response carries");
+    server.stop().await;
+}
