@@ -8,6 +8,10 @@
 //! The origin is checked against every client's list, not the calling client's: a
 //! preflight names no client, and what the origin may do is still decided by client
 //! authentication and PKCE, never by CORS.
+//!
+//! The discovery documents and the JWKS are public: any origin may read them
+//! (`Access-Control-Allow-Origin: *`), since a browser library finds the provider
+//! through them (oidc-client-ts's `authority`) before it knows anything else.
 
 use poem::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -20,9 +24,17 @@ use crate::state::AppState;
 
 /// The endpoints a registered browser origin may call.
 const PATHS: [&str; 3] = ["/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke"];
+/// The documents every origin may read.
+const PUBLIC_PATHS: [&str; 3] =
+    ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server", "/.well-known/jwks.json"];
 
 pub async fn client_cors<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    let Some(origin) = registered_origin(&req).await else {
+    let public = PUBLIC_PATHS.contains(&req.uri().path()) && req.headers().contains_key(ORIGIN);
+    let allowed = match public {
+        true => Some(HeaderValue::from_static("*")),
+        false => registered_origin(&req).await,
+    };
+    let Some(origin) = allowed else {
         return next.call(req).await.map(IntoResponse::into_response);
     };
     let mut response = if req.method() == Method::OPTIONS && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD) {
@@ -46,7 +58,9 @@ pub async fn client_cors<E: Endpoint>(next: E, mut req: Request) -> poem::Result
     };
     let headers = response.headers_mut();
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    headers.append(VARY, HeaderValue::from_static("origin"));
+    if !public {
+        headers.append(VARY, HeaderValue::from_static("origin"));
+    }
     Ok(response)
 }
 

@@ -287,6 +287,23 @@ fn check_csrf(binding: &Secret<String>, id: &str, presented: Option<&str>) -> Re
     }
 }
 
+/// A form a hosted page posted: the sign-in it moves, the CSRF token it carried, and the
+/// browser it came from.
+pub struct FormPost<'a> {
+    pub interaction: &'a str,
+    pub csrf_token: Option<&'a str>,
+    pub browser: &'a Browser,
+}
+
+impl FormPost<'_> {
+    /// The interaction, if this browser holds it and the form's token is its own.
+    async fn open(&self, state: &AppState, now: i64) -> Result<(InteractionRow, AuthorizationRequest)> {
+        let (row, request, binding) = held_interaction(state, self.interaction, self.browser, now).await?;
+        check_csrf(&binding, &row.id, self.csrf_token)?;
+        Ok((row, request))
+    }
+}
+
 /// `GET` of an interaction's page.
 pub async fn view(state: &AppState, id: &str, browser: &Browser) -> Result<InteractionView> {
     let (row, request, binding) = held_interaction(state, id, browser, state.now()).await?;
@@ -352,15 +369,12 @@ pub const NOTICE_BUSY: &str = "busy";
 /// `POST` of the password form.
 pub async fn submit_password(
     state: &AppState,
-    id: &str,
-    browser: &Browser,
-    csrf: Option<&str>,
+    post: &FormPost<'_>,
     username: &str,
     password: &Secret<String>,
     ctx: &RequestContext,
 ) -> Result<Outcome> {
-    let (row, request, binding) = held_interaction(state, id, browser, ctx.now).await?;
-    check_csrf(&binding, &row.id, csrf)?;
+    let (row, request) = post.open(state, ctx.now).await?;
     if row.stage != STAGE_SIGN_IN {
         return Ok(Outcome::to(Next::Interaction(row.id)));
     }
@@ -382,20 +396,17 @@ pub async fn submit_password(
         store::advance_interaction(&state.db, &row.id, STAGE_SIGN_IN, step).await?;
         return Ok(Outcome::to(Next::Interaction(row.id)));
     }
-    signed_in(state, &row, &request, &user, &["pwd"], browser, ctx).await
+    signed_in(state, &row, &request, &user, &["pwd"], post.browser, ctx).await
 }
 
 /// `POST` of the second-factor form: a TOTP code or a recovery code.
 pub async fn submit_second_factor(
     state: &AppState,
-    id: &str,
-    browser: &Browser,
-    csrf: Option<&str>,
+    post: &FormPost<'_>,
     factor: SecondFactor,
     ctx: &RequestContext,
 ) -> Result<Outcome> {
-    let (row, request, binding) = held_interaction(state, id, browser, ctx.now).await?;
-    check_csrf(&binding, &row.id, csrf)?;
+    let (row, request) = post.open(state, ctx.now).await?;
     let user_id = row.user_id.as_deref().filter(|_| row.stage == STAGE_SECOND_FACTOR);
     let Some(user_id) = user_id else { return Ok(Outcome::to(Next::Interaction(row.id))) };
     let user = user_store::find_by_id(&state.db, user_id)
@@ -408,7 +419,7 @@ pub async fn submit_second_factor(
             None => Err(err),
         };
     }
-    signed_in(state, &row, &request, &user, mfa::AMR_PASSWORD_AND_OTP, browser, ctx).await
+    signed_in(state, &row, &request, &user, mfa::AMR_PASSWORD_AND_OTP, post.browser, ctx).await
 }
 
 /// The user proved who they are: a new login session for this browser (ending the one it
@@ -477,14 +488,11 @@ async fn signed_in(
 /// `POST` of the consent form.
 pub async fn submit_consent(
     state: &AppState,
-    id: &str,
-    browser: &Browser,
-    csrf: Option<&str>,
+    post: &FormPost<'_>,
     allow: bool,
     ctx: &RequestContext,
 ) -> Result<Outcome> {
-    let (row, request, binding) = held_interaction(state, id, browser, ctx.now).await?;
-    check_csrf(&binding, &row.id, csrf)?;
+    let (row, request) = post.open(state, ctx.now).await?;
     let (Some(user_id), Some(auth_time), Some(amr)) = (&row.user_id, row.auth_time, &row.amr) else {
         return Ok(Outcome::to(Next::Interaction(row.id)));
     };
@@ -518,7 +526,8 @@ pub async fn submit_consent(
     store::save_consent(&state.db, consent, event).await?;
     // The login session the consent was given in (the newest of this user's live ones in
     // this browser); without one, the code names none.
-    let sso_id = live_sso_session(state, browser, now).await?.filter(|(s, _)| &s.user_id == user_id).map(|(s, _)| s.id);
+    let sso_id =
+        live_sso_session(state, post.browser, now).await?.filter(|(s, _)| &s.user_id == user_id).map(|(s, _)| s.id);
     let signed = SignedInAs { user_id, sso_session_id: sso_id.as_deref().unwrap_or_default(), auth_time, amr };
     issue_code(state, &request, signed, Some(&row.id), ctx).await
 }

@@ -26,6 +26,8 @@ struct Fixtures {
     /// A pending signing key, if one exists (the rotate operation leaves one); revoking
     /// the active key would end the run for every later operation.
     pending_kid: String,
+    /// A browser session of the user, and a consent of theirs to client{n}.
+    sso_id: String,
 }
 
 async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
@@ -64,11 +66,42 @@ async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
         .into_iter()
         .find(|k| k.state.as_str() == "pending")
         .map_or_else(|| "no-pending-key".to_string(), |k| k.kid);
-    Fixtures { user_id, session_id, n: format!("{n}"), pending_kid }
+    let sso_id = browser_session_and_consent(server, &user_id, &format!("client{n}")).await;
+    Fixtures { user_id, session_id, n: format!("{n}"), pending_kid, sso_id }
+}
+
+/// Stores a live browser session of `user_id` and their consent to `client_id`, as
+/// the hosted pages would: the session's id.
+async fn browser_session_and_consent(server: &TestServer, user_id: &str, client_id: &str) -> String {
+    use latchkey_server::store::audit::NewAuditEvent;
+    use latchkey_server::store::authorization::{self, ConsentRow, SsoSessionRow};
+    let now = server.clock.now_secs();
+    let id = uuid::Uuid::now_v7().to_string();
+    let session = SsoSessionRow {
+        id: id.clone(),
+        token_hash: latchkey_server::security::sha256_hex(&id),
+        user_id: user_id.into(),
+        created_at: now,
+        last_seen_at: now,
+        idle_expires_at: now + 3600,
+        absolute_expires_at: now + 3600,
+        auth_time: now,
+        amr: "pwd".into(),
+        ip: None,
+        user_agent: None,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let event = || NewAuditEvent::success(now, user_id, "fixture", user_id);
+    authorization::create_sso_session(&server.state.db, session, None, event()).await.unwrap();
+    let consent =
+        ConsentRow { user_id: user_id.into(), client_id: client_id.into(), scope: "openid".into(), granted_at: now };
+    authorization::save_consent(&server.state.db, consent, event()).await.unwrap();
+    id
 }
 
 fn ops(f: &Fixtures) -> Vec<Op> {
-    let (user_id, session_id, n, kid) = (&f.user_id, &f.session_id, &f.n, &f.pending_kid);
+    let (user_id, session_id, n, kid, sso_id) = (&f.user_id, &f.session_id, &f.n, &f.pending_kid, &f.sso_id);
     let op = |permission, method, template, path: String, body| Op { permission, method, template, path, body };
     vec![
         op("users:read", Method::GET, "/admin/users", "/admin/users".into(), None),
@@ -111,6 +144,28 @@ fn ops(f: &Fixtures) -> Vec<Op> {
             None,
         ),
         op("sessions:read", Method::GET, "/admin/sessions", "/admin/sessions".into(), None),
+        op(
+            "sessions:read",
+            Method::GET,
+            "/admin/users/{id}/browser-sessions",
+            format!("/admin/users/{user_id}/browser-sessions"),
+            None,
+        ),
+        op(
+            "sessions:revoke",
+            Method::DELETE,
+            "/admin/users/{id}/browser-sessions/{session_id}",
+            format!("/admin/users/{user_id}/browser-sessions/{sso_id}"),
+            None,
+        ),
+        op("users:read", Method::GET, "/admin/users/{id}/consents", format!("/admin/users/{user_id}/consents"), None),
+        op(
+            "users:write",
+            Method::DELETE,
+            "/admin/users/{id}/consents/{client_id}",
+            format!("/admin/users/{user_id}/consents/client{n}"),
+            None,
+        ),
         op("sessions:revoke", Method::DELETE, "/admin/sessions/{id}", format!("/admin/sessions/{session_id}"), None),
         op(
             "sessions:revoke",
@@ -223,7 +278,13 @@ async fn permission_matrix() {
     let anonymous = server.get("/admin/users").sent().await;
     assert_eq!(anonymous.status(), 401);
     // The list covers the document: a new admin operation without a row fails here.
-    let placeholder = Fixtures { user_id: "u".into(), session_id: "s".into(), n: "0".into(), pending_kid: "k".into() };
+    let placeholder = Fixtures {
+        user_id: "u".into(),
+        session_id: "s".into(),
+        n: "0".into(),
+        pending_kid: "k".into(),
+        sso_id: "b".into(),
+    };
     let covered: std::collections::BTreeSet<(String, String)> =
         ops(&placeholder).iter().map(|op| (op.method.to_string(), op.template.to_string())).collect();
     assert_eq!(covered, admin_operations_in_the_spec(), "every admin operation is in the matrix, and only those");

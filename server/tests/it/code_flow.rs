@@ -120,6 +120,21 @@ impl Browser {
         self.keep_cookies(&resp);
         resp
     }
+
+    /// Posts `fields` to the hosted form at `path` of `page`, with the interaction and
+    /// CSRF token the page carries.
+    pub async fn submit(
+        &mut self,
+        server: &TestServer,
+        path: &str,
+        page: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let (interaction, csrf) = (hidden(page, "interaction"), hidden(page, "csrf_token"));
+        let mut form = vec![("interaction", interaction.as_str()), ("csrf_token", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.post_form(&server.url(path), &form).await
+    }
 }
 
 pub fn location(resp: &reqwest::Response) -> String {
@@ -195,19 +210,12 @@ pub async fn authorize(server: &TestServer, browser: &mut Browser, rp: &Rp, extr
 
 /// Submits the sign-in page with a password, then consent if asked: the client's params.
 pub async fn sign_in(server: &TestServer, browser: &mut Browser, page: &str, username: &str) -> Landed {
-    let interaction = hidden(page, "interaction");
-    let csrf = hidden(page, "csrf_token");
-    let form =
-        [("interaction", interaction.as_str()), ("csrf_token", &csrf), ("username", username), ("password", PASSWORD)];
-    let resp = browser.post_form(&server.url("/ui/signin"), &form).await;
+    let resp = browser.submit(server, "/ui/signin", page, &[("username", username), ("password", PASSWORD)]).await;
     follow(server, browser, resp).await
 }
 
 pub async fn consent(server: &TestServer, browser: &mut Browser, page: &str, decision: &str) -> Landed {
-    let interaction = hidden(page, "interaction");
-    let csrf = hidden(page, "csrf_token");
-    let form = [("interaction", interaction.as_str()), ("csrf_token", &csrf), ("decision", decision)];
-    let resp = browser.post_form(&server.url("/ui/consent"), &form).await;
+    let resp = browser.submit(server, "/ui/consent", page, &[("decision", decision)]).await;
     follow(server, browser, resp).await
 }
 
@@ -645,22 +653,15 @@ async fn the_hosted_forms_are_bound_to_their_browser_and_carry_a_csrf_token() {
 
     // Another browser (an attacker's interaction submitted by a victim, or the other
     // way round) cannot use this interaction even with its token.
-    let csrf = hidden(&page, "csrf_token");
     let mut other = Browser::new();
-    let form =
-        [("interaction", interaction.as_str()), ("csrf_token", &csrf), ("username", "io"), ("password", PASSWORD)];
-    assert_eq!(other.post_form(&server.url("/ui/signin"), &form).await.status(), 400);
+    let credentials = [("username", "io"), ("password", PASSWORD)];
+    assert_eq!(other.submit(&server, "/ui/signin", &page, &credentials).await.status(), 400);
     let resp = other.get(&server.url(&format!("/ui/signin?interaction={interaction}"))).await;
     assert_eq!(resp.status(), 400);
 
     // A wrong password comes back to the page (post-redirect-get) with a generic notice.
-    let form = [
-        ("interaction", interaction.as_str()),
-        ("csrf_token", &csrf),
-        ("username", "io"),
-        ("password", "wrong-password"),
-    ];
-    let resp = browser.post_form(&server.url("/ui/signin"), &form).await;
+    let resp =
+        browser.submit(&server, "/ui/signin", &page, &[("username", "io"), ("password", "wrong-password")]).await;
     let back = location(&resp);
     assert_eq!(back, format!("/ui/signin?interaction={interaction}"));
     let body = browser.get(&server.url(&back)).await.text().await.unwrap();
@@ -668,16 +669,11 @@ async fn the_hosted_forms_are_bound_to_their_browser_and_carry_a_csrf_token() {
     // The finished sign-in cannot be finished twice.
     let params = at_client(sign_in(&server, &mut browser, &page, "io").await.pipe_consent(&server, &mut browser).await);
     assert!(params.contains_key("code"));
-    let form =
-        [("interaction", interaction.as_str()), ("csrf_token", &csrf), ("username", "io"), ("password", PASSWORD)];
-    assert_eq!(browser.post_form(&server.url("/ui/signin"), &form).await.status(), 400);
+    assert_eq!(browser.submit(&server, "/ui/signin", &page, &credentials).await.status(), 400);
     // An interaction left too long expires.
     let page = at_page(authorize(&server, &mut browser, &rp, &[("prompt", "login")]).await);
     server.clock.advance(601);
-    let late = [("interaction", hidden(&page, "interaction")), ("csrf_token", hidden(&page, "csrf_token"))];
-    let late: Vec<(&str, &str)> =
-        late.iter().map(|(k, v)| (*k, v.as_str())).chain([("username", "io"), ("password", PASSWORD)]).collect();
-    let resp = browser.post_form(&server.url("/ui/signin"), &late).await;
+    let resp = browser.submit(&server, "/ui/signin", &page, &credentials).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("expired"));
     server.stop().await;
@@ -707,16 +703,11 @@ async fn an_account_with_totp_signs_in_with_its_second_factor() {
     let page = at_page(authorize(&server, &mut browser, &rp, &[]).await);
     let page = at_page(sign_in(&server, &mut browser, &page, "jo").await);
     assert!(page.contains("autocomplete=\"one-time-code\""), "{page}");
-    let interaction = hidden(&page, "interaction");
-    let csrf = hidden(&page, "csrf_token");
-
-    let wrong = [("interaction", interaction.as_str()), ("csrf_token", &csrf), ("code", "000000")];
-    let back = location(&browser.post_form(&server.url("/ui/signin/code"), &wrong).await);
+    let back = location(&browser.submit(&server, "/ui/signin/code", &page, &[("code", "000000")]).await);
     assert!(browser.get(&server.url(&back)).await.text().await.unwrap().contains("not valid"));
     let code = totp_rs::Totp::from_url(&uri).unwrap().generate(server.clock.now_secs() as u64 + 30).to_string();
     server.clock.advance(30);
-    let good = [("interaction", interaction.as_str()), ("csrf_token", &csrf), ("code", code.as_str())];
-    let resp = browser.post_form(&server.url("/ui/signin/code"), &good).await;
+    let resp = browser.submit(&server, "/ui/signin/code", &page, &[("code", code.as_str())]).await;
     let params = at_client(follow(&server, &mut browser, resp).await);
     let tokens: Value = exchange(&server, &rp, &params["code"], &rp.verifier).await.json().await.unwrap();
     let id = verify_id_token(&server, tokens["id_token"].as_str().unwrap(), "mfa-app").await;
@@ -727,13 +718,7 @@ async fn an_account_with_totp_signs_in_with_its_second_factor() {
     let mut second = Browser::new();
     let page = at_page(authorize(&server, &mut second, &rp, &[]).await);
     let page = at_page(sign_in(&server, &mut second, &page, "jo").await);
-    let form = [
-        ("interaction", hidden(&page, "interaction")),
-        ("csrf_token", hidden(&page, "csrf_token")),
-        ("recovery_code", recovery[0].clone()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let resp = second.post_form(&server.url("/ui/signin/code"), &form).await;
+    let resp = second.submit(&server, "/ui/signin/code", &page, &[("recovery_code", recovery[0].as_str())]).await;
     assert!(at_client(follow(&server, &mut second, resp).await).contains_key("code"));
     server.stop().await;
 }
@@ -772,11 +757,7 @@ async fn the_sso_cookie_is_httponly_secure_lax_and_site_wide() {
     let rp = register_rp(&server, "cookie", true, false).await;
     let mut browser = Browser::new();
     let page = at_page(authorize(&server, &mut browser, &rp, &[]).await);
-    let interaction = hidden(&page, "interaction");
-    let csrf = hidden(&page, "csrf_token");
-    let form =
-        [("interaction", interaction.as_str()), ("csrf_token", &csrf), ("username", "ky"), ("password", PASSWORD)];
-    let resp = browser.post_form(&server.url("/ui/signin"), &form).await;
+    let resp = browser.submit(&server, "/ui/signin", &page, &[("username", "ky"), ("password", PASSWORD)]).await;
     let set: Vec<String> = resp.headers().get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
     let sso = set.iter().find(|c| c.starts_with("lk_sso=")).expect("the SSO cookie");
     for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=604800"] {
@@ -925,6 +906,12 @@ async fn a_clients_registered_browser_origin_may_call_the_token_endpoint() {
         .sent()
         .await;
     assert!(stranger.headers().get("access-control-allow-origin").is_none());
+    // Discovery and the JWKS are public to every origin.
+    for path in ["/.well-known/openid-configuration", "/.well-known/jwks.json"] {
+        let resp = server.get(path).header("origin", "https://any.example").sent().await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["access-control-allow-origin"], "*", "{path}");
+    }
     // Not for the admin API or the cookie endpoints.
     let admin_call =
         server.get("/admin/users").header("origin", "https://spa.example").bearer_auth(&admin).sent().await;
@@ -1044,14 +1031,8 @@ async fn userinfo_answers_post_and_a_refused_password_keeps_the_username() {
     let rp = register_rp(&server, "posting", true, false).await;
     let mut browser = Browser::new();
     let page = at_page(authorize(&server, &mut browser, &rp, &[]).await);
-    let form = [
-        ("interaction", hidden(&page, "interaction")),
-        ("csrf_token", hidden(&page, "csrf_token")),
-        ("username", "pi".to_string()),
-        ("password", "not the password".to_string()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let back = location(&browser.post_form(&server.url("/ui/signin"), &form).await);
+    let wrong = [("username", "pi"), ("password", "not the password")];
+    let back = location(&browser.submit(&server, "/ui/signin", &page, &wrong).await);
     let page = browser.get(&server.url(&back)).await.text().await.unwrap();
     assert!(page.contains("value=\"pi\""), "the username is filled again");
     let params = at_client(sign_in(&server, &mut browser, &page, "pi").await);

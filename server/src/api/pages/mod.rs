@@ -19,7 +19,7 @@ use poem::{Body, Request, Response, Route, handler};
 
 use crate::domain::authorize::{AuthorizeParams, redirect_origin};
 use crate::domain::mfa::SecondFactor;
-use crate::domain::signin::{self, Browser, InteractionView, NewCookie, Next, Outcome, Refused};
+use crate::domain::signin::{self, Browser, FormPost, InteractionView, NewCookie, Next, Outcome, Refused};
 use crate::domain::{Error, ErrorCode};
 use crate::security::Secret;
 use crate::security::rate_limit::Bucket;
@@ -320,6 +320,15 @@ impl FormFields {
         let first = found.next();
         if found.next().is_some() { None } else { first }
     }
+
+    /// The fields every hosted form carries, with the browser that posted it.
+    fn post<'a>(&'a self, browser: &'a Browser) -> FormPost<'a> {
+        FormPost {
+            interaction: self.get("interaction").unwrap_or_default(),
+            csrf_token: self.get("csrf_token"),
+            browser,
+        }
+    }
 }
 
 /// Runs one POST step: the rate-limit bucket first, then the form, then `step`.
@@ -347,10 +356,9 @@ async fn submit_password(req: &Request, body: Body) -> poem::Result<Response> {
     let state = state_of(req)?;
     let ctx = request_context(req);
     post_step(req, body, Bucket::Login, |form, browser| async move {
-        let id = form.get("interaction").unwrap_or_default();
         let password = Secret::new(form.get("password").unwrap_or_default().to_string());
         let username = form.get("username").unwrap_or_default();
-        signin::submit_password(state, id, &browser, form.get("csrf_token"), username, &password, &ctx).await
+        signin::submit_password(state, &form.post(&browser), username, &password, &ctx).await
     })
     .await
 }
@@ -360,12 +368,11 @@ async fn submit_code(req: &Request, body: Body) -> poem::Result<Response> {
     let state = state_of(req)?;
     let ctx = request_context(req);
     post_step(req, body, Bucket::Totp, |form, browser| async move {
-        let id = form.get("interaction").unwrap_or_default();
         let factor = match form.get("recovery_code").filter(|c| !c.trim().is_empty()) {
             Some(recovery) => SecondFactor::RecoveryCode(Secret::new(recovery.to_string())),
             None => SecondFactor::Code(form.get("code").unwrap_or_default().to_string()),
         };
-        signin::submit_second_factor(state, id, &browser, form.get("csrf_token"), factor, &ctx).await
+        signin::submit_second_factor(state, &form.post(&browser), factor, &ctx).await
     })
     .await
 }
@@ -375,13 +382,12 @@ async fn submit_consent(req: &Request, body: Body) -> poem::Result<Response> {
     let state = state_of(req)?;
     let ctx = request_context(req);
     post_step(req, body, Bucket::Token, |form, browser| async move {
-        let id = form.get("interaction").unwrap_or_default();
         let allow = match form.get("decision") {
             Some("allow") => true,
             Some("deny") => false,
             _ => return Err(Error::bad_request(ErrorCode::InvalidRequest, EN.bad_form.to_string())),
         };
-        signin::submit_consent(state, id, &browser, form.get("csrf_token"), allow, &ctx).await
+        signin::submit_consent(state, &form.post(&browser), allow, &ctx).await
     })
     .await
 }
