@@ -128,8 +128,8 @@ pub async fn authorize(
         Ok(Outcome::to(Next::ToClient(error_redirect(state, &error))))
     };
     if authorize::needs_sign_in(&request, signed_in, now) || hint_mismatch {
+        // Not audited: a silent check from a page nobody signed in to is not an event.
         if request.prompt.none {
-            audit_decision(state, &request, None, "login_required", ctx).await?;
             return refuse("login_required", "the user is not signed in");
         }
         return Ok(start_interaction(state, &request, browser, None, ctx).await?);
@@ -138,7 +138,6 @@ pub async fn authorize(
     let consent = store::consent(&state.db, &user.id, &client.client_id).await.map_err(Error::from)?;
     if authorize::needs_consent(&client, &request, consent.as_ref().map(|c| c.scope.as_str())) {
         if request.prompt.none {
-            audit_decision(state, &request, Some(&user.id), "consent_required", ctx).await?;
             return refuse("consent_required", "the user has not consented to this application");
         }
         return Ok(start_interaction(state, &request, browser, Some(&sso), ctx).await?);
@@ -169,17 +168,16 @@ fn hint_names(state: &AppState, hint: &str, user_id: &str) -> bool {
         .is_some_and(|sub| sub == user_id)
 }
 
-async fn audit_decision(
+/// The user refused the application at the consent page.
+async fn audit_denied(
     state: &AppState,
     request: &AuthorizationRequest,
-    user_id: Option<&str>,
-    outcome: &'static str,
+    user_id: &str,
     ctx: &RequestContext,
 ) -> Result<()> {
-    let event =
-        NewAuditEvent::success(ctx.now, user_id.unwrap_or("anonymous"), "authorization.denied", &request.client_id)
-            .outcome(outcome)
-            .ip(ctx.ip.clone());
+    let event = NewAuditEvent::success(ctx.now, user_id, "authorization.denied", &request.client_id)
+        .outcome("access_denied")
+        .ip(ctx.ip.clone());
     crate::store::audit::record(&state.db, event).await?;
     Ok(())
 }
@@ -502,7 +500,7 @@ pub async fn submit_consent(
     let now = ctx.now;
     if !allow {
         store::delete_interaction(&state.db, &row.id).await?;
-        audit_decision(state, &request, Some(user_id), "access_denied", ctx).await?;
+        audit_denied(state, &request, user_id, ctx).await?;
         let error = RedirectError::new(&request, "access_denied", "the user denied the request");
         return Ok(Outcome::to(Next::ToClient(error_redirect(state, &error))));
     }

@@ -1084,3 +1084,18 @@ async fn an_id_token_hint_for_another_user_is_login_required_and_branding_shows(
     assert!(body.contains(&request_id), "the error page shows the request id the response carries");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_authorization_endpoint_spends_the_token_bucket() {
+    let server = TestServer::start_with(|raw| raw.rate_limits.token = latchkey_server::config::Quota::new(60, 2)).await;
+    let rp = register_rp(&server, "limited", false, false).await;
+    let mut browser = Browser::new();
+    let url = server.url(&format!("/oauth2/authorize?{}", rp.authorize_query(&[])));
+    for _ in 0..2 {
+        assert_eq!(browser.get(&url).await.status(), 303);
+    }
+    let resp = browser.get(&url).await;
+    assert_eq!(resp.status(), 429, "a burst past the bucket on {}", backend());
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    server.stop().await;
+}

@@ -245,6 +245,10 @@ async fn pairs_of(req: &Request, body: Body) -> Result<Vec<(String, String)>, Er
 #[handler]
 async fn authorize(req: &Request, body: Body) -> poem::Result<Response> {
     let state = state_of(req)?;
+    // Anyone may call it, and a sign-in it starts is a row: the token bucket bounds both.
+    if let Err(err) = charge_ip(req, Bucket::Token) {
+        return Ok(error_page(req, state, &err));
+    }
     let pairs = match pairs_of(req, body).await {
         Ok(pairs) => pairs,
         Err(err) => return Ok(error_page(req, state, &err)),

@@ -55,8 +55,10 @@ public class Main {
 
     // the admin's tokens from the password grant of the latchkey-admin client
     OAuthApi oauth = new OAuthApi(client);
+    // (grant_type, refresh_token, username, password, scope, client_id, client_secret,
+    //  totp, code, redirect_uri, code_verifier): the form's fields in the document's order.
     TokenResponse admin = oauth.token("password", null, System.getenv("ADMIN_USERNAME"),
-        System.getenv("ADMIN_PASSWORD"), null, "latchkey-admin", null, null);
+        System.getenv("ADMIN_PASSWORD"), null, "latchkey-admin", null, null, null, null, null);
     check(admin.getAccessToken() != null && admin.getRefreshToken() != null, "password grant", admin);
 
     // admin: list users, filtered, finds the one registered above
@@ -66,7 +68,7 @@ public class Main {
 
     // refresh_token grant rotates the refresh token
     TokenResponse refreshed = oauth.token("refresh_token", admin.getRefreshToken(), null, null,
-        null, "latchkey-admin", null, null);
+        null, "latchkey-admin", null, null, null, null, null);
     check(refreshed.getAccessToken() != null && !admin.getRefreshToken().equals(refreshed.getRefreshToken()),
         "refresh", refreshed);
     System.out.println("java client: 1 passed, 0 failed");
