@@ -162,7 +162,7 @@ READER_ID=$(api POST /admin/users '{"username":"reader","password":"reader passw
   python3 -c 'import json, sys; print(json.load(sys.stdin)["user"]["id"])')
 api POST /admin/users '{"username":"plain","password":"plain password 1"}' >/dev/null
 SVC_SECRET=$(api POST /admin/clients \
-  '{"client_id":"reports-svc","name":"reports","confidential":true,"grant_types":["client_credentials"],"roles":["reports-reader"]}' |
+  '{"client_id":"reports-svc","name":"reports","confidential":true,"grant_types":["client_credentials"],"roles":["reports-reader"],"first_party":true}' |
   json_field client_secret)
 
 STAGE="importing a test key"

@@ -102,6 +102,8 @@ pub struct Client {
     pub allowed_origins: Vec<String>,
     #[serde(default)]
     pub visible_roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }

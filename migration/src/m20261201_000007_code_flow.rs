@@ -28,6 +28,10 @@ enum Clients {
     AllowedOrigins,
     /// The user roles this client's tokens may carry; NULL is the default filter.
     RoleFilter,
+    /// `none`, `client_secret_basic` or `client_secret_post`; empty: either of the
+    /// secret methods (how every confidential client authenticated before this).
+    TokenEndpointAuthMethod,
+    ClientType,
 }
 
 #[derive(DeriveIden)]
@@ -116,6 +120,14 @@ impl MigrationTrait for Migration {
         }
         add_column(manager, ColumnDef::new(Clients::FirstParty).boolean().not_null().default(false).to_owned()).await?;
         add_column(manager, text_null(Clients::RoleFilter)).await?;
+        add_column(manager, ColumnDef::new(Clients::TokenEndpointAuthMethod).text().not_null().default("").to_owned())
+            .await?;
+        let public = Query::update()
+            .table(Clients::Table)
+            .value(Clients::TokenEndpointAuthMethod, "none")
+            .and_where(Expr::col(Clients::ClientType).eq("public"))
+            .to_owned();
+        manager.get_connection().execute(&public).await?;
         let existing = Query::update().table(Clients::Table).value(Clients::FirstParty, true).to_owned();
         manager.get_connection().execute(&existing).await?;
         // What `/auth/me` and userinfo return to the seeded apps stays: email and roles.
@@ -260,6 +272,7 @@ impl MigrationTrait for Migration {
         )
         .await?;
         for column in [
+            Clients::TokenEndpointAuthMethod,
             Clients::RoleFilter,
             Clients::FirstParty,
             Clients::AllowedOrigins,

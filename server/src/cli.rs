@@ -119,6 +119,10 @@ pub struct ClientCreateArgs {
     /// One of ours: skips consent, may carry Latchkey's audience and every role.
     #[arg(long)]
     first_party: bool,
+    /// How it authenticates at the token endpoint: none (public), client_secret_basic or
+    /// client_secret_post (confidential; by default either).
+    #[arg(long = "auth-method")]
+    token_endpoint_auth_method: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,6 +319,7 @@ async fn create_client(config: Config, args: ClientCreateArgs) -> Result<ExitCod
         first_party: args.first_party,
         allowed_origins: args.allowed_origins,
         visible_roles: None,
+        token_endpoint_auth_method: args.token_endpoint_auth_method,
     };
     match domain::clients::create(&state, new, &domain::rbac::Grantor::operator("cli")).await {
         Ok((client, secret)) => {

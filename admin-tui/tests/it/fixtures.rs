@@ -88,6 +88,7 @@ pub fn clients() -> Page<Client> {
         first_party: id != "billing-svc",
         allowed_origins: vec![],
         visible_roles: None,
+        token_endpoint_auth_method: None,
         created_at: "2026-11-23T12:30:03+00:00".into(),
         updated_at: "2026-11-23T12:30:03+00:00".into(),
     };

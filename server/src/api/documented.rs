@@ -155,6 +155,16 @@ documented_string!(
     }
 );
 
+documented_string!(
+    /// How a client authenticates at the token endpoint (RFC 7591 §2).
+    #[derive(Debug)]
+    AuthMethodWord,
+    |schema| {
+        schema.enum_items =
+            vec![Value::from("none"), Value::from("client_secret_basic"), Value::from("client_secret_post")];
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use poem_openapi::types::{ParseFromJSON, Type};

@@ -435,6 +435,7 @@ mod tests {
             first_party: false,
             allowed_origins: String::new(),
             role_filter: None,
+            token_endpoint_auth_method: "none".into(),
         }
     }
 

@@ -41,6 +41,27 @@ pub struct NewClient {
     pub allowed_origins: Vec<String>,
     /// The user roles its tokens may carry; `None` is the default filter.
     pub visible_roles: Option<Vec<String>>,
+    /// How it authenticates at the token endpoint; `None`: `none` for a public client,
+    /// either secret method for a confidential one.
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+/// The registered `token_endpoint_auth_method` (RFC 7591 §2), checked against the
+/// client's type; empty means either secret method (confidential clients only).
+fn validate_auth_method(method: Option<&str>, confidential: bool) -> Result<String> {
+    match (method, confidential) {
+        (None, false) | (Some("none"), false) => Ok("none".into()),
+        (None, true) => Ok(String::new()),
+        (Some(m @ ("client_secret_basic" | "client_secret_post")), true) => Ok(m.to_string()),
+        (Some(other), _) => Err(Error::bad_request(
+            ErrorCode::InvalidRequest,
+            format!(
+                "token_endpoint_auth_method {other:?} does not fit a {} client (none for public; \
+                 client_secret_basic or client_secret_post for confidential)",
+                if confidential { "confidential" } else { "public" }
+            ),
+        )),
+    }
 }
 
 /// The redirect-like URIs of a client: each one a registrable redirect URI, at most
@@ -221,6 +242,7 @@ pub async fn create(
         first_party: new.first_party,
         allowed_origins,
         role_filter: new.visible_roles.as_deref().map(join_unique),
+        token_endpoint_auth_method: validate_auth_method(new.token_endpoint_auth_method.as_deref(), new.confidential)?,
     };
     let details = serde_json::json!({
         "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type.as_str(),
@@ -266,6 +288,7 @@ pub struct ClientUpdate {
     pub first_party: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
     pub visible_roles: Option<Option<Vec<String>>>,
+    pub token_endpoint_auth_method: Option<String>,
 }
 
 pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by: &Grantor<'_>) -> Result<ClientView> {
@@ -307,6 +330,11 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
         first_party: update.first_party,
         allowed_origins: update.allowed_origins.as_deref().map(validate_origins).transpose()?,
         role_filter: update.visible_roles.map(|roles| roles.as_deref().map(join_unique)),
+        token_endpoint_auth_method: update
+            .token_endpoint_auth_method
+            .as_deref()
+            .map(|m| validate_auth_method(Some(m), confidential))
+            .transpose()?,
     };
     check_code_flow(
         changes.grant_types.as_deref().unwrap_or(&current.row.grant_types),

@@ -88,7 +88,14 @@ pub async fn authenticate_client(state: &AppState, creds: &ClientCredentials) ->
         (ClientType::Public, None, _) => Ok(client),
         (ClientType::Confidential, Some(secret), Some(stored)) => {
             let presented = sha256_hex(secret.expose());
-            if constant_time_eq(presented.as_bytes(), stored.as_bytes()) { Ok(client) } else { Err(invalid_client()) }
+            let matched = constant_time_eq(presented.as_bytes(), stored.as_bytes());
+            // The registered method, when one is: a secret sent the other way is refused.
+            let registered_way = match client.token_endpoint_auth_method.as_str() {
+                "client_secret_basic" => creds.via_basic,
+                "client_secret_post" => !creds.via_basic,
+                _ => true,
+            };
+            if matched && registered_way { Ok(client) } else { Err(invalid_client()) }
         }
         _ => Err(invalid_client()),
     }

@@ -93,6 +93,7 @@ pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: New
         first_party: Set(row.first_party),
         allowed_origins: Set(row.allowed_origins),
         role_filter: Set(row.role_filter),
+        token_endpoint_auth_method: Set(row.token_endpoint_auth_method),
     }
     .insert(&*txn)
     .await?;
@@ -116,6 +117,7 @@ pub struct ClientChanges {
     pub first_party: Option<bool>,
     pub allowed_origins: Option<String>,
     pub role_filter: Option<Option<String>>,
+    pub token_endpoint_auth_method: Option<String>,
 }
 
 pub async fn update(
@@ -159,6 +161,9 @@ pub async fn update(
     }
     if let Some(filter) = changes.role_filter {
         active.role_filter = Set(filter);
+    }
+    if let Some(method) = changes.token_endpoint_auth_method {
+        active.token_endpoint_auth_method = Set(method);
     }
     active.updated_at = Set(now);
     let row = active.update(&*txn).await?;

@@ -73,6 +73,7 @@ pub async fn register_rp(server: &TestServer, client_id: &str, first_party: bool
         first_party,
         allowed_origins: Vec::new(),
         visible_roles: None,
+        token_endpoint_auth_method: None,
     };
     let operator = latchkey_server::domain::rbac::Grantor::operator("test");
     let (_, secret) = latchkey_server::domain::clients::create(&server.state, new, &operator).await.unwrap();
@@ -1097,5 +1098,41 @@ async fn the_authorization_endpoint_spends_the_token_bucket() {
     let resp = browser.get(&url).await;
     assert_eq!(resp.status(), 429, "a burst past the bucket on {}", backend());
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_registered_token_endpoint_auth_method_is_the_only_one_accepted() {
+    let server = TestServer::start().await;
+    let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
+    let create = |id: &str, confidential: bool, method: &str| {
+        json!({"client_id": id, "name": id, "confidential": confidential, "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": method})
+    };
+    let (status, created) =
+        call(&server, &admin, Method::POST, "/admin/clients", Some(create("posting-svc", true, "client_secret_post")))
+            .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["client"]["token_endpoint_auth_method"], "client_secret_post");
+    let secret = created["client_secret"].as_str().unwrap();
+    let by_basic = server
+        .post("/oauth2/token")
+        .basic_auth("posting-svc", Some(secret))
+        .form(&[("grant_type", "client_credentials")]);
+    crate::harness::assert_error(by_basic.sent().await, 401, "invalid_client").await;
+    let by_post = server.post("/oauth2/token").form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", "posting-svc"),
+        ("client_secret", secret),
+    ]);
+    assert_eq!(by_post.sent().await.status(), 200);
+    let mut public = create("odd", false, "client_secret_basic");
+    public["grant_types"] = json!(["refresh_token"]);
+    let (status, body) = call(&server, &admin, Method::POST, "/admin/clients", Some(public)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "a public client has no secret: {body}"
+    );
     server.stop().await;
 }

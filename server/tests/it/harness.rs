@@ -306,6 +306,7 @@ impl TestServer {
             first_party: true,
             allowed_origins: Vec::new(),
             visible_roles: None,
+            token_endpoint_auth_method: None,
         };
         let (_, secret) = latchkey_server::domain::clients::create(
             &self.state,

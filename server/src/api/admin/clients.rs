@@ -60,6 +60,7 @@ impl AdminClientsApi {
             first_party: body.first_party,
             allowed_origins: body.allowed_origins,
             visible_roles: body.visible_roles.map(strings),
+            token_endpoint_auth_method: body.token_endpoint_auth_method.map(|m| m.0),
         };
         let (client, secret) = clients::create(auth.state(), new, &admin.grantor()).await?;
         Ok(Created::New(Json(CreatedClientResponse {
@@ -98,6 +99,7 @@ impl AdminClientsApi {
             } else {
                 Some(body.visible_roles.take().map(strings))
             },
+            token_endpoint_auth_method: body.token_endpoint_auth_method.map(|m| m.0),
         };
         let client = clients::update(auth.state(), &client_id.0, update, &admin.grantor()).await?;
         Ok(Json(client.into()))

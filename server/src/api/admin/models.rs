@@ -5,7 +5,7 @@ use poem_openapi::Object;
 use poem_openapi::types::MaybeUndefined;
 
 use crate::api::documented::{
-    ClientIdWord, NewPassword, NewUsername, PermissionWord, RoleName, ScopeToken, StatusWord,
+    AuthMethodWord, ClientIdWord, NewPassword, NewUsername, PermissionWord, RoleName, ScopeToken, StatusWord,
 };
 
 use crate::api::models::UserResponse;
@@ -155,6 +155,10 @@ pub struct ClientResponse {
     /// but `admin` (third-party).
     #[oai(skip_serializing_if_is_none)]
     pub visible_roles: Option<Vec<String>>,
+    /// `none`, `client_secret_basic` or `client_secret_post`; absent: a confidential
+    /// client may use either secret method.
+    #[oai(skip_serializing_if_is_none)]
+    pub token_endpoint_auth_method: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -179,6 +183,7 @@ impl From<ClientView> for ClientResponse {
             first_party: row.first_party,
             allowed_origins: words(&row.allowed_origins),
             visible_roles: row.role_filter.as_deref().map(words),
+            token_endpoint_auth_method: Some(row.token_endpoint_auth_method).filter(|m| !m.is_empty()),
             created_at: to_datetime(row.created_at),
             updated_at: to_datetime(row.updated_at),
         }
@@ -214,6 +219,10 @@ pub struct CreateClientRequest {
     pub allowed_origins: Vec<String>,
     #[oai(skip_serializing_if_is_none, validator(max_items = 64, max_length = 64))]
     pub visible_roles: Option<Vec<RoleName>>,
+    /// `none` (public), `client_secret_basic` or `client_secret_post` (confidential);
+    /// omitted: `none` for public, either secret method for confidential.
+    #[oai(skip_serializing_if_is_none)]
+    pub token_endpoint_auth_method: Option<AuthMethodWord>,
 }
 
 // No Debug: it carries secrets.
@@ -249,6 +258,8 @@ pub struct UpdateClientRequest {
     /// The roles its tokens may carry, or `null` for the default filter; omit to keep it.
     #[oai(validator(max_items = 64, max_length = 64))]
     pub visible_roles: MaybeUndefined<Vec<RoleName>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub token_endpoint_auth_method: Option<AuthMethodWord>,
 }
 
 // No Debug: it carries secrets.

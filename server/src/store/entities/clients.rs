@@ -21,6 +21,8 @@ pub struct Model {
     pub allowed_origins: String,
     /// Space-separated role names its user tokens may carry; `None` is the default.
     pub role_filter: Option<String>,
+    /// `none`, `client_secret_basic` or `client_secret_post`; empty: either secret method.
+    pub token_endpoint_auth_method: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

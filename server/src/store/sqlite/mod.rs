@@ -260,6 +260,7 @@ from_row!(ClientRow {
     first_party,
     allowed_origins,
     role_filter,
+    token_endpoint_auth_method,
 });
 
 // The statement texts are built once: they key the prepared-statement cache, and the
