@@ -108,6 +108,20 @@ pub struct Client {
     pub updated_at: String,
 }
 
+/// A user's browser login session at the hosted sign-in pages (SSO).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct BrowserSession {
+    pub id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub idle_expires_at: String,
+    pub absolute_expires_at: String,
+    pub auth_time: String,
+    pub amr: Vec<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct CreatedClient {
     pub client: Client,
@@ -418,6 +432,11 @@ impl ApiClient {
             "redirect_uris": redirect_uris,
         });
         self.call(Method::POST, "/admin/clients", Some(body)).await
+    }
+
+    /// A user's live browser sessions, newest first.
+    pub async fn user_browser_sessions(&self, user_id: &str) -> Result<Vec<BrowserSession>, ApiError> {
+        self.call(Method::GET, &format!("/admin/users/{}/browser-sessions", encode(user_id)), None).await
     }
 
     /// Replaces where the code flow may send users back to.

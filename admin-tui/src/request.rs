@@ -97,6 +97,11 @@ pub enum Request {
         grants: Vec<String>,
         redirect_uris: Vec<String>,
     },
+    /// A user's browser sessions, shown as a list (`X` ends them with the rest).
+    BrowserSessions {
+        user_id: String,
+        username: String,
+    },
     SetClientRedirectUris {
         client_id: String,
         uris: Vec<String>,
@@ -249,6 +254,26 @@ async fn execute(api: &ApiClient, request: Request) -> Result<Loaded, ApiError> 
                 lines.push(format!("Client secret: {secret}"));
             }
             Ok(Loaded::ShowOnce { title: "Client created".into(), lines })
+        }
+        Request::BrowserSessions { user_id, username } => {
+            let sessions = api.user_browser_sessions(&user_id).await?;
+            let mut lines: Vec<String> = sessions
+                .iter()
+                .map(|s| {
+                    format!(
+                        "since {}, last seen {}, {} from {} ({})",
+                        s.created_at,
+                        s.last_seen_at,
+                        s.amr.join("+"),
+                        s.ip.as_deref().unwrap_or("-"),
+                        s.user_agent.as_deref().unwrap_or("-")
+                    )
+                })
+                .collect();
+            if lines.is_empty() {
+                lines.push("No live browser session.".into());
+            }
+            Ok(Loaded::ShowOnce { title: format!("Browser sessions of {username}"), lines })
         }
         Request::SetClientRedirectUris { client_id, uris } => {
             let client = api.set_client_redirect_uris(&client_id, &uris).await?;

@@ -38,6 +38,7 @@ enum Row {
     ResetTotp,
     Delete,
     Sessions,
+    BrowserSessions,
     RevokeSessions,
 }
 
@@ -52,6 +53,7 @@ const COMMANDS: &[Command<Action>] = &[
     Command::new(&[KeyCode::Char('t')], "reset TOTP", Action::Row(Row::ResetTotp)),
     Command::new(&[KeyCode::Char('d')], "delete", Action::Row(Row::Delete)),
     Command::new(&[KeyCode::Char('v')], "view sessions", Action::Row(Row::Sessions)),
+    Command::new(&[KeyCode::Char('b')], "browser sessions", Action::Row(Row::BrowserSessions)),
     Command::new(&[KeyCode::Char('X')], "revoke all sessions", Action::Row(Row::RevokeSessions)),
     Command::new(&[KeyCode::Enter], "details", Action::Row(Row::Details)),
 ];
@@ -129,9 +131,11 @@ fn on_user(row: Row, user: User) -> Outcome {
             Request::DeleteUser { user_id: id },
         ),
         Row::Sessions => Outcome::open::<Sessions>(id),
-        Row::RevokeSessions => {
-            Outcome::confirm(format!("Revoke every session of {name}?"), Request::RevokeUserSessions { user_id: id })
-        }
+        Row::BrowserSessions => Outcome::request(Request::BrowserSessions { user_id: id, username: name }),
+        Row::RevokeSessions => Outcome::confirm(
+            format!("Revoke every session of {name}, browser sessions included?"),
+            Request::RevokeUserSessions { user_id: id },
+        ),
     }
 }
 

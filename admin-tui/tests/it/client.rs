@@ -103,6 +103,7 @@ async fn console_operations_against_the_real_server() {
     assert_eq!(sessions.total, 1);
     api.revoke_session(&sessions.items[0].id).await.unwrap();
     assert_eq!(api.sessions(Some(&created.user.id), 1, 50).await.unwrap().total, 0);
+    assert_eq!(api.user_browser_sessions(&created.user.id).await.unwrap(), vec![], "no hosted sign-in yet");
 
     // Server errors come back with the server's message.
     let err = api.delete_role("admin").await.unwrap_err();

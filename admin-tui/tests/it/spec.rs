@@ -51,6 +51,20 @@ fn types_match_the_committed_openapi_document() {
         ),
         ("RecoveryCodesResponse", fields_of(&RecoveryCodes { recovery_codes: vec![] })),
         ("RevokedCount", fields_of(&RevokedCount { revoked: 1 })),
+        (
+            "BrowserSessionResponse",
+            fields_of(&BrowserSession {
+                id: "b".into(),
+                created_at: "t".into(),
+                last_seen_at: "t".into(),
+                idle_expires_at: "t".into(),
+                absolute_expires_at: "t".into(),
+                auth_time: "t".into(),
+                amr: vec!["pwd".into()],
+                ip: Some("127.0.0.1".into()),
+                user_agent: Some("ua".into()),
+            }),
+        ),
     ];
     for (schema, ours) in checks {
         assert_eq!(ours, schema_fields(&spec, schema), "{schema} drifted from openapi/openapi.json");

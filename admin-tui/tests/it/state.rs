@@ -138,6 +138,13 @@ fn search_create_and_roles_flow() {
 }
 
 #[test]
+fn b_lists_the_selected_users_browser_sessions() {
+    let mut app = loaded_app();
+    let sent = press(&mut app, KeyCode::Char('b'));
+    assert!(matches!(sent.as_slice(), [Request::BrowserSessions { username, .. }] if username == "alice"), "{sent:?}");
+}
+
+#[test]
 fn clients_are_created_with_redirect_uris_and_their_uris_edited() {
     let mut app = loaded_app();
     app.show::<Clients>();
