@@ -18,14 +18,10 @@ pub struct ConsentView {
     pub client_name: String,
 }
 
-fn is_live(session: &SsoSessionRow, now: i64) -> bool {
-    session.revoked_at.is_none() && session.idle_expires_at > now && session.absolute_expires_at > now
-}
-
 /// A user's live browser sessions, newest first.
 pub async fn browser_sessions(state: &AppState, user_id: &str) -> Result<Vec<SsoSessionRow>> {
     let now = state.now();
-    Ok(store::sso_sessions_of(&state.db, user_id).await?.into_iter().filter(|s| is_live(s, now)).collect())
+    Ok(store::sso_sessions_of(&state.db, user_id).await?.into_iter().filter(|s| s.is_live(now)).collect())
 }
 
 /// Ends a live browser session of `user_id` (`actor` is who asks: the user or an admin).

@@ -147,6 +147,13 @@ impl SessionRow {
     }
 }
 
+impl crate::store::authorization::SsoSessionRow {
+    /// A browser login session: the same rule as a token session's.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.idle_expires_at > now && self.absolute_expires_at > now
+    }
+}
+
 /// The refresh rule: `client_id` presented the token `read` found, at `now`; `child`
 /// is the token it was rotated into, if it was.
 pub fn judge_refresh(

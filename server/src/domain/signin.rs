@@ -135,15 +135,25 @@ pub async fn authorize(
         return Ok(start_interaction(state, &request, browser, None, ctx).await?);
     }
     let Some((sso, user)) = session else { return Err(Error::Internal("a session was needed".into()).into()) };
-    let consent = store::consent(&state.db, &user.id, &client.client_id).await.map_err(Error::from)?;
+    let consent = remembered_consent(state, &client, &user.id).await?;
     if authorize::needs_consent(&client, &request, consent.as_ref().map(|c| c.scope.as_str())) {
         if request.prompt.none {
             return refuse("consent_required", "the user has not consented to this application");
         }
         return Ok(start_interaction(state, &request, browser, Some(&sso), ctx).await?);
     }
-    let signed = SignedInAs { user_id: &user.id, sso_session_id: &sso.id, auth_time: sso.auth_time, amr: &sso.amr };
+    let signed =
+        SignedInAs { user_id: &user.id, sso_session_id: Some(&sso.id), auth_time: sso.auth_time, amr: &sso.amr };
     Ok(issue_code(state, &request, signed, None, ctx).await?)
+}
+
+/// A user's remembered consent to a third-party client; first-party clients never ask,
+/// so nothing is read for them.
+async fn remembered_consent(state: &AppState, client: &ClientRow, user_id: &str) -> Result<Option<ConsentRow>> {
+    if client.first_party {
+        return Ok(None);
+    }
+    Ok(store::consent(&state.db, user_id, &client.client_id).await?)
 }
 
 /// The live login session the browser's cookie names, touched, with its active user.
@@ -152,8 +162,7 @@ async fn live_sso_session(state: &AppState, browser: &Browser, now: i64) -> Resu
     let Some((session, Some(user))) = store::sso_session_by_hash(&state.db, &sha256_hex(token.expose())).await? else {
         return Ok(None);
     };
-    let live = session.revoked_at.is_none() && session.idle_expires_at > now && session.absolute_expires_at > now;
-    if !live || user.status != UserStatus::Active {
+    if !session.is_live(now) || user.status != UserStatus::Active {
         return Ok(None);
     }
     let idle = (now + state.config.sso.idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
@@ -463,7 +472,7 @@ async fn signed_in(
     state.metrics.tokens_issued.with_label_values(&["sign_in_page"]).inc();
     let cookie = NewCookie { value: token, max_age: Some(absolute_expires_at - now) };
     let client = state.tokens.client(&request.client_id).await?.ok_or(Error::NotFound("client"))?;
-    let consent = store::consent(&state.db, &user.id, &client.client_id).await?;
+    let consent = remembered_consent(state, &client, &user.id).await?;
     let mut outcome = if authorize::needs_consent(&client, request, consent.as_ref().map(|c| c.scope.as_str())) {
         let step = InteractionStep {
             stage: Some(STAGE_CONSENT),
@@ -476,7 +485,7 @@ async fn signed_in(
         store::advance_interaction(&state.db, &row.id, &row.stage, step).await?;
         Outcome::to(Next::Interaction(row.id.clone()))
     } else {
-        let signed = SignedInAs { user_id: &user.id, sso_session_id: &sso_id, auth_time: now, amr: &amr_text };
+        let signed = SignedInAs { user_id: &user.id, sso_session_id: Some(&sso_id), auth_time: now, amr: &amr_text };
         issue_code(state, request, signed, Some(&row.id), ctx).await?
     };
     outcome.sso_cookie = Some(cookie);
@@ -526,15 +535,15 @@ pub async fn submit_consent(
     // this browser); without one, the code names none.
     let sso_id =
         live_sso_session(state, post.browser, now).await?.filter(|(s, _)| &s.user_id == user_id).map(|(s, _)| s.id);
-    let signed = SignedInAs { user_id, sso_session_id: sso_id.as_deref().unwrap_or_default(), auth_time, amr };
+    let signed = SignedInAs { user_id, sso_session_id: sso_id.as_deref(), auth_time, amr };
     issue_code(state, &request, signed, Some(&row.id), ctx).await
 }
 
 /// Who the code is for, and how they signed in.
 struct SignedInAs<'a> {
     user_id: &'a str,
-    /// Empty when no login session backs it.
-    sso_session_id: &'a str,
+    /// `None` when no login session backs it.
+    sso_session_id: Option<&'a str>,
     auth_time: i64,
     amr: &'a str,
 }
@@ -554,7 +563,7 @@ async fn issue_code(
         code_hash: sha256_hex(code.expose()),
         client_id: request.client_id.clone(),
         user_id: signed.user_id.to_string(),
-        sso_session_id: Some(signed.sso_session_id.to_string()).filter(|s| !s.is_empty()),
+        sso_session_id: signed.sso_session_id.map(str::to_string),
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge.clone(),
         scope: request.scope.clone(),

@@ -1022,6 +1022,17 @@ async fn signing_out_everywhere_ends_the_browser_sessions_too() {
     assert!(resp.status().is_success(), "{}", resp.status());
     let params = at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await);
     assert_eq!(params["error"], "login_required");
+
+    // A password change ends them as well (the browser held the old password's sign-in).
+    user_with_roles(&server, "pa", &["user"]).await;
+    let mut browser = Browser::new();
+    code_for(&server, &mut browser, &rp, "pa").await;
+    let (access, _) = server.login("pa").await;
+    let body = json!({"current_password": PASSWORD, "new_password": "another long password"});
+    let resp = server.spa_post("/auth/password").bearer_auth(&access).json(&body).sent().await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let params = at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await);
+    assert_eq!(params["error"], "login_required", "after a password change on {}", backend());
     server.stop().await;
 }
 

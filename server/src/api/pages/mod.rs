@@ -399,11 +399,9 @@ async fn submit_consent(req: &Request, body: Body) -> poem::Result<Response> {
 #[handler]
 fn style(req: &Request) -> poem::Result<Response> {
     let state = state_of(req)?;
-    let response = Response::builder()
-        .content_type("text/css; charset=utf-8")
-        .header(CACHE_CONTROL, "public, max-age=3600")
-        .body(include_str!("style.css"));
+    let response = Response::builder().content_type("text/css; charset=utf-8").body(include_str!("style.css"));
     let mut response = harden(response, &content_security_policy(state, None));
+    // The one hosted answer that may be cached: it holds nothing of anyone's.
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     Ok(response)
 }
