@@ -57,8 +57,9 @@ impl UserView {
 /// and invisible format characters (Unicode category Cf: zero-width spaces, joiners,
 /// direction marks) are refused, since two names that differ only by them look the same.
 pub fn normalize_username(raw: &str) -> Result<(String, String)> {
-    // Bound the work before normalising: NFKC can expand a character eighteen-fold.
-    if raw.len() > USERNAME_MAX_LENGTH * 4 * 4 {
+    // The limit holds for the name as sent (what the published schema's `maxLength`
+    // promises) and again after normalising, which can expand a character eighteen-fold.
+    if raw.len() > USERNAME_MAX_LENGTH * 4 || raw.chars().count() > USERNAME_MAX_LENGTH {
         return Err(username_length_error());
     }
     let display: String = raw.nfkc().collect::<String>().trim().to_string();
@@ -454,6 +455,12 @@ mod tests {
         assert!(normalize_username("   ").is_err());
         assert!(normalize_username("a\u{0}b").is_err());
         assert!(normalize_username(&"x".repeat(65)).is_err());
+        // Blank characters count while the name is as sent: 65 with a leading space is
+        // too long even though 64 are left after trimming (the schema says `maxLength: 64`).
+        assert!(normalize_username(&format!("\u{a0}{}", "x".repeat(64))).is_err());
+        assert!(normalize_username(&format!(" {}", "x".repeat(63))).is_ok());
+        // NFKC expands U+FDFA into 18 characters: a short name can still be too long.
+        assert!(normalize_username(&"\u{fdfa}".repeat(4)).is_err());
     }
 
     #[test]
