@@ -577,6 +577,10 @@ pub async fn run_scenario(
     if let Some(pid) = pid {
         server::reset_peak_rss(pid);
     }
+    let page_before = match scenario {
+        Scenario::SignInPage => Some(server_latency(&fixture, SIGN_IN_ROUTE).await?),
+        _ => None,
+    };
     let started = Instant::now();
     let (tallies, window) = drive(&fixture, workers, warmup, window).await?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -591,7 +595,64 @@ pub async fn run_scenario(
         }
         outcomes.extend(me_while_logins_saturate(&fixture, concurrency, warmup, window, pid).await?);
     }
+    if let Some(before) = page_before {
+        let after = server_latency(&fixture, SIGN_IN_ROUTE).await?;
+        outcomes.push(server_side_outcome("sign-in page, server", &before, &after, started.elapsed()));
+    }
     Ok(outcomes)
+}
+
+/// The hosted sign-in page's route in the server's request-duration histogram.
+const SIGN_IN_ROUTE: &str = "/ui/signin";
+
+/// The server's own request-duration histogram of `GET route`: cumulative counts by
+/// upper bound (seconds), from its `/metrics`. The client's latency at 32 connections
+/// on two shared cores is mostly queueing for a core (Little's law: p50 ≈ connections
+/// ÷ rate); the server's histogram measures what the page itself costs under the same
+/// load, from the moment the request is read to the response.
+async fn server_latency(fixture: &Fixture, route: &str) -> anyhow::Result<Vec<(f64, u64)>> {
+    let text = fixture.http.get(format!("{}/metrics", fixture.base)).send().await?.error_for_status()?.text().await?;
+    let series = format!("latchkey_http_request_duration_seconds_bucket{{method=\"GET\",route=\"{route}\",le=\"");
+    let mut buckets = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&series) else { continue };
+        let Some((le, count)) = rest.split_once("\"} ") else { continue };
+        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().context("a histogram bound")? };
+        buckets.push((le, count.trim().parse().context("a histogram count")?));
+    }
+    Ok(buckets)
+}
+
+/// The smallest bucket bound (ms) holding `quantile` of the requests between two scrapes.
+fn bucket_quantile_ms(before: &[(f64, u64)], after: &[(f64, u64)], quantile: f64) -> f64 {
+    let delta = |le: f64, count: u64| count - before.iter().find(|(b, _)| *b == le).map_or(0, |(_, c)| *c);
+    let total = after.last().map_or(0, |&(le, count)| delta(le, count));
+    if total == 0 {
+        return f64::NAN;
+    }
+    after
+        .iter()
+        .find(|&&(le, count)| delta(le, count) as f64 >= quantile * total as f64)
+        .map_or(f64::INFINITY, |(le, _)| le * 1000.0)
+}
+
+/// A row from the server's histogram: its quantiles are bucket bounds (an upper bound
+/// on the true value), its rate the requests the server answered in `elapsed`.
+fn server_side_outcome(name: &str, before: &[(f64, u64)], after: &[(f64, u64)], elapsed: Duration) -> Outcome {
+    let count = after.last().map_or(0, |a| a.1) - before.last().map_or(0, |b| b.1);
+    Outcome {
+        scenario: name.to_string(),
+        requests: count,
+        errors: 0,
+        per_sec: count as f64 / elapsed.as_secs_f64(),
+        p50_ms: bucket_quantile_ms(before, after, 0.50),
+        p99_ms: bucket_quantile_ms(before, after, 0.99),
+        server_cpu_pct: None,
+        server_peak_rss_mib: None,
+        bound: None,
+        bound_per_sec: None,
+        ratio_to_bound: None,
+    }
 }
 
 /// A scenario that could not run against this target; `--smoke` treats it as a failure.

@@ -12,13 +12,14 @@ use crate::state::AppState;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Route templates of the API (`/admin/users/{id}`), read from our own OpenAPI document,
-/// so metrics are labelled by template and ids never explode the label set.
+/// and the hosted pages' paths, so metrics are labelled by template and ids never
+/// explode the label set.
 static ROUTES: LazyLock<Vec<Vec<String>>> = LazyLock::new(|| {
     let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap_or_default();
-    let mut routes: Vec<Vec<String>> = spec["paths"]
-        .as_object()
-        .map(|paths| paths.keys().map(|p| p.split('/').map(str::to_string).collect()).collect())
-        .unwrap_or_default();
+    let api = spec["paths"].as_object().into_iter().flat_map(|paths| paths.keys().map(String::as_str));
+    let pages = super::pages::ROUTES.iter().map(|(path, _)| *path);
+    let mut routes: Vec<Vec<String>> = api.chain(pages).map(|p| p.split('/').map(str::to_string).collect()).collect();
+    routes.dedup();
     // Literal segments before parameters, so `/admin/keys/rotate` wins over `/admin/keys/{kid}`.
     routes.sort_by_key(|segments| segments.iter().filter(|s| s.starts_with('{')).count());
     routes
@@ -107,4 +108,19 @@ pub async fn metrics_endpoint(req: &Request) -> poem::Result<Response> {
     let keys = state.keys.current();
     m.signing_keys.with_label_values(&["published"]).set(keys.jwks.len() as i64);
     Ok(Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_template;
+
+    #[test]
+    fn paths_are_labelled_by_their_template_api_and_hosted_pages_alike() {
+        assert_eq!(route_template("/admin/users/0190-abc"), "/admin/users/{id}");
+        assert_eq!(route_template("/admin/keys/rotate"), "/admin/keys/rotate");
+        assert_eq!(route_template("/ui/signin"), "/ui/signin");
+        assert_eq!(route_template("/oauth2/authorize"), "/oauth2/authorize");
+        assert_eq!(route_template("/ui/style.css"), "/ui/style.css");
+        assert_eq!(route_template("/no/such/path"), "other");
+    }
 }

@@ -9,7 +9,7 @@ use crate::security::{Secret, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::TokenStore;
 use crate::store::audit::NewAuditEvent;
-use crate::store::authorization::{self as store, CodeRow, Grant, Redemption};
+use crate::store::authorization::{CodeRow, Grant, Redemption};
 use crate::store::clients::ClientRow;
 use crate::store::entities::UserStatus;
 use crate::store::sessions::{self as session_store, NewRefreshToken, NewSession};
@@ -76,7 +76,7 @@ pub async fn exchange(
     let refresh_token = refreshable.then(|| generate_token(REFRESH_TOKEN_PREFIX));
     let session_id = new_id();
     let mut refused = None;
-    let redemption = store::redeem_code(&state.db, &code_hash, now, |row| {
+    let judge = |row: &CodeRow| {
         if let Some(reason) = refusal(row, client, &presented, now) {
             refused = Some(reason);
             return None;
@@ -105,8 +105,8 @@ pub async fn exchange(
                 .ip(ctx.ip.clone())
                 .details(serde_json::json!({ "client_id": client.client_id, "scope": row.scope })),
         })
-    })
-    .await?;
+    };
+    let redemption = state.tokens.redeem_code(&code_hash, now, &session_id, judge).await?;
     let row = match redemption {
         Redemption::Unknown => return Err(invalid_grant("the code is invalid, expired or already used")),
         Redemption::Reused(row) => {
@@ -118,12 +118,12 @@ pub async fn exchange(
         }
         Redemption::Redeemed(row) => row,
     };
-    let Some(user) = user_store::find_by_id(&state.db, &row.user_id).await?.filter(|u| u.status == UserStatus::Active)
+    let Some((user, roles)) =
+        state.tokens.user_with_roles(&row.user_id).await?.filter(|(u, _)| u.status == UserStatus::Active)
     else {
         session_store::revoke(&state.db, &session_id, super::sessions::REASON_USER_REVOKED, now, None).await?;
         return Err(invalid_grant("the user can no longer sign in"));
     };
-    let roles = state.tokens.user_role_names(&user.id).await?;
     state.metrics.tokens_issued.with_label_values(&["authorization_code"]).inc();
     let amr: Vec<String> = row.amr.split_ascii_whitespace().map(str::to_string).collect();
     let grant = SessionGrant {

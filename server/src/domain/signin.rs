@@ -16,7 +16,9 @@ use crate::security::{Secret, constant_time_eq, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::TokenStore;
 use crate::store::audit::NewAuditEvent;
-use crate::store::authorization::{self as store, CodeRow, ConsentRow, InteractionRow, InteractionStep, SsoSessionRow};
+use crate::store::authorization::{
+    self as store, CodeIssue, CodeRow, ConsentRow, InteractionRow, InteractionStep, SsoSessionRow, SsoTouch,
+};
 use crate::store::clients::ClientRow;
 use crate::store::entities::UserStatus;
 use crate::store::users::{self as user_store, UserRow};
@@ -33,6 +35,11 @@ use super::{Error, ErrorCode, Result, new_id};
 pub const BROWSER_TOKEN_PREFIX: &str = "lk_bb_";
 /// Longest user agent kept with a login session.
 const USER_AGENT_MAX: usize = 256;
+/// A login session's `last_seen_at` (and so its idle deadline) moves at most once a
+/// minute: each sign-in at a relying party would otherwise write it, and on SQLite
+/// every write queues behind the one writer. An idle deadline is then up to a minute
+/// early, never late.
+const SSO_TOUCH_INTERVAL_SECS: i64 = 60;
 
 /// The stages of an interaction, as stored.
 pub const STAGE_SIGN_IN: &str = "sign_in";
@@ -142,8 +149,13 @@ pub async fn authorize(
         }
         return Ok(start_interaction(state, &request, browser, Some(&sso), ctx).await?);
     }
-    let signed =
-        SignedInAs { user_id: &user.id, sso_session_id: Some(&sso.id), auth_time: sso.auth_time, amr: &sso.amr };
+    let signed = SignedInAs {
+        user_id: &user.id,
+        sso_session_id: Some(&sso.id),
+        touch: touch_due(state, &sso, now),
+        auth_time: sso.auth_time,
+        amr: &sso.amr,
+    };
     Ok(issue_code(state, &request, signed, None, ctx).await?)
 }
 
@@ -156,18 +168,26 @@ async fn remembered_consent(state: &AppState, client: &ClientRow, user_id: &str)
     Ok(store::consent(&state.db, user_id, &client.client_id).await?)
 }
 
-/// The live login session the browser's cookie names, touched, with its active user.
+/// The live login session the browser's cookie names, with its active user.
 async fn live_sso_session(state: &AppState, browser: &Browser, now: i64) -> Result<Option<(SsoSessionRow, UserRow)>> {
     let Some(token) = &browser.sso else { return Ok(None) };
-    let Some((session, Some(user))) = store::sso_session_by_hash(&state.db, &sha256_hex(token.expose())).await? else {
+    let Some((session, Some(user))) = state.tokens.sso_session(&sha256_hex(token.expose())).await? else {
         return Ok(None);
     };
     if !session.is_live(now) || user.status != UserStatus::Active {
         return Ok(None);
     }
-    let idle = (now + state.config.sso.idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
-    store::touch_sso_session(&state.db, &session.id, now, idle).await?;
     Ok(Some((session, user)))
+}
+
+/// The touch a use of `session` at `now` records with the code it issues, when one is
+/// due (see [`SSO_TOUCH_INTERVAL_SECS`]).
+fn touch_due(state: &AppState, session: &SsoSessionRow, now: i64) -> Option<SsoTouch> {
+    (now - session.last_seen_at >= SSO_TOUCH_INTERVAL_SECS).then(|| SsoTouch {
+        id: session.id.clone(),
+        now,
+        idle_expires_at: (now + state.config.sso.idle_timeout.as_secs() as i64).min(session.absolute_expires_at),
+    })
 }
 
 /// Whether an `id_token_hint` we signed names `user_id` (its expiry does not matter,
@@ -264,7 +284,7 @@ async fn held_interaction(
     if id.len() > 64 {
         return Err(expired());
     }
-    let row = store::find_interaction(&state.db, id).await?.ok_or_else(expired)?;
+    let row = state.tokens.interaction(id).await?.ok_or_else(expired)?;
     if row.expires_at <= now {
         return Err(expired());
     }
@@ -446,7 +466,7 @@ async fn signed_in(
     let absolute_expires_at = now + sso.absolute_lifetime.as_secs() as i64;
     let amr_text = amr.join(" ");
     let previous = match &browser.sso {
-        Some(old) => store::sso_session_by_hash(&state.db, &sha256_hex(old.expose())).await?.map(|(s, _)| s.id),
+        Some(old) => state.tokens.sso_session(&sha256_hex(old.expose())).await?.map(|(s, _)| s.id),
         None => None,
     };
     let session = SsoSessionRow {
@@ -485,7 +505,13 @@ async fn signed_in(
         store::advance_interaction(&state.db, &row.id, &row.stage, step).await?;
         Outcome::to(Next::Interaction(row.id.clone()))
     } else {
-        let signed = SignedInAs { user_id: &user.id, sso_session_id: Some(&sso_id), auth_time: now, amr: &amr_text };
+        let signed = SignedInAs {
+            user_id: &user.id,
+            sso_session_id: Some(&sso_id),
+            touch: None,
+            auth_time: now,
+            amr: &amr_text,
+        };
         issue_code(state, request, signed, Some(&row.id), ctx).await?
     };
     outcome.sso_cookie = Some(cookie);
@@ -533,9 +559,14 @@ pub async fn submit_consent(
     store::save_consent(&state.db, consent, event).await?;
     // The login session the consent was given in (the newest of this user's live ones in
     // this browser); without one, the code names none.
-    let sso_id =
-        live_sso_session(state, post.browser, now).await?.filter(|(s, _)| &s.user_id == user_id).map(|(s, _)| s.id);
-    let signed = SignedInAs { user_id, sso_session_id: sso_id.as_deref(), auth_time, amr };
+    let sso = live_sso_session(state, post.browser, now).await?.filter(|(s, _)| &s.user_id == user_id).map(|(s, _)| s);
+    let signed = SignedInAs {
+        user_id,
+        sso_session_id: sso.as_ref().map(|s| s.id.as_str()),
+        touch: sso.as_ref().and_then(|s| touch_due(state, s, now)),
+        auth_time,
+        amr,
+    };
     issue_code(state, &request, signed, Some(&row.id), ctx).await
 }
 
@@ -544,6 +575,8 @@ struct SignedInAs<'a> {
     user_id: &'a str,
     /// `None` when no login session backs it.
     sso_session_id: Option<&'a str>,
+    /// The login session's touch, when one is due.
+    touch: Option<SsoTouch>,
     auth_time: i64,
     amr: &'a str,
 }
@@ -578,7 +611,8 @@ async fn issue_code(
     let event = NewAuditEvent::success(now, signed.user_id, "authorization.granted", &request.client_id)
         .ip(ctx.ip.clone())
         .details(serde_json::json!({ "scope": request.scope }));
-    if !store::issue_code(&state.db, row, finishes, event).await? {
+    let issue = CodeIssue { code: row, finishes: finishes.map(str::to_string), touch: signed.touch, event };
+    if !state.tokens.issue_code(issue).await? {
         return Err(Error::bad_request(
             ErrorCode::InvalidRequest,
             "This sign-in is already finished. Go back to the application.",

@@ -70,15 +70,43 @@ fn bounded_details(details: &serde_json::Value) -> String {
     }
 }
 
+/// An event as it is stored: every field bounded, the details serialised. The engines'
+/// inline writers ([`super::sqlite`]) insert this; [`record`] inserts it through sea-orm.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub occurred_at: i64,
+    pub actor: String,
+    pub action: &'static str,
+    pub target: Option<String>,
+    pub ip: Option<String>,
+    pub outcome: &'static str,
+    pub details: String,
+}
+
+impl From<NewAuditEvent> for StoredEvent {
+    fn from(event: NewAuditEvent) -> Self {
+        Self {
+            occurred_at: event.occurred_at,
+            actor: bounded(event.actor),
+            action: event.action,
+            target: event.target.map(bounded),
+            ip: event.ip.map(bounded),
+            outcome: event.outcome,
+            details: bounded_details(&event.details),
+        }
+    }
+}
+
 pub async fn record(db: &impl ConnectionTrait, event: NewAuditEvent) -> StoreResult<()> {
+    let event = StoredEvent::from(event);
     audit_events::ActiveModel {
         occurred_at: Set(event.occurred_at),
-        actor: Set(bounded(event.actor)),
+        actor: Set(event.actor),
         action: Set(event.action.to_string()),
-        target: Set(event.target.map(bounded)),
-        ip: Set(event.ip.map(bounded)),
+        target: Set(event.target),
+        ip: Set(event.ip),
         outcome: Set(event.outcome.to_string()),
-        details: Set(bounded_details(&event.details)),
+        details: Set(event.details),
         ..Default::default()
     }
     .insert(db)

@@ -1,11 +1,15 @@
 //! The code flow's storage: browser login sessions (SSO), sign-in interactions of the
 //! hosted pages, authorization codes and remembered consents.
 //!
-//! A code is redeemed by a compare-and-swap (`UPDATE … SET used_at WHERE used_at IS
-//! NULL`) in the transaction that creates the session its tokens belong to, so of two
-//! redemptions racing on one code exactly one wins, and the loser finds the winner's
-//! session to revoke (on PostgreSQL its update waits on the winner's row lock and then
-//! reads the committed row; on SQLite the writer lock orders them).
+//! The authorization endpoint's and the code exchange's own reads and writes are the
+//! hot path of every sign-in at a relying party, so they are [`super::TokenStore`]
+//! methods (inline on SQLite); the sea-orm versions here are the PostgreSQL engine's.
+//!
+//! A code is redeemed by a compare-and-swap (`UPDATE … SET used_at, session_id WHERE
+//! used_at IS NULL`) in the transaction that creates the session its tokens belong to,
+//! so of two redemptions racing on one code exactly one wins, and the loser finds the
+//! winner's session to revoke (on PostgreSQL its update waits on the winner's row lock
+//! and then reads the committed row; on SQLite the writer lock orders them).
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -54,6 +58,7 @@ pub async fn end_sso_session(db: &impl ConnectionTrait, id: &str, reason: &str, 
 }
 
 /// The login session a cookie names, with its user (`None` if the user is gone).
+/// [`super::TokenStore::sso_session`] is the hot path's; this is for the rest.
 pub async fn sso_session_by_hash(
     db: &impl ConnectionTrait,
     token_hash: &str,
@@ -65,12 +70,11 @@ pub async fn sso_session_by_hash(
         .await?)
 }
 
-/// Records a use of a live login session: `last_seen_at` and the new idle deadline.
-pub async fn touch_sso_session(db: &impl ConnectionTrait, id: &str, now: i64, idle_expires_at: i64) -> StoreResult<()> {
+async fn touch_sso_session(db: &impl ConnectionTrait, touch: &SsoTouch) -> StoreResult<()> {
     sso_sessions::Entity::update_many()
-        .col_expr(sso_sessions::Column::LastSeenAt, Expr::value(now))
-        .col_expr(sso_sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
-        .filter(sso_sessions::Column::Id.eq(id))
+        .col_expr(sso_sessions::Column::LastSeenAt, Expr::value(touch.now))
+        .col_expr(sso_sessions::Column::IdleExpiresAt, Expr::value(touch.idle_expires_at))
+        .filter(sso_sessions::Column::Id.eq(touch.id.as_str()))
         .filter(sso_sessions::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
@@ -140,23 +144,40 @@ pub async fn advance_interaction(
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 
-/// Issues a code: inserts it and deletes the interaction that led to it (if any), so
-/// a finished sign-in cannot be finished twice; whether the interaction was still there.
-pub async fn issue_code(
-    db: &super::Db,
-    code: CodeRow,
-    finishes: Option<&str>,
-    event: NewAuditEvent,
-) -> StoreResult<bool> {
+/// A use of a live login session to record with the code it issues: `last_seen_at` and
+/// the new idle deadline.
+#[derive(Debug, Clone)]
+pub struct SsoTouch {
+    pub id: String,
+    pub now: i64,
+    pub idle_expires_at: i64,
+}
+
+/// A code to issue, in one transaction: the code, the end of the interaction that led
+/// to it (if any), the login session's touch (when one is due) and the audit event.
+#[derive(Debug, Clone)]
+pub struct CodeIssue {
+    pub code: CodeRow,
+    /// The interaction this finishes; a second finish of it issues nothing.
+    pub finishes: Option<String>,
+    pub touch: Option<SsoTouch>,
+    pub event: NewAuditEvent,
+}
+
+/// [`super::TokenStore::issue_code`] through sea-orm (the PostgreSQL engine's).
+pub(super) async fn issue_code(db: &super::Db, issue: CodeIssue) -> StoreResult<bool> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    if let Some(interaction) = finishes {
-        let deleted = authorization_requests::Entity::delete_by_id(interaction.to_string()).exec(&*txn).await?;
+    if let Some(interaction) = issue.finishes {
+        let deleted = authorization_requests::Entity::delete_by_id(interaction).exec(&*txn).await?;
         if deleted.rows_affected != 1 {
             return Ok(false);
         }
     }
-    authorization_codes::ActiveModel::from(code).insert(&*txn).await?;
-    audit::record(&*txn, event).await?;
+    authorization_codes::ActiveModel::from(issue.code).insert(&*txn).await?;
+    if let Some(touch) = issue.touch {
+        touch_sso_session(&*txn, &touch).await?;
+    }
+    audit::record(&*txn, issue.event).await?;
     txn.commit().await?;
     Ok(true)
 }
@@ -180,24 +201,26 @@ pub enum Redemption {
     Redeemed(CodeRow),
 }
 
-/// The session (and refresh token, when it may refresh) a redeemed code starts.
+/// The session (and refresh token, when it may refresh) a redeemed code starts; the
+/// session's id is the one the redemption was given (the code records it as it is spent).
 pub struct Grant {
     pub session: NewSession,
     pub refresh_token: Option<NewRefreshToken>,
     pub event: NewAuditEvent,
 }
 
-/// Spends the code (compare-and-swap) and, if `judge` accepts the row, creates the
-/// session it grants in the same transaction.
-pub async fn redeem_code(
+/// [`super::TokenStore::redeem_code`] through sea-orm (the PostgreSQL engine's).
+pub(super) async fn redeem_code(
     db: &super::Db,
     code_hash: &str,
     now: i64,
+    session_id: &str,
     judge: impl FnOnce(&CodeRow) -> Option<Grant>,
 ) -> StoreResult<Redemption> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let spent = authorization_codes::Entity::update_many()
         .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))
+        .col_expr(authorization_codes::Column::SessionId, Expr::value(session_id))
         .filter(authorization_codes::Column::CodeHash.eq(code_hash))
         .filter(authorization_codes::Column::UsedAt.is_null())
         .exec(&*txn)
@@ -211,19 +234,25 @@ pub async fn redeem_code(
         return Ok(Redemption::Reused(row));
     }
     let Some(grant) = judge(&row) else {
+        forget_session(&*txn, code_hash).await?;
         txn.commit().await?;
-        return Ok(Redemption::Refused(row));
+        return Ok(Redemption::Refused(CodeRow { session_id: None, ..row }));
     };
-    let session_id = grant.session.id.clone();
-    super::sessions::insert(&*txn, grant.session, grant.refresh_token).await?;
-    authorization_codes::Entity::update_many()
-        .col_expr(authorization_codes::Column::SessionId, Expr::value(session_id.clone()))
-        .filter(authorization_codes::Column::CodeHash.eq(code_hash))
-        .exec(&*txn)
-        .await?;
+    let session = NewSession { id: session_id.to_string(), ..grant.session };
+    super::sessions::insert(&*txn, session, grant.refresh_token).await?;
     audit::record(&*txn, grant.event).await?;
     txn.commit().await?;
-    Ok(Redemption::Redeemed(CodeRow { session_id: Some(session_id), ..row }))
+    Ok(Redemption::Redeemed(row))
+}
+
+/// A refused code created no session: it keeps none.
+async fn forget_session(db: &impl ConnectionTrait, code_hash: &str) -> StoreResult<()> {
+    authorization_codes::Entity::update_many()
+        .col_expr(authorization_codes::Column::SessionId, Expr::value(Option::<String>::None))
+        .filter(authorization_codes::Column::CodeHash.eq(code_hash))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 pub async fn consent(db: &impl ConnectionTrait, user_id: &str, client_id: &str) -> StoreResult<Option<ConsentRow>> {

@@ -33,6 +33,12 @@ impl<E: EntityTrait> fmt::Display for Aliased<E> {
     }
 }
 
+/// Every column of `E` by its bare name, in declaration order (for a `RETURNING`
+/// clause, which may not name the table by an alias).
+pub fn names<E: EntityTrait>() -> String {
+    E::Column::iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 /// Token, session, user and the user's roles by token hash. `$1` is a positional
 /// parameter on PostgreSQL and a numbered one on SQLite; the engines differ only in
 /// the name of the string aggregate.

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 
+use super::authorization::{CodeIssue, CodeRow, Grant, InteractionRow, Redemption, SsoSessionRow};
 use super::clients::ClientRow;
 use super::sessions::{RefreshTokenRow, SessionRow};
 use super::users::UserRow;
@@ -85,6 +86,38 @@ pub trait TokenStore: Send + Sync {
 
     /// Applies `rotation` (see [`Rotation`]).
     fn rotate(&self, rotation: &Rotation) -> impl Future<Output = StoreResult<RotateOutcome>> + Send;
+
+    /// A user (`None` if there is no such user) with their role names, sorted.
+    fn user_with_roles(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<(UserRow, Vec<String>)>>> + Send;
+
+    /// The browser login session whose cookie hashes to `token_hash`, with its user
+    /// (gone if deleted).
+    fn sso_session(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<(SsoSessionRow, Option<UserRow>)>>> + Send;
+
+    /// A sign-in in progress at the hosted pages (every page view reads it).
+    fn interaction(&self, id: &str) -> impl Future<Output = StoreResult<Option<InteractionRow>>> + Send;
+
+    /// Issues a code (see [`CodeIssue`]); false, with nothing written, when the
+    /// interaction it finishes was already finished.
+    fn issue_code(&self, issue: CodeIssue) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Spends the code with this hash (a compare-and-swap that also records
+    /// `session_id` on it) and, if `judge` accepts the spent row, creates the session
+    /// `judge` grants under `session_id`, with its audit event, in the same
+    /// transaction. Exactly one of any number of concurrent redemptions spends a code.
+    fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+        session_id: &str,
+        judge: impl FnOnce(&CodeRow) -> Option<Grant> + Send,
+    ) -> impl Future<Output = StoreResult<Redemption>> + Send;
 }
 
 /// The engine this process runs on, chosen from the database URL at start-up.
@@ -146,5 +179,31 @@ impl TokenStore for Engine {
 
     async fn rotate(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
         on_engine!(self, store => store.rotate(rotation))
+    }
+
+    async fn user_with_roles(&self, user_id: &str) -> StoreResult<Option<(UserRow, Vec<String>)>> {
+        on_engine!(self, store => store.user_with_roles(user_id))
+    }
+
+    async fn sso_session(&self, token_hash: &str) -> StoreResult<Option<(SsoSessionRow, Option<UserRow>)>> {
+        on_engine!(self, store => store.sso_session(token_hash))
+    }
+
+    async fn interaction(&self, id: &str) -> StoreResult<Option<InteractionRow>> {
+        on_engine!(self, store => store.interaction(id))
+    }
+
+    async fn issue_code(&self, issue: CodeIssue) -> StoreResult<bool> {
+        on_engine!(self, store => store.issue_code(issue))
+    }
+
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+        session_id: &str,
+        judge: impl FnOnce(&CodeRow) -> Option<Grant> + Send,
+    ) -> StoreResult<Redemption> {
+        on_engine!(self, store => store.redeem_code(code_hash, now, session_id, judge))
     }
 }

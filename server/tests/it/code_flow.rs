@@ -14,6 +14,8 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use latchkey_server::store::TokenStore;
+
 use crate::harness::{Fetch, PASSWORD, TestServer, backend, call, enable_totp, user_with_roles};
 
 pub const REDIRECT: &str = "https://rp.example/callback";
@@ -1145,5 +1147,39 @@ async fn a_registered_token_endpoint_auth_method_is_the_only_one_accepted() {
         (400, Some("invalid_request")),
         "a public client has no secret: {body}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn each_use_restarts_the_browser_sessions_idle_timer_recorded_at_most_once_a_minute() {
+    let server = TestServer::start_with(|raw| raw.sso.idle_timeout_secs = 600).await;
+    user_with_roles(&server, "ida", &["user"]).await;
+    let rp = register_rp(&server, "idle-app", true, false).await;
+    let mut browser = Browser::new();
+    code_for(&server, &mut browser, &rp, "ida").await;
+
+    // Used 9 minutes after sign-in: the idle timer restarts, so the session outlives
+    // its first ten minutes.
+    let cookie = browser.cookies.get("lk_sso").cloned().expect("a browser session");
+    let last_seen = || async {
+        let hash = latchkey_server::security::sha256_hex(&cookie);
+        let (row, _) = server.state.tokens.sso_session(&hash).await.unwrap().expect("the session");
+        row.last_seen_at
+    };
+    let signed_in_at = last_seen().await;
+    server.clock.advance(540);
+    assert!(at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await).contains_key("code"));
+    assert_eq!(last_seen().await, signed_in_at + 540, "recorded");
+    // A use 30 s later is not recorded (within the minute), and 9.5 minutes after the
+    // recorded use the session still lives: the deadline moved with the first use.
+    server.clock.advance(30);
+    assert!(at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await).contains_key("code"));
+    assert_eq!(last_seen().await, signed_in_at + 540, "not recorded within the minute");
+    server.clock.advance(540);
+    assert!(at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await).contains_key("code"));
+    // Idle for ten minutes and a second: over, whatever was used before.
+    server.clock.advance(601);
+    let params = at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await);
+    assert_eq!(params["error"], "login_required", "on {}", backend());
     server.stop().await;
 }

@@ -265,3 +265,217 @@ async fn revocation_racing_rotation_leaves_no_live_token_in_a_revoked_session() 
     eprintln!("revoke vs rotate on {}: rotation first in {rotated_first} of 12 rounds", backend());
     server.stop().await;
 }
+
+// The code flow's methods: issuing a code (finishing its interaction, touching the
+// login session) and redeeming it exactly once.
+
+use latchkey_server::store::authorization::{
+    self as codes, CodeIssue, CodeRow, Grant, InteractionRow, Redemption, SsoSessionRow, SsoTouch,
+};
+
+fn code_row(code: &str, user_id: &str, sso_session_id: Option<&str>, now: i64) -> CodeRow {
+    CodeRow {
+        code_hash: sha256_hex(code),
+        client_id: "spa".into(),
+        user_id: user_id.into(),
+        sso_session_id: sso_session_id.map(str::to_string),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: "challenge".into(),
+        scope: "openid profile".into(),
+        nonce: Some("n-0".into()),
+        auth_time: now - 5,
+        amr: "pwd otp".into(),
+        created_at: now,
+        expires_at: now + 60,
+        used_at: None,
+        session_id: None,
+    }
+}
+
+fn issue(code: CodeRow, finishes: Option<&str>, touch: Option<SsoTouch>) -> CodeIssue {
+    let event = NewAuditEvent::success(code.created_at, &code.user_id, "authorization.granted", &code.client_id);
+    CodeIssue { code, finishes: finishes.map(str::to_string), touch, event }
+}
+
+fn grant_for(row: &CodeRow, now: i64, refresh: Option<&str>) -> Grant {
+    Grant {
+        session: NewSession {
+            id: "ignored: the redemption names the session".into(),
+            user_id: row.user_id.clone(),
+            client_id: row.client_id.clone(),
+            now,
+            idle_expires_at: now + IDLE,
+            absolute_expires_at: now + ABSOLUTE,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            amr: row.amr.clone(),
+            auth_time: row.auth_time,
+            scope: row.scope.clone(),
+        },
+        refresh_token: refresh.map(|token| NewRefreshToken {
+            id: format!("{token}-id"),
+            parent_id: None,
+            token_hash: sha256_hex(token),
+            expires_at: now + IDLE,
+        }),
+        event: NewAuditEvent::success(now, &row.user_id, "token.code_exchange", "s"),
+    }
+}
+
+async fn sso_session_of(server: &TestServer, user_id: &str, cookie: &str, now: i64) -> SsoSessionRow {
+    let row = SsoSessionRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        token_hash: sha256_hex(cookie),
+        user_id: user_id.into(),
+        created_at: now - 120,
+        last_seen_at: now - 120,
+        idle_expires_at: now + 100,
+        absolute_expires_at: now + 1000,
+        auth_time: now - 120,
+        amr: "pwd".into(),
+        ip: None,
+        user_agent: Some("test".into()),
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let event = NewAuditEvent::success(now, user_id, "login", &row.id);
+    codes::create_sso_session(&server.state.db, row.clone(), None, event).await.unwrap();
+    row
+}
+
+#[tokio::test]
+async fn user_with_roles_and_sso_session_read_what_was_written() {
+    let server = TestServer::start().await;
+    let (user_id, _) = user_with_roles(&server, "ada", &["admin"]).await;
+    let now = server.clock.now_secs();
+    let tokens = &server.state.tokens;
+    let (user, roles) = tokens.user_with_roles(&user_id).await.unwrap().expect("the user");
+    assert_eq!((user.username.as_str(), roles), ("ada", vec!["admin".to_string(), "user".to_string()]));
+    assert!(tokens.user_with_roles("no-such-user").await.unwrap().is_none());
+
+    let written = sso_session_of(&server, &user_id, "cookie-a", now).await;
+    let (read, user) = tokens.sso_session(&sha256_hex("cookie-a")).await.unwrap().expect("the login session");
+    assert_eq!(read, written, "{}", backend());
+    assert_eq!(user.map(|u| u.id), Some(user_id));
+    assert!(tokens.sso_session(&sha256_hex("cookie-b")).await.unwrap().is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn issuing_a_code_finishes_its_interaction_once_and_touches_the_login_session() {
+    let server = TestServer::start().await;
+    let (user_id, now) = ada_now(&server).await;
+    let tokens = &server.state.tokens;
+    let sso = sso_session_of(&server, &user_id, "cookie-a", now).await;
+    let interaction = InteractionRow {
+        id: "interaction-1".into(),
+        browser_hash: sha256_hex("browser"),
+        client_id: "spa".into(),
+        params: "{}".into(),
+        user_id: None,
+        amr: None,
+        auth_time: None,
+        stage: "sign_in".into(),
+        notice: None,
+        created_at: now,
+        expires_at: now + 600,
+    };
+    codes::create_interaction(&server.state.db, interaction.clone()).await.unwrap();
+    assert_eq!(tokens.interaction("interaction-1").await.unwrap(), Some(interaction), "{}", backend());
+    assert!(tokens.interaction("interaction-2").await.unwrap().is_none());
+    let touch = SsoTouch { id: sso.id.clone(), now, idle_expires_at: now + 500 };
+    assert!(
+        tokens
+            .issue_code(issue(code_row("code-1", &user_id, Some(&sso.id), now), Some("interaction-1"), Some(touch)))
+            .await
+            .unwrap()
+    );
+    assert!(tokens.interaction("interaction-1").await.unwrap().is_none(), "finished");
+    let (touched, _) = tokens.sso_session(&sha256_hex("cookie-a")).await.unwrap().unwrap();
+    assert_eq!((touched.last_seen_at, touched.idle_expires_at), (now, now + 500), "{}", backend());
+
+    // A second finish of the same interaction issues nothing.
+    let again = issue(code_row("code-2", &user_id, Some(&sso.id), now), Some("interaction-1"), None);
+    assert!(!tokens.issue_code(again).await.unwrap());
+    let unknown = tokens.redeem_code(&sha256_hex("code-2"), now, "session-x", |_| None).await.unwrap();
+    assert!(matches!(unknown, Redemption::Unknown), "{unknown:?}");
+
+    // The issued code is stored whole: what the redemption judges is what was issued.
+    let mut judged = None;
+    let redeemed = tokens
+        .redeem_code(&sha256_hex("code-1"), now + 1, "session-1", |row| {
+            judged = Some(row.clone());
+            Some(grant_for(row, now + 1, Some("code-refresh")))
+        })
+        .await
+        .unwrap();
+    let expected = CodeRow {
+        used_at: Some(now + 1),
+        session_id: Some("session-1".into()),
+        ..code_row("code-1", &user_id, Some(&sso.id), now)
+    };
+    assert_eq!(judged.as_ref(), Some(&expected), "{}", backend());
+    assert!(matches!(&redeemed, Redemption::Redeemed(row) if *row == expected), "{redeemed:?}");
+    let (session, _) = tokens.session_with_user("session-1").await.unwrap().expect("the granted session");
+    assert_eq!(
+        (session.amr.as_str(), session.auth_time, session.scope.as_str()),
+        ("pwd otp", now - 5, "openid profile")
+    );
+    let (token, _) = tokens.token_with_session(&sha256_hex("code-refresh")).await.unwrap().expect("its refresh token");
+    assert_eq!((token.session_id.as_str(), token.state), ("session-1", TokenState::Active));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_redemption_spends_the_code_and_grants_nothing() {
+    let server = TestServer::start().await;
+    let (user_id, now) = ada_now(&server).await;
+    let tokens = &server.state.tokens;
+    assert!(tokens.issue_code(issue(code_row("code-r", &user_id, None, now), None, None)).await.unwrap());
+    let refused = tokens.redeem_code(&sha256_hex("code-r"), now, "session-r", |_| None).await.unwrap();
+    assert!(
+        matches!(&refused, Redemption::Refused(row) if row.session_id.is_none() && row.used_at == Some(now)),
+        "{refused:?}"
+    );
+    assert!(tokens.session_with_user("session-r").await.unwrap().is_none());
+    // Presented again, it is reused, with no session to revoke.
+    let again =
+        tokens.redeem_code(&sha256_hex("code-r"), now, "session-r2", |_| panic!("not judged twice")).await.unwrap();
+    assert!(matches!(&again, Redemption::Reused(row) if row.session_id.is_none()), "{again:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn of_concurrent_redemptions_of_one_code_exactly_one_grants_and_the_rest_name_its_session() {
+    let server = TestServer::start().await;
+    let (user_id, now) = ada_now(&server).await;
+    assert!(server.state.tokens.issue_code(issue(code_row("code-c", &user_id, None, now), None, None)).await.unwrap());
+    let attempts: Vec<_> = (0..16)
+        .map(|i| {
+            let state = server.state.clone();
+            tokio::spawn(async move {
+                let session_id = format!("session-{i}");
+                let redemption = state
+                    .tokens
+                    .redeem_code(&sha256_hex("code-c"), now, &session_id, |row| Some(grant_for(row, now, None)))
+                    .await
+                    .unwrap();
+                (session_id, redemption)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for attempt in attempts {
+        results.push(attempt.await.unwrap());
+    }
+    let winners: Vec<&String> =
+        results.iter().filter(|(_, r)| matches!(r, Redemption::Redeemed(_))).map(|(id, _)| id).collect();
+    assert_eq!(winners.len(), 1, "{} {results:?}", backend());
+    for (_, redemption) in &results {
+        if let Redemption::Reused(row) = redemption {
+            assert_eq!(row.session_id.as_ref(), Some(winners[0]), "a loser finds the winner's session to revoke");
+        }
+    }
+    assert!(server.state.tokens.session_with_user(winners[0]).await.unwrap().is_some());
+    server.stop().await;
+}

@@ -5,6 +5,7 @@
 use crate::store::entities::TokenState;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
 
+use super::authorization::{self, CodeIssue, CodeRow, Grant, InteractionRow, Redemption, SsoSessionRow};
 use super::clients::{self, ClientRow};
 use super::columns;
 use super::entities::{refresh_tokens, sessions, users};
@@ -117,5 +118,35 @@ impl TokenStore for PostgresTokens {
             (0, 0, 1..) => RotateOutcome::SessionNotActive,
             _ => RotateOutcome::TokenNotActive,
         })
+    }
+
+    async fn user_with_roles(&self, user_id: &str) -> StoreResult<Option<(UserRow, Vec<String>)>> {
+        let Some(user) = users::Entity::find_by_id(user_id.to_string()).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let roles = super::users::role_names(&self.db, user_id).await?;
+        Ok(Some((user, roles)))
+    }
+
+    async fn sso_session(&self, token_hash: &str) -> StoreResult<Option<(SsoSessionRow, Option<UserRow>)>> {
+        authorization::sso_session_by_hash(&self.db, token_hash).await
+    }
+
+    async fn interaction(&self, id: &str) -> StoreResult<Option<InteractionRow>> {
+        authorization::find_interaction(&self.db, id).await
+    }
+
+    async fn issue_code(&self, issue: CodeIssue) -> StoreResult<bool> {
+        authorization::issue_code(&self.db, issue).await
+    }
+
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+        session_id: &str,
+        judge: impl FnOnce(&CodeRow) -> Option<Grant> + Send,
+    ) -> StoreResult<Redemption> {
+        authorization::redeem_code(&self.db, code_hash, now, session_id, judge).await
     }
 }

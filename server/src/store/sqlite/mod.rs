@@ -24,9 +24,14 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use sea_orm::DbErr;
 
+use super::audit::StoredEvent;
+use super::authorization::{CodeIssue, CodeRow, Grant, InteractionRow, Redemption, SsoSessionRow};
 use super::clients::ClientRow;
 use super::columns;
-use super::entities::{clients, refresh_tokens, sessions, users};
+use super::entities::{
+    authorization_codes, authorization_requests, clients, refresh_tokens, sessions, sso_sessions, users,
+};
+use super::sessions::{NewRefreshToken, NewSession};
 use super::sessions::{RefreshTokenRow, SessionRow};
 use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
 use super::users::UserRow;
@@ -263,6 +268,51 @@ from_row!(ClientRow {
     token_endpoint_auth_method,
 });
 
+from_row!(SsoSessionRow {
+    id,
+    token_hash,
+    user_id,
+    created_at,
+    last_seen_at,
+    idle_expires_at,
+    absolute_expires_at,
+    auth_time,
+    amr,
+    ip,
+    user_agent,
+    revoked_at,
+    revoked_reason,
+});
+from_row!(InteractionRow {
+    id,
+    browser_hash,
+    client_id,
+    params,
+    user_id,
+    amr,
+    auth_time,
+    stage,
+    notice,
+    created_at,
+    expires_at,
+});
+from_row!(CodeRow {
+    code_hash,
+    client_id,
+    user_id,
+    sso_session_id,
+    redirect_uri,
+    code_challenge,
+    scope,
+    nonce,
+    auth_time,
+    amr,
+    created_at,
+    expires_at,
+    used_at,
+    session_id,
+});
+
 // The statement texts are built once: they key the prepared-statement cache, and the
 // bearer check runs one on every request.
 static SESSION_WITH_USER: LazyLock<String> = LazyLock::new(|| {
@@ -286,6 +336,126 @@ static TOKEN_FOR_REFRESH: LazyLock<String> = LazyLock::new(|| columns::token_for
 static CLIENT: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {} FROM clients c WHERE c.client_id = ?1", columns::aliased::<clients::Entity>("c"))
 });
+
+static USER_WITH_ROLES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, (SELECT group_concat(r.role_name, ' ') FROM user_roles r WHERE r.user_id = u.id) AS roles \
+         FROM users u WHERE u.id = ?1",
+        columns::aliased::<users::Entity>("u"),
+    )
+});
+static SSO_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {} FROM sso_sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
+        columns::aliased::<sso_sessions::Entity>("s"),
+        columns::aliased::<users::Entity>("u"),
+    )
+});
+static SPEND_CODE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE authorization_codes SET used_at = ?1, session_id = ?2 WHERE code_hash = ?3 \
+         AND used_at IS NULL RETURNING {}",
+        columns::names::<authorization_codes::Entity>(),
+    )
+});
+static INTERACTION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM authorization_requests a WHERE a.id = ?1",
+        columns::aliased::<authorization_requests::Entity>("a"),
+    )
+});
+static CODE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM authorization_codes c WHERE c.code_hash = ?1",
+        columns::aliased::<authorization_codes::Entity>("c"),
+    )
+});
+
+fn insert_code(conn: &Connection, code: &CodeRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO authorization_codes (code_hash, client_id, user_id, sso_session_id, redirect_uri, \
+         code_challenge, scope, nonce, auth_time, amr, created_at, expires_at, used_at, session_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        code.code_hash,
+        code.client_id,
+        code.user_id,
+        code.sso_session_id,
+        code.redirect_uri,
+        code.code_challenge,
+        code.scope,
+        code.nonce,
+        code.auth_time,
+        code.amr,
+        code.created_at,
+        code.expires_at,
+        code.used_at,
+        code.session_id,
+    ])?;
+    Ok(())
+}
+
+fn insert_session(conn: &Connection, session: &NewSession) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, user_id, client_id, created_at, last_used_at, idle_expires_at, \
+         absolute_expires_at, revoked_at, revoked_reason, ip, user_agent, amr, auth_time, scope) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        session.id,
+        session.user_id,
+        session.client_id,
+        session.now,
+        session.idle_expires_at,
+        session.absolute_expires_at,
+        session.ip,
+        session.user_agent,
+        session.amr,
+        session.auth_time,
+        session.scope,
+    ])?;
+    Ok(())
+}
+
+fn insert_refresh_token(
+    conn: &Connection,
+    session_id: &str,
+    now: i64,
+    token: &NewRefreshToken,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, state, created_at, used_at, \
+         expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)",
+    )?
+    .execute(params![
+        token.id,
+        session_id,
+        token.parent_id,
+        token.token_hash,
+        TokenState::Active.as_str(),
+        now,
+        token.expires_at
+    ])?;
+    Ok(())
+}
+
+fn insert_audit_event(conn: &Connection, event: StoredEvent) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_events (occurred_at, actor, action, target, ip, outcome, details) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        event.occurred_at,
+        event.actor,
+        event.action,
+        event.target,
+        event.ip,
+        event.outcome,
+        event.details
+    ])?;
+    Ok(())
+}
 
 fn role_names(conn: &Connection, sql: &str, owner: &str) -> rusqlite::Result<Vec<String>> {
     let mut statement = conn.prepare_cached(sql)?;
@@ -380,19 +550,13 @@ impl TokenStore for SqliteTokens {
             if touched != 1 {
                 return Ok(RotateOutcome::SessionNotActive);
             }
-            txn.prepare_cached(
-                "INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, state, created_at, used_at, \
-                 expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)",
-            )?
-            .execute(params![
-                rotation.child_id,
-                rotation.session_id,
-                rotation.token_id,
-                rotation.child_hash,
-                TokenState::Active.as_str(),
-                rotation.now,
-                rotation.child_expires_at
-            ])?;
+            let child = NewRefreshToken {
+                id: rotation.child_id.clone(),
+                parent_id: Some(rotation.token_id.clone()),
+                token_hash: rotation.child_hash.clone(),
+                expires_at: rotation.child_expires_at,
+            };
+            insert_refresh_token(&txn, &rotation.session_id, rotation.now, &child)?;
             txn.commit()?;
             Ok(RotateOutcome::Rotated)
         });
@@ -402,6 +566,97 @@ impl TokenStore for SqliteTokens {
         // the previous request to sign its token and answer.
         tokio::task::yield_now().await;
         outcome
+    }
+
+    async fn user_with_roles(&self, user_id: &str) -> StoreResult<Option<(UserRow, Vec<String>)>> {
+        let at_roles = UserRow::COLUMNS.len();
+        self.read(|conn| {
+            conn.prepare_cached(&USER_WITH_ROLES)?
+                .query_row([user_id], |row| Ok((UserRow::at(row, 0)?, columns::split_roles(row.get(at_roles)?))))
+                .optional()
+        })
+    }
+
+    async fn sso_session(&self, token_hash: &str) -> StoreResult<Option<(SsoSessionRow, Option<UserRow>)>> {
+        let at_user = SsoSessionRow::COLUMNS.len();
+        self.read(|conn| {
+            conn.prepare_cached(&SSO_SESSION)?
+                .query_row([token_hash], |row| Ok((SsoSessionRow::at(row, 0)?, UserRow::joined_at(row, at_user)?)))
+                .optional()
+        })
+    }
+
+    async fn interaction(&self, id: &str) -> StoreResult<Option<InteractionRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&INTERACTION)?.query_row([id], |row| InteractionRow::at(row, 0)).optional()
+        })
+    }
+
+    async fn issue_code(&self, issue: CodeIssue) -> StoreResult<bool> {
+        let writer = self.writer_lock.lock().await;
+        let issued = self.write(|conn| {
+            let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(interaction) = &issue.finishes {
+                let deleted =
+                    txn.prepare_cached("DELETE FROM authorization_requests WHERE id = ?1")?.execute([interaction])?;
+                if deleted != 1 {
+                    return Ok(false);
+                }
+            }
+            insert_code(&txn, &issue.code)?;
+            if let Some(touch) = &issue.touch {
+                txn.prepare_cached(
+                    "UPDATE sso_sessions SET last_seen_at = ?1, idle_expires_at = ?2 \
+                     WHERE id = ?3 AND revoked_at IS NULL",
+                )?
+                .execute(params![touch.now, touch.idle_expires_at, touch.id])?;
+            }
+            insert_audit_event(&txn, issue.event.into())?;
+            txn.commit()?;
+            Ok(true)
+        });
+        drop(writer);
+        tokio::task::yield_now().await; // as in `rotate`
+        issued
+    }
+
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+        session_id: &str,
+        judge: impl FnOnce(&CodeRow) -> Option<Grant> + Send,
+    ) -> StoreResult<Redemption> {
+        let writer = self.writer_lock.lock().await;
+        let redemption = self.write(|conn| {
+            let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let spent = txn
+                .prepare_cached(&SPEND_CODE)?
+                .query_row(params![now, session_id, code_hash], |row| CodeRow::at(row, 0))
+                .optional()?;
+            let Some(row) = spent else {
+                let earlier =
+                    txn.prepare_cached(&CODE)?.query_row([code_hash], |row| CodeRow::at(row, 0)).optional()?;
+                return Ok(earlier.map_or(Redemption::Unknown, Redemption::Reused));
+            };
+            let Some(grant) = judge(&row) else {
+                txn.prepare_cached("UPDATE authorization_codes SET session_id = NULL WHERE code_hash = ?1")?
+                    .execute([code_hash])?;
+                txn.commit()?;
+                return Ok(Redemption::Refused(CodeRow { session_id: None, ..row }));
+            };
+            let session = NewSession { id: session_id.to_string(), ..grant.session };
+            insert_session(&txn, &session)?;
+            if let Some(token) = &grant.refresh_token {
+                insert_refresh_token(&txn, session_id, session.now, token)?;
+            }
+            insert_audit_event(&txn, grant.event.into())?;
+            txn.commit()?;
+            Ok(Redemption::Redeemed(row))
+        });
+        drop(writer);
+        tokio::task::yield_now().await; // as in `rotate`
+        redemption
     }
 }
 
@@ -421,5 +676,8 @@ mod tests {
         assert_eq!(SessionRow::COLUMNS, entity_columns::<sessions::Entity>());
         assert_eq!(UserRow::COLUMNS, entity_columns::<users::Entity>());
         assert_eq!(ClientRow::COLUMNS, entity_columns::<clients::Entity>());
+        assert_eq!(SsoSessionRow::COLUMNS, entity_columns::<sso_sessions::Entity>());
+        assert_eq!(CodeRow::COLUMNS, entity_columns::<authorization_codes::Entity>());
+        assert_eq!(InteractionRow::COLUMNS, entity_columns::<authorization_requests::Entity>());
     }
 }
