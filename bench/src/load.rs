@@ -597,6 +597,9 @@ pub async fn run_scenario(
     }
     if let Some(before) = page_before {
         let after = server_latency(&fixture, SIGN_IN_ROUTE).await?;
+        if after.is_empty() {
+            bail!("the server's /metrics has no request-duration histogram for GET {SIGN_IN_ROUTE}");
+        }
         outcomes.push(server_side_outcome("sign-in page, server", &before, &after, started.elapsed()));
     }
     Ok(outcomes)
@@ -607,9 +610,10 @@ const SIGN_IN_ROUTE: &str = "/ui/signin";
 
 /// The server's own request-duration histogram of `GET route`: cumulative counts by
 /// upper bound (seconds), from its `/metrics`. The client's latency at 32 connections
-/// on two shared cores is mostly queueing for a core (Little's law: p50 ≈ connections
-/// ÷ rate); the server's histogram measures what the page itself costs under the same
-/// load, from the moment the request is read to the response.
+/// on two shared cores is mostly waiting for a core (Little's law: the mean time in
+/// the system is connections ÷ rate); the server's histogram measures what the page
+/// itself costs under the same load, from the moment the request is read to the
+/// response.
 async fn server_latency(fixture: &Fixture, route: &str) -> anyhow::Result<Vec<(f64, u64)>> {
     let text = fixture.http.get(format!("{}/metrics", fixture.base)).send().await?.error_for_status()?.text().await?;
     let series = format!("latchkey_http_request_duration_seconds_bucket{{method=\"GET\",route=\"{route}\",le=\"");
@@ -637,7 +641,8 @@ fn bucket_quantile_ms(before: &[(f64, u64)], after: &[(f64, u64)], quantile: f64
 }
 
 /// A row from the server's histogram: its quantiles are bucket bounds (an upper bound
-/// on the true value), its rate the requests the server answered in `elapsed`.
+/// on the true value), its rate the requests the server answered in `elapsed` (warm-up
+/// included, whatever their status: the client's row counts the errors).
 fn server_side_outcome(name: &str, before: &[(f64, u64)], after: &[(f64, u64)], elapsed: Duration) -> Outcome {
     let count = after.last().map_or(0, |a| a.1) - before.last().map_or(0, |b| b.1);
     Outcome {

@@ -36,9 +36,9 @@ pub const BROWSER_TOKEN_PREFIX: &str = "lk_bb_";
 /// Longest user agent kept with a login session.
 const USER_AGENT_MAX: usize = 256;
 /// A login session's `last_seen_at` (and so its idle deadline) moves at most once a
-/// minute: each sign-in at a relying party would otherwise write it, and on SQLite
-/// every write queues behind the one writer. An idle deadline is then up to a minute
-/// early, never late.
+/// minute (or each half idle timeout, if that is shorter): each sign-in at a relying
+/// party would otherwise write it, and on SQLite every write queues behind the one
+/// writer. An idle deadline is then up to a minute early, never late.
 const SSO_TOUCH_INTERVAL_SECS: i64 = 60;
 
 /// The stages of an interaction, as stored.
@@ -183,10 +183,11 @@ async fn live_sso_session(state: &AppState, browser: &Browser, now: i64) -> Resu
 /// The touch a use of `session` at `now` records with the code it issues, when one is
 /// due (see [`SSO_TOUCH_INTERVAL_SECS`]).
 fn touch_due(state: &AppState, session: &SsoSessionRow, now: i64) -> Option<SsoTouch> {
-    (now - session.last_seen_at >= SSO_TOUCH_INTERVAL_SECS).then(|| SsoTouch {
+    let idle = state.config.sso.idle_timeout.as_secs() as i64;
+    (now - session.last_seen_at >= SSO_TOUCH_INTERVAL_SECS.min(idle / 2)).then(|| SsoTouch {
         id: session.id.clone(),
         now,
-        idle_expires_at: (now + state.config.sso.idle_timeout.as_secs() as i64).min(session.absolute_expires_at),
+        idle_expires_at: (now + idle).min(session.absolute_expires_at),
     })
 }
 

@@ -1183,3 +1183,22 @@ async fn each_use_restarts_the_browser_sessions_idle_timer_recorded_at_most_once
     assert_eq!(params["error"], "login_required", "on {}", backend());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_short_idle_timeout_is_still_restarted_by_each_use() {
+    // Shorter than the minute the touch waits for: half the timeout is the interval.
+    let server = TestServer::start_with(|raw| raw.sso.idle_timeout_secs = 30).await;
+    user_with_roles(&server, "ivo", &["user"]).await;
+    let rp = register_rp(&server, "brisk-app", true, false).await;
+    let mut browser = Browser::new();
+    code_for(&server, &mut browser, &rp, "ivo").await;
+    for _ in 0..4 {
+        server.clock.advance(20);
+        let params = at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await);
+        assert!(params.contains_key("code"), "used every 20 s, a 30 s idle timeout never passes: {params:?}");
+    }
+    server.clock.advance(31);
+    let params = at_client(authorize(&server, &mut browser, &rp, &[("prompt", "none")]).await);
+    assert_eq!(params["error"], "login_required", "on {}", backend());
+    server.stop().await;
+}

@@ -423,6 +423,17 @@ async fn issuing_a_code_finishes_its_interaction_once_and_touches_the_login_sess
     );
     let (token, _) = tokens.token_with_session(&sha256_hex("code-refresh")).await.unwrap().expect("its refresh token");
     assert_eq!((token.session_id.as_str(), token.state), ("session-1", TokenState::Active));
+
+    // Each wrote its audit event in its transaction, bounded like any other.
+    let events = latchkey_server::store::audit::list_recent(&server.state.db, 2).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["token.code_exchange", "authorization.granted"], "{}", backend());
+    let mut long = issue(code_row("code-3", &user_id, None, now), None, None);
+    long.event = long.event.details(serde_json::json!({ "scope": "x".repeat(10_000) })).ip(Some("9".repeat(1000)));
+    assert!(tokens.issue_code(long).await.unwrap());
+    let event = latchkey_server::store::audit::list_recent(&server.state.db, 1).await.unwrap().remove(0);
+    assert!(event.details.contains("\"truncated\":true"), "{}", event.details);
+    assert_eq!(event.ip.map(|ip| ip.chars().count()), Some(latchkey_server::store::audit::FIELD_MAX_CHARS + 1));
     server.stop().await;
 }
 
