@@ -20,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod fuzzing;
 pub mod listener;
 pub mod metrics;
 pub mod security;

@@ -128,21 +128,23 @@ fn client_credentials(
     let Some(encoded) = basic else {
         return Ok(ClientCredentials { client_id: id, client_secret: secret.map(Secret::new), via_basic: false });
     };
-    let bad_client = || ApiError::oauth(ErrorCode::InvalidClient, "malformed Basic credentials");
-    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad_client())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| bad_client())?;
-    let (raw_id, raw_secret) = decoded.split_once(':').ok_or_else(bad_client)?;
+    let (basic_id, basic_secret) = basic_credentials(encoded)
+        .ok_or_else(|| ApiError::oauth(ErrorCode::InvalidClient, "malformed Basic credentials"))?;
+    if secret.is_some() || id.as_deref().is_some_and(|body_id| body_id != basic_id) {
+        return Err(ApiError::oauth(ErrorCode::InvalidRequest, "client credentials must be sent in one way only"));
+    }
+    Ok(ClientCredentials { client_id: Some(basic_id), client_secret: Some(Secret::new(basic_secret)), via_basic: true })
+}
+
+/// The client id and secret of a Basic credential (the value after `Basic `): base64 of
+/// `id:secret`, each form-url-encoded (RFC 6749 §2.3.1).
+pub fn basic_credentials(encoded: &str) -> Option<(String, String)> {
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (raw_id, raw_secret) = decoded.split_once(':')?;
     let decode = |s: &str| {
         url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
     };
-    if secret.is_some() || id.as_deref().is_some_and(|body_id| body_id != decode(raw_id)) {
-        return Err(ApiError::oauth(ErrorCode::InvalidRequest, "client credentials must be sent in one way only"));
-    }
-    Ok(ClientCredentials {
-        client_id: Some(decode(raw_id)),
-        client_secret: Some(Secret::new(decode(raw_secret))),
-        via_basic: true,
-    })
+    Some((decode(raw_id), decode(raw_secret)))
 }
 
 /// OAuth endpoints answer every domain error in RFC 6749 form.

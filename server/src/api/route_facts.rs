@@ -88,11 +88,16 @@ fn refresh_cookie(config: &Config, req: &Request) -> Option<Secret<String>> {
 
 /// The value of the cookie `name` in the request's `Cookie` headers (empty counts as absent).
 pub fn cookie_value(req: &Request, wanted: &str) -> Option<Secret<String>> {
-    req.headers().get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
-        header.split(';').find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == wanted && !value.is_empty()).then(|| Secret::new(value.to_string()))
-        })
+    let headers = req.headers().get_all(COOKIE).iter().filter_map(|v| v.to_str().ok());
+    cookie_in(headers, wanted).map(|value| Secret::new(value.to_string()))
+}
+
+/// The value of the cookie `wanted` in these `Cookie` header values: the first
+/// non-empty one, in the order sent.
+pub fn cookie_in<'a>(headers: impl Iterator<Item = &'a str>, wanted: &str) -> Option<&'a str> {
+    headers.flat_map(|header| header.split(';')).find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == wanted && !value.is_empty()).then_some(value)
     })
 }
 

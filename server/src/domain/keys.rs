@@ -260,7 +260,8 @@ pub async fn import_pem(db: &Db, master_key: &MasterKey, pem: &str, now: i64) ->
     store_key(db, master_key, &material, KeyState::Pending, now).await
 }
 
-fn parse_pem(pem: &str) -> Result<KeyMaterial, KeySetupError> {
+/// A private key from PEM (`PRIVATE KEY` or `RSA PRIVATE KEY`), RSA of at least 2048 bits.
+pub fn parse_pem(pem: &str) -> Result<KeyMaterial, KeySetupError> {
     use base64::Engine;
     let rejected = |why: &str| KeySetupError::Key(KeyError::Rejected(why.into()));
     let label = pem
