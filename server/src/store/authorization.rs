@@ -57,9 +57,8 @@ pub async fn end_sso_session(db: &impl ConnectionTrait, id: &str, reason: &str, 
     Ok(ended == 1)
 }
 
-/// The login session a cookie names, with its user (`None` if the user is gone).
-/// [`super::TokenStore::sso_session`] is the hot path's; this is for the rest.
-pub async fn sso_session_by_hash(
+/// [`super::TokenStore::sso_session`] through sea-orm (the PostgreSQL engine's).
+pub(super) async fn sso_session_by_hash(
     db: &impl ConnectionTrait,
     token_hash: &str,
 ) -> StoreResult<Option<(SsoSessionRow, Option<UserRow>)>> {
@@ -95,7 +94,8 @@ pub async fn create_interaction(db: &impl ConnectionTrait, row: InteractionRow) 
     Ok(())
 }
 
-pub async fn find_interaction(db: &impl ConnectionTrait, id: &str) -> StoreResult<Option<InteractionRow>> {
+/// [`super::TokenStore::interaction`] through sea-orm (the PostgreSQL engine's).
+pub(super) async fn find_interaction(db: &impl ConnectionTrait, id: &str) -> StoreResult<Option<InteractionRow>> {
     Ok(authorization_requests::Entity::find_by_id(id.to_string()).one(db).await?)
 }
 
