@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("basic_credentials", basic_credentials),
     ("pem_key", pem_key),
     ("second_factor", second_factor),
+    ("token_form", token_form),
 ];
 
 const ISSUER: &str = "https://issuer.example";
@@ -162,6 +163,39 @@ pub fn basic_credentials(data: &[u8]) {
     let again = STANDARD.encode(format!("{}:{}", encode(&id), encode(&secret)));
     assert_eq!(crate::api::oauth::basic_credentials(&again), Some((id, secret)));
 }
+
+/// The form body of `POST /oauth2/token`: what it accepts has each parameter once, every
+/// value within the `maxLength` the served document states for it, equal to what a
+/// standard form parser reads, and `grant_type` present.
+pub fn token_form(data: &[u8]) {
+    use poem_openapi::types::ToJSON;
+    let Ok(form) = crate::api::form::parse::<crate::api::oauth::TokenForm>(data) else { return };
+    let Some(serde_json::Value::Object(fields)) = form.to_json() else { panic!("a form is an object") };
+    let limits = &TOKEN_FORM_LIMITS;
+    assert!(fields.contains_key("grant_type"));
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(data).into_owned().collect();
+    for (name, value) in &fields {
+        if value.is_null() {
+            continue;
+        }
+        let value = value.as_str().expect("every parameter is a string");
+        let limit = limits.get(name).unwrap_or_else(|| panic!("{name} is not in the document"));
+        assert!(value.chars().count() <= *limit, "{name} is longer than {limit}");
+        let sent: Vec<&str> =
+            pairs.iter().filter(|(n, v)| n == name && !v.is_empty()).map(|(_, v)| v.as_str()).collect();
+        assert_eq!(sent, [value], "{name}");
+    }
+}
+
+/// Each `TokenForm` property's `maxLength`, from the served document.
+static TOKEN_FORM_LIMITS: LazyLock<std::collections::HashMap<String, usize>> = LazyLock::new(|| {
+    let spec: serde_json::Value = serde_json::from_str(&crate::api::spec_json()).expect("the document is JSON");
+    let properties = spec["components"]["schemas"]["TokenForm"]["properties"].as_object().expect("TokenForm");
+    properties
+        .iter()
+        .map(|(name, schema)| (name.clone(), schema["maxLength"].as_u64().expect("every limit is stated") as usize))
+        .collect()
+});
 
 /// PEM key import (`latchkey key import`): never panics, and what it accepts is an RSA
 /// key of at least 2048 bits.

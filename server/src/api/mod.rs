@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod document;
 pub mod documented;
 pub mod error;
+pub mod form;
 pub mod models;
 pub mod oauth;
 pub mod observe;

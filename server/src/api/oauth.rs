@@ -6,14 +6,14 @@ use base64::engine::general_purpose::STANDARD;
 use poem::Request;
 use poem::http::header::AUTHORIZATION;
 use poem::web::Data;
-use poem_openapi::payload::{Form, Json};
+use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde::Deserialize;
 
 use super::ApiTags;
 use super::bearer::UserInfoAuth;
 use super::browser::request_context;
 use super::error::{ApiError, ApiResult};
+use super::form::OAuthForm;
 use super::models::{IntrospectionResponse, TokenResponse, UserInfoResponse};
 use super::route_facts::{Charged, ChargedByHandler, buckets};
 use crate::domain::oauth::{self, ClientCredentials, TokenRequest};
@@ -27,9 +27,9 @@ use crate::store::clients::ClientRow;
 pub struct OAuthApi;
 
 // No Debug: it carries secrets.
-#[derive(Object, Deserialize)]
-struct TokenForm {
-    /// `refresh_token`, `password` or `client_credentials`.
+#[derive(Object)]
+pub(crate) struct TokenForm {
+    /// `authorization_code`, `refresh_token`, `password` or `client_credentials`.
     #[oai(validator(max_length = 64))]
     grant_type: String,
     #[oai(validator(max_length = 256))]
@@ -61,7 +61,7 @@ struct TokenForm {
 }
 
 // No Debug: it carries secrets.
-#[derive(Object, Deserialize)]
+#[derive(Object)]
 struct TokenHandleForm {
     /// The token to revoke or introspect.
     #[oai(validator(max_length = 8192))]
@@ -165,7 +165,7 @@ impl OAuthApi {
         charged: ChargedByHandler<'_>,
         state: Data<&AppState>,
         req: &Request,
-        form: Form<TokenForm>,
+        form: OAuthForm<TokenForm>,
     ) -> ApiResult<TokenIssued> {
         let form = form.0;
         // A password grant is a login: it spends the login bucket (and, in the domain, the
@@ -207,7 +207,7 @@ impl OAuthApi {
         _charged: Charged<buckets::Token>,
         state: Data<&AppState>,
         req: &Request,
-        form: Form<TokenHandleForm>,
+        form: OAuthForm<TokenHandleForm>,
     ) -> ApiResult<Revoked> {
         let form = form.0;
         let client = handle_client(&state, req, form.client_id, form.client_secret).await?;
@@ -222,7 +222,7 @@ impl OAuthApi {
         _charged: Charged<buckets::Token>,
         state: Data<&AppState>,
         req: &Request,
-        form: Form<TokenHandleForm>,
+        form: OAuthForm<TokenHandleForm>,
     ) -> ApiResult<Introspected> {
         let form = form.0;
         let client = handle_client(&state, req, form.client_id, form.client_secret).await?;

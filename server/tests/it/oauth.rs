@@ -28,8 +28,29 @@ async fn token_endpoint_errors_have_rfc6749_shapes() {
     server.register("liam").await;
     let secret = server.create_client("svc", true, &["client_credentials"], &["user"]).await.unwrap();
 
+    let long_grant = "g".repeat(65);
+    let long_password = "p".repeat(1025);
     type Case<'a> = (Option<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
+        // RFC 6749 §3.1: a parameter sent twice is refused; the document's limits hold.
+        (
+            Some(("svc", secret.as_str())),
+            vec![("grant_type", "client_credentials"), ("grant_type", "password")],
+            400,
+            "invalid_request",
+        ),
+        (Some(("svc", secret.as_str())), vec![("grant_type", &long_grant)], 400, "invalid_request"),
+        (
+            None,
+            vec![
+                ("grant_type", "password"),
+                ("client_id", "latchkey-admin"),
+                ("username", "liam"),
+                ("password", &long_password),
+            ],
+            400,
+            "invalid_request",
+        ),
         (None, vec![("client_id", "latchkey-admin")], 400, "invalid_request"),
         (
             None,
@@ -96,6 +117,11 @@ async fn token_endpoint_errors_have_rfc6749_shapes() {
         ),
         (None, vec![("grant_type", "client_credentials"), ("client_id", "latchkey-admin")], 400, "unauthorized_client"),
     ];
+    // RFC 6749 §3.1: a parameter without a value is as if omitted, so an empty secret in
+    // the body beside Basic credentials is not a second authentication method.
+    let (status, body, _) =
+        token(&server, Some(("svc", &secret)), &[("grant_type", "client_credentials"), ("client_secret", "")]).await;
+    assert_eq!(status, 200, "{body}");
     for (basic, form, status, code) in cases {
         let (got, body, headers) = token(&server, basic, &form).await;
         assert_eq!(got, status, "{form:?} on {}: {body}", backend());
