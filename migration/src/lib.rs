@@ -6,6 +6,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+pub mod audit_chain;
 mod ddl;
 mod m20261123_000001_foundation;
 mod m20261123_000002_sessions;
@@ -14,6 +15,7 @@ mod m20261123_000004_operations;
 mod m20261201_000005_hardening;
 mod m20261201_000006_refresh_replay;
 mod m20261201_000007_code_flow;
+mod m20261202_000008_audit_chain;
 
 pub struct Migrator;
 
@@ -28,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_hardening::Migration),
             Box::new(m20261201_000006_refresh_replay::Migration),
             Box::new(m20261201_000007_code_flow::Migration),
+            Box::new(m20261202_000008_audit_chain::Migration),
         ]
     }
 }

@@ -1,5 +1,5 @@
 //! The `latchkey` command line: `serve` (default), `migrate`, `user create`,
-//! `client create`, `keys list` and `openapi`.
+//! `client create`, `keys list|rotate|import|revoke`, `audit verify` and `openapi`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -53,6 +53,9 @@ pub enum Command {
     /// Inspect signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -140,6 +143,52 @@ pub enum KeysCommand {
     Revoke { kid: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the audit log's hash chain from its anchor to its head and report the first
+    /// broken link (exit status 3), or print the head to record elsewhere (exit status 0).
+    Verify {
+        /// A point recorded earlier (`SEQ:HASH`, as printed here or by
+        /// `GET /admin/audit/chain`) that the chain must still hold (repeatable).
+        #[arg(long = "known", value_parser = parse_chain_point)]
+        known: Vec<store::audit::ChainPoint>,
+    },
+}
+
+fn parse_chain_point(text: &str) -> Result<store::audit::ChainPoint, String> {
+    let (seq, hash) = text.split_once(':').ok_or("expected SEQ:HASH")?;
+    let seq = seq.parse().map_err(|_| format!("{seq:?} is not a place in the chain"))?;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err("the hash is 64 lowercase hex digits".into());
+    }
+    Ok(store::audit::ChainPoint { seq, hash: hash.to_string() })
+}
+
+/// Exit status of `latchkey audit verify` when the chain is broken.
+const CHAIN_BROKEN: u8 = 3;
+
+async fn verify_audit(config: Config, known: Vec<store::audit::ChainPoint>) -> Result<ExitCode, StartupError> {
+    let db = open_database(&config).await?;
+    match domain::audit::verify(&db, &known).await.map_err(StartupError::Startup)? {
+        Ok(verified) => {
+            let ends = &verified.ends;
+            out!(
+                "audit chain intact: {} event(s), places {}..={}; {} recorded point(s) matched",
+                verified.events,
+                ends.anchor.seq + 1,
+                ends.head.seq,
+                verified.known_matched
+            );
+            out!("head {}:{}", ends.head.seq, ends.head.hash);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            out!("audit chain broken: {broken}");
+            Ok(ExitCode::from(CHAIN_BROKEN))
+        }
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Openapi) = cli.command {
@@ -163,6 +212,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys(KeysCommand::Rotate) => keys_change(config, KeyChange::Rotate).await,
         Command::Keys(KeysCommand::Import { file }) => import_key(config, &file).await,
         Command::Keys(KeysCommand::Revoke { kid }) => keys_change(config, KeyChange::Revoke(kid)).await,
+        Command::Audit(AuditCommand::Verify { known }) => verify_audit(config, known).await,
         Command::Openapi => Ok(ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| fail(&e))

@@ -79,7 +79,7 @@ pub async fn check_password(
     {
         audit_lockout(state, &user.id, Factor::Password, reserved, ctx).await?;
     }
-    audit::record(
+    audit::record_alone(
         &state.db,
         NewAuditEvent {
             occurred_at: now,
@@ -120,7 +120,7 @@ pub async fn audit_lockout(
     let now = ctx.now;
     state.metrics.lockouts.inc();
     tracing::warn!(user_id, failures = reserved.failures, ?factor, "account locked after repeated failures");
-    audit::record(
+    audit::record_alone(
         &state.db,
         NewAuditEvent {
             occurred_at: now,

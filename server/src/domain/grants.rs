@@ -39,7 +39,7 @@ pub async fn end_browser_session(
     let event = NewAuditEvent::success(ctx.now, actor, "sso_session.end", session_id)
         .ip(ctx.ip.clone())
         .details(serde_json::json!({ "user_id": user_id }));
-    audit::record(&state.db, event).await?;
+    audit::record_alone(&state.db, event).await?;
     Ok(())
 }
 

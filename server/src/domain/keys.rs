@@ -245,7 +245,7 @@ pub async fn rotate(state: &AppState, actor: &str) -> Result<SigningKeyRow, Erro
         Err(KeySetupError::Store(StoreError::Conflict)) => return Err(pending_exists()),
         Err(e) => return Err(setup_error(e)),
     };
-    crate::store::audit::record(&state.db, key_event(now, actor, "key.rotate", &row.kid)).await?;
+    crate::store::audit::record_alone(&state.db, key_event(now, actor, "key.rotate", &row.kid)).await?;
     reload(state).await?;
     Ok(row)
 }
@@ -337,7 +337,7 @@ pub async fn maintain(state: &AppState) -> Result<Maintenance, Error> {
     if plan.create_pending {
         match create_key(&state.db, &state.master_key, state.config.keys.rsa_bits, KeyState::Pending, now).await {
             Ok(row) => {
-                crate::store::audit::record(&state.db, key_event(now, "system", "key.rotate", &row.kid)).await?;
+                crate::store::audit::record_alone(&state.db, key_event(now, "system", "key.rotate", &row.kid)).await?;
                 if lifecycle.activation_due(row.created_at) <= now {
                     plan.activate = Some(row.kid.clone());
                 }

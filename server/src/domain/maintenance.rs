@@ -37,7 +37,7 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
     done.sessions = drain(|| purge::ended_sessions(&state.db, sessions_before, batch), batch).await?;
     if !config.operations.audit_retention.is_zero() {
         let audit_before = now - config.operations.audit_retention.as_secs() as i64;
-        done.audit_events = drain(|| purge::old_audit_events(&state.db, audit_before, batch), batch).await?;
+        done.audit_events = purge_audit_events(state, audit_before, batch).await?;
     }
     done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?;
     let grace_ended = now - config.tokens.refresh_grace.as_secs() as i64;
@@ -52,6 +52,27 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
         tracing::info!(?done, "purged expired records");
     }
     Ok(Some(done))
+}
+
+/// The audit log's purge, batch by batch; one that stops at a broken link says so
+/// loudly (someone edited the log) and leaves the rest for the operator.
+async fn purge_audit_events(state: &AppState, before: i64, batch: u64) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let done = purge::old_audit_events(&state.db, before, batch).await?;
+        total += done.deleted;
+        if let Some(broken) = done.stopped_at {
+            tracing::error!(
+                ?broken,
+                "the audit log's hash chain is broken; the purge stops there (run `latchkey audit verify`)"
+            );
+            return Ok(total);
+        }
+        if done.deleted < batch {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Repeats a batched delete until a batch comes back short.
@@ -72,6 +93,21 @@ where
     }
 }
 
+/// How often each node logs the audit chain's head (and once at start): a log shipped
+/// off the machine is a record of it the database's writers cannot rewrite.
+const AUDIT_HEAD_LOG_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+async fn log_audit_head(state: &AppState) {
+    match super::audit::chain_ends(state).await {
+        Ok(ends) => tracing::info!(
+            head = %format!("{}:{}", ends.head.seq, ends.head.hash),
+            anchor = %format!("{}:{}", ends.anchor.seq, ends.anchor.hash),
+            "audit chain head (check later with `latchkey audit verify --known <head>`)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read the audit chain's head"),
+    }
+}
+
 /// Runs key maintenance every `key_poll_interval` and the purge every `purge_interval`
 /// until the server stops. Failures are logged and retried on the next tick.
 pub async fn run_forever(state: AppState) {
@@ -80,6 +116,8 @@ pub async fn run_forever(state: AppState) {
     keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep = tokio::time::interval(Duration::from_secs(60));
+    let mut audit_head = tokio::time::interval(AUDIT_HEAD_LOG_INTERVAL);
+    audit_head.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = keys.tick() => {
@@ -93,6 +131,7 @@ pub async fn run_forever(state: AppState) {
                 }
             }
             _ = sweep.tick() => state.limits.sweep(),
+            _ = audit_head.tick() => log_audit_head(&state).await,
         }
     }
 }

@@ -124,7 +124,7 @@ pub async fn verify_second_factor(
         Claimed::Accepted => {
             users::record_success(&state.db, &user.id, Factor::Totp).await?;
             if matches!(factor, SecondFactor::RecoveryCode(_)) {
-                audit::record(&state.db, event(now, &user.id, "mfa.recovery_code_used", &user.id, ctx)).await?;
+                audit::record_alone(&state.db, event(now, &user.id, "mfa.recovery_code_used", &user.id, ctx)).await?;
             }
             Ok(())
         }
@@ -146,7 +146,7 @@ async fn second_factor_failure(
     let now = ctx.now;
     let failure =
         event(now, &user.id, "mfa", &user.id, ctx).outcome("failure").details(serde_json::json!({ "reason": reason }));
-    audit::record(&state.db, failure).await?;
+    audit::record_alone(&state.db, failure).await?;
     Ok(Error::InvalidSecondFactor)
 }
 

@@ -193,7 +193,7 @@ impl<'a> Grantor<'a> {
         let event = NewAuditEvent::success(state.now(), self.actor, "grant.refused", target)
             .outcome("denied")
             .details(serde_json::json!({ "operation": operation, "missing": missing }));
-        if let Err(e) = crate::store::audit::record(&state.db, event).await {
+        if let Err(e) = crate::store::audit::record_alone(&state.db, event).await {
             return e.into();
         }
         Error::Forbidden {

@@ -208,7 +208,7 @@ async fn audit_denied(
     let event = NewAuditEvent::success(ctx.now, user_id, "authorization.denied", &request.client_id)
         .outcome("access_denied")
         .ip(ctx.ip.clone());
-    crate::store::audit::record(&state.db, event).await?;
+    crate::store::audit::record_alone(&state.db, event).await?;
     Ok(())
 }
 

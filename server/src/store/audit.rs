@@ -1,9 +1,21 @@
-//! The append-only audit log.
+//! The append-only audit log, kept as a hash chain so that an edit, a deletion or an
+//! insertion made behind the server's back shows (`latchkey audit verify`).
+//!
+//! Each event has a place (`chain_seq`: 1, 2, … without gaps) and a link (`chain_hash`,
+//! SHA-256 over the previous link and its own content; the format is
+//! [`latchkey_migration::audit_chain`]). `audit_chain` holds the head (the newest place
+//! and link, advanced by every writer) and the anchor (the last event the retention
+//! purge deleted, where a walk starts). The hash is no signature: someone who can write
+//! the database can rebuild the chain after an edit, which is why the head is exposed
+//! for an operator to record elsewhere and check against later.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use latchkey_migration::audit_chain::Content;
+pub use latchkey_migration::audit_chain::GENESIS;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbErr, Set};
 
-use super::StoreResult;
 use super::entities::audit_events;
+use super::{Db, Starts, StoreResult, begin_write};
 
 /// One event to append. `details` is a small JSON object and never holds secrets.
 #[derive(Debug, Clone)]
@@ -97,8 +109,40 @@ impl From<NewAuditEvent> for StoredEvent {
     }
 }
 
-pub async fn record(db: &impl ConnectionTrait, event: NewAuditEvent) -> StoreResult<()> {
+impl StoredEvent {
+    /// What its link covers, at place `seq`.
+    pub fn content(&self, seq: i64) -> Content<'_> {
+        Content {
+            seq,
+            occurred_at: self.occurred_at,
+            actor: &self.actor,
+            action: self.action,
+            target: self.target.as_deref(),
+            ip: self.ip.as_deref(),
+            outcome: self.outcome,
+            details: &self.details,
+        }
+    }
+}
+
+/// Appends `event` to the log and to its hash chain, inside `txn`.
+///
+/// Advancing the chain's head takes its row lock (on SQLite the writer lock already
+/// serialises writers), held until `txn` ends: every caller records its event as the
+/// last statement before committing, so audited transactions queue on the head only for
+/// their commit, and never while holding it wait for another lock (no deadlock).
+pub async fn record(txn: &DatabaseTransaction, event: NewAuditEvent) -> StoreResult<()> {
     let event = StoredEvent::from(event);
+    let advance = Query::update()
+        .table(AuditChain::Table)
+        .value(AuditChain::Seq, Expr::col(AuditChain::Seq).add(1))
+        .and_where(Expr::col(AuditChain::Name).eq(HEAD))
+        .returning(Query::returning().columns([AuditChain::Seq, AuditChain::Hash]))
+        .to_owned();
+    let head = txn.query_one(&advance).await?.ok_or_else(|| DbErr::RecordNotFound("the audit chain's head".into()))?;
+    let seq: i64 = head.try_get("", "seq")?;
+    let previous: String = head.try_get("", "hash")?;
+    let link = event.content(seq).link(&previous);
     audit_events::ActiveModel {
         occurred_at: Set(event.occurred_at),
         actor: Set(event.actor),
@@ -107,11 +151,163 @@ pub async fn record(db: &impl ConnectionTrait, event: NewAuditEvent) -> StoreRes
         ip: Set(event.ip),
         outcome: Set(event.outcome.to_string()),
         details: Set(event.details),
+        chain_seq: Set(Some(seq)),
+        chain_hash: Set(Some(link.clone())),
         ..Default::default()
     }
-    .insert(db)
+    .insert(txn)
     .await?;
+    let settle = Query::update()
+        .table(AuditChain::Table)
+        .value(AuditChain::Hash, link)
+        .and_where(Expr::col(AuditChain::Name).eq(HEAD))
+        .to_owned();
+    txn.execute(&settle).await?;
     Ok(())
+}
+
+/// [`record`] in a transaction of its own, for an event no other change goes with.
+pub async fn record_alone(db: &Db, event: NewAuditEvent) -> StoreResult<()> {
+    let txn = begin_write(db, Starts::WithWrite).await?;
+    record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The rows of `audit_chain`.
+#[derive(sea_orm::DeriveIden)]
+pub(super) enum AuditChain {
+    Table,
+    Name,
+    Seq,
+    Hash,
+}
+
+/// The row of `audit_chain` at the newest event, advanced by each writer.
+pub(super) const HEAD: &str = "head";
+/// The row at the last event the retention purge deleted; verification starts there.
+pub(super) const ANCHOR: &str = "anchor";
+
+/// A place in the chain and its link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPoint {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Where the chain starts (the anchor: nothing purged yet is place 0, [`GENESIS`]) and
+/// where it ends (the head).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainEnds {
+    pub anchor: ChainPoint,
+    pub head: ChainPoint,
+}
+
+pub async fn chain_ends(db: &impl ConnectionTrait) -> StoreResult<ChainEnds> {
+    let select = Query::select()
+        .columns([AuditChain::Name, AuditChain::Seq, AuditChain::Hash])
+        .from(AuditChain::Table)
+        .to_owned();
+    let (mut anchor, mut head) = (None, None);
+    for row in db.query_all(&select).await? {
+        let name: String = row.try_get("", "name")?;
+        let point = ChainPoint { seq: row.try_get("", "seq")?, hash: row.try_get("", "hash")? };
+        match name.as_str() {
+            HEAD => head = Some(point),
+            ANCHOR => anchor = Some(point),
+            _ => {}
+        }
+    }
+    match (anchor, head) {
+        (Some(anchor), Some(head)) => Ok(ChainEnds { anchor, head }),
+        _ => Err(DbErr::RecordNotFound("the audit chain's anchor and head".into()).into()),
+    }
+}
+
+/// A read-only transaction that sees one snapshot of the database (repeatable read on
+/// PostgreSQL; a SQLite transaction reads one snapshot of the WAL), so a walk of the
+/// chain sees no purge or append half-done while the server keeps running.
+pub async fn snapshot(db: &Db) -> StoreResult<DatabaseTransaction> {
+    use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
+    let (isolation, access) = match db.backend() {
+        sea_orm::DbBackend::Postgres => (Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)),
+        _ => (None, None),
+    };
+    Ok(db.connection().begin_with_config(isolation, access).await?)
+}
+
+/// Up to `limit` chained events after place `after`, in chain order.
+pub async fn chain_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> StoreResult<Vec<AuditRow>> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    Ok(audit_events::Entity::find()
+        .filter(audit_events::Column::ChainSeq.gt(after))
+        .order_by_asc(audit_events::Column::ChainSeq)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// The first event (by id) that is not in the chain where it should be: without a place
+/// or link, or at a place outside anchor..=head. `ends` must be read in the same
+/// [`snapshot`].
+pub async fn first_outside_chain(db: &impl ConnectionTrait, ends: &ChainEnds) -> StoreResult<Option<AuditRow>> {
+    use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+    let outside = Condition::any()
+        .add(audit_events::Column::ChainSeq.is_null())
+        .add(audit_events::Column::ChainHash.is_null())
+        .add(audit_events::Column::ChainSeq.lte(ends.anchor.seq))
+        .add(audit_events::Column::ChainSeq.gt(ends.head.seq));
+    Ok(audit_events::Entity::find().filter(outside).order_by_asc(audit_events::Column::Id).one(db).await?)
+}
+
+/// Why a chain does not verify from some point on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBreak {
+    /// The event at `seq` is not there: deleted, or its place changed.
+    Missing { seq: i64, next_id: Option<i64> },
+    /// The event's content or link is not what was chained at its place.
+    Altered { id: i64, seq: i64 },
+}
+
+/// Walks a chain forward from a known point, one stored event at a time.
+#[derive(Debug, Clone)]
+pub struct ChainWalk {
+    last: ChainPoint,
+}
+
+impl ChainWalk {
+    pub fn from(start: ChainPoint) -> Self {
+        Self { last: start }
+    }
+
+    /// The last place and link checked.
+    pub fn last(&self) -> &ChainPoint {
+        &self.last
+    }
+
+    /// Checks that `row` is the next link; moves past it when it is.
+    pub fn step(&mut self, row: &AuditRow) -> Result<(), ChainBreak> {
+        let seq = self.last.seq + 1;
+        if row.chain_seq != Some(seq) {
+            return Err(ChainBreak::Missing { seq, next_id: Some(row.id) });
+        }
+        let content = Content {
+            seq,
+            occurred_at: row.occurred_at,
+            actor: &row.actor,
+            action: &row.action,
+            target: row.target.as_deref(),
+            ip: row.ip.as_deref(),
+            outcome: &row.outcome,
+            details: &row.details,
+        };
+        let link = content.link(&self.last.hash);
+        if row.chain_hash.as_deref() != Some(link.as_str()) {
+            return Err(ChainBreak::Altered { id: row.id, seq });
+        }
+        self.last = ChainPoint { seq, hash: link };
+        Ok(())
+    }
 }
 
 /// Newest first; used by tests now and by the admin API.

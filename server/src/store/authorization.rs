@@ -39,7 +39,7 @@ pub async fn create_sso_session(
     if let Some(previous) = replaces {
         end_sso_session(&*txn, previous, "replaced", now).await?;
     }
-    audit::record(&*txn, event).await?;
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -177,7 +177,7 @@ pub(super) async fn issue_code(db: &super::Db, issue: CodeIssue) -> StoreResult<
     if let Some(touch) = issue.touch {
         touch_sso_session(&*txn, &touch).await?;
     }
-    audit::record(&*txn, issue.event).await?;
+    audit::record(&txn, issue.event).await?;
     txn.commit().await?;
     Ok(true)
 }
@@ -240,7 +240,7 @@ pub(super) async fn redeem_code(
     };
     let session = NewSession { id: session_id.to_string(), ..grant.session };
     super::sessions::insert(&*txn, session, grant.refresh_token).await?;
-    audit::record(&*txn, grant.event).await?;
+    audit::record(&txn, grant.event).await?;
     txn.commit().await?;
     Ok(Redemption::Redeemed(row))
 }
@@ -264,7 +264,7 @@ pub async fn save_consent(db: &super::Db, row: ConsentRow, event: NewAuditEvent)
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     consents::Entity::delete_by_id((row.user_id.clone(), row.client_id.clone())).exec(&*txn).await?;
     consents::ActiveModel::from(row).insert(&*txn).await?;
-    audit::record(&*txn, event).await?;
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -274,7 +274,7 @@ pub async fn revoke_consent(db: &super::Db, user_id: &str, client_id: &str, even
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let deleted = consents::Entity::delete_by_id((user_id.to_string(), client_id.to_string())).exec(&*txn).await?;
     if deleted.rows_affected == 1 {
-        audit::record(&*txn, event).await?;
+        audit::record(&txn, event).await?;
     }
     txn.commit().await?;
     Ok(deleted.rows_affected == 1)

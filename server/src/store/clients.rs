@@ -98,7 +98,7 @@ pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: New
     .insert(&*txn)
     .await?;
     replace_roles(&txn, &client_id, roles).await?;
-    audit::record(&*txn, event).await?;
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(row)
 }
@@ -170,7 +170,7 @@ pub async fn update(
     if let Some(roles) = changes.roles {
         replace_roles(&txn, client_id, &roles).await?;
     }
-    audit::record(&*txn, event).await?;
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(Some(row))
 }
@@ -180,7 +180,7 @@ pub async fn delete(db: &super::Db, client_id: &str, event: NewAuditEvent) -> St
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let deleted = clients::Entity::delete_by_id(client_id.to_string()).exec(&*txn).await?.rows_affected;
     if deleted == 1 {
-        audit::record(&*txn, event).await?;
+        audit::record(&txn, event).await?;
     }
     txn.commit().await?;
     Ok(deleted == 1)

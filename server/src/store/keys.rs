@@ -67,7 +67,7 @@ pub async fn promote(db: &super::Db, kid: &str, now: i64, event: super::audit::N
         txn.rollback().await?;
         return Ok(false);
     }
-    super::audit::record(&*txn, event).await?;
+    super::audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(true)
 }
@@ -86,7 +86,7 @@ pub async fn revoke(db: &super::Db, kid: &str, now: i64, event: super::audit::Ne
         .await?
         .rows_affected;
     if revoked == 1 {
-        super::audit::record(&*txn, event).await?;
+        super::audit::record(&txn, event).await?;
     }
     txn.commit().await?;
     Ok(revoked == 1)

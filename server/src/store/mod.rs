@@ -266,6 +266,12 @@ pub async fn migrate_up(db: &Db) -> Result<(), DbErr> {
     Migrator::up(&db.conn, None).await
 }
 
+/// Applies the first `count` migrations only: a test of a migration's data step starts
+/// from the schema before it.
+pub async fn migrate_up_first(db: &Db, count: u32) -> Result<(), DbErr> {
+    Migrator::up(&db.conn, Some(count)).await
+}
+
 pub async fn migrate_down_all(db: &Db) -> Result<(), DbErr> {
     Migrator::down(&db.conn, None).await
 }

@@ -2,12 +2,13 @@
 //! for long, and job leases so one node at a time does it.
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
-use super::StoreResult;
+use super::audit::{self, ANCHOR, AuditChain, ChainBreak, ChainPoint, ChainWalk};
 use super::entities::{
     audit_events, authorization_codes, authorization_requests, mfa_challenges, refresh_tokens, sessions, sso_sessions,
 };
+use super::{Db, Starts, StoreResult, begin_write};
 
 /// Takes (or renews) the named lease until `now + ttl` if it is free, expired or
 /// already ours. Exactly one node holds it at a time.
@@ -42,9 +43,62 @@ pub async fn ended_sessions(db: &impl ConnectionTrait, before: i64, batch: u64) 
     delete_batch::<sessions::Entity>(db, sessions::Column::Id, ended, batch).await
 }
 
-pub async fn old_audit_events(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
-    let old = Condition::all().add(audit_events::Column::OccurredAt.lt(before));
-    delete_batch::<audit_events::Entity>(db, audit_events::Column::Id, old, batch).await
+/// What one batch of the audit purge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPurge {
+    pub deleted: u64,
+    /// The purge stopped before this broken link: it deletes only a chain that verifies,
+    /// so the evidence of an edit stays for `latchkey audit verify` to name.
+    pub stopped_at: Option<ChainBreak>,
+}
+
+/// Deletes up to `batch` of the oldest events that occurred before `before`, from the
+/// start of the chain (the events deleted are always a prefix of it: an old event placed
+/// after a newer one waits for it), and moves the anchor to the last one deleted, so the
+/// chain that remains still verifies from its start.
+pub async fn old_audit_events(db: &Db, before: i64, batch: u64) -> StoreResult<AuditPurge> {
+    let txn = begin_write(db, Starts::WithWrite).await?;
+    // A write first: it takes the anchor's row lock (SQLite: the writer lock).
+    let touch = Query::update()
+        .table(AuditChain::Table)
+        .value(AuditChain::Seq, Expr::col(AuditChain::Seq))
+        .and_where(Expr::col(AuditChain::Name).eq(ANCHOR))
+        .returning(Query::returning().columns([AuditChain::Seq, AuditChain::Hash]))
+        .to_owned();
+    let anchor =
+        txn.query_one(&touch).await?.ok_or_else(|| DbErr::RecordNotFound("the audit chain's anchor".into()))?;
+    let anchor = ChainPoint { seq: anchor.try_get("", "seq")?, hash: anchor.try_get("", "hash")? };
+    let mut walk = ChainWalk::from(anchor.clone());
+    let mut stopped_at = None;
+    for row in audit::chain_page(&*txn, anchor.seq, batch).await? {
+        if row.occurred_at >= before {
+            break;
+        }
+        if let Err(broken) = walk.step(&row) {
+            stopped_at = Some(broken);
+            break;
+        }
+    }
+    let last = walk.last().clone();
+    if last.seq == anchor.seq {
+        txn.rollback().await?;
+        return Ok(AuditPurge { deleted: 0, stopped_at });
+    }
+    let deleted = audit_events::Entity::delete_many()
+        .filter(audit_events::Column::ChainSeq.gt(anchor.seq))
+        .filter(audit_events::Column::ChainSeq.lte(last.seq))
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    let moved = Query::update()
+        .table(AuditChain::Table)
+        .value(AuditChain::Seq, last.seq)
+        .value(AuditChain::Hash, last.hash)
+        .and_where(Expr::col(AuditChain::Name).eq(ANCHOR))
+        .to_owned();
+    txn.execute(&moved).await?;
+    txn.commit().await?;
+    Ok(AuditPurge { deleted, stopped_at })
 }
 
 pub async fn expired_challenges(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {

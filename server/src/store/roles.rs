@@ -114,7 +114,7 @@ pub async fn create(
     .insert(&*txn)
     .await?;
     replace_permissions(&txn, name, permissions).await?;
-    audit::record(&*txn, event).await?;
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -138,7 +138,7 @@ pub async fn update(
     if let Some(permissions) = permissions {
         replace_permissions(&txn, name, permissions).await?;
     }
-    audit::record(&*txn, event).await?;
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(true)
 }
@@ -153,7 +153,7 @@ pub async fn delete(db: &super::Db, name: &str, event: NewAuditEvent) -> StoreRe
         .await?
         .rows_affected;
     if deleted == 1 {
-        audit::record(&*txn, event).await?;
+        audit::record(&txn, event).await?;
     }
     txn.commit().await?;
     Ok(deleted == 1)

@@ -52,7 +52,7 @@ pub async fn create(
 ) -> StoreResult<SessionRow> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let row = insert(&*txn, session, Some(token)).await?;
-    audit::record(&*txn, event).await?;
+    audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(row)
 }
@@ -153,7 +153,7 @@ pub async fn revoke(
             .exec(&*txn)
             .await?;
         if let Some(event) = event {
-            audit::record(&*txn, event).await?;
+            audit::record(&txn, event).await?;
         }
     }
     txn.commit().await?;
@@ -171,7 +171,7 @@ pub async fn revoke_all_for_user(
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let revoked = revoke_all_in(&*txn, user_id, None, reason, now).await?;
     if let Some(event) = event {
-        audit::record(&*txn, event).await?;
+        audit::record(&txn, event).await?;
     }
     txn.commit().await?;
     Ok(revoked)

@@ -79,7 +79,7 @@ pub async fn create(
         .exec(&*txn)
         .await?;
     }
-    super::audit::record(&*txn, event).await?;
+    super::audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(row)
 }
@@ -315,7 +315,7 @@ pub async fn update(
         // A login half done with the old password (or by the now disabled user) ends too.
         super::mfa::delete_challenges_of(&*txn, user_id).await?;
     }
-    super::audit::record(&*txn, event).await?;
+    super::audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(Some(row))
 }
@@ -330,7 +330,7 @@ pub async fn delete(db: &super::Db, user_id: &str, event: super::audit::NewAudit
         return Ok(false);
     }
     ensure_an_admin_remains(&txn, had_admin).await?;
-    super::audit::record(&*txn, event).await?;
+    super::audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(true)
 }
@@ -456,7 +456,7 @@ pub async fn unlock(db: &super::Db, user_id: &str, event: super::audit::NewAudit
         .await?
         .rows_affected;
     if updated == 1 {
-        super::audit::record(&*txn, event).await?;
+        super::audit::record(&txn, event).await?;
     }
     txn.commit().await?;
     Ok(updated == 1)
@@ -516,7 +516,7 @@ pub async fn set_totp(
     super::mfa::replace_recovery_codes(&*txn, user_id, recovery_code_hashes, now).await?;
     // A pending login challenge was issued under the factor being replaced.
     super::mfa::delete_challenges_of(&*txn, user_id).await?;
-    super::audit::record(&*txn, event).await?;
+    super::audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -129,3 +129,31 @@ fn openapi_subcommand_prints_the_spec() {
     let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(spec["info"]["title"], "Latchkey");
 }
+
+#[test]
+fn audit_verify_reports_an_intact_chain_and_names_a_broken_link() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ann", "ben", "cy"] {
+        let out = latchkey(dir.path(), &["user", "create", "--username", name], &[], Some("long enough password\n"));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = latchkey(dir.path(), &["audit", "verify"], &[], None);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr(&out));
+    assert!(stdout.starts_with("audit chain intact: "), "{stdout}");
+    let head = stdout.lines().find_map(|line| line.strip_prefix("head ")).expect("the head is printed").to_string();
+    let out = latchkey(dir.path(), &["audit", "verify", "--known", &head], &[], None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 recorded point(s) matched"), "{out:?}");
+
+    let db = rusqlite::Connection::open(dir.path().join("data/latchkey.db")).unwrap();
+    let id: i64 = db.query_row("SELECT id FROM audit_events WHERE chain_seq = 2", [], |row| row.get(0)).unwrap();
+    db.execute("UPDATE audit_events SET target = 'someone else' WHERE id = ?1", [id]).unwrap();
+    drop(db);
+    let out = latchkey(dir.path(), &["audit", "verify"], &[], None);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", stderr(&out));
+    assert!(stdout.contains(&format!("event {id} (place 2) was altered")), "{stdout}");
+
+    let out = latchkey(dir.path(), &["audit", "verify", "--known", "7:not-a-hash"], &[], None);
+    assert_eq!(out.status.code(), Some(2), "a malformed point is a usage error");
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod audit_chain;
 mod claims;
 mod cli;
 mod code_flow;

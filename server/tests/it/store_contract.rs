@@ -434,6 +434,9 @@ async fn issuing_a_code_finishes_its_interaction_once_and_touches_the_login_sess
     let event = latchkey_server::store::audit::list_recent(&server.state.db, 1).await.unwrap().remove(0);
     assert!(event.details.contains("\"truncated\":true"), "{}", event.details);
     assert_eq!(event.ip.map(|ip| ip.chars().count()), Some(latchkey_server::store::audit::FIELD_MAX_CHARS + 1));
+    // The engine's own writers extend the same hash chain as every other.
+    let head = latchkey_server::domain::audit::verify(&server.state.db, &[]).await.unwrap().expect("intact").ends.head;
+    assert_eq!((head.seq, head.hash), (event.chain_seq.unwrap(), event.chain_hash.unwrap()));
     server.stop().await;
 }
 
@@ -488,5 +491,6 @@ async fn of_concurrent_redemptions_of_one_code_exactly_one_grants_and_the_rest_n
         }
     }
     assert!(server.state.tokens.session_with_user(winners[0]).await.unwrap().is_some());
+    latchkey_server::domain::audit::verify(&server.state.db, &[]).await.unwrap().expect("the audit chain is intact");
     server.stop().await;
 }

@@ -6,7 +6,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 
 use super::AdminAuth;
-use super::models::AuditPage;
+use super::models::{AuditChainResponse, AuditPage};
 use crate::api::ApiTags;
 use crate::api::error::ApiResult;
 use crate::domain::audit;
@@ -45,5 +45,13 @@ impl AdminAuditApi {
         };
         let (items, total) = audit::list(auth.state(), &filter, page).await?;
         Ok(Json(AuditPage::of(items, total, page)))
+    }
+
+    /// The ends of the audit log's hash chain: the head to record elsewhere, and the
+    /// anchor the chain starts from after the retention purge.
+    #[oai(path = "/chain", method = "get", operation_id = "adminAuditChain")]
+    async fn chain(&self, auth: AdminAuth) -> ApiResult<Json<AuditChainResponse>> {
+        auth.require(Permission::AuditRead)?;
+        Ok(Json(audit::chain_ends(auth.state()).await?.into()))
     }
 }

@@ -329,6 +329,39 @@ pub struct AuditEventResponse {
     pub ip: Option<String>,
     pub outcome: String,
     pub details: serde_json::Value,
+    /// Its place in the log's hash chain (`GET /admin/audit/chain`).
+    #[oai(skip_serializing_if_is_none)]
+    pub chain_seq: Option<i64>,
+    /// Its link: SHA-256 over the previous event's link and its own content, hex.
+    #[oai(skip_serializing_if_is_none)]
+    pub chain_hash: Option<String>,
+}
+
+/// The ends of the audit log's hash chain. Record the head somewhere the database's
+/// writers cannot reach (a log, a ticket, another system), and later check it with
+/// `latchkey audit verify --known SEQ:HASH`: a rebuilt chain does not hold it.
+#[derive(Debug, Object)]
+pub struct AuditChainResponse {
+    /// The newest event's place in the chain (0 when the log is empty).
+    pub head_seq: i64,
+    /// The newest event's link (lowercase hex SHA-256).
+    #[oai(validator(pattern = "^[0-9a-f]{64}$"))]
+    pub head_hash: String,
+    /// Where the chain starts: the last event the retention purge deleted (0 when none).
+    pub anchor_seq: i64,
+    #[oai(validator(pattern = "^[0-9a-f]{64}$"))]
+    pub anchor_hash: String,
+}
+
+impl From<crate::store::audit::ChainEnds> for AuditChainResponse {
+    fn from(ends: crate::store::audit::ChainEnds) -> Self {
+        Self {
+            head_seq: ends.head.seq,
+            head_hash: ends.head.hash,
+            anchor_seq: ends.anchor.seq,
+            anchor_hash: ends.anchor.hash,
+        }
+    }
 }
 
 impl From<AuditEntry> for AuditEventResponse {
@@ -344,6 +377,8 @@ impl From<AuditEntry> for AuditEventResponse {
             ip: row.ip,
             outcome: row.outcome,
             details: serde_json::from_str(&row.details).unwrap_or(serde_json::Value::Null),
+            chain_seq: row.chain_seq,
+            chain_hash: row.chain_hash,
         }
     }
 }

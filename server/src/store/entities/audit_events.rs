@@ -12,6 +12,10 @@ pub struct Model {
     pub ip: Option<String>,
     pub outcome: String,
     pub details: String,
+    /// Its place in the hash chain (1, 2, … without gaps; see [`crate::store::audit`]).
+    pub chain_seq: Option<i64>,
+    /// Its link: SHA-256 over the previous link and its content, hex.
+    pub chain_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

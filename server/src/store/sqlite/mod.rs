@@ -440,10 +440,16 @@ fn insert_refresh_token(
     Ok(())
 }
 
+/// The inline twin of [`super::audit::record`]: the event, linked into the chain after
+/// the head, which it advances (the writer lock held by the caller serialises it).
 fn insert_audit_event(conn: &Connection, event: StoredEvent) -> rusqlite::Result<()> {
+    let (seq, previous): (i64, String) = conn
+        .prepare_cached("UPDATE audit_chain SET seq = seq + 1 WHERE name = ?1 RETURNING seq, hash")?
+        .query_row(params![super::audit::HEAD], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let link = event.content(seq).link(&previous);
     conn.prepare_cached(
-        "INSERT INTO audit_events (occurred_at, actor, action, target, ip, outcome, details) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit_events (occurred_at, actor, action, target, ip, outcome, details, chain_seq, chain_hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         event.occurred_at,
@@ -452,8 +458,12 @@ fn insert_audit_event(conn: &Connection, event: StoredEvent) -> rusqlite::Result
         event.target,
         event.ip,
         event.outcome,
-        event.details
+        event.details,
+        seq,
+        link
     ])?;
+    conn.prepare_cached("UPDATE audit_chain SET hash = ?1 WHERE name = ?2")?
+        .execute(params![link, super::audit::HEAD])?;
     Ok(())
 }
 
