@@ -179,6 +179,9 @@ async fn verify_audit(config: Config, known: Vec<store::audit::ChainPoint>) -> R
                 ends.head.seq,
                 verified.known_matched
             );
+            if verified.awaiting_link > 0 {
+                out!("{} event(s) written in the last moments await their link", verified.awaiting_link);
+            }
             out!("head {}:{}", ends.head.seq, ends.head.hash);
             Ok(ExitCode::SUCCESS)
         }

@@ -47,6 +47,9 @@ pub struct Verified {
     /// How many of the points recorded elsewhere were found and matched (the others
     /// were purged since, or are beyond the head; see [`Broken::Unknown`]).
     pub known_matched: usize,
+    /// Events written but not linked yet (PostgreSQL links within about a second of
+    /// the commit); none on SQLite, where an unlinked event is [`Broken::Outside`].
+    pub awaiting_link: u64,
 }
 
 /// The first thing wrong with the chain.
@@ -157,8 +160,9 @@ pub async fn verify(db: &Db, known: &[ChainPoint]) -> Result<std::result::Result
     if let Some(first) = pending.first() {
         return Ok(Err(Broken::Unknown { known: (*first).clone(), found: None }));
     }
+    let awaiting_link = if audit::links_after_commit(&snapshot) { audit::awaiting_link(&snapshot).await? } else { 0 };
     snapshot.rollback().await.map_err(crate::store::StoreError::from)?;
-    Ok(Ok(Verified { events, ends, known_matched }))
+    Ok(Ok(Verified { events, ends, known_matched, awaiting_link }))
 }
 
 /// The chain's ends, for an operator to record elsewhere.

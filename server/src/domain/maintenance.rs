@@ -57,6 +57,8 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
 /// The audit log's purge, batch by batch; one that stops at a broken link says so
 /// loudly (someone edited the log) and leaves the rest for the operator.
 async fn purge_audit_events(state: &AppState, before: i64, batch: u64) -> Result<u64> {
+    // Only linked events are purged (from the start of the chain): link what waits first.
+    link_audit_events(state).await?;
     let mut total = 0;
     loop {
         let done = purge::old_audit_events(&state.db, before, batch).await?;
@@ -93,6 +95,17 @@ where
     }
 }
 
+/// How often each node links the audit events written since (PostgreSQL, where they are
+/// linked after their commit; see [`crate::store::audit::record`]).
+const AUDIT_LINK_INTERVAL: Duration = Duration::from_secs(1);
+/// Most events one linking transaction takes.
+const AUDIT_LINK_BATCH: u64 = 1000;
+
+/// Links every audit event awaiting its link, a batch at a time.
+pub async fn link_audit_events(state: &AppState) -> Result<u64> {
+    drain(|| crate::store::audit::link_pending(&state.db, AUDIT_LINK_BATCH), AUDIT_LINK_BATCH).await
+}
+
 /// How often each node logs the audit chain's head (and once at start): a log shipped
 /// off the machine is a record of it the database's writers cannot rewrite.
 const AUDIT_HEAD_LOG_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -116,6 +129,9 @@ pub async fn run_forever(state: AppState) {
     keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep = tokio::time::interval(Duration::from_secs(60));
+    let mut audit_link = tokio::time::interval(AUDIT_LINK_INTERVAL);
+    audit_link.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let links_after_commit = crate::store::audit::links_after_commit(&state.db);
     let mut audit_head = tokio::time::interval(AUDIT_HEAD_LOG_INTERVAL);
     audit_head.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -132,6 +148,11 @@ pub async fn run_forever(state: AppState) {
             }
             _ = sweep.tick() => state.limits.sweep(),
             _ = audit_head.tick() => log_audit_head(&state).await,
+            _ = audit_link.tick(), if links_after_commit => {
+                if let Err(e) = link_audit_events(&state).await {
+                    tracing::warn!(error = %e, "linking audit events failed; retrying next tick");
+                }
+            }
         }
     }
 }
