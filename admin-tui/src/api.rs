@@ -166,6 +166,12 @@ pub struct AuditEvent {
     /// The target's username or client id, when the server knows it (newer servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_name: Option<String>,
+    /// Its place in the server's audit hash chain (servers that keep one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_seq: Option<i64>,
+    /// Its link in that chain (hex SHA-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

@@ -33,6 +33,13 @@ enum AuditChain {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// One transaction on SQLite too (sea-orm-migration uses one only on PostgreSQL by
+    /// default): a crash during the backfill leaves the schema as it was, so the next
+    /// start runs this again, and the backfill's updates commit once.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // One column per statement: SQLite's ALTER TABLE takes one change at a time.
         for column in [

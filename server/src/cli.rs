@@ -179,6 +179,12 @@ async fn verify_audit(config: Config, known: Vec<store::audit::ChainPoint>) -> R
                 ends.head.seq,
                 verified.known_matched
             );
+            if verified.known_purged > 0 {
+                out!(
+                    "{} recorded point(s) lie before the anchor (purged since) and were not checked",
+                    verified.known_purged
+                );
+            }
             if verified.awaiting_link > 0 {
                 out!("{} event(s) written in the last moments await their link", verified.awaiting_link);
             }

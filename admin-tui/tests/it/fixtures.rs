@@ -119,8 +119,8 @@ pub fn keys() -> Vec<SigningKey> {
     }]
 }
 
-/// Newest first. The first event is as today's server sends it (ids only); the second
-/// has the names newer servers add.
+/// Newest first. The first event is as an older server sends it (ids only); the second
+/// has the names and the chain link newer servers add.
 pub fn audit() -> Page<AuditEvent> {
     Page {
         items: vec![
@@ -135,6 +135,8 @@ pub fn audit() -> Page<AuditEvent> {
                 details: serde_json::json!({"username": "carol"}),
                 actor_name: None,
                 target_name: None,
+                chain_seq: None,
+                chain_hash: None,
             },
             AuditEvent {
                 id: 6,
@@ -147,6 +149,8 @@ pub fn audit() -> Page<AuditEvent> {
                 details: serde_json::json!({"status": "disabled", "sessions_revoked": 2}),
                 actor_name: Some("alice".into()),
                 target_name: Some("bob".into()),
+                chain_seq: Some(6),
+                chain_hash: Some("5efc85953011568fca6d385695e3bd30442eeebe228f06f7ae0c8235d16b2f29".into()),
             },
         ],
         total: 2,

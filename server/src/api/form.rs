@@ -2,7 +2,8 @@
 //! RFC 6749 §3.1 says and held to the document. poem-openapi's own `Form` deserialises
 //! with serde alone, so the limits the document states (`maxLength`) went unchecked and
 //! a repeated parameter silently took one of its values. [`OAuthForm`] instead:
-//! - refuses a parameter sent more than once ("MUST NOT be included more than once");
+//! - refuses a parameter of the schema sent more than once ("MUST NOT be included more
+//!   than once"; a repeated unknown one, such as RFC 8707's `resource`, is ignored);
 //! - treats a parameter without a value as omitted ("MUST be treated as if they were
 //!   omitted");
 //! - ignores parameters it does not know ("MUST ignore unrecognized request parameters");
@@ -47,7 +48,7 @@ impl<T: Type> Payload for OAuthForm<T> {
     }
 }
 
-impl<T: ParseFromJSON> ParsePayload for OAuthForm<T> {
+impl<T: ParseFromJSON + Type> ParsePayload for OAuthForm<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(req: &Request, body: &mut RequestBody) -> Result<Self> {
@@ -56,20 +57,34 @@ impl<T: ParseFromJSON> ParsePayload for OAuthForm<T> {
     }
 }
 
-poem_openapi::impl_apirequest_for_payload!(OAuthForm<T>, T: ParseFromJSON);
+poem_openapi::impl_apirequest_for_payload!(OAuthForm<T>, T: ParseFromJSON + Type);
 
-/// Parses a form body into `T`; the error says what is wrong, for the client.
-pub fn parse<T: ParseFromJSON>(body: &[u8]) -> std::result::Result<T, String> {
+/// Parses a form body into `T`; the error says what is wrong, for the client, and names
+/// only parameters of the schema (never one the request made up).
+pub fn parse<T: ParseFromJSON + Type>(body: &[u8]) -> std::result::Result<T, String> {
+    let known = parameters_of::<T>();
     let mut fields = Map::new();
     for (name, value) in url::form_urlencoded::parse(body) {
+        let Some(name) = known.iter().find(|known| **known == name) else { continue };
         if value.is_empty() {
             continue;
         }
-        if fields.insert(name.to_string(), Value::String(value.into_owned())).is_some() {
+        if fields.insert((*name).to_string(), Value::String(value.into_owned())).is_some() {
             return Err(format!("parameter `{name}` is sent more than once"));
         }
     }
     T::parse_from_json(Some(Value::Object(fields))).map_err(|e| e.into_message())
+}
+
+/// The property names of `T`'s schema.
+fn parameters_of<T: Type>() -> Vec<&'static str> {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    registry
+        .schemas
+        .get(&*T::name())
+        .map(|schema| schema.properties.iter().map(|(name, _)| *name).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -87,8 +102,9 @@ mod tests {
 
     #[test]
     fn reads_a_form_by_rfc_6749() {
-        let form: Sample = parse(b"grant_type=ab%20c&unknown=1&scope=").expect("parsed");
+        let form: Sample = parse(b"grant_type=ab%20c&unknown=1&scope=&resource=a&resource=b").expect("parsed");
         assert_eq!(form, Sample { grant_type: "ab c".into(), scope: None }, "empty is omitted, unknown ignored");
+        assert!(parameters_of::<Sample>().contains(&"scope"));
         let too_long = parse::<Sample>(b"grant_type=abcde").expect_err("over the limit");
         assert!(too_long.contains("grant_type"), "{too_long}");
         let repeated = parse::<Sample>(b"grant_type=a&scope=x&grant_type=a").expect_err("repeated");

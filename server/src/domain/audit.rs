@@ -47,6 +47,10 @@ pub struct Verified {
     /// How many of the points recorded elsewhere were found and matched (the others
     /// were purged since, or are beyond the head; see [`Broken::Unknown`]).
     pub known_matched: usize,
+    /// How many of them lie before the anchor: purged since, so they could not be
+    /// checked (the CLI says so; a prefix deleted by hand with the anchor moved looks
+    /// the same, which is why a recent head is the one to check).
+    pub known_purged: usize,
     /// Events written but not linked yet (PostgreSQL links within about a second of
     /// the commit); none on SQLite, where an unlinked event is [`Broken::Outside`].
     pub awaiting_link: u64,
@@ -114,6 +118,7 @@ pub async fn verify(db: &Db, known: &[ChainPoint]) -> Result<std::result::Result
     let snapshot = audit::snapshot(db).await?;
     let ends = audit::chain_ends(&snapshot).await?;
     let mut pending: Vec<&ChainPoint> = known.iter().filter(|point| point.seq >= ends.anchor.seq).collect();
+    let known_purged = known.len() - pending.len();
     let mut known_matched = 0;
     let mut check_known = |point: &ChainPoint| -> std::result::Result<(), Broken> {
         for recorded in pending.extract_if(.., |recorded| recorded.seq == point.seq) {
@@ -162,7 +167,7 @@ pub async fn verify(db: &Db, known: &[ChainPoint]) -> Result<std::result::Result
     }
     let awaiting_link = if audit::links_after_commit(&snapshot) { audit::awaiting_link(&snapshot).await? } else { 0 };
     snapshot.rollback().await.map_err(crate::store::StoreError::from)?;
-    Ok(Ok(Verified { events, ends, known_matched, awaiting_link }))
+    Ok(Ok(Verified { events, ends, known_matched, known_purged, awaiting_link }))
 }
 
 /// The chain's ends, for an operator to record elsewhere.

@@ -131,7 +131,7 @@ impl StoredEvent {
 /// nothing measurable (the code flow, two events per sign-in, ran 55% of its ceiling
 /// either way). On PostgreSQL linking there would serialise every audited transaction of
 /// every node on the chain's head for the length of its commit (the code flow fell from
-/// 31% to 16% of its ceiling), so there the event is written unlinked and
+/// 29–32% to 16–20% of its ceiling), so there the event is written unlinked and
 /// [`link_pending`] links the new events in batches, in the order it finds them
 /// committed, about once a second.
 pub async fn record(txn: &DatabaseTransaction, event: NewAuditEvent) -> StoreResult<()> {

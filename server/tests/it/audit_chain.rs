@@ -204,7 +204,8 @@ async fn a_rebuilt_chain_does_not_hold_a_head_recorded_before() {
 
 #[tokio::test]
 async fn the_retention_purge_keeps_the_chain_verifiable_and_stops_at_a_broken_link() {
-    let server = TestServer::start().await;
+    // No scheduled key rotation: the clock jumps years, and its events would interleave.
+    let server = TestServer::start_with(|raw| raw.keys.rotation_interval_days = 0).await;
     let day = 24 * 3600;
     append(&server, 4, server.clock.now_secs()).await;
     settle(&server).await;
@@ -219,6 +220,9 @@ async fn the_retention_purge_keeps_the_chain_verifiable_and_stops_at_a_broken_li
     assert_eq!(purged.audit_events as i64, old.seq, "every event before the newer ones on {}", backend());
     let after = verified(&server).await;
     assert_eq!(after.ends.anchor, old, "the anchor is the last event deleted");
+    let purged_point = ChainPoint { seq: 1, hash: audit::GENESIS.into() };
+    let checked = verify(&server.state.db, &[purged_point]).await.unwrap().unwrap();
+    assert_eq!((checked.known_matched, checked.known_purged), (0, 1), "a purged point is reported unchecked");
     assert_eq!(after.events, 4);
     assert_eq!(audit::list_recent(&server.state.db, 100).await.unwrap().len(), 4);
 
@@ -233,10 +237,12 @@ async fn the_retention_purge_keeps_the_chain_verifiable_and_stops_at_a_broken_li
 }
 
 /// Concurrent writers each get their own place and none fails: SQLite's queue on its
-/// one writer, PostgreSQL's linked after their commit.
+/// one writer, PostgreSQL's linked after their commit by linkers running at once (as
+/// every node runs one), while verification runs beside them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_each_get_a_place() {
     let server = TestServer::start().await;
+    settle(&server).await;
     let before = verified(&server).await.ends.head.seq;
     let now = server.clock.now_secs();
     let writers = (0..32).map(|i| {
@@ -245,8 +251,23 @@ async fn concurrent_writers_each_get_a_place() {
             audit::record_alone(&db, NewAuditEvent::success(now, "test", "test.concurrent", &i.to_string())).await
         })
     });
+    let linkers = (0..3).map(|_| {
+        let state = server.state.clone();
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                maintenance::link_audit_events(&state).await.unwrap();
+                let verified = verify(&state.db, &[]).await.unwrap();
+                assert!(verified.is_ok(), "{verified:?}");
+                tokio::task::yield_now().await;
+            }
+        })
+    });
+    let linkers: Vec<_> = linkers.collect();
     for writer in futures_util::future::join_all(writers).await {
         writer.unwrap().unwrap();
+    }
+    for linker in futures_util::future::join_all(linkers).await {
+        linker.unwrap();
     }
     settle(&server).await;
     let after = verified(&server).await;
