@@ -217,6 +217,7 @@ fn ops(f: &Fixtures) -> Vec<Op> {
         ),
         op("clients:write", Method::DELETE, "/admin/clients/{client_id}", format!("/admin/clients/client{n}"), None),
         op("audit:read", Method::GET, "/admin/audit", "/admin/audit".into(), None),
+        op("audit:read", Method::GET, "/admin/audit/chain", "/admin/audit/chain".into(), None),
         op("keys:read", Method::GET, "/admin/keys", "/admin/keys".into(), None),
         op("keys:rotate", Method::POST, "/admin/keys/rotate", "/admin/keys/rotate".into(), None),
         op("keys:rotate", Method::POST, "/admin/keys/{kid}/revoke", format!("/admin/keys/{kid}/revoke"), None),
