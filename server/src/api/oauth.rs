@@ -29,8 +29,9 @@ pub struct OAuthApi;
 // No Debug: it carries secrets.
 #[derive(Object)]
 pub(crate) struct TokenForm {
-    /// `authorization_code`, `refresh_token`, `password` or `client_credentials`.
-    #[oai(validator(max_length = 64))]
+    /// `authorization_code`, `refresh_token`, `password` or `client_credentials`. An
+    /// empty value counts as omitted (RFC 6749 §3.1), so it has at least one character.
+    #[oai(validator(min_length = 1, max_length = 64))]
     grant_type: String,
     #[oai(validator(max_length = 256))]
     refresh_token: Option<String>,
@@ -63,8 +64,8 @@ pub(crate) struct TokenForm {
 // No Debug: it carries secrets.
 #[derive(Object)]
 struct TokenHandleForm {
-    /// The token to revoke or introspect.
-    #[oai(validator(max_length = 8192))]
+    /// The token to revoke or introspect (an empty value counts as omitted).
+    #[oai(validator(min_length = 1, max_length = 8192))]
     token: String,
     /// `access_token` or `refresh_token` (advisory; the token's form decides).
     #[oai(validator(max_length = 32))]
