@@ -269,6 +269,9 @@ pub struct RawSso {
     pub absolute_lifetime_secs: u64,
     /// How long a sign-in started at `/oauth2/authorize` may take to finish.
     pub sign_in_timeout_secs: u64,
+    /// Whether a relying party's session granted `offline_access` outlives the browser
+    /// session it was made through (a sign-out there leaves it), as the scope means.
+    pub offline_sessions_outlive_browser: bool,
 }
 
 /// What the hosted pages show of the operator's brand, without forking templates.
@@ -355,6 +358,7 @@ impl Default for RawSso {
             idle_timeout_secs: 8 * 3600,
             absolute_lifetime_secs: 7 * 24 * 3600,
             sign_in_timeout_secs: 10 * 60,
+            offline_sessions_outlive_browser: true,
         }
     }
 }
@@ -459,6 +463,7 @@ pub struct Sso {
     pub idle_timeout: Duration,
     pub absolute_lifetime: Duration,
     pub sign_in_timeout: Duration,
+    pub offline_sessions_outlive_browser: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -775,6 +780,7 @@ impl Sso {
             idle_timeout,
             absolute_lifetime,
             sign_in_timeout: positive("sso.sign_in_timeout_secs", s.sign_in_timeout_secs)?,
+            offline_sessions_outlive_browser: s.offline_sessions_outlive_browser,
         })
     }
 }

@@ -40,6 +40,7 @@ fn metadata(state: &AppState) -> MetadataResponse {
         introspection_endpoint: format!("{issuer}/oauth2/introspect"),
         userinfo_endpoint: format!("{issuer}/oauth2/userinfo"),
         authorization_endpoint: format!("{issuer}/oauth2/authorize"),
+        end_session_endpoint: format!("{issuer}/oauth2/logout"),
         grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str().to_string()).collect(),
         response_types_supported: words(&["code"]),
         response_modes_supported: words(&["query"]),

@@ -326,6 +326,8 @@ pub struct ServerMetadata {
     pub introspection_endpoint: String,
     pub userinfo_endpoint: String,
     pub authorization_endpoint: String,
+    /// RP-Initiated Logout 1.0: where a relying party sends the browser to sign out.
+    pub end_session_endpoint: String,
     pub grant_types_supported: Vec<String>,
     pub response_types_supported: Vec<String>,
     pub response_modes_supported: Vec<String>,

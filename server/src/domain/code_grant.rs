@@ -94,6 +94,7 @@ pub async fn exchange(
                 amr: row.amr.clone(),
                 auth_time: row.auth_time,
                 scope: row.scope.clone(),
+                sso_session_id: row.sso_session_id.clone(),
             },
             refresh_token: refresh_token.as_ref().map(|token| NewRefreshToken {
                 id: new_id(),

@@ -4,7 +4,7 @@
 
 use crate::state::AppState;
 use crate::store::TokenStore;
-use crate::store::audit::{self, NewAuditEvent};
+use crate::store::audit::NewAuditEvent;
 use crate::store::authorization::{self as store, ConsentRow, SsoSessionRow};
 
 use super::auth::RequestContext;
@@ -24,7 +24,9 @@ pub async fn browser_sessions(state: &AppState, user_id: &str) -> Result<Vec<Sso
     Ok(store::sso_sessions_of(&state.db, user_id).await?.into_iter().filter(|s| s.is_live(now)).collect())
 }
 
-/// Ends a live browser session of `user_id` (`actor` is who asks: the user or an admin).
+/// Ends a live browser session of `user_id` (`actor` is who asks: the user or an admin),
+/// and the relying parties' sessions made through it (see
+/// [`store::end_sso_session_with_its_sessions`]).
 pub async fn end_browser_session(
     state: &AppState,
     user_id: &str,
@@ -33,13 +35,16 @@ pub async fn end_browser_session(
     ctx: &RequestContext,
 ) -> Result<()> {
     let owned = browser_sessions(state, user_id).await?.into_iter().any(|s| s.id == session_id);
-    if !owned || !store::end_sso_session(&state.db, session_id, REASON_SIGNED_OUT, ctx.now).await? {
+    if !owned {
         return Err(Error::NotFound("browser session"));
     }
     let event = NewAuditEvent::success(ctx.now, actor, "sso_session.end", session_id)
         .ip(ctx.ip.clone())
         .details(serde_json::json!({ "user_id": user_id }));
-    audit::record_alone(&state.db, event).await?;
+    let keep_offline = state.config.sso.offline_sessions_outlive_browser;
+    store::end_sso_session_with_its_sessions(&state.db, session_id, keep_offline, REASON_SIGNED_OUT, ctx.now, event)
+        .await?
+        .ok_or(Error::NotFound("browser session"))?;
     Ok(())
 }
 

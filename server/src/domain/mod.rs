@@ -11,6 +11,7 @@ pub mod code_grant;
 pub mod grants;
 pub mod keys;
 pub mod lockout;
+pub mod logout;
 pub mod maintenance;
 pub mod mfa;
 pub mod oauth;

@@ -92,6 +92,7 @@ pub async fn start(
             amr: amr_text.clone(),
             auth_time: now,
             scope: scope.to_string(),
+            sso_session_id: None,
         },
         NewRefreshToken {
             id: new_id(),
@@ -582,6 +583,7 @@ mod tests {
             amr: "pwd".into(),
             auth_time: NOW - 3600,
             scope: "openid".into(),
+            sso_session_id: None,
         }
     }
 

@@ -16,7 +16,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 
 use super::StoreResult;
 use super::audit::{self, NewAuditEvent};
-use super::entities::{authorization_codes, authorization_requests, consents, sso_sessions, users};
+use super::entities::{authorization_codes, authorization_requests, consents, sessions, sso_sessions, users};
 use super::sessions::{NewRefreshToken, NewSession};
 
 pub use authorization_codes::Model as CodeRow;
@@ -55,6 +55,48 @@ pub async fn end_sso_session(db: &impl ConnectionTrait, id: &str, reason: &str, 
         .await?
         .rows_affected;
     Ok(ended == 1)
+}
+
+/// One browser login session by its id.
+pub async fn sso_session_by_id(db: &impl ConnectionTrait, id: &str) -> StoreResult<Option<SsoSessionRow>> {
+    Ok(sso_sessions::Entity::find_by_id(id.to_string()).one(db).await?)
+}
+
+/// Ends a browser login session and the sessions relying parties got through it (their
+/// refresh tokens die with them), except, when `keep_offline`, those granted
+/// `offline_access`, which outlive the browser by design; with the audit event (which
+/// gains `sessions_ended`), in one transaction. Returns how many relying-party sessions
+/// ended, or `None` when the login session had ended already (nothing is written then).
+pub async fn end_sso_session_with_its_sessions(
+    db: &super::Db,
+    id: &str,
+    keep_offline: bool,
+    reason: &str,
+    now: i64,
+    mut event: NewAuditEvent,
+) -> StoreResult<Option<u64>> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    if !end_sso_session(&*txn, id, reason, now).await? {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    let made_through_it = sessions::Entity::find()
+        .filter(sessions::Column::SsoSessionId.eq(id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .all(&*txn)
+        .await?;
+    let ending: Vec<String> = made_through_it
+        .into_iter()
+        .filter(|s| !(keep_offline && s.scope.split(' ').any(|scope| scope == "offline_access")))
+        .map(|s| s.id)
+        .collect();
+    let ended = super::sessions::revoke_ids_in(&*txn, &ending, reason, now).await?;
+    if let Some(details) = event.details.as_object_mut() {
+        details.insert("sessions_ended".into(), ended.into());
+    }
+    audit::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(Some(ended))
 }
 
 /// [`super::TokenStore::sso_session`] through sea-orm (the PostgreSQL engine's).

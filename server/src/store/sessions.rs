@@ -32,6 +32,8 @@ pub struct NewSession {
     pub amr: String,
     pub auth_time: i64,
     pub scope: String,
+    /// The browser login session (SSO) whose code made it, if any.
+    pub sso_session_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +83,7 @@ pub async fn insert(
         amr: Set(session.amr),
         auth_time: Set(session.auth_time),
         scope: Set(session.scope),
+        sso_session_id: Set(session.sso_session_id),
     }
     .insert(db)
     .await?;
@@ -135,26 +138,11 @@ pub async fn revoke(
     event: Option<NewAuditEvent>,
 ) -> StoreResult<bool> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    let revoked = sessions::Entity::update_many()
-        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
-        .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
-        .filter(sessions::Column::Id.eq(session_id))
-        .filter(sessions::Column::RevokedAt.is_null())
-        .exec(&*txn)
-        .await?
-        .rows_affected;
-    if revoked == 1 {
-        refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
-            // A revoked session's sealed children can never be answered again.
-            .col_expr(refresh_tokens::Column::ChildSealed, Expr::value(Option::<String>::None))
-            .filter(refresh_tokens::Column::SessionId.eq(session_id))
-            .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
-            .exec(&*txn)
-            .await?;
-        if let Some(event) = event {
-            audit::record(&txn, event).await?;
-        }
+    let revoked = revoke_ids_in(&*txn, &[session_id.to_string()], reason, now).await?;
+    if revoked == 1
+        && let Some(event) = event
+    {
+        audit::record(&txn, event).await?;
     }
     txn.commit().await?;
     Ok(revoked == 1)
@@ -174,6 +162,31 @@ pub async fn revoke_all_for_user(
         audit::record(&txn, event).await?;
     }
     txn.commit().await?;
+    Ok(revoked)
+}
+
+/// Revokes the live sessions among `ids` and their refresh tokens, inside the caller's
+/// transaction; returns how many sessions this call ended.
+pub async fn revoke_ids_in(db: &impl ConnectionTrait, ids: &[String], reason: &str, now: i64) -> StoreResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let revoked = sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+        .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
+        .filter(sessions::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?
+        .rows_affected;
+    refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
+        // A revoked session's sealed children can never be answered again.
+        .col_expr(refresh_tokens::Column::ChildSealed, Expr::value(Option::<String>::None))
+        .filter(refresh_tokens::Column::SessionId.is_in(ids.iter().map(String::as_str)))
+        .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
+        .exec(db)
+        .await?;
     Ok(revoked)
 }
 

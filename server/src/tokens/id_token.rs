@@ -41,17 +41,33 @@ impl IdClaims {
     }
 }
 
-/// The subject of an id_token we signed for `issuer`, its signature checked and its
-/// expiry ignored: what an `id_token_hint` says (Core §3.1.2.1), or `None`.
-pub fn verified_subject(token: &str, keys: &KeySet, issuer: &str) -> Option<String> {
+/// What an `id_token_hint` we signed for `issuer` says, its signature checked and its
+/// expiry ignored (Core §3.1.2.1, RP-Initiated Logout §2), or `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HintClaims {
+    pub sub: String,
+    pub aud: String,
+    /// The browser login session it was issued in.
+    pub sid: Option<String>,
+}
+
+pub fn verified_hint(token: &str, keys: &KeySet, issuer: &str) -> Option<HintClaims> {
     #[derive(Deserialize)]
     struct Named {
         iss: String,
         sub: String,
+        aud: String,
+        #[serde(default)]
+        sid: Option<String>,
     }
     let claims_b64 = super::access::verify_signed(token, keys, |typ| typ.eq_ignore_ascii_case("JWT")).ok()?;
     let named: Named = super::access::decode_part(claims_b64)?;
-    (named.iss == issuer).then_some(named.sub)
+    (named.iss == issuer).then_some(HintClaims { sub: named.sub, aud: named.aud, sid: named.sid })
+}
+
+/// The subject of an id_token we signed for `issuer` (see [`verified_hint`]).
+pub fn verified_subject(token: &str, keys: &KeySet, issuer: &str) -> Option<String> {
+    verified_hint(token, keys, issuer).map(|hint| hint.sub)
 }
 
 /// `at_hash` for RS256: the base64url of the left half of SHA-256 of the token's ASCII.

@@ -19,6 +19,8 @@ use latchkey_server::store::TokenStore;
 use crate::harness::{Fetch, PASSWORD, TestServer, backend, call, enable_totp, user_with_roles};
 
 pub const REDIRECT: &str = "https://rp.example/callback";
+/// Where the relying parties registered here may be sent back after signing out.
+pub const SIGNED_OUT: &str = "https://rp.example/signed-out";
 
 /// A relying party registered with the server, and its PKCE pair for one sign-in.
 pub struct Rp {
@@ -71,7 +73,7 @@ pub async fn register_rp(server: &TestServer, client_id: &str, first_party: bool
         audience: None,
         roles: Vec::new(),
         redirect_uris: vec![REDIRECT.into(), "http://127.0.0.1/native".into()],
-        post_logout_redirect_uris: Vec::new(),
+        post_logout_redirect_uris: vec![SIGNED_OUT.into()],
         first_party,
         allowed_origins: Vec::new(),
         visible_roles: None,

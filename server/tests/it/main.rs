@@ -15,6 +15,7 @@ mod e2e;
 mod forged_tokens;
 mod hardening;
 mod harness;
+mod logout;
 mod migrations;
 mod oauth;
 mod oidc_rp;

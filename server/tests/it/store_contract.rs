@@ -46,6 +46,7 @@ async fn new_session(server: &TestServer, user_id: &str, first: &str, now: i64) 
             amr: "pwd".into(),
             auth_time: now,
             scope: "openid".into(),
+            sso_session_id: None,
         },
         NewRefreshToken {
             id: format!("{first}-id"),
@@ -311,6 +312,7 @@ fn grant_for(row: &CodeRow, now: i64, refresh: Option<&str>) -> Grant {
             amr: row.amr.clone(),
             auth_time: row.auth_time,
             scope: row.scope.clone(),
+            sso_session_id: row.sso_session_id.clone(),
         },
         refresh_token: refresh.map(|token| NewRefreshToken {
             id: format!("{token}-id"),
@@ -421,6 +423,7 @@ async fn issuing_a_code_finishes_its_interaction_once_and_touches_the_login_sess
         (session.amr.as_str(), session.auth_time, session.scope.as_str()),
         ("pwd otp", now - 5, "openid profile")
     );
+    assert_eq!(session.sso_session_id.as_ref(), Some(&sso.id), "it remembers the login session it came through");
     let (token, _) = tokens.token_with_session(&sha256_hex("code-refresh")).await.unwrap().expect("its refresh token");
     assert_eq!((token.session_id.as_str(), token.state), ("session-1", TokenState::Active));
 

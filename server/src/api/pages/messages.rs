@@ -24,6 +24,13 @@ pub struct Messages {
     pub busy: &'static str,
     pub internal: &'static str,
     pub bad_form: &'static str,
+    pub logout_title: &'static str,
+    pub logout_asks: &'static str,
+    pub logout_asks_plain: &'static str,
+    pub logout_button: &'static str,
+    pub signed_out_title: &'static str,
+    pub signed_out_from: &'static str,
+    pub signed_out_close: &'static str,
 }
 
 pub const EN: Messages = Messages {
@@ -49,6 +56,13 @@ pub const EN: Messages = Messages {
     busy: "The server is busy. Try again in a moment.",
     internal: "The request could not be completed. Go back to the application and try again.",
     bad_form: "The form could not be read. Go back and try again.",
+    logout_title: "Sign out?",
+    logout_asks: "asks to sign you out of this browser. Other devices stay signed in.",
+    logout_asks_plain: "Sign out of this browser? Other devices stay signed in.",
+    logout_button: "Sign out",
+    signed_out_title: "You are signed out",
+    signed_out_from: "You were signed out from",
+    signed_out_close: "You can close this window.",
 };
 
 /// The words for a notice key the sign-in left on its interaction.

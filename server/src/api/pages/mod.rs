@@ -18,6 +18,7 @@ use poem::web::cookie::{Cookie, SameSite};
 use poem::{Body, Request, Response, Route, handler};
 
 use crate::domain::authorize::{AuthorizeParams, redirect_origin};
+use crate::domain::logout::{self as sign_out, LogoutNext, LogoutParams};
 use crate::domain::mfa::SecondFactor;
 use crate::domain::signin::{self, Browser, FormPost, InteractionView, NewCookie, Next, Outcome, Refused};
 use crate::domain::{Error, ErrorCode};
@@ -34,9 +35,11 @@ use messages::{EN, Messages};
 pub const BROWSER_COOKIE: &str = "lk_browser";
 
 /// Every path this module serves, with its methods (for the `Allow` table).
-pub const ROUTES: [(&str, &str); 8] = [
+pub const ROUTES: [(&str, &str); 10] = [
     ("/oauth2/authorize", "get"),
     ("/oauth2/authorize", "post"),
+    ("/oauth2/logout", "get"),
+    ("/oauth2/logout", "post"),
     ("/ui/signin", "get"),
     ("/ui/signin", "post"),
     ("/ui/signin/code", "post"),
@@ -49,6 +52,7 @@ pub const ROUTES: [(&str, &str); 8] = [
 pub fn mount(route: Route) -> Route {
     route
         .at("/oauth2/authorize", poem::get(authorize).post(authorize))
+        .at("/oauth2/logout", poem::get(logout).post(logout))
         .at("/ui/signin", poem::get(show).post(submit_password))
         .at("/ui/signin/code", poem::post(submit_code))
         .at("/ui/consent", poem::get(show).post(submit_consent))
@@ -240,6 +244,100 @@ async fn pairs_of(req: &Request, body: Body) -> Result<Vec<(String, String)>, Er
         req.uri().query().unwrap_or_default().as_bytes().to_vec()
     };
     Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage<'a> {
+    chrome: Chrome,
+    t: &'a Messages,
+    client_name: Option<String>,
+    csrf_token: String,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    logout_state: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct SignedOutPage<'a> {
+    chrome: Chrome,
+    t: &'a Messages,
+    client_name: Option<String>,
+}
+
+/// `end_session_endpoint` (RP-Initiated Logout 1.0): GET or POST; a POST carrying
+/// `csrf_token` is the confirmation page's form.
+#[handler]
+async fn logout(req: &Request, body: Body) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    if let Err(err) = charge_ip(req, Bucket::Token) {
+        return Ok(error_page(req, state, &err));
+    }
+    let pairs = match pairs_of(req, body).await {
+        Ok(pairs) => pairs,
+        Err(err) => return Ok(error_page(req, state, &err)),
+    };
+    let confirmation = (req.method() == Method::POST)
+        .then(|| pairs.iter().find(|(name, _)| name == "csrf_token").map(|(_, value)| value.clone()))
+        .flatten();
+    let params = match LogoutParams::from_pairs(pairs) {
+        Ok(params) => params,
+        Err(err) => return Ok(error_page(req, state, &err)),
+    };
+    let browser = browser_of(req, state);
+    let ctx = request_context(req);
+    let outcome = match &confirmation {
+        Some(token) => sign_out::confirm(state, &params, &browser, Some(token), &ctx).await,
+        None => sign_out::request(state, &params, &browser, &ctx).await,
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) => return Ok(error_page(req, state, &err)),
+    };
+    let mut response = match outcome.next {
+        LogoutNext::Redirect(url) => {
+            let mut response = Response::builder().status(StatusCode::SEE_OTHER).body(Body::empty());
+            if let Ok(value) = HeaderValue::from_str(&url) {
+                response.headers_mut().insert(LOCATION, value);
+            }
+            harden(response, &content_security_policy(state, Some(&url)))
+        }
+        LogoutNext::SignedOut => {
+            let page = SignedOutPage { chrome: Chrome::of(state), t: &EN, client_name: outcome.client_name };
+            rendered(req, state, page.render(), None)
+        }
+        LogoutNext::Confirm { csrf_token } => {
+            let page = LogoutPage {
+                chrome: Chrome::of(state),
+                t: &EN,
+                client_name: outcome.client_name,
+                csrf_token,
+                client_id: params.client_id.clone(),
+                post_logout_redirect_uri: params.post_logout_redirect_uri.clone(),
+                logout_state: params.state.clone(),
+            };
+            // The form may end at the relying party the request names.
+            rendered(req, state, page.render(), params.post_logout_redirect_uri.as_deref())
+        }
+    };
+    if outcome.clear_cookie {
+        clear_cookie(&mut response, state, &state.config.sso.cookie_name);
+    }
+    Ok(response)
+}
+
+/// A rendered page, or the error page when rendering failed.
+fn rendered(req: &Request, state: &AppState, page: askama::Result<String>, ends_at: Option<&str>) -> Response {
+    match page {
+        Ok(body) => html(state, StatusCode::OK, body, ends_at),
+        Err(err) => error_page(req, state, &Error::Internal(err.to_string())),
+    }
+}
+
+/// Expires the cookie `name` in the browser.
+fn clear_cookie(response: &mut Response, state: &AppState, name: &str) {
+    set_cookie(response, state, name, NewCookie { value: Secret::new(String::new()), max_age: Some(0) });
 }
 
 #[handler]

@@ -18,6 +18,8 @@ pub struct Model {
     pub amr: String,
     pub auth_time: i64,
     pub scope: String,
+    /// The browser login session (SSO) it was made through, if any.
+    pub sso_session_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

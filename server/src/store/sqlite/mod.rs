@@ -231,6 +231,7 @@ from_row!(SessionRow {
     amr,
     auth_time,
     scope,
+    sso_session_id,
 });
 from_row!(UserRow {
     id,
@@ -399,8 +400,8 @@ fn insert_code(conn: &Connection, code: &CodeRow) -> rusqlite::Result<()> {
 fn insert_session(conn: &Connection, session: &NewSession) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO sessions (id, user_id, client_id, created_at, last_used_at, idle_expires_at, \
-         absolute_expires_at, revoked_at, revoked_reason, ip, user_agent, amr, auth_time, scope) \
-         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?10, ?11)",
+         absolute_expires_at, revoked_at, revoked_reason, ip, user_agent, amr, auth_time, scope, sso_session_id) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         session.id,
@@ -414,6 +415,7 @@ fn insert_session(conn: &Connection, session: &NewSession) -> rusqlite::Result<(
         session.amr,
         session.auth_time,
         session.scope,
+        session.sso_session_id,
     ])?;
     Ok(())
 }
