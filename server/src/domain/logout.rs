@@ -3,11 +3,12 @@
 //! after. The endpoint is [`crate::api::pages`]' `/oauth2/logout`.
 //!
 //! - An `id_token_hint` we signed (its signature checked, its expiry tolerated, §2)
-//!   names the session (`sid`) and the user (`sub`): that session ends without a
-//!   question, as the relying party that holds the user's id_token asked.
-//! - Without one (or with one we did not sign), a GET never signs anyone out: the page
-//!   asks, and only its form, carrying a CSRF token derived from the browser's session
-//!   cookie, does. A cross-site link cannot sign a user out silently.
+//!   that was issued in this browser's session (`sid`) to its user (`sub`) signs it out
+//!   without a question, as the relying party holding that id_token asked.
+//! - Otherwise (no hint, one we did not sign, or one from another session or user), a
+//!   request never signs anyone out: the page asks, and only its form, carrying a CSRF
+//!   token derived from the browser's session cookie, does. A cross-site link cannot
+//!   sign a user out silently. Only the browser's own session ever ends here.
 //! - `post_logout_redirect_uri` is followed only when it is one the client registered,
 //!   exactly (the client is the hint's audience or `client_id`, which must agree); any
 //!   other value gets the signed-out page, never a redirect (no open redirect).
@@ -74,8 +75,9 @@ pub enum LogoutNext {
     Redirect(String),
     /// The signed-out page (no redirect was asked for, or it was not registered).
     SignedOut,
-    /// The page that asks; its form carries this CSRF token and the request.
-    Confirm { csrf_token: String },
+    /// The page that asks; its form carries this CSRF token and the request, and may
+    /// end at `ends_at` (the checked redirect, for the page's `form-action`).
+    Confirm { csrf_token: String, ends_at: Option<String> },
 }
 
 #[derive(Debug)]
@@ -86,6 +88,9 @@ pub struct LogoutOutcome {
     pub clear_cookie: bool,
     /// The client's name, for the page.
     pub client_name: Option<String>,
+    /// The client the request names (the hint's audience or `client_id`), which the
+    /// confirmation form carries on.
+    pub client_id: Option<String>,
 }
 
 /// The request, its client and where it may end, checked.
@@ -144,37 +149,31 @@ pub async fn request(
 ) -> Result<LogoutOutcome> {
     let checked = check(state, params).await?;
     let client_name = checked.client.as_ref().map(|c| c.name.clone());
+    let client_id = checked.client.as_ref().map(|c| c.client_id.clone());
     let browser_session = browser_session(state, browser, ctx.now).await?;
-    if let Some(hint) = &checked.hint {
-        // The session the hint names, if it is the hint's user's; else the browser's,
-        // if that is the hint's user's.
-        let named = match &hint.sid {
-            Some(sid) if sid.len() <= 64 => {
-                store::sso_session_by_id(&state.db, sid).await?.filter(|s| s.user_id == hint.sub && s.is_live(ctx.now))
-            }
-            _ => None,
-        };
-        let target = named.or_else(|| browser_session.clone().filter(|s| s.user_id == hint.sub));
-        if let Some(session) = &target {
-            end(state, session, checked.client.as_ref(), "id_token_hint", ctx).await?;
-        }
-        let clear_cookie = browser_session.as_ref().is_none_or(|b| target.as_ref().is_some_and(|t| t.id == b.id));
+    let (Some(session), Some(cookie)) = (&browser_session, &browser.sso) else {
+        // Nobody is signed in here: nothing to end or confirm.
         let next = checked.redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect);
-        return Ok(LogoutOutcome { next, clear_cookie, client_name });
+        return Ok(LogoutOutcome { next, clear_cookie: browser.sso.is_some(), client_name, client_id });
+    };
+    // §2: without asking, only when the hint was issued in this very browser session to
+    // its user. A hint from another session (an old one, another device's, another
+    // user's) asks, like no hint at all.
+    let issued_here = checked
+        .hint
+        .as_ref()
+        .is_some_and(|hint| hint.sub == session.user_id && hint.sid.as_deref() == Some(session.id.as_str()));
+    if issued_here {
+        end(state, session, checked.client.as_ref(), "id_token_hint", ctx).await?;
+        let next = checked.redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect);
+        return Ok(LogoutOutcome { next, clear_cookie: true, client_name, client_id });
     }
-    match (&browser_session, &browser.sso) {
-        (Some(session), Some(cookie)) => Ok(LogoutOutcome {
-            next: LogoutNext::Confirm { csrf_token: csrf_token(cookie, &session.id) },
-            clear_cookie: false,
-            client_name,
-        }),
-        // Nobody is signed in here: nothing to confirm.
-        _ => Ok(LogoutOutcome {
-            next: checked.redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect),
-            clear_cookie: browser.sso.is_some(),
-            client_name,
-        }),
-    }
+    Ok(LogoutOutcome {
+        next: LogoutNext::Confirm { csrf_token: csrf_token(cookie, &session.id), ends_at: checked.redirect },
+        clear_cookie: false,
+        client_name,
+        client_id,
+    })
 }
 
 /// The confirmation form, posted: ends the browser's session if its token is right.
@@ -187,6 +186,7 @@ pub async fn confirm(
 ) -> Result<LogoutOutcome> {
     let checked = check(state, params).await?;
     let client_name = checked.client.as_ref().map(|c| c.name.clone());
+    let client_id = checked.client.as_ref().map(|c| c.client_id.clone());
     if let (Some(session), Some(cookie)) = (browser_session(state, browser, ctx.now).await?, &browser.sso) {
         let expected = csrf_token(cookie, &session.id);
         if !presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
@@ -198,7 +198,7 @@ pub async fn confirm(
         end(state, &session, checked.client.as_ref(), "confirmation", ctx).await?;
     }
     let next = checked.redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect);
-    Ok(LogoutOutcome { next, clear_cookie: browser.sso.is_some(), client_name })
+    Ok(LogoutOutcome { next, clear_cookie: browser.sso.is_some(), client_name, client_id })
 }
 
 /// The live login session the browser's cookie names.

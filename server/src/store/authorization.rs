@@ -80,6 +80,15 @@ pub async fn end_sso_session_with_its_sessions(
         txn.rollback().await?;
         return Ok(None);
     }
+    // Its codes not yet redeemed are spent first, so none buys a session after it ended.
+    // On PostgreSQL this waits for a redemption in flight (it holds the code's row),
+    // whose session the read below then sees.
+    authorization_codes::Entity::update_many()
+        .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))
+        .filter(authorization_codes::Column::SsoSessionId.eq(id))
+        .filter(authorization_codes::Column::UsedAt.is_null())
+        .exec(&*txn)
+        .await?;
     let made_through_it = sessions::Entity::find()
         .filter(sessions::Column::SsoSessionId.eq(id))
         .filter(sessions::Column::RevokedAt.is_null())

@@ -168,25 +168,27 @@ pub async fn revoke_all_for_user(
 /// Revokes the live sessions among `ids` and their refresh tokens, inside the caller's
 /// transaction; returns how many sessions this call ended.
 pub async fn revoke_ids_in(db: &impl ConnectionTrait, ids: &[String], reason: &str, now: i64) -> StoreResult<u64> {
-    if ids.is_empty() {
-        return Ok(0);
+    let mut revoked = 0;
+    // In chunks: a statement's bound parameters are limited (SQLite: 32,766).
+    for chunk in ids.chunks(500) {
+        let chunk = || chunk.iter().map(String::as_str);
+        revoked += sessions::Entity::update_many()
+            .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+            .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
+            .filter(sessions::Column::Id.is_in(chunk()))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .exec(db)
+            .await?
+            .rows_affected;
+        refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
+            // A revoked session's sealed children can never be answered again.
+            .col_expr(refresh_tokens::Column::ChildSealed, Expr::value(Option::<String>::None))
+            .filter(refresh_tokens::Column::SessionId.is_in(chunk()))
+            .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
+            .exec(db)
+            .await?;
     }
-    let revoked = sessions::Entity::update_many()
-        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
-        .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
-        .filter(sessions::Column::Id.is_in(ids.iter().map(String::as_str)))
-        .filter(sessions::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?
-        .rows_affected;
-    refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
-        // A revoked session's sealed children can never be answered again.
-        .col_expr(refresh_tokens::Column::ChildSealed, Expr::value(Option::<String>::None))
-        .filter(refresh_tokens::Column::SessionId.is_in(ids.iter().map(String::as_str)))
-        .filter(refresh_tokens::Column::State.ne(TokenState::Revoked))
-        .exec(db)
-        .await?;
     Ok(revoked)
 }
 

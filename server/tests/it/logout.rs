@@ -25,6 +25,14 @@ async fn signed_in(server: &TestServer, browser: &mut Browser, rp: &Rp, scope: &
     (tokens["id_token"].as_str().unwrap().into(), tokens["refresh_token"].as_str().unwrap().into())
 }
 
+fn logout_query(id_token: &str, state: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("id_token_hint", id_token)
+        .append_pair("post_logout_redirect_uri", SIGNED_OUT)
+        .append_pair("state", state)
+        .finish()
+}
+
 async fn refresh_status(server: &TestServer, rp: &Rp, refresh_token: &str) -> u16 {
     let form =
         [("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", rp.client_id.as_str())];
@@ -60,11 +68,13 @@ async fn an_id_token_hint_signs_the_browser_out_and_its_sessions_end_except_offl
     let (_, mail_offline) = signed_in(&server, &mut browser, &mail, "openid offline_access").await;
     assert!(still_signed_in(&server, &mut browser, &wiki).await);
 
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("id_token_hint", &id_token)
-        .append_pair("post_logout_redirect_uri", SIGNED_OUT)
-        .append_pair("state", "bye 1")
-        .finish();
+    // A code issued before the sign-out buys nothing after it.
+    let Landed::AtClient(params) = authorize(&server, &mut browser, &wiki, &[]).await else { panic!("signed in") };
+    let unredeemed = params["code"].clone();
+
+    // The hint has expired (id_tokens live 5 minutes): it still names the session.
+    server.clock.advance(3600);
+    let query = logout_query(&id_token, "bye 1");
     let resp = browser.get(&server.url(&format!("/oauth2/logout?{query}"))).await;
     assert_eq!(resp.status(), 303, "on {}", backend());
     assert_eq!(resp.headers()[LOCATION], format!("{SIGNED_OUT}?state=bye+1").as_str());
@@ -75,8 +85,15 @@ async fn an_id_token_hint_signs_the_browser_out_and_its_sessions_end_except_offl
     assert_eq!(refresh_status(&server, &mail, &mail_offline).await, 200, "offline_access outlives the browser");
     let page = at_page(authorize(&server, &mut browser, &wiki, &[]).await);
     assert!(page.contains("current-password"), "signed out: a password is asked again");
-    let actions = server.audit_actions().await;
-    assert!(actions.iter().any(|(action, _)| action == "sso_session.logout"), "{actions:?}");
+    assert_eq!(exchange(&server, &wiki, &unredeemed, &wiki.verifier).await.status(), 400);
+    let events = latchkey_server::store::audit::list_recent(&server.state.db, 100).await.unwrap();
+    let logout = events.iter().find(|e| e.action == "sso_session.logout").expect("audited");
+    let details: Value = serde_json::from_str(&logout.details).unwrap();
+    assert_eq!(
+        (details["via"].as_str(), details["sessions_ended"].as_u64()),
+        (Some("id_token_hint"), Some(1)),
+        "wiki's; mail's is offline"
+    );
 
     // The same hint again: nothing left to end, and the browser still goes back.
     let resp = browser.get(&server.url(&format!("/oauth2/logout?{query}"))).await;
@@ -139,6 +156,72 @@ async fn the_browser_goes_back_only_to_a_registered_uri_of_the_hints_client() {
         .get(&server.url(&format!("/oauth2/logout?client_id=wiki&post_logout_redirect_uri={SIGNED_OUT}")))
         .await;
     assert_eq!(resp.status(), 303);
+    server.stop().await;
+}
+
+/// A hint from another browser session (here another user's) asks; the confirmed form
+/// signs out this browser only, and goes back with the hint's client and `state`.
+#[tokio::test]
+async fn a_hint_from_another_session_asks_and_signs_out_only_this_browser() {
+    let (server, wiki, _) = ready().await;
+    user_with_roles(&server, "bob", &["user"]).await;
+    let (mut ada_browser, mut bob_browser) = (Browser::new(), Browser::new());
+    let (ada_token, _) = signed_in(&server, &mut ada_browser, &wiki, "openid").await;
+    let page = at_page(authorize(&server, &mut bob_browser, &wiki, &[]).await);
+    let resp = bob_browser
+        .submit(&server, "/ui/signin", &page, &[("username", "bob"), ("password", crate::harness::PASSWORD)])
+        .await;
+    assert!(matches!(crate::code_flow::follow(&server, &mut bob_browser, resp).await, Landed::AtClient(_)));
+
+    let resp = bob_browser.get(&server.url(&format!("/oauth2/logout?{}", logout_query(&ada_token, "s2")))).await;
+    assert_eq!(resp.status(), 200, "asks on {}", backend());
+    let page = resp.text().await.unwrap();
+    assert!(still_signed_in(&server, &mut bob_browser, &wiki).await);
+    assert!(still_signed_in(&server, &mut ada_browser, &wiki).await, "the hint's own session is another browser's");
+
+    let csrf = hidden(&page, "csrf_token");
+    let (client_id, uri, state) =
+        (hidden(&page, "client_id"), hidden(&page, "post_logout_redirect_uri"), hidden(&page, "state"));
+    assert_eq!((client_id.as_str(), uri.as_str(), state.as_str()), ("wiki", SIGNED_OUT, "s2"));
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("client_id", "wiki"),
+        ("post_logout_redirect_uri", SIGNED_OUT),
+        ("state", "s2"),
+    ];
+    let resp = bob_browser.post_form(&server.url("/oauth2/logout"), &form).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], format!("{SIGNED_OUT}?state=s2").as_str());
+    assert!(!still_signed_in(&server, &mut bob_browser, &wiki).await);
+    assert!(still_signed_in(&server, &mut ada_browser, &wiki).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn offline_sessions_end_too_when_configured() {
+    let server = TestServer::start_with(|raw| raw.sso.offline_sessions_outlive_browser = false).await;
+    user_with_roles(&server, "ada", &["user"]).await;
+    let mail = register_rp(&server, "mail", true, false).await;
+    let mut browser = Browser::new();
+    let (id_token, offline) = signed_in(&server, &mut browser, &mail, "openid offline_access").await;
+    let resp = browser.get(&server.url(&format!("/oauth2/logout?{}", logout_query(&id_token, "s")))).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(refresh_status(&server, &mail, &offline).await, 400);
+    server.stop().await;
+}
+
+/// Ending a browser session from the user's own list ends what it signed in to.
+#[tokio::test]
+async fn ending_a_browser_session_from_the_list_ends_its_relying_party_sessions() {
+    let (server, wiki, _) = ready().await;
+    let mut browser = Browser::new();
+    let (_, refresh) = signed_in(&server, &mut browser, &wiki, "openid").await;
+    let (access, _) = server.login("ada").await;
+    let sessions: Value = server.get("/auth/browser-sessions").bearer_auth(&access).fetch_json().await;
+    let id = sessions[0]["id"].as_str().unwrap();
+    let resp = server.delete(&format!("/auth/browser-sessions/{id}")).bearer_auth(&access).sent().await;
+    assert_eq!(resp.status(), 204);
+    assert_eq!(refresh_status(&server, &wiki, &refresh).await, 400);
     server.stop().await;
 }
 

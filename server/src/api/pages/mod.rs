@@ -307,18 +307,18 @@ async fn logout(req: &Request, body: Body) -> poem::Result<Response> {
             let page = SignedOutPage { chrome: Chrome::of(state), t: &EN, client_name: outcome.client_name };
             rendered(req, state, page.render(), None)
         }
-        LogoutNext::Confirm { csrf_token } => {
+        LogoutNext::Confirm { csrf_token, ends_at } => {
             let page = LogoutPage {
                 chrome: Chrome::of(state),
                 t: &EN,
                 client_name: outcome.client_name,
                 csrf_token,
-                client_id: params.client_id.clone(),
-                post_logout_redirect_uri: params.post_logout_redirect_uri.clone(),
+                client_id: outcome.client_id,
+                post_logout_redirect_uri: ends_at.is_some().then(|| params.post_logout_redirect_uri.clone()).flatten(),
                 logout_state: params.state.clone(),
             };
-            // The form may end at the relying party the request names.
-            rendered(req, state, page.render(), params.post_logout_redirect_uri.as_deref())
+            // The form may end at the relying party's registered URI, and nowhere else.
+            rendered(req, state, page.render(), ends_at.as_deref())
         }
     };
     if outcome.clear_cookie {
