@@ -234,7 +234,7 @@ pub async fn link_pending(db: &Db, limit: u64) -> StoreResult<u64> {
 }
 
 /// What a stored event's link covers, at place `seq`.
-fn row_content(row: &AuditRow, seq: i64) -> Content<'_> {
+pub fn row_content(row: &AuditRow, seq: i64) -> Content<'_> {
     Content {
         seq,
         occurred_at: row.occurred_at,

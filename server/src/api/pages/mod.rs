@@ -271,12 +271,9 @@ struct SignedOutPage<'a> {
 #[handler]
 async fn logout(req: &Request, body: Body) -> poem::Result<Response> {
     let state = state_of(req)?;
-    if let Err(err) = charge_ip(req, Bucket::Token) {
-        return Ok(error_page(req, state, &err));
-    }
-    let pairs = match pairs_of(req, body).await {
+    let pairs = match charged_pairs(req, state, body).await {
         Ok(pairs) => pairs,
-        Err(err) => return Ok(error_page(req, state, &err)),
+        Err(page) => return Ok(page),
     };
     let confirmation = (req.method() == Method::POST)
         .then(|| pairs.iter().find(|(name, _)| name == "csrf_token").map(|(_, value)| value.clone()))
@@ -327,6 +324,15 @@ async fn logout(req: &Request, body: Body) -> poem::Result<Response> {
     Ok(response)
 }
 
+/// The parameters of a request to an endpoint anyone may call (authorize, logout),
+/// after charging the token bucket (each can write a row), or the error page.
+async fn charged_pairs(req: &Request, state: &AppState, body: Body) -> Result<Vec<(String, String)>, Response> {
+    if let Err(err) = charge_ip(req, Bucket::Token) {
+        return Err(error_page(req, state, &err));
+    }
+    pairs_of(req, body).await.map_err(|err| error_page(req, state, &err))
+}
+
 /// A rendered page, or the error page when rendering failed.
 fn rendered(req: &Request, state: &AppState, page: askama::Result<String>, ends_at: Option<&str>) -> Response {
     match page {
@@ -343,13 +349,9 @@ fn clear_cookie(response: &mut Response, state: &AppState, name: &str) {
 #[handler]
 async fn authorize(req: &Request, body: Body) -> poem::Result<Response> {
     let state = state_of(req)?;
-    // Anyone may call it, and a sign-in it starts is a row: the token bucket bounds both.
-    if let Err(err) = charge_ip(req, Bucket::Token) {
-        return Ok(error_page(req, state, &err));
-    }
-    let pairs = match pairs_of(req, body).await {
+    let pairs = match charged_pairs(req, state, body).await {
         Ok(pairs) => pairs,
-        Err(err) => return Ok(error_page(req, state, &err)),
+        Err(page) => return Ok(page),
     };
     let params = AuthorizeParams::from_pairs(pairs);
     let browser = browser_of(req, state);
