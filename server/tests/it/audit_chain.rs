@@ -220,12 +220,13 @@ async fn the_retention_purge_keeps_the_chain_verifiable_and_stops_at_a_broken_li
     append(&server, 3, server.clock.now_secs()).await;
     append(&server, 1, server.clock.now_secs() - 500 * day).await;
     settle(&server).await;
-    let purged = maintenance::purge(&server.state).await.unwrap().expect("lease");
+    // The server's own purge may run first (its loop reads the same clock): what is
+    // checked is the state, whoever purged.
+    maintenance::purge(&server.state).await.unwrap();
     let after = verified(&server).await;
     // Every event before the newer ones: ours, and any the server's start-up wrote (its
     // first key maintenance may land after `old` was read).
-    assert_eq!(purged.audit_events as i64, after.ends.anchor.seq, "on {}", backend());
-    assert!(after.ends.anchor.seq >= old.seq);
+    assert!(after.ends.anchor.seq >= old.seq, "on {}", backend());
     let old = after.ends.anchor.clone();
     let last_deleted_link = at_place_hash(&server, &old).await;
     assert_eq!(last_deleted_link, None, "the anchor is the last event deleted");
@@ -239,8 +240,9 @@ async fn the_retention_purge_keeps_the_chain_verifiable_and_stops_at_a_broken_li
     server.clock.advance(400 * day);
     let edited = at_place(&server, old.seq + 2).await;
     sql(&server, &format!("UPDATE audit_events SET outcome = 'failure' WHERE id = {}", edited.id)).await;
-    let purged = maintenance::purge(&server.state).await.unwrap().expect("lease");
-    assert_eq!(purged.audit_events, 1, "only the event before the edit");
+    maintenance::purge(&server.state).await.unwrap();
+    let ends = audit::chain_ends(&server.state.db).await.unwrap();
+    assert_eq!(ends.anchor.seq, old.seq + 1, "only the event before the edit went");
     assert_eq!(broken(&server, &[]).await, Broken::Link(ChainBreak::Altered { id: edited.id, seq: old.seq + 2 }));
     server.stop().await;
 }
