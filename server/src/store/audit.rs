@@ -156,13 +156,13 @@ pub async fn record(txn: &DatabaseTransaction, event: NewAuditEvent) -> StoreRes
     .insert(txn)
     .await?;
     if let Some(link) = link {
-        settle_head(txn, link.hash).await?;
+        set_point(txn, HEAD, link).await?;
     }
     Ok(())
 }
 
 /// Takes the next place after the head (and the head's row lock until `txn` ends) and
-/// computes `event`'s link there; [`settle_head`] then records the link as the head's.
+/// computes `event`'s link there; [`set_point`] then records it as the head.
 async fn advance_head(txn: &DatabaseTransaction, event: &StoredEvent) -> StoreResult<ChainPoint> {
     let head = lock_head(txn, 1).await?;
     let seq = head.seq;
@@ -182,13 +182,15 @@ async fn lock_head(txn: &DatabaseTransaction, by: i64) -> StoreResult<ChainPoint
     Ok(ChainPoint { seq: head.try_get("", "seq")?, hash: head.try_get("", "hash")? })
 }
 
-async fn settle_head(txn: &DatabaseTransaction, hash: String) -> StoreResult<()> {
-    let settle = Query::update()
+/// Sets the `audit_chain` row `name` (the head or the anchor) to `point`.
+pub(super) async fn set_point(txn: &DatabaseTransaction, name: &str, point: ChainPoint) -> StoreResult<()> {
+    let set = Query::update()
         .table(AuditChain::Table)
-        .value(AuditChain::Hash, hash)
-        .and_where(Expr::col(AuditChain::Name).eq(HEAD))
+        .value(AuditChain::Seq, point.seq)
+        .value(AuditChain::Hash, point.hash)
+        .and_where(Expr::col(AuditChain::Name).eq(name))
         .to_owned();
-    txn.execute(&settle).await?;
+    txn.execute(&set).await?;
     Ok(())
 }
 
@@ -222,13 +224,7 @@ pub async fn link_pending(db: &Db, limit: u64) -> StoreResult<u64> {
             .await?;
         last = ChainPoint { seq, hash };
     }
-    let moved = Query::update()
-        .table(AuditChain::Table)
-        .value(AuditChain::Seq, last.seq)
-        .value(AuditChain::Hash, last.hash)
-        .and_where(Expr::col(AuditChain::Name).eq(HEAD))
-        .to_owned();
-    txn.execute(&moved).await?;
+    set_point(&txn, HEAD, last).await?;
     txn.commit().await?;
     Ok(pending.len() as u64)
 }

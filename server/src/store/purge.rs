@@ -90,13 +90,7 @@ pub async fn old_audit_events(db: &Db, before: i64, batch: u64) -> StoreResult<A
         .exec(&*txn)
         .await?
         .rows_affected;
-    let moved = Query::update()
-        .table(AuditChain::Table)
-        .value(AuditChain::Seq, last.seq)
-        .value(AuditChain::Hash, last.hash)
-        .and_where(Expr::col(AuditChain::Name).eq(ANCHOR))
-        .to_owned();
-    txn.execute(&moved).await?;
+    audit::set_point(&txn, ANCHOR, last).await?;
     txn.commit().await?;
     Ok(AuditPurge { deleted, stopped_at })
 }
