@@ -31,7 +31,8 @@ use super::signin::Browser;
 use super::{Error, ErrorCode, Result};
 
 /// The request's parameters (§2), as sent.
-#[derive(Debug, Default, Clone)]
+// No Debug: the hint is a signed statement about the user, kept out of logs.
+#[derive(Default, Clone)]
 pub struct LogoutParams {
     pub id_token_hint: Option<String>,
     pub client_id: Option<String>,
@@ -69,7 +70,8 @@ impl LogoutParams {
 }
 
 /// What the browser sees next.
-#[derive(Debug, Clone, PartialEq, Eq)]
+// No Debug: the confirmation carries its CSRF token.
+#[derive(Clone, PartialEq, Eq)]
 pub enum LogoutNext {
     /// Back to the relying party (its registered URI, with `state`).
     Redirect(String),
@@ -80,7 +82,6 @@ pub enum LogoutNext {
     Confirm { csrf_token: String, ends_at: Option<String> },
 }
 
-#[derive(Debug)]
 pub struct LogoutOutcome {
     pub next: LogoutNext,
     /// Whether the browser's session cookie is to be cleared (its session ended, or it
