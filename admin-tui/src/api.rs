@@ -104,6 +104,10 @@ pub struct Client {
     pub visible_roles: Option<Vec<String>>,
     #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
     pub created_at: String,
     pub updated_at: String,
 }

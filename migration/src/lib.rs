@@ -17,6 +17,7 @@ mod m20261201_000006_refresh_replay;
 mod m20261201_000007_code_flow;
 mod m20261202_000008_audit_chain;
 mod m20261202_000009_session_origin;
+mod m20261202_000010_backchannel_logout;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_code_flow::Migration),
             Box::new(m20261202_000008_audit_chain::Migration),
             Box::new(m20261202_000009_session_origin::Migration),
+            Box::new(m20261202_000010_backchannel_logout::Migration),
         ]
     }
 }

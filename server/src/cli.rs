@@ -126,6 +126,13 @@ pub struct ClientCreateArgs {
     /// client_secret_post (confidential; by default either).
     #[arg(long = "auth-method")]
     token_endpoint_auth_method: Option<String>,
+    /// Where a logout token is POSTed when a session of its user ends (OpenID Connect
+    /// Back-Channel Logout).
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+    /// Every logout token it gets must carry `sid`.
+    #[arg(long)]
+    backchannel_logout_session_required: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -379,6 +386,8 @@ async fn create_client(config: Config, args: ClientCreateArgs) -> Result<ExitCod
         allowed_origins: args.allowed_origins,
         visible_roles: None,
         token_endpoint_auth_method: args.token_endpoint_auth_method,
+        backchannel_logout_uri: args.backchannel_logout_uri,
+        backchannel_logout_session_required: args.backchannel_logout_session_required,
     };
     match domain::clients::create(&state, new, &domain::rbac::Grantor::operator("cli")).await {
         Ok((client, secret)) => {

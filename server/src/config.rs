@@ -65,6 +65,7 @@ pub struct RawConfig {
     pub connections: RawConnections,
     pub sso: RawSso,
     pub branding: RawBranding,
+    pub backchannel_logout: RawBackchannelLogout,
 }
 
 /// Limits on client connections (slowloris and descriptor exhaustion).
@@ -274,6 +275,28 @@ pub struct RawSso {
     pub offline_sessions_outlive_browser: bool,
 }
 
+/// The delivery of back-channel logout tokens to relying parties (from the outbox).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBackchannelLogout {
+    /// How long one POST to a relying party may take, connecting included.
+    pub timeout_secs: u64,
+    /// Attempts before a message is given up (marked dead and audited).
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles after each (with up to half
+    /// again of random jitter), up to `retry_max_secs`.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// Deliveries one node makes at once.
+    pub concurrency: usize,
+}
+
+impl Default for RawBackchannelLogout {
+    fn default() -> Self {
+        Self { timeout_secs: 5, max_attempts: 8, retry_base_secs: 10, retry_max_secs: 3600, concurrency: 16 }
+    }
+}
+
 /// What the hosted pages show of the operator's brand, without forking templates.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -347,6 +370,7 @@ impl Default for RawConfig {
             connections: RawConnections::default(),
             sso: RawSso::default(),
             branding: RawBranding::default(),
+            backchannel_logout: RawBackchannelLogout::default(),
         }
     }
 }
@@ -437,6 +461,16 @@ pub struct Config {
     pub connections: Connections,
     pub sso: Sso,
     pub branding: Branding,
+    pub backchannel_logout: BackchannelLogout,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BackchannelLogout {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -653,6 +687,7 @@ impl RawConfig {
             connections: Connections::try_from(&self.connections)?,
             sso: Sso::checked(&self.sso, &self.cookie)?,
             branding: Branding::try_from(&self.branding)?,
+            backchannel_logout: BackchannelLogout::try_from(&self.backchannel_logout)?,
         })
     }
 }
@@ -889,6 +924,34 @@ impl TryFrom<&RawMfa> for Mfa {
         Ok(Mfa {
             totp_issuer: m.totp_issuer.clone(),
             challenge_ttl: positive("mfa.challenge_ttl_secs", m.challenge_ttl_secs)?,
+        })
+    }
+}
+
+impl TryFrom<&RawBackchannelLogout> for BackchannelLogout {
+    type Error = ConfigError;
+
+    fn try_from(b: &RawBackchannelLogout) -> Result<Self, ConfigError> {
+        if !(1..=30).contains(&b.max_attempts) {
+            return Err(invalid("backchannel_logout.max_attempts", "must be 1-30"));
+        }
+        if !(1..=256).contains(&b.concurrency) {
+            return Err(invalid("backchannel_logout.concurrency", "must be 1-256"));
+        }
+        if b.timeout_secs > 60 {
+            return Err(invalid("backchannel_logout.timeout_secs", "must be at most 60"));
+        }
+        let retry_base = positive("backchannel_logout.retry_base_secs", b.retry_base_secs)?;
+        let retry_max = positive("backchannel_logout.retry_max_secs", b.retry_max_secs)?;
+        if retry_base > retry_max {
+            return Err(invalid("backchannel_logout.retry_base_secs", "must not exceed retry_max_secs"));
+        }
+        Ok(BackchannelLogout {
+            timeout: positive("backchannel_logout.timeout_secs", b.timeout_secs)?,
+            max_attempts: b.max_attempts,
+            retry_base,
+            retry_max,
+            concurrency: b.concurrency,
         })
     }
 }

@@ -139,6 +139,7 @@ pub async fn serve(
     }
     let db = state.db.clone();
     let jobs = tokio::spawn(domain::maintenance::run_forever(state.clone()));
+    let deliveries = tokio::spawn(domain::backchannel::run_forever(state.clone()));
     let metrics_server = match state.config.operations.metrics_listen {
         Some(addr) => {
             let listener = poem::listener::TcpListener::bind(addr);
@@ -166,6 +167,7 @@ pub async fn serve(
         .run_with_graceful_shutdown(api::app(state), shutdown, Some(drain))
         .await;
     jobs.abort();
+    deliveries.abort();
     if let Some(task) = metrics_server {
         task.abort();
     }

@@ -19,6 +19,12 @@ pub struct Metrics {
     pub hashing_running: IntGauge,
     pub db_pool: IntGaugeVec,
     pub signing_keys: IntGaugeVec,
+    /// Outbox messages waiting for delivery (all nodes'; set by each delivery pass).
+    pub outbox_pending: IntGauge,
+    /// Back-channel logout attempts by outcome: `delivered`, `retried`, `dead`.
+    pub backchannel_logout: IntCounterVec,
+    /// From the logout token's queueing to its delivery.
+    pub backchannel_logout_latency: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -48,6 +54,21 @@ impl Metrics {
         let db_pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Database pool connections"), &["state"])?;
         let signing_keys =
             IntGaugeVec::new(Opts::new("signing_keys", "Signing keys published in the JWKS by state"), &["state"])?;
+        let outbox_pending = IntGauge::new("outbox_pending", "Outbox messages (logout tokens) awaiting delivery")?;
+        let backchannel_logout = IntCounterVec::new(
+            Opts::new("backchannel_logout_total", "Back-channel logout token deliveries by outcome"),
+            &["outcome"],
+        )?;
+        let backchannel_logout_latency = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "backchannel_logout_delivery_seconds",
+                "Time from a logout token's queueing to its delivery (whole seconds of the server clock)",
+            )
+            .buckets(vec![0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0]),
+        )?;
+        registry.register(Box::new(outbox_pending.clone()))?;
+        registry.register(Box::new(backchannel_logout.clone()))?;
+        registry.register(Box::new(backchannel_logout_latency.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(tokens_issued.clone()))?;
@@ -72,6 +93,9 @@ impl Metrics {
             hashing_running,
             db_pool,
             signing_keys,
+            outbox_pending,
+            backchannel_logout,
+            backchannel_logout_latency,
         })
     }
 

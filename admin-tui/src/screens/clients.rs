@@ -106,6 +106,22 @@ fn detail(client: &Client) -> Detail {
             ("Redirect URIs", Value::Lines(client.redirect_uris.clone())),
             ("Logout URIs", Value::Lines(client.post_logout_redirect_uris.clone())),
             ("Origins", Value::Lines(client.allowed_origins.clone())),
+            (
+                "Back-channel",
+                Value::maybe(
+                    client
+                        .backchannel_logout_uri
+                        .as_ref()
+                        .map(|uri| {
+                            if client.backchannel_logout_session_required {
+                                format!("{uri} (sid required)")
+                            } else {
+                                uri.clone()
+                            }
+                        })
+                        .as_deref(),
+                ),
+            ),
             ("Visible roles", Value::maybe(client.visible_roles.as_ref().map(|r| r.join(", ")).as_deref())),
             ("Created", Value::Time(client.created_at.clone())),
             ("Updated", Value::Time(client.updated_at.clone())),

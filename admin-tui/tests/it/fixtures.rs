@@ -89,6 +89,8 @@ pub fn clients() -> Page<Client> {
         allowed_origins: vec![],
         visible_roles: None,
         token_endpoint_auth_method: None,
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
         created_at: "2026-11-23T12:30:03+00:00".into(),
         updated_at: "2026-11-23T12:30:03+00:00".into(),
     };

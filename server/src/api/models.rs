@@ -328,6 +328,14 @@ pub struct ServerMetadata {
     pub authorization_endpoint: String,
     /// RP-Initiated Logout 1.0: where a relying party sends the browser to sign out.
     pub end_session_endpoint: String,
+    /// Back-Channel Logout 1.0: relying parties with a `backchannel_logout_uri` are sent
+    /// a logout token when a session of theirs ends.
+    pub backchannel_logout_supported: bool,
+    /// Logout tokens carry `sid` (for sessions made through a browser sign-in).
+    pub backchannel_logout_session_supported: bool,
+    /// Front-Channel Logout is not offered: it needs third-party iframes, which browsers
+    /// now block.
+    pub frontchannel_logout_supported: bool,
     pub grant_types_supported: Vec<String>,
     pub response_types_supported: Vec<String>,
     pub response_modes_supported: Vec<String>,

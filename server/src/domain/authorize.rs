@@ -56,7 +56,7 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     }
 }
 
-fn is_loopback_host(url: &Url) -> bool {
+pub(crate) fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -436,6 +436,8 @@ mod tests {
             allowed_origins: String::new(),
             role_filter: None,
             token_endpoint_auth_method: "none".into(),
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         }
     }
 

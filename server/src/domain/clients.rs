@@ -44,6 +44,34 @@ pub struct NewClient {
     /// How it authenticates at the token endpoint; `None`: `none` for a public client,
     /// either secret method for a confidential one.
     pub token_endpoint_auth_method: Option<String>,
+    /// Where it is told of ended sessions (Back-Channel Logout 1.0); `None`: nowhere.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether every logout token it gets must carry `sid`.
+    pub backchannel_logout_session_required: bool,
+}
+
+/// A `backchannel_logout_uri` (Back-Channel Logout §2.2): an absolute https URI (http
+/// only on a loopback host), without a fragment or user information; empty is none.
+fn validate_backchannel_uri(uri: Option<&str>) -> Result<Option<String>> {
+    let Some(uri) = uri.map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
+    let refuse = |why: &str| {
+        Err(Error::bad_request(ErrorCode::InvalidRedirectUri, format!("backchannel_logout_uri {uri:?} {why}")))
+    };
+    if uri.len() > authorize::MAX_REDIRECT_URI_LEN {
+        return refuse(&format!("is longer than {} characters", authorize::MAX_REDIRECT_URI_LEN));
+    }
+    let Ok(parsed) = url::Url::parse(uri) else { return refuse("is not an absolute URI") };
+    if parsed.fragment().is_some() || uri.contains('#') {
+        return refuse("must not have a fragment");
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return refuse("must not carry user information");
+    }
+    match parsed.scheme() {
+        "https" => Ok(Some(uri.to_string())),
+        "http" if authorize::is_loopback_host(&parsed) => Ok(Some(uri.to_string())),
+        _ => refuse("must use https (http only for a loopback address)"),
+    }
 }
 
 /// The registered `token_endpoint_auth_method` (RFC 7591 §2), checked against the
@@ -243,10 +271,13 @@ pub async fn create(
         allowed_origins,
         role_filter: new.visible_roles.as_deref().map(join_unique),
         token_endpoint_auth_method: validate_auth_method(new.token_endpoint_auth_method.as_deref(), new.confidential)?,
+        backchannel_logout_uri: validate_backchannel_uri(new.backchannel_logout_uri.as_deref())?,
+        backchannel_logout_session_required: new.backchannel_logout_session_required,
     };
     let details = serde_json::json!({
         "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type.as_str(),
         "redirect_uris": row.redirect_uris, "first_party": row.first_party,
+        "backchannel_logout_uri": row.backchannel_logout_uri,
     });
     let audit = event(now, actor, "client.create", &new.client_id, details);
     let row = clients::insert(&state.db, row, &new.roles, audit).await.map_err(map_store)?;
@@ -289,6 +320,9 @@ pub struct ClientUpdate {
     pub allowed_origins: Option<Vec<String>>,
     pub visible_roles: Option<Option<Vec<String>>>,
     pub token_endpoint_auth_method: Option<String>,
+    /// A new URI, or `Some(None)` for none; `None` keeps it.
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by: &Grantor<'_>) -> Result<ClientView> {
@@ -335,6 +369,11 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
             .as_deref()
             .map(|m| validate_auth_method(Some(m), confidential))
             .transpose()?,
+        backchannel_logout_uri: update
+            .backchannel_logout_uri
+            .map(|uri| validate_backchannel_uri(uri.as_deref()))
+            .transpose()?,
+        backchannel_logout_session_required: update.backchannel_logout_session_required,
     };
     check_code_flow(
         changes.grant_types.as_deref().unwrap_or(&current.row.grant_types),
@@ -343,6 +382,7 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
     let details = serde_json::json!({
         "grant_types": changes.grant_types, "scopes": changes.scopes, "roles": update.roles, "name": changes.name,
         "redirect_uris": changes.redirect_uris, "first_party": changes.first_party,
+        "backchannel_logout_uri": changes.backchannel_logout_uri,
     });
     let audit = event(now, actor, "client.update", client_id, details);
     clients::update(&state.db, client_id, changes, now, audit)

@@ -12,7 +12,7 @@ use crate::store::audit::NewAuditEvent;
 use crate::store::authorization::{CodeRow, Grant, Redemption};
 use crate::store::clients::ClientRow;
 use crate::store::entities::UserStatus;
-use crate::store::sessions::{self as session_store, NewRefreshToken, NewSession};
+use crate::store::sessions::{self as session_store, NewRefreshToken, NewSession, Notify};
 use crate::store::users::{self as user_store, UserRow};
 use crate::tokens::REFRESH_TOKEN_PREFIX;
 use crate::tokens::id_token::{IdClaims, acr_for, at_hash};
@@ -122,7 +122,8 @@ pub async fn exchange(
     let Some((user, roles)) =
         state.tokens.user_with_roles(&row.user_id).await?.filter(|(u, _)| u.status == UserStatus::Active)
     else {
-        session_store::revoke(&state.db, &session_id, super::sessions::REASON_USER_REVOKED, now, None).await?;
+        session_store::revoke(&state.db, &session_id, super::sessions::REASON_USER_REVOKED, now, Notify::Nobody, None)
+            .await?;
         return Err(invalid_grant("the user can no longer sign in"));
     };
     state.metrics.tokens_issued.with_label_values(&["authorization_code"]).inc();
@@ -166,7 +167,10 @@ async fn revoke_first_redemption(state: &AppState, row: &CodeRow, ctx: &RequestC
         .ip(ctx.ip.clone())
         .details(serde_json::json!({ "session_id": row.session_id }));
     let revoked = match &row.session_id {
-        Some(session_id) => session_store::revoke(&state.db, session_id, REASON_CODE_REUSE, now, Some(event)).await?,
+        Some(session_id) => {
+            session_store::revoke(&state.db, session_id, REASON_CODE_REUSE, now, Notify::RelyingParty, Some(event))
+                .await?
+        }
         None => false,
     };
     state.metrics.refresh_reuse.inc();

@@ -1,8 +1,8 @@
 //! Periodic jobs every node runs: the signing-key lifecycle (each node, idempotent) and
 //! the purge of ended sessions, old audit events, expired MFA challenges, sealed
 //! refresh children past their grace window, and the code flow's spent or expired
-//! authorization codes, abandoned sign-ins and ended browser sessions (one node at a
-//! time, under a lease).
+//! authorization codes, abandoned sign-ins, ended browser sessions and delivered or
+//! dead outbox messages (one node at a time, under a lease).
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ pub struct Purged {
     pub authorization_codes: u64,
     pub sign_ins: u64,
     pub sso_sessions: u64,
+    pub outbox_messages: u64,
 }
 
 pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
@@ -47,6 +48,7 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
     done.authorization_codes = drain(|| purge::spent_codes(&state.db, now, batch), batch).await?;
     done.sign_ins = drain(|| purge::abandoned_sign_ins(&state.db, now, batch), batch).await?;
     done.sso_sessions = drain(|| purge::ended_sso_sessions(&state.db, sessions_before, batch), batch).await?;
+    done.outbox_messages = drain(|| purge::finished_outbox_messages(&state.db, sessions_before, batch), batch).await?;
     done.attempt_buckets = crate::store::attempts::purge_full(&state.db, now.saturating_mul(1000)).await?;
     if done != Purged::default() {
         tracing::info!(?done, "purged expired records");

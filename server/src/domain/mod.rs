@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod authorize;
+pub mod backchannel;
 pub mod clients;
 pub mod code_grant;
 pub mod grants;

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use crate::security::{Secret, constant_time_eq, sha256_hex};
 use crate::state::AppState;
 use crate::store::clients::ClientRow;
-use crate::store::sessions as session_store;
+use crate::store::sessions::{self as session_store, Notify};
 use crate::tokens::{AccessClaims, REFRESH_TOKEN_PREFIX};
 
 use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, check_password, mint_access_token};
@@ -255,7 +255,7 @@ pub async fn revoke(state: &AppState, client: &ClientRow, token: &Secret<String>
         Some(sid) => session_store::find_session(&state.db, sid).await?,
         None => None,
     } {
-        sessions::revoke_session(state, &session, sessions::REASON_TOKEN_REVOKED, ctx).await?;
+        sessions::revoke_session(state, &session, sessions::REASON_TOKEN_REVOKED, Notify::Nobody, ctx).await?;
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
 use crate::store::clients::ClientRow;
 use crate::store::entities::{TokenState, UserStatus};
-use crate::store::sessions::{self as store, NewRefreshToken, NewSession, RefreshTokenRow, SessionRow};
+use crate::store::sessions::{self as store, NewRefreshToken, NewSession, Notify, RefreshTokenRow, SessionRow};
 use crate::store::users::{self, UserRow};
 use crate::store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
 use crate::tokens::REFRESH_TOKEN_PREFIX;
@@ -383,11 +383,13 @@ async fn answer_refusal(
         Verdict::Reuse => {}
         Verdict::Rotate | Verdict::Replay | Verdict::Refuse => return Ok(Error::invalid_refresh_token()),
     }
+    // Reuse ends this token family only, and tells its relying party.
     let revoked_now = store::revoke(
         &state.db,
         &session.id,
         REASON_REUSE,
         now,
+        Notify::RelyingParty,
         Some(NewAuditEvent {
             occurred_at: now,
             actor: session.user_id.clone(),
@@ -406,7 +408,8 @@ async fn answer_refusal(
     Ok(Error::invalid_refresh_token())
 }
 
-/// Revokes the session a refresh token belongs to, whatever the token's state.
+/// Revokes the session a refresh token belongs to, whatever the token's state, at its
+/// client's own request (so the client is not sent a logout token about it).
 /// Unknown tokens, and tokens of another client than `client_id`, are ignored (logout
 /// is idempotent and tells nothing about other clients' tokens).
 pub async fn revoke_by_refresh_token(
@@ -423,16 +426,25 @@ pub async fn revoke_by_refresh_token(
     if client_id.is_some_and(|c| c != session.client_id) {
         return Ok(());
     }
-    revoke_session(state, &session, reason, ctx).await
+    revoke_session(state, &session, reason, Notify::Nobody, ctx).await
 }
 
-pub async fn revoke_session(state: &AppState, session: &SessionRow, reason: &str, ctx: &RequestContext) -> Result<()> {
+/// Revokes a session, audited; `notify` says whether its relying party is sent a
+/// logout token (not when it asked for the revocation itself).
+pub async fn revoke_session(
+    state: &AppState,
+    session: &SessionRow,
+    reason: &str,
+    notify: Notify,
+    ctx: &RequestContext,
+) -> Result<()> {
     let now = ctx.now;
     store::revoke(
         &state.db,
         &session.id,
         reason,
         now,
+        notify,
         Some(NewAuditEvent {
             occurred_at: now,
             actor: session.user_id.clone(),
@@ -453,7 +465,7 @@ pub async fn revoke_own(state: &AppState, user_id: &str, session_id: &str, ctx: 
         .await?
         .filter(|s| s.user_id == user_id && s.is_live(ctx.now))
         .ok_or(Error::NotFound("session"))?;
-    revoke_session(state, &session, REASON_USER_REVOKED, ctx).await
+    revoke_session(state, &session, REASON_USER_REVOKED, Notify::RelyingParty, ctx).await
 }
 
 pub async fn revoke_all(state: &AppState, user_id: &str, reason: &str, ctx: &RequestContext) -> Result<u64> {
@@ -521,6 +533,7 @@ pub async fn admin_revoke(state: &AppState, session_id: &str, actor: &str) -> Re
         &session.id,
         REASON_ADMIN_REVOKED,
         now,
+        Notify::RelyingParty,
         Some(NewAuditEvent {
             occurred_at: now,
             actor: actor.to_string(),

@@ -17,7 +17,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use super::StoreResult;
 use super::audit::{self, NewAuditEvent};
 use super::entities::{authorization_codes, authorization_requests, consents, sessions, sso_sessions, users};
-use super::sessions::{NewRefreshToken, NewSession};
+use super::sessions::{NewRefreshToken, NewSession, Notify};
 
 pub use authorization_codes::Model as CodeRow;
 pub use authorization_requests::Model as InteractionRow;
@@ -95,11 +95,14 @@ pub async fn end_sso_session_with_its_sessions(
         .all(&*txn)
         .await?;
     let ending: Vec<String> = made_through_it
-        .into_iter()
+        .iter()
         .filter(|s| !(keep_offline && s.scope.split(' ').any(|scope| scope == "offline_access")))
-        .map(|s| s.id)
+        .map(|s| s.id.clone())
         .collect();
-    let ended = super::sessions::revoke_ids_in(&*txn, &ending, reason, now).await?;
+    let ended = super::sessions::revoke_ids_in(&*txn, &ending, reason, now, Notify::Nobody).await?;
+    // Every relying party signed in through it is told, those whose offline session
+    // lives on too: the sign-in it knows as `sid` has ended (Back-Channel Logout §2.7).
+    super::outbox::queue_logouts(&*txn, &super::sessions::ended_sessions(made_through_it), now).await?;
     if let Some(details) = event.details.as_object_mut() {
         details.insert("sessions_ended".into(), ended.into());
     }

@@ -94,6 +94,8 @@ pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: New
         allowed_origins: Set(row.allowed_origins),
         role_filter: Set(row.role_filter),
         token_endpoint_auth_method: Set(row.token_endpoint_auth_method),
+        backchannel_logout_uri: Set(row.backchannel_logout_uri),
+        backchannel_logout_session_required: Set(row.backchannel_logout_session_required),
     }
     .insert(&*txn)
     .await?;
@@ -118,6 +120,8 @@ pub struct ClientChanges {
     pub allowed_origins: Option<String>,
     pub role_filter: Option<Option<String>>,
     pub token_endpoint_auth_method: Option<String>,
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 pub async fn update(
@@ -164,6 +168,12 @@ pub async fn update(
     }
     if let Some(method) = changes.token_endpoint_auth_method {
         active.token_endpoint_auth_method = Set(method);
+    }
+    if let Some(uri) = changes.backchannel_logout_uri {
+        active.backchannel_logout_uri = Set(uri);
+    }
+    if let Some(required) = changes.backchannel_logout_session_required {
+        active.backchannel_logout_session_required = Set(required);
     }
     active.updated_at = Set(now);
     let row = active.update(&*txn).await?;

@@ -10,6 +10,7 @@ pub mod columns;
 pub mod entities;
 pub mod keys;
 pub mod mfa;
+pub mod outbox;
 pub mod postgres;
 pub mod purge;
 pub mod roles;

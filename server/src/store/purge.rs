@@ -6,7 +6,8 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Query
 
 use super::audit::{self, ANCHOR, AuditChain, ChainBreak, ChainPoint, ChainWalk};
 use super::entities::{
-    audit_events, authorization_codes, authorization_requests, mfa_challenges, refresh_tokens, sessions, sso_sessions,
+    OutboxState, audit_events, authorization_codes, authorization_requests, mfa_challenges, outbox, refresh_tokens,
+    sessions, sso_sessions,
 };
 use super::{Db, Starts, StoreResult, begin_write};
 
@@ -120,6 +121,14 @@ pub async fn ended_sso_sessions(db: &impl ConnectionTrait, before: i64, batch: u
         .add(sso_sessions::Column::IdleExpiresAt.lt(before))
         .add(sso_sessions::Column::AbsoluteExpiresAt.lt(before));
     delete_batch::<sso_sessions::Entity>(db, sso_sessions::Column::Id, ended, batch).await
+}
+
+/// Outbox messages delivered or given up before `before` (kept until then for the
+/// admin's view of a client's deliveries).
+pub async fn finished_outbox_messages(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let finished =
+        Condition::all().add(outbox::Column::State.ne(OutboxState::Pending)).add(outbox::Column::FinishedAt.lt(before));
+    delete_batch::<outbox::Entity>(db, outbox::Column::Id, finished, batch).await
 }
 
 /// Deletes up to `batch` rows of `E` matching `which`, picked by `id` in a subquery

@@ -127,18 +127,29 @@ fn live_session(now: i64) -> Condition {
         .add(sessions::Column::AbsoluteExpiresAt.gt(now))
 }
 
+/// Whether the relying party of a session that ends is told (a back-channel logout
+/// token, when it registered a URI for them; see [`super::outbox::queue_logouts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    RelyingParty,
+    /// The relying party asked for it itself (RFC 7009), or its caller tells it.
+    Nobody,
+}
+
 /// Revokes one session and kills every token in it. Returns whether this call did it
-/// (false if it was already revoked or does not exist). The audit event is written in
-/// the same transaction, only when something was revoked.
+/// (false if it was already revoked or does not exist). The audit event, and the logout
+/// token for its relying party when `notify` asks, are written in the same transaction,
+/// only when something was revoked.
 pub async fn revoke(
     db: &super::Db,
     session_id: &str,
     reason: &str,
     now: i64,
+    notify: Notify,
     event: Option<NewAuditEvent>,
 ) -> StoreResult<bool> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    let revoked = revoke_ids_in(&*txn, &[session_id.to_string()], reason, now).await?;
+    let revoked = revoke_ids_in(&*txn, &[session_id.to_string()], reason, now, notify).await?;
     if revoked == 1
         && let Some(event) = event
     {
@@ -148,7 +159,7 @@ pub async fn revoke(
     Ok(revoked == 1)
 }
 
-/// Revokes every live session of a user; returns how many.
+/// Revokes every live session of a user, telling their relying parties; returns how many.
 pub async fn revoke_all_for_user(
     db: &super::Db,
     user_id: &str,
@@ -166,20 +177,32 @@ pub async fn revoke_all_for_user(
 }
 
 /// Revokes the live sessions among `ids` and their refresh tokens, inside the caller's
-/// transaction; returns how many sessions this call ended.
-pub async fn revoke_ids_in(db: &impl ConnectionTrait, ids: &[String], reason: &str, now: i64) -> StoreResult<u64> {
+/// transaction, and queues the logout tokens `notify` asks for; returns how many
+/// sessions this call ended.
+pub async fn revoke_ids_in(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+    reason: &str,
+    now: i64,
+    notify: Notify,
+) -> StoreResult<u64> {
     let mut revoked = 0;
     // In chunks: a statement's bound parameters are limited (SQLite: 32,766).
     for chunk in ids.chunks(500) {
         let chunk = || chunk.iter().map(String::as_str);
-        revoked += sessions::Entity::update_many()
+        // RETURNING: exactly the sessions this call ended, not one a concurrent
+        // revocation ended first (its relying party hears of it from that one).
+        let ended = sessions::Entity::update_many()
             .col_expr(sessions::Column::RevokedAt, Expr::value(now))
             .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
             .filter(sessions::Column::Id.is_in(chunk()))
             .filter(sessions::Column::RevokedAt.is_null())
-            .exec(db)
-            .await?
-            .rows_affected;
+            .exec_with_returning(db)
+            .await?;
+        revoked += ended.len() as u64;
+        if notify == Notify::RelyingParty {
+            super::outbox::queue_logouts(db, &ended_sessions(ended), now).await?;
+        }
         refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
             // A revoked session's sealed children can never be answered again.
@@ -192,11 +215,23 @@ pub async fn revoke_ids_in(db: &impl ConnectionTrait, ids: &[String], reason: &s
     Ok(revoked)
 }
 
+/// What a relying party is told of sessions that ended.
+pub fn ended_sessions(rows: Vec<SessionRow>) -> Vec<super::outbox::EndedSession> {
+    rows.into_iter()
+        .map(|s| super::outbox::EndedSession {
+            user_id: s.user_id,
+            client_id: s.client_id,
+            sso_session_id: s.sso_session_id,
+        })
+        .collect()
+}
+
 /// The body of [`revoke_all_for_user`], for callers that already hold a transaction.
 /// `except` keeps one session alive (the caller's own, after a password change). The
 /// user's browser login sessions (SSO) end too: whatever ends every session of a user
 /// (logout everywhere, a password change, disabling, an admin's revoke-all) must not
-/// leave a browser that signs them in to the next relying party.
+/// leave a browser that signs them in to the next relying party. Every relying party
+/// of a session that ended is told (back-channel logout).
 pub async fn revoke_all_in(
     db: &impl ConnectionTrait,
     user_id: &str,
@@ -205,15 +240,16 @@ pub async fn revoke_all_in(
     now: i64,
 ) -> StoreResult<u64> {
     let keep = except.unwrap_or("");
-    let revoked = sessions::Entity::update_many()
+    let ended = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
         .filter(sessions::Column::UserId.eq(user_id))
         .filter(sessions::Column::Id.ne(keep))
         .filter(sessions::Column::RevokedAt.is_null())
-        .exec(db)
-        .await?
-        .rows_affected;
+        .exec_with_returning(db)
+        .await?;
+    let revoked = ended.len() as u64;
+    super::outbox::queue_logouts(db, &ended_sessions(ended), now).await?;
     let of_user = Query::select()
         .column(sessions::Column::Id)
         .from(sessions::Entity)
@@ -269,6 +305,16 @@ pub async fn list_live(
         .all(db)
         .await?;
     Ok((rows, total))
+}
+
+/// A user's sessions not revoked (expired ones included: their relying parties may
+/// still hold a sign-in to end).
+pub async fn unrevoked_of_user(db: &impl ConnectionTrait, user_id: &str) -> StoreResult<Vec<SessionRow>> {
+    Ok(sessions::Entity::find()
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .all(db)
+        .await?)
 }
 
 /// A user's live sessions, most recently used first.

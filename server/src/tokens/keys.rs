@@ -143,6 +143,8 @@ pub enum TokenKind {
     Access,
     /// OpenID Connect id_token, `typ: JWT` as Core §2's examples and most libraries expect.
     Id,
+    /// Back-Channel Logout 1.0 §2.4 `logout+jwt`.
+    Logout,
 }
 
 /// The key that signs new tokens. The JWS headers are pre-encoded once per key.
@@ -150,6 +152,7 @@ pub struct Signer {
     kid: String,
     access_header_b64: String,
     id_header_b64: String,
+    logout_header_b64: String,
     pair: RsaKeyPair,
 }
 
@@ -160,6 +163,7 @@ impl Signer {
         Self {
             access_header_b64: header("at+jwt"),
             id_header_b64: header("JWT"),
+            logout_header_b64: header("logout+jwt"),
             kid: material.kid,
             pair: material.pair,
         }
@@ -179,6 +183,7 @@ impl Signer {
         let header_b64 = match kind {
             TokenKind::Access => &self.access_header_b64,
             TokenKind::Id => &self.id_header_b64,
+            TokenKind::Logout => &self.logout_header_b64,
         };
         let mut token = String::with_capacity(header_b64.len() + claims_json.len() * 4 / 3 + 360);
         token.push_str(header_b64);

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod id_token;
 pub mod keys;
+pub mod logout_token;
 
 pub use access::{AccessClaims, TokenError};
 pub use id_token::IdClaims;

@@ -78,6 +78,8 @@ pub async fn register_rp(server: &TestServer, client_id: &str, first_party: bool
         allowed_origins: Vec::new(),
         visible_roles: None,
         token_endpoint_auth_method: None,
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
     };
     let operator = latchkey_server::domain::rbac::Grantor::operator("test");
     let (_, secret) = latchkey_server::domain::clients::create(&server.state, new, &operator).await.unwrap();

@@ -307,6 +307,8 @@ impl TestServer {
             allowed_origins: Vec::new(),
             visible_roles: None,
             token_endpoint_auth_method: None,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         };
         let (_, secret) = latchkey_server::domain::clients::create(
             &self.state,

@@ -6,6 +6,7 @@
 
 mod admin;
 mod audit_chain;
+mod backchannel;
 mod claims;
 mod cli;
 mod code_flow;

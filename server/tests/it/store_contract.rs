@@ -177,7 +177,7 @@ async fn a_session_that_ended_rotates_nothing() {
     ))
     .await
     .unwrap();
-    assert!(sessions::revoke(db, &revoked, "test", now, None).await.unwrap());
+    assert!(sessions::revoke(db, &revoked, "test", now, sessions::Notify::RelyingParty, None).await.unwrap());
 
     let cases = [
         ("idle", &idle, "idle-a", now + IDLE),
@@ -248,7 +248,9 @@ async fn revocation_racing_rotation_leaves_no_live_token_in_a_revoked_session() 
         let revoke = {
             let db = server.state.db.clone();
             let session_id = session_id.clone();
-            tokio::spawn(async move { sessions::revoke(&db, &session_id, "test", now + 1, None).await.unwrap() })
+            tokio::spawn(async move {
+                sessions::revoke(&db, &session_id, "test", now + 1, sessions::Notify::RelyingParty, None).await.unwrap()
+            })
         };
         let (outcome, revoked) = (rotate.await.unwrap(), revoke.await.unwrap());
         assert!(revoked, "the revocation always lands (round {round})");

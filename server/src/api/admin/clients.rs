@@ -61,6 +61,8 @@ impl AdminClientsApi {
             allowed_origins: body.allowed_origins,
             visible_roles: body.visible_roles.map(strings),
             token_endpoint_auth_method: body.token_endpoint_auth_method.map(|m| m.0),
+            backchannel_logout_uri: body.backchannel_logout_uri,
+            backchannel_logout_session_required: body.backchannel_logout_session_required,
         };
         let (client, secret) = clients::create(auth.state(), new, &admin.grantor()).await?;
         Ok(Created::New(Json(CreatedClientResponse {
@@ -100,6 +102,12 @@ impl AdminClientsApi {
                 Some(body.visible_roles.take().map(strings))
             },
             token_endpoint_auth_method: body.token_endpoint_auth_method.map(|m| m.0),
+            backchannel_logout_uri: if body.backchannel_logout_uri.is_undefined() {
+                None
+            } else {
+                Some(body.backchannel_logout_uri.take())
+            },
+            backchannel_logout_session_required: body.backchannel_logout_session_required,
         };
         let client = clients::update(auth.state(), &client_id.0, update, &admin.grantor()).await?;
         Ok(Json(client.into()))

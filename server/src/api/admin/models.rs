@@ -159,6 +159,13 @@ pub struct ClientResponse {
     /// client may use either secret method.
     #[oai(skip_serializing_if_is_none)]
     pub token_endpoint_auth_method: Option<String>,
+    /// Where it is sent a logout token when a session of its user ends (OpenID Connect
+    /// Back-Channel Logout 1.0); absent: it is not told.
+    #[oai(skip_serializing_if_is_none)]
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether every logout token it gets carries `sid` (sessions without a browser
+    /// sign-in then tell it nothing).
+    pub backchannel_logout_session_required: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -184,6 +191,8 @@ impl From<ClientView> for ClientResponse {
             allowed_origins: words(&row.allowed_origins),
             visible_roles: row.role_filter.as_deref().map(words),
             token_endpoint_auth_method: Some(row.token_endpoint_auth_method).filter(|m| !m.is_empty()),
+            backchannel_logout_uri: row.backchannel_logout_uri,
+            backchannel_logout_session_required: row.backchannel_logout_session_required,
             created_at: to_datetime(row.created_at),
             updated_at: to_datetime(row.updated_at),
         }
@@ -223,6 +232,13 @@ pub struct CreateClientRequest {
     /// omitted: `none` for public, either secret method for confidential.
     #[oai(skip_serializing_if_is_none)]
     pub token_endpoint_auth_method: Option<AuthMethodWord>,
+    /// https (http only on a loopback host), no fragment; Latchkey POSTs a logout token
+    /// here when a session of its user ends.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 2000))]
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether every logout token it gets must carry `sid`.
+    #[oai(default)]
+    pub backchannel_logout_session_required: bool,
 }
 
 // No Debug: it carries secrets.
@@ -260,6 +276,11 @@ pub struct UpdateClientRequest {
     pub visible_roles: MaybeUndefined<Vec<RoleName>>,
     #[oai(skip_serializing_if_is_none)]
     pub token_endpoint_auth_method: Option<AuthMethodWord>,
+    /// A new back-channel logout URI, or `null` for none; omit to keep it.
+    #[oai(validator(max_length = 2000))]
+    pub backchannel_logout_uri: MaybeUndefined<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 // No Debug: it carries secrets.

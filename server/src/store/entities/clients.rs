@@ -23,6 +23,10 @@ pub struct Model {
     pub role_filter: Option<String>,
     /// `none`, `client_secret_basic` or `client_secret_post`; empty: either secret method.
     pub token_endpoint_auth_method: String,
+    /// Where logout tokens are POSTed (Back-Channel Logout 1.0); `None`: it takes none.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether every logout token it gets must carry `sid`.
+    pub backchannel_logout_session_required: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ pub mod client_roles;
 pub mod clients;
 pub mod consents;
 pub mod mfa_challenges;
+pub mod outbox;
 pub mod recovery_codes;
 pub mod refresh_tokens;
 pub mod role_permissions;
@@ -100,5 +101,24 @@ word_enum! {
         Retired = "retired",
         /// Withdrawn at once.
         Revoked = "revoked",
+    }
+}
+
+word_enum! {
+    /// What an outbox message is, and so how its payload reads.
+    OutboxKind {
+        /// A logout token for a relying party (OpenID Connect Back-Channel Logout).
+        BackchannelLogout = "backchannel_logout",
+    }
+}
+
+word_enum! {
+    /// Where an outbox message is.
+    OutboxState {
+        /// Waiting for its next attempt (or being attempted, under a node's lease).
+        Pending = "pending",
+        Delivered = "delivered",
+        /// Given up after the last attempt, or its recipient is gone.
+        Dead = "dead",
     }
 }

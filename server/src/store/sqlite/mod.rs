@@ -267,6 +267,8 @@ from_row!(ClientRow {
     allowed_origins,
     role_filter,
     token_endpoint_auth_method,
+    backchannel_logout_uri,
+    backchannel_logout_session_required,
 });
 
 from_row!(SsoSessionRow {

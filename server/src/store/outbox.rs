@@ -1,0 +1,250 @@
+//! The outbox: messages the server sends on its own, written in the transaction that
+//! makes them necessary and delivered after its commit by any node.
+//!
+//! Today one kind: the logout tokens of OpenID Connect Back-Channel Logout, queued
+//! wherever sessions end ([`queue_logouts`]). A message is due once `next_attempt_at`
+//! has passed. A node claims a batch of due messages by counting the attempt and moving
+//! `next_attempt_at` past its lease in one statement (on PostgreSQL under
+//! `FOR UPDATE SKIP LOCKED`, so two nodes never claim the same row; on SQLite the
+//! writer lock orders the claims). Every later write about that attempt names the
+//! attempt it claimed, so a node whose lease ran out (it stalled, another node took the
+//! message over) changes nothing. A node that dies mid-attempt leaves the message due
+//! again when its lease ends: a restart loses nothing.
+
+use std::collections::BTreeSet;
+
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use serde::{Deserialize, Serialize};
+
+use super::StoreResult;
+use super::audit::{self, NewAuditEvent};
+use super::entities::{OutboxKind, OutboxState, clients, outbox};
+
+pub use outbox::Model as OutboxRow;
+
+/// A session that has just ended, as far as its relying party needs to hear of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    pub user_id: String,
+    pub client_id: String,
+    /// The browser login session (SSO) it was made through: the logout token's `sid`.
+    pub sso_session_id: Option<String>,
+}
+
+/// The payload of a [`OutboxKind::BackchannelLogout`] message: whom the logout token
+/// names. Its `aud` is the message's recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutNotice {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// Queues a logout token for each relying party among `ended` that registered a
+/// `backchannel_logout_uri`, inside the caller's transaction: one per client, user and
+/// browser session. A session made without a browser sign-in has no `sid`, so a client
+/// that requires one is not told of it (no id_token it holds names such a session).
+/// Returns how many messages were queued.
+pub async fn queue_logouts(db: &impl ConnectionTrait, ended: &[EndedSession], now: i64) -> StoreResult<u64> {
+    if ended.is_empty() {
+        return Ok(0);
+    }
+    let client_ids: BTreeSet<&str> = ended.iter().map(|s| s.client_id.as_str()).collect();
+    let listening: Vec<(String, bool)> = clients::Entity::find()
+        .select_only()
+        .column(clients::Column::ClientId)
+        .column(clients::Column::BackchannelLogoutSessionRequired)
+        .filter(clients::Column::ClientId.is_in(client_ids))
+        .filter(clients::Column::BackchannelLogoutUri.is_not_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut notices = BTreeSet::new();
+    for session in ended {
+        let Some((_, sid_required)) = listening.iter().find(|(id, _)| *id == session.client_id) else { continue };
+        if *sid_required && session.sso_session_id.is_none() {
+            continue;
+        }
+        notices.insert((session.client_id.as_str(), session.user_id.as_str(), session.sso_session_id.as_deref()));
+    }
+    let rows: Vec<outbox::ActiveModel> = notices
+        .iter()
+        .map(|(client_id, sub, sid)| {
+            let notice = LogoutNotice { sub: sub.to_string(), sid: sid.map(str::to_string) };
+            outbox::ActiveModel {
+                id: Set(uuid::Uuid::new_v4().to_string()),
+                kind: Set(OutboxKind::BackchannelLogout),
+                recipient: Set(client_id.to_string()),
+                payload: Set(serde_json::to_string(&notice).unwrap_or_default()),
+                state: Set(OutboxState::Pending),
+                attempts: Set(0),
+                created_at: Set(now),
+                next_attempt_at: Set(now),
+                lease_owner: Set(None),
+                last_error: Set(None),
+                finished_at: Set(None),
+            }
+        })
+        .collect();
+    let queued = rows.len() as u64;
+    // In chunks: a statement's bound parameters are limited (SQLite: 32,766).
+    for chunk in rows.chunks(500) {
+        outbox::Entity::insert_many(chunk.to_vec()).exec(db).await?;
+    }
+    Ok(queued)
+}
+
+/// One claimed attempt: the message and the attempt number this node holds.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub row: OutboxRow,
+}
+
+impl Claimed {
+    /// The attempt this claim is (1 for the first).
+    pub fn attempt(&self) -> i32 {
+        self.row.attempts
+    }
+}
+
+/// Claims up to `limit` due messages of `kind` for `owner` until `now + lease_secs`.
+pub async fn claim_due(
+    db: &super::Db,
+    kind: OutboxKind,
+    owner: &str,
+    now: i64,
+    lease_secs: i64,
+    limit: u64,
+) -> StoreResult<Vec<Claimed>> {
+    // A cheap read first: most ticks find nothing, and on SQLite a read takes no lock.
+    let any_due = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Id)
+        .filter(outbox::Column::State.eq(OutboxState::Pending))
+        .filter(outbox::Column::Kind.eq(kind))
+        .filter(outbox::Column::NextAttemptAt.lte(now))
+        .into_tuple::<String>()
+        .one(db)
+        .await?;
+    if any_due.is_none() {
+        return Ok(Vec::new());
+    }
+    let due = Query::select()
+        .column(outbox::Column::Id)
+        .from(outbox::Entity)
+        .and_where(outbox::Column::State.eq(OutboxState::Pending))
+        .and_where(outbox::Column::Kind.eq(kind))
+        .and_where(outbox::Column::NextAttemptAt.lte(now))
+        .order_by(outbox::Column::NextAttemptAt, sea_orm::Order::Asc)
+        .limit(limit)
+        // PostgreSQL: rows another node is claiming right now are skipped, not waited
+        // for. SQLite has no row locks (the builder writes nothing): its writer lock
+        // orders the claims.
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .to_owned();
+    let rows = outbox::Entity::update_many()
+        .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(now + lease_secs))
+        .col_expr(outbox::Column::LeaseOwner, Expr::value(owner))
+        // Cleared while attempted: an error on a pending message is its last attempt's.
+        .col_expr(outbox::Column::LastError, Expr::value(Option::<String>::None))
+        .filter(outbox::Column::Id.in_subquery(due))
+        // Checked again on the row itself: on PostgreSQL a row claimed by another node
+        // between the subquery and this update is re-read here.
+        .filter(outbox::Column::State.eq(OutboxState::Pending))
+        .filter(outbox::Column::NextAttemptAt.lte(now))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.into_iter().map(|row| Claimed { row }).collect())
+}
+
+/// The filter naming exactly the attempt `claim` holds.
+fn held(claim: &Claimed) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(outbox::Column::Id.eq(claim.row.id.as_str()))
+        .add(outbox::Column::State.eq(OutboxState::Pending))
+        .add(outbox::Column::Attempts.eq(claim.row.attempts))
+        .add(outbox::Column::LeaseOwner.eq(claim.row.lease_owner.as_deref().unwrap_or_default()))
+}
+
+/// The attempt succeeded; whether this claim still held the message.
+pub async fn mark_delivered(db: &super::Db, claim: &Claimed, now: i64) -> StoreResult<bool> {
+    let updated = outbox::Entity::update_many()
+        .col_expr(outbox::Column::State, Expr::value(OutboxState::Delivered))
+        .col_expr(outbox::Column::FinishedAt, Expr::value(now))
+        .col_expr(outbox::Column::LastError, Expr::value(Option::<String>::None))
+        .filter(held(claim))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(updated == 1)
+}
+
+/// The attempt failed and another is due at `next_attempt_at`.
+pub async fn mark_retry(db: &super::Db, claim: &Claimed, next_attempt_at: i64, error: &str) -> StoreResult<bool> {
+    let updated = outbox::Entity::update_many()
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
+        .col_expr(outbox::Column::LastError, Expr::value(error))
+        .filter(held(claim))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(updated == 1)
+}
+
+/// The message is given up (its last attempt failed, or its recipient is gone), with
+/// the audit event, in one transaction; whether this claim still held it.
+pub async fn mark_dead(
+    db: &super::Db,
+    claim: &Claimed,
+    now: i64,
+    error: &str,
+    event: NewAuditEvent,
+) -> StoreResult<bool> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let updated = outbox::Entity::update_many()
+        .col_expr(outbox::Column::State, Expr::value(OutboxState::Dead))
+        .col_expr(outbox::Column::FinishedAt, Expr::value(now))
+        .col_expr(outbox::Column::LastError, Expr::value(error))
+        .filter(held(claim))
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    if updated != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    audit::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Messages waiting for delivery (all kinds), for the `outbox_pending` gauge.
+pub async fn pending_count(db: &impl ConnectionTrait) -> StoreResult<u64> {
+    Ok(outbox::Entity::find().filter(outbox::Column::State.eq(OutboxState::Pending)).count(db).await?)
+}
+
+/// A recipient's messages, newest first (the admin's view of one client's deliveries).
+pub async fn of_recipient(db: &impl ConnectionTrait, recipient: &str, limit: u64) -> StoreResult<Vec<OutboxRow>> {
+    Ok(outbox::Entity::find()
+        .filter(outbox::Column::Recipient.eq(recipient))
+        .order_by_desc(outbox::Column::CreatedAt)
+        .order_by_desc(outbox::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Where a client's back-channel logout tokens go, and whether they must carry `sid`;
+/// `None` when the client is gone or takes none.
+pub async fn logout_endpoint(db: &impl ConnectionTrait, client_id: &str) -> StoreResult<Option<(String, bool)>> {
+    let found: Option<(Option<String>, bool)> = clients::Entity::find_by_id(client_id.to_string())
+        .select_only()
+        .column(clients::Column::BackchannelLogoutUri)
+        .column(clients::Column::BackchannelLogoutSessionRequired)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(found.and_then(|(uri, required)| uri.map(|uri| (uri, required))))
+}
