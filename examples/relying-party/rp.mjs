@@ -8,9 +8,46 @@
 //                   checked by the library) → fetchUserInfo → refreshTokenGrant twice;
 //                   the page shows what it learned as JSON in <pre id="result">, or what
 //                   went wrong in <pre id="error">.
+//   GET /whoami     whether this app's own session (its cookie) is still signed in.
+//   GET /logout     RP-Initiated Logout: buildEndSessionUrl with the id_token as hint,
+//                   this app's /signed-out as post_logout_redirect_uri, and a state.
+//   GET /signed-out where the provider sends the browser back (state checked).
+//   POST /backchannel-logout
+//                   Back-Channel Logout: the logout_token verified with panva's jose
+//                   (signature against the provider's JWKS, typ logout+jwt, iss, aud,
+//                   iat, the event, no nonce), then every session of this app with that
+//                   sid (or sub) ends; 200, or 400 for a token it refuses.
 import { createServer } from "node:http";
 import { randomBytes } from "node:crypto";
 import * as client from "openid-client";
+import { createRemoteJWKSet, jwtVerify } from "jose";
+
+const LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Back-Channel Logout §2.6, step by step, with jose: the claims, or a thrown error.
+async function verifyLogoutToken(token, { jwks, issuer, clientId }) {
+  const { payload, protectedHeader } = await jwtVerify(token, jwks, {
+    issuer,
+    audience: clientId,
+    typ: "logout+jwt",
+    algorithms: ["RS256"],
+    requiredClaims: ["iat", "jti", "events"],
+    maxTokenAge: "2 minutes",
+  });
+  if (typeof payload.events?.[LOGOUT_EVENT] !== "object") throw new Error("no back-channel logout event");
+  if ("nonce" in payload) throw new Error("a logout token must not carry a nonce");
+  if (!payload.sub && !payload.sid) throw new Error("neither sub nor sid");
+  return { payload, protectedHeader };
+}
+
+async function readForm(req) {
+  let body = "";
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 64 * 1024) throw new Error("body too large");
+  }
+  return new URLSearchParams(body);
+}
 
 const escape = (s) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -50,6 +87,18 @@ export async function startRelyingParty({ name, issuer, clientId, clientSecret, 
   });
   const cookieName = `rp_${clientId.replace(/[^A-Za-z0-9]/g, "_")}`;
   const sessions = new Map();
+  // This app's signed-in sessions, by its cookie: the id_token (the logout hint) and
+  // its sid and sub (what a logout token names).
+  const signedIn = new Map();
+  const logouts = []; // every logout token received: { ok, claims | error }
+  const pendingLogouts = new Map(); // state → cookie, for /signed-out
+  const jwks = createRemoteJWKSet(new URL(config.serverMetadata().jwks_uri));
+  const cookieOf = (req) => {
+    for (const m of (req.headers.cookie ?? "").matchAll(/(?:^|;\s*)([^=]+)=([^;]*)/g)) {
+      if (m[1] === cookieName) return m[2];
+    }
+    return undefined;
+  };
 
   const server = createServer(async (req, res) => {
     const url = new URL(req.url, base);
@@ -83,11 +132,51 @@ export async function startRelyingParty({ name, issuer, clientId, clientSecret, 
         });
         return res.end();
       }
-      if (url.pathname === "/callback") {
-        let sid;
-        for (const m of (req.headers.cookie ?? "").matchAll(/(?:^|;\s*)([^=]+)=([^;]*)/g)) {
-          if (m[1] === cookieName) sid = m[2];
+      if (url.pathname === "/backchannel-logout" && req.method === "POST") {
+        const token = (await readForm(req)).get("logout_token");
+        try {
+          const { payload } = await verifyLogoutToken(token ?? "", { jwks, issuer: config.serverMetadata().issuer, clientId });
+          for (const [cookie, session] of signedIn) {
+            if (payload.sid ? session.sid === payload.sid : session.sub === payload.sub) signedIn.delete(cookie);
+          }
+          logouts.push({ ok: true, claims: payload });
+          res.writeHead(200, { "cache-control": "no-store" });
+        } catch (err) {
+          logouts.push({ ok: false, error: err.message });
+          res.writeHead(400, { "content-type": "application/json", "cache-control": "no-store" });
+          return res.end(JSON.stringify({ error: "invalid_request", error_description: err.message }));
         }
+        return res.end();
+      }
+      if (url.pathname === "/whoami") {
+        const session = signedIn.get(cookieOf(req));
+        return page(res, 200, `${name}: ${session ? "signed in" : "signed out"}`, "whoami", session ? { sub: session.sub, sid: session.sid } : null);
+      }
+      if (url.pathname === "/logout") {
+        const cookie = cookieOf(req);
+        const session = signedIn.get(cookie);
+        if (!session) return page(res, 400, `${name}: not signed in`, "error", { message: "no session" });
+        const state = client.randomState();
+        pendingLogouts.set(state, cookie);
+        const to = client.buildEndSessionUrl(config, {
+          id_token_hint: session.idToken,
+          post_logout_redirect_uri: `${base}/signed-out`,
+          state,
+        });
+        res.writeHead(302, { location: to.href, "cache-control": "no-store" });
+        return res.end();
+      }
+      if (url.pathname === "/signed-out") {
+        const state = url.searchParams.get("state");
+        if (!state || !pendingLogouts.has(state)) {
+          return page(res, 400, `${name}: unexpected sign-out`, "error", { message: "unknown state", state });
+        }
+        signedIn.delete(pendingLogouts.get(state));
+        pendingLogouts.delete(state);
+        return page(res, 200, `Signed out of ${name}`, "signed-out", { state });
+      }
+      if (url.pathname === "/callback") {
+        const sid = cookieOf(req);
         const flow = sid && sessions.get(sid);
         if (!flow) return page(res, 400, `${name}: no sign-in in progress`, "error", { message: "no session cookie" });
         sessions.delete(sid);
@@ -99,6 +188,7 @@ export async function startRelyingParty({ name, issuer, clientId, clientSecret, 
           ...(flow.maxAge !== undefined ? { maxAge: flow.maxAge } : {}),
         });
         const claims = tokens.claims();
+        signedIn.set(sid, { idToken: tokens.id_token, sid: claims.sid, sub: claims.sub });
         const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
         const result = {
           client_id: clientId,
@@ -130,7 +220,7 @@ export async function startRelyingParty({ name, issuer, clientId, clientSecret, 
     }
   });
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
-  return { name, base, clientId, redirectUri, config, close: () =>
+  return { name, base, clientId, redirectUri, config, logouts, close: () =>
       new Promise((r) => {
         server.close(r);
         server.closeAllConnections();

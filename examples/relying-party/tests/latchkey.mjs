@@ -67,12 +67,14 @@ export class Latchkey {
   }
 
   /// Registers an authorization-code client; returns its secret (confidential) or null.
-  createClient({ clientId, name, confidential, firstParty, redirectUris }) {
+  createClient({ clientId, name, confidential, firstParty, redirectUris, postLogoutRedirectUris = [], backchannelLogoutUri }) {
     const args = ["client", "create", "--client-id", clientId, "--name", name];
     if (confidential) args.push("--confidential");
     args.push("--grant", "authorization_code", "--grant", "refresh_token");
     for (const scope of ["openid", "profile", "email", "roles", "offline_access"]) args.push("--scope", scope);
     for (const uri of redirectUris) args.push("--redirect-uri", uri);
+    for (const uri of postLogoutRedirectUris) args.push("--post-logout-redirect-uri", uri);
+    if (backchannelLogoutUri) args.push("--backchannel-logout-uri", backchannelLogoutUri);
     if (firstParty) args.push("--first-party");
     const out = this.cli(args);
     if (!confidential) return null;

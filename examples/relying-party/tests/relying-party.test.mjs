@@ -21,6 +21,7 @@ const users = {
   tess: { username: "tess", password: "tess's long password" }, // TOTP
   kim: { username: "kim", password: "kim's long password" }, // keyboard only
   axel: { username: "axel", password: "axel's long password" }, // TOTP; the accessibility pass
+  lena: { username: "lena", password: "lena's long password" }, // signs out
 };
 
 let latchkey, photos, wiki, browser;
@@ -38,6 +39,8 @@ before(async () => {
     name: "Photo Gallery",
     confidential: true,
     redirectUris: [`http://127.0.0.1:${photosPort}/callback`],
+    postLogoutRedirectUris: [`http://127.0.0.1:${photosPort}/signed-out`],
+    backchannelLogoutUri: `http://127.0.0.1:${photosPort}/backchannel-logout`,
   });
   const wikiSecret = latchkey.createClient({
     clientId: "team-wiki",
@@ -45,6 +48,8 @@ before(async () => {
     confidential: true,
     firstParty: true,
     redirectUris: [`http://127.0.0.1:${wikiPort}/callback`],
+    postLogoutRedirectUris: [`http://127.0.0.1:${wikiPort}/signed-out`],
+    backchannelLogoutUri: `http://127.0.0.1:${wikiPort}/backchannel-logout`,
   });
   await latchkey.start();
   totp.tess = await latchkey.enrolTotp(users.tess);
@@ -388,10 +393,71 @@ test("axe-core: sign-in, its error notice, second factor, recovery code, consent
   assert.equal(result, undefined, "a denial signs no one in");
   assert.equal(error.error, "access_denied", JSON.stringify(error));
 
+  // axel's browser is signed in at the provider: a sign-out without a hint asks first.
+  await page.goto(`${latchkey.issuer}/oauth2/logout`);
+  await page.getByRole("heading", { name: "Sign out?" }).waitFor();
+  await page.screenshot({ path: join(artifacts, "logout-confirm.png"), fullPage: true });
+  bad.push(...(await axe(page, "sign-out confirmation")));
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
+  await page.getByRole("heading", { name: "You are signed out" }).waitFor();
+  bad.push(...(await axe(page, "signed out")));
+
   const missing = await page.goto(`${latchkey.issuer}/ui/signin?interaction=no-such-interaction`);
   assert.ok(missing.status() >= 400, `an unknown interaction is refused (${missing.status()})`);
   await page.getByRole("heading", { name: "Something went wrong" }).waitFor();
   bad.push(...(await axe(page, "error page")));
   await context.close();
   assert.deepEqual(bad, [], "no serious or critical accessibility violations");
+});
+
+/// Waits until `rp` has received a logout token for `sid` (verified with jose); its claims.
+async function logoutTokenFor(rp, sid) {
+  for (let i = 0; i < 200; i++) {
+    const got = rp.logouts.find((l) => l.ok && l.claims.sid === sid);
+    if (got) return got.claims;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${rp.name} got no logout token for sid ${sid}: ${JSON.stringify(rp.logouts)}`);
+}
+
+test("signing out at one relying party (buildEndSessionUrl) signs the browser out, and both are told by back-channel", async () => {
+  const context = await newContext();
+  const page = await openTab(context);
+  await page.goto(`${photos.base}/login`);
+  await signIn(page, users.lena);
+  await consent(page);
+  const atPhotos = await signedIn(page, photos);
+  await page.goto(`${wiki.base}/login`);
+  const atWiki = await signedIn(page, wiki);
+  const sid = atPhotos.id_token_claims.sid;
+  assert.equal(atWiki.id_token_claims.sid, sid, "one browser session");
+  await page.goto(`${photos.base}/whoami`);
+  await page.getByRole("heading", { name: "Photo Gallery: signed in" }).waitFor();
+
+  // The hint names this browser's session: no question asked, straight back to the wiki.
+  await page.goto(`${wiki.base}/logout`);
+  await page.waitForURL((u) => u.origin === wiki.base && u.pathname === "/signed-out");
+  await page.getByRole("heading", { name: "Signed out of Team Wiki" }).waitFor();
+  assert.ok(
+    page.hops.some((h) => h.startsWith("303 ") && new URL(h.split(" ")[1]).pathname === "/oauth2/logout"),
+    `through the end_session_endpoint; hops:\n${page.hops.join("\n")}`,
+  );
+
+  // Both relying parties got a logout token that jose verified, for this sid and user.
+  for (const rp of [photos, wiki]) {
+    const claims = await logoutTokenFor(rp, sid);
+    assert.equal(claims.sub, atPhotos.id_token_claims.sub);
+    assert.equal(claims.aud, rp.clientId);
+    assert.equal(claims.iss, latchkey.issuer);
+  }
+  assert.deepEqual(photos.logouts.filter((l) => !l.ok), [], "no logout token was refused");
+  // The photo gallery, never visited again, ended its own session on that token alone.
+  await page.goto(`${photos.base}/whoami`);
+  await page.getByRole("heading", { name: "Photo Gallery: signed out" }).waitFor();
+  // And the browser is signed out at the provider: the next sign-in asks for the password.
+  await page.goto(`${photos.base}/login`);
+  await signIn(page, users.lena);
+  await signedIn(page, photos);
+  noProblems(page);
+  await context.close();
 });
