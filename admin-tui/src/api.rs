@@ -112,6 +112,41 @@ pub struct Client {
     pub updated_at: String,
 }
 
+/// How a client's back-channel logout tokens are delivered.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct BackchannelDelivery {
+    pub client_id: String,
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
+    pub pending: u64,
+    pub failing: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    #[serde(default)]
+    pub last_delivered_at: Option<String>,
+    pub recent: Vec<OutboxMessage>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub state: String,
+    pub attempts: u32,
+    pub created_at: String,
+    #[serde(default)]
+    pub next_attempt_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Requeued {
+    pub requeued: u64,
+}
+
 /// A user's browser login session at the hosted sign-in pages (SSO).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct BrowserSession {
@@ -465,6 +500,15 @@ impl ApiClient {
 
     pub async fn rotate_client_secret(&self, client_id: &str) -> Result<ClientSecret, ApiError> {
         self.call(Method::POST, &format!("/admin/clients/{}/secret", encode(client_id)), None).await
+    }
+
+    pub async fn client_backchannel(&self, client_id: &str) -> Result<BackchannelDelivery, ApiError> {
+        self.call(Method::GET, &format!("/admin/clients/{}/backchannel-logout", encode(client_id)), None).await
+    }
+
+    /// Queues the client's dead logout tokens again.
+    pub async fn retry_client_backchannel(&self, client_id: &str) -> Result<Requeued, ApiError> {
+        self.call(Method::POST, &format!("/admin/clients/{}/backchannel-logout/retry", encode(client_id)), None).await
     }
 
     pub async fn delete_client(&self, client_id: &str) -> Result<(), ApiError> {

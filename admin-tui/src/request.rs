@@ -113,6 +113,13 @@ pub enum Request {
     RotateClientSecret {
         client_id: String,
     },
+    /// How a client's back-channel logout tokens are delivered, shown as a list.
+    ClientBackchannel {
+        client_id: String,
+    },
+    RetryClientBackchannel {
+        client_id: String,
+    },
     DeleteClient {
         client_id: String,
     },
@@ -291,6 +298,17 @@ async fn execute(api: &ApiClient, request: Request) -> Result<Loaded, ApiError> 
                 lines: vec![format!("{}: {}", secret.client_id, secret.client_secret)],
             })
         }
+        Request::ClientBackchannel { client_id } => {
+            let delivery = api.client_backchannel(&client_id).await?;
+            Ok(Loaded::ShowOnce {
+                title: format!("Back-channel logout of {client_id}"),
+                lines: delivery_lines(&delivery),
+            })
+        }
+        Request::RetryClientBackchannel { client_id } => {
+            let requeued = api.retry_client_backchannel(&client_id).await?;
+            done(format!("{} dead logout token(s) of {client_id} queued again.", requeued.requeued))
+        }
         Request::DeleteClient { client_id } => {
             api.delete_client(&client_id).await?;
             done(format!("Client {client_id} deleted."))
@@ -320,4 +338,73 @@ async fn load(api: &ApiClient, what: Load) -> Result<Loaded, ApiError> {
         Load::Keys => Loaded::Keys(api.keys().await?),
         Load::Audit { action, page } => Loaded::Audit(api.audit(action.as_deref(), page.max(1), PAGE_SIZE).await?),
     })
+}
+
+/// What the back-channel view of a client says, a line each.
+fn delivery_lines(delivery: &crate::api::BackchannelDelivery) -> Vec<String> {
+    let Some(uri) = &delivery.backchannel_logout_uri else {
+        return vec!["This client takes no logout tokens (no back-channel logout URI).".into()];
+    };
+    let required = if delivery.backchannel_logout_session_required { " (sid required)" } else { "" };
+    let mut lines = vec![
+        format!("URI: {uri}{required}"),
+        format!(
+            "{} pending ({} failing), {} delivered, {} dead; last delivered {}",
+            delivery.pending,
+            delivery.failing,
+            delivery.delivered,
+            delivery.dead,
+            delivery.last_delivered_at.as_deref().unwrap_or("never")
+        ),
+    ];
+    for message in &delivery.recent {
+        let when = message.finished_at.as_deref().or(message.next_attempt_at.as_deref()).unwrap_or("-");
+        lines.push(format!(
+            "{} {} after {} attempt(s), {when}{}",
+            message.created_at,
+            message.state,
+            message.attempts,
+            message.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BackchannelDelivery, OutboxMessage};
+
+    #[test]
+    fn the_delivery_view_names_the_uri_the_counts_and_each_message_with_its_error() {
+        let mut delivery = BackchannelDelivery {
+            client_id: "wiki".into(),
+            backchannel_logout_uri: Some("https://wiki.example/bc".into()),
+            backchannel_logout_session_required: true,
+            pending: 1,
+            failing: 1,
+            delivered: 2,
+            dead: 0,
+            last_delivered_at: None,
+            recent: vec![OutboxMessage {
+                id: "m1".into(),
+                state: "pending".into(),
+                attempts: 2,
+                created_at: "2026-11-23T12:30:03+00:00".into(),
+                next_attempt_at: Some("2026-11-23T12:31:00+00:00".into()),
+                finished_at: None,
+                last_error: Some("answered HTTP 503".into()),
+            }],
+        };
+        assert_eq!(
+            delivery_lines(&delivery),
+            [
+                "URI: https://wiki.example/bc (sid required)",
+                "1 pending (1 failing), 2 delivered, 0 dead; last delivered never",
+                "2026-11-23T12:30:03+00:00 pending after 2 attempt(s), 2026-11-23T12:31:00+00:00: answered HTTP 503",
+            ]
+        );
+        delivery.backchannel_logout_uri = None;
+        assert_eq!(delivery_lines(&delivery).len(), 1, "a client without a URI says so and nothing else");
+    }
 }

@@ -1,6 +1,7 @@
 //! OAuth clients: the list, creating one (its secret shown once), editing where the
 //! code flow may send users back to and whether a client is first-party, rotating a
-//! secret, deleting one.
+//! secret, deleting one, and how its back-channel logout tokens are delivered (dead ones
+//! sent again).
 
 use std::any::Any;
 
@@ -31,6 +32,8 @@ enum Row {
     RedirectUris,
     FirstParty,
     RotateSecret,
+    Backchannel,
+    RetryBackchannel,
     Delete,
 }
 
@@ -40,6 +43,8 @@ const COMMANDS: &[Command<Action>] = &[
     Command::new(&[KeyCode::Char('f')], "first-party", Action::Row(Row::FirstParty)),
     Command::new(&[KeyCode::Char('s')], "rotate secret", Action::Row(Row::RotateSecret)),
     Command::new(&[KeyCode::Char('d')], "delete", Action::Row(Row::Delete)),
+    Command::new(&[KeyCode::Char('l')], "logout deliveries", Action::Row(Row::Backchannel)),
+    Command::new(&[KeyCode::Char('R')], "retry dead logouts", Action::Row(Row::RetryBackchannel)),
     Command::new(&[KeyCode::Enter], "details", Action::Details),
 ];
 
@@ -82,6 +87,11 @@ fn on_client(row: Row, client: Client) -> Outcome {
         Row::RotateSecret => Outcome::confirm(
             format!("Rotate the secret of {}? The old one stops working at once.", client.client_id),
             Request::RotateClientSecret { client_id: client.client_id },
+        ),
+        Row::Backchannel => Outcome::request(Request::ClientBackchannel { client_id: client.client_id }),
+        Row::RetryBackchannel => Outcome::confirm(
+            format!("Send the dead logout tokens of {} again?", client.client_id),
+            Request::RetryClientBackchannel { client_id: client.client_id },
         ),
         Row::Delete => Outcome::confirm(
             format!("Delete client {} and its sessions?", client.client_id),

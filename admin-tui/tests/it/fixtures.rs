@@ -74,6 +74,28 @@ pub fn sessions() -> Page<Session> {
     }
 }
 
+pub fn backchannel() -> BackchannelDelivery {
+    BackchannelDelivery {
+        client_id: "wiki".into(),
+        backchannel_logout_uri: Some("https://wiki.example/backchannel".into()),
+        backchannel_logout_session_required: true,
+        pending: 1,
+        failing: 1,
+        delivered: 3,
+        dead: 1,
+        last_delivered_at: Some("2026-11-23T12:40:00+00:00".into()),
+        recent: vec![OutboxMessage {
+            id: "7d0c6a5e-5f4b-4b7e-9d8c-2f1e0a9b8c7d".into(),
+            state: "pending".into(),
+            attempts: 2,
+            created_at: "2026-11-23T12:30:03+00:00".into(),
+            next_attempt_at: Some("2026-11-23T12:31:00+00:00".into()),
+            finished_at: None,
+            last_error: Some("answered HTTP 503".into()),
+        }],
+    }
+}
+
 pub fn clients() -> Page<Client> {
     let client = |id: &str, kind: &str, grants: &[&str]| Client {
         client_id: id.into(),

@@ -43,6 +43,9 @@ fn types_match_the_committed_openapi_document() {
             fields_of(&CreatedClient { client: client.clone(), client_secret: Some("s".into()) }),
         ),
         ("ClientSecretResponse", fields_of(&ClientSecret { client_id: "c".into(), client_secret: "s".into() })),
+        ("BackchannelDeliveryResponse", fields_of(&fixtures::backchannel())),
+        ("OutboxMessageResponse", fields_of(&fixtures::backchannel().recent[0])),
+        ("RequeuedCount", fields_of(&Requeued { requeued: 1 })),
         ("SigningKeyResponse", fields_of(&fixtures::keys()[0])),
         ("AuditEventResponse", fields_of(&fixtures::audit().items[1])), // the one with names
         (

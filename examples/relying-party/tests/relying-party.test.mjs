@@ -454,7 +454,10 @@ test("signing out at one relying party (buildEndSessionUrl) signs the browser ou
   // The photo gallery, never visited again, ended its own session on that token alone.
   await page.goto(`${photos.base}/whoami`);
   await page.getByRole("heading", { name: "Photo Gallery: signed out" }).waitFor();
-  // And the browser is signed out at the provider: the next sign-in asks for the password.
+  // And the browser is signed out at the provider: its cookie is gone, and the next
+  // sign-in asks for the password.
+  const cookies = await context.cookies(latchkey.issuer);
+  assert.deepEqual(cookies.filter((c) => c.name === "lk_sso"), [], "the SSO cookie is gone");
   await page.goto(`${photos.base}/login`);
   await signIn(page, users.lena);
   await signedIn(page, photos);

@@ -124,7 +124,8 @@ async fn attempt(state: &AppState, http: &reqwest::Client, claim: Claimed) -> Re
         return give_up(state, &claim, "the client now requires sid, which this session never had").await;
     }
     let now = state.now();
-    let claims = LogoutClaims::new(&state.config.issuer, &client_id, &notice.sub, notice.sid.as_deref(), now);
+    let claims =
+        LogoutClaims::new(&claim.row.id, &state.config.issuer, &client_id, &notice.sub, notice.sid.as_deref(), now);
     let token = claims.sign(&state.keys.current()).map_err(|e| Error::Internal(e.to_string()))?;
     let failure = match http.post(&uri).form(&[("logout_token", token.as_str())]).send().await {
         Ok(answer) if answer.status().is_success() => None,

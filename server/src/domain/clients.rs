@@ -425,3 +425,38 @@ pub async fn delete(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Resu
     let audit = event(now, actor, "client.delete", client_id, serde_json::json!({}));
     if clients::delete(&state.db, client_id, audit).await? { Ok(()) } else { Err(Error::NotFound("client")) }
 }
+
+/// A client's back-channel logout: where its tokens go and how their delivery stands,
+/// with its most recent messages (newest first).
+pub struct BackchannelView {
+    pub client_id: String,
+    pub uri: Option<String>,
+    pub session_required: bool,
+    pub state: crate::store::outbox::DeliveryState,
+    pub recent: Vec<crate::store::outbox::OutboxRow>,
+}
+
+/// The most recent messages [`backchannel`] shows.
+const RECENT_MESSAGES: u64 = 20;
+
+pub async fn backchannel(state: &AppState, client_id: &str) -> Result<BackchannelView> {
+    let client = get(state, client_id).await?;
+    let delivery = crate::store::outbox::delivery_state(&state.db, client_id).await?;
+    let recent = crate::store::outbox::of_recipient(&state.db, client_id, RECENT_MESSAGES).await?;
+    Ok(BackchannelView {
+        client_id: client.row.client_id,
+        uri: client.row.backchannel_logout_uri,
+        session_required: client.row.backchannel_logout_session_required,
+        state: delivery,
+        recent,
+    })
+}
+
+/// Queues a client's dead logout tokens again (after its endpoint was fixed); how many.
+pub async fn retry_dead_logouts(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Result<u64> {
+    get(state, client_id).await?;
+    check_may_manage(state, by, client_id, "client.backchannel_logout.retry").await?;
+    let now = state.now();
+    let audit = event(now, by.actor(), "client.backchannel_logout.retry", client_id, serde_json::json!({}));
+    Ok(crate::store::outbox::requeue_dead(&state.db, client_id, now, audit).await?)
+}

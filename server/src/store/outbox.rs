@@ -248,3 +248,71 @@ pub async fn logout_endpoint(db: &impl ConnectionTrait, client_id: &str) -> Stor
         .await?;
     Ok(found.and_then(|(uri, required)| uri.map(|uri| (uri, required))))
 }
+
+/// How a recipient's messages stand (those not yet purged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryState {
+    pub pending: u64,
+    /// Pending after at least one failed attempt.
+    pub failing: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    pub last_delivered_at: Option<i64>,
+}
+
+pub async fn delivery_state(db: &impl ConnectionTrait, recipient: &str) -> StoreResult<DeliveryState> {
+    use sea_orm::sea_query::{Func, SimpleExpr};
+    let counts: Vec<(OutboxState, i64, Option<i64>)> = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::State)
+        .column_as(Expr::col(outbox::Column::Id).count(), "count")
+        .column_as(SimpleExpr::from(Func::max(Expr::col(outbox::Column::FinishedAt))), "last")
+        .filter(outbox::Column::Recipient.eq(recipient))
+        .group_by(outbox::Column::State)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut state = DeliveryState::default();
+    for (kind, count, last) in counts {
+        let count = u64::try_from(count).unwrap_or_default();
+        match kind {
+            OutboxState::Pending => state.pending = count,
+            OutboxState::Delivered => {
+                state.delivered = count;
+                state.last_delivered_at = last;
+            }
+            OutboxState::Dead => state.dead = count,
+        }
+    }
+    state.failing = outbox::Entity::find()
+        .filter(outbox::Column::Recipient.eq(recipient))
+        .filter(outbox::Column::State.eq(OutboxState::Pending))
+        .filter(outbox::Column::Attempts.gt(0))
+        .count(db)
+        .await?;
+    Ok(state)
+}
+
+/// Puts a recipient's dead messages back in the queue, due now with their attempts
+/// counted afresh, with the audit event, in one transaction; how many.
+pub async fn requeue_dead(db: &super::Db, recipient: &str, now: i64, mut event: NewAuditEvent) -> StoreResult<u64> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let requeued = outbox::Entity::update_many()
+        .col_expr(outbox::Column::State, Expr::value(OutboxState::Pending))
+        .col_expr(outbox::Column::Attempts, Expr::value(0))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(outbox::Column::FinishedAt, Expr::value(Option::<i64>::None))
+        .filter(outbox::Column::Recipient.eq(recipient))
+        .filter(outbox::Column::State.eq(OutboxState::Dead))
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    if requeued > 0 {
+        if let Some(details) = event.details.as_object_mut() {
+            details.insert("requeued".into(), requeued.into());
+        }
+        audit::record(&txn, event).await?;
+    }
+    txn.commit().await?;
+    Ok(requeued)
+}

@@ -21,8 +21,9 @@ pub struct LogoutClaims {
     pub aud: String,
     pub iat: UnixTime,
     pub exp: UnixTime,
-    /// New for every attempt, so a relying party that keeps the `jti`s it has seen
-    /// (§2.6) accepts the retry of an attempt whose answer it never sent.
+    /// The outbox message's id: the same in every attempt, so a relying party that
+    /// keeps the `jti`s it has seen (§2.6) can drop the retry of a token it already
+    /// acted on (delivery is at least once).
     pub jti: String,
     pub sub: String,
     /// The browser sign-in that ended; absent for sessions made without one.
@@ -32,13 +33,13 @@ pub struct LogoutClaims {
 }
 
 impl LogoutClaims {
-    pub fn new(iss: &str, aud: &str, sub: &str, sid: Option<&str>, now: UnixTime) -> Self {
+    pub fn new(jti: &str, iss: &str, aud: &str, sub: &str, sid: Option<&str>, now: UnixTime) -> Self {
         Self {
             iss: iss.to_string(),
             aud: aud.to_string(),
             iat: now,
             exp: now + LOGOUT_TOKEN_LIFETIME_SECS,
-            jti: uuid::Uuid::new_v4().to_string(),
+            jti: jti.to_string(),
             sub: sub.to_string(),
             sid: sid.map(str::to_string),
             events: serde_json::json!({ BACKCHANNEL_LOGOUT_EVENT: {} }),
@@ -58,13 +59,13 @@ mod tests {
 
     #[test]
     fn a_logout_token_names_the_event_and_never_a_nonce() {
-        let claims = LogoutClaims::new("https://id.example", "rp", "user-1", Some("sid-1"), 1_000);
+        let claims = LogoutClaims::new("m-1", "https://id.example", "rp", "user-1", Some("sid-1"), 1_000);
         let json = serde_json::to_value(&claims).unwrap();
         assert_eq!(json["events"], serde_json::json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
         assert_eq!(json["exp"], 1_000 + LOGOUT_TOKEN_LIFETIME_SECS);
         assert!(json.get("nonce").is_none());
-        let without_sid = serde_json::to_value(LogoutClaims::new("i", "rp", "u", None, 0)).unwrap();
+        let without_sid = serde_json::to_value(LogoutClaims::new("m-2", "i", "rp", "u", None, 0)).unwrap();
         assert!(without_sid.get("sid").is_none(), "no sid is absent, not null");
-        assert_ne!(claims.jti, LogoutClaims::new("i", "rp", "u", None, 0).jti);
+        assert_eq!(json["jti"], "m-1");
     }
 }

@@ -5,7 +5,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::models::{
-    ClientPage, ClientResponse, ClientSecretResponse, CreateClientRequest, CreatedClientResponse, UpdateClientRequest,
+    BackchannelDeliveryResponse, ClientPage, ClientResponse, ClientSecretResponse, CreateClientRequest,
+    CreatedClientResponse, RequeuedCount, UpdateClientRequest,
 };
 use super::{AdminAuth, Created, NoContent};
 use crate::api::ApiTags;
@@ -130,5 +131,29 @@ impl AdminClientsApi {
         let admin = auth.require(Permission::ClientsWrite)?;
         clients::delete(auth.state(), &client_id.0, &admin.grantor()).await?;
         Ok(NoContent::Done)
+    }
+
+    /// How the client's back-channel logout tokens are delivered: counts by state, the
+    /// last delivery, and its most recent messages.
+    #[oai(path = "/:client_id/backchannel-logout", method = "get", operation_id = "adminGetClientBackchannelLogout")]
+    async fn backchannel(
+        &self,
+        auth: AdminAuth,
+        client_id: Path<String>,
+    ) -> ApiResult<Json<BackchannelDeliveryResponse>> {
+        auth.require(Permission::ClientsRead)?;
+        Ok(Json(clients::backchannel(auth.state(), &client_id.0).await?.into()))
+    }
+
+    /// Queue the client's dead logout tokens again (after its endpoint was fixed).
+    #[oai(
+        path = "/:client_id/backchannel-logout/retry",
+        method = "post",
+        operation_id = "adminRetryClientBackchannelLogout"
+    )]
+    async fn retry_backchannel(&self, auth: AdminAuth, client_id: Path<String>) -> ApiResult<Json<RequeuedCount>> {
+        let admin = auth.require(Permission::ClientsWrite)?;
+        let requeued = clients::retry_dead_logouts(auth.state(), &client_id.0, &admin.grantor()).await?;
+        Ok(Json(RequeuedCount { requeued }))
     }
 }

@@ -403,3 +403,79 @@ impl From<AuditEntry> for AuditEventResponse {
         }
     }
 }
+
+/// How a client's back-channel logout tokens are delivered.
+#[derive(Debug, Object)]
+pub struct BackchannelDeliveryResponse {
+    pub client_id: String,
+    /// Absent: the client takes no logout tokens.
+    #[oai(skip_serializing_if_is_none)]
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
+    /// Waiting for delivery, failing ones included.
+    pub pending: u64,
+    /// Waiting after at least one failed attempt.
+    pub failing: u64,
+    /// Delivered, since the last purge.
+    pub delivered: u64,
+    /// Given up after the last attempt; `POST …/backchannel-logout/retry` queues them again.
+    pub dead: u64,
+    #[oai(skip_serializing_if_is_none)]
+    pub last_delivered_at: Option<DateTime<Utc>>,
+    /// The client's most recent messages, newest first (at most 20).
+    pub recent: Vec<OutboxMessageResponse>,
+}
+
+#[derive(Debug, Object)]
+pub struct OutboxMessageResponse {
+    /// Also the `jti` of every logout token sent for it.
+    pub id: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    /// When a pending message is next attempted.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed (`answered HTTP 503`, `no answer within 5 s`, …).
+    #[oai(skip_serializing_if_is_none)]
+    pub last_error: Option<String>,
+}
+
+impl From<crate::domain::clients::BackchannelView> for BackchannelDeliveryResponse {
+    fn from(view: crate::domain::clients::BackchannelView) -> Self {
+        Self {
+            client_id: view.client_id,
+            backchannel_logout_uri: view.uri,
+            backchannel_logout_session_required: view.session_required,
+            pending: view.state.pending,
+            failing: view.state.failing,
+            delivered: view.state.delivered,
+            dead: view.state.dead,
+            last_delivered_at: view.state.last_delivered_at.map(to_datetime),
+            recent: view
+                .recent
+                .into_iter()
+                .map(|m| {
+                    let pending = m.state == crate::store::entities::OutboxState::Pending;
+                    OutboxMessageResponse {
+                        id: m.id,
+                        state: m.state.as_str().into(),
+                        attempts: m.attempts.max(0) as u32,
+                        created_at: to_datetime(m.created_at),
+                        next_attempt_at: pending.then(|| to_datetime(m.next_attempt_at)),
+                        finished_at: m.finished_at.map(to_datetime),
+                        last_error: m.last_error,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct RequeuedCount {
+    pub requeued: u64,
+}
