@@ -943,6 +943,9 @@ impl TryFrom<&RawBackchannelLogout> for BackchannelLogout {
         }
         let retry_base = positive("backchannel_logout.retry_base_secs", b.retry_base_secs)?;
         let retry_max = positive("backchannel_logout.retry_max_secs", b.retry_max_secs)?;
+        if retry_max > Duration::from_secs(7 * DAY) {
+            return Err(invalid("backchannel_logout.retry_max_secs", "must be at most 7 days (604800)"));
+        }
         if retry_base > retry_max {
             return Err(invalid("backchannel_logout.retry_base_secs", "must not exceed retry_max_secs"));
         }

@@ -9,7 +9,10 @@
 //! The loop runs beside the request handlers, never inside one: a slow or dead relying
 //! party delays only its own deliveries, never the request that ended a session.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
@@ -24,14 +27,6 @@ const DELIVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// A claim outlives the POST's timeout by this much, so it never runs out mid-attempt.
 const LEASE_MARGIN_SECS: i64 = 30;
 
-/// What one delivery pass did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Pass {
-    pub delivered: u32,
-    pub retried: u32,
-    pub dead: u32,
-}
-
 /// The HTTP client every delivery of this node shares: the configured timeout, no
 /// redirects (a relying party answers, it does not send us elsewhere), no cookies.
 pub fn http_client(state: &AppState) -> Result<reqwest::Client> {
@@ -44,7 +39,10 @@ pub fn http_client(state: &AppState) -> Result<reqwest::Client> {
         .map_err(|e| Error::Internal(format!("the back-channel logout HTTP client: {e}")))
 }
 
-/// Delivers due logout tokens every second until the server stops.
+/// Delivers due logout tokens until the server stops: every second, as many due
+/// messages are claimed as delivery slots are free (`concurrency`), and each is sent on
+/// its own task, so a slow relying party holds a slot only until its timeout and never
+/// the claims of the others.
 pub async fn run_forever(state: AppState) {
     let http = match http_client(&state) {
         Ok(http) => http,
@@ -53,54 +51,57 @@ pub async fn run_forever(state: AppState) {
             return;
         }
     };
+    let slots = Arc::new(Semaphore::new(state.config.backchannel_logout.concurrency));
     let mut tick = tokio::time::interval(DELIVERY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = deliver_due(&state, &http).await {
+        if let Err(e) = start_due(&state, &http, &slots).await {
             tracing::warn!(error = %e, "back-channel logout delivery failed; retrying next tick");
         }
     }
 }
 
-/// Claims and delivers due messages, a batch of `concurrency` at a time, until none is
-/// due; then refreshes the pending gauge.
-pub async fn deliver_due(state: &AppState, http: &reqwest::Client) -> Result<Pass> {
-    let config = state.config.backchannel_logout;
-    let lease = config.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
-    let mut pass = Pass::default();
+/// Claims due messages for the free slots and starts their attempts; then refreshes the
+/// pending gauge. Returns how many attempts it started.
+pub async fn start_due(state: &AppState, http: &reqwest::Client, slots: &Arc<Semaphore>) -> Result<usize> {
+    let lease = state.config.backchannel_logout.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
+    let mut started = 0;
     loop {
+        let free = slots.available_permits();
+        if free == 0 {
+            break;
+        }
         let claimed = outbox::claim_due(
             &state.db,
             OutboxKind::BackchannelLogout,
             &state.node_id,
             state.now(),
             lease,
-            config.concurrency as u64,
+            free as u64,
         )
         .await?;
-        let full_batch = claimed.len() == config.concurrency;
-        let mut attempts = tokio::task::JoinSet::new();
+        let count = claimed.len();
         for claim in claimed {
+            // This loop is the only taker of slots and claimed no more than were free, so
+            // this does not wait; if it ever did, the claim would wait for a slot, not
+            // sit unattempted until its lease ran out.
+            let Ok(slot) = slots.clone().acquire_owned().await else { break };
             let (state, http) = (state.clone(), http.clone());
-            attempts.spawn(async move { attempt(&state, &http, claim).await });
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(e) = attempt(&state, &http, claim).await {
+                    tracing::warn!(error = %e, "recording a back-channel logout attempt failed");
+                }
+            });
+            started += 1;
         }
-        while let Some(joined) = attempts.join_next().await {
-            match joined {
-                Ok(Ok(Outcome::Delivered)) => pass.delivered += 1,
-                Ok(Ok(Outcome::Retried)) => pass.retried += 1,
-                Ok(Ok(Outcome::Dead)) => pass.dead += 1,
-                Ok(Ok(Outcome::LostClaim)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "recording a back-channel logout attempt failed"),
-                Err(e) => tracing::error!(error = %e, "a back-channel logout attempt panicked"),
-            }
-        }
-        if !full_batch {
+        if count < free {
             break;
         }
     }
     state.metrics.outbox_pending.set(outbox::pending_count(&state.db).await? as i64);
-    Ok(pass)
+    Ok(started)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,15 +127,17 @@ async fn attempt(state: &AppState, http: &reqwest::Client, claim: Claimed) -> Re
     let now = state.now();
     let claims =
         LogoutClaims::new(&claim.row.id, &state.config.issuer, &client_id, &notice.sub, notice.sid.as_deref(), now);
-    let token = claims.sign(&state.keys.current()).map_err(|e| Error::Internal(e.to_string()))?;
-    let failure = match http.post(&uri).form(&[("logout_token", token.as_str())]).send().await {
-        Ok(answer) if answer.status().is_success() => None,
-        Ok(answer) => Some(format!("answered HTTP {}", answer.status().as_u16())),
-        Err(e) if e.is_timeout() => {
-            Some(format!("no answer within {} s", state.config.backchannel_logout.timeout.as_secs()))
-        }
-        Err(e) if e.is_connect() => Some("could not connect".to_string()),
-        Err(_) => Some("the request failed".to_string()),
+    let failure = match claims.sign(&state.keys.current()) {
+        Err(_) => Some("the logout token could not be signed (no active key)".to_string()),
+        Ok(token) => match http.post(&uri).form(&[("logout_token", token.as_str())]).send().await {
+            Ok(answer) if answer.status().is_success() => None,
+            Ok(answer) => Some(format!("answered HTTP {}", answer.status().as_u16())),
+            Err(e) if e.is_timeout() => {
+                Some(format!("no answer within {} s", state.config.backchannel_logout.timeout.as_secs()))
+            }
+            Err(e) if e.is_connect() => Some("could not connect".to_string()),
+            Err(_) => Some("the request failed".to_string()),
+        },
     };
     let Some(failure) = failure else {
         if !outbox::mark_delivered(&state.db, &claim, state.now()).await? {
@@ -145,16 +148,21 @@ async fn attempt(state: &AppState, http: &reqwest::Client, claim: Claimed) -> Re
         return Ok(Outcome::Delivered);
     };
     let config = state.config.backchannel_logout;
-    if claim.attempt() as u32 >= config.max_attempts {
+    let attempt = u32::try_from(claim.attempt()).unwrap_or(u32::MAX);
+    if attempt >= config.max_attempts {
         return give_up(state, &claim, &failure).await;
     }
-    let delay = retry_delay(claim.attempt() as u32, config.retry_base, config.retry_max, jitter());
-    if !outbox::mark_retry(&state.db, &claim, state.now() + delay.as_secs() as i64, &failure).await? {
+    let delay = retry_delay(attempt, config.retry_base, config.retry_max, jitter());
+    let next = state.now().saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
+    if !outbox::mark_retry(&state.db, &claim, next, &failure).await? {
         return Ok(Outcome::LostClaim);
     }
+    // The relying party is failing: its other due messages wait as long as this one
+    // (not counted as attempts), instead of each spending a slot and an attempt now.
+    outbox::postpone_recipient(&state.db, OutboxKind::BackchannelLogout, &client_id, state.now(), next).await?;
     state.metrics.backchannel_logout.with_label_values(&["retried"]).inc();
     tracing::info!(
-        client_id = %client_id, attempt = claim.attempt(), error = %failure, retry_in_secs = delay.as_secs(),
+        client_id = %client_id, attempt, error = %failure, retry_in_secs = delay.as_secs(),
         "back-channel logout not delivered; retrying"
     );
     Ok(Outcome::Retried)

@@ -278,6 +278,7 @@ pub async fn create(
         "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type.as_str(),
         "redirect_uris": row.redirect_uris, "first_party": row.first_party,
         "backchannel_logout_uri": row.backchannel_logout_uri,
+        "backchannel_logout_session_required": row.backchannel_logout_session_required,
     });
     let audit = event(now, actor, "client.create", &new.client_id, details);
     let row = clients::insert(&state.db, row, &new.roles, audit).await.map_err(map_store)?;
@@ -383,6 +384,7 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
         "grant_types": changes.grant_types, "scopes": changes.scopes, "roles": update.roles, "name": changes.name,
         "redirect_uris": changes.redirect_uris, "first_party": changes.first_party,
         "backchannel_logout_uri": changes.backchannel_logout_uri,
+        "backchannel_logout_session_required": changes.backchannel_logout_session_required,
     });
     let audit = event(now, actor, "client.update", client_id, details);
     clients::update(&state.db, client_id, changes, now, audit)
@@ -454,8 +456,15 @@ pub async fn backchannel(state: &AppState, client_id: &str) -> Result<Backchanne
 
 /// Queues a client's dead logout tokens again (after its endpoint was fixed); how many.
 pub async fn retry_dead_logouts(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Result<u64> {
-    get(state, client_id).await?;
+    let client = get(state, client_id).await?;
     check_may_manage(state, by, client_id, "client.backchannel_logout.retry").await?;
+    if client.row.backchannel_logout_uri.is_none() {
+        // Queued again, each would die at once: the URI comes first.
+        return Err(Error::Conflict {
+            code: ErrorCode::Conflict,
+            description: format!("{client_id} has no backchannel_logout_uri; register one first"),
+        });
+    }
     let now = state.now();
     let audit = event(now, by.actor(), "client.backchannel_logout.retry", client_id, serde_json::json!({}));
     Ok(crate::store::outbox::requeue_dead(&state.db, client_id, now, audit).await?)

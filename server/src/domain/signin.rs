@@ -464,32 +464,62 @@ async fn signed_in(
     let now = ctx.now;
     let token = generate_token(SSO_TOKEN_PREFIX);
     let sso = &state.config.sso;
-    let absolute_expires_at = now + sso.absolute_lifetime.as_secs() as i64;
     let amr_text = amr.join(" ");
     let previous = match &browser.sso {
-        Some(old) => state.tokens.sso_session(&sha256_hex(old.expose())).await?.map(|(s, _)| s.id),
+        Some(old) => state.tokens.sso_session(&sha256_hex(old.expose())).await?.map(|(s, _)| s),
         None => None,
     };
-    let session = SsoSessionRow {
-        id: new_id(),
-        token_hash: sha256_hex(token.expose()),
-        user_id: user.id.clone(),
-        created_at: now,
-        last_seen_at: now,
-        idle_expires_at: (now + sso.idle_timeout.as_secs() as i64).min(absolute_expires_at),
-        absolute_expires_at,
-        auth_time: now,
-        amr: amr_text.clone(),
-        ip: ctx.ip.clone(),
-        user_agent: ctx.user_agent.as_ref().map(|ua| ua.chars().take(USER_AGENT_MAX).collect()),
-        revoked_at: None,
-        revoked_reason: None,
+    let idle = sso.idle_timeout.as_secs() as i64;
+    let details = serde_json::json!({ "client_id": request.client_id, "amr": amr, "via": "sign_in_page" });
+    // The same user signing in again (prompt=login, max_age) keeps the browser's login
+    // session, with a new cookie: its sid, and the relying parties signed in through
+    // it, go on, so a later sign-out still reaches every one of them.
+    let again = previous.as_ref().filter(|p| p.is_live(now) && p.user_id == user.id);
+    let reauthenticated = match again {
+        Some(previous) => {
+            let event = NewAuditEvent::success(now, &user.id, "login", &previous.id)
+                .ip(ctx.ip.clone())
+                .details(details.clone());
+            let idle_expires_at = (now + idle).min(previous.absolute_expires_at);
+            let hash = sha256_hex(token.expose());
+            store::reauthenticate_sso_session(&state.db, &previous.id, &hash, &amr_text, idle_expires_at, now, event)
+                .await?
+                .then(|| (previous.id.clone(), previous.absolute_expires_at))
+        }
+        None => None,
     };
-    let sso_id = session.id.clone();
-    let event = NewAuditEvent::success(now, &user.id, "login", &sso_id)
-        .ip(ctx.ip.clone())
-        .details(serde_json::json!({ "client_id": request.client_id, "amr": amr, "via": "sign_in_page" }));
-    store::create_sso_session(&state.db, session, previous.as_deref(), event).await?;
+    let (sso_id, absolute_expires_at) = match reauthenticated {
+        Some(kept) => kept,
+        None => {
+            let absolute_expires_at = now + sso.absolute_lifetime.as_secs() as i64;
+            let session = SsoSessionRow {
+                id: new_id(),
+                token_hash: sha256_hex(token.expose()),
+                user_id: user.id.clone(),
+                created_at: now,
+                last_seen_at: now,
+                idle_expires_at: (now + idle).min(absolute_expires_at),
+                absolute_expires_at,
+                auth_time: now,
+                amr: amr_text.clone(),
+                ip: ctx.ip.clone(),
+                user_agent: ctx.user_agent.as_ref().map(|ua| ua.chars().take(USER_AGENT_MAX).collect()),
+                revoked_at: None,
+                revoked_reason: None,
+            };
+            let sso_id = session.id.clone();
+            let event = NewAuditEvent::success(now, &user.id, "login", &sso_id).ip(ctx.ip.clone()).details(details);
+            // Another user's session on this browser ends as at a sign-out: the relying
+            // parties it signed in to are signed out and told.
+            let replaces = previous.as_ref().map(|p| store::Replaced {
+                id: &p.id,
+                ends_its_sessions: p.user_id != user.id,
+                keep_offline: sso.offline_sessions_outlive_browser,
+            });
+            store::create_sso_session(&state.db, session, replaces, event).await?;
+            (sso_id, absolute_expires_at)
+        }
+    };
     state.metrics.tokens_issued.with_label_values(&["sign_in_page"]).inc();
     let cookie = NewCookie { value: token, max_age: Some(absolute_expires_at - now) };
     let client = state.tokens.client(&request.client_id).await?.ok_or(Error::NotFound("client"))?;

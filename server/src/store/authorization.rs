@@ -26,22 +26,73 @@ pub use sso_sessions::Model as SsoSessionRow;
 
 use super::users::UserRow;
 
-/// Starts a browser login session; `replaces` (the browser's previous one) ends with it.
+/// Starts a browser login session. `replaces` is the browser's previous one: it ends,
+/// and when `ends_its_sessions` (another user signs in on this browser), the relying
+/// parties' sessions made through it end with it, and are told, as at a sign-out.
 pub async fn create_sso_session(
     db: &super::Db,
     row: SsoSessionRow,
-    replaces: Option<&str>,
+    replaces: Option<Replaced<'_>>,
     event: NewAuditEvent,
 ) -> StoreResult<()> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let now = row.created_at;
     sso_sessions::ActiveModel::from(row).insert(&*txn).await?;
-    if let Some(previous) = replaces {
-        end_sso_session(&*txn, previous, "replaced", now).await?;
+    match replaces {
+        Some(Replaced { id, ends_its_sessions: true, keep_offline }) => {
+            end_sso_session_and_sessions_in(&*txn, id, keep_offline, "replaced", now).await?;
+        }
+        Some(Replaced { id, .. }) => {
+            end_sso_session(&*txn, id, "replaced", now).await?;
+        }
+        None => {}
     }
     audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// The browser login session a new one replaces.
+#[derive(Debug, Clone, Copy)]
+pub struct Replaced<'a> {
+    pub id: &'a str,
+    /// Whether the relying parties' sessions made through it end too (another user's).
+    pub ends_its_sessions: bool,
+    pub keep_offline: bool,
+}
+
+/// The same user signed in again on this browser (`prompt=login`, `max_age`): its login
+/// session stays (so its `sid`, and the relying parties signed in through it, go on)
+/// with the new cookie, authentication time and methods. Whether it was still live.
+pub async fn reauthenticate_sso_session(
+    db: &super::Db,
+    id: &str,
+    token_hash: &str,
+    amr: &str,
+    idle_expires_at: i64,
+    now: i64,
+    event: NewAuditEvent,
+) -> StoreResult<bool> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let updated = sso_sessions::Entity::update_many()
+        .col_expr(sso_sessions::Column::TokenHash, Expr::value(token_hash))
+        .col_expr(sso_sessions::Column::AuthTime, Expr::value(now))
+        .col_expr(sso_sessions::Column::Amr, Expr::value(amr))
+        .col_expr(sso_sessions::Column::LastSeenAt, Expr::value(now))
+        .col_expr(sso_sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
+        .filter(sso_sessions::Column::Id.eq(id))
+        .filter(sso_sessions::Column::RevokedAt.is_null())
+        .filter(sso_sessions::Column::AbsoluteExpiresAt.gt(now))
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    if updated != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    audit::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// Ends one browser login session; whether this call did.
@@ -76,8 +127,27 @@ pub async fn end_sso_session_with_its_sessions(
     mut event: NewAuditEvent,
 ) -> StoreResult<Option<u64>> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    if !end_sso_session(&*txn, id, reason, now).await? {
+    let Some(ended) = end_sso_session_and_sessions_in(&*txn, id, keep_offline, reason, now).await? else {
         txn.rollback().await?;
+        return Ok(None);
+    };
+    if let Some(details) = event.details.as_object_mut() {
+        details.insert("sessions_ended".into(), ended.into());
+    }
+    audit::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(Some(ended))
+}
+
+/// The body of [`end_sso_session_with_its_sessions`], inside the caller's transaction.
+async fn end_sso_session_and_sessions_in(
+    txn: &impl ConnectionTrait,
+    id: &str,
+    keep_offline: bool,
+    reason: &str,
+    now: i64,
+) -> StoreResult<Option<u64>> {
+    if !end_sso_session(txn, id, reason, now).await? {
         return Ok(None);
     }
     // Its codes not yet redeemed are spent first, so none buys a session after it ended.
@@ -87,27 +157,26 @@ pub async fn end_sso_session_with_its_sessions(
         .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))
         .filter(authorization_codes::Column::SsoSessionId.eq(id))
         .filter(authorization_codes::Column::UsedAt.is_null())
-        .exec(&*txn)
+        .exec(txn)
         .await?;
     let made_through_it = sessions::Entity::find()
         .filter(sessions::Column::SsoSessionId.eq(id))
         .filter(sessions::Column::RevokedAt.is_null())
-        .all(&*txn)
+        .all(txn)
         .await?;
-    let ending: Vec<String> = made_through_it
-        .iter()
-        .filter(|s| !(keep_offline && s.scope.split(' ').any(|scope| scope == "offline_access")))
-        .map(|s| s.id.clone())
-        .collect();
-    let ended = super::sessions::revoke_ids_in(&*txn, &ending, reason, now, Notify::Nobody).await?;
+    let (kept, ending): (Vec<_>, Vec<_>) = made_through_it
+        .into_iter()
+        .partition(|s| keep_offline && s.scope.split(' ').any(|scope| scope == "offline_access"));
+    let ending: Vec<String> = ending.into_iter().map(|s| s.id).collect();
+    // Told from what the revocation itself ended (RETURNING), not from the read above,
+    // so a session a concurrent revocation ended first is told of once, by that one.
+    let mut told = super::sessions::revoke_ids_in(txn, &ending, reason, now, Notify::Nobody).await?;
+    let ended = told.len() as u64;
     // Every relying party signed in through it is told, those whose offline session
     // lives on too: the sign-in it knows as `sid` has ended (Back-Channel Logout §2.7).
-    super::outbox::queue_logouts(&*txn, &super::sessions::ended_sessions(made_through_it), now).await?;
-    if let Some(details) = event.details.as_object_mut() {
-        details.insert("sessions_ended".into(), ended.into());
-    }
-    audit::record(&txn, event).await?;
-    txn.commit().await?;
+    told.extend(kept);
+    let told = super::sessions::ended_sessions(&told);
+    super::outbox::queue_logouts(txn, &told, super::outbox::Ended::SignIn, now).await?;
     Ok(Some(ended))
 }
 

@@ -13,8 +13,11 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement,
+};
 use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
@@ -41,12 +44,28 @@ pub struct LogoutNotice {
     pub sid: Option<String>,
 }
 
+/// What ended, and so what a logout token may say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Some sessions of a user. A token with `sid` ends that browser sign-in at the
+    /// relying party, and one without ends every session of `sub` there (§2.4): neither
+    /// is sent while a session it would end still lives here.
+    Sessions,
+    /// A browser sign-in (SSO) itself: its `sid` is over, whatever else lives on.
+    SignIn,
+}
+
 /// Queues a logout token for each relying party among `ended` that registered a
-/// `backchannel_logout_uri`, inside the caller's transaction: one per client, user and
-/// browser session. A session made without a browser sign-in has no `sid`, so a client
-/// that requires one is not told of it (no id_token it holds names such a session).
-/// Returns how many messages were queued.
-pub async fn queue_logouts(db: &impl ConnectionTrait, ended: &[EndedSession], now: i64) -> StoreResult<u64> {
+/// `backchannel_logout_uri`, inside the caller's transaction (after the revocation it
+/// reports): one per client, user and browser session. A session made without a
+/// browser sign-in has no `sid`, so a client that requires one is not told of it (no
+/// id_token it holds names such a session). Returns how many messages were queued.
+pub async fn queue_logouts(
+    db: &impl ConnectionTrait,
+    ended: &[EndedSession],
+    what: Ended,
+    now: i64,
+) -> StoreResult<u64> {
     if ended.is_empty() {
         return Ok(0);
     }
@@ -68,7 +87,14 @@ pub async fn queue_logouts(db: &impl ConnectionTrait, ended: &[EndedSession], no
         }
         notices.insert((session.client_id.as_str(), session.user_id.as_str(), session.sso_session_id.as_deref()));
     }
-    let rows: Vec<outbox::ActiveModel> = notices
+    let mut told = Vec::with_capacity(notices.len());
+    for notice in notices {
+        if what == Ended::Sessions && still_covered(db, notice, now).await? {
+            continue;
+        }
+        told.push(notice);
+    }
+    let rows: Vec<outbox::ActiveModel> = told
         .iter()
         .map(|(client_id, sub, sid)| {
             let notice = LogoutNotice { sub: sub.to_string(), sid: sid.map(str::to_string) };
@@ -93,6 +119,26 @@ pub async fn queue_logouts(db: &impl ConnectionTrait, ended: &[EndedSession], no
         outbox::Entity::insert_many(chunk.to_vec()).exec(db).await?;
     }
     Ok(queued)
+}
+
+/// Whether a live session remains that a logout token for (client, user, sid) would end
+/// at the relying party: one with that `sid`, or, for a token without, any of theirs.
+async fn still_covered(
+    db: &impl ConnectionTrait,
+    (client_id, user_id, sid): (&str, &str, Option<&str>),
+    now: i64,
+) -> StoreResult<bool> {
+    use super::entities::sessions;
+    let mut live = sessions::Entity::find()
+        .filter(sessions::Column::ClientId.eq(client_id))
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::IdleExpiresAt.gt(now))
+        .filter(sessions::Column::AbsoluteExpiresAt.gt(now));
+    if let Some(sid) = sid {
+        live = live.filter(sessions::Column::SsoSessionId.eq(sid));
+    }
+    Ok(live.count(db).await? > 0)
 }
 
 /// One claimed attempt: the message and the attempt number this node holds.
@@ -130,32 +176,36 @@ pub async fn claim_due(
     if any_due.is_none() {
         return Ok(Vec::new());
     }
-    let due = Query::select()
-        .column(outbox::Column::Id)
-        .from(outbox::Entity)
-        .and_where(outbox::Column::State.eq(OutboxState::Pending))
-        .and_where(outbox::Column::Kind.eq(kind))
-        .and_where(outbox::Column::NextAttemptAt.lte(now))
-        .order_by(outbox::Column::NextAttemptAt, sea_orm::Order::Asc)
-        .limit(limit)
-        // PostgreSQL: rows another node is claiming right now are skipped, not waited
-        // for. SQLite has no row locks (the builder writes nothing): its writer lock
-        // orders the claims.
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .to_owned();
-    let rows = outbox::Entity::update_many()
-        .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
-        .col_expr(outbox::Column::NextAttemptAt, Expr::value(now + lease_secs))
-        .col_expr(outbox::Column::LeaseOwner, Expr::value(owner))
-        // Cleared while attempted: an error on a pending message is its last attempt's.
-        .col_expr(outbox::Column::LastError, Expr::value(Option::<String>::None))
-        .filter(outbox::Column::Id.in_subquery(due))
-        // Checked again on the row itself: on PostgreSQL a row claimed by another node
-        // between the subquery and this update is re-read here.
-        .filter(outbox::Column::State.eq(OutboxState::Pending))
-        .filter(outbox::Column::NextAttemptAt.lte(now))
-        .exec_with_returning(db)
-        .await?;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        // The due rows are picked once, in a CTE (FOR UPDATE is materialised there): as
+        // a subquery of `IN`, PostgreSQL may run the SKIP LOCKED pick more than once and
+        // claim more than `limit` rows. Rows another node is claiming now are skipped,
+        // not waited for.
+        DbBackend::Postgres => {
+            "WITH due AS (SELECT id FROM outbox WHERE state = $1 AND kind = $2 AND next_attempt_at <= $3 \
+             ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $5, lease_owner = $6, last_error = NULL \
+             FROM due WHERE outbox.id = due.id RETURNING outbox.*"
+        }
+        // SQLite has no row locks: the writer lock orders the claims.
+        _ => {
+            // (`?N`, not `$N`: SQLite numbers `$N` names in the order they appear.)
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?5, lease_owner = ?6, last_error = NULL \
+             WHERE id IN (SELECT id FROM outbox WHERE state = ?1 AND kind = ?2 AND next_attempt_at <= ?3 \
+             ORDER BY next_attempt_at LIMIT ?4) RETURNING *"
+        }
+    };
+    // (A claim clears the last error: an error on a pending message is its last attempt's.)
+    let values: [sea_orm::Value; 6] = [
+        OutboxState::Pending.as_str().into(),
+        kind.as_str().into(),
+        now.into(),
+        i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        now.saturating_add(lease_secs).into(),
+        owner.into(),
+    ];
+    let rows = OutboxRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values)).all(db).await?;
     Ok(rows.into_iter().map(|row| Claimed { row }).collect())
 }
 
@@ -218,6 +268,27 @@ pub async fn mark_dead(
     audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(true)
+}
+
+/// Moves a recipient's due messages of `kind` (not those being attempted now, whose
+/// `next_attempt_at` lies past their lease) to `until`, their attempts not counted:
+/// one failure of a recipient paces the rest of its messages.
+pub async fn postpone_recipient(
+    db: &super::Db,
+    kind: OutboxKind,
+    recipient: &str,
+    now: i64,
+    until: i64,
+) -> StoreResult<u64> {
+    Ok(outbox::Entity::update_many()
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(until))
+        .filter(outbox::Column::Kind.eq(kind))
+        .filter(outbox::Column::Recipient.eq(recipient))
+        .filter(outbox::Column::State.eq(OutboxState::Pending))
+        .filter(outbox::Column::NextAttemptAt.lte(now))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// Messages waiting for delivery (all kinds), for the `outbox_pending` gauge.
@@ -284,10 +355,14 @@ pub async fn delivery_state(db: &impl ConnectionTrait, recipient: &str) -> Store
             OutboxState::Dead => state.dead = count,
         }
     }
+    // Failed once at least: its last error is on record, or (being attempted again,
+    // which clears it) it has been attempted before.
+    let failed =
+        sea_orm::Condition::any().add(outbox::Column::LastError.is_not_null()).add(outbox::Column::Attempts.gt(1));
     state.failing = outbox::Entity::find()
         .filter(outbox::Column::Recipient.eq(recipient))
         .filter(outbox::Column::State.eq(OutboxState::Pending))
-        .filter(outbox::Column::Attempts.gt(0))
+        .filter(failed)
         .count(db)
         .await?;
     Ok(state)

@@ -149,7 +149,7 @@ pub async fn revoke(
     event: Option<NewAuditEvent>,
 ) -> StoreResult<bool> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    let revoked = revoke_ids_in(&*txn, &[session_id.to_string()], reason, now, notify).await?;
+    let revoked = revoke_ids_in(&*txn, &[session_id.to_string()], reason, now, notify).await?.len();
     if revoked == 1
         && let Some(event) = event
     {
@@ -177,16 +177,16 @@ pub async fn revoke_all_for_user(
 }
 
 /// Revokes the live sessions among `ids` and their refresh tokens, inside the caller's
-/// transaction, and queues the logout tokens `notify` asks for; returns how many
-/// sessions this call ended.
+/// transaction, and queues the logout tokens `notify` asks for; returns the sessions
+/// this call ended.
 pub async fn revoke_ids_in(
     db: &impl ConnectionTrait,
     ids: &[String],
     reason: &str,
     now: i64,
     notify: Notify,
-) -> StoreResult<u64> {
-    let mut revoked = 0;
+) -> StoreResult<Vec<SessionRow>> {
+    let mut revoked = Vec::new();
     // In chunks: a statement's bound parameters are limited (SQLite: 32,766).
     for chunk in ids.chunks(500) {
         let chunk = || chunk.iter().map(String::as_str);
@@ -199,10 +199,7 @@ pub async fn revoke_ids_in(
             .filter(sessions::Column::RevokedAt.is_null())
             .exec_with_returning(db)
             .await?;
-        revoked += ended.len() as u64;
-        if notify == Notify::RelyingParty {
-            super::outbox::queue_logouts(db, &ended_sessions(ended), now).await?;
-        }
+        revoked.extend(ended);
         refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::State, Expr::value(TokenState::Revoked))
             // A revoked session's sealed children can never be answered again.
@@ -212,16 +209,19 @@ pub async fn revoke_ids_in(
             .exec(db)
             .await?;
     }
+    if notify == Notify::RelyingParty {
+        super::outbox::queue_logouts(db, &ended_sessions(&revoked), super::outbox::Ended::Sessions, now).await?;
+    }
     Ok(revoked)
 }
 
 /// What a relying party is told of sessions that ended.
-pub fn ended_sessions(rows: Vec<SessionRow>) -> Vec<super::outbox::EndedSession> {
-    rows.into_iter()
+pub fn ended_sessions(rows: &[SessionRow]) -> Vec<super::outbox::EndedSession> {
+    rows.iter()
         .map(|s| super::outbox::EndedSession {
-            user_id: s.user_id,
-            client_id: s.client_id,
-            sso_session_id: s.sso_session_id,
+            user_id: s.user_id.clone(),
+            client_id: s.client_id.clone(),
+            sso_session_id: s.sso_session_id.clone(),
         })
         .collect()
 }
@@ -249,7 +249,6 @@ pub async fn revoke_all_in(
         .exec_with_returning(db)
         .await?;
     let revoked = ended.len() as u64;
-    super::outbox::queue_logouts(db, &ended_sessions(ended), now).await?;
     let of_user = Query::select()
         .column(sessions::Column::Id)
         .from(sessions::Entity)
@@ -271,6 +270,7 @@ pub async fn revoke_all_in(
         .filter(sso_sessions::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
+    super::outbox::queue_logouts(db, &ended_sessions(&ended), super::outbox::Ended::Sessions, now).await?;
     Ok(revoked)
 }
 

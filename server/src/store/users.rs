@@ -325,13 +325,17 @@ pub async fn delete(db: &super::Db, user_id: &str, event: super::audit::NewAudit
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     lock_admin_changes(&txn).await?;
     let had_admin = any_active_with_role(&*txn, ADMIN_ROLE).await?;
-    // Its sessions cascade with it: their relying parties are told first.
-    let live = super::sessions::unrevoked_of_user(&*txn, user_id).await?;
+    // Its sessions cascade with it: they are revoked first, in this transaction, so
+    // their relying parties are told. The user's row is locked before (FOR UPDATE on
+    // PostgreSQL; SQLite's writer lock is held already), so no session can be made for
+    // it between the revocation and the delete and vanish untold.
+    use sea_orm::QuerySelect;
+    users::Entity::find_by_id(user_id.to_string()).lock_exclusive().one(&*txn).await?;
+    super::sessions::revoke_all_in(&*txn, user_id, None, "user_deleted", event.occurred_at).await?;
     let deleted = users::Entity::delete_by_id(user_id.to_string()).exec(&*txn).await?.rows_affected;
     if deleted == 0 {
         return Ok(false);
     }
-    super::outbox::queue_logouts(&*txn, &super::sessions::ended_sessions(live), event.occurred_at).await?;
     ensure_an_admin_remains(&txn, had_admin).await?;
     super::audit::record(&txn, event).await?;
     txn.commit().await?;

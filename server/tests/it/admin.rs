@@ -54,7 +54,8 @@ async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
         admin,
         Method::POST,
         "/admin/clients",
-        Some(json!({"client_id": format!("client{n}"), "name": "c", "confidential": true, "grant_types": ["client_credentials"]})),
+        Some(json!({"client_id": format!("client{n}"), "name": "c", "confidential": true, "grant_types": ["client_credentials"],
+            "backchannel_logout_uri": "https://rp.example/backchannel"})),
     )
     .await;
     let (_, cookie) = server.login(&format!("target{n}")).await;

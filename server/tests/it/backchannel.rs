@@ -483,36 +483,28 @@ async fn the_admin_api_validates_and_shows_a_clients_back_channel_logout_uri() {
     let (status, updated) = call(&server, &admin, reqwest::Method::PATCH, "/admin/clients/rp1", Some(patch)).await;
     assert_eq!(status, 200);
     assert!(updated.get("backchannel_logout_uri").is_none(), "{updated}");
+    let retry = "/admin/clients/rp1/backchannel-logout/retry";
+    let (status, error) = call(&server, &admin, reqwest::Method::POST, retry, None).await;
+    assert_eq!((status, error["error"].as_str()), (409, Some("conflict")), "no URI to retry at: {error}");
     let patch = json!({"backchannel_logout_uri": "http://127.0.0.1:9/logout"});
     let (status, updated) = call(&server, &admin, reqwest::Method::PATCH, "/admin/clients/rp1", Some(patch)).await;
     assert_eq!((status, updated["backchannel_logout_uri"].as_str()), (200, Some("http://127.0.0.1:9/logout")));
 }
 
-/// "A restart loses nothing": a node killed with SIGKILL while a relying party fails
-/// leaves its logout token queued, and the restarted node delivers it.
+/// "A restart loses nothing": a node killed with SIGKILL in the middle of an attempt
+/// (the relying party has the request and has not answered) leaves its message claimed;
+/// once the claim runs out (timeout + 30 s) the restarted node delivers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_queued_on_a_killed_node_is_delivered_after_the_restart() {
+async fn a_logout_whose_node_was_killed_mid_attempt_is_delivered_after_the_restart() {
     let (dir, url) = crate::harness::database_for_nodes().await;
     let receiver = Receiver::start().await;
-    receiver.answer("rp", &[(500, Duration::ZERO); 100]);
-    let env =
-        [("LATCHKEY_BACKCHANNEL_LOGOUT__RETRY_BASE_SECS", "1"), ("LATCHKEY_BACKCHANNEL_LOGOUT__RETRY_MAX_SECS", "1")];
+    receiver.answer("rp", &[(200, Duration::from_secs(30))]); // hangs: the node dies first
+    let env = [("LATCHKEY_BACKCHANNEL_LOGOUT__TIMEOUT_SECS", "1")];
     let mut node = crate::refresh::spawn_node_with(&url, dir.path(), &env);
     let base = crate::refresh::wait_for_listen(&mut node);
     let created = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args([
-            "client",
-            "create",
-            "--client-id",
-            "rp",
-            "--confidential",
-            "--first-party",
-            "--grant",
-            "password",
-            "--scope",
-            "openid",
-        ])
-        .args(["--backchannel-logout-uri", &receiver.uri("rp")])
+        .args(["client", "create", "--client-id", "rp", "--confidential", "--first-party"])
+        .args(["--grant", "password", "--scope", "openid", "--backchannel-logout-uri", &receiver.uri("rp")])
         .env("LATCHKEY_DATABASE_URL", &url)
         .env("LATCHKEY_MASTER_KEY_FILE", dir.path().join("master.key"))
         .output()
@@ -532,40 +524,40 @@ async fn a_logout_queued_on_a_killed_node_is_delivered_after_the_restart() {
     let own = own["access_token"].as_str().unwrap().to_string();
     assert_eq!(http.post(format!("{base}/auth/logout-all")).bearer_auth(&own).sent().await.status(), 204);
 
-    // It failed at least once, and the failure is on record: then the node dies.
-    let db = sea_orm::Database::connect(&url).await.unwrap();
-    let failed = || async {
-        let rows = outbox::of_recipient(&db, "rp", 10).await.unwrap();
-        rows.len() == 1 && rows[0].last_error.is_some() && rows[0].state == OutboxState::Pending
-    };
-    eventually("a failed attempt recorded", Duration::from_secs(20), failed).await;
+    // The relying party has the request: the node dies before any answer.
+    receiver.wait_for("rp", 1).await;
     node.kill().unwrap(); // SIGKILL: no shutdown
     node.wait().unwrap();
-    let before = receiver.tokens("rp").len();
-    receiver.script.lock().unwrap().clear(); // the relying party recovers
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let rows = outbox::of_recipient(&db, "rp", 10).await.unwrap();
+    assert_eq!((rows.len(), rows[0].state, rows[0].attempts), (1, OutboxState::Pending, 1), "claimed, unanswered");
+    assert!(rows[0].last_error.is_none(), "the attempt never finished");
 
     let mut again = crate::refresh::spawn_node_with(&url, dir.path(), &env);
     crate::refresh::wait_for_listen(&mut again);
-    let tokens = receiver.wait_for("rp", before + 1).await;
-    eventually("delivered after the restart", Duration::from_secs(20), || async {
-        outbox::of_recipient(&db, "rp", 10).await.unwrap()[0].state == OutboxState::Delivered
+    eventually("delivered after the claim ran out", Duration::from_secs(60), || async {
+        let rows = outbox::of_recipient(&db, "rp", 10).await.unwrap();
+        rows[0].state == OutboxState::Delivered && rows[0].attempts == 2
     })
     .await;
     again.kill().ok();
+    let tokens = receiver.tokens("rp");
+    assert_eq!(tokens.len(), 2, "the interrupted attempt, then the one after the restart");
     let claims: Value = serde_json::from_slice(
         &base64::Engine::decode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            tokens[before].split('.').nth(1).unwrap(),
+            tokens[1].split('.').nth(1).unwrap(),
         )
         .unwrap(),
     )
     .unwrap();
-    assert_eq!(claims["aud"], "rp");
+    assert_eq!((claims["aud"].as_str(), claims["jti"].as_str()), (Some("rp"), Some(rows[0].id.as_str())));
     assert!(claims.get("sid").is_none());
 }
 
 /// Two nodes on one database: each logout token is delivered once, whichever node
-/// claims it (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: its writer lock).
+/// claims it (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: its writer lock). All are
+/// queued at once, so both nodes' loops find them due together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_deliver_each_logout_token_once() {
     let a = TestServer::start().await;
@@ -575,19 +567,17 @@ async fn two_nodes_deliver_each_logout_token_once() {
     receiver.answer("wiki", &[(200, Duration::from_millis(40)); 200]);
     let wiki = listening_rp(&a, &receiver, "wiki", true).await;
     let admin = user_with_roles(&a, "root", &["admin"]).await.1;
+    let (ada, _) = user_with_roles(&a, "ada", &["user"]).await;
     let mut sids = Vec::new();
-    for i in 0..24 {
-        let name = format!("user{i}");
-        let (id, _) = user_with_roles(&a, &name, &["user"]).await;
-        let code = code_for(&a, &mut Browser::new(), &wiki, &name).await;
+    for _ in 0..24 {
+        let code = code_for(&a, &mut Browser::new(), &wiki, "ada").await;
         let tokens: Value = exchange(&a, &wiki, &code, &wiki.verifier).await.json().await.unwrap();
         let claims = crate::code_flow::verify_id_token(&a, tokens["id_token"].as_str().unwrap(), "wiki").await;
         sids.push(claims["sid"].as_str().unwrap().to_string());
-        let node = if i % 2 == 0 { &a } else { &b };
-        let (status, _) =
-            call(node, &admin, reqwest::Method::DELETE, &format!("/admin/users/{id}/sessions"), None).await;
-        assert_eq!(status, 200);
     }
+    // One revocation ends all 24 browser sign-ins: 24 messages queued in one commit.
+    let (status, _) = call(&b, &admin, reqwest::Method::DELETE, &format!("/admin/users/{ada}/sessions"), None).await;
+    assert_eq!(status, 200);
     receiver.wait_for("wiki", sids.len()).await;
     tokio::time::sleep(Duration::from_millis(2500)).await; // both loops tick again
     let mut told: Vec<String> = Vec::new();
@@ -601,4 +591,126 @@ async fn two_nodes_deliver_each_logout_token_once() {
     assert_eq!(delivered, sids.len() as u64);
     b.stop().await;
     a.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_user_signing_in_again_keeps_the_sid_and_another_user_ends_it() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let (ada, _) = user_with_roles(&server, "ada", &["user"]).await;
+    user_with_roles(&server, "bob", &["user"]).await;
+    let wiki = listening_rp(&server, &receiver, "wiki", true).await;
+    let mut browser = Browser::new();
+    let (first, _, refresh) = signed_in(&server, &mut browser, &wiki, "openid").await;
+
+    // prompt=login: ada types her password again; the browser session, and its sid, go on.
+    server.clock.advance(5);
+    let Landed::AtPage(_, page) = authorize(&server, &mut browser, &wiki, &[("prompt", "login")]).await else {
+        panic!("prompt=login asks")
+    };
+    let Landed::AtClient(params) = crate::code_flow::sign_in(&server, &mut browser, &page, "ada").await else {
+        panic!("signed in again")
+    };
+    let tokens: Value = exchange(&server, &wiki, &params["code"], &wiki.verifier).await.json().await.unwrap();
+    let again = crate::code_flow::verify_id_token(&server, tokens["id_token"].as_str().unwrap(), "wiki").await;
+    assert_eq!(again["sid"], first["sid"], "one browser session, one sid");
+    assert!(again["auth_time"].as_i64() > first["auth_time"].as_i64(), "a new authentication");
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("client_id", "wiki")];
+    assert_eq!(server.post("/oauth2/token").form(&form).sent().await.status(), 200, "the first session lives");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a delivery tick passes
+    assert!(receiver.tokens("wiki").is_empty(), "nothing ended");
+
+    // bob signs in on the same browser: ada's sign-in ends as at a sign-out.
+    let Landed::AtPage(_, page) = authorize(&server, &mut browser, &wiki, &[("prompt", "login")]).await else {
+        panic!("prompt=login asks")
+    };
+    let Landed::AtClient(_) = crate::code_flow::sign_in(&server, &mut browser, &page, "bob").await else {
+        panic!("bob signed in")
+    };
+    let tokens = receiver.wait_for("wiki", 1).await;
+    let claims = verify_logout_token(&server, &tokens[0], "wiki").await;
+    assert_eq!((claims["sub"].as_str(), &claims["sid"]), (Some(ada.as_str()), &first["sid"]));
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a delivery tick passes
+    assert_eq!(receiver.tokens("wiki").len(), 1, "one token for ada's two sessions under one sid");
+    let rotated: Value = server.post("/oauth2/token").form(&form).sent().await.json().await.unwrap();
+    assert_eq!(rotated["error"], "invalid_grant", "ada's sessions through it ended");
+}
+
+#[tokio::test]
+async fn a_token_without_sid_waits_until_the_users_last_session_at_that_client_ends() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::start().await;
+    let (ada, _) = user_with_roles(&server, "ada", &["user"]).await;
+    let admin = user_with_roles(&server, "root", &["admin"]).await.1;
+    let new = latchkey_server::domain::clients::NewClient {
+        client_id: "svc".into(),
+        name: "svc".into(),
+        confidential: true,
+        grant_types: vec!["password".into()],
+        scopes: vec!["openid".into()],
+        audience: None,
+        roles: Vec::new(),
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        first_party: true,
+        allowed_origins: Vec::new(),
+        visible_roles: None,
+        token_endpoint_auth_method: None,
+        backchannel_logout_uri: Some(receiver.uri("svc")),
+        backchannel_logout_session_required: false,
+    };
+    let operator = latchkey_server::domain::rbac::Grantor::operator("test");
+    let (_, secret) = latchkey_server::domain::clients::create(&server.state, new, &operator).await.unwrap();
+    let secret = secret.unwrap().expose().clone();
+    let form = [("grant_type", "password"), ("username", "ada"), ("password", PASSWORD), ("scope", "openid")];
+    for _ in 0..2 {
+        let resp = server.post("/oauth2/token").basic_auth("svc", Some(&secret)).form(&form).sent().await;
+        assert_eq!(resp.status(), 200);
+    }
+    let live = latchkey_server::store::sessions::list_live_for_user(&server.state.db, &ada, server.clock.now_secs())
+        .await
+        .unwrap();
+    let svc: Vec<_> = live.iter().filter(|s| s.client_id == "svc").collect();
+    assert_eq!(svc.len(), 2);
+    // A token without sid ends every session of ada at svc: not while one lives here.
+    let (status, _) =
+        call(&server, &admin, reqwest::Method::DELETE, &format!("/admin/sessions/{}", svc[0].id), None).await;
+    assert_eq!(status, 204);
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a delivery tick passes
+    assert!(messages_for(&server, "svc").await.is_empty(), "ada still has a session at svc");
+    let (status, _) =
+        call(&server, &admin, reqwest::Method::DELETE, &format!("/admin/sessions/{}", svc[1].id), None).await;
+    assert_eq!(status, 204);
+    let tokens = receiver.wait_for("svc", 1).await;
+    let claims = verify_logout_token(&server, &tokens[0], "svc").await;
+    assert_eq!(claims["sub"], ada.as_str());
+    assert!(claims.get("sid").is_none());
+}
+
+#[tokio::test]
+async fn a_failing_relying_party_paces_its_other_messages_instead_of_spending_their_attempts() {
+    let server = TestServer::start_with(|raw| raw.backchannel_logout.concurrency = 1).await;
+    let receiver = Receiver::start().await;
+    let (ada, _) = user_with_roles(&server, "ada", &["user"]).await;
+    let admin = user_with_roles(&server, "root", &["admin"]).await.1;
+    let wiki = listening_rp(&server, &receiver, "wiki", true).await;
+    receiver.answer("wiki", &[(503, Duration::ZERO); 10]);
+    for _ in 0..2 {
+        let code = code_for(&server, &mut Browser::new(), &wiki, "ada").await;
+        assert_eq!(exchange(&server, &wiki, &code, &wiki.verifier).await.status(), 200);
+    }
+    // One commit queues a message per browser sign-in; one slot takes the first.
+    let (status, _) =
+        call(&server, &admin, reqwest::Method::DELETE, &format!("/admin/users/{ada}/sessions"), None).await;
+    assert_eq!(status, 200);
+    eventually("the first attempt recorded", Duration::from_secs(20), || async {
+        messages_for(&server, "wiki").await.iter().any(|m| m.last_error.is_some())
+    })
+    .await;
+    let rows = messages_for(&server, "wiki").await;
+    let failed: Vec<_> = rows.iter().filter(|m| m.attempts == 1).collect();
+    let waiting: Vec<_> = rows.iter().filter(|m| m.attempts == 0).collect();
+    assert_eq!((failed.len(), waiting.len()), (1, 1), "{rows:?}");
+    assert_eq!(waiting[0].next_attempt_at, failed[0].next_attempt_at, "paced with the failed one, attempts intact");
+    assert_eq!(receiver.tokens("wiki").len(), 1);
 }
