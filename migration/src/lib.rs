@@ -18,6 +18,7 @@ mod m20261201_000007_code_flow;
 mod m20261202_000008_audit_chain;
 mod m20261202_000009_session_origin;
 mod m20261202_000010_backchannel_logout;
+mod m20261202_000011_account_client;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_audit_chain::Migration),
             Box::new(m20261202_000009_session_origin::Migration),
             Box::new(m20261202_000010_backchannel_logout::Migration),
+            Box::new(m20261202_000011_account_client::Migration),
         ]
     }
 }

@@ -138,6 +138,10 @@ pub async fn serve(
         tracing::info!(%addr, issuer = %state.config.issuer, "listening");
     }
     let db = state.db.clone();
+    // The server, not the CLI (whose public URL may be another), knows the issuer.
+    if let Err(e) = domain::clients::ensure_account_client(&state).await {
+        tracing::warn!(error = %e, "the account page's client could not be pointed at this issuer");
+    }
     let jobs = tokio::spawn(domain::maintenance::run_forever(state.clone()));
     let deliveries = tokio::spawn(domain::backchannel::run_forever(state.clone()));
     let metrics_server = match state.config.operations.metrics_listen {

@@ -115,8 +115,12 @@ pub fn redirect_origin(uri: &str) -> Option<String> {
 
 /// PKCE S256 (RFC 7636 §4.2): whether `verifier` hashes to `challenge`.
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+    constant_time_eq(s256_challenge(verifier).as_bytes(), challenge.as_bytes())
+}
+
+/// The S256 challenge of a PKCE verifier (RFC 7636 §4.2).
+pub fn s256_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// RFC 7636 §4.1: 43 to 128 characters of `[A-Z] [a-z] [0-9] - . _ ~`. A challenge has

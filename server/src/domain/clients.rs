@@ -416,7 +416,7 @@ pub async fn rotate_secret(state: &AppState, client_id: &str, by: &Grantor<'_>) 
 pub async fn delete(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Result<()> {
     let now = state.now();
     let actor = by.actor();
-    if client_id == SPA_CLIENT_ID || client_id == ADMIN_CONSOLE_CLIENT_ID {
+    if [SPA_CLIENT_ID, ADMIN_CONSOLE_CLIENT_ID, super::account::ACCOUNT_CLIENT_ID].contains(&client_id) {
         return Err(Error::Conflict {
             code: ErrorCode::BuiltinClient,
             description: format!("{client_id} is a built-in client the server relies on"),
@@ -426,6 +426,16 @@ pub async fn delete(state: &AppState, client_id: &str, by: &Grantor<'_>) -> Resu
     check_may_manage(state, by, client_id, "client.delete").await?;
     let audit = event(now, actor, "client.delete", client_id, serde_json::json!({}));
     if clients::delete(&state.db, client_id, audit).await? { Ok(()) } else { Err(Error::NotFound("client")) }
+}
+
+/// Points the account page's built-in client at `{issuer}/account` (the issuer is known
+/// only to the running server), at start-up.
+pub async fn ensure_account_client(state: &AppState) -> Result<()> {
+    let uri = format!("{}{}", state.config.issuer, super::account::ACCOUNT_PATH);
+    if clients::set_builtin_redirect_uris(&state.db, super::account::ACCOUNT_CLIENT_ID, &uri).await? {
+        tracing::info!(redirect_uri = %uri, "the account page's client now returns to this issuer");
+    }
+    Ok(())
 }
 
 /// A client's back-channel logout: where its tokens go and how their delivery stands,

@@ -57,7 +57,8 @@ pub async fn consents(state: &AppState, user_id: &str) -> Result<Vec<ConsentView
     Ok(views)
 }
 
-/// Forgets a consent: the client asks again next time.
+/// Forgets a consent: the client asks again next time, and the user's sessions there end
+/// (its relying party is told).
 pub async fn revoke_consent(
     state: &AppState,
     user_id: &str,
@@ -68,7 +69,7 @@ pub async fn revoke_consent(
     let event = NewAuditEvent::success(ctx.now, actor, "consent.revoked", client_id)
         .ip(ctx.ip.clone())
         .details(serde_json::json!({ "user_id": user_id }));
-    if store::revoke_consent(&state.db, user_id, client_id, event).await? {
+    if store::revoke_consent(&state.db, user_id, client_id, ctx.now, event).await? {
         Ok(())
     } else {
         Err(Error::NotFound("consent"))

@@ -3,6 +3,7 @@
 //! plain inputs, the shared [`AppState`](crate::state::AppState) and the current time
 //! from its clock, and return [`Error`], which `api::error` maps to responses in one place.
 
+pub mod account;
 pub mod audit;
 pub mod auth;
 pub mod authorize;

@@ -169,7 +169,11 @@ async fn remembered_consent(state: &AppState, client: &ClientRow, user_id: &str)
 }
 
 /// The live login session the browser's cookie names, with its active user.
-async fn live_sso_session(state: &AppState, browser: &Browser, now: i64) -> Result<Option<(SsoSessionRow, UserRow)>> {
+pub(crate) async fn live_sso_session(
+    state: &AppState,
+    browser: &Browser,
+    now: i64,
+) -> Result<Option<(SsoSessionRow, UserRow)>> {
     let Some(token) = &browser.sso else { return Ok(None) };
     let Some((session, Some(user))) = state.tokens.sso_session(&sha256_hex(token.expose())).await? else {
         return Ok(None);

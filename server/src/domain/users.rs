@@ -352,6 +352,34 @@ pub async fn change_password(
     new: &Secret<String>,
     ctx: &super::auth::RequestContext,
 ) -> Result<()> {
+    let keep = users::UserChanges { keep_session: current_session.map(str::to_string), ..Default::default() };
+    set_own_password(state, user_id, keep, current, new, ctx).await
+}
+
+/// [`change_password`] from the account page: every session ends but this browser's
+/// login session.
+pub async fn change_password_keeping_browser(
+    state: &AppState,
+    user_id: &str,
+    sso_session: &str,
+    current: &Secret<String>,
+    new: &Secret<String>,
+    ctx: &super::auth::RequestContext,
+) -> Result<()> {
+    let keep = users::UserChanges { keep_sso_session: Some(sso_session.to_string()), ..Default::default() };
+    set_own_password(state, user_id, keep, current, new, ctx).await
+}
+
+/// The user sets their own password (the current one re-checked); `keep` names the
+/// session that stays.
+async fn set_own_password(
+    state: &AppState,
+    user_id: &str,
+    keep: users::UserChanges,
+    current: &Secret<String>,
+    new: &Secret<String>,
+    ctx: &super::auth::RequestContext,
+) -> Result<()> {
     let now = ctx.now;
     let user = users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
     super::auth::check_password(state, &user.username, current, ctx).await?;
@@ -359,11 +387,7 @@ pub async fn change_password(
     let hash = state.passwords.hash(new).await?;
     let mut event = user_event(now, user_id, "user.change_password", user_id, serde_json::json!({}));
     event.ip = ctx.ip.clone();
-    let changes = users::UserChanges {
-        password_hash: Some(hash),
-        keep_session: current_session.map(str::to_string),
-        ..Default::default()
-    };
+    let changes = users::UserChanges { password_hash: Some(hash), ..keep };
     apply(state, user_id, changes, event).await?;
     Ok(())
 }

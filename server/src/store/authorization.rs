@@ -393,10 +393,32 @@ pub async fn save_consent(db: &super::Db, row: ConsentRow, event: NewAuditEvent)
 }
 
 /// Forgets a consent; whether there was one.
-pub async fn revoke_consent(db: &super::Db, user_id: &str, client_id: &str, event: NewAuditEvent) -> StoreResult<bool> {
+/// Forgets a consent and ends the user's sessions at that client (which is told), with
+/// the audit event (which gains `sessions_ended`), in one transaction; whether there was one.
+pub async fn revoke_consent(
+    db: &super::Db,
+    user_id: &str,
+    client_id: &str,
+    now: i64,
+    mut event: NewAuditEvent,
+) -> StoreResult<bool> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let deleted = consents::Entity::delete_by_id((user_id.to_string(), client_id.to_string())).exec(&*txn).await?;
     if deleted.rows_affected == 1 {
+        let at_client: Vec<String> = sessions::Entity::find()
+            .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::ClientId.eq(client_id))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .all(&*txn)
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        let ended =
+            super::sessions::revoke_ids_in(&*txn, &at_client, "consent_revoked", now, Notify::RelyingParty).await?;
+        if let Some(details) = event.details.as_object_mut() {
+            details.insert("sessions_ended".into(), ended.len().into());
+        }
         audit::record(&txn, event).await?;
     }
     txn.commit().await?;

@@ -185,6 +185,20 @@ pub async fn update(
     Ok(Some(row))
 }
 
+/// Sets a built-in client's redirect URIs (the account page's, from the issuer), when
+/// they differ; whether it changed them.
+pub async fn set_builtin_redirect_uris(db: &super::Db, client_id: &str, uris: &str) -> StoreResult<bool> {
+    use sea_orm::sea_query::Expr;
+    let updated = clients::Entity::update_many()
+        .col_expr(clients::Column::RedirectUris, Expr::value(uris))
+        .filter(clients::Column::ClientId.eq(client_id))
+        .filter(clients::Column::RedirectUris.ne(uris))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(updated == 1)
+}
+
 /// Deletes a client; its sessions and their refresh tokens cascade.
 pub async fn delete(db: &super::Db, client_id: &str, event: NewAuditEvent) -> StoreResult<bool> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;

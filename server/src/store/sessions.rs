@@ -168,7 +168,7 @@ pub async fn revoke_all_for_user(
     event: Option<NewAuditEvent>,
 ) -> StoreResult<u64> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    let revoked = revoke_all_in(&*txn, user_id, None, reason, now).await?;
+    let revoked = revoke_all_in(&*txn, user_id, Keep::default(), reason, now).await?;
     if let Some(event) = event {
         audit::record(&txn, event).await?;
     }
@@ -226,8 +226,17 @@ pub fn ended_sessions(rows: &[SessionRow]) -> Vec<super::outbox::EndedSession> {
         .collect()
 }
 
+/// What [`revoke_all_in`] leaves alive: the caller's own session, after a password change
+/// (its refresh-token session from the JSON API, or its browser's login session from
+/// the account page).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep<'a> {
+    pub session: Option<&'a str>,
+    pub sso_session: Option<&'a str>,
+}
+
 /// The body of [`revoke_all_for_user`], for callers that already hold a transaction.
-/// `except` keeps one session alive (the caller's own, after a password change). The
+/// `keep` keeps the caller's own session alive (see [`Keep`]). The
 /// user's browser login sessions (SSO) end too: whatever ends every session of a user
 /// (logout everywhere, a password change, disabling, an admin's revoke-all) must not
 /// leave a browser that signs them in to the next relying party. Every relying party
@@ -235,11 +244,11 @@ pub fn ended_sessions(rows: &[SessionRow]) -> Vec<super::outbox::EndedSession> {
 pub async fn revoke_all_in(
     db: &impl ConnectionTrait,
     user_id: &str,
-    except: Option<&str>,
+    keep_alive: Keep<'_>,
     reason: &str,
     now: i64,
 ) -> StoreResult<u64> {
-    let keep = except.unwrap_or("");
+    let keep = keep_alive.session.unwrap_or("");
     let ended = sessions::Entity::update_many()
         .col_expr(sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
@@ -267,6 +276,7 @@ pub async fn revoke_all_in(
         .col_expr(sso_sessions::Column::RevokedAt, Expr::value(now))
         .col_expr(sso_sessions::Column::RevokedReason, Expr::value(reason))
         .filter(sso_sessions::Column::UserId.eq(user_id))
+        .filter(sso_sessions::Column::Id.ne(keep_alive.sso_session.unwrap_or("")))
         .filter(sso_sessions::Column::RevokedAt.is_null())
         .exec(db)
         .await?;

@@ -261,6 +261,8 @@ pub struct UserChanges {
     pub roles: Option<Vec<String>>,
     /// When the change ends the user's sessions, keep this one (the caller's own).
     pub keep_session: Option<String>,
+    /// …or this browser login session (the account page's own).
+    pub keep_sso_session: Option<String>,
 }
 
 /// Applies `changes` in one transaction guarded against losing the last admin. Disabling
@@ -310,8 +312,13 @@ pub async fn update(
     }
     ensure_an_admin_remains(&txn, had_admin).await?;
     if end_sessions {
-        let reason = if changes.keep_session.is_some() { "password_changed" } else { "user_changed_by_admin" };
-        super::sessions::revoke_all_in(&*txn, user_id, changes.keep_session.as_deref(), reason, now).await?;
+        let by_user = changes.keep_session.is_some() || changes.keep_sso_session.is_some();
+        let reason = if by_user { "password_changed" } else { "user_changed_by_admin" };
+        let keep = super::sessions::Keep {
+            session: changes.keep_session.as_deref(),
+            sso_session: changes.keep_sso_session.as_deref(),
+        };
+        super::sessions::revoke_all_in(&*txn, user_id, keep, reason, now).await?;
         // A login half done with the old password (or by the now disabled user) ends too.
         super::mfa::delete_challenges_of(&*txn, user_id).await?;
     }
@@ -331,7 +338,7 @@ pub async fn delete(db: &super::Db, user_id: &str, event: super::audit::NewAudit
     // it between the revocation and the delete and vanish untold.
     use sea_orm::QuerySelect;
     users::Entity::find_by_id(user_id.to_string()).lock_exclusive().one(&*txn).await?;
-    super::sessions::revoke_all_in(&*txn, user_id, None, "user_deleted", event.occurred_at).await?;
+    super::sessions::revoke_all_in(&*txn, user_id, Default::default(), "user_deleted", event.occurred_at).await?;
     let deleted = users::Entity::delete_by_id(user_id.to_string()).exec(&*txn).await?.rows_affected;
     if deleted == 0 {
         return Ok(false);

@@ -4,6 +4,7 @@
 // Helpers outside #[test] functions panic on failure by design: they are test code.
 #![allow(clippy::unwrap_used)]
 
+mod account;
 mod admin;
 mod audit_chain;
 mod backchannel;

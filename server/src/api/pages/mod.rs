@@ -9,6 +9,7 @@
 //! against clickjacking, and `Referrer-Policy: no-referrer` so codes and interaction ids
 //! never leak in a `Referer`.
 
+mod account;
 mod messages;
 
 use askama::Template;
@@ -35,7 +36,7 @@ use messages::{EN, Messages};
 pub const BROWSER_COOKIE: &str = "lk_browser";
 
 /// Every path this module serves, with its methods (for the `Allow` table).
-pub const ROUTES: [(&str, &str); 10] = [
+pub const ROUTES: [(&str, &str); 20] = [
     ("/oauth2/authorize", "get"),
     ("/oauth2/authorize", "post"),
     ("/oauth2/logout", "get"),
@@ -46,11 +47,21 @@ pub const ROUTES: [(&str, &str); 10] = [
     ("/ui/consent", "get"),
     ("/ui/consent", "post"),
     ("/ui/style.css", "get"),
+    account::ROUTES[0],
+    account::ROUTES[1],
+    account::ROUTES[2],
+    account::ROUTES[3],
+    account::ROUTES[4],
+    account::ROUTES[5],
+    account::ROUTES[6],
+    account::ROUTES[7],
+    account::ROUTES[8],
+    account::ROUTES[9],
 ];
 
 /// Adds the hosted routes to the application's.
 pub fn mount(route: Route) -> Route {
-    route
+    account::mount(route)
         .at("/oauth2/authorize", poem::get(authorize).post(authorize))
         .at("/oauth2/logout", poem::get(logout).post(logout))
         .at("/ui/signin", poem::get(show).post(submit_password))
