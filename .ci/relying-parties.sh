@@ -4,7 +4,8 @@
 #   - openid-client (panva, v6) in Debian's Chromium through playwright-core: the code
 #     flow with PKCE through the hosted sign-in, second-factor and consent pages, SSO to a
 #     second relying party, prompt=login/none, max_age, keyboard-only sign-in, axe-core,
-#     RP-initiated logout (buildEndSessionUrl) and back-channel logout tokens verified with jose;
+#     RP-initiated logout (buildEndSessionUrl) and back-channel logout tokens verified with jose,
+#     the account page (sessions, password change, TOTP enrolment, axe-core);
 #   - Authlib (Python, no browser): discovery metadata, the id_token and at_hash.
 # Installs what it needs (chromium from Debian, npm ci, Authlib into a venv cached under
 # ~/.cache/latchkey-authlib/) and never builds the server.

@@ -9,6 +9,7 @@ import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import * as OTPAuth from "otpauth";
 import { Latchkey, freePort } from "./latchkey.mjs";
 import { startRelyingParty } from "../rp.mjs";
 
@@ -22,6 +23,7 @@ const users = {
   kim: { username: "kim", password: "kim's long password" }, // keyboard only
   axel: { username: "axel", password: "axel's long password" }, // TOTP; the accessibility pass
   lena: { username: "lena", password: "lena's long password" }, // signs out
+  mona: { username: "mona", password: "mona's long password" }, // the account page
 };
 
 let latchkey, photos, wiki, browser;
@@ -463,4 +465,75 @@ test("signing out at one relying party (buildEndSessionUrl) signs the browser ou
   await signedIn(page, photos);
   noProblems(page);
   await context.close();
+});
+
+test("the account page: sessions listed and one ended, the password changed (other sessions end), TOTP enrolled", async () => {
+  const context = await newContext();
+  const page = await openTab(context);
+  await page.goto(`${photos.base}/login`);
+  await signIn(page, users.mona);
+  await consent(page);
+  await signedIn(page, photos);
+  // Another device: signed in at the wiki.
+  const laptop = await newContext();
+  const other = await openTab(laptop);
+  await other.goto(`${wiki.base}/login`);
+  await signIn(other, users.mona);
+  await signedIn(other, wiki);
+
+  await page.goto(`${latchkey.issuer}/account`);
+  await page.getByRole("heading", { name: "Your account" }).waitFor();
+  const browsers = page.locator("section", { has: page.getByRole("heading", { name: "Where you are signed in" }) });
+  assert.equal(await browsers.locator("li").count(), 2, "two browsers");
+  assert.equal(await browsers.getByText("this device").count(), 1);
+  const apps = page.locator("section", { has: page.getByRole("heading", { name: "App sessions" }) });
+  assert.ok((await apps.getByText("Photo Gallery").count()) >= 1, "the gallery's session is listed");
+  await apps.getByRole("button", { name: /^End: Photo Gallery/ }).first().click();
+  await page.getByRole("status").filter({ hasText: "That session has ended." }).waitFor();
+  const allowed = page.locator("section", { has: page.getByRole("heading", { name: "Apps you allowed" }) });
+  assert.equal(await allowed.getByText("Photo Gallery").count(), 1, "the consent stays until revoked");
+
+  const password = page.locator("form[action='/account/password']");
+  await password.getByLabel("Current password").fill(users.mona.password);
+  await password.getByLabel("New password").fill("mona's newer long password");
+  await password.getByRole("button", { name: "Change password" }).click();
+  await page.getByRole("status").filter({ hasText: "Your password is changed." }).waitFor();
+  assert.equal(await browsers.locator("li").count(), 1, "only this browser is left");
+  // The other device is signed out: the wiki's next sign-in asks for the password.
+  await other.goto(`${wiki.base}/login`);
+  await signIn(other, { username: "mona", password: "mona's newer long password" });
+  await signedIn(other, wiki);
+
+  const setup = page.locator("form[action='/account/totp/setup']");
+  await setup.getByLabel("Current password").fill("mona's newer long password");
+  await setup.getByRole("button", { name: "Set up two-step verification" }).click();
+  await page.getByRole("img", { name: "QR code for your authenticator app" }).waitFor();
+  const secret = (await page.locator("code.secret").textContent()).trim();
+  const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), digits: 6, period: 30 });
+  await page.getByLabel("Code", { exact: true }).fill(totp.generate());
+  await page.getByRole("button", { name: "Turn on", exact: true }).click();
+  await page.getByRole("heading", { name: "Your recovery codes" }).waitFor();
+  assert.equal(await page.locator(".codes li").count(), 10);
+  await page.getByRole("link", { name: "Back to your account" }).click();
+  await page.getByText("On: signing in asks for a code from your authenticator app.").waitFor();
+  noProblems(page);
+  noProblems(other);
+  await laptop.close();
+  await context.close();
+
+  // axe-core on the account page and the one-time codes page (CSP bypassed for axe alone).
+  const audit = await newContext({ bypassCSP: true });
+  const tab = await openTab(audit);
+  await tab.goto(`${latchkey.issuer}/account`);
+  await signIn(tab, users.kim);
+  await tab.getByRole("heading", { name: "Your account" }).waitFor();
+  await tab.screenshot({ path: join(artifacts, "account.png"), fullPage: true });
+  const bad = await axe(tab, "account page");
+  const codes = tab.locator("form[action='/account/totp/setup']");
+  await codes.getByLabel("Current password").fill(users.kim.password);
+  await codes.getByRole("button", { name: "Set up two-step verification" }).click();
+  await tab.getByRole("img", { name: "QR code for your authenticator app" }).waitFor();
+  bad.push(...(await axe(tab, "two-step set-up")));
+  assert.deepEqual(bad, [], "no serious or critical axe violations");
+  await audit.close();
 });
