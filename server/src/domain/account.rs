@@ -9,16 +9,17 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::security::{Secret, constant_time_eq};
+use crate::security::{Secret, constant_time_eq, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::authorization::SsoSessionRow;
 use crate::store::sessions::{self as session_store, SessionRow};
 use crate::store::users::UserRow;
+use crate::tokens::SSO_TOKEN_PREFIX;
 
 use super::auth::RequestContext;
 use super::grants::{self, ConsentView};
 use super::mfa::{SecondFactor, TotpEnrolment};
-use super::signin::Browser;
+use super::signin::{Browser, NewCookie};
 use super::{Error, ErrorCode, Result};
 
 /// The built-in client the account page signs in through (the code flow, first-party,
@@ -116,19 +117,34 @@ pub async fn end_session(state: &AppState, account: &Account, id: &str, ctx: &Re
 
 /// Forgets a consent and ends that application's sessions.
 pub async fn revoke_consent(state: &AppState, account: &Account, client_id: &str, ctx: &RequestContext) -> Result<()> {
+    let client_id_shaped = (1..=64).contains(&client_id.len())
+        && client_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !client_id_shaped {
+        return Err(Error::NotFound("consent"));
+    }
     grants::revoke_consent(state, &account.user.id, client_id, &account.user.id, ctx).await
 }
 
-/// Changes the password (the current one re-checked): every session ends, relying
-/// parties are told, and this browser stays signed in.
+/// Changes the password (the current one re-checked): every other session ends and its
+/// relying party is told; this browser stays signed in, with a new cookie (so one that
+/// leaked before the change stops working), which is returned.
 pub async fn change_password(
     state: &AppState,
     account: &Account,
     current: &Secret<String>,
     new: &Secret<String>,
     ctx: &RequestContext,
-) -> Result<()> {
-    super::users::change_password_keeping_browser(state, &account.user.id, &account.sso.id, current, new, ctx).await
+) -> Result<Option<NewCookie>> {
+    super::users::change_password_keeping_browser(state, &account.user.id, &account.sso.id, current, new, ctx).await?;
+    let token = generate_token(SSO_TOKEN_PREFIX);
+    let rotated = crate::store::authorization::rotate_sso_cookie(
+        &state.db,
+        &account.sso.id,
+        &account.sso.token_hash,
+        &sha256_hex(token.expose()),
+    )
+    .await?;
+    Ok(rotated.then(|| NewCookie { value: token, max_age: Some(account.sso.absolute_expires_at - ctx.now) }))
 }
 
 /// Signs the user out everywhere: every browser (this one too) and every session.

@@ -154,12 +154,11 @@ async fn attempt(state: &AppState, http: &reqwest::Client, claim: Claimed) -> Re
     }
     let delay = retry_delay(attempt, config.retry_base, config.retry_max, jitter());
     let next = state.now().saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX));
-    if !outbox::mark_retry(&state.db, &claim, next, &failure).await? {
-        return Ok(Outcome::LostClaim);
-    }
     // The relying party is failing: its other due messages wait as long as this one
     // (not counted as attempts), instead of each spending a slot and an attempt now.
-    outbox::postpone_recipient(&state.db, OutboxKind::BackchannelLogout, &client_id, state.now(), next).await?;
+    if !outbox::mark_retry(&state.db, &claim, state.now(), next, &failure).await? {
+        return Ok(Outcome::LostClaim);
+    }
     state.metrics.backchannel_logout.with_label_values(&["retried"]).inc();
     tracing::info!(
         client_id = %client_id, attempt, error = %failure, retry_in_secs = delay.as_secs(),

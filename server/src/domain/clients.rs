@@ -327,6 +327,14 @@ pub struct ClientUpdate {
 }
 
 pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by: &Grantor<'_>) -> Result<ClientView> {
+    if client_id == super::account::ACCOUNT_CLIENT_ID {
+        // Its redirect URI is the server's own page; another would make a consent-free
+        // first-party client of it.
+        return Err(Error::Conflict {
+            code: ErrorCode::BuiltinClient,
+            description: format!("{client_id} is the account page's built-in client; the server manages it"),
+        });
+    }
     let now = state.now();
     let actor = by.actor();
     let current = get(state, client_id).await?;
@@ -434,6 +442,8 @@ pub async fn ensure_account_client(state: &AppState) -> Result<()> {
     let uri = format!("{}{}", state.config.issuer, super::account::ACCOUNT_PATH);
     if clients::set_builtin_redirect_uris(&state.db, super::account::ACCOUNT_CLIENT_ID, &uri).await? {
         tracing::info!(redirect_uri = %uri, "the account page's client now returns to this issuer");
+    } else if clients::find(&state.db, super::account::ACCOUNT_CLIENT_ID).await?.is_none() {
+        tracing::warn!("the account page's client (latchkey-account) is missing: /account cannot sign anyone in");
     }
     Ok(())
 }

@@ -469,8 +469,9 @@ async fn signed_in(
     let token = generate_token(SSO_TOKEN_PREFIX);
     let sso = &state.config.sso;
     let amr_text = amr.join(" ");
-    let previous = match &browser.sso {
-        Some(old) => state.tokens.sso_session(&sha256_hex(old.expose())).await?.map(|(s, _)| s),
+    let old_token_hash = browser.sso.as_ref().map(|old| sha256_hex(old.expose()));
+    let previous = match &old_token_hash {
+        Some(hash) => state.tokens.sso_session(hash).await?.map(|(s, _)| s),
         None => None,
     };
     let idle = sso.idle_timeout.as_secs() as i64;
@@ -484,11 +485,26 @@ async fn signed_in(
             let event = NewAuditEvent::success(now, &user.id, "login", &previous.id)
                 .ip(ctx.ip.clone())
                 .details(details.clone());
-            let idle_expires_at = (now + idle).min(previous.absolute_expires_at);
             let hash = sha256_hex(token.expose());
-            store::reauthenticate_sso_session(&state.db, &previous.id, &hash, &amr_text, idle_expires_at, now, event)
-                .await?
-                .then(|| (previous.id.clone(), previous.absolute_expires_at))
+            let again = store::Reauthentication {
+                id: &previous.id,
+                old_token_hash: old_token_hash.as_deref().unwrap_or_default(),
+                token_hash: &hash,
+                amr: &amr_text,
+                idle_expires_at: (now + idle).min(previous.absolute_expires_at),
+                ip: ctx.ip.clone(),
+                user_agent: ctx.user_agent.as_ref().map(|ua| ua.chars().take(USER_AGENT_MAX).collect()),
+                now,
+            };
+            if !store::reauthenticate_sso_session(&state.db, again, event).await? {
+                // Another sign-in of this browser renewed it first (a double submit):
+                // that one carries on; this one is over.
+                return Err(Error::bad_request(
+                    ErrorCode::InvalidRequest,
+                    "This sign-in can no longer be completed. Go back to the application and try again.",
+                ));
+            }
+            Some((previous.id.clone(), previous.absolute_expires_at))
         }
         None => None,
     };

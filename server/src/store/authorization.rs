@@ -52,6 +52,34 @@ pub async fn create_sso_session(
     Ok(())
 }
 
+/// A re-authentication of a browser login session (see [`reauthenticate_sso_session`]).
+pub struct Reauthentication<'a> {
+    pub id: &'a str,
+    /// The hash of the cookie the browser came with.
+    pub old_token_hash: &'a str,
+    pub token_hash: &'a str,
+    pub amr: &'a str,
+    pub idle_expires_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub now: i64,
+}
+
+/// Gives a browser login session a new cookie (after a password change on the account
+/// page: a cookie that leaked before it stops working); whether it was still live with
+/// the old one.
+pub async fn rotate_sso_cookie(db: &super::Db, id: &str, old_token_hash: &str, token_hash: &str) -> StoreResult<bool> {
+    let updated = sso_sessions::Entity::update_many()
+        .col_expr(sso_sessions::Column::TokenHash, Expr::value(token_hash))
+        .filter(sso_sessions::Column::Id.eq(id))
+        .filter(sso_sessions::Column::TokenHash.eq(old_token_hash))
+        .filter(sso_sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(updated == 1)
+}
+
 /// The browser login session a new one replaces.
 #[derive(Debug, Clone, Copy)]
 pub struct Replaced<'a> {
@@ -66,21 +94,23 @@ pub struct Replaced<'a> {
 /// with the new cookie, authentication time and methods. Whether it was still live.
 pub async fn reauthenticate_sso_session(
     db: &super::Db,
-    id: &str,
-    token_hash: &str,
-    amr: &str,
-    idle_expires_at: i64,
-    now: i64,
+    again: Reauthentication<'_>,
     event: NewAuditEvent,
 ) -> StoreResult<bool> {
+    let Reauthentication { id, old_token_hash, token_hash, amr, idle_expires_at, ip, user_agent, now } = again;
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let updated = sso_sessions::Entity::update_many()
         .col_expr(sso_sessions::Column::TokenHash, Expr::value(token_hash))
+        .col_expr(sso_sessions::Column::Ip, Expr::value(ip))
+        .col_expr(sso_sessions::Column::UserAgent, Expr::value(user_agent))
         .col_expr(sso_sessions::Column::AuthTime, Expr::value(now))
         .col_expr(sso_sessions::Column::Amr, Expr::value(amr))
         .col_expr(sso_sessions::Column::LastSeenAt, Expr::value(now))
         .col_expr(sso_sessions::Column::IdleExpiresAt, Expr::value(idle_expires_at))
         .filter(sso_sessions::Column::Id.eq(id))
+        // Still the cookie this sign-in came with: of two sign-ins racing on one
+        // browser, one renews it and the other finds it renewed.
+        .filter(sso_sessions::Column::TokenHash.eq(old_token_hash))
         .filter(sso_sessions::Column::RevokedAt.is_null())
         .filter(sso_sessions::Column::AbsoluteExpiresAt.gt(now))
         .exec(&*txn)
@@ -405,6 +435,14 @@ pub async fn revoke_consent(
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let deleted = consents::Entity::delete_by_id((user_id.to_string(), client_id.to_string())).exec(&*txn).await?;
     if deleted.rows_affected == 1 {
+        // Its codes not yet redeemed buy nothing either.
+        authorization_codes::Entity::update_many()
+            .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))
+            .filter(authorization_codes::Column::UserId.eq(user_id))
+            .filter(authorization_codes::Column::ClientId.eq(client_id))
+            .filter(authorization_codes::Column::UsedAt.is_null())
+            .exec(&*txn)
+            .await?;
         let at_client: Vec<String> = sessions::Entity::find()
             .filter(sessions::Column::UserId.eq(user_id))
             .filter(sessions::Column::ClientId.eq(client_id))

@@ -231,16 +231,31 @@ pub async fn mark_delivered(db: &super::Db, claim: &Claimed, now: i64) -> StoreR
     Ok(updated == 1)
 }
 
-/// The attempt failed and another is due at `next_attempt_at`.
-pub async fn mark_retry(db: &super::Db, claim: &Claimed, next_attempt_at: i64, error: &str) -> StoreResult<bool> {
+/// The attempt failed and another is due at `next_attempt_at`; the recipient's other
+/// due messages of the same kind wait as long (see [`postpone_recipient`]), in the same
+/// transaction. Whether this claim still held the message.
+pub async fn mark_retry(
+    db: &super::Db,
+    claim: &Claimed,
+    now: i64,
+    next_attempt_at: i64,
+    error: &str,
+) -> StoreResult<bool> {
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     let updated = outbox::Entity::update_many()
         .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
         .col_expr(outbox::Column::LastError, Expr::value(error))
         .filter(held(claim))
-        .exec(db)
+        .exec(&*txn)
         .await?
         .rows_affected;
-    Ok(updated == 1)
+    if updated != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    postpone_recipient(&*txn, claim.row.kind, &claim.row.recipient, now, next_attempt_at).await?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// The message is given up (its last attempt failed, or its recipient is gone), with
@@ -274,7 +289,7 @@ pub async fn mark_dead(
 /// `next_attempt_at` lies past their lease) to `until`, their attempts not counted:
 /// one failure of a recipient paces the rest of its messages.
 pub async fn postpone_recipient(
-    db: &super::Db,
+    db: &impl ConnectionTrait,
     kind: OutboxKind,
     recipient: &str,
     now: i64,

@@ -14,7 +14,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityT
 
 use super::StoreResult;
 use super::audit::{self, NewAuditEvent};
-use super::entities::{refresh_tokens, sessions, sso_sessions};
+use super::entities::{authorization_codes, refresh_tokens, sessions, sso_sessions};
 
 pub use refresh_tokens::Model as RefreshTokenRow;
 pub use sessions::Model as SessionRow;
@@ -280,6 +280,20 @@ pub async fn revoke_all_in(
         .filter(sso_sessions::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
+    // Codes issued and not yet redeemed are spent too, so none buys a session after
+    // this (a stolen browser cookie's last code included); the kept browser's stay.
+    let mut codes = authorization_codes::Entity::update_many()
+        .col_expr(authorization_codes::Column::UsedAt, Expr::value(now))
+        .filter(authorization_codes::Column::UserId.eq(user_id))
+        .filter(authorization_codes::Column::UsedAt.is_null());
+    if let Some(kept) = keep_alive.sso_session {
+        codes = codes.filter(
+            Condition::any()
+                .add(authorization_codes::Column::SsoSessionId.ne(kept))
+                .add(authorization_codes::Column::SsoSessionId.is_null()),
+        );
+    }
+    codes.exec(db).await?;
     super::outbox::queue_logouts(db, &ended_sessions(&ended), super::outbox::Ended::Sessions, now).await?;
     Ok(revoked)
 }

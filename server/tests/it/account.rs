@@ -82,14 +82,18 @@ async fn every_form_needs_the_browsers_own_csrf_token() {
     let mut browser = Browser::new();
     let page = open_account(&server, &mut browser, "ada").await;
     let own = field_after(&page, "/account/browser-sessions/end", "id");
-    for csrf in [None, Some("forged")] {
-        let mut form = vec![("id", own.as_str())];
-        if let Some(token) = csrf {
-            form.push(("csrf_token", token));
+    let posts = ["/account/browser-sessions/end", "/account/sessions/end", "/account/consents/revoke"];
+    let more = ["/account/password", "/account/sign-out-everywhere", "/account/totp/setup", "/account/totp/confirm"];
+    for path in posts.iter().chain(&more).chain(&["/account/totp/disable", "/account/totp/recovery-codes"]) {
+        for csrf in [None, Some("forged")] {
+            let mut form = vec![("id", own.as_str()), ("password", PASSWORD), ("current_password", PASSWORD)];
+            if let Some(token) = csrf {
+                form.push(("csrf_token", token));
+            }
+            let resp = browser.post_form(&server.url(path), &form).await;
+            assert_eq!(resp.status(), 400, "{path} without its token is refused");
+            assert!(resp.text().await.unwrap().contains("security token"), "{path}");
         }
-        let resp = browser.post_form(&server.url("/account/browser-sessions/end"), &form).await;
-        assert_eq!(resp.status(), 400, "a form without its token is refused");
-        assert!(resp.text().await.unwrap().contains("security token"));
     }
     // Another browser's token does not work here either.
     let mut other = Browser::new();
@@ -165,6 +169,7 @@ async fn changing_the_password_ends_every_other_session_and_keeps_this_browser()
     let short = [("current_password", PASSWORD), ("new_password", "short")];
     let page = post(&server, &mut browser, &page, "/account/password", &short).await;
     assert!(page.contains("too short"), "{page}");
+    let old_cookie = browser.cookies["lk_sso"].clone();
     let good = [("current_password", PASSWORD), ("new_password", "a brand new passphrase")];
     let page = post(&server, &mut browser, &page, "/account/password", &good).await;
     assert!(page.contains("Your password is changed."), "{page}");
@@ -175,6 +180,10 @@ async fn changing_the_password_ends_every_other_session_and_keeps_this_browser()
     assert_eq!(resp.status(), 303, "the other browser is signed out");
     assert!(resp.headers()[LOCATION].to_str().unwrap().starts_with("/oauth2/authorize"));
     assert!(open_account(&server, &mut browser, "ada").await.contains("this device"), "this one is not");
+    // This browser has a new cookie: the one it had before the change is worth nothing.
+    let mut thief = Browser::new();
+    thief.cookies.insert("lk_sso".into(), old_cookie);
+    assert_eq!(thief.get(&server.url("/account")).await.status(), 303, "the old cookie no longer signs in");
     let login = server
         .spa_post("/auth/login")
         .json(&serde_json::json!({"username": "ada", "password": "a brand new passphrase"}))
@@ -247,6 +256,9 @@ async fn signing_out_everywhere_ends_every_session_and_clears_the_cookie() {
     let mut laptop = Browser::new();
     open_account(&server, &mut laptop, "ada").await;
     let (_, spa_cookie) = server.login("ada").await;
+    // A code issued and not yet redeemed (a thief with the cookie could have asked for it).
+    let wiki = register_rp(&server, "wiki", true, false).await;
+    let Landed::AtClient(params) = authorize(&server, &mut laptop, &wiki, &[]).await else { panic!("a code") };
     let page = open_account(&server, &mut browser, "ada").await;
     let csrf = hidden(&page, "csrf_token");
     let resp = browser.post_form(&server.url("/account/sign-out-everywhere"), &[("csrf_token", &csrf)]).await;
@@ -258,6 +270,24 @@ async fn signing_out_everywhere_ends_every_session_and_clears_the_cookie() {
     for b in [&mut browser, &mut laptop] {
         assert_eq!(b.get(&server.url("/account")).await.status(), 303, "signed out");
     }
-    let json: Value = server.get("/.well-known/openid-configuration").fetch_json().await;
-    assert!(json["issuer"].is_string());
+    let late: Value = exchange(&server, &wiki, &params["code"], &wiki.verifier).await.json().await.unwrap();
+    assert_eq!(late["error"], "invalid_grant", "the code buys nothing after signing out everywhere");
+}
+
+#[tokio::test]
+async fn the_account_pages_client_is_managed_by_the_server() {
+    let server = TestServer::start().await;
+    let admin = user_with_roles(&server, "root", &["admin"]).await.1;
+    let (status, client) =
+        crate::harness::call(&server, &admin, reqwest::Method::GET, "/admin/clients/latchkey-account", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(client["redirect_uris"], serde_json::json!([format!("{}/account", server.base)]));
+    let patch = serde_json::json!({"redirect_uris": ["https://evil.example/cb"]});
+    let (status, error) =
+        crate::harness::call(&server, &admin, reqwest::Method::PATCH, "/admin/clients/latchkey-account", Some(patch))
+            .await;
+    assert_eq!((status, error["error"].as_str()), (409, Some("builtin_client")), "{error}");
+    let (status, _) =
+        crate::harness::call(&server, &admin, reqwest::Method::DELETE, "/admin/clients/latchkey-account", None).await;
+    assert_eq!(status, 409);
 }

@@ -317,13 +317,22 @@ async fn revoke_consent(req: &Request, body: Body) -> poem::Result<Response> {
 
 #[handler]
 async fn change_password(req: &Request, body: Body) -> poem::Result<Response> {
-    let ctx = request_context(req);
-    act(req, body, Bucket::PasswordChange, "password_changed", |state, account, form| async move {
-        let current = Secret::new(form.get("current_password").unwrap_or_default().to_string());
-        let new = Secret::new(form.get("new_password").unwrap_or_default().to_string());
-        account::change_password(&state, &account, &current, &new, &ctx).await
-    })
-    .await
+    let (state, account, form) = match posted(req, body, Bucket::PasswordChange).await {
+        Ok(posted) => posted,
+        Err(answer) => return Ok(answer),
+    };
+    let current = Secret::new(form.get("current_password").unwrap_or_default().to_string());
+    let new = Secret::new(form.get("new_password").unwrap_or_default().to_string());
+    match account::change_password(state, &account, &current, &new, &request_context(req)).await {
+        Ok(cookie) => {
+            let mut response = see_other(state, &format!("{ACCOUNT_PATH}?notice=password_changed"));
+            if let Some(cookie) = cookie {
+                super::set_cookie(&mut response, state, &state.config.sso.cookie_name, cookie);
+            }
+            Ok(response)
+        }
+        Err(err) => Ok(refused(req, state, &err)),
+    }
 }
 
 #[handler]
