@@ -147,6 +147,15 @@ pub struct Requeued {
     pub requeued: u64,
 }
 
+/// A remembered consent of a user's to a third-party application.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Consent {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    pub granted_at: String,
+}
+
 /// A user's browser login session at the hosted sign-in pages (SSO).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct BrowserSession {
@@ -482,6 +491,22 @@ impl ApiClient {
     /// A user's live browser sessions, newest first.
     pub async fn user_browser_sessions(&self, user_id: &str) -> Result<Vec<BrowserSession>, ApiError> {
         self.call(Method::GET, &format!("/admin/users/{}/browser-sessions", encode(user_id)), None).await
+    }
+
+    /// Ends one browser session of a user (and the app sessions made through it).
+    pub async fn end_user_browser_session(&self, user_id: &str, session_id: &str) -> Result<(), ApiError> {
+        let path = format!("/admin/users/{}/browser-sessions/{}", encode(user_id), encode(session_id));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    pub async fn user_consents(&self, user_id: &str) -> Result<Vec<Consent>, ApiError> {
+        self.call(Method::GET, &format!("/admin/users/{}/consents", encode(user_id)), None).await
+    }
+
+    /// Withdraws a user's consent (the app's sessions of theirs end too).
+    pub async fn revoke_user_consent(&self, user_id: &str, client_id: &str) -> Result<(), ApiError> {
+        let path = format!("/admin/users/{}/consents/{}", encode(user_id), encode(client_id));
+        self.call(Method::DELETE, &path, None).await
     }
 
     /// Replaces where the code flow may send users back to.

@@ -320,6 +320,12 @@ impl App {
                 self.info(format!("Logged in to {}", self.server));
                 vec![self.reload()]
             }
+            Loaded::KeepPicker { title, user_id, kind, options } => {
+                let (labels, ids): (Vec<String>, Vec<String>) = options.into_iter().unzip();
+                let picker = Picker { title, options: labels.into_iter().map(|l| (l, true)).collect(), cursor: 0 };
+                self.popup = Some(Popup::KeepPicker { user_id, kind, ids, picker });
+                Vec::new()
+            }
             Loaded::RolePicker { user_id, username, options } => {
                 let picker = Picker { title: format!("Roles of {username}"), options, cursor: 0 };
                 self.popup = Some(Popup::RolePicker { user_id, picker });

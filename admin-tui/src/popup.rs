@@ -14,7 +14,7 @@ use crate::components::input::{Input, Prompt};
 use crate::components::picker::{Picked, Picker};
 use crate::components::{confirm, help, totp};
 use crate::outcome::Outcome;
-use crate::request::Request;
+use crate::request::{KeepKind, Request};
 use crate::ui::{Theme, centered};
 
 #[derive(Debug)]
@@ -31,6 +31,13 @@ pub enum Popup {
     },
     RolePicker {
         user_id: String,
+        picker: Picker,
+    },
+    /// A checklist whose unticked entries are taken away (`ids` in the options' order).
+    KeepPicker {
+        user_id: String,
+        kind: KeepKind,
+        ids: Vec<String>,
         picker: Picker,
     },
     Totp {
@@ -59,7 +66,7 @@ impl Popup {
         match self {
             Popup::Confirm { .. } => confirm::commands(),
             Popup::Input(_) => Input::commands(),
-            Popup::RolePicker { .. } => Picker::commands(),
+            Popup::RolePicker { .. } | Popup::KeepPicker { .. } => Picker::commands(),
             Popup::Totp { .. } => totp::commands(),
             Popup::Detail(_) => Detail::commands(),
             Popup::ShowOnce { .. } | Popup::Help => hints(CLOSE_ON_ANY_KEY),
@@ -75,6 +82,19 @@ impl Popup {
                 Picked::Save(roles) => Reply::Close(Outcome::request(Request::SetRoles { user_id, roles })),
                 Picked::Cancel => Reply::Close(Outcome::info("Cancelled.")),
             },
+            Popup::KeepPicker { user_id, kind, ids, mut picker } => match picker.on_key(key) {
+                Picked::Open => Reply::Stay(Popup::KeepPicker { user_id, kind, ids, picker }),
+                Picked::Save(_) => {
+                    let gone: Vec<String> =
+                        picker.options.iter().zip(ids).filter(|((_, kept), _)| !kept).map(|(_, id)| id).collect();
+                    if gone.is_empty() {
+                        Reply::Close(Outcome::info("Nothing unticked: nothing changed."))
+                    } else {
+                        Reply::Close(Outcome::request(kind.take_away(user_id, gone)))
+                    }
+                }
+                Picked::Cancel => Reply::Close(Outcome::info("Cancelled.")),
+            },
             Popup::Totp { setup } => totp::on_key(setup, key),
             Popup::Detail(_) if Detail::closes(key) => Reply::Close(Outcome::default()),
             Popup::Detail(detail) => Reply::Stay(Popup::Detail(detail)),
@@ -87,7 +107,7 @@ pub fn draw(frame: &mut Frame, popup: &Popup, app: &App, theme: Theme) {
     match popup {
         Popup::Confirm { message, .. } => confirm::draw(frame, message),
         Popup::Input(input) => input.draw(frame),
-        Popup::RolePicker { picker, .. } => picker.draw(frame, theme),
+        Popup::RolePicker { picker, .. } | Popup::KeepPicker { picker, .. } => picker.draw(frame, theme),
         Popup::Totp { setup } => totp::draw(frame, setup),
         Popup::Detail(detail) => detail.draw(frame, app.now),
         Popup::Help => help::draw(frame, &app.help()),

@@ -97,10 +97,23 @@ pub enum Request {
         grants: Vec<String>,
         redirect_uris: Vec<String>,
     },
-    /// A user's browser sessions, shown as a list (`X` ends them with the rest).
+    /// A user's browser sessions, in a checklist: unticked ones end.
     BrowserSessions {
         user_id: String,
         username: String,
+    },
+    EndBrowserSessions {
+        user_id: String,
+        ids: Vec<String>,
+    },
+    /// The apps a user allowed, in a checklist: unticked ones are revoked.
+    Consents {
+        user_id: String,
+        username: String,
+    },
+    RevokeConsents {
+        user_id: String,
+        client_ids: Vec<String>,
     },
     SetClientRedirectUris {
         client_id: String,
@@ -150,6 +163,14 @@ pub enum Loaded {
         user_id: String,
         username: String,
         options: Vec<(String, bool)>,
+    },
+    /// A checklist of things a user has; those left unticked are taken away.
+    KeepPicker {
+        title: String,
+        user_id: String,
+        kind: KeepKind,
+        /// Each option's label and the id it stands for, in order.
+        options: Vec<(String, String)>,
     },
     /// A change succeeded: say so and reload the screen.
     Done(String),
@@ -264,23 +285,49 @@ async fn execute(api: &ApiClient, request: Request) -> Result<Loaded, ApiError> 
         }
         Request::BrowserSessions { user_id, username } => {
             let sessions = api.user_browser_sessions(&user_id).await?;
-            let mut lines: Vec<String> = sessions
-                .iter()
+            if sessions.is_empty() {
+                return done(format!("{username} has no live browser session."));
+            }
+            let options = sessions
+                .into_iter()
                 .map(|s| {
-                    format!(
+                    let label = format!(
                         "since {}, last seen {}, {} from {} ({})",
                         s.created_at,
                         s.last_seen_at,
                         s.amr.join("+"),
                         s.ip.as_deref().unwrap_or("-"),
                         s.user_agent.as_deref().unwrap_or("-")
-                    )
+                    );
+                    (label, s.id)
                 })
                 .collect();
-            if lines.is_empty() {
-                lines.push("No live browser session.".into());
+            let title = format!("Browser sessions of {username} (untick to end)");
+            Ok(Loaded::KeepPicker { title, user_id, kind: KeepKind::BrowserSessions, options })
+        }
+        Request::EndBrowserSessions { user_id, ids } => {
+            for id in &ids {
+                api.end_user_browser_session(&user_id, id).await?;
             }
-            Ok(Loaded::ShowOnce { title: format!("Browser sessions of {username}"), lines })
+            done(format!("{} browser session(s) ended, with the app sessions made through them.", ids.len()))
+        }
+        Request::Consents { user_id, username } => {
+            let consents = api.user_consents(&user_id).await?;
+            if consents.is_empty() {
+                return done(format!("{username} has allowed no application."));
+            }
+            let options = consents
+                .into_iter()
+                .map(|c| (format!("{} ({}): {}", c.client_name, c.client_id, c.scopes.join(" ")), c.client_id))
+                .collect();
+            let title = format!("Apps {username} allowed (untick to revoke)");
+            Ok(Loaded::KeepPicker { title, user_id, kind: KeepKind::Consents, options })
+        }
+        Request::RevokeConsents { user_id, client_ids } => {
+            for client_id in &client_ids {
+                api.revoke_user_consent(&user_id, client_id).await?;
+            }
+            done(format!("{} consent(s) revoked; those apps' sessions ended.", client_ids.len()))
         }
         Request::SetClientRedirectUris { client_id, uris } => {
             let client = api.set_client_redirect_uris(&client_id, &uris).await?;
@@ -338,6 +385,23 @@ async fn load(api: &ApiClient, what: Load) -> Result<Loaded, ApiError> {
         Load::Keys => Loaded::Keys(api.keys().await?),
         Load::Audit { action, page } => Loaded::Audit(api.audit(action.as_deref(), page.max(1), PAGE_SIZE).await?),
     })
+}
+
+/// What a [`Loaded::KeepPicker`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepKind {
+    BrowserSessions,
+    Consents,
+}
+
+impl KeepKind {
+    /// The request that takes away the `ids` left unticked.
+    pub fn take_away(self, user_id: String, ids: Vec<String>) -> Request {
+        match self {
+            KeepKind::BrowserSessions => Request::EndBrowserSessions { user_id, ids },
+            KeepKind::Consents => Request::RevokeConsents { user_id, client_ids: ids },
+        }
+    }
 }
 
 /// What the back-channel view of a client says, a line each.

@@ -39,6 +39,7 @@ enum Row {
     Delete,
     Sessions,
     BrowserSessions,
+    Consents,
     RevokeSessions,
 }
 
@@ -54,6 +55,7 @@ const COMMANDS: &[Command<Action>] = &[
     Command::new(&[KeyCode::Char('d')], "delete", Action::Row(Row::Delete)),
     Command::new(&[KeyCode::Char('v')], "view sessions", Action::Row(Row::Sessions)),
     Command::new(&[KeyCode::Char('b')], "browser sessions", Action::Row(Row::BrowserSessions)),
+    Command::new(&[KeyCode::Char('a')], "apps allowed", Action::Row(Row::Consents)),
     Command::new(&[KeyCode::Char('X')], "revoke all sessions", Action::Row(Row::RevokeSessions)),
     Command::new(&[KeyCode::Enter], "details", Action::Row(Row::Details)),
 ];
@@ -132,6 +134,7 @@ fn on_user(row: Row, user: User) -> Outcome {
         ),
         Row::Sessions => Outcome::open::<Sessions>(id),
         Row::BrowserSessions => Outcome::request(Request::BrowserSessions { user_id: id, username: name }),
+        Row::Consents => Outcome::request(Request::Consents { user_id: id, username: name }),
         Row::RevokeSessions => Outcome::confirm(
             format!("Revoke every session of {name}, browser sessions included?"),
             Request::RevokeUserSessions { user_id: id },

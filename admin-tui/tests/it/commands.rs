@@ -134,6 +134,16 @@ fn every_handled_key_is_hinted_and_every_hint_is_handled() {
             press(&mut app, KeyCode::Down);
             app
         }),
+        ("keep picker", || {
+            let mut app = loaded_app();
+            let options =
+                vec![("since 1".into(), "s1".into()), ("since 2".into(), "s2".into()), ("since 3".into(), "s3".into())];
+            let user_id = fixtures::users().items[0].id.clone();
+            let kind = latchkey_admin::request::KeepKind::BrowserSessions;
+            app.apply(Action::Loaded(Loaded::KeepPicker { title: "Browser sessions".into(), user_id, kind, options }));
+            press(&mut app, KeyCode::Down);
+            app
+        }),
         ("shown once", || {
             let mut app = loaded_app();
             app.apply(Action::Loaded(Loaded::ShowOnce { title: "Secret".into(), lines: vec!["s3cret".into()] }));

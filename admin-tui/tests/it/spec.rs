@@ -46,6 +46,15 @@ fn types_match_the_committed_openapi_document() {
         ("BackchannelDeliveryResponse", fields_of(&fixtures::backchannel())),
         ("OutboxMessageResponse", fields_of(&fixtures::backchannel().recent[0])),
         ("RequeuedCount", fields_of(&Requeued { requeued: 1 })),
+        (
+            "ConsentResponse",
+            fields_of(&Consent {
+                client_id: "c".into(),
+                client_name: "C".into(),
+                scopes: vec!["openid".into()],
+                granted_at: "2026-11-23T12:30:03+00:00".into(),
+            }),
+        ),
         ("SigningKeyResponse", fields_of(&fixtures::keys()[0])),
         ("AuditEventResponse", fields_of(&fixtures::audit().items[1])), // the one with names
         (

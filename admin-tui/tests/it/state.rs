@@ -138,6 +138,33 @@ fn search_create_and_roles_flow() {
 }
 
 #[test]
+fn unticking_a_browser_session_or_an_allowed_app_takes_it_away() {
+    use latchkey_admin::request::{KeepKind, Loaded};
+    let mut app = loaded_app();
+    let user_id = fixtures::users().items[0].id.clone();
+    let sent = press(&mut app, KeyCode::Char('a'));
+    assert!(matches!(sent.as_slice(), [Request::Consents { username, .. }] if username == "alice"), "{sent:?}");
+    let options = vec![("since 1".to_string(), "s1".to_string()), ("since 2".into(), "s2".into())];
+    let title = "Browser sessions of alice (untick to end)".to_string();
+    let kind = KeepKind::BrowserSessions;
+    app.apply(Action::Loaded(Loaded::KeepPicker { title, user_id: user_id.clone(), kind, options }));
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char(' '));
+    let sent = press(&mut app, KeyCode::Enter);
+    assert_eq!(sent, vec![Request::EndBrowserSessions { user_id: user_id.clone(), ids: vec!["s2".into()] }]);
+
+    let options = vec![("Grafana (grafana): openid".to_string(), "grafana".to_string())];
+    let (title, kind) = ("Apps alice allowed (untick to revoke)".to_string(), KeepKind::Consents);
+    app.apply(Action::Loaded(Loaded::KeepPicker { title: title.clone(), user_id: user_id.clone(), kind, options }));
+    assert!(press(&mut app, KeyCode::Enter).is_empty(), "all kept: nothing is sent");
+    let options = vec![("Grafana (grafana): openid".to_string(), "grafana".to_string())];
+    app.apply(Action::Loaded(Loaded::KeepPicker { title, user_id: user_id.clone(), kind, options }));
+    press(&mut app, KeyCode::Char(' '));
+    let sent = press(&mut app, KeyCode::Enter);
+    assert_eq!(sent, vec![Request::RevokeConsents { user_id, client_ids: vec!["grafana".into()] }]);
+}
+
+#[test]
 fn b_lists_the_selected_users_browser_sessions() {
     let mut app = loaded_app();
     let sent = press(&mut app, KeyCode::Char('b'));

@@ -122,6 +122,31 @@ async fn listening_rp(server: &TestServer, receiver: &Receiver, client_id: &str,
     rp
 }
 
+/// Registers a confidential first-party client of the password grant that takes logout
+/// tokens at `receiver`; its secret.
+async fn password_client(server: &TestServer, receiver: &Receiver, client_id: &str, sid_required: bool) -> String {
+    let new = latchkey_server::domain::clients::NewClient {
+        client_id: client_id.into(),
+        name: client_id.into(),
+        confidential: true,
+        grant_types: vec!["password".into()],
+        scopes: vec!["openid".into()],
+        audience: None,
+        roles: Vec::new(),
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        first_party: true,
+        allowed_origins: Vec::new(),
+        visible_roles: None,
+        token_endpoint_auth_method: None,
+        backchannel_logout_uri: Some(receiver.uri(client_id)),
+        backchannel_logout_session_required: sid_required,
+    };
+    let operator = latchkey_server::domain::rbac::Grantor::operator("test");
+    let (_, secret) = latchkey_server::domain::clients::create(&server.state, new, &operator).await.unwrap();
+    secret.unwrap().expose().clone()
+}
+
 /// Signs `browser` in at `rp` through the code flow: (id_token's claims, id_token, refresh token).
 async fn signed_in(server: &TestServer, browser: &mut Browser, rp: &Rp, scope: &str) -> (Value, String, String) {
     let landed = authorize(server, browser, rp, &[("scope", scope)]).await;
@@ -429,28 +454,9 @@ async fn a_session_without_a_browser_sign_in_tells_only_clients_that_do_not_need
     let receiver = Receiver::start().await;
     let (ada, access) = user_with_roles(&server, "ada", &["user"]).await;
     for (client_id, sid_required) in [("svc-any", false), ("svc-sid", true)] {
-        let new = latchkey_server::domain::clients::NewClient {
-            client_id: client_id.into(),
-            name: client_id.into(),
-            confidential: true,
-            grant_types: vec!["password".into()],
-            scopes: vec!["openid".into()],
-            audience: None,
-            roles: Vec::new(),
-            redirect_uris: Vec::new(),
-            post_logout_redirect_uris: Vec::new(),
-            first_party: true,
-            allowed_origins: Vec::new(),
-            visible_roles: None,
-            token_endpoint_auth_method: None,
-            backchannel_logout_uri: Some(receiver.uri(client_id)),
-            backchannel_logout_session_required: sid_required,
-        };
-        let operator = latchkey_server::domain::rbac::Grantor::operator("test");
-        let (_, secret) = latchkey_server::domain::clients::create(&server.state, new, &operator).await.unwrap();
+        let secret = password_client(&server, &receiver, client_id, sid_required).await;
         let form = [("grant_type", "password"), ("username", "ada"), ("password", PASSWORD), ("scope", "openid")];
-        let resp =
-            server.post("/oauth2/token").basic_auth(client_id, Some(secret.unwrap().expose())).form(&form).sent().await;
+        let resp = server.post("/oauth2/token").basic_auth(client_id, Some(&secret)).form(&form).sent().await;
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     }
     assert_eq!(server.post("/auth/logout-all").bearer_auth(&access).sent().await.status(), 204);
@@ -642,26 +648,7 @@ async fn a_token_without_sid_waits_until_the_users_last_session_at_that_client_e
     let receiver = Receiver::start().await;
     let (ada, _) = user_with_roles(&server, "ada", &["user"]).await;
     let admin = user_with_roles(&server, "root", &["admin"]).await.1;
-    let new = latchkey_server::domain::clients::NewClient {
-        client_id: "svc".into(),
-        name: "svc".into(),
-        confidential: true,
-        grant_types: vec!["password".into()],
-        scopes: vec!["openid".into()],
-        audience: None,
-        roles: Vec::new(),
-        redirect_uris: Vec::new(),
-        post_logout_redirect_uris: Vec::new(),
-        first_party: true,
-        allowed_origins: Vec::new(),
-        visible_roles: None,
-        token_endpoint_auth_method: None,
-        backchannel_logout_uri: Some(receiver.uri("svc")),
-        backchannel_logout_session_required: false,
-    };
-    let operator = latchkey_server::domain::rbac::Grantor::operator("test");
-    let (_, secret) = latchkey_server::domain::clients::create(&server.state, new, &operator).await.unwrap();
-    let secret = secret.unwrap().expose().clone();
+    let secret = password_client(&server, &receiver, "svc", false).await;
     let form = [("grant_type", "password"), ("username", "ada"), ("password", PASSWORD), ("scope", "openid")];
     for _ in 0..2 {
         let resp = server.post("/oauth2/token").basic_auth("svc", Some(&secret)).form(&form).sent().await;
