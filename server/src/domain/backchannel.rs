@@ -6,8 +6,10 @@
 //! connection) is retried after a backoff that doubles, with jitter, until the attempts
 //! allowed are spent; then the message is dead, audited and logged.
 //!
-//! The loop runs beside the request handlers, never inside one: a slow or dead relying
-//! party delays only its own deliveries, never the request that ended a session.
+//! The loop runs beside the request handlers, never inside one, so a slow or dead
+//! relying party never delays the request that ended a session. Among deliveries, it
+//! holds a slot only until its timeout, and once it has failed its other due messages
+//! wait as long as the failed one (see [`crate::store::outbox::mark_retry`]).
 
 use std::sync::Arc;
 use std::time::Duration;
