@@ -170,6 +170,11 @@ pub async fn totp_confirm(
     super::mfa::confirm(state, &account.user.id, code, ctx).await
 }
 
+/// The set-up in progress, shown again after a mistyped code.
+pub async fn totp_pending(state: &AppState, account: &Account) -> Result<Option<TotpEnrolment>> {
+    super::mfa::pending_enrolment(state, &account.user.id).await
+}
+
 pub async fn totp_disable(
     state: &AppState,
     account: &Account,

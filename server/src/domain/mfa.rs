@@ -201,11 +201,27 @@ pub async fn setup(
     let secret = totp::generate_secret();
     let encrypted = state.master_key.encrypt(&totp_context(&user.id), secret.expose());
     users::set_pending_totp(&state.db, &user.id, &encrypted).await?;
-    let uri = totp::otpauth_uri(secret.expose(), &state.config.mfa.totp_issuer, &user.username)
+    enrolment(state, &user, secret.expose())
+}
+
+/// The enrolment started and not yet confirmed, shown again (after a mistyped code, so
+/// the entry already scanned keeps working); `None` when there is none.
+pub async fn pending_enrolment(state: &AppState, user_id: &str) -> Result<Option<TotpEnrolment>> {
+    let user = user(state, user_id).await?;
+    let Some(pending) = user.totp_pending_encrypted.as_deref().filter(|_| !user.totp_enabled) else {
+        return Ok(None);
+    };
+    let secret = decrypt_secret(state, &user.id, Some(pending))?;
+    enrolment(state, &user, secret.expose()).map(Some)
+}
+
+/// What an authenticator app is shown of `secret`: the key, the otpauth URI, its QR code.
+fn enrolment(state: &AppState, user: &UserRow, secret: &[u8]) -> Result<TotpEnrolment> {
+    let uri = totp::otpauth_uri(secret, &state.config.mfa.totp_issuer, &user.username)
         .ok_or_else(|| Error::Internal("cannot build the otpauth URI".into()))?;
     let svg = totp::qr_svg(&uri).ok_or_else(|| Error::Internal("cannot draw the QR code".into()))?;
     Ok(TotpEnrolment {
-        secret_base32: Secret::new(totp::secret_base32(secret.expose())),
+        secret_base32: Secret::new(totp::secret_base32(secret)),
         otpauth_uri: Secret::new(uri),
         qr_svg: Secret::new(svg),
     })

@@ -357,19 +357,29 @@ async fn totp_setup(req: &Request, body: Body) -> poem::Result<Response> {
         Err(answer) => return Ok(answer),
     };
     let password = Secret::new(form.get("password").unwrap_or_default().to_string());
-    let enrolment = match account::totp_setup(state, &account, &password, &request_context(req)).await {
-        Ok(enrolment) => enrolment,
-        Err(err) => return Ok(refused(req, state, &err)),
-    };
+    match account::totp_setup(state, &account, &password, &request_context(req)).await {
+        Ok(enrolment) => Ok(setup_page(req, state, &account, &enrolment, None)),
+        Err(err) => Ok(refused(req, state, &err)),
+    }
+}
+
+/// The set-up page: the QR code and key of `enrolment`, and the code field.
+fn setup_page(
+    req: &Request,
+    state: &AppState,
+    account: &Account,
+    enrolment: &crate::domain::mfa::TotpEnrolment,
+    notice: Option<&str>,
+) -> Response {
     let page = TotpSetupPage {
         chrome: Chrome::of(state),
         t: &EN,
-        notice: None,
+        notice,
         csrf_token: account.csrf_token.clone(),
         qr_svg: enrolment.qr_svg.expose().clone(),
         secret: enrolment.secret_base32.expose().clone(),
     };
-    Ok(rendered(req, state, page.render(), None))
+    rendered(req, state, page.render(), None)
 }
 
 #[handler]
@@ -379,10 +389,17 @@ async fn totp_confirm(req: &Request, body: Body) -> poem::Result<Response> {
         Err(answer) => return Ok(answer),
     };
     let code = form.get("code").unwrap_or_default().trim().to_string();
-    match account::totp_confirm(state, &account, &code, &request_context(req)).await {
-        Ok(codes) => Ok(codes_page(req, state, codes)),
-        Err(err) => Ok(refused(req, state, &err)),
+    let err = match account::totp_confirm(state, &account, &code, &request_context(req)).await {
+        Ok(codes) => return Ok(codes_page(req, state, codes)),
+        Err(err) => err,
+    };
+    // A mistyped code: the same set-up again, so the entry already scanned still works.
+    if let Error::BadRequest { code: ErrorCode::InvalidCode, .. } = err
+        && let Ok(Some(enrolment)) = account::totp_pending(state, &account).await
+    {
+        return Ok(setup_page(req, state, &account, &enrolment, Some(EN.account_wrong_code)));
     }
+    Ok(refused(req, state, &err))
 }
 
 #[handler]
