@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::security::{Secret, constant_time_eq, generate_token, sha256_hex};
 use crate::state::AppState;
+use crate::store::TokenStore;
 use crate::store::authorization::SsoSessionRow;
 use crate::store::sessions::{self as session_store, SessionRow};
 use crate::store::users::UserRow;
@@ -96,10 +97,14 @@ pub async fn overview(state: &AppState, account: &Account, now: i64) -> Result<O
         })
         .collect();
     let mut sessions = Vec::new();
+    // Each client is read once, however many of the user's sessions it holds.
+    let mut names = std::collections::HashMap::new();
     for row in session_store::list_live_for_user(&state.db, user_id, now).await? {
-        let client_name = crate::store::clients::find(&state.db, &row.client_id)
-            .await?
-            .map_or_else(|| row.client_id.clone(), |c| c.name);
+        if !names.contains_key(&row.client_id) {
+            let name = state.tokens.client(&row.client_id).await?.map(|c| c.name);
+            names.insert(row.client_id.clone(), name);
+        }
+        let client_name = names[&row.client_id].clone().unwrap_or_else(|| row.client_id.clone());
         sessions.push(AppSession { device: device_of(row.user_agent.as_deref()), client_name, row });
     }
     Ok(Overview { browsers, sessions, consents: grants::consents(state, user_id).await? })
