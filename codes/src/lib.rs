@@ -70,6 +70,16 @@ pub enum ErrorCode {
     TotpDisabled,
     /// `no_pending_totp`: There is no TOTP enrolment to confirm.
     NoPendingTotp,
+    /// `passkeys_unavailable`: Passkeys are off, or the public URL's host is an IP address (WebAuthn needs a domain).
+    PasskeysUnavailable,
+    /// `invalid_passkey`: The passkey's answer was refused (wrong origin or relying party, no user verification, an expired or spent ceremony, an unknown credential, a counter that went back).
+    InvalidPasskey,
+    /// `passkey_exists`: That authenticator is registered already.
+    PasskeyExists,
+    /// `mfa_enrolment_required`: The account's roles require a second factor (TOTP or a passkey) and it has none; enrol one first.
+    MfaEnrolmentRequired,
+    /// `last_factor`: The account's roles require a second factor, and this is its last one.
+    LastFactor,
     /// `public_client`: A public client has no secret.
     PublicClient,
     /// `unknown_role`: A role named in the request does not exist.
@@ -154,6 +164,11 @@ impl ErrorCode {
         ErrorCode::TotpEnabled,
         ErrorCode::TotpDisabled,
         ErrorCode::NoPendingTotp,
+        ErrorCode::PasskeysUnavailable,
+        ErrorCode::InvalidPasskey,
+        ErrorCode::PasskeyExists,
+        ErrorCode::MfaEnrolmentRequired,
+        ErrorCode::LastFactor,
         ErrorCode::PublicClient,
         ErrorCode::UnknownRole,
         ErrorCode::UnknownReference,
@@ -213,6 +228,11 @@ impl ErrorCode {
             ErrorCode::TotpEnabled => "totp_enabled",
             ErrorCode::TotpDisabled => "totp_disabled",
             ErrorCode::NoPendingTotp => "no_pending_totp",
+            ErrorCode::PasskeysUnavailable => "passkeys_unavailable",
+            ErrorCode::InvalidPasskey => "invalid_passkey",
+            ErrorCode::PasskeyExists => "passkey_exists",
+            ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
+            ErrorCode::LastFactor => "last_factor",
             ErrorCode::PublicClient => "public_client",
             ErrorCode::UnknownRole => "unknown_role",
             ErrorCode::UnknownReference => "unknown_reference",

@@ -19,6 +19,7 @@ mod m20261202_000008_audit_chain;
 mod m20261202_000009_session_origin;
 mod m20261202_000010_backchannel_logout;
 mod m20261202_000011_account_client;
+mod m20261202_000012_passkeys;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_session_origin::Migration),
             Box::new(m20261202_000010_backchannel_logout::Migration),
             Box::new(m20261202_000011_account_client::Migration),
+            Box::new(m20261202_000012_passkeys::Migration),
         ]
     }
 }

@@ -66,6 +66,7 @@ pub struct RawConfig {
     pub sso: RawSso,
     pub branding: RawBranding,
     pub backchannel_logout: RawBackchannelLogout,
+    pub passkeys: RawPasskeys,
 }
 
 /// Limits on client connections (slowloris and descriptor exhaustion).
@@ -211,6 +212,42 @@ pub struct RawMfa {
     pub totp_issuer: String,
     /// Lifetime of the `mfa_token` between password and code.
     pub challenge_ttl_secs: u64,
+    /// Users holding any of these roles must have a second factor (TOTP or a passkey):
+    /// one without is sent to enrol a passkey at the hosted sign-in, and refused with
+    /// `mfa_enrolment_required` by the JSON login and the password grant. Empty by
+    /// default, so the first admin the CLI makes keeps the console.
+    pub require_for_roles: Vec<String>,
+}
+
+/// Passkeys (WebAuthn).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPasskeys {
+    pub enabled: bool,
+    /// The relying party id passkeys are bound to: by default the host of `public_url`.
+    /// It may be a registrable suffix of that host (`example.com` for
+    /// `login.example.com`). Changing it later orphans every registered passkey.
+    pub rp_id: Option<String>,
+    /// Origins besides `public_url`'s whose pages may use the passkeys (the SPA's), each
+    /// on the relying party id's domain.
+    pub extra_origins: Vec<String>,
+    /// How long a ceremony (registration or sign-in) may take.
+    pub ceremony_ttl_secs: u64,
+    /// Refuse a sign-in whose signature counter did not move past the stored one (a
+    /// possible cloned authenticator). It is audited either way.
+    pub refuse_counter_regression: bool,
+}
+
+impl Default for RawPasskeys {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rp_id: None,
+            extra_origins: Vec::new(),
+            ceremony_ttl_secs: 300,
+            refuse_counter_regression: true,
+        }
+    }
 }
 
 impl Default for RawRateLimits {
@@ -238,7 +275,7 @@ impl Default for RawLockout {
 
 impl Default for RawMfa {
     fn default() -> Self {
-        Self { totp_issuer: "Latchkey".into(), challenge_ttl_secs: 300 }
+        Self { totp_issuer: "Latchkey".into(), challenge_ttl_secs: 300, require_for_roles: Vec::new() }
     }
 }
 
@@ -371,6 +408,7 @@ impl Default for RawConfig {
             sso: RawSso::default(),
             branding: RawBranding::default(),
             backchannel_logout: RawBackchannelLogout::default(),
+            passkeys: RawPasskeys::default(),
         }
     }
 }
@@ -462,6 +500,18 @@ pub struct Config {
     pub sso: Sso,
     pub branding: Branding,
     pub backchannel_logout: BackchannelLogout,
+    /// `None` when passkeys are off.
+    pub passkeys: Option<Passkeys>,
+}
+
+/// Where passkeys work: the relying party id and the origins whose pages may use them.
+#[derive(Debug, Clone)]
+pub struct Passkeys {
+    pub rp_id: String,
+    /// `public_url`'s origin first.
+    pub origins: Vec<url::Url>,
+    pub ceremony_ttl: Duration,
+    pub refuse_counter_regression: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -535,6 +585,7 @@ pub struct Cookie {
 pub struct Mfa {
     pub totp_issuer: String,
     pub challenge_ttl: Duration,
+    pub require_for_roles: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -688,6 +739,7 @@ impl RawConfig {
             sso: Sso::checked(&self.sso, &self.cookie)?,
             branding: Branding::try_from(&self.branding)?,
             backchannel_logout: BackchannelLogout::try_from(&self.backchannel_logout)?,
+            passkeys: Passkeys::checked(&self.passkeys, &public_url)?,
         })
     }
 }
@@ -924,8 +976,54 @@ impl TryFrom<&RawMfa> for Mfa {
         Ok(Mfa {
             totp_issuer: m.totp_issuer.clone(),
             challenge_ttl: positive("mfa.challenge_ttl_secs", m.challenge_ttl_secs)?,
+            require_for_roles: m.require_for_roles.clone(),
         })
     }
+}
+
+impl Passkeys {
+    /// Passkeys where `public_url` allows them: WebAuthn binds them to a domain, so a
+    /// public URL on an IP address (the default `http://127.0.0.1:8080`) leaves them off
+    /// unless `rp_id` names one, which would then have to be the host the browser uses.
+    fn checked(p: &RawPasskeys, public_url: &url::Url) -> Result<Option<Self>, ConfigError> {
+        if !p.enabled {
+            return Ok(None);
+        }
+        let ceremony_ttl = positive("passkeys.ceremony_ttl_secs", p.ceremony_ttl_secs)?;
+        if ceremony_ttl > Duration::from_secs(3600) {
+            return Err(invalid("passkeys.ceremony_ttl_secs", "must be at most 3600"));
+        }
+        let Some(host) = public_url.domain() else {
+            if p.rp_id.is_some() {
+                return Err(invalid("passkeys.rp_id", "public_url must name a domain, not an IP address"));
+            }
+            return Ok(None);
+        };
+        let rp_id = p.rp_id.clone().unwrap_or_else(|| host.to_ascii_lowercase());
+        let on_rp_id = |url: &url::Url| {
+            url.domain().is_some_and(|d| {
+                let d = d.to_ascii_lowercase();
+                d == rp_id || d.ends_with(&format!(".{rp_id}"))
+            })
+        };
+        if rp_id.is_empty() || rp_id.contains(['/', ':']) || !on_rp_id(public_url) {
+            return Err(invalid("passkeys.rp_id", format!("{rp_id:?} is not public_url's host or a suffix of it")));
+        }
+        let mut origins = vec![origin_url(public_url)];
+        for origin in &p.extra_origins {
+            let url = normalise_origin(origin).and_then(|o| url::Url::parse(&o).ok()).filter(|u| on_rp_id(u));
+            let url = url.ok_or_else(|| {
+                invalid("passkeys.extra_origins", format!("{origin:?} is not an origin on the domain {rp_id}"))
+            })?;
+            origins.push(url);
+        }
+        Ok(Some(Passkeys { rp_id, origins, ceremony_ttl, refuse_counter_regression: p.refuse_counter_regression }))
+    }
+}
+
+/// The origin (scheme, host, port) of `url`, as a URL.
+fn origin_url(url: &url::Url) -> url::Url {
+    url::Url::parse(&url.origin().ascii_serialization()).unwrap_or_else(|_| url.clone())
 }
 
 impl TryFrom<&RawBackchannelLogout> for BackchannelLogout {

@@ -109,6 +109,13 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
     // One reader per core that can run a request at once, and two to spare.
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
     let tokens = store::Engine::for_database(&db, readers, &config).map_err(StartupError::Store)?;
+    let webauthn = match &config.passkeys {
+        Some(passkeys) => Some(
+            security::passkeys::relying_party(passkeys, &config.branding.product_name)
+                .map_err(|e| StartupError::Config(config::ConfigError(format!("invalid `passkeys`: {e}"))))?,
+        ),
+        None => None,
+    };
     let state = AppState::new(Inner {
         config,
         db,
@@ -120,6 +127,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         clock,
         metrics,
         node_id: uuid::Uuid::new_v4().to_string(),
+        webauthn,
     });
     domain::users::check_confusables_at_startup(&state).await.map_err(StartupError::Startup)?;
     Ok(state)

@@ -27,6 +27,8 @@ pub struct Inner {
     pub node_id: String,
     pub master_key: MasterKey,
     pub clock: SharedClock,
+    /// The WebAuthn relying party; `None` when passkeys are off (see `config.passkeys`).
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl AppState {

@@ -19,10 +19,15 @@ use super::models::{
     UserResponse,
 };
 use super::models::{BrowserSessionResponse, ConsentResponse};
+use super::models::{
+    PasskeyCeremonyResponse, PasskeyLoginFinishRequest, PasskeyLoginStartRequest, PasskeyRegisterFinishRequest,
+    PasskeyRenameRequest, PasskeyResponse,
+};
 use super::route_facts::{Charged, CookieEndpoint, buckets};
 use crate::domain::auth::IssuedTokens;
 use crate::domain::grants;
 use crate::domain::mfa::{self, LoginOutcome, SecondFactor};
+use crate::domain::passkeys;
 use crate::domain::rbac::Grantor;
 use crate::domain::sessions::{self, REASON_LOGOUT, REASON_LOGOUT_ALL, SPA_CLIENT_ID};
 use crate::domain::users::{self, NewAccount};
@@ -52,6 +57,20 @@ enum LoginResult {
     /// Tokens (refresh token in `Set-Cookie`), or `mfa_required` with an `mfa_token`.
     #[oai(status = 200)]
     Ok(Json<LoginResponse>, #[oai(header = "Set-Cookie")] Option<String>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+enum Ceremony {
+    /// The ceremony's id and the options for the browser's WebAuthn call.
+    #[oai(status = 200)]
+    Ok(Json<PasskeyCeremonyResponse>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+enum PasskeyCreated {
+    /// The passkey is registered.
+    #[oai(status = 201)]
+    Created(Json<PasskeyResponse>),
 }
 
 #[derive(ApiResponse)]
@@ -177,12 +196,13 @@ impl AuthApi {
                         token_type: Some(access.token_type),
                         expires_in: access.expires_in,
                         scope: Some(access.scope),
+                        mfa_methods: None,
                     }),
                     Some(cookie),
                     cache,
                 ))
             }
-            LoginOutcome::MfaRequired { mfa_token, expires_in } => Ok(LoginResult::Ok(
+            LoginOutcome::MfaRequired { mfa_token, expires_in, factors } => Ok(LoginResult::Ok(
                 Json(LoginResponse {
                     mfa_required: true,
                     mfa_token: Some(mfa_token.expose().clone()),
@@ -190,6 +210,13 @@ impl AuthApi {
                     token_type: None,
                     expires_in,
                     scope: None,
+                    mfa_methods: Some(
+                        [(factors.totp, "totp"), (factors.passkey, "passkey")]
+                            .into_iter()
+                            .filter(|(has, _)| *has)
+                            .map(|(_, name)| name.to_string())
+                            .collect(),
+                    ),
                 }),
                 None,
                 "no-store".into(),
@@ -213,6 +240,118 @@ impl AuthApi {
         let ctx = request_context(req);
         let tokens = mfa::complete_login(&state, &Secret::new(body.mfa_token), factor, &ctx).await?;
         Ok(issued(&state, &endpoint, tokens, ctx.now))
+    }
+
+    /// Start a passkey sign-in: usernameless, or with the `mfa_token` of a password
+    /// login as its second factor. A cookie endpoint (`X-Requested-With: latchkey`).
+    #[oai(path = "/webauthn/login/start", method = "post", operation_id = "passkeyLoginStart")]
+    async fn passkey_login_start(
+        &self,
+        _charged: Charged<buckets::Login>,
+        _endpoint: CookieEndpoint,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<PasskeyLoginStartRequest>,
+    ) -> ApiResult<Ceremony> {
+        let token = body.0.mfa_token.map(Secret::new);
+        let ceremony = mfa::start_passkey_login(&state, token.as_ref(), &request_context(req)).await?;
+        Ok(Ceremony::Ok(Json(ceremony.into()), "no-store".into()))
+    }
+
+    /// Finish a passkey sign-in: tokens and the refresh cookie, exactly as a password
+    /// login gives them; `amr` is `["swk","user"]`, or `["pwd","swk","mfa"]` after a
+    /// password. 401 `invalid_passkey` when the answer is refused.
+    #[oai(path = "/webauthn/login/finish", method = "post", operation_id = "passkeyLoginFinish")]
+    async fn passkey_login_finish(
+        &self,
+        _charged: Charged<buckets::Login>,
+        endpoint: CookieEndpoint,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<PasskeyLoginFinishRequest>,
+    ) -> ApiResult<TokenIssued> {
+        let body = body.0;
+        let ctx = request_context(req);
+        let token = body.mfa_token.map(Secret::new);
+        let tokens =
+            mfa::finish_passkey_login(&state, &body.ceremony_id, body.credential, token.as_ref(), &ctx).await?;
+        Ok(issued(&state, &endpoint, tokens, ctx.now))
+    }
+
+    /// Start registering a passkey for the signed-in user (a discoverable credential,
+    /// user verification required).
+    #[oai(path = "/webauthn/register/start", method = "post", operation_id = "passkeyRegisterStart")]
+    async fn passkey_register_start(
+        &self,
+        _charged: Charged<buckets::Totp>,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> ApiResult<Ceremony> {
+        let user = user_row(&state, &auth).await?;
+        let ceremony = passkeys::start_registration(&state, &user).await?;
+        Ok(Ceremony::Ok(Json(ceremony.into()), "no-store".into()))
+    }
+
+    /// Finish registering a passkey: it is the user's from now on.
+    #[oai(path = "/webauthn/register/finish", method = "post", operation_id = "passkeyRegisterFinish")]
+    async fn passkey_register_finish(
+        &self,
+        _charged: Charged<buckets::Totp>,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<PasskeyRegisterFinishRequest>,
+    ) -> ApiResult<PasskeyCreated> {
+        let user = user_row(&state, &auth).await?;
+        let body = body.0;
+        let view = passkeys::finish_registration(
+            &state,
+            &user,
+            &body.ceremony_id,
+            &body.name,
+            body.credential,
+            &request_context(req),
+        )
+        .await?;
+        Ok(PasskeyCreated::Created(Json(view.into())))
+    }
+
+    /// The signed-in user's passkeys.
+    #[oai(path = "/passkeys", method = "get", operation_id = "listMyPasskeys")]
+    async fn passkeys(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<Json<Vec<PasskeyResponse>>> {
+        let user = user_of_token(&state, &auth).await?;
+        let views = passkeys::list(&state, &user.id).await?;
+        Ok(Json(views.into_iter().map(Into::into).collect()))
+    }
+
+    /// Rename one of the signed-in user's passkeys.
+    #[oai(path = "/passkeys/:id", method = "patch", operation_id = "renameMyPasskey")]
+    async fn rename_passkey(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        id: Path<IdWord>,
+        body: Json<PasskeyRenameRequest>,
+    ) -> ApiResult<Done> {
+        let user = user_of_token(&state, &auth).await?;
+        passkeys::rename(&state, &user.id, &id.0.0, &body.0.name, &request_context(req)).await?;
+        Ok(Done::NoContent)
+    }
+
+    /// Delete one of the signed-in user's passkeys; 409 `last_factor` when the account's
+    /// roles require a second factor and this is its last.
+    #[oai(path = "/passkeys/:id", method = "delete", operation_id = "deleteMyPasskey")]
+    async fn delete_passkey(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        id: Path<IdWord>,
+    ) -> ApiResult<Done> {
+        let user = user_of_token(&state, &auth).await?;
+        passkeys::delete(&state, &user.id, &id.0.0, &request_context(req)).await?;
+        Ok(Done::NoContent)
     }
 
     /// Start TOTP enrolment (password re-checked): a secret, its otpauth URI and QR code.
@@ -457,4 +596,16 @@ pub async fn user_of_token(state: &AppState, auth: &BearerAuth) -> Result<users:
         Err(Error::NotFound(_)) => Err(ApiError::invalid_token("the user of this token no longer exists")),
         other => Ok(other?),
     }
+}
+
+/// The user row a bearer token speaks for (read with the session by the bearer check).
+async fn user_row(state: &AppState, auth: &BearerAuth) -> Result<crate::store::users::UserRow, ApiError> {
+    if auth.0.sid.is_none() {
+        return Err(ApiError::invalid_token("this token does not represent a user"));
+    }
+    if let Some(row) = auth.0.user.clone() {
+        return Ok(row);
+    }
+    let found = crate::store::users::find_by_id(&state.db, &auth.0.sub).await.map_err(Error::from)?;
+    found.ok_or_else(|| ApiError::invalid_token("the user of this token no longer exists"))
 }

@@ -118,6 +118,9 @@ impl From<Error> for ApiError {
             Error::InvalidSecondFactor => {
                 Self::Unauthorized(ErrorBody::new(ErrorCode::InvalidCode, description), BEARER_CHALLENGE.to_string())
             }
+            Error::InvalidPasskey(_) => {
+                Self::Unauthorized(ErrorBody::new(ErrorCode::InvalidPasskey, description), BEARER_CHALLENGE.to_string())
+            }
             Error::Forbidden { code, .. } => ApiError::forbidden(code, description),
             Error::NotFound(_) => ApiError::NotFound(ErrorBody::new(ErrorCode::NotFound, description)),
             Error::Conflict { code, .. } => ApiError::Conflict(ErrorBody::new(code, description)),

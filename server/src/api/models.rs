@@ -47,6 +47,11 @@ pub struct LoginResponse {
     pub expires_in: u64,
     #[oai(skip_serializing_if_is_none)]
     pub scope: Option<String>,
+    /// With `mfa_required`: the second factors the account can complete with, `totp`
+    /// (`POST /auth/login/mfa`) and `passkey` (`POST /auth/webauthn/login/start` with
+    /// the `mfa_token`).
+    #[oai(skip_serializing_if_is_none)]
+    pub mfa_methods: Option<Vec<String>>,
 }
 
 // No Debug: it carries secrets.
@@ -409,4 +414,92 @@ impl<T> poem::IntoResponse for PreSerialized<T> {
 #[derive(Debug, Object)]
 pub struct HealthResponse {
     pub status: String,
+}
+
+/// A passkey ceremony started: pass `options` to `navigator.credentials.create()` or
+/// `.get()` (after `PublicKeyCredential.parseCreationOptionsFromJSON` /
+/// `parseRequestOptionsFromJSON` on its `publicKey`, or decoding its base64url members),
+/// and send the answer back with `ceremony_id` before `expires_in` seconds have passed.
+#[derive(Debug, Object)]
+pub struct PasskeyCeremonyResponse {
+    pub ceremony_id: String,
+    /// `{"publicKey": …}`: WebAuthn's `PublicKeyCredentialCreationOptionsJSON` (a
+    /// registration) or `PublicKeyCredentialRequestOptionsJSON` (a sign-in).
+    pub options: serde_json::Value,
+    pub expires_in: u64,
+}
+
+impl From<crate::domain::passkeys::Ceremony> for PasskeyCeremonyResponse {
+    fn from(ceremony: crate::domain::passkeys::Ceremony) -> Self {
+        Self { ceremony_id: ceremony.id, options: ceremony.options, expires_in: ceremony.expires_in }
+    }
+}
+
+// No Debug: it carries secrets.
+#[derive(Object, Default)]
+pub struct PasskeyLoginStartRequest {
+    /// The `mfa_token` of a password login, to use a passkey as its second factor;
+    /// without it, a usernameless sign-in (any of the user's discoverable passkeys).
+    #[oai(skip_serializing_if_is_none, validator(max_length = 128))]
+    pub mfa_token: Option<String>,
+}
+
+// No Debug: it carries secrets.
+#[derive(Object)]
+pub struct PasskeyLoginFinishRequest {
+    #[oai(validator(max_length = 64))]
+    pub ceremony_id: String,
+    /// The assertion: `PublicKeyCredential.toJSON()` of what `navigator.credentials.get()` returned.
+    pub credential: serde_json::Value,
+    /// The same `mfa_token` the ceremony was started with, if any.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 128))]
+    pub mfa_token: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct PasskeyRegisterFinishRequest {
+    #[oai(validator(max_length = 64))]
+    pub ceremony_id: String,
+    /// What the user calls this passkey (1-64 characters).
+    #[oai(validator(max_length = 256))]
+    pub name: String,
+    /// `PublicKeyCredential.toJSON()` of what `navigator.credentials.create()` returned.
+    pub credential: serde_json::Value,
+}
+
+#[derive(Debug, Object)]
+pub struct PasskeyRenameRequest {
+    /// 1-64 characters.
+    #[oai(validator(max_length = 256))]
+    pub name: String,
+}
+
+/// A registered passkey. Its private key never leaves the authenticator.
+#[derive(Debug, Object)]
+pub struct PasskeyResponse {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The authenticator may back the key up (a synced passkey)…
+    pub backup_eligible: bool,
+    /// …and has.
+    pub backup_state: bool,
+    /// The highest signature counter seen (0 for authenticators that do not count).
+    pub sign_count: i64,
+}
+
+impl From<crate::domain::passkeys::PasskeyView> for PasskeyResponse {
+    fn from(view: crate::domain::passkeys::PasskeyView) -> Self {
+        Self {
+            id: view.id,
+            name: view.name,
+            created_at: to_datetime(view.created_at),
+            last_used_at: view.last_used_at.map(to_datetime),
+            backup_eligible: view.backup_eligible,
+            backup_state: view.backup_state,
+            sign_count: view.sign_count,
+        }
+    }
 }

@@ -16,6 +16,7 @@ use super::Result;
 pub struct Purged {
     pub sessions: u64,
     pub audit_events: u64,
+    /// Expired MFA login challenges and passkey ceremonies.
     pub challenges: u64,
     pub attempt_buckets: u64,
     pub sealed_children: u64,
@@ -40,7 +41,8 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
         let audit_before = now - config.operations.audit_retention.as_secs() as i64;
         done.audit_events = purge_audit_events(state, audit_before, batch).await?;
     }
-    done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?;
+    done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?
+        + drain(|| purge::expired_ceremonies(&state.db, now, batch), batch).await?;
     let grace_ended = now - config.tokens.refresh_grace.as_secs() as i64;
     done.sealed_children = drain(|| purge::sealed_children(&state.db, grace_ended, batch), batch).await?;
     // A code is kept past its use only as long as it could still be presented again

@@ -18,6 +18,7 @@ use crate::store::users::{self, Factor, UserRow};
 use latchkey_codes::ErrorCode;
 
 use super::auth::{IssuedTokens, RequestContext, audit_lockout, check_password};
+use super::passkeys::{self, AfterPassword, Factors};
 use super::{Error, Result, new_id, sessions};
 
 pub const MFA_TOKEN_PREFIX: &str = "lk_mfa_";
@@ -29,7 +30,12 @@ pub const AMR_PASSWORD_AND_OTP: &[&str] = &["pwd", "otp"];
 // No Debug: it carries tokens.
 pub enum LoginOutcome {
     Tokens(IssuedTokens),
-    MfaRequired { mfa_token: Secret<String>, expires_in: u64 },
+    /// A second factor is needed: one of `factors`, with the `mfa_token`.
+    MfaRequired {
+        mfa_token: Secret<String>,
+        expires_in: u64,
+        factors: Factors,
+    },
 }
 
 pub enum SecondFactor {
@@ -54,7 +60,9 @@ fn event(now: i64, actor: &str, action: &'static str, user_id: &str, ctx: &Reque
     NewAuditEvent::success(now, actor, action, user_id).ip(ctx.ip.clone())
 }
 
-/// Password checked: either a session, or (TOTP enabled) a challenge to complete.
+/// Password checked: a session, or (see [`passkeys::after_password`]) a challenge to
+/// complete with TOTP or a passkey, or a refusal when the account must enrol a second
+/// factor first.
 pub async fn after_password(
     state: &AppState,
     user: &UserRow,
@@ -62,9 +70,13 @@ pub async fn after_password(
     scope: &str,
     ctx: &RequestContext,
 ) -> Result<LoginOutcome> {
-    if !user.totp_enabled {
-        return Ok(LoginOutcome::Tokens(sessions::start(state, user, client, scope, &["pwd"], ctx).await?));
-    }
+    let factors = match passkeys::after_password(state, user).await? {
+        AfterPassword::Done => {
+            return Ok(LoginOutcome::Tokens(sessions::start(state, user, client, scope, &["pwd"], ctx).await?));
+        }
+        AfterPassword::MustEnrol => return Err(passkeys::enrolment_required()),
+        AfterPassword::SecondFactor(factors) => factors,
+    };
     let now = ctx.now;
     let ttl = state.config.mfa.challenge_ttl.as_secs();
     let token = generate_token(MFA_TOKEN_PREFIX);
@@ -81,7 +93,7 @@ pub async fn after_password(
         },
     )
     .await?;
-    Ok(LoginOutcome::MfaRequired { mfa_token: token, expires_in: ttl })
+    Ok(LoginOutcome::MfaRequired { mfa_token: token, expires_in: ttl, factors })
 }
 
 /// Checks a TOTP or recovery code for `user`. The attempt is reserved against the TOTP
@@ -157,14 +169,7 @@ pub async fn complete_login(
     factor: SecondFactor,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
-    let now = ctx.now;
-    let challenge = store::find_live_challenge(&state.db, &sha256_hex(mfa_token.expose()), now)
-        .await?
-        .ok_or_else(|| Error::InvalidToken("the mfa_token is invalid, expired or used; log in again".into()))?;
-    let user = users::find_by_id(&state.db, &challenge.user_id)
-        .await?
-        .filter(|u| u.status == UserStatus::Active)
-        .ok_or(Error::InvalidCredentials)?;
+    let (challenge, user) = live_challenge(state, mfa_token, ctx.now).await?;
     // Single use: the challenge is consumed with the code, so only one completion wins.
     verify_second_factor(state, &user, &factor, ctx, Some(&challenge.id)).await?;
     let client = sessions::first_party_client(state, &challenge.client_id).await?;
@@ -275,6 +280,9 @@ pub async fn disable(
     if !user.totp_enabled {
         return Err(Error::Conflict { code: ErrorCode::TotpDisabled, description: "TOTP is not enabled".into() });
     }
+    if passkeys::requires_second_factor(state, &user.id).await? && !Factors::of(state, &user).await?.passkey {
+        return Err(passkeys::last_factor());
+    }
     verify_second_factor(state, &user, factor, ctx, None).await?;
     users::set_totp(&state.db, &user.id, None, &[], now, event(now, &user.id, "totp.disable", &user.id, ctx)).await?;
     Ok(())
@@ -311,4 +319,57 @@ pub async fn admin_reset(state: &AppState, user_id: &str, by: &super::rbac::Gran
     let audit = event(now, by.actor(), "totp.reset", user_id, &ctx);
     users::set_totp(&state.db, user_id, None, &[], now, audit).await?;
     Ok(())
+}
+
+/// The live login challenge an `mfa_token` names, with its (active) user.
+async fn live_challenge(state: &AppState, mfa_token: &Secret<String>, now: i64) -> Result<(ChallengeRow, UserRow)> {
+    let challenge = store::find_live_challenge(&state.db, &sha256_hex(mfa_token.expose()), now)
+        .await?
+        .ok_or_else(|| Error::InvalidToken("the mfa_token is invalid, expired or used; log in again".into()))?;
+    let user = users::find_by_id(&state.db, &challenge.user_id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or(Error::InvalidCredentials)?;
+    Ok((challenge, user))
+}
+
+/// `POST /auth/webauthn/login/start`: a usernameless passkey sign-in, or with an
+/// `mfa_token` the passkey second factor of that password login.
+pub async fn start_passkey_login(
+    state: &AppState,
+    mfa_token: Option<&Secret<String>>,
+    ctx: &RequestContext,
+) -> Result<passkeys::Ceremony> {
+    match mfa_token {
+        Some(token) => {
+            let (_, user) = live_challenge(state, token, ctx.now).await?;
+            passkeys::start_sign_in(state, Some(&user)).await
+        }
+        None => passkeys::start_sign_in(state, None).await,
+    }
+}
+
+/// `POST /auth/webauthn/login/finish`: a session of the browser app, `amr` `swk user`
+/// for a passkey alone, `pwd swk mfa` after a password (the `mfa_token` is spent, once).
+pub async fn finish_passkey_login(
+    state: &AppState,
+    ceremony_id: &str,
+    credential: serde_json::Value,
+    mfa_token: Option<&Secret<String>>,
+    ctx: &RequestContext,
+) -> Result<IssuedTokens> {
+    let Some(token) = mfa_token else {
+        let done = passkeys::finish_sign_in(state, ceremony_id, None, credential, ctx).await?;
+        let client = sessions::first_party_client(state, sessions::SPA_CLIENT_ID).await?;
+        let scope = super::oauth::resolve_scope(&client, None)?;
+        return sessions::start(state, &done.user, &client, &scope, passkeys::AMR_PASSKEY, ctx).await;
+    };
+    let (challenge, user) = live_challenge(state, token, ctx.now).await?;
+    passkeys::finish_sign_in(state, ceremony_id, Some(&user.id), credential, ctx).await?;
+    if !store::consume_challenge(&state.db, &challenge.id, ctx.now).await? {
+        return Err(Error::InvalidToken("the mfa_token was already used; log in again".into()));
+    }
+    let client = sessions::first_party_client(state, &challenge.client_id).await?;
+    let scope = super::oauth::resolve_scope(&client, None)?;
+    sessions::start(state, &user, &client, &scope, passkeys::AMR_PASSWORD_AND_PASSKEY, ctx).await
 }

@@ -17,6 +17,7 @@ pub mod logout;
 pub mod maintenance;
 pub mod mfa;
 pub mod oauth;
+pub mod passkeys;
 pub mod rbac;
 pub mod sessions;
 pub mod signin;
@@ -38,6 +39,9 @@ pub enum Error {
     /// A wrong, expired or already used TOTP or recovery code (401).
     #[error("invalid or already used code")]
     InvalidSecondFactor,
+    /// A passkey's answer was refused (401; registration answers 400).
+    #[error("{0}")]
+    InvalidPasskey(String),
     /// A missing, malformed, expired or revoked bearer token (401).
     #[error("{0}")]
     InvalidToken(String),

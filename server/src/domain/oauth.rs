@@ -16,6 +16,7 @@ use crate::store::sessions::{self as session_store, Notify};
 use crate::tokens::{AccessClaims, REFRESH_TOKEN_PREFIX};
 
 use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, check_password, mint_access_token};
+use super::passkeys::AfterPassword;
 use super::{Error, ErrorCode, Result, mfa, sessions, users};
 
 /// The grant types of the token endpoint (RFC 6749 §4), as registered for a client.
@@ -172,8 +173,23 @@ pub async fn token(
                 }
                 Err(e) => return Err(e),
             };
-            if !user.totp_enabled {
-                return sessions::start(state, &user, &client, &scope, &["pwd"], ctx).await;
+            match super::passkeys::after_password(state, &user).await? {
+                AfterPassword::Done => return sessions::start(state, &user, &client, &scope, &["pwd"], ctx).await,
+                AfterPassword::MustEnrol => {
+                    return Err(Error::oauth(
+                        ErrorCode::MfaEnrolmentRequired,
+                        "this account's roles require a second factor: register a passkey or TOTP at the hosted \
+                         sign-in first",
+                    ));
+                }
+                AfterPassword::SecondFactor(factors) if !factors.totp => {
+                    return Err(Error::oauth(
+                        ErrorCode::MfaRequired,
+                        "this account's second factor is a passkey, which the password grant cannot carry: sign \
+                         in through the browser (authorization code flow)",
+                    ));
+                }
+                AfterPassword::SecondFactor(_) => {}
             }
             let Some(code) = request.totp else {
                 return Err(Error::oauth(

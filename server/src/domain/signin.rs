@@ -29,6 +29,7 @@ use super::authorize::{
     self, AuthorizationRequest, AuthorizeParams, CODE_TTL_SECS, RedirectError, Rejection, SignedIn,
 };
 use super::mfa::{self, SecondFactor};
+use super::passkeys::{self, AfterPassword, Factors};
 use super::{Error, ErrorCode, Result, new_id};
 
 /// Prefix of the browser-binding cookie's value.
@@ -45,6 +46,9 @@ const SSO_TOUCH_INTERVAL_SECS: i64 = 60;
 pub const STAGE_SIGN_IN: &str = "sign_in";
 pub const STAGE_SECOND_FACTOR: &str = "second_factor";
 pub const STAGE_CONSENT: &str = "consent";
+/// After the password, when the account's roles require a second factor it lacks: a
+/// passkey is registered before the sign-in goes on.
+pub const STAGE_ENROL: &str = "enrol";
 
 /// The cookies the browser presented.
 #[derive(Default)]
@@ -271,6 +275,10 @@ pub struct InteractionView {
     /// Where the sign-in ends (the pages' `form-action` allows its origin).
     pub redirect_uri: String,
     pub username: Option<String>,
+    /// The second factors the user can use (second-factor stage).
+    pub factors: Factors,
+    /// Whether passkeys work here (the sign-in page offers one).
+    pub passkeys: bool,
 }
 
 /// An interaction, if this browser started it and it is still running.
@@ -340,9 +348,13 @@ impl FormPost<'_> {
 pub async fn view(state: &AppState, id: &str, browser: &Browser) -> Result<InteractionView> {
     let (row, request, binding) = held_interaction(state, id, browser, state.now()).await?;
     let client = state.tokens.client(&row.client_id).await?.ok_or(Error::NotFound("client"))?;
-    let username = match &row.user_id {
-        Some(user_id) => user_store::find_by_id(&state.db, user_id).await?.map(|u| u.username),
+    let user = match &row.user_id {
+        Some(user_id) => user_store::find_by_id(&state.db, user_id).await?,
         None => None,
+    };
+    let factors = match &user {
+        Some(user) if row.stage == STAGE_SECOND_FACTOR => Factors::of(state, user).await?,
+        _ => Factors::default(),
     };
     Ok(InteractionView {
         csrf_token: csrf_token(&binding, &row.id),
@@ -353,7 +365,9 @@ pub async fn view(state: &AppState, id: &str, browser: &Browser) -> Result<Inter
         login_hint: request.login_hint,
         notice: row.notice,
         redirect_uri: request.redirect_uri,
-        username,
+        username: user.map(|u| u.username),
+        factors,
+        passkeys: passkeys::available(state),
     })
 }
 
@@ -417,18 +431,22 @@ pub async fn submit_password(
             None => return Err(err),
         },
     };
-    if user.totp_enabled {
-        let step = InteractionStep {
-            stage: Some(STAGE_SECOND_FACTOR),
-            user_id: Some(user.id.clone()),
-            amr: Some("pwd".into()),
-            notice: Some(None),
-            ..Default::default()
-        };
-        store::advance_interaction(&state.db, &row.id, STAGE_SIGN_IN, step).await?;
-        return Ok(Outcome::to(Next::Interaction(row.id)));
-    }
-    signed_in(state, &row, &request, &user, &["pwd"], post.browser, ctx).await
+    let next_stage = match passkeys::after_password(state, &user).await? {
+        AfterPassword::Done => return signed_in(state, &row, &request, &user, &["pwd"], post.browser, ctx).await,
+        AfterPassword::SecondFactor(_) => STAGE_SECOND_FACTOR,
+        // Enrolment needs WebAuthn, so a server without passkeys refuses the sign-in.
+        AfterPassword::MustEnrol if !passkeys::available(state) => return Err(passkeys::enrolment_required()),
+        AfterPassword::MustEnrol => STAGE_ENROL,
+    };
+    let step = InteractionStep {
+        stage: Some(next_stage),
+        user_id: Some(user.id.clone()),
+        amr: Some("pwd".into()),
+        notice: Some(None),
+        ..Default::default()
+    };
+    store::advance_interaction(&state.db, &row.id, STAGE_SIGN_IN, step).await?;
+    Ok(Outcome::to(Next::Interaction(row.id)))
 }
 
 /// `POST` of the second-factor form: a TOTP code or a recovery code.
@@ -452,6 +470,95 @@ pub async fn submit_second_factor(
         };
     }
     signed_in(state, &row, &request, &user, mfa::AMR_PASSWORD_AND_OTP, post.browser, ctx).await
+}
+
+/// The interaction's user, when it is at `stage` (and still active).
+async fn user_at(state: &AppState, row: &InteractionRow, stage: &str) -> Result<Option<UserRow>> {
+    let Some(user_id) = row.user_id.as_deref().filter(|_| row.stage == stage) else { return Ok(None) };
+    let user = user_store::find_by_id(&state.db, user_id).await?.filter(|u| u.status == UserStatus::Active);
+    user.map(Some).ok_or_else(|| Error::bad_request(ErrorCode::InvalidRequest, "This account cannot sign in."))
+}
+
+/// `POST /ui/signin/passkey/start` (the page's script): the WebAuthn options for the
+/// interaction's stage — a usernameless sign-in, the second factor of the user whose
+/// password was checked, or the registration the account must make first.
+pub async fn start_passkey(state: &AppState, post: &FormPost<'_>, ctx: &RequestContext) -> Result<passkeys::Ceremony> {
+    let (row, _) = post.open(state, ctx.now).await?;
+    match row.stage.as_str() {
+        STAGE_SIGN_IN => passkeys::start_sign_in(state, None).await,
+        STAGE_SECOND_FACTOR => match user_at(state, &row, STAGE_SECOND_FACTOR).await? {
+            Some(user) => passkeys::start_sign_in(state, Some(&user)).await,
+            None => Err(Error::bad_request(ErrorCode::InvalidRequest, "This sign-in is not waiting for a passkey.")),
+        },
+        STAGE_ENROL => match user_at(state, &row, STAGE_ENROL).await? {
+            Some(user) => passkeys::start_registration(state, &user).await,
+            None => Err(Error::bad_request(ErrorCode::InvalidRequest, "This sign-in is not waiting for a passkey.")),
+        },
+        _ => Err(Error::bad_request(ErrorCode::InvalidRequest, "This sign-in is not waiting for a passkey.")),
+    }
+}
+
+/// What the browser answered a passkey ceremony of the sign-in with.
+pub struct PasskeyAnswer<'a> {
+    pub ceremony: &'a str,
+    /// `PublicKeyCredential.toJSON()`, as the form carried it.
+    pub credential: &'a str,
+    /// The name of a passkey being registered.
+    pub name: Option<&'a str>,
+}
+
+pub const NOTICE_PASSKEY_FAILED: &str = "passkey_failed";
+
+/// `POST /ui/signin/passkey`: the passkey answered; by the interaction's stage, the user
+/// is signed in with it alone, or with password and passkey, or (enrolment) has
+/// registered one and is signed in with the password.
+pub async fn submit_passkey(
+    state: &AppState,
+    post: &FormPost<'_>,
+    answer: PasskeyAnswer<'_>,
+    ctx: &RequestContext,
+) -> Result<Outcome> {
+    let (row, request) = post.open(state, ctx.now).await?;
+    let result = passkey_step(state, &row, &answer, ctx).await;
+    let (user, amr) = match result {
+        Ok(Some(done)) => done,
+        Ok(None) => return Ok(Outcome::to(Next::Interaction(row.id))),
+        Err(Error::InvalidPasskey(_) | Error::BadRequest { .. } | Error::Conflict { .. }) => {
+            return back_with_notice(state, &row, &request, NOTICE_PASSKEY_FAILED, None).await;
+        }
+        Err(err) => return Err(err),
+    };
+    signed_in(state, &row, &request, &user, amr, post.browser, ctx).await
+}
+
+/// The passkey step of `row`'s stage: who signed in and how, or `None` when the stage
+/// takes no passkey.
+async fn passkey_step(
+    state: &AppState,
+    row: &InteractionRow,
+    answer: &PasskeyAnswer<'_>,
+    ctx: &RequestContext,
+) -> Result<Option<(UserRow, &'static [&'static str])>> {
+    let credential: serde_json::Value = serde_json::from_str(answer.credential)
+        .map_err(|_| Error::bad_request(ErrorCode::InvalidRequest, "The passkey's answer is missing."))?;
+    match row.stage.as_str() {
+        STAGE_SIGN_IN => {
+            let done = passkeys::finish_sign_in(state, answer.ceremony, None, credential, ctx).await?;
+            Ok(Some((done.user, passkeys::AMR_PASSKEY)))
+        }
+        STAGE_SECOND_FACTOR => {
+            let Some(user) = user_at(state, row, STAGE_SECOND_FACTOR).await? else { return Ok(None) };
+            passkeys::finish_sign_in(state, answer.ceremony, Some(&user.id), credential, ctx).await?;
+            Ok(Some((user, passkeys::AMR_PASSWORD_AND_PASSKEY)))
+        }
+        STAGE_ENROL => {
+            let Some(user) = user_at(state, row, STAGE_ENROL).await? else { return Ok(None) };
+            let name = answer.name.filter(|n| !n.trim().is_empty()).unwrap_or("Passkey");
+            passkeys::finish_registration(state, &user, answer.ceremony, name, credential, ctx).await?;
+            Ok(Some((user, &["pwd"])))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The user proved who they are: a new login session for this browser (ending the one it

@@ -2,6 +2,7 @@
 //! password hashing and the master key that encrypts private material at rest.
 
 pub mod master_key;
+pub mod passkeys;
 pub mod password;
 pub mod rate_limit;
 pub mod sealed_child;

@@ -11,6 +11,7 @@ pub mod entities;
 pub mod keys;
 pub mod mfa;
 pub mod outbox;
+pub mod passkeys;
 pub mod postgres;
 pub mod purge;
 pub mod roles;

@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Query
 use super::audit::{self, ANCHOR, AuditChain, ChainBreak, ChainPoint, ChainWalk};
 use super::entities::{
     OutboxState, audit_events, authorization_codes, authorization_requests, mfa_challenges, outbox, refresh_tokens,
-    sessions, sso_sessions,
+    sessions, sso_sessions, webauthn_ceremonies,
 };
 use super::{Db, Starts, StoreResult, begin_write};
 
@@ -99,6 +99,12 @@ pub async fn old_audit_events(db: &Db, before: i64, batch: u64) -> StoreResult<A
 pub async fn expired_challenges(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
     let expired = Condition::all().add(mfa_challenges::Column::ExpiresAt.lt(before));
     delete_batch::<mfa_challenges::Entity>(db, mfa_challenges::Column::Id, expired, batch).await
+}
+
+/// Passkey ceremonies nobody finished in time.
+pub async fn expired_ceremonies(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let expired = Condition::all().add(webauthn_ceremonies::Column::ExpiresAt.lt(before));
+    delete_batch::<webauthn_ceremonies::Entity>(db, webauthn_ceremonies::Column::Id, expired, batch).await
 }
 
 /// Authorization codes past their lifetime, used or not: a used one is kept until then

@@ -28,6 +28,8 @@ struct Fixtures {
     pending_kid: String,
     /// A browser session of the user, and a consent of theirs to client{n}.
     sso_id: String,
+    /// A passkey of the user.
+    passkey_id: String,
 }
 
 async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
@@ -68,7 +70,8 @@ async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
         .find(|k| k.state.as_str() == "pending")
         .map_or_else(|| "no-pending-key".to_string(), |k| k.kid);
     let sso_id = browser_session_and_consent(server, &user_id, &format!("client{n}")).await;
-    Fixtures { user_id, session_id, n: format!("{n}"), pending_kid, sso_id }
+    let passkey_id = stored_passkey(server, &user_id).await;
+    Fixtures { user_id, session_id, n: format!("{n}"), pending_kid, sso_id, passkey_id }
 }
 
 /// Stores a live browser session of `user_id` and their consent to `client_id`, as
@@ -101,8 +104,30 @@ async fn browser_session_and_consent(server: &TestServer, user_id: &str, client_
     id
 }
 
+/// A passkey row of `user_id`, as a registration leaves it (the admin API lists and
+/// deletes rows; it never reads the credential).
+async fn stored_passkey(server: &TestServer, user_id: &str) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let row = latchkey_server::store::passkeys::PasskeyRow {
+        id: id.clone(),
+        user_id: user_id.into(),
+        credential_id: format!("cred-{id}"),
+        name: "Phone".into(),
+        credential: "{}".into(),
+        sign_count: 0,
+        backup_eligible: true,
+        backup_state: true,
+        created_at: 0,
+        last_used_at: None,
+    };
+    let event = latchkey_server::store::audit::NewAuditEvent::success(0, user_id, "fixture", user_id);
+    latchkey_server::store::passkeys::insert(&server.state.db, row, event).await.unwrap();
+    id
+}
+
 fn ops(f: &Fixtures) -> Vec<Op> {
     let (user_id, session_id, n, kid, sso_id) = (&f.user_id, &f.session_id, &f.n, &f.pending_kid, &f.sso_id);
+    let passkey_id = &f.passkey_id;
     let op = |permission, method, template, path: String, body| Op { permission, method, template, path, body };
     vec![
         op("users:read", Method::GET, "/admin/users", "/admin/users".into(), None),
@@ -137,6 +162,14 @@ fn ops(f: &Fixtures) -> Vec<Op> {
         ),
         op("users:write", Method::POST, "/admin/users/{id}/unlock", format!("/admin/users/{user_id}/unlock"), None),
         op("users:write", Method::DELETE, "/admin/users/{id}/totp", format!("/admin/users/{user_id}/totp"), None),
+        op("users:read", Method::GET, "/admin/users/{id}/passkeys", format!("/admin/users/{user_id}/passkeys"), None),
+        op(
+            "users:write",
+            Method::DELETE,
+            "/admin/users/{id}/passkeys/{passkey_id}",
+            format!("/admin/users/{user_id}/passkeys/{passkey_id}"),
+            None,
+        ),
         op(
             "sessions:read",
             Method::GET,
@@ -300,6 +333,7 @@ async fn permission_matrix() {
         n: "0".into(),
         pending_kid: "k".into(),
         sso_id: "b".into(),
+        passkey_id: "p".into(),
     };
     let covered: std::collections::BTreeSet<(String, String)> =
         ops(&placeholder).iter().map(|op| (op.method.to_string(), op.template.to_string())).collect();

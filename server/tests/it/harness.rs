@@ -134,6 +134,9 @@ pub async fn refresh_at(http: &reqwest::Client, base: &str, cookie: &str) -> req
         .await
 }
 
+/// The public URL [`TestServer::start_on_localhost`] asks for, before the port is known.
+const LOCALHOST: &str = "http://localhost";
+
 pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
@@ -157,6 +160,16 @@ impl TestServer {
         Self::start_raw(raw, dir).await
     }
 
+    /// A server whose public URL is `http://localhost:<port>`: WebAuthn needs a domain
+    /// for its relying party id, and refuses an IP address.
+    pub async fn start_on_localhost(adjust: impl FnOnce(&mut RawConfig)) -> Self {
+        Self::start_with(|raw| {
+            raw.public_url = LOCALHOST.into();
+            adjust(raw);
+        })
+        .await
+    }
+
     pub async fn start_raw(raw: RawConfig, dir: tempfile::TempDir) -> Self {
         Self::start_node(raw, dir, None).await
     }
@@ -165,7 +178,7 @@ impl TestServer {
     /// the same issuer), its own listener, state and clock.
     pub async fn second_node(&self) -> Self {
         let raw = test_config(self._dir.path(), self.state.config.database_url.clone());
-        let node = Self::start_node(raw, tempfile::tempdir().unwrap(), Some(self.base.clone())).await;
+        let node = Self::start_node(raw, tempfile::tempdir().unwrap(), Some(self.state.config.issuer.clone())).await;
         node.clock.set(self.clock.now_secs());
         node
     }
@@ -175,7 +188,12 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut raw = raw;
-        raw.public_url = public_url.unwrap_or_else(|| format!("http://{addr}"));
+        let raw_public_is_localhost = url::Url::parse(public_url.as_deref().unwrap_or(&raw.public_url))
+            .is_ok_and(|u| u.host_str() == Some("localhost"));
+        raw.public_url = public_url.unwrap_or_else(|| match raw.public_url.as_str() {
+            LOCALHOST => format!("http://localhost:{}", addr.port()),
+            _ => format!("http://{addr}"),
+        });
         let config = raw.validate().expect("test config is valid");
         let state = latchkey_server::build_state(config, clock.clone()).await.expect("server state");
         let (tx, rx) = oneshot::channel::<()>();
@@ -186,8 +204,11 @@ impl TestServer {
             };
             latchkey_server::serve(listener, serve_state, shutdown, Duration::from_secs(5)).await.unwrap();
         });
+        // A localhost server is reached by its name, as a browser would (the issuer in
+        // every redirect and token is that name).
+        let base = if raw_public_is_localhost { state.config.issuer.clone() } else { format!("http://{addr}") };
         Self {
-            base: format!("http://{addr}"),
+            base,
             http: reqwest::Client::builder().build().unwrap(),
             state,
             clock,

@@ -23,6 +23,7 @@ mod oauth;
 mod oidc_rp;
 mod openapi;
 mod operations;
+mod passkeys;
 mod refresh;
 mod route_facts;
 mod store_contract;

@@ -12,7 +12,7 @@ use super::{AdminAuth, Created, NoContent};
 use crate::api::ApiTags;
 use crate::api::documented::{ClientIdWord, IdWord, StatusWord, strings};
 use crate::api::error::ApiResult;
-use crate::api::models::{BrowserSessionResponse, ConsentResponse, UserResponse};
+use crate::api::models::{BrowserSessionResponse, ConsentResponse, PasskeyResponse, UserResponse};
 use crate::domain::auth::RequestContext;
 use crate::domain::rbac::Permission;
 use crate::domain::{grants, sessions, users};
@@ -152,6 +152,30 @@ impl AdminUsersApi {
         let filter = SessionFilter { user_id: Some(id.0.0), client_id: None };
         let (items, total) = sessions::admin_list(auth.state(), &filter, page).await?;
         Ok(Json(SessionPage::of(items, total, page)))
+    }
+
+    /// The user's passkeys.
+    #[oai(path = "/:id/passkeys", method = "get", operation_id = "adminListUserPasskeys")]
+    async fn passkeys(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<Json<Vec<PasskeyResponse>>> {
+        auth.require(Permission::UsersRead)?;
+        users::check_id(&id.0.0)?;
+        users::get(auth.state(), &id.0.0).await?;
+        let views = crate::domain::passkeys::list(auth.state(), &id.0.0).await?;
+        Ok(Json(views.into_iter().map(Into::into).collect()))
+    }
+
+    /// Delete one of the user's passkeys (a lost device). Even the last one: an account
+    /// whose roles require a second factor enrols a new one at its next sign-in.
+    #[oai(path = "/:id/passkeys/:passkey_id", method = "delete", operation_id = "adminDeleteUserPasskey")]
+    async fn delete_passkey(
+        &self,
+        auth: AdminAuth,
+        id: Path<IdWord>,
+        passkey_id: Path<IdWord>,
+    ) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::UsersWrite)?;
+        crate::domain::passkeys::admin_delete(auth.state(), &id.0.0, &passkey_id.0.0, &admin.grantor()).await?;
+        Ok(NoContent::Done)
     }
 
     /// The user's live browser sessions at the hosted sign-in pages (SSO).

@@ -34,10 +34,14 @@ pub(super) fn mount(route: poem::Route) -> poem::Route {
         .at("/account/totp/confirm", poem::post(totp_confirm))
         .at("/account/totp/disable", poem::post(totp_disable))
         .at("/account/totp/recovery-codes", poem::post(recovery_codes))
+        .at("/account/passkeys/start", poem::post(passkey_start))
+        .at("/account/passkeys", poem::post(passkey_add))
+        .at("/account/passkeys/rename", poem::post(passkey_rename))
+        .at("/account/passkeys/delete", poem::post(passkey_delete))
 }
 
 /// Every path this module serves, with its methods.
-pub(super) const ROUTES: [(&str, &str); 10] = [
+pub(super) const ROUTES: [(&str, &str); 14] = [
     (ACCOUNT_PATH, "get"),
     ("/account/browser-sessions/end", "post"),
     ("/account/sessions/end", "post"),
@@ -48,6 +52,10 @@ pub(super) const ROUTES: [(&str, &str); 10] = [
     ("/account/totp/confirm", "post"),
     ("/account/totp/disable", "post"),
     ("/account/totp/recovery-codes", "post"),
+    ("/account/passkeys/start", "post"),
+    ("/account/passkeys", "post"),
+    ("/account/passkeys/rename", "post"),
+    ("/account/passkeys/delete", "post"),
 ];
 
 struct BrowserLine {
@@ -65,6 +73,14 @@ struct SessionLine {
     device: String,
     ip: String,
     last_used: String,
+}
+
+struct PasskeyLine {
+    id: String,
+    name: String,
+    created: String,
+    last_used: Option<String>,
+    synced: bool,
 }
 
 struct ConsentLine {
@@ -89,6 +105,8 @@ struct AccountPage<'a> {
     consents: Vec<ConsentLine>,
     totp_enabled: bool,
     min_password: usize,
+    /// `None` when passkeys are off on this server.
+    passkeys: Option<Vec<PasskeyLine>>,
 }
 
 #[derive(Template)]
@@ -129,6 +147,12 @@ fn notice_of(key: &str) -> Option<(&'static str, bool)> {
         "wrong_code" => (EN.account_wrong_code, true),
         "rate_limited" => (EN.rate_limited, true),
         "gone" => (EN.account_gone, true),
+        "passkey_added" => (EN.account_done_passkey_added, false),
+        "passkey_renamed" => (EN.account_done_passkey_renamed, false),
+        "passkey_deleted" => (EN.account_done_passkey_deleted, false),
+        "last_factor" => (EN.account_passkey_last_factor, true),
+        "passkey_refused" => (EN.account_passkey_refused, true),
+        "bad_name" => (EN.account_bad_name, true),
         _ => return None,
     })
 }
@@ -190,6 +214,25 @@ async fn show(req: &Request) -> poem::Result<Response> {
         Ok(overview) => overview,
         Err(err) => return Ok(error_page(req, state, &err)),
     };
+    let passkeys = if crate::domain::passkeys::available(state) {
+        match crate::domain::passkeys::list(state, &account.user.id).await {
+            Ok(views) => Some(
+                views
+                    .into_iter()
+                    .map(|p| PasskeyLine {
+                        created: when(p.created_at),
+                        last_used: p.last_used_at.map(when),
+                        synced: p.backup_state,
+                        name: p.name,
+                        id: p.id,
+                    })
+                    .collect(),
+            ),
+            Err(err) => return Ok(error_page(req, state, &err)),
+        }
+    } else {
+        None
+    };
     let notice = param("notice").and_then(notice_of);
     let page = AccountPage {
         chrome: Chrome::of(state),
@@ -234,6 +277,7 @@ async fn show(req: &Request) -> poem::Result<Response> {
             .collect(),
         totp_enabled: account.user.totp_enabled,
         min_password: state.config.passwords.min_length,
+        passkeys,
     };
     Ok(rendered(req, state, page.render(), None))
 }
@@ -248,6 +292,11 @@ fn refused(req: &Request, state: &AppState, err: &Error) -> Response {
         Error::BadRequest { code: ErrorCode::InvalidCode, .. } => "wrong_code",
         Error::RateLimited { .. } => "rate_limited",
         Error::NotFound(_) => "gone",
+        Error::Conflict { code: ErrorCode::LastFactor, .. } => "last_factor",
+        Error::BadRequest { code: ErrorCode::InvalidName, .. } => "bad_name",
+        Error::BadRequest { code: ErrorCode::InvalidPasskey | ErrorCode::InvalidRequest, .. }
+        | Error::InvalidPasskey(_)
+        | Error::Conflict { code: ErrorCode::PasskeyExists, .. } => "passkey_refused",
         _ => return error_page(req, state, err),
     };
     see_other(state, &format!("{ACCOUNT_PATH}?notice={key}"))
@@ -433,4 +482,56 @@ fn codes_page(req: &Request, state: &AppState, codes: Vec<Secret<String>>) -> Re
         codes: codes.iter().map(|c| c.expose().clone()).collect(),
     };
     rendered(req, state, page.render(), None)
+}
+
+/// `POST /account/passkeys/start` (the page's script): the options to create a passkey.
+#[handler]
+async fn passkey_start(req: &Request, body: Body) -> poem::Result<Response> {
+    let (state, account, _) = match posted(req, body, Bucket::Totp).await {
+        Ok(posted) => posted,
+        // Not signed in, or a bad token: the script gets a JSON refusal, not a page.
+        Err(_) => {
+            let state = state_of(req)?;
+            let err = Error::bad_request(ErrorCode::CsrfCheckFailed, "sign in again and reload the page");
+            return Ok(super::passkey_options(state, Err(err)));
+        }
+    };
+    Ok(super::passkey_options(state, crate::domain::passkeys::start_registration(state, &account.user).await))
+}
+
+#[handler]
+async fn passkey_add(req: &Request, body: Body) -> poem::Result<Response> {
+    let ctx = request_context(req);
+    act(req, body, Bucket::Totp, "passkey_added", |state, account, form| async move {
+        let credential = serde_json::from_str(form.get("credential").unwrap_or_default())
+            .map_err(|_| Error::bad_request(ErrorCode::InvalidRequest, "the passkey's answer is missing"))?;
+        let ceremony = form.get("ceremony").unwrap_or_default();
+        let name = form.get("name").unwrap_or_default();
+        crate::domain::passkeys::finish_registration(&state, &account.user, ceremony, name, credential, &ctx)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+#[handler]
+async fn passkey_rename(req: &Request, body: Body) -> poem::Result<Response> {
+    let ctx = request_context(req);
+    act(req, body, Bucket::Token, "passkey_renamed", |state, account, form| async move {
+        let id = form.get("id").unwrap_or_default();
+        crate::domain::users::check_id(id).map_err(|_| Error::NotFound("passkey"))?;
+        crate::domain::passkeys::rename(&state, &account.user.id, id, form.get("name").unwrap_or_default(), &ctx).await
+    })
+    .await
+}
+
+#[handler]
+async fn passkey_delete(req: &Request, body: Body) -> poem::Result<Response> {
+    let ctx = request_context(req);
+    act(req, body, Bucket::Token, "passkey_deleted", |state, account, form| async move {
+        let id = form.get("id").unwrap_or_default();
+        crate::domain::users::check_id(id).map_err(|_| Error::NotFound("passkey"))?;
+        crate::domain::passkeys::delete(&state, &account.user.id, id, &ctx).await
+    })
+    .await
 }

@@ -36,7 +36,7 @@ use messages::{EN, Messages};
 pub const BROWSER_COOKIE: &str = "lk_browser";
 
 /// Every path this module serves, with its methods (for the `Allow` table).
-pub const ROUTES: [(&str, &str); 20] = [
+pub const ROUTES: [(&str, &str); 27] = [
     ("/oauth2/authorize", "get"),
     ("/oauth2/authorize", "post"),
     ("/oauth2/logout", "get"),
@@ -46,7 +46,10 @@ pub const ROUTES: [(&str, &str); 20] = [
     ("/ui/signin/code", "post"),
     ("/ui/consent", "get"),
     ("/ui/consent", "post"),
+    ("/ui/signin/passkey/start", "post"),
+    ("/ui/signin/passkey", "post"),
     ("/ui/style.css", "get"),
+    ("/ui/passkeys.js", "get"),
     account::ROUTES[0],
     account::ROUTES[1],
     account::ROUTES[2],
@@ -57,6 +60,10 @@ pub const ROUTES: [(&str, &str); 20] = [
     account::ROUTES[7],
     account::ROUTES[8],
     account::ROUTES[9],
+    account::ROUTES[10],
+    account::ROUTES[11],
+    account::ROUTES[12],
+    account::ROUTES[13],
 ];
 
 /// Adds the hosted routes to the application's.
@@ -67,7 +74,10 @@ pub fn mount(route: Route) -> Route {
         .at("/ui/signin", poem::get(show).post(submit_password))
         .at("/ui/signin/code", poem::post(submit_code))
         .at("/ui/consent", poem::get(show).post(submit_consent))
+        .at("/ui/signin/passkey/start", poem::post(start_passkey))
+        .at("/ui/signin/passkey", poem::post(submit_passkey))
         .at("/ui/style.css", poem::get(style))
+        .at("/ui/passkeys.js", poem::get(script))
 }
 
 /// What every page shows of the brand.
@@ -98,11 +108,24 @@ struct SignInPage<'a> {
     csrf_token: String,
     username: String,
     notice: Option<&'a str>,
+    passkeys: bool,
 }
 
 #[derive(Template)]
 #[template(path = "second_factor.html")]
 struct SecondFactorPage<'a> {
+    chrome: Chrome,
+    t: &'a Messages,
+    interaction: String,
+    csrf_token: String,
+    notice: Option<&'a str>,
+    totp: bool,
+    passkey: bool,
+}
+
+#[derive(Template)]
+#[template(path = "enrol.html")]
+struct EnrolPage<'a> {
     chrome: Chrome,
     t: &'a Messages,
     interaction: String,
@@ -145,8 +168,8 @@ fn content_security_policy(state: &AppState, ends_at: Option<&str>) -> String {
     let origin_of = |url: &Option<String>| url.as_deref().and_then(redirect_origin).unwrap_or_default();
     let branding = &state.config.branding;
     format!(
-        "default-src 'none'; style-src 'self' {}; img-src 'self' {}; form-action {form_action}; \
-         frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' {}; img-src 'self' {}; \
+         form-action {form_action}; frame-ancestors 'none'; base-uri 'none'",
         origin_of(&branding.extra_css_url),
         origin_of(&branding.logo_url),
     )
@@ -399,6 +422,7 @@ fn render(req: &Request, state: &AppState, view: InteractionView) -> Response {
             csrf_token: view.csrf_token,
             username: view.login_hint.unwrap_or_default(),
             notice,
+            passkeys: view.passkeys,
         }
         .render(),
         signin::STAGE_SECOND_FACTOR => SecondFactorPage {
@@ -407,8 +431,14 @@ fn render(req: &Request, state: &AppState, view: InteractionView) -> Response {
             interaction: view.id,
             csrf_token: view.csrf_token,
             notice,
+            totp: view.factors.totp,
+            passkey: view.factors.passkey,
         }
         .render(),
+        signin::STAGE_ENROL => {
+            EnrolPage { chrome: Chrome::of(state), t: &EN, interaction: view.id, csrf_token: view.csrf_token, notice }
+                .render()
+        }
         _ => ConsentPage {
             chrome: Chrome::of(state),
             t: &EN,
@@ -505,6 +535,61 @@ async fn submit_consent(req: &Request, body: Body) -> poem::Result<Response> {
         signin::submit_consent(state, &form.post(&browser), allow, &ctx).await
     })
     .await
+}
+
+/// `POST /ui/signin/passkey/start`: the page's script asks for the WebAuthn options of
+/// the interaction's stage (a form post with the interaction and its CSRF token, so
+/// only the browser holding the sign-in can start one). JSON in both directions' sense:
+/// the answer is `{ceremony_id, options}`, or our JSON error body.
+#[handler]
+async fn start_passkey(req: &Request, body: Body) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let ctx = request_context(req);
+    let started = async {
+        charge_ip(req, Bucket::Login)?;
+        let fields = FormFields(pairs_of(req, body).await?);
+        let browser = browser_of(req, state);
+        signin::start_passkey(state, &fields.post(&browser), &ctx).await
+    };
+    Ok(passkey_options(state, started.await))
+}
+
+/// A started ceremony as the pages' script reads it, or the JSON error.
+pub(super) fn passkey_options(state: &AppState, started: Result<crate::domain::passkeys::Ceremony, Error>) -> Response {
+    let response = match started {
+        Ok(ceremony) => {
+            let body = serde_json::json!({ "ceremony_id": ceremony.id, "options": ceremony.options });
+            Response::builder().content_type("application/json").body(body.to_string())
+        }
+        Err(err) => poem::IntoResponse::into_response(crate::api::error::ApiError::from(err)),
+    };
+    harden(response, &content_security_policy(state, None))
+}
+
+#[handler]
+async fn submit_passkey(req: &Request, body: Body) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let ctx = request_context(req);
+    post_step(req, body, Bucket::Login, |form, browser| async move {
+        let answer = signin::PasskeyAnswer {
+            ceremony: form.get("ceremony").unwrap_or_default(),
+            credential: form.get("credential").unwrap_or_default(),
+            name: form.get("name"),
+        };
+        signin::submit_passkey(state, &form.post(&browser), answer, &ctx).await
+    })
+    .await
+}
+
+/// The pages' one script: it runs the passkey ceremonies (the pages work without it,
+/// passkeys aside).
+#[handler]
+fn script(req: &Request) -> poem::Result<Response> {
+    let state = state_of(req)?;
+    let response = Response::builder().content_type("text/javascript; charset=utf-8").body(include_str!("passkeys.js"));
+    let mut response = harden(response, &content_security_policy(state, None));
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    Ok(response)
 }
 
 #[handler]

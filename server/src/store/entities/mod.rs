@@ -11,6 +11,7 @@ pub mod clients;
 pub mod consents;
 pub mod mfa_challenges;
 pub mod outbox;
+pub mod passkeys;
 pub mod recovery_codes;
 pub mod refresh_tokens;
 pub mod role_permissions;
@@ -21,6 +22,7 @@ pub mod sso_sessions;
 pub mod user_roles;
 pub mod username_skeletons;
 pub mod users;
+pub mod webauthn_ceremonies;
 
 /// A column whose values are a closed set of words: an enum stored as its word, with
 /// `as_str` (the stored and displayed word) and `Display`, so every `match` on a state
