@@ -24,6 +24,7 @@ const users = {
   axel: { username: "axel", password: "axel's long password" }, // TOTP; the accessibility pass
   lena: { username: "lena", password: "lena's long password" }, // signs out
   mona: { username: "mona", password: "mona's long password" }, // the account page
+  pia: { username: "pia", password: "pia's long password" }, // passkeys
 };
 
 let latchkey, photos, wiki, browser;
@@ -536,4 +537,61 @@ test("the account page: sessions listed and one ended, the password changed (oth
   bad.push(...(await axe(tab, "two-step set-up")));
   assert.deepEqual(bad, [], "no serious or critical axe violations");
   await audit.close();
+});
+
+/// A platform authenticator in the tab (the DevTools protocol's WebAuthn domain): a
+/// discoverable-credential CTAP2 device that verifies the user, with presence simulated.
+async function virtualAuthenticator(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
+test("a passkey made on the account page is then the only thing needed to sign in at a relying party", async () => {
+  const context = await newContext();
+  const page = await openTab(context);
+  const { cdp, authenticatorId } = await virtualAuthenticator(page);
+  await page.goto(`${latchkey.issuer}/account`);
+  await signIn(page, users.pia);
+  await page.getByRole("heading", { name: "Your account" }).waitFor();
+  const section = page.locator("section", { has: page.getByRole("heading", { name: "Passkeys" }) });
+  await section.getByText("You have no passkey.").waitFor();
+  await section.getByLabel("Name for this passkey").fill("Test laptop");
+  await section.getByRole("button", { name: "Add a passkey" }).click();
+  await page.getByRole("status").filter({ hasText: "The passkey is added." }).waitFor();
+  assert.equal(await section.locator(".passkey-name").textContent(), "Test laptop");
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1);
+  assert.equal(credentials[0].isResidentCredential, true, "a discoverable credential: no username needed");
+  assert.equal(credentials[0].rpId, "localhost");
+
+  // Sign out of the browser, then sign in at the gallery with the passkey alone.
+  await page.goto(`${latchkey.issuer}/oauth2/logout`);
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
+  await page.getByRole("heading", { name: "You are signed out" }).waitFor();
+  await page.goto(`${photos.base}/login`);
+  await page.waitForURL(onLatchkey("/ui/signin"));
+  // The conditional request (autofill) may answer first; else the button does.
+  await page
+    .getByRole("button", { name: "Sign in with a passkey" })
+    .click({ timeout: 3_000 })
+    .catch(() => {});
+  await consent(page);
+  const result = await signedIn(page, photos);
+  assert.deepEqual(result.id_token_claims.amr, ["swk", "user"], "signed in by the passkey, no password typed");
+  assert.equal(result.userinfo.preferred_username, "pia");
+  const used = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.ok(used.credentials[0].signCount >= 1, "the authenticator signed");
+  noProblems(page);
+  await context.close();
 });

@@ -39,6 +39,12 @@ export async function login(api: Api, username: string, password: string): Promi
   return accessToken ? { kind: "signed-in" } : { kind: "error", message: "no access token in the response" };
 }
 
+/// Keeps the access token of a finished login (password, second factor or passkey).
+export function signedInWith(token: string | undefined): LoginResult {
+  accessToken = token ?? null;
+  return accessToken ? { kind: "signed-in" } : { kind: "error", message: "no access token in the response" };
+}
+
 export async function completeMfa(api: Api, mfaToken: string, code: string): Promise<LoginResult> {
   const { data, error } = await api.POST("/auth/login/mfa", { body: { mfa_token: mfaToken, code }, headers: CSRF });
   if (error || !data) return { kind: "error", message: error?.error_description ?? "invalid code" };

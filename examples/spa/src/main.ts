@@ -1,4 +1,5 @@
 import { completeMfa, forget, login, logout, logoutEverywhere, makeApi, refresh, withAuth } from "./auth";
+import { addPasskey, passkeyLogin, passkeysSupported } from "./passkeys";
 
 // The API's origin differs from this page's (CORS with credentials is exercised for
 // real). `?api=` overrides it, which the browser tests use.
@@ -24,6 +25,8 @@ async function showSignedIn() {
   setError("");
   $("who").textContent = me.username;
   $("me").textContent = JSON.stringify({ id: me.id, roles: me.roles, totp: me.totp_enabled }, null, 2);
+  const passkeys = await withAuth(api, (headers) => api.GET("/auth/passkeys", { headers }));
+  $("passkey-count").textContent = passkeys ? String(passkeys.length) : "?";
   show("login-form", false);
   show("mfa-form", false);
   show("signed-in", true);
@@ -55,6 +58,17 @@ $("mfa-form").addEventListener("submit", async (event) => {
   const result = await completeMfa(api, mfaToken, $<HTMLInputElement>("code").value);
   if (result.kind === "error") return setError(result.message);
   mfaToken = null;
+  await showSignedIn();
+});
+
+show("passkey-login", passkeysSupported());
+$("passkey-login").addEventListener("click", async () => {
+  const result = await passkeyLogin(api);
+  if (result.kind === "error") return setError(result.message);
+  await showSignedIn();
+});
+$("add-passkey").addEventListener("click", async () => {
+  if (!(await addPasskey(api, "SPA passkey"))) return setError("The passkey could not be added.");
   await showSignedIn();
 });
 

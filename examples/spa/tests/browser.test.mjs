@@ -332,3 +332,78 @@ test("a page on an origin that is not allowed cannot refresh or log in", async (
   assert.equal(form.status, 403);
   await foreign.close();
 });
+
+test("a passkey added in the app then signs in with no password, through the JSON API", async () => {
+  // WebAuthn needs a domain (it refuses an IP address as relying party id): a second
+  // Latchkey on http://localhost, and the same app served as http://localhost too.
+  const port = await freePort();
+  const localApi = `http://localhost:${port}`;
+  const localSpa = `http://localhost:${new URL(spa.url).port}`;
+  const dir = mkdtempSync(join(tmpdir(), "latchkey-spa-passkeys-"));
+  const passkeyServer = spawn(serverBin, ["serve"], {
+    env: {
+      ...process.env,
+      LATCHKEY_LISTEN: `127.0.0.1:${port}`,
+      LATCHKEY_PUBLIC_URL: localApi,
+      LATCHKEY_DATABASE_URL: `sqlite://${join(dir, "db.sqlite")}?mode=rwc`,
+      LATCHKEY_MASTER_KEY_FILE: join(dir, "master.key"),
+      LATCHKEY_CORS_ALLOWED_ORIGINS: `["${localSpa}"]`,
+      LATCHKEY_PASSKEYS__EXTRA_ORIGINS: `["${localSpa}"]`,
+      LATCHKEY_PASSWORDS__ARGON2_MEMORY_KIB: "4096",
+      LATCHKEY_PASSWORDS__ARGON2_ITERATIONS: "1",
+      RUST_LOG: "warn",
+    },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const local = await browser.newContext();
+  try {
+    await waitReady(localApi);
+    const reg = await fetch(`${localApi}/auth/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: "passkey-user", password: PASSWORD }),
+    });
+    assert.equal(reg.status, 201);
+    const page = await local.newPage();
+    const cdp = await local.newCDPSession(page);
+    await cdp.send("WebAuthn.enable");
+    const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+      options: {
+        protocol: "ctap2",
+        transport: "internal",
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+        automaticPresenceSimulation: true,
+      },
+    });
+    await page.goto(`${localSpa}/?api=${encodeURIComponent(localApi)}`);
+    await page.waitForSelector("#login-form:not(.hidden)");
+    await page.fill("#username", "passkey-user");
+    await page.fill("#password", PASSWORD);
+    await page.click("#login-button");
+    await page.waitForSelector("#signed-in:not(.hidden)");
+    assert.equal(await page.textContent("#passkey-count"), "0");
+    await page.click("#add-passkey");
+    await eventually("the passkey is listed", 5_000, async () => (await page.textContent("#passkey-count")) === "1");
+    const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+    assert.equal(credentials.length, 1);
+    assert.equal(credentials[0].isResidentCredential, true);
+
+    await page.click("#logout");
+    await page.waitForSelector("#login-form:not(.hidden)");
+    await page.fill("#username", "");
+    await page.fill("#password", "");
+    await page.click("#passkey-login");
+    await page.waitForSelector("#signed-in:not(.hidden)");
+    assert.equal(await page.textContent("#who"), "passkey-user");
+    const used = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+    assert.ok(used.credentials[0].signCount >= 1, "the passkey signed the sign-in");
+    // The session is a cookie session like any: a reload keeps it.
+    await page.reload();
+    await page.waitForSelector("#signed-in:not(.hidden)");
+  } finally {
+    await local.close();
+    passkeyServer.kill();
+  }
+});
