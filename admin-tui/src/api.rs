@@ -156,6 +156,19 @@ pub struct Consent {
     pub granted_at: String,
 }
 
+/// A user's registered passkey (WebAuthn).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Passkey {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    #[serde(default)]
+    pub last_used_at: Option<String>,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub sign_count: i64,
+}
+
 /// A user's browser login session at the hosted sign-in pages (SSO).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct BrowserSession {
@@ -496,6 +509,17 @@ impl ApiClient {
     /// Ends one browser session of a user (and the app sessions made through it).
     pub async fn end_user_browser_session(&self, user_id: &str, session_id: &str) -> Result<(), ApiError> {
         let path = format!("/admin/users/{}/browser-sessions/{}", encode(user_id), encode(session_id));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// A user's passkeys, oldest first.
+    pub async fn user_passkeys(&self, user_id: &str) -> Result<Vec<Passkey>, ApiError> {
+        self.call(Method::GET, &format!("/admin/users/{}/passkeys", encode(user_id)), None).await
+    }
+
+    /// Deletes one of a user's passkeys (a lost device).
+    pub async fn delete_user_passkey(&self, user_id: &str, passkey_id: &str) -> Result<(), ApiError> {
+        let path = format!("/admin/users/{}/passkeys/{}", encode(user_id), encode(passkey_id));
         self.call(Method::DELETE, &path, None).await
     }
 

@@ -3,7 +3,7 @@
 //! its own task and reports back with one [`Action`]. The screens' data comes back as
 //! [`Loaded`].
 
-use crate::api::{ApiClient, ApiError, AuditEvent, Client, Page, Role, Session, SigningKey, TotpSetup, User};
+use crate::api::{ApiClient, ApiError, AuditEvent, Client, Page, Passkey, Role, Session, SigningKey, TotpSetup, User};
 use crate::app::{Action, Masked};
 
 /// Rows per page of every paged list.
@@ -106,6 +106,15 @@ pub enum Request {
         user_id: String,
         ids: Vec<String>,
     },
+    /// A user's passkeys, in a checklist: unticked ones are deleted.
+    Passkeys {
+        user_id: String,
+        username: String,
+    },
+    DeletePasskeys {
+        user_id: String,
+        ids: Vec<String>,
+    },
     /// The apps a user allowed, in a checklist: unticked ones are revoked.
     Consents {
         user_id: String,
@@ -158,6 +167,7 @@ pub enum Loaded {
     UserSessions {
         user_id: String,
         sessions: Page<Session>,
+        passkeys: Vec<Passkey>,
     },
     RolePicker {
         user_id: String,
@@ -203,7 +213,8 @@ async fn execute(api: &ApiClient, request: Request) -> Result<Loaded, ApiError> 
         Request::Load(what) => load(api, what).await,
         Request::UserSessions { user_id } => {
             let sessions = api.sessions(Some(&user_id), 1, DETAIL_SESSIONS).await?;
-            Ok(Loaded::UserSessions { user_id, sessions })
+            let passkeys = api.user_passkeys(&user_id).await?;
+            Ok(Loaded::UserSessions { user_id, sessions, passkeys })
         }
         Request::CreateUser { username, email, password } => {
             let created = api.create_user(&username, email.as_deref(), password.as_deref()).await?;
@@ -311,6 +322,21 @@ async fn execute(api: &ApiClient, request: Request) -> Result<Loaded, ApiError> 
             }
             done(format!("{} browser session(s) ended, with the app sessions made through them.", ids.len()))
         }
+        Request::Passkeys { user_id, username } => {
+            let passkeys = api.user_passkeys(&user_id).await?;
+            if passkeys.is_empty() {
+                return done(format!("{username} has no passkey."));
+            }
+            let options = passkeys.into_iter().map(|p| (passkey_line(&p), p.id)).collect();
+            let title = format!("Passkeys of {username} (untick to delete)");
+            Ok(Loaded::KeepPicker { title, user_id, kind: KeepKind::Passkeys, options })
+        }
+        Request::DeletePasskeys { user_id, ids } => {
+            for id in &ids {
+                api.delete_user_passkey(&user_id, id).await?;
+            }
+            done(format!("{} passkey(s) deleted.", ids.len()))
+        }
         Request::Consents { user_id, username } => {
             let consents = api.user_consents(&user_id).await?;
             if consents.is_empty() {
@@ -392,6 +418,7 @@ async fn load(api: &ApiClient, what: Load) -> Result<Loaded, ApiError> {
 pub enum KeepKind {
     BrowserSessions,
     Consents,
+    Passkeys,
 }
 
 impl KeepKind {
@@ -400,8 +427,18 @@ impl KeepKind {
         match self {
             KeepKind::BrowserSessions => Request::EndBrowserSessions { user_id, ids },
             KeepKind::Consents => Request::RevokeConsents { user_id, client_ids: ids },
+            KeepKind::Passkeys => Request::DeletePasskeys { user_id, ids },
         }
     }
+}
+
+/// One passkey in a line: its name, whether it is synced, when it was added and used.
+pub fn passkey_line(passkey: &Passkey) -> String {
+    let kept = if passkey.backup_state { "synced" } else { "this device only" };
+    // The day is enough to tell passkeys apart; the API has the instant.
+    let day = |t: &str| t.get(..10).unwrap_or(t).to_string();
+    let used = passkey.last_used_at.as_deref().map_or_else(|| "never used".to_string(), |t| format!("used {}", day(t)));
+    format!("{} ({kept}), added {}, {used}", passkey.name, day(&passkey.created_at))
 }
 
 /// What the back-channel view of a client says, a line each.

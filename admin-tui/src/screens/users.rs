@@ -9,7 +9,7 @@ use ratatui::crossterm::event::KeyCode;
 
 use super::Screen;
 use super::sessions::Sessions;
-use crate::api::{Page, Session, User};
+use crate::api::{Page, Passkey, Session, User};
 use crate::command::Command;
 use crate::components::detail::{Detail, Value};
 use crate::components::input::Input;
@@ -17,7 +17,7 @@ use crate::components::list::List;
 use crate::components::table::{Column, TableView, short};
 use crate::outcome::{NOTHING_ENTERED, Outcome};
 use crate::popup::Popup;
-use crate::request::{Load, Loaded, Request};
+use crate::request::{Load, Loaded, Request, passkey_line};
 
 #[derive(Debug, Clone, Copy)]
 enum Action {
@@ -40,6 +40,7 @@ enum Row {
     Sessions,
     BrowserSessions,
     Consents,
+    Passkeys,
     RevokeSessions,
 }
 
@@ -56,6 +57,7 @@ const COMMANDS: &[Command<Action>] = &[
     Command::new(&[KeyCode::Char('v')], "view sessions", Action::Row(Row::Sessions)),
     Command::new(&[KeyCode::Char('b')], "browser sessions", Action::Row(Row::BrowserSessions)),
     Command::new(&[KeyCode::Char('a')], "apps allowed", Action::Row(Row::Consents)),
+    Command::new(&[KeyCode::Char('K')], "passkeys", Action::Row(Row::Passkeys)),
     Command::new(&[KeyCode::Char('X')], "revoke all sessions", Action::Row(Row::RevokeSessions)),
     Command::new(&[KeyCode::Enter], "details", Action::Row(Row::Details)),
 ];
@@ -135,6 +137,7 @@ fn on_user(row: Row, user: User) -> Outcome {
         Row::Sessions => Outcome::open::<Sessions>(id),
         Row::BrowserSessions => Outcome::request(Request::BrowserSessions { user_id: id, username: name }),
         Row::Consents => Outcome::request(Request::Consents { user_id: id, username: name }),
+        Row::Passkeys => Outcome::request(Request::Passkeys { user_id: id, username: name }),
         Row::RevokeSessions => Outcome::confirm(
             format!("Revoke every session of {name}, browser sessions included?"),
             Request::RevokeUserSessions { user_id: id },
@@ -143,8 +146,13 @@ fn on_user(row: Row, user: User) -> Outcome {
 }
 
 /// Everything about one user; their sessions once they have been fetched.
-fn detail(user: &User, sessions: Option<&Page<Session>>) -> Detail {
-    let sessions = match sessions {
+fn detail(user: &User, loaded: Option<(&Page<Session>, &[Passkey])>) -> Detail {
+    let passkeys = match loaded {
+        None => Value::Text("loading…".into()),
+        Some((_, [])) => Value::Text("none".into()),
+        Some((_, passkeys)) => Value::Lines(passkeys.iter().map(passkey_line).collect()),
+    };
+    let sessions = match loaded.map(|(sessions, _)| sessions) {
         None => Value::Text("loading…".into()),
         Some(page) => {
             let mut lines: Vec<String> = page
@@ -172,6 +180,7 @@ fn detail(user: &User, sessions: Option<&Page<Session>>) -> Detail {
             ("Status", Value::Text(user.status.clone())),
             ("Roles", Value::Text(user.roles.join(", "))),
             ("TOTP", Value::Text(if user.totp_enabled { "on" } else { "off" }.into())),
+            ("Passkeys", passkeys),
             ("Failed logins", Value::Text(user.failed_logins.to_string())),
             ("Locked until", Value::maybe_time(user.locked_until.as_deref())),
             ("Created", Value::Time(user.created_at.clone())),
@@ -222,9 +231,9 @@ impl Screen for Users {
                 self.list.apply_page(page);
                 Ok(Outcome::default())
             }
-            Loaded::UserSessions { user_id, sessions } => {
+            Loaded::UserSessions { user_id, sessions, passkeys } => {
                 let user = self.list.items().iter().find(|u| u.id == user_id);
-                Ok(Outcome { detail: user.map(|u| detail(u, Some(&sessions))), ..Outcome::default() })
+                Ok(Outcome { detail: user.map(|u| detail(u, Some((&sessions, &passkeys)))), ..Outcome::default() })
             }
             other => Err(other),
         }

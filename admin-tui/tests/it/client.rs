@@ -165,6 +165,38 @@ async fn a_narrow_operator_cannot_escalate_through_the_console() {
 }
 
 #[tokio::test]
+async fn a_users_passkeys_are_listed_and_deleted() {
+    let (_server, state) = start_with_operator().await;
+    let api = ApiClient::new(&_server.base);
+    api.login("operator", PASSWORD, None).await.unwrap();
+    let created = api.create_user("pia", None, Some("pia's long password")).await.unwrap();
+    let user_id = created.user.id.clone();
+    assert!(api.user_passkeys(&user_id).await.unwrap().is_empty());
+    // A passkey row as a registration leaves it (the console reads and deletes rows).
+    let id = uuid::Uuid::now_v7().to_string();
+    let row = latchkey_server::store::passkeys::PasskeyRow {
+        id: id.clone(),
+        user_id: user_id.clone(),
+        credential_id: "cred-1".into(),
+        name: "Phone".into(),
+        credential: "{}".into(),
+        sign_count: 3,
+        backup_eligible: false,
+        backup_state: false,
+        created_at: 1_700_000_000,
+        last_used_at: None,
+    };
+    let event = latchkey_server::store::audit::NewAuditEvent::success(0, &user_id, "fixture", &user_id);
+    latchkey_server::store::passkeys::insert(&state.db, row, event).await.unwrap();
+    let listed = api.user_passkeys(&user_id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].name.as_str(), listed[0].sign_count, listed[0].backup_state), ("Phone", 3, false));
+    api.delete_user_passkey(&user_id, &id).await.unwrap();
+    assert!(api.user_passkeys(&user_id).await.unwrap().is_empty());
+    assert!(matches!(api.delete_user_passkey(&user_id, &id).await, Err(ApiError::Server { status: 404, .. })));
+}
+
+#[tokio::test]
 async fn a_server_that_is_not_there_is_a_connection_error() {
     let api = ApiClient::new("http://127.0.0.1:9");
     assert!(matches!(api.login("x", "y", None).await, Err(ApiError::Connection(_))));

@@ -67,7 +67,16 @@ fn detail_user() {
     assert!(render(&app).contains("loading…"));
     let sessions = fixtures::sessions();
     let user_id = sessions.items[0].user_id.clone();
-    app.apply(Action::Loaded(Loaded::UserSessions { user_id, sessions }));
+    let passkeys = vec![latchkey_admin::api::Passkey {
+        id: "0190a6b1-0000-7000-8000-00000000000a".into(),
+        name: "Work laptop".into(),
+        created_at: "2026-11-20T09:00:00Z".into(),
+        last_used_at: Some("2026-12-01T08:30:00Z".into()),
+        backup_eligible: true,
+        backup_state: true,
+        sign_count: 0,
+    }];
+    app.apply(Action::Loaded(Loaded::UserSessions { user_id, sessions, passkeys }));
     insta::assert_snapshot!(render(&app));
 }
 

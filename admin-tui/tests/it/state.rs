@@ -165,6 +165,26 @@ fn unticking_a_browser_session_or_an_allowed_app_takes_it_away() {
 }
 
 #[test]
+fn unticking_a_passkey_deletes_it() {
+    use latchkey_admin::request::{KeepKind, Loaded};
+    let mut app = loaded_app();
+    let user_id = fixtures::users().items[0].id.clone();
+    let sent = press(&mut app, KeyCode::Char('K'));
+    assert!(matches!(sent.as_slice(), [Request::Passkeys { username, .. }] if username == "alice"), "{sent:?}");
+    let options = vec![("Phone".to_string(), "p1".to_string()), ("Laptop".into(), "p2".into())];
+    let title = "Passkeys of alice (untick to delete)".to_string();
+    app.apply(Action::Loaded(Loaded::KeepPicker {
+        title,
+        user_id: user_id.clone(),
+        kind: KeepKind::Passkeys,
+        options,
+    }));
+    press(&mut app, KeyCode::Char(' '));
+    let sent = press(&mut app, KeyCode::Enter);
+    assert_eq!(sent, vec![Request::DeletePasskeys { user_id, ids: vec!["p1".into()] }]);
+}
+
+#[test]
 fn b_lists_the_selected_users_browser_sessions() {
     let mut app = loaded_app();
     let sent = press(&mut app, KeyCode::Char('b'));
@@ -295,6 +315,10 @@ fn enter_opens_a_detail_that_esc_closes_and_late_answers_do_not_reopen() {
     assert!(app.popup.is_none());
     assert!(!app.quit, "Esc closes the view, not the console");
     let sessions = fixtures::sessions();
-    app.apply(Action::Loaded(latchkey_admin::request::Loaded::UserSessions { user_id: alice, sessions }));
+    app.apply(Action::Loaded(latchkey_admin::request::Loaded::UserSessions {
+        user_id: alice,
+        sessions,
+        passkeys: Vec::new(),
+    }));
     assert!(app.popup.is_none(), "the sessions arrived after the view was closed");
 }
