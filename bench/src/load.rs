@@ -29,15 +29,19 @@ pub enum Scenario {
     CodeFlow,
     /// The hosted sign-in page of a sign-in in progress, rendered.
     SignInPage,
+    /// A usernameless passkey sign-in through the JSON API: start, the authenticator's
+    /// ES256 assertion (a software one, in the load generator), finish → tokens.
+    Passkey,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Jwks,
         Scenario::Me,
         Scenario::ClientCredentials,
         Scenario::Refresh,
         Scenario::Login,
+        Scenario::Passkey,
         Scenario::Mixed,
         Scenario::CodeFlow,
         Scenario::SignInPage,
@@ -51,6 +55,8 @@ struct Account {
     access_token: String,
     /// The browser it signs in to relying parties from (code-flow scenarios).
     browser: Option<BrowserState>,
+    /// Its passkey, registered at seeding (the bench's own server only).
+    passkey: Option<latchkey_softpasskey::SoftPasskey>,
 }
 
 /// A browser signed in at the hosted pages: its cookies, and a sign-in it left open.
@@ -81,6 +87,8 @@ pub struct Fixture {
     flavor: Flavor,
     /// The authorization request every code-flow sign-in sends (its query).
     authorize_query: String,
+    /// The origin of the server's pages, as a browser's WebAuthn answers name it.
+    origin: String,
 }
 
 impl Fixture {
@@ -89,8 +97,9 @@ impl Fixture {
         Self::seed_with(base, concurrency, client, false).await
     }
 
-    /// [`Self::seed`]; with `code_flow`, each account also signs in once at the hosted
-    /// pages (the [`BENCH_RP`] client must exist) and leaves a second sign-in open.
+    /// [`Self::seed`]; with `code_flow` (the bench's own server), each account also signs
+    /// in once at the hosted pages (the [`BENCH_RP`] client must exist), leaves a second
+    /// sign-in open, and registers a passkey.
     pub async fn seed_with(
         base: &str,
         concurrency: usize,
@@ -113,13 +122,17 @@ impl Fixture {
             }
             let (refresh_token, access_token) =
                 login(&http, base, &username).await?.context("seeding: login failed")?;
-            let browser = match code_flow {
-                true => Some(sign_in_browser(&http, base, &authorize_query, &username).await?),
-                false => None,
+            let (browser, passkey) = match code_flow {
+                true => (
+                    Some(sign_in_browser(&http, base, &authorize_query, &username).await?),
+                    Some(register_passkey(&http, base, &access_token).await?),
+                ),
+                false => (None, None),
             };
-            accounts.push(Arc::new(Mutex::new(Account { username, refresh_token, access_token, browser })));
+            accounts.push(Arc::new(Mutex::new(Account { username, refresh_token, access_token, browser, passkey })));
         }
-        Ok(Self { base: base.to_string(), http, accounts, client, flavor: Flavor::Latchkey, authorize_query })
+        let origin = issuer_origin(&http, base).await?;
+        Ok(Self { base: base.to_string(), http, accounts, client, flavor: Flavor::Latchkey, authorize_query, origin })
     }
 
     /// The peer's fixture: its service client and the refresh tokens it minted.
@@ -134,6 +147,7 @@ impl Fixture {
                     refresh_token: token.clone(),
                     access_token: String::new(),
                     browser: None,
+                    passkey: None,
                 }))
             })
             .collect();
@@ -143,6 +157,7 @@ impl Fixture {
             accounts,
             client: Some(peer.endpoints.service.clone()),
             flavor: Flavor::Peer(Arc::new(peer.endpoints.clone())),
+            origin: String::new(),
             authorize_query: String::new(),
         })
     }
@@ -289,6 +304,7 @@ enum Op {
     Jwks,
     CodeFlow,
     SignInPage,
+    Passkey,
 }
 
 /// One refresh at a peer's token endpoint. A reply carrying an id_token counts as an
@@ -339,7 +355,8 @@ async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
     }
     match op {
         // The peer runs only the scenarios both servers have.
-        Op::Me | Op::Login | Op::CodeFlow | Op::SignInPage if peer.is_some() => false,
+        Op::Me | Op::Login | Op::CodeFlow | Op::SignInPage | Op::Passkey if peer.is_some() => false,
+        Op::Passkey => passkey_sign_in(fixture, account).await.is_ok_and(|signed_in| signed_in),
         Op::CodeFlow => code_flow(fixture, account).await,
         Op::SignInPage => {
             let (url, cookies) = match &account.lock().await.browser {
@@ -403,6 +420,70 @@ async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
             login(http, base, &username).await.is_ok_and(|r| r.is_some())
         }
     }
+}
+
+/// Registers a software passkey for the user of `access_token`.
+async fn register_passkey(
+    http: &reqwest::Client,
+    base: &str,
+    access_token: &str,
+) -> anyhow::Result<latchkey_softpasskey::SoftPasskey> {
+    let origin = issuer_origin(http, base).await?;
+    let started: serde_json::Value = http
+        .post(format!("{base}/auth/webauthn/register/start"))
+        .bearer_auth(access_token)
+        .send()
+        .await?
+        .error_for_status()
+        .context("seeding: passkey registration start (is public_url on a domain?)")?
+        .json()
+        .await?;
+    let answer = latchkey_softpasskey::Answer::at(&origin);
+    let (passkey, credential) = latchkey_softpasskey::SoftPasskey::register(&started["options"], &answer, false)?;
+    let body = serde_json::json!({ "ceremony_id": started["ceremony_id"], "name": "bench", "credential": credential });
+    let resp =
+        http.post(format!("{base}/auth/webauthn/register/finish")).bearer_auth(access_token).json(&body).send().await?;
+    if resp.status() != 201 {
+        bail!("seeding: passkey registration returned {}", resp.status());
+    }
+    Ok(passkey)
+}
+
+/// The origin of the issuer the discovery document names.
+async fn issuer_origin(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let discovery: serde_json::Value =
+        http.get(format!("{base}/.well-known/openid-configuration")).send().await?.json().await?;
+    let issuer = discovery["issuer"].as_str().context("no issuer in the discovery document")?;
+    Ok(url::Url::parse(issuer)?.origin().ascii_serialization())
+}
+
+/// One usernameless passkey sign-in: start, sign, finish; true when tokens came back.
+async fn passkey_sign_in(fixture: &Fixture, account: &Mutex<Account>) -> anyhow::Result<bool> {
+    let base = &fixture.base;
+    let started: serde_json::Value = fixture
+        .http
+        .post(format!("{base}/auth/webauthn/login/start"))
+        .header("x-requested-with", "latchkey")
+        .json(&serde_json::json!({}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let credential = {
+        let mut account = account.lock().await;
+        let Some(passkey) = account.passkey.as_mut() else { return Ok(false) };
+        passkey.sign_in(&started["options"], &latchkey_softpasskey::Answer::at(&fixture.origin))?
+    };
+    let body = serde_json::json!({ "ceremony_id": started["ceremony_id"], "credential": credential });
+    let resp = fixture
+        .http
+        .post(format!("{base}/auth/webauthn/login/finish"))
+        .header("x-requested-with", "latchkey")
+        .json(&body)
+        .send()
+        .await?;
+    Ok(resp.status() == 200)
 }
 
 /// Chooses the operation for a connection's n-th request.
@@ -547,7 +628,7 @@ pub async fn run_scenario(
     // Shared by the workers; the accounts inside are shared with the caller's fixture.
     let fixture = Arc::new(fixture.clone());
     let signed_in = fixture.accounts.first().is_some_and(|a| a.try_lock().is_ok_and(|a| a.browser.is_some()));
-    if matches!(scenario, Scenario::CodeFlow | Scenario::SignInPage) && !signed_in {
+    if matches!(scenario, Scenario::CodeFlow | Scenario::SignInPage | Scenario::Passkey) && !signed_in {
         println!("  skipped: no relying party to sign in to (the bench starts its own server for it)");
         return Err(Skipped("the code-flow scenarios need the bench's own server").into());
     }
@@ -563,6 +644,7 @@ pub async fn run_scenario(
         Scenario::Jwks => (0..concurrency).map(|i| (i, constant(Op::Jwks))).collect(),
         Scenario::CodeFlow => (0..concurrency).map(|i| (i, constant(Op::CodeFlow))).collect(),
         Scenario::SignInPage => (0..concurrency).map(|i| (i, constant(Op::SignInPage))).collect(),
+        Scenario::Passkey => (0..concurrency).map(|i| (i, constant(Op::Passkey))).collect(),
         Scenario::Mixed => {
             // 1 login : 20 refresh : 200 me, interleaved on every connection.
             let pick: Picker = Arc::new(|n| match n % 221 {
@@ -734,6 +816,7 @@ pub fn bounds_of(scenario: Scenario) -> &'static [Bound] {
         Scenario::Mixed => &[Bound::Verify, Bound::Argon2],
         Scenario::CodeFlow => &[Bound::Sign],
         Scenario::SignInPage => &[],
+        Scenario::Passkey => &[Bound::Sign],
     }
 }
 
@@ -746,7 +829,7 @@ fn signatures_per_op(row: &str) -> f64 {
 fn bound_of_row(row: &str) -> Option<Bound> {
     match row.split(" @ ").next().unwrap_or(row) {
         "login" | "saturating logins" => Some(Bound::Argon2),
-        "refresh" | "client-credentials" | "code-flow" => Some(Bound::Sign),
+        "refresh" | "client-credentials" | "code-flow" | "passkey" => Some(Bound::Sign),
         "me" | "mixed: me only" => Some(Bound::Verify),
         _ => None,
     }

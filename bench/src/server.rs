@@ -48,7 +48,8 @@ const UNLIMITED: &str = "{per_minute=100000000,burst=10000000}";
 pub fn base_env(dir: &Path, database_url: &str) -> Vec<(String, String)> {
     let mut env = vec![
         ("LATCHKEY_LISTEN".into(), "127.0.0.1:0".into()),
-        ("LATCHKEY_PUBLIC_URL".into(), "http://127.0.0.1".into()),
+        // A domain, not an address: passkeys (WebAuthn) are bound to one.
+        ("LATCHKEY_PUBLIC_URL".into(), "http://localhost".into()),
         ("LATCHKEY_DATABASE_URL".into(), database_url.into()),
         ("LATCHKEY_MASTER_KEY_FILE".into(), dir.join("master.key").display().to_string()),
         ("LATCHKEY_LOG_FORMAT".into(), "json".into()),
@@ -59,6 +60,8 @@ pub fn base_env(dir: &Path, database_url: &str) -> Vec<(String, String)> {
         ("LATCHKEY_RATE_LIMITS__TOKEN".into(), UNLIMITED.into()),
         ("LATCHKEY_RATE_LIMITS__REFRESH".into(), UNLIMITED.into()),
         ("LATCHKEY_RATE_LIMITS__USERNAME".into(), UNLIMITED.into()),
+        // Seeding registers a passkey per account (the TOTP bucket guards registrations).
+        ("LATCHKEY_RATE_LIMITS__TOTP".into(), UNLIMITED.into()),
         // The sign-in page scenario renders sign-ins the seeding left open.
         ("LATCHKEY_SSO__SIGN_IN_TIMEOUT_SECS".into(), "86400".into()),
     ];

@@ -582,23 +582,16 @@ fn recovery_codes(codes: Vec<Secret<String>>) -> RecoveryCodes {
     )
 }
 
-/// The user a bearer token speaks for; service tokens (client_credentials) have none.
+/// The user a bearer token speaks for, with its roles; service tokens
+/// (client_credentials) have none.
 pub async fn user_of_token(state: &AppState, auth: &BearerAuth) -> Result<users::UserView, ApiError> {
-    if auth.0.sid.is_none() {
-        return Err(ApiError::invalid_token("this token does not represent a user"));
-    }
-    // The bearer check read the user with the session; only the roles are left to read.
-    if let Some(row) = auth.0.user.clone() {
-        let roles = state.tokens.user_role_names(&row.id).await.map_err(crate::domain::Error::from)?;
-        return Ok(users::UserView::new(row, roles));
-    }
-    match users::get(state, &auth.0.sub).await {
-        Err(Error::NotFound(_)) => Err(ApiError::invalid_token("the user of this token no longer exists")),
-        other => Ok(other?),
-    }
+    let row = user_row(state, auth).await?;
+    let roles = state.tokens.user_role_names(&row.id).await.map_err(crate::domain::Error::from)?;
+    Ok(users::UserView::new(row, roles))
 }
 
-/// The user row a bearer token speaks for (read with the session by the bearer check).
+/// The user row a bearer token speaks for: read with the session by the bearer check, or
+/// (a token without one) by its subject.
 async fn user_row(state: &AppState, auth: &BearerAuth) -> Result<crate::store::users::UserRow, ApiError> {
     if auth.0.sid.is_none() {
         return Err(ApiError::invalid_token("this token does not represent a user"));

@@ -1,7 +1,7 @@
 //! Passkeys: the users' registered WebAuthn credentials, and the ceremonies in progress
 //! (registration or sign-in), each taken once by the finish that answers it.
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     Set,
@@ -32,13 +32,11 @@ pub async fn create_ceremony(db: &Db, row: CeremonyRow) -> StoreResult<()> {
 /// Takes the ceremony `id` for `purpose` if it is live: it is deleted, so of two finishes
 /// racing on one challenge exactly one gets it, and a failed answer spends it too.
 pub async fn take_ceremony(db: &Db, id: &str, purpose: &str, now: i64) -> StoreResult<Option<CeremonyRow>> {
-    let Some(row) = webauthn_ceremonies::Entity::find_by_id(id).one(db).await? else { return Ok(None) };
     let taken = webauthn_ceremonies::Entity::delete_many()
         .filter(webauthn_ceremonies::Column::Id.eq(id))
-        .exec(db)
-        .await?
-        .rows_affected;
-    Ok((taken == 1 && row.purpose == purpose && row.expires_at > now).then_some(row))
+        .exec_with_returning(db)
+        .await?;
+    Ok(taken.into_iter().next().filter(|row| row.purpose == purpose && row.expires_at > now))
 }
 
 /// A user's passkeys, oldest first.
@@ -95,22 +93,28 @@ pub struct PasskeyUse<'a> {
     pub now: i64,
 }
 
-/// Records a use: the counter only ever moves up (of two uses racing, the higher
-/// counter stays), the flags and the time of use are the latest.
+/// Records a use in one statement with its audit event: the counter only ever moves up
+/// (of two uses racing, the higher counter stays), the flags and the time of use are the
+/// latest.
 pub async fn record_use(db: &Db, used: PasskeyUse<'_>, event: NewAuditEvent) -> StoreResult<()> {
     let txn = begin_write(db, Starts::WithWrite).await?;
+    // The counter only moves up; the credential (the library's copy of counter and
+    // flags) is replaced unless this use is older than one already recorded.
+    let moves_up = Expr::col(passkeys::Column::SignCount).lt(used.sign_count);
+    let not_older = Expr::col(passkeys::Column::SignCount).lte(used.sign_count);
     passkeys::Entity::update_many()
         .col_expr(passkeys::Column::LastUsedAt, Expr::value(used.now))
         .col_expr(passkeys::Column::BackupEligible, Expr::value(used.backup_eligible))
         .col_expr(passkeys::Column::BackupState, Expr::value(used.backup_state))
+        .col_expr(
+            passkeys::Column::SignCount,
+            Expr::case(moves_up.clone(), used.sign_count).finally(Expr::col(passkeys::Column::SignCount)).into(),
+        )
+        .col_expr(
+            passkeys::Column::Credential,
+            Expr::case(not_older, used.credential).finally(Expr::col(passkeys::Column::Credential)).into(),
+        )
         .filter(passkeys::Column::Id.eq(used.id))
-        .exec(&*txn)
-        .await?;
-    passkeys::Entity::update_many()
-        .col_expr(passkeys::Column::SignCount, Expr::value(used.sign_count))
-        .col_expr(passkeys::Column::Credential, Expr::value(used.credential))
-        .filter(passkeys::Column::Id.eq(used.id))
-        .filter(passkeys::Column::SignCount.lt(used.sign_count))
         .exec(&*txn)
         .await?;
     audit::record(&txn, event).await?;
