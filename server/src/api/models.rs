@@ -460,8 +460,12 @@ pub struct PasskeyLoginFinishRequest {
 pub struct PasskeyRegisterFinishRequest {
     #[oai(validator(max_length = 64))]
     pub ceremony_id: String,
-    /// What the user calls this passkey (1-64 characters).
-    #[oai(validator(max_length = 256))]
+    /// What the user calls this passkey (1-64 characters, not only spaces, no control characters).
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub name: String,
     /// `PublicKeyCredential.toJSON()` of what `navigator.credentials.create()` returned.
     pub credential: serde_json::Value,
@@ -469,8 +473,12 @@ pub struct PasskeyRegisterFinishRequest {
 
 #[derive(Debug, Object)]
 pub struct PasskeyRenameRequest {
-    /// 1-64 characters.
-    #[oai(validator(max_length = 256))]
+    /// 1-64 characters, not only spaces, no control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub name: String,
 }
 
