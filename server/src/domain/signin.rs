@@ -484,17 +484,18 @@ async fn user_at(state: &AppState, row: &InteractionRow, stage: &str) -> Result<
 /// password was checked, or the registration the account must make first.
 pub async fn start_passkey(state: &AppState, post: &FormPost<'_>, ctx: &RequestContext) -> Result<passkeys::Ceremony> {
     let (row, _) = post.open(state, ctx.now).await?;
+    let not_waiting = || Error::bad_request(ErrorCode::InvalidRequest, "This sign-in is not waiting for a passkey.");
     match row.stage.as_str() {
         STAGE_SIGN_IN => passkeys::start_sign_in(state, None).await,
         STAGE_SECOND_FACTOR => match user_at(state, &row, STAGE_SECOND_FACTOR).await? {
             Some(user) => passkeys::start_sign_in(state, Some(&user)).await,
-            None => Err(Error::bad_request(ErrorCode::InvalidRequest, "This sign-in is not waiting for a passkey.")),
+            None => Err(not_waiting()),
         },
         STAGE_ENROL => match user_at(state, &row, STAGE_ENROL).await? {
             Some(user) => passkeys::start_registration(state, &user).await,
-            None => Err(Error::bad_request(ErrorCode::InvalidRequest, "This sign-in is not waiting for a passkey.")),
+            None => Err(not_waiting()),
         },
-        _ => Err(Error::bad_request(ErrorCode::InvalidRequest, "This sign-in is not waiting for a passkey.")),
+        _ => Err(not_waiting()),
     }
 }
 
