@@ -432,6 +432,7 @@ async fn register_passkey(
     let started: serde_json::Value = http
         .post(format!("{base}/auth/webauthn/register/start"))
         .bearer_auth(access_token)
+        .json(&serde_json::json!({ "password": PASSWORD }))
         .send()
         .await?
         .error_for_status()

@@ -76,6 +76,8 @@ pub enum ErrorCode {
     InvalidPasskey,
     /// `passkey_exists`: That authenticator is registered already.
     PasskeyExists,
+    /// `too_many_passkeys`: The account holds the most passkeys it may; delete one first.
+    TooManyPasskeys,
     /// `mfa_enrolment_required`: The account's roles require a second factor (TOTP or a passkey) and it has none; enrol one first.
     MfaEnrolmentRequired,
     /// `last_factor`: The account's roles require a second factor, and this is its last one.
@@ -167,6 +169,7 @@ impl ErrorCode {
         ErrorCode::PasskeysUnavailable,
         ErrorCode::InvalidPasskey,
         ErrorCode::PasskeyExists,
+        ErrorCode::TooManyPasskeys,
         ErrorCode::MfaEnrolmentRequired,
         ErrorCode::LastFactor,
         ErrorCode::PublicClient,
@@ -231,6 +234,7 @@ impl ErrorCode {
             ErrorCode::PasskeysUnavailable => "passkeys_unavailable",
             ErrorCode::InvalidPasskey => "invalid_passkey",
             ErrorCode::PasskeyExists => "passkey_exists",
+            ErrorCode::TooManyPasskeys => "too_many_passkeys",
             ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
             ErrorCode::LastFactor => "last_factor",
             ErrorCode::PublicClient => "public_client",

@@ -130,6 +130,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         webauthn,
     });
     domain::users::check_confusables_at_startup(&state).await.map_err(StartupError::Startup)?;
+    domain::passkeys::check_policy_roles_at_startup(&state).await.map_err(StartupError::Startup)?;
     Ok(state)
 }
 

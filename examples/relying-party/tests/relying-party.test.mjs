@@ -567,6 +567,15 @@ test("a passkey made on the account page is then the only thing needed to sign i
   const section = page.locator("section", { has: page.getByRole("heading", { name: "Passkeys" }) });
   await section.getByText("You have no passkey.").waitFor();
   await section.getByLabel("Name for this passkey").fill("Test laptop");
+  // The password is checked again before a passkey is made; a wrong one is refused
+  // in the server's words, and nothing reaches the authenticator.
+  await section.getByLabel("Current password").fill("not pia's password");
+  await section.getByRole("button", { name: "Add a passkey" }).click();
+  await section.getByRole("alert").filter({ hasText: "invalid username or password" }).waitFor();
+  assert.equal((await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials.length, 0);
+  // The one problem on the way, and the expected one: the refused start.
+  assert.deepEqual(page.problems.splice(0), [`401 ${latchkey.issuer}/account/passkeys/start`]);
+  await section.getByLabel("Current password").fill(users.pia.password);
   await section.getByRole("button", { name: "Add a passkey" }).click();
   await page.getByRole("status").filter({ hasText: "The passkey is added." }).waitFor();
   assert.equal(await section.locator(".passkey-name").textContent(), "Test laptop");

@@ -84,15 +84,19 @@ export async function refresh(api: Api): Promise<boolean> {
   return run();
 }
 
-/// Calls `request` with the current access token; on 401 refreshes once and retries.
+/// Calls `request` with the current access token; when the token is refused, refreshes
+/// once and retries.
 export async function withAuth<T>(
   api: Api,
-  request: (headers: { Authorization: string }) => Promise<{ data?: T; response: Response }>,
+  request: (headers: { Authorization: string }) => Promise<{ data?: T; error?: unknown; response: Response }>,
 ): Promise<T | null> {
   for (let attempt = 0; attempt < 2; attempt++) {
     if (!accessToken && !(await refresh(api))) return null;
-    const { data, response } = await request({ Authorization: `Bearer ${accessToken}` });
-    if (response.status !== 401) return data ?? null;
+    const { data, error, response } = await request({ Authorization: `Bearer ${accessToken}` });
+    // Only a refused token is worth a refresh (RFC 6750 §3.1); a 401 for a wrong
+    // password or code is the answer.
+    const refusedToken = (error as { error?: string } | undefined)?.error === "invalid_token";
+    if (response.status !== 401 || !refusedToken) return data ?? null;
     if (!(await refresh(api))) return null;
   }
   return null;

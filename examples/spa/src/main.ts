@@ -68,7 +68,10 @@ $("passkey-login").addEventListener("click", async () => {
   await showSignedIn();
 });
 $("add-passkey").addEventListener("click", async () => {
-  if (!(await addPasskey(api, "SPA passkey"))) return setError("The passkey could not be added.");
+  const password = $<HTMLInputElement>("passkey-password");
+  const added = await addPasskey(api, "SPA passkey", password.value);
+  password.value = "";
+  if (!added) return setError("The passkey could not be added (is the password right?).");
   await showSignedIn();
 });
 

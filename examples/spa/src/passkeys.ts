@@ -75,9 +75,12 @@ export async function passkeyLogin(api: Api): Promise<LoginResult> {
   return signedInWith(finished.data.access_token);
 }
 
-/// Registers a passkey on this device for the signed-in user.
-export async function addPasskey(api: Api, name: string): Promise<boolean> {
-  const started = await withAuth(api, (headers) => api.POST("/auth/webauthn/register/start", { headers }));
+/// Registers a passkey on this device for the signed-in user, whose password the server
+/// checks again first.
+export async function addPasskey(api: Api, name: string, password: string): Promise<boolean> {
+  const started = await withAuth(api, (headers) =>
+    api.POST("/auth/webauthn/register/start", { body: { password }, headers }),
+  );
   if (!started) return false;
   const options = (started.options as { publicKey: Json }).publicKey;
   const user = options.user as Json;

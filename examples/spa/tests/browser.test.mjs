@@ -384,6 +384,7 @@ test("a passkey added in the app then signs in with no password, through the JSO
     await page.click("#login-button");
     await page.waitForSelector("#signed-in:not(.hidden)");
     assert.equal(await page.textContent("#passkey-count"), "0");
+    await page.fill("#passkey-password", PASSWORD);
     await page.click("#add-passkey");
     await eventually("the passkey is listed", 5_000, async () => (await page.textContent("#passkey-count")) === "1");
     const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });

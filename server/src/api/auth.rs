@@ -278,17 +278,21 @@ impl AuthApi {
         Ok(issued(&state, &endpoint, tokens, ctx.now))
     }
 
-    /// Start registering a passkey for the signed-in user (a discoverable credential,
-    /// user verification required).
+    /// Start registering a passkey for the signed-in user (password re-checked; a
+    /// discoverable credential, user verification required). 409 `too_many_passkeys`
+    /// when the account holds 25.
     #[oai(path = "/webauthn/register/start", method = "post", operation_id = "passkeyRegisterStart")]
     async fn passkey_register_start(
         &self,
         _charged: Charged<buckets::Totp>,
         state: Data<&AppState>,
+        req: &Request,
         auth: BearerAuth,
+        body: Json<PasswordRequest>,
     ) -> ApiResult<Ceremony> {
         let user = user_row(&state, &auth).await?;
-        let ceremony = passkeys::start_registration(&state, &user).await?;
+        let password = Secret::new(body.0.password);
+        let ceremony = passkeys::start_registration_rechecked(&state, &user, &password, &request_context(req)).await?;
         Ok(Ceremony::Ok(Json(ceremony.into()), "no-store".into()))
     }
 

@@ -99,6 +99,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             .allow_credentials(true)
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PATCH, Method::PUT])
             .allow_headers(["authorization", "content-type", browser::CSRF_HEADER])
+            // A bearer client tells a refused token from other 401s by the challenge.
+            .expose_headers(["www-authenticate"])
             .max_age(600)
     });
     let max_body = config.max_body_bytes;

@@ -280,11 +280,17 @@ pub async fn disable(
     if !user.totp_enabled {
         return Err(Error::Conflict { code: ErrorCode::TotpDisabled, description: "TOTP is not enabled".into() });
     }
-    if passkeys::requires_second_factor(state, &user.id).await? && !Factors::of(state, &user).await?.passkey {
+    // An account whose roles require a second factor keeps TOTP unless it has a passkey
+    // (checked again under the user's lock, below).
+    let keep_a_factor = passkeys::requires_second_factor(state, &user.id).await?;
+    if keep_a_factor && !passkeys::available(state) {
         return Err(passkeys::last_factor());
     }
     verify_second_factor(state, &user, factor, ctx, None).await?;
-    users::set_totp(&state.db, &user.id, None, &[], now, event(now, &user.id, "totp.disable", &user.id, ctx)).await?;
+    let audit = event(now, &user.id, "totp.disable", &user.id, ctx);
+    if !users::disable_totp(&state.db, &user.id, keep_a_factor, now, audit).await? {
+        return Err(passkeys::last_factor());
+    }
     Ok(())
 }
 

@@ -25,6 +25,7 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, WebauthnError,
 };
 
+use crate::security::Secret;
 use crate::security::passkeys::counter_regressed;
 use crate::state::AppState;
 use crate::store::TokenStore;
@@ -41,6 +42,9 @@ use super::{Error, ErrorCode, Result, new_id};
 pub const AMR_PASSKEY: &[&str] = &["swk", "user"];
 /// `amr` of a password followed by a passkey.
 pub const AMR_PASSWORD_AND_PASSKEY: &[&str] = &["pwd", "swk", "mfa"];
+/// `amr` values of which one meets `mfa.require_for_roles`: a second factor after the
+/// password, or a passkey (possession plus the authenticator's user verification).
+pub const SATISFIES_POLICY: &[&str] = &["mfa", "swk", "hwk"];
 
 /// What a ceremony is for, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +103,17 @@ impl From<PasskeyRow> for PasskeyView {
 
 /// Longest name of a passkey.
 pub const NAME_MAX: usize = 64;
+
+/// Most passkeys one account holds: enough for every device a person owns, and a bound
+/// on the `excludeCredentials` and `allowCredentials` lists.
+pub const PER_USER_MAX: usize = 25;
+
+fn too_many() -> Error {
+    Error::Conflict {
+        code: ErrorCode::TooManyPasskeys,
+        description: format!("an account holds at most {PER_USER_MAX} passkeys; delete one first"),
+    }
+}
 
 fn relying_party(state: &AppState) -> Result<&Webauthn> {
     state.webauthn.as_ref().ok_or_else(|| Error::Forbidden {
@@ -182,11 +197,32 @@ fn options_json(
     Ok(value)
 }
 
-/// Starts registering a passkey for `user`. Its existing passkeys are excluded (an
-/// authenticator holding one says so instead of making a second).
+/// Starts registering a passkey for the signed-in `user`, whose password is checked
+/// again first (as for TOTP): a stolen session or access token alone cannot plant a
+/// lasting credential. Counts as a password attempt for the lockout.
+pub async fn start_registration_rechecked(
+    state: &AppState,
+    user: &UserRow,
+    password: &Secret<String>,
+    ctx: &RequestContext,
+) -> Result<Ceremony> {
+    let checked = super::auth::check_password(state, &user.username, password, ctx).await?;
+    if checked.id != user.id {
+        return Err(Error::Internal("a re-checked password named another account".into()));
+    }
+    start_registration(state, &checked).await
+}
+
+/// Starts registering a passkey for `user`, whose password has just been checked (the
+/// sign-in's enrolment stage, or [`start_registration_rechecked`]). Its existing
+/// passkeys are excluded (an authenticator holding one says so instead of making a
+/// second); an account holds at most [`PER_USER_MAX`].
 pub async fn start_registration(state: &AppState, user: &UserRow) -> Result<Ceremony> {
     let webauthn = relying_party(state)?;
     let existing = store::of_user(&state.db, &user.id).await?;
+    if existing.len() >= PER_USER_MAX {
+        return Err(too_many());
+    }
     let mut exclude = Vec::with_capacity(existing.len());
     for row in &existing {
         exclude.push(passkey_of(row)?.cred_id().clone());
@@ -237,6 +273,11 @@ async fn register(
     if ceremony.user_id.as_deref() != Some(user.id.as_str()) {
         return Err(invalid("this registration was started for another account"));
     }
+    // The browser reports (credProps) whether the authenticator made a discoverable
+    // credential; one that says it did not cannot sign in without a username.
+    if credential.pointer("/clientExtensionResults/credProps/rk") == Some(&Value::Bool(false)) {
+        return Err(invalid("this authenticator cannot keep a passkey (a discoverable credential); use another"));
+    }
     let credential: RegisterPublicKeyCredential = serde_json::from_value(credential)
         .map_err(|_| Error::bad_request(ErrorCode::InvalidRequest, "credential is not a WebAuthn registration"))?;
     let registration: PasskeyRegistration =
@@ -261,8 +302,9 @@ async fn register(
     let event = NewAuditEvent::success(now, &user.id, "passkey.register", &user.id)
         .ip(ctx.ip.clone())
         .details(serde_json::json!({ "passkey_id": row.id, "name": name, "backup_eligible": row.backup_eligible }));
-    match store::insert(&state.db, row.clone(), event).await {
-        Ok(()) => Ok(row.into()),
+    match store::insert(&state.db, row.clone(), PER_USER_MAX, event).await {
+        Ok(true) => Ok(row.into()),
+        Ok(false) => Err(too_many()),
         Err(crate::store::StoreError::Conflict) => Err(Error::Conflict {
             code: ErrorCode::PasskeyExists,
             description: "this authenticator's passkey is registered already".into(),
@@ -378,8 +420,9 @@ pub async fn finish_sign_in(
         }
     };
     let stored = u32::try_from(row.sign_count).unwrap_or(u32::MAX);
+    let refuse_regressions = state.config.passkeys.as_ref().is_some_and(|p| p.refuse_counter_regression);
     if counter_regressed(stored, result.counter()) {
-        let refused = state.config.passkeys.as_ref().is_some_and(|p| p.refuse_counter_regression);
+        let refused = refuse_regressions;
         tracing::warn!(passkey_id = %row.id, user_id = %row.user_id, stored, presented = result.counter(), refused,
             "a passkey's signature counter did not move forward: a possible cloned authenticator");
         let event = NewAuditEvent::success(now, &row.user_id, "passkey.counter_regression", &row.user_id)
@@ -410,7 +453,12 @@ pub async fn finish_sign_in(
     let event = NewAuditEvent::success(now, &user.id, "passkey.use", &user.id)
         .ip(ctx.ip.clone())
         .details(serde_json::json!({ "passkey_id": row.id, "second_factor": second_factor_of.is_some() }));
-    store::record_use(&state.db, used, event).await?;
+    if !store::record_use(&state.db, used, refuse_regressions, event).await? {
+        // Another use of the same counter won the race (a clone), or the passkey was
+        // deleted since it was read.
+        audit_failure(state, &user.id, Some(&row.id), "stale_use", ctx).await?;
+        return Err(invalid("this passkey's use was overtaken by another; sign in again"));
+    }
     Ok(SignedInWithPasskey { user, passkey_id: row.id })
 }
 
@@ -490,14 +538,39 @@ pub fn last_factor() -> Error {
     }
 }
 
-/// Whether `mfa.require_for_roles` names one of the user's roles.
-pub async fn requires_second_factor(state: &AppState, user_id: &str) -> Result<bool> {
+/// Warns of `mfa.require_for_roles` names that are no role (yet): a typo there would
+/// quietly require nothing. Not an error, since the role may be created later.
+pub async fn check_policy_roles_at_startup(state: &AppState) -> Result<()> {
     let required = &state.config.mfa.require_for_roles;
     if required.is_empty() {
+        return Ok(());
+    }
+    let missing = crate::store::roles::missing(&state.db, required).await?;
+    if !missing.is_empty() {
+        tracing::warn!(roles = ?missing, "mfa.require_for_roles names roles that do not exist: nobody holds them yet");
+    }
+    Ok(())
+}
+
+/// Whether a sign-in whose `amr` (space-separated) is this proved a second factor or a
+/// passkey, as `mfa.require_for_roles` asks.
+pub fn amr_meets_policy(amr: &str) -> bool {
+    amr.split_ascii_whitespace().any(|method| SATISFIES_POLICY.contains(&method))
+}
+
+/// Whether `mfa.require_for_roles` names one of `roles`.
+pub fn roles_require_second_factor(state: &AppState, roles: &[String]) -> bool {
+    let required = &state.config.mfa.require_for_roles;
+    !required.is_empty() && roles.iter().any(|role| required.contains(role))
+}
+
+/// Whether `mfa.require_for_roles` names one of the user's roles.
+pub async fn requires_second_factor(state: &AppState, user_id: &str) -> Result<bool> {
+    if state.config.mfa.require_for_roles.is_empty() {
         return Ok(false);
     }
     let roles = state.tokens.user_role_names(user_id).await?;
-    Ok(roles.iter().any(|role| required.contains(role)))
+    Ok(roles_require_second_factor(state, &roles))
 }
 
 /// The second factors a user can use after the password.

@@ -240,6 +240,16 @@ async fn rotate(
         return Err(Error::invalid_refresh_token());
     }
     let (token, session) = (&read.token, &read.session);
+    // A session signed in with the password alone, before `mfa.require_for_roles` (or
+    // the role) applied to its user, does not live on: the user signs in again.
+    if !super::passkeys::amr_meets_policy(&session.amr)
+        && super::passkeys::roles_require_second_factor(state, &read.roles)
+    {
+        return Err(Error::oauth(
+            super::ErrorCode::InvalidGrant,
+            "this account's roles now require a second factor: sign in again",
+        ));
+    }
     let idle_expires_at =
         (now + state.config.tokens.session_idle_timeout.as_secs() as i64).min(session.absolute_expires_at);
     let child_token = generate_token(REFRESH_TOKEN_PREFIX);

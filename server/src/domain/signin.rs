@@ -138,7 +138,11 @@ pub async fn authorize(
         let error = RedirectError::new(&request, error, description);
         Ok(Outcome::to(Next::ToClient(error_redirect(state, &error))))
     };
-    if authorize::needs_sign_in(&request, signed_in, now) || hint_mismatch {
+    let lacks_required_factor = match &session {
+        Some((sso, _)) => lacks_required_factor(state, &sso.user_id, &sso.amr).await?,
+        None => false,
+    };
+    if authorize::needs_sign_in(&request, signed_in, now) || hint_mismatch || lacks_required_factor {
         // Not audited: a silent check from a page nobody signed in to is not an event.
         if request.prompt.none {
             return refuse("login_required", "the user is not signed in");
@@ -161,6 +165,16 @@ pub async fn authorize(
         amr: &sso.amr,
     };
     Ok(issue_code(state, &request, signed, None, ctx).await?)
+}
+
+/// Whether a login session of `user_id` signed in with `amr` falls short of
+/// `mfa.require_for_roles` (it began before the policy or the role): the user signs in
+/// again, with the second factor, or enrols one.
+async fn lacks_required_factor(state: &AppState, user_id: &str, amr: &str) -> Result<bool> {
+    if passkeys::amr_meets_policy(amr) {
+        return Ok(false);
+    }
+    passkeys::requires_second_factor(state, user_id).await
 }
 
 /// A user's remembered consent to a third-party client; first-party clients never ask,
@@ -509,10 +523,11 @@ pub struct PasskeyAnswer<'a> {
 }
 
 pub const NOTICE_PASSKEY_FAILED: &str = "passkey_failed";
+pub const NOTICE_PASSKEY_ADDED: &str = "passkey_added";
 
 /// `POST /ui/signin/passkey`: the passkey answered; by the interaction's stage, the user
 /// is signed in with it alone, or with password and passkey, or (enrolment) has
-/// registered one and is signed in with the password.
+/// registered one and is asked to use it as the second factor.
 pub async fn submit_passkey(
     state: &AppState,
     post: &FormPost<'_>,
@@ -556,7 +571,15 @@ async fn passkey_step(
             let Some(user) = user_at(state, row, STAGE_ENROL).await? else { return Ok(None) };
             let name = answer.name.filter(|n| !n.trim().is_empty()).unwrap_or("Passkey");
             passkeys::finish_registration(state, &user, answer.ceremony, name, credential, ctx).await?;
-            Ok(Some((user, &["pwd"])))
+            // Making a passkey is not signing in with it: the new passkey now answers as
+            // the second factor, so the session's amr says what was proved.
+            let step = InteractionStep {
+                stage: Some(STAGE_SECOND_FACTOR),
+                notice: Some(Some(NOTICE_PASSKEY_ADDED.into())),
+                ..Default::default()
+            };
+            store::advance_interaction(&state.db, &row.id, STAGE_ENROL, step).await?;
+            Ok(None)
         }
         _ => Ok(None),
     }

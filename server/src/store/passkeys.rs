@@ -59,10 +59,16 @@ pub async fn by_credential_id(db: &impl ConnectionTrait, credential_id: &str) ->
     Ok(passkeys::Entity::find().filter(passkeys::Column::CredentialId.eq(credential_id)).one(db).await?)
 }
 
-/// Registers a passkey, with its audit event. A credential id registered already (to
-/// anyone) is a [`StoreError::Conflict`].
-pub async fn insert(db: &Db, row: PasskeyRow, event: NewAuditEvent) -> StoreResult<()> {
-    let txn = begin_write(db, Starts::WithWrite).await?;
+/// Registers a passkey, with its audit event, unless its user holds `max` already
+/// (counted under the user's row lock, so registrations racing cannot pass it): false
+/// then. A credential id registered already (to anyone) is a [`StoreError::Conflict`].
+pub async fn insert(db: &Db, row: PasskeyRow, max: usize, event: NewAuditEvent) -> StoreResult<bool> {
+    let txn = begin_write(db, Starts::WithRead).await?;
+    let locked = users::Entity::find_by_id(row.user_id.clone()).lock_exclusive().one(&*txn).await?;
+    if locked.is_none() || count_of_user(&*txn, &row.user_id).await? >= max as u64 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
     passkeys::ActiveModel {
         id: Set(row.id),
         user_id: Set(row.user_id),
@@ -79,7 +85,7 @@ pub async fn insert(db: &Db, row: PasskeyRow, event: NewAuditEvent) -> StoreResu
     .await?;
     audit::record(&txn, event).await?;
     txn.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// What a successful use of a passkey changes on it.
@@ -95,14 +101,17 @@ pub struct PasskeyUse<'a> {
 
 /// Records a use in one statement with its audit event: the counter only ever moves up
 /// (of two uses racing, the higher counter stays), the flags and the time of use are the
-/// latest.
-pub async fn record_use(db: &Db, used: PasskeyUse<'_>, event: NewAuditEvent) -> StoreResult<()> {
+/// latest. With `refuse_stale`, a use whose counter is not past the stored one (a
+/// counting authenticator; counter 0 means it does not count) changes nothing, so two
+/// clones answering at once cannot both pass the check made before. False when nothing
+/// was recorded: that, or the passkey was deleted meanwhile.
+pub async fn record_use(db: &Db, used: PasskeyUse<'_>, refuse_stale: bool, event: NewAuditEvent) -> StoreResult<bool> {
     let txn = begin_write(db, Starts::WithWrite).await?;
     // The counter only moves up; the credential (the library's copy of counter and
     // flags) is replaced unless this use is older than one already recorded.
     let moves_up = Expr::col(passkeys::Column::SignCount).lt(used.sign_count);
     let not_older = Expr::col(passkeys::Column::SignCount).lte(used.sign_count);
-    passkeys::Entity::update_many()
+    let mut update = passkeys::Entity::update_many()
         .col_expr(passkeys::Column::LastUsedAt, Expr::value(used.now))
         .col_expr(passkeys::Column::BackupEligible, Expr::value(used.backup_eligible))
         .col_expr(passkeys::Column::BackupState, Expr::value(used.backup_state))
@@ -114,12 +123,19 @@ pub async fn record_use(db: &Db, used: PasskeyUse<'_>, event: NewAuditEvent) -> 
             passkeys::Column::Credential,
             Expr::case(not_older, used.credential).finally(Expr::col(passkeys::Column::Credential)).into(),
         )
-        .filter(passkeys::Column::Id.eq(used.id))
-        .exec(&*txn)
-        .await?;
+        .filter(passkeys::Column::Id.eq(used.id));
+    if refuse_stale {
+        let not_counting = Expr::col(passkeys::Column::SignCount).eq(0).and(Expr::value(used.sign_count).eq(0));
+        update = update.filter(Expr::col(passkeys::Column::SignCount).lt(used.sign_count).or(not_counting));
+    }
+    let recorded = update.exec(&*txn).await?.rows_affected;
+    if recorded != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
     audit::record(&txn, event).await?;
     txn.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Renames one of `user_id`'s passkeys; false when it has none with this id.

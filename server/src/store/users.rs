@@ -511,8 +511,45 @@ pub async fn set_totp(
     now: i64,
     event: super::audit::NewAuditEvent,
 ) -> StoreResult<()> {
-    use sea_orm::sea_query::Expr;
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    write_totp(&txn, user_id, enabled, recovery_code_hashes, now, event).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Turns TOTP off (no recovery codes, no pending challenges). With `keep_a_factor` the
+/// user's row is locked first and nothing changes when the account has no passkey: the
+/// same lock [`super::passkeys::delete`] takes, so turning TOTP off and deleting the
+/// last passkey cannot both pass. False when refused.
+pub async fn disable_totp(
+    db: &super::Db,
+    user_id: &str,
+    keep_a_factor: bool,
+    now: i64,
+    event: super::audit::NewAuditEvent,
+) -> StoreResult<bool> {
+    let txn = super::begin_write(db, super::Starts::WithRead).await?;
+    if keep_a_factor {
+        let locked = users::Entity::find_by_id(user_id.to_string()).lock_exclusive().one(&*txn).await?;
+        if locked.is_none() || super::passkeys::count_of_user(&*txn, user_id).await? == 0 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+    }
+    write_totp(&txn, user_id, None, &[], now, event).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+async fn write_totp(
+    txn: &super::WriteTxn,
+    user_id: &str,
+    enabled: Option<(String, i64)>,
+    recovery_code_hashes: &[String],
+    now: i64,
+    event: super::audit::NewAuditEvent,
+) -> StoreResult<()> {
+    use sea_orm::sea_query::Expr;
     let (secret, step) = match enabled {
         Some((secret, step)) => (Some(secret), Some(step)),
         None => (None, None),
@@ -525,12 +562,11 @@ pub async fn set_totp(
         .col_expr(users::Column::TotpFailures, Expr::value(0))
         .col_expr(users::Column::TotpLockedUntil, Expr::value(Option::<i64>::None))
         .filter(users::Column::Id.eq(user_id))
-        .exec(&*txn)
+        .exec(&**txn)
         .await?;
-    super::mfa::replace_recovery_codes(&*txn, user_id, recovery_code_hashes, now).await?;
+    super::mfa::replace_recovery_codes(&**txn, user_id, recovery_code_hashes, now).await?;
     // A pending login challenge was issued under the factor being replaced.
-    super::mfa::delete_challenges_of(&*txn, user_id).await?;
-    super::audit::record(&txn, event).await?;
-    txn.commit().await?;
+    super::mfa::delete_challenges_of(&**txn, user_id).await?;
+    super::audit::record(txn, event).await?;
     Ok(())
 }

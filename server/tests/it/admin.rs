@@ -121,7 +121,7 @@ async fn stored_passkey(server: &TestServer, user_id: &str) -> String {
         last_used_at: None,
     };
     let event = latchkey_server::store::audit::NewAuditEvent::success(0, user_id, "fixture", user_id);
-    latchkey_server::store::passkeys::insert(&server.state.db, row, event).await.unwrap();
+    latchkey_server::store::passkeys::insert(&server.state.db, row, 25, event).await.unwrap();
     id
 }
 

@@ -24,7 +24,14 @@ async fn try_register(
     answer: &Answer,
     counting: bool,
 ) -> (SoftPasskey, reqwest::Response) {
-    let (status, started) = call(server, access, reqwest::Method::POST, "/auth/webauthn/register/start", None).await;
+    let (status, started) = call(
+        server,
+        access,
+        reqwest::Method::POST,
+        "/auth/webauthn/register/start",
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
     assert_eq!(status, 200, "{started}");
     let (passkey, credential) = SoftPasskey::register(&started["options"], answer, counting).unwrap();
     let finish = json!({ "ceremony_id": started["ceremony_id"], "name": "Laptop", "credential": credential });
@@ -82,7 +89,15 @@ fn claims(access: &str) -> Value {
 async fn a_passkey_registers_and_then_signs_in_without_a_password() {
     let server = TestServer::start_on_localhost(|_| {}).await;
     let (user_id, access) = user_with_roles(&server, "ada", &["user"]).await;
-    let (status, started) = call(&server, &access, reqwest::Method::POST, "/auth/webauthn/register/start", None).await;
+    // The password is checked again: an access token alone plants no passkey.
+    let start = "/auth/webauthn/register/start";
+    let (status, refused) =
+        call(&server, &access, reqwest::Method::POST, start, Some(json!({"password": "wrong"}))).await;
+    assert_eq!((status, refused["error"].as_str()), (401, Some("invalid_credentials")), "{refused}");
+    let (status, _) = call(&server, &access, reqwest::Method::POST, start, None).await;
+    assert_eq!(status, 415, "no password, no ceremony");
+    let (status, started) =
+        call(&server, &access, reqwest::Method::POST, start, Some(json!({"password": PASSWORD}))).await;
     assert_eq!(status, 200);
     let public_key = &started["options"]["publicKey"];
     assert_eq!(public_key["rp"]["id"], "localhost");
@@ -192,6 +207,14 @@ async fn answers_a_relying_party_must_refuse_are_refused_and_spend_their_ceremon
         let (_, resp) = try_register(&server, &access, &answer, false).await;
         assert_error(resp, 400, "invalid_passkey").await;
     }
+    // …and one the browser says is not discoverable (credProps.rk false).
+    let start = "/auth/webauthn/register/start";
+    let (_, started) = call(&server, &access, reqwest::Method::POST, start, Some(json!({"password": PASSWORD}))).await;
+    let (_, mut credential) = SoftPasskey::register(&started["options"], &honest, false).unwrap();
+    credential["clientExtensionResults"]["credProps"]["rk"] = json!(false);
+    let finish = json!({ "ceremony_id": started["ceremony_id"], "name": "Key", "credential": credential });
+    let resp = server.post("/auth/webauthn/register/finish").bearer_auth(&access).json(&finish).sent().await;
+    assert_error(resp, 400, "invalid_passkey").await;
 }
 
 #[tokio::test]
@@ -219,6 +242,50 @@ async fn a_counter_that_goes_back_is_audited_and_refused_unless_configured_other
         assert_eq!(regressions.len(), 1, "audited whether or not refused ({refuse}) on {}", backend());
         // The stored counter never goes back: the next honest use (3) is accepted.
         assert_eq!(passkey_login(&server, &mut passkey, &honest).await.status(), 200);
+        if refuse {
+            // Two clones answering at once with the same next counter: one passes.
+            for counter in 4..16 {
+                let (first, first_options) = login_start(&server, None).await;
+                let (second, second_options) = login_start(&server, None).await;
+                let same = Answer { counter: Some(counter), ..honest.clone() };
+                let first_answer = passkey.sign_in(&first_options, &same).unwrap();
+                let second_answer = passkey.sign_in(&second_options, &same).unwrap();
+                let (a, b) = tokio::join!(
+                    login_finish(&server, &first, &first_answer, None),
+                    login_finish(&server, &second, &second_answer, None)
+                );
+                let passed = [a.status(), b.status()].into_iter().filter(|s| *s == 200).count();
+                assert_eq!(passed, 1, "counter {counter} signs in once on {}", backend());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn turning_totp_off_and_deleting_the_last_passkey_cannot_both_pass() {
+    let server = TestServer::start_on_localhost(|raw| raw.mfa.require_for_roles = vec!["staff".into()]).await;
+    let operator = latchkey_server::domain::rbac::Grantor::operator("test");
+    latchkey_server::domain::rbac::create_role(&server.state, "staff", "", &[], &operator).await.unwrap();
+    for round in 0..3 {
+        let name = format!("eve{round}");
+        let (id, access) = user_with_roles(&server, &name, &["user"]).await;
+        let (_, codes) = enable_totp(&server, &name).await;
+        register(&server, &access, false).await;
+        let (_, listed) = call(&server, &access, reqwest::Method::GET, "/auth/passkeys", None).await;
+        let passkey_id = listed[0]["id"].as_str().unwrap().to_string();
+        latchkey_server::domain::users::admin_set_roles(&server.state, &id, vec!["staff".into()], &operator)
+            .await
+            .unwrap();
+        let totp_off = server
+            .delete("/auth/totp")
+            .bearer_auth(&access)
+            .json(&json!({"password": PASSWORD, "recovery_code": codes[0]}))
+            .sent();
+        let passkey_gone = server.delete(&format!("/auth/passkeys/{passkey_id}")).bearer_auth(&access).sent();
+        let (totp_off, passkey_gone) = tokio::join!(totp_off, passkey_gone);
+        let statuses = [totp_off.status().as_u16(), passkey_gone.status().as_u16()];
+        assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?} on {}", backend());
+        assert!(statuses.contains(&409), "the other is last_factor: {statuses:?}");
     }
 }
 
@@ -268,7 +335,14 @@ async fn a_ceremony_started_on_one_node_finishes_on_another() {
     let node_b = node_a.second_node().await;
     let (_, access) = user_with_roles(&node_a, "ada", &["user"]).await;
     // Registration: started on A, finished on B.
-    let (status, started) = call(&node_a, &access, reqwest::Method::POST, "/auth/webauthn/register/start", None).await;
+    let (status, started) = call(
+        &node_a,
+        &access,
+        reqwest::Method::POST,
+        "/auth/webauthn/register/start",
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
     assert_eq!(status, 200);
     let (mut passkey, credential) =
         SoftPasskey::register(&started["options"], &Answer::at(&origin(&node_a)), false).unwrap();
@@ -280,6 +354,19 @@ async fn a_ceremony_started_on_one_node_finishes_on_another() {
     let answer = passkey.sign_in(&options, &Answer::at(&origin(&node_a))).unwrap();
     assert_eq!(login_finish(&node_a, &ceremony, &answer, None).await.status(), 200);
     assert_error(login_finish(&node_b, &ceremony, &answer, None).await, 401, "invalid_passkey").await;
+}
+
+#[tokio::test]
+async fn an_account_holds_at_most_25_passkeys() {
+    let server = TestServer::start_on_localhost(|_| {}).await;
+    let (_, access) = user_with_roles(&server, "many", &["user"]).await;
+    for _ in 0..25 {
+        register(&server, &access, false).await;
+    }
+    let start = "/auth/webauthn/register/start";
+    let (status, refused) =
+        call(&server, &access, reqwest::Method::POST, start, Some(json!({"password": PASSWORD}))).await;
+    assert_eq!((status, refused["error"].as_str()), (409, Some("too_many_passkeys")), "{refused}");
 }
 
 #[tokio::test]
@@ -311,6 +398,51 @@ async fn enrol_on_page(server: &TestServer, browser: &mut Browser, page: &str) -
     (passkey, follow(server, browser, resp).await)
 }
 
+/// Answers the passkey ceremony of the sign-in page `page` with `passkey`.
+async fn passkey_on_page(server: &TestServer, browser: &mut Browser, page: &str, passkey: &mut SoftPasskey) -> Landed {
+    let (interaction, csrf) = (hidden(page, "interaction"), hidden(page, "csrf_token"));
+    let form = [("interaction", interaction.as_str()), ("csrf_token", csrf.as_str())];
+    let started = browser.post_form(&server.url("/ui/signin/passkey/start"), &form).await;
+    assert_eq!(started.status(), 200);
+    let started: Value = started.json().await.unwrap();
+    let credential = passkey.sign_in(&started["options"], &Answer::at(&origin(server))).unwrap().to_string();
+    let ceremony = started["ceremony_id"].as_str().unwrap().to_string();
+    let mut posted = form.to_vec();
+    posted.extend([("ceremony", ceremony.as_str()), ("credential", credential.as_str())]);
+    let resp = browser.post_form(&server.url("/ui/signin/passkey"), &posted).await;
+    follow(server, browser, resp).await
+}
+
+#[tokio::test]
+async fn a_role_that_comes_to_require_a_second_factor_ends_what_the_password_alone_began() {
+    let server = TestServer::start_on_localhost(|raw| raw.mfa.require_for_roles = vec!["staff".into()]).await;
+    let operator = latchkey_server::domain::rbac::Grantor::operator("test");
+    latchkey_server::domain::rbac::create_role(&server.state, "staff", "", &[], &operator).await.unwrap();
+    let (dan, _) = user_with_roles(&server, "dan", &["user"]).await;
+    // Signed in with the password alone, in a browser and in the SPA, while not staff.
+    let rp = register_rp(&server, "rp", true, false).await;
+    let mut browser = Browser::new();
+    let Landed::AtPage(_, page) = authorize(&server, &mut browser, &rp, &[]).await else { panic!("the sign-in page") };
+    let resp = browser.submit(&server, "/ui/signin", &page, &[("username", "dan"), ("password", PASSWORD)]).await;
+    assert!(at_client(follow(&server, &mut browser, resp).await).contains_key("code"));
+    let (_, cookie) = server.login("dan").await;
+
+    latchkey_server::domain::users::admin_set_roles(
+        &server.state,
+        &dan,
+        vec!["user".into(), "staff".into()],
+        &operator,
+    )
+    .await
+    .unwrap();
+    // The browser's login session no longer lets it through, and the refresh is refused.
+    let Landed::AtPage(_, page) = authorize(&server, &mut browser, &rp, &[]).await else {
+        panic!("a staff member with a password-only session signs in again")
+    };
+    assert!(page.contains(r#"name="password""#), "{page}");
+    assert_error(server.refresh(&cookie).await, 401, "invalid_grant").await;
+}
+
 #[tokio::test]
 async fn roles_that_require_a_second_factor_enrol_one_first_and_keep_it() {
     let server = TestServer::start_on_localhost(|raw| raw.mfa.require_for_roles = vec!["staff".into()]).await;
@@ -338,8 +470,14 @@ async fn roles_that_require_a_second_factor_enrol_one_first_and_keep_it() {
     let Landed::AtPage(_, page) = follow(&server, &mut browser, resp).await else { panic!("the enrolment page") };
     assert!(page.contains("Add a passkey"), "{page}");
     let (mut passkey, landed) = enrol_on_page(&server, &mut browser, &page).await;
+    // Made, then used: the sign-in's amr says the passkey answered, not only that it exists.
+    let Landed::AtPage(_, page) = landed else { panic!("the second factor page") };
+    assert!(page.contains("Use it now to finish signing in"), "{page}");
+    let landed = passkey_on_page(&server, &mut browser, &page, &mut passkey).await;
     let params = at_client(landed);
     assert!(params.contains_key("code"), "{params:?}");
+    let sessions = latchkey_server::store::authorization::sso_sessions_of(&server.state.db, &carol.id).await.unwrap();
+    assert_eq!(sessions.iter().map(|s| s.amr.as_str()).collect::<Vec<_>>(), ["pwd swk mfa"]);
 
     // From now on the password is followed by the passkey.
     let login = server.spa_post("/auth/login").json(&json!({"username": "carol", "password": PASSWORD})).sent().await;

@@ -487,7 +487,7 @@ fn codes_page(req: &Request, state: &AppState, codes: Vec<Secret<String>>) -> Re
 /// `POST /account/passkeys/start` (the page's script): the options to create a passkey.
 #[handler]
 async fn passkey_start(req: &Request, body: Body) -> poem::Result<Response> {
-    let (state, account, _) = match posted(req, body, Bucket::Totp).await {
+    let (state, account, form) = match posted(req, body, Bucket::Totp).await {
         Ok(posted) => posted,
         // Not signed in, or a bad token: the script gets a JSON refusal, not a page.
         Err(_) => {
@@ -496,7 +496,11 @@ async fn passkey_start(req: &Request, body: Body) -> poem::Result<Response> {
             return Ok(super::passkey_options(state, Err(err)));
         }
     };
-    Ok(super::passkey_options(state, crate::domain::passkeys::start_registration(state, &account.user).await))
+    let password = Secret::new(form.get("password").unwrap_or_default().to_string());
+    let started =
+        crate::domain::passkeys::start_registration_rechecked(state, &account.user, &password, &request_context(req))
+            .await;
+    Ok(super::passkey_options(state, started))
 }
 
 #[handler]

@@ -213,9 +213,12 @@ pub const EN: Messages = Messages {
 
 /// The words for a notice key the sign-in left on its interaction.
 pub fn notice(key: &str) -> &'static str {
-    use crate::domain::signin::{NOTICE_BUSY, NOTICE_INVALID_CODE, NOTICE_PASSKEY_FAILED, NOTICE_RATE_LIMITED};
+    use crate::domain::signin::{
+        NOTICE_BUSY, NOTICE_INVALID_CODE, NOTICE_PASSKEY_ADDED, NOTICE_PASSKEY_FAILED, NOTICE_RATE_LIMITED,
+    };
     match key {
         NOTICE_PASSKEY_FAILED => EN.passkey_failed,
+        NOTICE_PASSKEY_ADDED => "Your passkey is added. Use it now to finish signing in.",
         NOTICE_INVALID_CODE => "That code is not valid, or was already used.",
         NOTICE_RATE_LIMITED => "Too many attempts. Wait a minute and try again.",
         NOTICE_BUSY => "The server is busy. Try again in a moment.",

@@ -1,8 +1,9 @@
 // Passkeys on the hosted pages, for forms marked data-passkey="get" (sign in) or
 // "create" (register). Such a form runs the WebAuthn ceremony before it is sent: its
-// interaction and csrf_token fields are posted to the form's data-start URL, which
-// answers {ceremony_id, options}; the browser's answer fills the form's ceremony and
-// credential fields, and the form is sent as any other. The forms stay hidden where
+// interaction, csrf_token and password fields are posted to the form's data-start URL,
+// which answers {ceremony_id, options} (the password is then cleared: it is checked
+// once, at the start); the browser's answer fills the form's ceremony and credential
+// fields, and the form is sent as any other. A refused start shows the server's words. The forms stay hidden where
 // there is no script or no WebAuthn, so nothing is offered that cannot work.
 (function () {
   "use strict";
@@ -74,9 +75,14 @@
     };
   }
 
+  // A start the server refused, with its reason when it gave one.
+  function Refused(description) {
+    this.description = typeof description === "string" ? description : null;
+  }
+
   async function begin(form) {
     const body = new URLSearchParams();
-    ["interaction", "csrf_token"].forEach(function (name) {
+    ["interaction", "csrf_token", "password"].forEach(function (name) {
       const field = form.elements[name];
       if (field) {
         body.set(name, field.value);
@@ -84,7 +90,11 @@
     });
     const started = await fetch(form.dataset.start, { method: "POST", body: body, credentials: "same-origin" });
     if (!started.ok) {
-      throw new Error("the ceremony could not start (" + started.status + ")");
+      const refusal = await started.json().catch(function () { return {}; });
+      throw new Refused(refusal.error_description);
+    }
+    if (form.elements.password) {
+      form.elements.password.value = "";
     }
     return started.json();
   }
@@ -103,9 +113,13 @@
     form.submit();
   }
 
-  function failed(form) {
+  function failed(form, error) {
     const message = form.querySelector("[data-passkey-error]");
     if (message) {
+      if (!message.dataset.generic) {
+        message.dataset.generic = message.textContent;
+      }
+      message.textContent = (error instanceof Refused && error.description) || message.dataset.generic;
       message.hidden = false;
     }
   }
@@ -119,8 +133,8 @@
         autofill.abort();
         autofill = null;
       }
-      run(form).catch(function () {
-        failed(form);
+      run(form).catch(function (error) {
+        failed(form, error);
       });
     });
   });
