@@ -187,7 +187,7 @@ async fn a_users_passkeys_are_listed_and_deleted() {
         last_used_at: None,
     };
     let event = latchkey_server::store::audit::NewAuditEvent::success(0, &user_id, "fixture", &user_id);
-    latchkey_server::store::passkeys::insert(&state.db, row, event).await.unwrap();
+    latchkey_server::store::passkeys::insert(&state.db, row, 25, event).await.unwrap();
     let listed = api.user_passkeys(&user_id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].name.as_str(), listed[0].sign_count, listed[0].backup_state), ("Phone", 3, false));
