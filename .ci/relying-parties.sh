@@ -6,6 +6,7 @@
 #     second relying party, prompt=login/none, max_age, keyboard-only sign-in, axe-core,
 #     RP-initiated logout (buildEndSessionUrl) and back-channel logout tokens verified with jose,
 #     the account page (sessions, password change, TOTP enrolment, axe-core);
+#     password reset by mail through a real SMTP server on loopback (smtp-server, mailparser);
 #   - Authlib (Python, no browser): discovery metadata, the id_token and at_hash.
 # Installs what it needs (chromium from Debian, npm ci, Authlib into a venv cached under
 # ~/.cache/latchkey-authlib/) and never builds the server.

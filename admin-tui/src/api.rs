@@ -37,6 +37,9 @@ pub struct User {
     pub id: String,
     pub username: String,
     pub email: Option<String>,
+    /// Whether the address was proved (a mailed link followed, or an admin's word).
+    #[serde(default)]
+    pub email_verified: bool,
     pub status: String,
     pub roles: Vec<String>,
     pub created_at: String,
@@ -433,6 +436,16 @@ impl ApiClient {
 
     pub async fn set_user_password(&self, id: &str, password: &str) -> Result<(), ApiError> {
         self.call(Method::PUT, &format!("/admin/users/{id}/password"), Some(json!({ "password": password }))).await
+    }
+
+    pub async fn set_email_verified(&self, id: &str, verified: bool) -> Result<User, ApiError> {
+        self.call(Method::PATCH, &format!("/admin/users/{id}"), Some(json!({ "email_verified": verified }))).await
+    }
+
+    /// Mails the user a verification link (`reset: false`) or a password reset link.
+    pub async fn send_user_link(&self, id: &str, reset: bool) -> Result<(), ApiError> {
+        let what = if reset { "reset-mail" } else { "verification-mail" };
+        self.call(Method::POST, &format!("/admin/users/{id}/{what}"), None).await
     }
 
     pub async fn unlock_user(&self, id: &str) -> Result<User, ApiError> {

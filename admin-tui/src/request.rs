@@ -66,6 +66,15 @@ pub enum Request {
     Unlock {
         user_id: String,
     },
+    SetEmailVerified {
+        user_id: String,
+        verified: bool,
+    },
+    /// Mail the user a verification link, or (`reset`) a password reset link.
+    SendLink {
+        user_id: String,
+        reset: bool,
+    },
     ResetTotp {
         user_id: String,
     },
@@ -251,6 +260,15 @@ async fn execute(api: &ApiClient, request: Request) -> Result<Loaded, ApiError> 
         Request::Unlock { user_id } => {
             let user = api.unlock_user(&user_id).await?;
             done(format!("{} unlocked.", user.username))
+        }
+        Request::SetEmailVerified { user_id, verified } => {
+            let user = api.set_email_verified(&user_id, verified).await?;
+            let state = if user.email_verified { "verified" } else { "not verified" };
+            done(format!("Email of {}: {state}.", user.username))
+        }
+        Request::SendLink { user_id, reset } => {
+            api.send_user_link(&user_id, reset).await?;
+            done(if reset { "Password reset link mailed." } else { "Verification link mailed." }.into())
         }
         Request::ResetTotp { user_id } => {
             api.reset_user_totp(&user_id).await?;

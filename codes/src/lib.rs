@@ -78,6 +78,16 @@ pub enum ErrorCode {
     PasskeyExists,
     /// `too_many_passkeys`: The account holds the most passkeys it may; delete one first.
     TooManyPasskeys,
+    /// `mail_not_configured`: This server sends no mail, so what needs it is off.
+    MailNotConfigured,
+    /// `invalid_email_token`: The link is unknown, used, expired, or was replaced by a newer one.
+    InvalidEmailToken,
+    /// `email_taken`: Another account has verified this email address.
+    EmailTaken,
+    /// `email_not_verified`: The account must confirm its email address (from the link mailed to it) before signing in.
+    EmailNotVerified,
+    /// `no_email`: The account has no email address to send to.
+    NoEmail,
     /// `mfa_enrolment_required`: The account's roles require a second factor (TOTP or a passkey) and it has none; enrol one first.
     MfaEnrolmentRequired,
     /// `last_factor`: The account's roles require a second factor, and this is its last one.
@@ -170,6 +180,11 @@ impl ErrorCode {
         ErrorCode::InvalidPasskey,
         ErrorCode::PasskeyExists,
         ErrorCode::TooManyPasskeys,
+        ErrorCode::MailNotConfigured,
+        ErrorCode::InvalidEmailToken,
+        ErrorCode::EmailTaken,
+        ErrorCode::EmailNotVerified,
+        ErrorCode::NoEmail,
         ErrorCode::MfaEnrolmentRequired,
         ErrorCode::LastFactor,
         ErrorCode::PublicClient,
@@ -235,6 +250,11 @@ impl ErrorCode {
             ErrorCode::InvalidPasskey => "invalid_passkey",
             ErrorCode::PasskeyExists => "passkey_exists",
             ErrorCode::TooManyPasskeys => "too_many_passkeys",
+            ErrorCode::MailNotConfigured => "mail_not_configured",
+            ErrorCode::InvalidEmailToken => "invalid_email_token",
+            ErrorCode::EmailTaken => "email_taken",
+            ErrorCode::EmailNotVerified => "email_not_verified",
+            ErrorCode::NoEmail => "no_email",
             ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
             ErrorCode::LastFactor => "last_factor",
             ErrorCode::PublicClient => "public_client",

@@ -20,6 +20,7 @@ mod m20261202_000009_session_origin;
 mod m20261202_000010_backchannel_logout;
 mod m20261202_000011_account_client;
 mod m20261202_000012_passkeys;
+mod m20261203_000013_mail;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_backchannel_logout::Migration),
             Box::new(m20261202_000011_account_client::Migration),
             Box::new(m20261202_000012_passkeys::Migration),
+            Box::new(m20261203_000013_mail::Migration),
         ]
     }
 }

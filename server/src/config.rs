@@ -67,6 +67,67 @@ pub struct RawConfig {
     pub branding: RawBranding,
     pub backchannel_logout: RawBackchannelLogout,
     pub passkeys: RawPasskeys,
+    pub registration: RawRegistration,
+    /// Outgoing mail (password reset, address verification). Off when absent.
+    pub mail: Option<RawMail>,
+}
+
+/// What self-registration (`POST /auth/register`) demands beyond `registration_enabled`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRegistration {
+    /// A self-registered account gives an email address and cannot sign in until it
+    /// has followed the link mailed to it (needs `mail`).
+    pub require_verified_email: bool,
+}
+
+/// How mail leaves: an SMTP relay, or (development only) files in a directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMail {
+    /// `smtp` or `file`.
+    pub transport: String,
+    /// The sender, e.g. `Latchkey <no-reply@example.com>`.
+    pub from: String,
+    /// `smtp://host:port` (`smtps://` for implicit TLS).
+    pub smtp_url: Option<String>,
+    /// `starttls` (the default for smtp://), `implicit` (smtps://, port 465) or `none`
+    /// (plain text, allowed only to a loopback relay).
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    /// A file holding the SMTP password (never the password itself in the config).
+    pub password_file: Option<PathBuf>,
+    /// How long connecting to and talking with the relay may take, per message.
+    pub timeout_secs: u64,
+    /// Where the `file` transport writes its messages (one `.eml` file each, mode 0600).
+    pub dir: Option<PathBuf>,
+    /// Attempts before a message is given up (marked dead and audited).
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles after each, with jitter.
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// Messages one address may be sent per hour by reset and verification requests
+    /// (across all nodes), so the forms cannot be used to mail-bomb someone.
+    pub per_address_per_hour: u32,
+}
+
+impl Default for RawMail {
+    fn default() -> Self {
+        Self {
+            transport: "smtp".into(),
+            from: String::new(),
+            smtp_url: None,
+            tls: None,
+            username: None,
+            password_file: None,
+            timeout_secs: 10,
+            dir: None,
+            max_attempts: 8,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+            per_address_per_hour: 5,
+        }
+    }
 }
 
 /// Limits on client connections (slowloris and descriptor exhaustion).
@@ -182,8 +243,10 @@ pub struct RawRateLimits {
     pub refresh: Quota,
     /// Per client IP: `/auth/totp/*`.
     pub totp: Quota,
-    /// Per client IP: `/auth/password`.
+    /// Per client IP: `/auth/password`, completing a password reset.
     pub password_change: Quota,
+    /// Per client IP: requests that send mail (password reset, address verification).
+    pub mail: Quota,
     /// Per normalised username: password and TOTP attempts, from any IP.
     pub username: Quota,
     /// Proxies (CIDRs) whose client-address header is believed.
@@ -259,6 +322,7 @@ impl Default for RawRateLimits {
             refresh: Quota::new(600, 100),
             totp: Quota::new(30, 10),
             password_change: Quota::new(10, 5),
+            mail: Quota::new(5, 3),
             username: Quota::new(10, 10),
             trusted_proxies: Vec::new(),
             client_ip_header: ClientIpHeader::XForwardedFor,
@@ -409,6 +473,8 @@ impl Default for RawConfig {
             branding: RawBranding::default(),
             backchannel_logout: RawBackchannelLogout::default(),
             passkeys: RawPasskeys::default(),
+            registration: RawRegistration::default(),
+            mail: None,
         }
     }
 }
@@ -502,6 +568,47 @@ pub struct Config {
     pub backchannel_logout: BackchannelLogout,
     /// `None` when passkeys are off.
     pub passkeys: Option<Passkeys>,
+    /// Self-registered accounts must verify their address before they sign in.
+    pub require_verified_email: bool,
+    /// `None` when no mail is configured: what needs mail is off.
+    pub mail: Option<Mail>,
+}
+
+/// Checked mail settings.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub transport: MailTransport,
+    pub from: lettre::message::Mailbox,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub per_address_per_hour: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTransport {
+    Smtp {
+        host: String,
+        port: u16,
+        tls: SmtpTls,
+        username: Option<String>,
+        password_file: Option<PathBuf>,
+    },
+    /// Development: each message becomes a file in `dir`.
+    File {
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS, which is required.
+    StartTls,
+    /// No TLS: a relay on this machine only.
+    None,
 }
 
 /// Where passkeys work: the relying party id and the origins whose pages may use them.
@@ -607,6 +714,7 @@ pub struct RateLimits {
     pub refresh: Quota,
     pub totp: Quota,
     pub password_change: Quota,
+    pub mail: Quota,
     pub username: Quota,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub client_ip_header: ClientIpHeader,
@@ -740,6 +848,14 @@ impl RawConfig {
             branding: Branding::try_from(&self.branding)?,
             backchannel_logout: BackchannelLogout::try_from(&self.backchannel_logout)?,
             passkeys: Passkeys::checked(&self.passkeys, &public_url)?,
+            require_verified_email: self.registration.require_verified_email,
+            mail: self.mail.as_ref().map(|m| Mail::checked(m, &public_url)).transpose()?,
+        })
+        .and_then(|config| {
+            if config.require_verified_email && config.mail.is_none() {
+                return Err(invalid("registration.require_verified_email", "needs mail to be configured"));
+            }
+            Ok(config)
         })
     }
 }
@@ -908,6 +1024,7 @@ impl TryFrom<&RawRateLimits> for RateLimits {
             ("refresh", r.refresh),
             ("totp", r.totp),
             ("password_change", r.password_change),
+            ("mail", r.mail),
             ("username", r.username),
         ] {
             if quota.per_minute == 0 || quota.burst == 0 {
@@ -931,6 +1048,7 @@ impl TryFrom<&RawRateLimits> for RateLimits {
             refresh: r.refresh,
             totp: r.totp,
             password_change: r.password_change,
+            mail: r.mail,
             username: r.username,
             trusted_proxies,
             client_ip_header: r.client_ip_header,
@@ -1018,6 +1136,93 @@ impl Passkeys {
             origins.push(url);
         }
         Ok(Some(Passkeys { rp_id, origins, ceremony_ttl, refuse_counter_regression: p.refuse_counter_regression }))
+    }
+}
+
+impl Mail {
+    fn checked(m: &RawMail, public_url: &Url) -> Result<Self, ConfigError> {
+        let from: lettre::message::Mailbox =
+            m.from.parse().map_err(|e| invalid("mail.from", format!("{:?} is not a mailbox: {e}", m.from)))?;
+        if !(1..=30).contains(&m.max_attempts) {
+            return Err(invalid("mail.max_attempts", "must be 1-30"));
+        }
+        if m.timeout_secs > 120 {
+            return Err(invalid("mail.timeout_secs", "must be at most 120"));
+        }
+        if m.per_address_per_hour == 0 {
+            return Err(invalid("mail.per_address_per_hour", "must be greater than 0"));
+        }
+        let retry_base = positive("mail.retry_base_secs", m.retry_base_secs)?;
+        let retry_max = positive("mail.retry_max_secs", m.retry_max_secs)?;
+        if retry_base > retry_max || retry_max > Duration::from_secs(7 * DAY) {
+            return Err(invalid("mail.retry_base_secs", "must not exceed retry_max_secs (at most 7 days)"));
+        }
+        let transport = match m.transport.as_str() {
+            "file" => {
+                // Development only: the messages (reset links among them) lie on disk.
+                if !is_loopback_http(public_url) {
+                    return Err(invalid(
+                        "mail.transport",
+                        "\"file\" is allowed only when public_url is http://localhost or a loopback address",
+                    ));
+                }
+                let dir = m.dir.clone().ok_or_else(|| invalid("mail.dir", "the file transport needs a directory"))?;
+                MailTransport::File { dir }
+            }
+            "smtp" => {
+                let raw = m.smtp_url.as_deref().ok_or_else(|| invalid("mail.smtp_url", "is required for smtp"))?;
+                let url = Url::parse(raw).map_err(|e| invalid("mail.smtp_url", e))?;
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(invalid("mail.smtp_url", "must not hold credentials: use username and password_file"));
+                }
+                let host =
+                    url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("mail.smtp_url", "needs a host"))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+                let (default_tls, default_port) = match url.scheme() {
+                    "smtp" => (SmtpTls::StartTls, 587),
+                    "smtps" => (SmtpTls::Implicit, 465),
+                    other => {
+                        return Err(invalid("mail.smtp_url", format!("scheme {other:?} (expected smtp or smtps)")));
+                    }
+                };
+                let tls = match m.tls.as_deref() {
+                    None => default_tls,
+                    Some("implicit") => SmtpTls::Implicit,
+                    Some("starttls") => SmtpTls::StartTls,
+                    Some("none") => SmtpTls::None,
+                    Some(other) => {
+                        return Err(invalid("mail.tls", format!("{other:?} (expected implicit, starttls or none)")));
+                    }
+                };
+                let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                if tls == SmtpTls::None && !loopback {
+                    return Err(invalid("mail.tls", "\"none\" (plain text) is allowed only to a relay on loopback"));
+                }
+                if m.username.is_some() != m.password_file.is_some() {
+                    return Err(invalid("mail.username", "username and password_file go together"));
+                }
+                if m.username.is_some() && tls == SmtpTls::None {
+                    return Err(invalid("mail.tls", "a password is never sent without TLS"));
+                }
+                MailTransport::Smtp {
+                    host,
+                    port: url.port().unwrap_or(default_port),
+                    tls,
+                    username: m.username.clone(),
+                    password_file: m.password_file.clone(),
+                }
+            }
+            other => return Err(invalid("mail.transport", format!("{other:?} (expected smtp or file)"))),
+        };
+        Ok(Mail {
+            transport,
+            from,
+            timeout: positive("mail.timeout_secs", m.timeout_secs)?,
+            max_attempts: m.max_attempts,
+            retry_base,
+            retry_max,
+            per_address_per_hour: m.per_address_per_hour,
+        })
     }
 }
 
@@ -1193,6 +1398,57 @@ mod tests {
         raw.tokens.access_token_ttl_secs = 0;
         let err = raw.validate().unwrap_err();
         assert!(err.0.contains("tokens.access_token_ttl_secs"), "{err}");
+    }
+
+    fn mail(transport: &str) -> RawMail {
+        RawMail { transport: transport.into(), from: "Latchkey <no-reply@example.com>".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn mail_is_checked_and_plain_smtp_goes_to_loopback_only() {
+        let with = |m: RawMail, public_url: &str| {
+            RawConfig { mail: Some(m), public_url: public_url.into(), ..Default::default() }.validate()
+        };
+        let local = "http://127.0.0.1:8080";
+        let smtp = |url: &str, tls: Option<&str>| RawMail {
+            smtp_url: Some(url.into()),
+            tls: tls.map(str::to_string),
+            ..mail("smtp")
+        };
+        let checked = with(smtp("smtp://127.0.0.1:2525", Some("none")), local).unwrap().mail.unwrap();
+        assert_eq!(
+            checked.transport,
+            MailTransport::Smtp {
+                host: "127.0.0.1".into(),
+                port: 2525,
+                tls: SmtpTls::None,
+                username: None,
+                password_file: None
+            }
+        );
+        let relay = with(smtp("smtps://mail.example.com", None), local).unwrap().mail.unwrap();
+        assert!(matches!(relay.transport, MailTransport::Smtp { port: 465, tls: SmtpTls::Implicit, .. }));
+        let relay = with(smtp("smtp://mail.example.com", None), local).unwrap().mail.unwrap();
+        assert!(matches!(relay.transport, MailTransport::Smtp { port: 587, tls: SmtpTls::StartTls, .. }));
+        for (m, key) in [
+            (smtp("smtp://mail.example.com", Some("none")), "mail.tls"),
+            (smtp("smtp://user:pw@mail.example.com", None), "mail.smtp_url"),
+            (smtp("http://mail.example.com", None), "mail.smtp_url"),
+            (RawMail { username: Some("u".into()), ..smtp("smtp://mail.example.com", None) }, "mail.username"),
+            (RawMail { from: "not a mailbox".into(), ..smtp("smtp://mail.example.com", None) }, "mail.from"),
+            (mail("smtp"), "mail.smtp_url"),
+            (mail("pigeon"), "mail.transport"),
+            (mail("file"), "mail.dir"),
+        ] {
+            let err = with(m, local).unwrap_err();
+            assert!(err.0.contains(key), "{key}: {err}");
+        }
+        let file = RawMail { dir: Some("outbox".into()), ..mail("file") };
+        assert!(with(file.clone(), local).is_ok());
+        assert!(with(file, "https://auth.example.com").unwrap_err().0.contains("mail.transport"));
+        let needs_mail =
+            RawConfig { registration: RawRegistration { require_verified_email: true }, ..Default::default() };
+        assert!(needs_mail.validate().unwrap_err().0.contains("registration.require_verified_email"));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`config`], [`clock`], [`state`]: checked settings, injectable time, shared state.
 //! - [`cli`]: the `latchkey` command line.
 //! - [`listener`]: connection caps and the request-header deadline.
+//! - [`mail`]: what each mail message says, and the transports it leaves by.
 //!
 //! [`serve`] takes a listener the caller bound, so tests bind `127.0.0.1:0`.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod domain;
 pub mod fuzzing;
 pub mod listener;
+pub mod mail;
 pub mod metrics;
 pub mod security;
 pub mod state;
@@ -116,6 +118,16 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         ),
         None => None,
     };
+    let mailer = match &config.mail {
+        Some(mail) => {
+            let host = url::Url::parse(&config.issuer).ok().and_then(|u| u.host_str().map(str::to_string));
+            Some(
+                mail::mailer(mail, host.as_deref().unwrap_or("localhost"))
+                    .map_err(|e| StartupError::Config(config::ConfigError(format!("invalid `mail`: {e}"))))?,
+            )
+        }
+        None => None,
+    };
     let state = AppState::new(Inner {
         config,
         db,
@@ -128,6 +140,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         metrics,
         node_id: uuid::Uuid::new_v4().to_string(),
         webauthn,
+        mailer,
     });
     domain::users::check_confusables_at_startup(&state).await.map_err(StartupError::Startup)?;
     domain::passkeys::check_policy_roles_at_startup(&state).await.map_err(StartupError::Startup)?;
@@ -153,6 +166,7 @@ pub async fn serve(
     }
     let jobs = tokio::spawn(domain::maintenance::run_forever(state.clone()));
     let deliveries = tokio::spawn(domain::backchannel::run_forever(state.clone()));
+    let mail = state.mailer.is_some().then(|| tokio::spawn(domain::mail::run_forever(state.clone())));
     let metrics_server = match state.config.operations.metrics_listen {
         Some(addr) => {
             let listener = poem::listener::TcpListener::bind(addr);
@@ -181,6 +195,9 @@ pub async fn serve(
         .await;
     jobs.abort();
     deliveries.abort();
+    if let Some(task) = mail {
+        task.abort();
+    }
     if let Some(task) = metrics_server {
         task.abort();
     }

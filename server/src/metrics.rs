@@ -25,6 +25,8 @@ pub struct Metrics {
     pub backchannel_logout: IntCounterVec,
     /// From the logout token's queueing to its delivery.
     pub backchannel_logout_latency: prometheus::Histogram,
+    /// Mail by outcome: `queued`, `sent`, `retried`, `dead`.
+    pub mail: IntCounterVec,
 }
 
 impl Metrics {
@@ -54,7 +56,8 @@ impl Metrics {
         let db_pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Database pool connections"), &["state"])?;
         let signing_keys =
             IntGaugeVec::new(Opts::new("signing_keys", "Signing keys published in the JWKS by state"), &["state"])?;
-        let outbox_pending = IntGauge::new("outbox_pending", "Outbox messages (logout tokens) awaiting delivery")?;
+        let outbox_pending =
+            IntGauge::new("outbox_pending", "Outbox messages (logout tokens, mail) awaiting delivery")?;
         let backchannel_logout = IntCounterVec::new(
             Opts::new("backchannel_logout_total", "Back-channel logout token deliveries by outcome"),
             &["outcome"],
@@ -66,6 +69,11 @@ impl Metrics {
             )
             .buckets(vec![0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0]),
         )?;
+        let mail = IntCounterVec::new(Opts::new("mail_total", "Mail messages by outcome"), &["outcome"])?;
+        for outcome in ["queued", "sent", "retried", "dead"] {
+            mail.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(mail.clone()))?;
         registry.register(Box::new(outbox_pending.clone()))?;
         registry.register(Box::new(backchannel_logout.clone()))?;
         registry.register(Box::new(backchannel_logout_latency.clone()))?;
@@ -96,6 +104,7 @@ impl Metrics {
             outbox_pending,
             backchannel_logout,
             backchannel_logout_latency,
+            mail,
         })
     }
 

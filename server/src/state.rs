@@ -29,6 +29,8 @@ pub struct Inner {
     pub clock: SharedClock,
     /// The WebAuthn relying party; `None` when passkeys are off (see `config.passkeys`).
     pub webauthn: Option<webauthn_rs::Webauthn>,
+    /// Where mail goes; `None` when no mail is configured (see `config.mail`).
+    pub mailer: Option<Box<dyn crate::mail::Mailer>>,
 }
 
 impl AppState {

@@ -31,6 +31,9 @@ enum Action {
 enum Row {
     Details,
     Email,
+    EmailVerified,
+    MailVerification,
+    MailReset,
     Roles,
     Status,
     Unlock,
@@ -58,6 +61,9 @@ const COMMANDS: &[Command<Action>] = &[
     Command::new(&[KeyCode::Char('b')], "browser sessions", Action::Row(Row::BrowserSessions)),
     Command::new(&[KeyCode::Char('a')], "apps allowed", Action::Row(Row::Consents)),
     Command::new(&[KeyCode::Char('K')], "passkeys", Action::Row(Row::Passkeys)),
+    Command::new(&[KeyCode::Char('V')], "mark email verified/not", Action::Row(Row::EmailVerified)),
+    Command::new(&[KeyCode::Char('M')], "mail verification link", Action::Row(Row::MailVerification)),
+    Command::new(&[KeyCode::Char('R')], "mail password reset link", Action::Row(Row::MailReset)),
     Command::new(&[KeyCode::Char('X')], "revoke all sessions", Action::Row(Row::RevokeSessions)),
     Command::new(&[KeyCode::Enter], "details", Action::Row(Row::Details)),
 ];
@@ -110,6 +116,23 @@ fn on_user(row: Row, user: User) -> Outcome {
             user.email.as_deref().unwrap_or(""),
             Prompt::SetEmail { user_id: id },
         ))),
+        Row::EmailVerified => {
+            let Some(email) = user.email.as_deref() else { return Outcome::error(format!("{name} has no email.")) };
+            let (question, verified) = if user.email_verified {
+                (format!("Mark {email} of {name} as not verified?"), false)
+            } else {
+                (format!("Mark {email} of {name} as verified, on your word?"), true)
+            };
+            Outcome::confirm(question, Request::SetEmailVerified { user_id: id, verified })
+        }
+        Row::MailVerification => Outcome::confirm(
+            format!("Mail {name} a link that verifies their address?"),
+            Request::SendLink { user_id: id, reset: false },
+        ),
+        Row::MailReset => Outcome::confirm(
+            format!("Mail {name} a password reset link (valid 30 minutes)?"),
+            Request::SendLink { user_id: id, reset: true },
+        ),
         Row::Roles => {
             Outcome::request(Request::LoadRolesForPicker { user_id: id, username: name, current: user.roles })
         }
@@ -177,6 +200,14 @@ fn detail(user: &User, loaded: Option<(&Page<Session>, &[Passkey])>) -> Detail {
             ("Username", Value::Text(user.username.clone())),
             ("Id", Value::Text(user.id.clone())),
             ("Email", Value::maybe(user.email.as_deref())),
+            (
+                "Verified",
+                Value::Text(match (&user.email, user.email_verified) {
+                    (None, _) => "-".into(),
+                    (Some(_), true) => "yes".into(),
+                    (Some(_), false) => "no".into(),
+                }),
+            ),
             ("Status", Value::Text(user.status.clone())),
             ("Roles", Value::Text(user.roles.join(", "))),
             ("TOTP", Value::Text(if user.totp_enabled { "on" } else { "off" }.into())),

@@ -88,6 +88,12 @@ async fn console_operations_against_the_real_server() {
     assert_eq!(with_roles.roles, vec!["billing-reader", "user"]);
     let page = api.users("dan", 1, 50).await.unwrap();
     assert_eq!(page.total, 1);
+    assert!(!page.items[0].email_verified);
+    let verified = api.set_email_verified(&created.user.id, true).await.unwrap();
+    assert!(verified.email_verified, "the admin's word verifies the address");
+    // This server sends no mail: the console shows the server's refusal.
+    let refused = api.send_user_link(&created.user.id, true).await.unwrap_err();
+    assert!(matches!(&refused, ApiError::Server { status: 403, .. }), "{refused:?}");
 
     // Sessions: dana logs in through the browser flow; the console revokes it.
     let http = reqwest::Client::new();

@@ -16,6 +16,7 @@ pub fn user(n: usize, name: &str, status: &str, roles: &[&str]) -> User {
         id: format!("01a20862-0000-7000-8000-00000000000{n}"),
         username: name.into(),
         email: Some(format!("{name}@example.com")),
+        email_verified: n == 1,
         status: status.into(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         created_at: "2026-11-23T12:30:03+00:00".into(),

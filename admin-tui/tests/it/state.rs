@@ -56,6 +56,14 @@ fn every_destructive_action_goes_through_a_confirm() {
         (App::show::<Users>, 't', "alice", Request::ResetTotp { user_id: alice.clone() }),
         (App::show::<Users>, 'd', "alice", Request::DeleteUser { user_id: alice.clone() }),
         (App::show::<Users>, 'X', "alice", Request::RevokeUserSessions { user_id: alice.clone() }),
+        (
+            App::show::<Users>,
+            'V',
+            "alice@example.com",
+            Request::SetEmailVerified { user_id: alice.clone(), verified: false },
+        ),
+        (App::show::<Users>, 'M', "alice", Request::SendLink { user_id: alice.clone(), reset: false }),
+        (App::show::<Users>, 'R', "alice", Request::SendLink { user_id: alice.clone(), reset: true }),
         (App::show::<Roles>, 'd', "admin", Request::DeleteRole { name: "admin".into() }),
         (
             App::show::<Sessions>,

@@ -1,6 +1,7 @@
 // Latchkey as a relying party meets it: a real server process on http://localhost:PORT
-// with a SQLite database of its own, users and clients made with its CLI, and TOTP
-// enrolled through its API. Nothing here knows the server's internals.
+// with a SQLite database of its own, users and clients made with its CLI (or its admin
+// API), TOTP enrolled through its API, and, when asked, mail relayed to an SMTP server on
+// loopback. Nothing here knows the server's internals.
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:net";
 import { mkdtempSync, existsSync } from "node:fs";
@@ -32,7 +33,9 @@ export class Latchkey {
     this.log = [];
   }
 
-  async init() {
+  /// `mail: { port }` relays the server's mail in plain text to an SMTP server on
+  /// 127.0.0.1:port (see inbox.mjs); without it the server sends no mail.
+  async init({ mail } = {}) {
     this.port = await freePort();
     this.issuer = `http://localhost:${this.port}`;
     const unlimited = "{per_minute=1000000,burst=100000}";
@@ -52,6 +55,17 @@ export class Latchkey {
       LATCHKEY_RATE_LIMITS__USERNAME: unlimited,
       RUST_LOG: "warn",
     };
+    if (mail) {
+      Object.assign(this.env, {
+        LATCHKEY_MAIL__TRANSPORT: "smtp",
+        LATCHKEY_MAIL__FROM: "Latchkey <no-reply@latchkey.test>",
+        LATCHKEY_MAIL__SMTP_URL: `smtp://127.0.0.1:${mail.port}`,
+        LATCHKEY_MAIL__TLS: "none", // plain text is allowed to a loopback relay only
+        LATCHKEY_MAIL__TIMEOUT_SECS: "2",
+        LATCHKEY_RATE_LIMITS__MAIL: unlimited,
+        LATCHKEY_RATE_LIMITS__PASSWORD_CHANGE: unlimited,
+      });
+    }
     return this;
   }
 
@@ -60,8 +74,9 @@ export class Latchkey {
     return execFileSync(serverBin, args, { env: this.env, input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
   }
 
-  createUser({ username, password, email }) {
-    const args = ["user", "create", "--username", username, "--role", "user"];
+  createUser({ username, password, email, roles = ["user"] }) {
+    const args = ["user", "create", "--username", username];
+    for (const role of roles) args.push("--role", role);
     if (email) args.push("--email", email);
     this.cli(args, `${password}\n`);
   }
@@ -107,13 +122,33 @@ export class Latchkey {
     await exited;
   }
 
-  async json(path, { token, body }) {
+  /// A JSON request to the server's API: its status and parsed body (null when empty).
+  async request(method, path, { token, body } = {}) {
     const headers = { "content-type": "application/json", "x-requested-with": "latchkey" };
     if (token) headers.authorization = `Bearer ${token}`;
-    const res = await fetch(`${this.issuer}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+    const res = await fetch(`${this.issuer}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await res.text();
-    if (!res.ok) throw new Error(`POST ${path}: ${res.status} ${text}`);
-    return JSON.parse(text);
+    let parsed = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      parsed = text;
+    }
+    return { status: res.status, body: parsed, text };
+  }
+
+  async json(path, { token, body }) {
+    const { status, body: parsed, text } = await this.request("POST", path, { token, body });
+    if (status < 200 || status > 299) throw new Error(`POST ${path}: ${status} ${text}`);
+    return parsed;
+  }
+
+  /// An access token for the admin API, of an account holding the `admin` role (made
+  /// with `createUser({ …, roles: ["admin"] })`), signed in through the JSON login.
+  async adminToken({ username, password }) {
+    const { access_token: token } = await this.json("/auth/login", { body: { username, password } });
+    if (!token) throw new Error(`no access_token for ${username}`);
+    return token;
   }
 
   /// Turns TOTP on for a user through the account API, as an authenticator app would be

@@ -1,7 +1,9 @@
 // Third-party relying parties signing in through Latchkey's hosted pages in Debian's
 // Chromium: two openid-client apps on http://127.0.0.1 (another site than Latchkey's
 // http://localhost, so SameSite=Lax is what carries the browser session), the real
-// server, no mocks. Each sign-in is a user's: labels, buttons, and the keyboard.
+// server, no mocks. Each sign-in is a user's: labels, buttons, and the keyboard. The
+// server's mail goes to a real SMTP server on 127.0.0.1 (inbox.mjs), read as a mail
+// client would: its links are what the browser opens.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
@@ -11,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import * as OTPAuth from "otpauth";
 import { Latchkey, freePort } from "./latchkey.mjs";
+import { startInbox } from "./inbox.mjs";
 import { startRelyingParty } from "../rp.mjs";
 
 const require = createRequire(import.meta.url);
@@ -26,15 +29,19 @@ const users = {
   mona: { username: "mona", password: "mona's long password" }, // the account page
   pia: { username: "pia", password: "pia's long password" }, // passkeys
 };
+/// Holds the `admin` role: makes rita through the admin API.
+const admin = { username: "admin", password: "the admin's long password", roles: ["admin"] };
 
-let latchkey, photos, wiki, browser;
+let latchkey, photos, wiki, browser, inbox;
 const totp = {};
 
 before(async () => {
   mkdirSync(artifacts, { recursive: true });
-  latchkey = await new Latchkey().init();
+  inbox = await startInbox();
+  latchkey = await new Latchkey().init({ mail: { port: inbox.port } });
   const [photosPort, wikiPort] = [await freePort(), await freePort()];
   for (const user of Object.values(users)) latchkey.createUser(user);
+  latchkey.createUser(admin);
   // A third party (consent asked, client_secret_basic) and one of ours (no consent,
   // client_secret_post): two relying parties on two origins sharing one browser session.
   const photosSecret = latchkey.createClient({
@@ -93,6 +100,7 @@ after(async () => {
   await photos?.close();
   await wiki?.close();
   await latchkey?.stop();
+  await inbox?.close();
 });
 
 /// A browser context whose waits give up after 10 s (every step here takes well under 1 s).
@@ -603,4 +611,152 @@ test("a passkey made on the account page is then the only thing needed to sign i
   assert.ok(used.credentials[0].signCount >= 1, "the authenticator signed");
   noProblems(page);
   await context.close();
+});
+
+/// The one link to `path` (with a `token=` starting `prefix`) in each part of a mailed
+/// message, the plain text and the HTML (its hrefs, entities decoded): they must agree.
+function mailedLink(message, path, prefix) {
+  const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const link = new RegExp(`${escape(`${latchkey.issuer}${path}?token=${prefix}`)}[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])`, "g");
+  const decode = (s) =>
+    s.replace(/&#x([0-9a-f]+);/gi, (_, h) => String.fromCodePoint(parseInt(h, 16)))
+      .replace(/&#([0-9]+);/g, (_, d) => String.fromCodePoint(Number(d)))
+      .replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+  const inText = [...new Set(message.text.match(link) ?? [])];
+  const hrefs = [...message.html.matchAll(/href="([^"]*)"/g)].map((m) => decode(m[1]));
+  const inHtml = [...new Set(hrefs.filter((h) => new RegExp(`^${link.source}$`).test(h)))];
+  assert.equal(inText.length, 1, `one ${path} link in the text part:\n${message.text}`);
+  assert.equal(inHtml.length, 1, `one ${path} link (an href) in the HTML part:\n${message.html}`);
+  assert.equal(inHtml[0], inText[0], "both parts give the same link");
+  return inText[0];
+}
+
+/// The headers every page a mailed link opens must carry: the token in its URL never
+/// leaves in a Referer, and no cache keeps the page.
+function linkPageHeaders(response, what) {
+  const h = response.headers();
+  assert.equal(h["referrer-policy"], "no-referrer", `${what}: referrer-policy`);
+  assert.match(h["cache-control"] ?? "", /\bno-store\b/, `${what}: cache-control`);
+}
+
+test("password reset by mail through a real SMTP server: the address verified by its link, a reset link, the new password signs in", async () => {
+  const rita = { username: "rita", password: "rita's first long password", email: "rita@example.com" };
+  const newPassword = "rita's brand-new long password";
+
+  // An admin makes rita; her address is to be proven, so a verification link is mailed.
+  const token = await latchkey.adminToken(admin);
+  const created = await latchkey.request("POST", "/admin/users", { token, body: rita });
+  assert.equal(created.status, 201, `POST /admin/users: ${created.text}`);
+  assert.equal(created.body.user.username, "rita");
+  assert.equal(created.body.user.email, rita.email);
+  assert.equal(created.body.user.email_verified, false, "a new address is unverified");
+  const ritaId = created.body.user.id;
+
+  const verification = await inbox.waitFor(rita.email, 1);
+  assert.ok(verification.messageId, "the message has a Message-ID");
+  const verifyLink = mailedLink(verification, "/ui/verify-email", "lk_ev_");
+
+  const context = await newContext();
+  const page = await openTab(context);
+  const verifyPage = await page.goto(verifyLink);
+  assert.equal(verifyPage.status(), 200);
+  linkPageHeaders(verifyPage, "the verification page");
+  await page.getByRole("heading", { name: "Confirm your email address" }).waitFor();
+  assert.match(await page.locator("main").textContent(), /rita@example\.com/, "the page names the address");
+  const confirm = page.getByRole("button", { name: "Confirm", exact: true });
+  const form = page.locator("form", { has: confirm });
+  assert.equal((await form.getAttribute("method"))?.toLowerCase(), "post", "opening the link changes nothing: a form POSTs");
+  const csrf = form.locator("input[type=hidden][name=csrf_token]");
+  assert.equal(await csrf.count(), 1);
+  assert.ok((await csrf.getAttribute("value"))?.length > 0, "the form carries a CSRF token");
+  await confirm.click();
+  await page.getByRole("heading", { name: "Your email address is confirmed" }).waitFor();
+  const verified = await latchkey.request("GET", `/admin/users/${ritaId}`, { token });
+  assert.equal(verified.status, 200, verified.text);
+  assert.equal(verified.body.email_verified, true, "the admin API sees the address verified");
+
+  // At a relying party's sign-in, rita has forgotten her password.
+  await page.goto(`${photos.base}/login`);
+  await page.waitForURL(onLatchkey("/ui/signin"));
+  const forgot = page.getByRole("link", { name: "Forgot your password?" });
+  await forgot.waitFor();
+  const requestPage = page.waitForResponse((r) => onLatchkey("/ui/password-reset")(new URL(r.url())) && r.request().method() === "GET");
+  await forgot.click();
+  await page.waitForURL(onLatchkey("/ui/password-reset"));
+  assert.equal((await requestPage).status(), 200);
+  linkPageHeaders(await requestPage, "the reset request page");
+  await page.getByRole("heading", { name: "Reset your password" }).waitFor();
+  const login = page.getByLabel("Username or email address");
+  assert.equal(await login.getAttribute("name"), "login");
+  await login.fill("rita");
+  await page.getByRole("button", { name: "Send the link" }).click();
+  await page.getByRole("heading", { name: "Check your mail" }).waitFor();
+  const sentPage = await page.locator("main").textContent();
+
+  const reset = await inbox.waitFor(rita.email, 2);
+  assert.match(reset.subject, /Reset your/, `the subject: ${reset.subject}`);
+  assert.notEqual(reset.messageId, verification.messageId);
+  const resetLink = mailedLink(reset, "/ui/password-reset", "lk_pr_");
+
+  const resetPage = await page.goto(resetLink);
+  assert.equal(resetPage.status(), 200);
+  linkPageHeaders(resetPage, "the new-password page");
+  await page.getByRole("heading", { name: "Choose a new password" }).waitFor();
+  assert.match(await page.locator("main").textContent(), /rita/, "the page names the account");
+  const password = page.getByLabel("New password", { exact: true });
+  const again = page.getByLabel("New password, again", { exact: true });
+  assert.equal(await password.getAttribute("name"), "password");
+  assert.equal(await again.getAttribute("name"), "confirm");
+  await password.fill(newPassword);
+  await again.fill(newPassword);
+  await page.getByRole("button", { name: "Set the password" }).click();
+  await page.getByRole("heading", { name: "Your password is changed" }).waitFor();
+  // The link worked once.
+  const used = await page.goto(resetLink);
+  assert.ok(used.status() >= 400, `a used reset link is refused (${used.status()})`);
+  noProblems(page);
+  await context.close();
+
+  // The new password signs rita in at the relying party (code flow, consent).
+  const fresh = await newContext();
+  const tab = await openTab(fresh);
+  await tab.goto(`${photos.base}/login`);
+  await signIn(tab, { username: "rita", password: newPassword });
+  await consent(tab);
+  const r = await signedIn(tab, photos);
+  assert.equal(r.userinfo.preferred_username, "rita");
+  assert.equal(r.id_token_claims.sub, ritaId);
+  assert.equal(r.userinfo.email, rita.email);
+  assert.equal(r.userinfo.email_verified, true);
+  assert.deepEqual(r.id_token_claims.amr, ["pwd"]);
+  noProblems(tab);
+  await fresh.close();
+
+  // The old one is refused on the hosted sign-in page.
+  const old = await newContext();
+  const oldTab = await openTab(old);
+  await oldTab.goto(`${photos.base}/login`);
+  await signIn(oldTab, rita);
+  await oldTab.getByRole("alert").filter({ hasText: "Invalid username or password." }).waitFor();
+  assert.equal(oldTab.url().startsWith(photos.base), false, "not signed in");
+  await old.close();
+
+  // An account that does not exist gets the same answer, and no message is sent.
+  const before = inbox.messages.length;
+  const unknown = await newContext();
+  const other = await openTab(unknown);
+  await other.goto(`${latchkey.issuer}/ui/password-reset`);
+  await other.getByLabel("Username or email address").fill("nobody");
+  await other.getByRole("button", { name: "Send the link" }).click();
+  await other.getByRole("heading", { name: "Check your mail" }).waitFor();
+  assert.equal(await other.locator("main").textContent(), sentPage, "the same page as for rita");
+  await new Promise((r) => setTimeout(r, 1_500));
+  assert.deepEqual(
+    inbox.messages.slice(before).map((m) => `${m.to}: ${m.subject}`),
+    [],
+    "no message for an unknown account",
+  );
+  assert.equal(inbox.to(rita.email).length, 2, "rita got two messages, no more");
+  noProblems(other);
+  await unknown.close();
 });

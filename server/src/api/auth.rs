@@ -20,6 +20,9 @@ use super::models::{
 };
 use super::models::{BrowserSessionResponse, ConsentResponse};
 use super::models::{
+    EmailChangeRequest, EmailVerifyRequest, MailAccepted, PasswordResetCompleteRequest, PasswordResetRequest,
+};
+use super::models::{
     PasskeyCeremonyResponse, PasskeyLoginFinishRequest, PasskeyLoginStartRequest, PasskeyRegisterFinishRequest,
     PasskeyRenameRequest, PasskeyResponse,
 };
@@ -104,6 +107,20 @@ enum SessionListResponse {
     Ok(Json<Vec<SessionResponse>>),
 }
 
+#[derive(ApiResponse)]
+enum Accepted {
+    /// Taken; any mail it needs is queued.
+    #[oai(status = 202)]
+    Accepted(Json<MailAccepted>, #[oai(header = "Cache-Control")] String),
+}
+
+fn accepted(description: &str) -> Accepted {
+    Accepted::Accepted(
+        Json(MailAccepted { status: "accepted".into(), description: description.into() }),
+        "no-store".into(),
+    )
+}
+
 /// A change that answers nothing but success (TOTP off, password changed, a session
 /// revoked).
 #[derive(ApiResponse)]
@@ -167,7 +184,7 @@ impl AuthApi {
             roles: Vec::new(),
         };
         let user =
-            users::create(&state, account, &Grantor::nobody("self-registration"), request_context(req).ip).await?;
+            users::create(&state, account, &Grantor::nobody(users::SELF_REGISTRATION), request_context(req).ip).await?;
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 
@@ -451,6 +468,95 @@ impl AuthApi {
         )
         .await?;
         Ok(Done::NoContent)
+    }
+
+    /// Ask for a password reset link. The answer is the same — 202, body and timing —
+    /// whether or not the username or address names an account: a link is mailed, to
+    /// the account's verified address, only when one does. 403 `mail_not_configured`
+    /// without mail.
+    #[oai(path = "/password-reset", method = "post", operation_id = "requestPasswordReset")]
+    async fn request_password_reset(
+        &self,
+        _charged: Charged<buckets::Mail>,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<PasswordResetRequest>,
+    ) -> ApiResult<Accepted> {
+        crate::domain::reset::request(&state, &body.0.login, request_context(req).ip)?;
+        Ok(accepted("if the account exists and has a verified email address, a reset link is on its way"))
+    }
+
+    /// Set a new password with a reset link's token (policy checked). Every session of
+    /// the user ends, and lockouts are cleared. 400 `invalid_email_token` for a link
+    /// that is unknown, used, expired, replaced or issued before a password change.
+    #[oai(path = "/password-reset/complete", method = "post", operation_id = "completePasswordReset")]
+    async fn complete_password_reset(
+        &self,
+        _charged: Charged<buckets::PasswordChange>,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<PasswordResetCompleteRequest>,
+    ) -> ApiResult<Done> {
+        let body = body.0;
+        let token = Secret::new(body.token);
+        let password = Secret::new(body.password.0);
+        crate::domain::reset::complete(&state, &token, &password, request_context(req).ip).await?;
+        Ok(Done::NoContent)
+    }
+
+    /// Confirm an email address with a verification link's token: it becomes the
+    /// account's, verified. 409 `email_taken` when another account verified it first.
+    #[oai(path = "/email/verify", method = "post", operation_id = "verifyEmail")]
+    async fn verify_email(
+        &self,
+        _charged: Charged<buckets::Mail>,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<EmailVerifyRequest>,
+    ) -> ApiResult<Done> {
+        let token = Secret::new(body.0.token);
+        crate::domain::verification::complete(&state, &token, request_context(req).ip).await?;
+        Ok(Done::NoContent)
+    }
+
+    /// Change the signed-in user's address (the password re-checked): a link goes to the
+    /// new address and a notice to the old verified one; the new address replaces the
+    /// old only once its link is followed.
+    #[oai(path = "/email", method = "post", operation_id = "changeMyEmail")]
+    async fn change_email(
+        &self,
+        _charged: Charged<buckets::Mail>,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<EmailChangeRequest>,
+    ) -> ApiResult<Accepted> {
+        let user = user_of_token(&state, &auth).await?;
+        let body = body.0;
+        let ctx = request_context(req);
+        crate::domain::verification::request_change(&state, &user.id, &body.email, &Secret::new(body.password), &ctx)
+            .await?;
+        Ok(accepted("a confirmation link is on its way to the new address"))
+    }
+
+    /// Mail the signed-in user a new link that verifies its current address.
+    #[oai(path = "/email/verification", method = "post", operation_id = "resendMyEmailVerification")]
+    async fn resend_verification(
+        &self,
+        _charged: Charged<buckets::Mail>,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+    ) -> ApiResult<Accepted> {
+        let user = user_row(&state, &auth).await?;
+        if user.email_verified {
+            return Err(
+                crate::domain::Error::bad_request(ErrorCode::InvalidEmail, "the address is verified already").into()
+            );
+        }
+        let sent = crate::domain::verification::send(&state, &user, None, &user.id, request_context(req).ip).await?;
+        crate::domain::verification::limited(sent)?;
+        Ok(accepted("a confirmation link is on its way"))
     }
 
     /// Exchange the refresh cookie for a new access token; the cookie is rotated.

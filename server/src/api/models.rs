@@ -31,6 +31,51 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// Which account forgot its password.
+#[derive(Debug, Object)]
+pub struct PasswordResetRequest {
+    /// A username, or the account's verified email address.
+    #[oai(validator(min_length = 1, max_length = 254))]
+    pub login: String,
+}
+
+/// The same answer whatever the request named.
+#[derive(Debug, Object)]
+pub struct MailAccepted {
+    /// Always `accepted`.
+    pub status: String,
+    pub description: String,
+}
+
+/// A reset link's token and the new password.
+// No Debug: it carries secrets.
+#[derive(Object)]
+pub struct PasswordResetCompleteRequest {
+    /// The `token` of the link's query (`lk_pr_…`).
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub token: String,
+    pub password: NewPassword,
+}
+
+/// A verification link's token.
+// No Debug: it carries a secret.
+#[derive(Object)]
+pub struct EmailVerifyRequest {
+    /// The `token` of the link's query (`lk_ev_…`).
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub token: String,
+}
+
+/// A new address for the signed-in user, with the current password.
+// No Debug: it carries a secret.
+#[derive(Object)]
+pub struct EmailChangeRequest {
+    #[oai(validator(min_length = 3, max_length = 254))]
+    pub email: String,
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
 /// The result of a password login: tokens, or a second-factor challenge.
 // No Debug: it carries secrets.
 #[derive(Object)]
@@ -136,6 +181,8 @@ pub struct UserResponse {
     pub username: String,
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
+    /// Whether `email` was proved: a mailed link followed, or an admin's word.
+    pub email_verified: bool,
     /// `active` or `disabled`.
     pub status: String,
     pub roles: Vec<String>,
@@ -154,6 +201,7 @@ impl From<UserView> for UserResponse {
             id: user.id,
             username: user.username,
             email: user.email,
+            email_verified: user.email_verified,
             status: user.status.as_str().into(),
             roles: user.roles,
             created_at: to_datetime(user.created_at),

@@ -122,7 +122,7 @@ pub mod buckets {
     }
 
     bucket!(Login => Login, Register => Register, Token => Token, Refresh => Refresh, Totp => Totp,
-        PasswordChange => PasswordChange);
+        PasswordChange => PasswordChange, Mail => Mail);
 }
 
 /// One token of the client address's bucket `B`, taken before the handler runs; over

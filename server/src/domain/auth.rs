@@ -72,7 +72,10 @@ pub async fn check_password(
         users::record_success(&state.db, &user.id, Factor::Password).await?;
     }
     let Err(refusal) = super::lockout::judge_password(row.as_ref(), reservation.is_some(), matched) else {
-        return row.ok_or_else(|| Error::Internal("an accepted login has a user".into()));
+        let user = row.ok_or_else(|| Error::Internal("an accepted login has a user".into()))?;
+        // Told only to whoever knows the password: it reveals nothing to anyone else.
+        super::verification::check_may_sign_in(state, &user)?;
+        return Ok(user);
     };
     if let (Some(user), Some(reserved)) = (&row, reservation)
         && !matched

@@ -198,7 +198,7 @@ pub fn retry_delay(attempt: u32, base: Duration, max: Duration, jitter: f64) -> 
 }
 
 /// A uniform number in [0, 1).
-fn jitter() -> f64 {
+pub(super) fn jitter() -> f64 {
     let mut bytes = [0u8; 8];
     if aws_lc_rs::rand::fill(&mut bytes).is_err() {
         return 0.5;

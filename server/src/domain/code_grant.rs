@@ -193,8 +193,8 @@ pub fn released_claims(user: &UserRow, roles: &[String], scope: &str) -> serde_j
             "email" => {
                 if let Some(email) = &user.email {
                     claims.insert("email".into(), email.clone().into());
-                    // Nothing verifies addresses yet: say so rather than vouch for one.
-                    claims.insert("email_verified".into(), false.into());
+                    // True only once a mailed link was followed (or an admin said so).
+                    claims.insert("email_verified".into(), user.email_verified.into());
                 }
             }
             "roles" => {

@@ -14,14 +14,17 @@ pub mod grants;
 pub mod keys;
 pub mod lockout;
 pub mod logout;
+pub mod mail;
 pub mod maintenance;
 pub mod mfa;
 pub mod oauth;
 pub mod passkeys;
 pub mod rbac;
+pub mod reset;
 pub mod sessions;
 pub mod signin;
 pub mod users;
+pub mod verification;
 
 use crate::security::password::HashError;
 use crate::store::StoreError;

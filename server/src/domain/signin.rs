@@ -244,13 +244,7 @@ async fn start_interaction(
     ctx: &RequestContext,
 ) -> Result<Outcome> {
     let now = ctx.now;
-    let (binding, binding_cookie) = match &browser.binding {
-        Some(value) if value.expose().starts_with(BROWSER_TOKEN_PREFIX) => (Secret::new(value.expose().clone()), None),
-        _ => {
-            let value = generate_token(BROWSER_TOKEN_PREFIX);
-            (Secret::new(value.expose().clone()), Some(NewCookie { value, max_age: None }))
-        }
-    };
+    let (binding, binding_cookie) = binding_of(browser);
     let id = new_id();
     let params = serde_json::to_string(request).map_err(|e| Error::Internal(e.to_string()))?;
     let row = InteractionRow {
@@ -268,6 +262,17 @@ async fn start_interaction(
     };
     store::create_interaction(&state.db, row).await?;
     Ok(Outcome { next: Next::Interaction(id), sso_cookie: None, binding_cookie })
+}
+
+/// The browser's binding value, and the cookie that sets a new one when it has none.
+pub fn binding_of(browser: &Browser) -> (Secret<String>, Option<NewCookie>) {
+    match &browser.binding {
+        Some(value) if value.expose().starts_with(BROWSER_TOKEN_PREFIX) => (Secret::new(value.expose().clone()), None),
+        _ => {
+            let value = generate_token(BROWSER_TOKEN_PREFIX);
+            (Secret::new(value.expose().clone()), Some(NewCookie { value, max_age: None }))
+        }
+    }
 }
 
 /// The CSRF token of an interaction's forms in the browser holding `binding`.
@@ -329,8 +334,8 @@ async fn held_interaction(
     Ok((row, request, Secret::new(binding.expose().clone())))
 }
 
-/// Checks the form's CSRF token against the interaction and the browser.
-fn check_csrf(binding: &Secret<String>, id: &str, presented: Option<&str>) -> Result<()> {
+/// Checks the form's CSRF token against the interaction (or page) and the browser.
+pub fn check_csrf(binding: &Secret<String>, id: &str, presented: Option<&str>) -> Result<()> {
     let expected = csrf_token(binding, id);
     match presented {
         Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
@@ -417,6 +422,7 @@ fn notice_for(err: &Error) -> Option<&'static str> {
         Error::RateLimited { .. } => Some(NOTICE_RATE_LIMITED),
         Error::Busy { .. } => Some(NOTICE_BUSY),
         Error::BadRequest { .. } => Some(NOTICE_INVALID_CREDENTIALS),
+        Error::Forbidden { code: ErrorCode::EmailNotVerified, .. } => Some(NOTICE_EMAIL_NOT_VERIFIED),
         _ => None,
     }
 }
@@ -425,6 +431,7 @@ pub const NOTICE_INVALID_CREDENTIALS: &str = "invalid_credentials";
 pub const NOTICE_INVALID_CODE: &str = "invalid_code";
 pub const NOTICE_RATE_LIMITED: &str = "rate_limited";
 pub const NOTICE_BUSY: &str = "busy";
+pub const NOTICE_EMAIL_NOT_VERIFIED: &str = "email_not_verified";
 
 /// `POST` of the password form.
 pub async fn submit_password(

@@ -25,6 +25,8 @@ pub struct UserView {
     pub id: String,
     pub username: String,
     pub email: Option<String>,
+    /// Whether `email` was proved (a mailed link followed, or an admin's word).
+    pub email_verified: bool,
     pub status: UserStatus,
     pub roles: Vec<String>,
     pub created_at: i64,
@@ -41,6 +43,7 @@ impl UserView {
             locked_until: row.locked_until.max(row.totp_locked_until),
             failed_logins: row.failed_logins.max(row.totp_failures),
             totp_enabled: row.totp_enabled,
+            email_verified: row.email_verified && row.email.is_some(),
             id: row.id,
             username: row.username,
             email: row.email,
@@ -139,9 +142,13 @@ pub struct NewAccount {
 /// it may hand out (self-registration asks for none).
 pub async fn create(state: &AppState, account: NewAccount, by: &Grantor<'_>, ip: Option<String>) -> Result<UserView> {
     let actor = by.actor();
+    let self_registered = actor == SELF_REGISTRATION;
     let (username, normalized) = normalize_username(&account.username)?;
     validate_password(account.password.expose(), state.config.passwords.min_length)?;
     let email = validate_email(account.email)?;
+    if self_registered && state.config.require_verified_email && email.is_none() {
+        return Err(Error::bad_request(ErrorCode::InvalidEmail, "an email address is required to register"));
+    }
     let extra = granted_roles(account.roles);
     by.check_roles(state, "user.create", &normalized, &extra).await?;
     let mut roles = extra;
@@ -165,8 +172,19 @@ pub async fn create(state: &AppState, account: NewAccount, by: &Grantor<'_>, ip:
         details: serde_json::json!({ "username": username, "roles": roles }),
     };
     let skeleton = username_skeleton(&normalized);
-    let new_user = NewUser { id, username, username_normalized: normalized, skeleton, email, password_hash, now };
-    let row = match users::create(&state.db, new_user, &roles, event).await {
+    // With mail, an address given is one to prove: its link commits with the account,
+    // within the address's hourly share (registering accounts is no way to mail-bomb
+    // it; past the share, the account asks for its link later).
+    let verification = match (&email, &state.config.mail) {
+        (Some(address), Some(_)) if super::mail::take_address_token(state, address).await?.is_ok() => {
+            Some(super::verification::prepare(state, &id, &username, address, None, now))
+        }
+        _ => None,
+    };
+    let mails = verification.as_ref().map_or(0, |(_, mails)| mails.len());
+    let new_user =
+        NewUser { id, username, username_normalized: normalized, skeleton, email, password_hash, self_registered, now };
+    let row = match users::create(&state.db, new_user, &roles, verification, event).await {
         Ok(row) => row,
         // Two registrations raced; the unique index decided.
         Err(StoreError::Conflict) => return Err(username_taken()),
@@ -175,8 +193,12 @@ pub async fn create(state: &AppState, account: NewAccount, by: &Grantor<'_>, ip:
         }
         Err(e) => return Err(e.into()),
     };
+    super::mail::count_queued(state, mails);
     Ok(UserView::new(row, roles))
 }
+
+/// The actor of `POST /auth/register`: accounts it makes are self-registered.
+pub const SELF_REGISTRATION: &str = "self-registration";
 
 /// The roles of a grant besides the default `user` role, which every account holds anyway
 /// (self-registration hands it out), deduplicated and sorted.
@@ -276,25 +298,54 @@ async fn apply(state: &AppState, user_id: &str, changes: users::UserChanges, eve
     }
 }
 
-/// Changes email and/or status. Disabling revokes every session at once.
-pub async fn admin_update(
-    state: &AppState,
-    user_id: &str,
-    email: Option<Option<String>>,
-    status: Option<String>,
-    by: &Grantor<'_>,
-) -> Result<UserView> {
+/// What an admin changes on a user; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct AdminUpdate {
+    /// A new address (or `Some(None)` to remove it). It is unverified unless
+    /// `email_verified` says otherwise in the same change.
+    pub email: Option<Option<String>>,
+    pub email_verified: Option<bool>,
+    pub status: Option<String>,
+}
+
+/// Changes email, its verified mark and/or status. Disabling revokes every session at
+/// once. A verified address belongs to one account: 409 `email_taken` otherwise.
+pub async fn admin_update(state: &AppState, user_id: &str, update: AdminUpdate, by: &Grantor<'_>) -> Result<UserView> {
     let now = state.now();
     check_id(user_id)?;
     check_may_manage(state, by, user_id, "user.update").await?;
-    let email = match email {
+    let email = match update.email {
         Some(email) => Some(validate_email(email)?),
         None => None,
     };
-    let status = status.as_deref().map(parse_status).transpose()?;
-    let details = serde_json::json!({ "email_changed": email.is_some(), "status": status.map(UserStatus::as_str) });
+    let status = update.status.as_deref().map(parse_status).transpose()?;
+    let details = serde_json::json!({
+        "email_changed": email.is_some(),
+        "email_verified": update.email_verified,
+        "status": status.map(UserStatus::as_str),
+    });
     let event = user_event(now, by.actor(), "user.update", user_id, details);
-    apply(state, user_id, users::UserChanges { email, status, ..Default::default() }, event).await
+    let changes = users::UserChanges { email, email_verified: update.email_verified, status, ..Default::default() };
+    match apply(state, user_id, changes, event).await {
+        Err(Error::Conflict { code: ErrorCode::Conflict, .. }) => Err(super::verification::email_taken()),
+        other => other,
+    }
+}
+
+/// Mails the user a verification link (to its current address) or a password reset
+/// link, for an admin; audited as theirs.
+pub async fn admin_send_link(state: &AppState, user_id: &str, reset: bool, by: &Grantor<'_>) -> Result<()> {
+    check_id(user_id)?;
+    super::mail::configured(state)?;
+    let operation = if reset { "user.send_reset" } else { "user.send_verification" };
+    check_may_manage(state, by, user_id, operation).await?;
+    let user = users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
+    let sent = if reset {
+        super::reset::send(state, &user, by.actor(), None).await?
+    } else {
+        super::verification::send(state, &user, None, by.actor(), None).await?
+    };
+    super::verification::limited(sent)
 }
 
 /// Sets a new password and ends every session of the user.

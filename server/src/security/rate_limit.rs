@@ -40,6 +40,8 @@ pub enum Bucket {
     Refresh,
     Totp,
     PasswordChange,
+    /// Requests that send mail: password reset, address verification.
+    Mail,
 }
 
 impl Bucket {
@@ -51,6 +53,7 @@ impl Bucket {
             Bucket::Refresh => "refresh",
             Bucket::Totp => "totp",
             Bucket::PasswordChange => "password_change",
+            Bucket::Mail => "mail",
         }
     }
 }
@@ -78,6 +81,7 @@ impl Limiters {
                 (Bucket::Refresh, limiter(config.refresh)),
                 (Bucket::Totp, limiter(config.totp)),
                 (Bucket::PasswordChange, limiter(config.password_change)),
+                (Bucket::Mail, limiter(config.mail)),
             ],
             max_keys: config.max_tracked_keys,
             clock,

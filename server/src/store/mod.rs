@@ -9,6 +9,7 @@ pub mod clients;
 pub mod columns;
 pub mod entities;
 pub mod keys;
+pub mod mail;
 pub mod mfa;
 pub mod outbox;
 pub mod passkeys;

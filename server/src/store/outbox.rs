@@ -1,8 +1,9 @@
 //! The outbox: messages the server sends on its own, written in the transaction that
 //! makes them necessary and delivered after its commit by any node.
 //!
-//! Today one kind: the logout tokens of OpenID Connect Back-Channel Logout, queued
-//! wherever sessions end ([`queue_logouts`]). A message is due once `next_attempt_at`
+//! Two kinds: the logout tokens of OpenID Connect Back-Channel Logout, queued wherever
+//! sessions end ([`queue_logouts`]), and mail ([`super::mail::queue`]), whose sealed
+//! payload is emptied once the message is delivered or given up (it may hold a link). A message is due once `next_attempt_at`
 //! has passed. A node claims a batch of due messages by counting the attempt and moving
 //! `next_attempt_at` past its lease in one statement (on PostgreSQL under
 //! `FOR UPDATE SKIP LOCKED`, so two nodes never claim the same row; on SQLite the
@@ -218,9 +219,16 @@ fn held(claim: &Claimed) -> sea_orm::Condition {
         .add(outbox::Column::LeaseOwner.eq(claim.row.lease_owner.as_deref().unwrap_or_default()))
 }
 
+/// The update that ends a message: a mail's sealed content is dropped with it, so the
+/// database keeps no link past its delivery.
+fn finished(claim: &Claimed) -> sea_orm::UpdateMany<outbox::Entity> {
+    let update = outbox::Entity::update_many();
+    if claim.row.kind == OutboxKind::Mail { update.col_expr(outbox::Column::Payload, Expr::value("")) } else { update }
+}
+
 /// The attempt succeeded; whether this claim still held the message.
 pub async fn mark_delivered(db: &super::Db, claim: &Claimed, now: i64) -> StoreResult<bool> {
-    let updated = outbox::Entity::update_many()
+    let updated = finished(claim)
         .col_expr(outbox::Column::State, Expr::value(OutboxState::Delivered))
         .col_expr(outbox::Column::FinishedAt, Expr::value(now))
         .col_expr(outbox::Column::LastError, Expr::value(Option::<String>::None))
@@ -268,7 +276,7 @@ pub async fn mark_dead(
     event: NewAuditEvent,
 ) -> StoreResult<bool> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    let updated = outbox::Entity::update_many()
+    let updated = finished(claim)
         .col_expr(outbox::Column::State, Expr::value(OutboxState::Dead))
         .col_expr(outbox::Column::FinishedAt, Expr::value(now))
         .col_expr(outbox::Column::LastError, Expr::value(error))
@@ -393,6 +401,7 @@ pub async fn requeue_dead(db: &super::Db, recipient: &str, now: i64, mut event: 
         .col_expr(outbox::Column::NextAttemptAt, Expr::value(now))
         .col_expr(outbox::Column::FinishedAt, Expr::value(Option::<i64>::None))
         .filter(outbox::Column::Recipient.eq(recipient))
+        .filter(outbox::Column::Kind.eq(OutboxKind::BackchannelLogout))
         .filter(outbox::Column::State.eq(OutboxState::Dead))
         .exec(&*txn)
         .await?

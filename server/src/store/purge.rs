@@ -6,8 +6,8 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Query
 
 use super::audit::{self, ANCHOR, AuditChain, ChainBreak, ChainPoint, ChainWalk};
 use super::entities::{
-    OutboxState, audit_events, authorization_codes, authorization_requests, mfa_challenges, outbox, refresh_tokens,
-    sessions, sso_sessions, webauthn_ceremonies,
+    OutboxState, audit_events, authorization_codes, authorization_requests, email_tokens, mfa_challenges, outbox,
+    refresh_tokens, sessions, sso_sessions, webauthn_ceremonies,
 };
 use super::{Db, Starts, StoreResult, begin_write};
 
@@ -105,6 +105,12 @@ pub async fn expired_challenges(db: &impl ConnectionTrait, before: i64, batch: u
 pub async fn expired_ceremonies(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
     let expired = Condition::all().add(webauthn_ceremonies::Column::ExpiresAt.lt(before));
     delete_batch::<webauthn_ceremonies::Entity>(db, webauthn_ceremonies::Column::Id, expired, batch).await
+}
+
+/// Mailed links (reset, verification) nobody followed in time.
+pub async fn expired_email_tokens(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let expired = Condition::all().add(email_tokens::Column::ExpiresAt.lt(before));
+    delete_batch::<email_tokens::Entity>(db, email_tokens::Column::Id, expired, batch).await
 }
 
 /// Authorization codes past their lifetime, used or not: a used one is kept until then

@@ -19,6 +19,8 @@ pub struct NewUser {
     pub skeleton: String,
     pub email: Option<String>,
     pub password_hash: String,
+    /// Made by `POST /auth/register` (see `registration.require_verified_email`).
+    pub self_registered: bool,
     pub now: i64,
 }
 
@@ -41,12 +43,14 @@ pub async fn role_names(db: &impl ConnectionTrait, user_id: &str) -> StoreResult
         .await?)
 }
 
-/// Inserts the user, its roles and the audit event in one transaction. Fails with `Conflict` when the
+/// Inserts the user, its roles, its first verification link with its mail (when given)
+/// and the audit event in one transaction. Fails with `Conflict` when the
 /// normalised username is taken and `Missing` when a role does not exist.
 pub async fn create(
     db: &super::Db,
     user: NewUser,
     roles: &[String],
+    verification: Option<(super::mail::NewEmailToken, Vec<super::mail::QueuedMail>)>,
     event: super::audit::NewAuditEvent,
 ) -> StoreResult<UserRow> {
     let txn = super::begin_write(db, super::Starts::WithRead).await?;
@@ -59,6 +63,7 @@ pub async fn create(
         username_normalized: Set(user.username_normalized),
         email: Set(user.email),
         password_hash: Set(user.password_hash),
+        self_registered: Set(user.self_registered),
         status: Set(UserStatus::Active),
         created_at: Set(user.now),
         updated_at: Set(user.now),
@@ -78,6 +83,9 @@ pub async fn create(
         )
         .exec(&*txn)
         .await?;
+    }
+    if let Some((token, mails)) = verification {
+        super::mail::insert_token(&*txn, token, &mails).await?;
     }
     super::audit::record(&txn, event).await?;
     txn.commit().await?;
@@ -255,7 +263,9 @@ async fn ensure_an_admin_remains(txn: &sea_orm::DatabaseTransaction, had_admin: 
 /// What an admin changes on a user; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct UserChanges {
+    /// A new address: unverified, unless `email_verified` marks it in the same change.
     pub email: Option<Option<String>>,
+    pub email_verified: Option<bool>,
     pub status: Option<UserStatus>,
     pub password_hash: Option<String>,
     pub roles: Option<Vec<String>>,
@@ -281,10 +291,22 @@ pub async fn update(
     let Some(row) = find_by_id(&*txn, user_id).await? else {
         return Ok(None);
     };
+    let current_email = row.email.clone();
     let mut active: users::ActiveModel = row.into();
     let mut end_sessions = false;
     if let Some(email) = changes.email {
+        let same = match (&current_email, &email) {
+            (Some(current), Some(new)) => current.eq_ignore_ascii_case(new),
+            (None, None) => true,
+            _ => false,
+        };
         active.email = Set(email);
+        if !same {
+            active.email_verified = Set(false);
+        }
+    }
+    if let Some(verified) = changes.email_verified {
+        active.email_verified = Set(verified);
     }
     if let Some(status) = changes.status {
         end_sessions |= status == UserStatus::Disabled;

@@ -38,7 +38,9 @@ async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
         admin,
         Method::POST,
         "/admin/users",
-        Some(json!({"username": format!("target{n}"), "password": PASSWORD})),
+        Some(
+            json!({"username": format!("target{n}"), "password": PASSWORD, "email": format!("target{n}@example.com")}),
+        ),
     )
     .await;
     let user_id = user["user"]["id"].as_str().unwrap().to_string();
@@ -161,6 +163,20 @@ fn ops(f: &Fixtures) -> Vec<Op> {
             Some(json!({"roles": ["user"]})),
         ),
         op("users:write", Method::POST, "/admin/users/{id}/unlock", format!("/admin/users/{user_id}/unlock"), None),
+        op(
+            "users:write",
+            Method::POST,
+            "/admin/users/{id}/verification-mail",
+            format!("/admin/users/{user_id}/verification-mail"),
+            None,
+        ),
+        op(
+            "users:write",
+            Method::POST,
+            "/admin/users/{id}/reset-mail",
+            format!("/admin/users/{user_id}/reset-mail"),
+            None,
+        ),
         op("users:write", Method::DELETE, "/admin/users/{id}/totp", format!("/admin/users/{user_id}/totp"), None),
         op("users:read", Method::GET, "/admin/users/{id}/passkeys", format!("/admin/users/{user_id}/passkeys"), None),
         op(
@@ -289,7 +305,17 @@ fn admin_operations_in_the_spec() -> std::collections::BTreeSet<(String, String)
 
 #[tokio::test]
 async fn permission_matrix() {
-    let server = TestServer::start().await;
+    // Mail to files, so the operations that mail links can succeed.
+    let outbox = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(|raw| {
+        raw.mail = Some(latchkey_server::config::RawMail {
+            transport: "file".into(),
+            from: "Latchkey <no-reply@latchkey.test>".into(),
+            dir: Some(outbox.path().to_path_buf()),
+            ..Default::default()
+        })
+    })
+    .await;
     let (_, admin) = user_with_roles(&server, "root", &["admin"]).await;
     let (_, nobody) = user_with_roles(&server, "nobody", &[]).await;
 
@@ -481,6 +507,7 @@ async fn paging_over_a_thousand_users_is_stable_and_complete() {
             skeleton: latchkey_server::domain::users::username_skeleton(&format!("bulk{i:04}")),
             email: None,
             password_hash: hash.clone(),
+            self_registered: false,
             now: 0,
         };
         let event = latchkey_server::store::audit::NewAuditEvent {
@@ -492,7 +519,7 @@ async fn paging_over_a_thousand_users_is_stable_and_complete() {
             outcome: "success",
             details: json!({}),
         };
-        latchkey_server::store::users::create(&server.state.db, new, &["user".into()], event).await.unwrap();
+        latchkey_server::store::users::create(&server.state.db, new, &["user".into()], None, event).await.unwrap();
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut page = 1;

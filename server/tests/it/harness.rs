@@ -120,6 +120,7 @@ pub fn set_ip_quotas(raw: &mut RawConfig, quota: latchkey_server::config::Quota)
         &mut limits.refresh,
         &mut limits.totp,
         &mut limits.password_change,
+        &mut limits.mail,
     ] {
         *bucket = quota;
     }
@@ -177,7 +178,13 @@ impl TestServer {
     /// Another node of this server: the same database, master key and public URL (so
     /// the same issuer), its own listener, state and clock.
     pub async fn second_node(&self) -> Self {
-        let raw = test_config(self._dir.path(), self.state.config.database_url.clone());
+        self.second_node_with(|_| {}).await
+    }
+
+    /// [`Self::second_node`] with its configuration adjusted first.
+    pub async fn second_node_with(&self, adjust: impl FnOnce(&mut RawConfig)) -> Self {
+        let mut raw = test_config(self._dir.path(), self.state.config.database_url.clone());
+        adjust(&mut raw);
         let node = Self::start_node(raw, tempfile::tempdir().unwrap(), Some(self.state.config.issuer.clone())).await;
         node.clock.set(self.clock.now_secs());
         node

@@ -18,6 +18,7 @@ mod forged_tokens;
 mod hardening;
 mod harness;
 mod logout;
+mod mail;
 mod migrations;
 mod oauth;
 mod oidc_rp;

@@ -72,6 +72,10 @@ pub struct UpdateUserRequest {
     /// A new email, or `null` to remove it; omit to keep it.
     #[oai(validator(max_length = 254))]
     pub email: MaybeUndefined<String>,
+    /// Mark the address verified (or not) by the admin's word; with a new `email`, it
+    /// applies to that one.
+    #[oai(skip_serializing_if_is_none)]
+    pub email_verified: Option<bool>,
     /// Disabling ends every session at once.
     #[oai(skip_serializing_if_is_none)]
     pub status: Option<StatusWord>,

@@ -71,7 +71,9 @@ impl AdminUsersApi {
         Ok(Json(users::get(auth.state(), &id.0.0).await?.into()))
     }
 
-    /// Change email and/or status; disabling ends every session of the user at once.
+    /// Change email, its verified mark and/or status; disabling ends every session of
+    /// the user at once. A new address is unverified unless `email_verified: true` comes
+    /// with it; 409 `email_taken` when another account has verified that address.
     #[oai(path = "/:id", method = "patch", operation_id = "adminUpdateUser")]
     async fn update(
         &self,
@@ -81,10 +83,32 @@ impl AdminUsersApi {
     ) -> ApiResult<Json<UserResponse>> {
         let admin = auth.require(Permission::UsersWrite)?;
         let body = body.0;
-        let email = if body.email.is_undefined() { None } else { Some(body.email.take()) };
-        let user =
-            users::admin_update(auth.state(), &id.0.0, email, body.status.map(|s| s.0), &admin.grantor()).await?;
+        let update = users::AdminUpdate {
+            email: if body.email.is_undefined() { None } else { Some(body.email.take()) },
+            email_verified: body.email_verified,
+            status: body.status.map(|s| s.0),
+        };
+        let user = users::admin_update(auth.state(), &id.0.0, update, &admin.grantor()).await?;
         Ok(Json(user.into()))
+    }
+
+    /// Mail the user a link that verifies its current address (replacing an earlier
+    /// one). 403 `mail_not_configured` without mail, 400 `no_email` without an address,
+    /// 429 past the address's hourly limit.
+    #[oai(path = "/:id/verification-mail", method = "post", operation_id = "adminSendUserVerification")]
+    async fn send_verification(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::UsersWrite)?;
+        users::admin_send_link(auth.state(), &id.0.0, false, &admin.grantor()).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Mail the user a password reset link (valid 30 minutes, replacing an earlier one)
+    /// at its address. Errors as for the verification mail.
+    #[oai(path = "/:id/reset-mail", method = "post", operation_id = "adminSendUserPasswordReset")]
+    async fn send_reset(&self, auth: AdminAuth, id: Path<IdWord>) -> ApiResult<NoContent> {
+        let admin = auth.require(Permission::UsersWrite)?;
+        users::admin_send_link(auth.state(), &id.0.0, true, &admin.grantor()).await?;
+        Ok(NoContent::Done)
     }
 
     /// Delete a user and everything it owns (sessions, role assignments).

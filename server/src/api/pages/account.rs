@@ -29,6 +29,8 @@ pub(super) fn mount(route: poem::Route) -> poem::Route {
         .at("/account/sessions/end", poem::post(end_session))
         .at("/account/consents/revoke", poem::post(revoke_consent))
         .at("/account/password", poem::post(change_password))
+        .at("/account/email", poem::post(change_email))
+        .at("/account/email/verification", poem::post(resend_verification))
         .at("/account/sign-out-everywhere", poem::post(sign_out_everywhere))
         .at("/account/totp/setup", poem::post(totp_setup))
         .at("/account/totp/confirm", poem::post(totp_confirm))
@@ -41,12 +43,14 @@ pub(super) fn mount(route: poem::Route) -> poem::Route {
 }
 
 /// Every path this module serves, with its methods.
-pub(super) const ROUTES: [(&str, &str); 14] = [
+pub(super) const ROUTES: [(&str, &str); 16] = [
     (ACCOUNT_PATH, "get"),
     ("/account/browser-sessions/end", "post"),
     ("/account/sessions/end", "post"),
     ("/account/consents/revoke", "post"),
     ("/account/password", "post"),
+    ("/account/email", "post"),
+    ("/account/email/verification", "post"),
     ("/account/sign-out-everywhere", "post"),
     ("/account/totp/setup", "post"),
     ("/account/totp/confirm", "post"),
@@ -83,6 +87,13 @@ struct PasskeyLine {
     synced: bool,
 }
 
+/// The address's standing, when this server sends mail.
+struct MailLine {
+    verified: bool,
+    /// The address a verification link was last sent to and not yet followed.
+    pending: Option<String>,
+}
+
 struct ConsentLine {
     client_id: String,
     client: String,
@@ -107,6 +118,8 @@ struct AccountPage<'a> {
     min_password: usize,
     /// `None` when passkeys are off on this server.
     passkeys: Option<Vec<PasskeyLine>>,
+    /// `None` when this server sends no mail.
+    mail: Option<MailLine>,
 }
 
 #[derive(Template)]
@@ -153,6 +166,9 @@ fn notice_of(key: &str) -> Option<(&'static str, bool)> {
         "last_factor" => (EN.account_passkey_last_factor, true),
         "passkey_refused" => (EN.account_passkey_refused, true),
         "bad_name" => (EN.account_bad_name, true),
+        "email_sent" => (EN.account_done_email_sent, false),
+        "verification_sent" => (EN.account_done_verification_sent, false),
+        "bad_email" => (EN.account_bad_email, true),
         _ => return None,
     })
 }
@@ -233,8 +249,17 @@ async fn show(req: &Request) -> poem::Result<Response> {
     } else {
         None
     };
+    let mail = if state.mailer.is_some() {
+        match crate::store::mail::pending_verification(&state.db, &account.user.id, state.now()).await {
+            Ok(pending) => Some(MailLine { verified: account.user.email_verified, pending }),
+            Err(err) => return Ok(error_page(req, state, &err.into())),
+        }
+    } else {
+        None
+    };
     let notice = param("notice").and_then(notice_of);
     let page = AccountPage {
+        mail,
         chrome: Chrome::of(state),
         t: &EN,
         username: account.user.username.clone(),
@@ -294,6 +319,7 @@ fn refused(req: &Request, state: &AppState, err: &Error) -> Response {
         Error::NotFound(_) => "gone",
         Error::Conflict { code: ErrorCode::LastFactor, .. } => "last_factor",
         Error::BadRequest { code: ErrorCode::InvalidName, .. } => "bad_name",
+        Error::BadRequest { code: ErrorCode::InvalidEmail | ErrorCode::NoEmail, .. } => "bad_email",
         Error::BadRequest { code: ErrorCode::InvalidPasskey | ErrorCode::InvalidRequest, .. }
         | Error::InvalidPasskey(_)
         | Error::Conflict { code: ErrorCode::PasskeyExists, .. } => "passkey_refused",
@@ -382,6 +408,30 @@ async fn change_password(req: &Request, body: Body) -> poem::Result<Response> {
         }
         Err(err) => Ok(refused(req, state, &err)),
     }
+}
+
+#[handler]
+async fn change_email(req: &Request, body: Body) -> poem::Result<Response> {
+    let ctx = request_context(req);
+    act(req, body, Bucket::Mail, "email_sent", |state, account, form| async move {
+        let password = Secret::new(form.get("password").unwrap_or_default().to_string());
+        let address = form.get("email").unwrap_or_default();
+        crate::domain::verification::request_change(&state, &account.user.id, address, &password, &ctx).await
+    })
+    .await
+}
+
+#[handler]
+async fn resend_verification(req: &Request, body: Body) -> poem::Result<Response> {
+    let ip = request_context(req).ip;
+    act(req, body, Bucket::Mail, "verification_sent", |state, account, _| async move {
+        if account.user.email_verified {
+            return Ok(());
+        }
+        let sent = crate::domain::verification::send(&state, &account.user, None, &account.user.id, ip).await?;
+        crate::domain::verification::limited(sent)
+    })
+    .await
 }
 
 #[handler]

@@ -10,6 +10,7 @@
 //! never leak in a `Referer`.
 
 mod account;
+mod mail;
 mod messages;
 
 use askama::Template;
@@ -36,7 +37,7 @@ use messages::{EN, Messages};
 pub const BROWSER_COOKIE: &str = "lk_browser";
 
 /// Every path this module serves, with its methods (for the `Allow` table).
-pub const ROUTES: [(&str, &str); 27] = [
+pub const ROUTES: [(&str, &str); 34] = [
     ("/oauth2/authorize", "get"),
     ("/oauth2/authorize", "post"),
     ("/oauth2/logout", "get"),
@@ -64,11 +65,18 @@ pub const ROUTES: [(&str, &str); 27] = [
     account::ROUTES[11],
     account::ROUTES[12],
     account::ROUTES[13],
+    account::ROUTES[14],
+    account::ROUTES[15],
+    mail::ROUTES[0],
+    mail::ROUTES[1],
+    mail::ROUTES[2],
+    mail::ROUTES[3],
+    mail::ROUTES[4],
 ];
 
 /// Adds the hosted routes to the application's.
 pub fn mount(route: Route) -> Route {
-    account::mount(route)
+    mail::mount(account::mount(route))
         .at("/oauth2/authorize", poem::get(authorize).post(authorize))
         .at("/oauth2/logout", poem::get(logout).post(logout))
         .at("/ui/signin", poem::get(show).post(submit_password))
@@ -109,6 +117,8 @@ struct SignInPage<'a> {
     username: String,
     notice: Option<&'a str>,
     passkeys: bool,
+    /// Whether the page links to the password reset (mail is configured).
+    reset: bool,
 }
 
 #[derive(Template)]
@@ -201,6 +211,8 @@ fn error_page(req: &Request, state: &AppState, err: &Error) -> Response {
         Error::BadRequest { description, .. } => (StatusCode::BAD_REQUEST, description.clone()),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, EN.not_found.to_string()),
         Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, EN.rate_limited.to_string()),
+        Error::Forbidden { description, .. } => (StatusCode::FORBIDDEN, description.clone()),
+        Error::Conflict { description, .. } => (StatusCode::CONFLICT, description.clone()),
         Error::Busy { .. } | Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, EN.busy.to_string()),
         Error::Internal(detail) => {
             tracing::error!(%detail, "hosted page failed");
@@ -423,6 +435,7 @@ fn render(req: &Request, state: &AppState, view: InteractionView) -> Response {
             username: view.login_hint.unwrap_or_default(),
             notice,
             passkeys: view.passkeys,
+            reset: state.mailer.is_some(),
         }
         .render(),
         signin::STAGE_SECOND_FACTOR => SecondFactorPage {

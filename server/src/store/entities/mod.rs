@@ -9,6 +9,7 @@ pub mod authorization_requests;
 pub mod client_roles;
 pub mod clients;
 pub mod consents;
+pub mod email_tokens;
 pub mod mfa_challenges;
 pub mod outbox;
 pub mod passkeys;
@@ -111,6 +112,19 @@ word_enum! {
     OutboxKind {
         /// A logout token for a relying party (OpenID Connect Back-Channel Logout).
         BackchannelLogout = "backchannel_logout",
+        /// A mail message (its payload sealed under the master key: it may carry a link
+        /// that grants something, and is cleared once delivered or given up).
+        Mail = "mail",
+    }
+}
+
+word_enum! {
+    /// What a mailed token lets its holder do.
+    EmailTokenPurpose {
+        /// Set a new password.
+        Reset = "reset",
+        /// Prove the address is theirs.
+        Verify = "verify",
     }
 }
 

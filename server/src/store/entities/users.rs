@@ -21,6 +21,8 @@ pub struct Model {
     pub totp_pending_encrypted: Option<String>,
     pub totp_enabled: bool,
     pub totp_last_step: Option<i64>,
+    pub email_verified: bool,
+    pub self_registered: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -31,6 +33,7 @@ impl std::fmt::Debug for Model {
             .field("status", &self.status)
             .field("password_hash", &"<secret>")
             .field("totp_enabled", &self.totp_enabled)
+            .field("email_verified", &self.email_verified)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +63,8 @@ pub(crate) fn test_user(status: super::UserStatus) -> Model {
         totp_pending_encrypted: None,
         totp_enabled: false,
         totp_last_step: None,
+        email_verified: false,
+        self_registered: false,
     }
 }
 

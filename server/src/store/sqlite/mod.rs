@@ -250,6 +250,8 @@ from_row!(UserRow {
     totp_pending_encrypted,
     totp_enabled,
     totp_last_step,
+    email_verified,
+    self_registered,
 });
 from_row!(ClientRow {
     client_id,

@@ -1,0 +1,168 @@
+//! Email address verification: a single-use link, valid for a day, mailed to the
+//! address to be proved. Following it makes that address the account's, verified — the
+//! only way an address becomes verified besides an admin saying so. A verified address
+//! belongs to one account (the database's unique index decides, on any node).
+//!
+//! Links are mailed when an account is created with an address (self-registration or
+//! an admin), when the user asks to change theirs (the new address replaces the old
+//! only once verified, and the old address gets a notice), and when the user or an admin
+//! asks for one again. With `registration.require_verified_email`, a self-registered
+//! account cannot sign in until it has followed its link.
+
+use crate::security::{Secret, generate_token, sha256_hex};
+use crate::state::AppState;
+use crate::store::audit::NewAuditEvent;
+use crate::store::entities::EmailTokenPurpose;
+use crate::store::mail::{self as store, Completed, EmailTokenRow, NewEmailToken, QueuedMail};
+use crate::store::users::UserRow;
+
+use super::{Error, ErrorCode, Result};
+
+/// How long a verification link works.
+pub const VERIFY_TTL_SECS: i64 = 24 * 3600;
+/// What a verification token starts with, so secret scanners recognise a leaked one.
+pub const TOKEN_PREFIX: &str = "lk_ev_";
+/// The hosted page a verification link opens.
+pub const PAGE: &str = "/ui/verify-email";
+
+pub fn invalid_token() -> Error {
+    Error::bad_request(ErrorCode::InvalidEmailToken, "this link is invalid, used or expired; ask for a new one")
+}
+
+pub fn email_taken() -> Error {
+    Error::Conflict {
+        code: ErrorCode::EmailTaken,
+        description: "another account has verified this email address".into(),
+    }
+}
+
+/// Refuses a sign-in of a self-registered account that has not verified its address,
+/// while `registration.require_verified_email` asks for it.
+pub fn check_may_sign_in(state: &AppState, user: &UserRow) -> Result<()> {
+    if state.config.require_verified_email && user.self_registered && !user.email_verified {
+        return Err(Error::Forbidden {
+            code: ErrorCode::EmailNotVerified,
+            description: "confirm your email address first: follow the link mailed to you".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A verification link for `address` and the mail that carries it (with a notice to
+/// `old_address` when the account's verified address is being replaced): what
+/// [`store::issue`] stores in one transaction.
+pub fn prepare(
+    state: &AppState,
+    user_id: &str,
+    username: &str,
+    address: &str,
+    old_address: Option<&str>,
+    now: i64,
+) -> (NewEmailToken, Vec<QueuedMail>) {
+    let token = generate_token(TOKEN_PREFIX);
+    let brand = super::mail::brand(state);
+    let link = super::mail::link(state, PAGE, token.expose());
+    let mut mails = vec![super::mail::seal(state, &crate::mail::verify_address(&brand, address, username, &link, 24))];
+    if let Some(old) = old_address.filter(|old| !old.eq_ignore_ascii_case(address)) {
+        mails.push(super::mail::seal(state, &crate::mail::address_change_notice(&brand, old, username, address)));
+    }
+    let new_token = NewEmailToken {
+        user_id: user_id.to_string(),
+        purpose: EmailTokenPurpose::Verify,
+        token_hash: sha256_hex(token.expose()),
+        email: address.to_string(),
+        password_fingerprint: None,
+        now,
+        expires_at: now + VERIFY_TTL_SECS,
+    };
+    (new_token, mails)
+}
+
+/// Mails `user` a link proving `address` (its current address when `None`), replacing
+/// any earlier verification link; audited with `actor`. `Ok(Err(secs))` when the
+/// address's hourly limit is reached.
+pub async fn send(
+    state: &AppState,
+    user: &UserRow,
+    address: Option<&str>,
+    actor: &str,
+    ip: Option<String>,
+) -> Result<Result<(), u64>> {
+    super::mail::configured(state)?;
+    let changing = address.is_some_and(|a| !user.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(a)));
+    let Some(address) = address.or(user.email.as_deref()) else {
+        return Err(Error::bad_request(ErrorCode::NoEmail, "the account has no email address"));
+    };
+    if let Err(wait) = super::mail::take_address_token(state, address).await? {
+        return Ok(Err(wait));
+    }
+    let now = state.now();
+    // The old address hears of a change only when it was proved theirs.
+    let old = user.email.as_deref().filter(|_| changing && user.email_verified);
+    let (token, mails) = prepare(state, &user.id, &user.username, address, old, now);
+    let action = if changing { "email.change_requested" } else { "email.verification_mailed" };
+    let mut event = NewAuditEvent::success(now, actor, action, &user.id)
+        .details(serde_json::json!({ "notice_to_old_address": old.is_some() }));
+    event.ip = ip;
+    if !store::issue(&state.db, token, &mails, event).await? {
+        return Err(Error::NotFound("user"));
+    }
+    super::mail::count_queued(state, mails.len());
+    Ok(Ok(()))
+}
+
+/// The user asks to change their address (their password re-checked): a link goes to
+/// the new address, a notice to the old; nothing changes until the link is followed.
+pub async fn request_change(
+    state: &AppState,
+    user_id: &str,
+    address: &str,
+    password: &Secret<String>,
+    ctx: &super::auth::RequestContext,
+) -> Result<()> {
+    super::mail::configured(state)?;
+    let user = crate::store::users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
+    super::auth::check_password(state, &user.username, password, ctx).await?;
+    let Some(address) = super::users::validate_email(Some(address.to_string()))? else {
+        return Err(Error::bad_request(ErrorCode::InvalidEmail, "give the new email address"));
+    };
+    if user.email_verified && user.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&address)) {
+        return Err(Error::bad_request(ErrorCode::InvalidEmail, "that is already your verified address"));
+    }
+    limited(send(state, &user, Some(&address), user_id, ctx.ip.clone()).await?)
+}
+
+/// A limit reached, as the 429 the caller sees.
+pub fn limited(verdict: Result<(), u64>) -> Result<()> {
+    verdict.map_err(|wait| Error::RateLimited { retry_after_secs: wait })
+}
+
+/// The link's token and account, if it still works (the hosted page asks before it
+/// shows its button: a mail scanner's GET must not verify anything).
+pub async fn check(state: &AppState, token: &str) -> Result<(EmailTokenRow, UserRow)> {
+    if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+        return Err(invalid_token());
+    }
+    store::live_token(&state.db, EmailTokenPurpose::Verify, &sha256_hex(token), state.now())
+        .await?
+        .ok_or_else(invalid_token)
+}
+
+/// Follows a verification link: its address becomes the account's, verified.
+pub async fn complete(state: &AppState, token: &Secret<String>, ip: Option<String>) -> Result<UserRow> {
+    if !token.expose().starts_with(TOKEN_PREFIX) || token.expose().len() > 128 {
+        return Err(invalid_token());
+    }
+    let now = state.now();
+    let completed = store::complete_verification(&state.db, &sha256_hex(token.expose()), now, |user| {
+        let mut event = NewAuditEvent::success(now, &user.id, "email.verified", &user.id);
+        event.ip = ip.clone();
+        event
+    })
+    .await?;
+    match completed {
+        Completed::Done(user) => Ok(*user),
+        Completed::Invalid => Err(invalid_token()),
+        Completed::AddressTaken => Err(email_taken()),
+    }
+}
