@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::mail::{Brand, Composed, Mailer};
 use crate::state::AppState;
 use crate::store::audit::NewAuditEvent;
-use crate::store::entities::OutboxKind;
+use crate::store::entities::{EmailTokenPurpose, OutboxKind};
 use crate::store::mail::QueuedMail;
 use crate::store::outbox::{self, Claimed};
 
@@ -141,19 +141,36 @@ async fn give_up(state: &AppState, claim: &Claimed, why: &str) -> Result<()> {
     Ok(())
 }
 
-/// The per-address bucket (across all nodes, like the per-username one): reset and
-/// verification mail to one address at most `mail.per_address_per_hour` an hour, so the
-/// forms cannot be used to fill someone's mailbox. `Err(secs)` until the next one.
-pub async fn take_address_token(state: &AppState, address: &str) -> Result<Result<(), u64>> {
+/// The per-address buckets (across all nodes, like the per-username one): mail of one
+/// purpose to one address at most `mail.per_address_per_hour` an hour, so the forms
+/// cannot be used to fill someone's mailbox — and, one bucket per purpose, nobody can
+/// spend a victim's reset mail by registering accounts with its address. `Err(secs)`
+/// until the next one.
+pub async fn take_address_token(
+    state: &AppState,
+    address: &str,
+    purpose: EmailTokenPurpose,
+) -> Result<Result<(), u64>> {
     let Some(config) = state.config.mail.as_ref() else { return Err(not_configured()) };
     let per_hour = i64::from(config.per_address_per_hour.max(1));
     let shape = crate::store::attempts::Shape { interval_ms: 3_600_000 / per_hour, burst: per_hour };
-    let key = format!("mail:{}", address.to_lowercase());
+    let key = format!("mail:{purpose}:{}", address.to_lowercase());
     let verdict = crate::store::attempts::take(&state.db, &key, state.now().saturating_mul(1000), shape).await?;
     if verdict.is_err() {
         state.metrics.rate_limited.with_label_values(&["mail_address"]).inc();
     }
     Ok(verdict)
+}
+
+/// The one answer for a mailed link that cannot be used: unknown, used, expired,
+/// replaced by a newer one, or no longer matching the account.
+pub fn invalid_link() -> Error {
+    Error::bad_request(ErrorCode::InvalidEmailToken, "this link is invalid, used or expired; ask for a new one")
+}
+
+/// Whether `token` could be one of ours with `prefix` (before any lookup).
+pub fn plausible(token: &str, prefix: &str) -> bool {
+    token.starts_with(prefix) && token.len() <= 128
 }
 
 /// The absolute URL of a hosted page with `token` in its query.

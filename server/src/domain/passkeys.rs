@@ -440,6 +440,7 @@ pub async fn finish_sign_in(
         audit_failure(state, &user.id, Some(&row.id), "account_disabled", ctx).await?;
         return Err(invalid("this account cannot sign in"));
     }
+    super::verification::check_may_sign_in(state, &user)?;
     passkey.update_credential(&result);
     let updated = serde_json::to_string(&passkey).map_err(|e| internal("passkey", e))?;
     let used = PasskeyUse {

@@ -26,10 +26,19 @@ pub const TOKEN_PREFIX: &str = "lk_pr_";
 /// The hosted page a reset link opens.
 pub const PAGE: &str = "/ui/password-reset";
 
-/// The one answer for a link that cannot be used: unknown, used, expired, replaced by a
-/// newer one, or issued under a password that has changed since.
-pub fn invalid_token() -> Error {
-    Error::bad_request(ErrorCode::InvalidEmailToken, "this link is invalid, used or expired; ask for a new one")
+/// The one answer for a link that cannot be used.
+pub use super::mail::invalid_link as invalid_token;
+
+/// How long the lookup waits after the answer (see [`request`]).
+const ANSWER_FIRST: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Reset requests being looked up at once, at most; beyond, a request is dropped (its
+/// answer, given already, is the same either way).
+const LOOKUPS_AT_ONCE: usize = 64;
+
+fn lookups() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE))
 }
 
 /// A password hash's fingerprint: a link records the one it was issued under.
@@ -46,8 +55,16 @@ pub fn request(state: &AppState, login: &str, ip: Option<String>) -> Result<()> 
     if login.is_empty() || login.chars().count() > 254 || login.chars().any(char::is_control) {
         return Err(Error::bad_request(ErrorCode::InvalidRequest, "give a username or an email address"));
     }
+    let Ok(slot) = lookups().try_acquire() else {
+        tracing::warn!("password reset requests arrive faster than they are looked up; one is dropped");
+        return Ok(());
+    };
     let (state, login) = (state.clone(), login.to_string());
     tokio::spawn(async move {
+        let _slot = slot;
+        // Begin once the answer is on its way: a task spawned now would run next on this
+        // worker, beside the answer, and lend it the time of whatever it finds.
+        tokio::time::sleep(ANSWER_FIRST).await;
         if let Err(e) = request_in_background(&state, &login, ip).await {
             tracing::warn!(error = %e, "a password reset request could not be handled");
         }
@@ -56,15 +73,20 @@ pub fn request(state: &AppState, login: &str, ip: Option<String>) -> Result<()> 
 }
 
 async fn request_in_background(state: &AppState, login: &str, ip: Option<String>) -> Result<()> {
-    let user = if login.contains('@') {
-        store::user_by_verified_email(&state.db, login).await?
-    } else {
-        match super::users::login_name(login) {
-            Ok(normalized) => users::find_by_username(&state.db, &normalized).await?,
-            Err(_) => None,
-        }
-    };
-    let Some(user) = user.filter(|u| u.status == UserStatus::Active && u.email_verified) else {
+    let mut user = None;
+    if login.contains('@') {
+        user = store::user_by_verified_email(&state.db, login).await?;
+    }
+    // A username may hold an `@` too.
+    if user.is_none()
+        && let Ok(normalized) = super::users::login_name(login)
+    {
+        user = users::find_by_username(&state.db, &normalized).await?;
+    }
+    let Some(user) = user.filter(|u| u.status == UserStatus::Active && u.email_verified && u.email.is_some()) else {
+        // The same write as a known account's first step (a token of an address
+        // bucket), so what follows the answer costs the database alike either way.
+        super::mail::take_address_token(state, login, EmailTokenPurpose::Reset).await?.ok();
         tracing::debug!("a password reset request named no account with a verified address");
         return Ok(());
     };
@@ -78,10 +100,11 @@ async fn request_in_background(state: &AppState, login: &str, ip: Option<String>
 /// `actor`. `Ok(Err(secs))` when the address's hourly limit is reached.
 pub async fn send(state: &AppState, user: &UserRow, actor: &str, ip: Option<String>) -> Result<Result<(), u64>> {
     super::mail::configured(state)?;
-    let Some(address) = user.email.clone() else {
-        return Err(Error::bad_request(ErrorCode::NoEmail, "the account has no email address"));
+    // A reset link is a password: it goes only to an address proved to be the user's.
+    let Some(address) = user.email.clone().filter(|_| user.email_verified) else {
+        return Err(Error::bad_request(ErrorCode::NoEmail, "the account has no verified email address"));
     };
-    if let Err(wait) = super::mail::take_address_token(state, &address).await? {
+    if let Err(wait) = super::mail::take_address_token(state, &address, EmailTokenPurpose::Reset).await? {
         return Ok(Err(wait));
     }
     let now = state.now();
@@ -105,7 +128,7 @@ pub async fn send(state: &AppState, user: &UserRow, actor: &str, ip: Option<Stri
             purpose: EmailTokenPurpose::Reset,
             token_hash: sha256_hex(token.expose()),
             email: address,
-            password_fingerprint: Some(fingerprint(&user.password_hash)),
+            fingerprint_of: Some(fingerprint),
             now,
             expires_at: now + RESET_TTL_SECS,
         },
@@ -123,7 +146,7 @@ pub async fn send(state: &AppState, user: &UserRow, actor: &str, ip: Option<Stri
 /// The account a reset link is for, if it still works: the hosted page shows its form
 /// only then.
 pub async fn check(state: &AppState, token: &str) -> Result<UserRow> {
-    if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+    if !super::mail::plausible(token, TOKEN_PREFIX) {
         return Err(invalid_token());
     }
     let found = store::live_token(&state.db, EmailTokenPurpose::Reset, &sha256_hex(token), state.now()).await?;

@@ -1,6 +1,6 @@
 //! User accounts: validation of usernames and passwords, registration and creation.
 
-use crate::store::entities::UserStatus;
+use crate::store::entities::{EmailTokenPurpose, UserStatus};
 use latchkey_codes::ErrorCode;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
@@ -176,7 +176,9 @@ pub async fn create(state: &AppState, account: NewAccount, by: &Grantor<'_>, ip:
     // within the address's hourly share (registering accounts is no way to mail-bomb
     // it; past the share, the account asks for its link later).
     let verification = match (&email, &state.config.mail) {
-        (Some(address), Some(_)) if super::mail::take_address_token(state, address).await?.is_ok() => {
+        (Some(address), Some(_))
+            if super::mail::take_address_token(state, address, EmailTokenPurpose::Verify).await?.is_ok() =>
+        {
             Some(super::verification::prepare(state, &id, &username, address, None, now))
         }
         _ => None,
@@ -325,11 +327,18 @@ pub async fn admin_update(state: &AppState, user_id: &str, update: AdminUpdate, 
         "status": status.map(UserStatus::as_str),
     });
     let event = user_event(now, by.actor(), "user.update", user_id, details);
-    let changes = users::UserChanges { email, email_verified: update.email_verified, status, ..Default::default() };
-    match apply(state, user_id, changes, event).await {
-        Err(Error::Conflict { code: ErrorCode::Conflict, .. }) => Err(super::verification::email_taken()),
-        other => other,
+    let before = users::find_by_id(&state.db, user_id).await?.ok_or(Error::NotFound("user"))?;
+    let address_after = email.clone().unwrap_or_else(|| before.email.clone());
+    if update.email_verified == Some(true) && address_after.is_none() {
+        return Err(Error::bad_request(ErrorCode::NoEmail, "there is no email address to mark verified"));
     }
+    let changes = users::UserChanges { email, email_verified: update.email_verified, status, ..Default::default() };
+    let view = match apply(state, user_id, changes, event).await {
+        Err(Error::Conflict { code: ErrorCode::Conflict, .. }) => return Err(super::verification::email_taken()),
+        other => other?,
+    };
+    super::verification::after_admin_change(state, &before, by.actor()).await;
+    get(state, &view.id).await
 }
 
 /// Mails the user a verification link (to its current address) or a password reset

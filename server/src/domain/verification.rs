@@ -25,9 +25,7 @@ pub const TOKEN_PREFIX: &str = "lk_ev_";
 /// The hosted page a verification link opens.
 pub const PAGE: &str = "/ui/verify-email";
 
-pub fn invalid_token() -> Error {
-    Error::bad_request(ErrorCode::InvalidEmailToken, "this link is invalid, used or expired; ask for a new one")
-}
+pub use super::mail::invalid_link as invalid_token;
 
 pub fn email_taken() -> Error {
     Error::Conflict {
@@ -40,6 +38,14 @@ pub fn email_taken() -> Error {
 /// while `registration.require_verified_email` asks for it.
 pub fn check_may_sign_in(state: &AppState, user: &UserRow) -> Result<()> {
     if state.config.require_verified_email && user.self_registered && !user.email_verified {
+        // Whoever proved the password gets a fresh link (within the address's share):
+        // an expired or lost one must not leave the account locked out for good.
+        let (state, user) = (state.clone(), user.clone());
+        tokio::spawn(async move {
+            if let Err(e) = send(&state, &user, None, &user.id.clone(), None).await {
+                tracing::warn!(user_id = %user.id, error = %e, "a new verification link was not queued");
+            }
+        });
         return Err(Error::Forbidden {
             code: ErrorCode::EmailNotVerified,
             description: "confirm your email address first: follow the link mailed to you".into(),
@@ -71,7 +77,7 @@ pub fn prepare(
         purpose: EmailTokenPurpose::Verify,
         token_hash: sha256_hex(token.expose()),
         email: address.to_string(),
-        password_fingerprint: None,
+        fingerprint_of: None,
         now,
         expires_at: now + VERIFY_TTL_SECS,
     };
@@ -93,7 +99,7 @@ pub async fn send(
     let Some(address) = address.or(user.email.as_deref()) else {
         return Err(Error::bad_request(ErrorCode::NoEmail, "the account has no email address"));
     };
-    if let Err(wait) = super::mail::take_address_token(state, address).await? {
+    if let Err(wait) = super::mail::take_address_token(state, address, EmailTokenPurpose::Verify).await? {
         return Ok(Err(wait));
     }
     let now = state.now();
@@ -132,6 +138,38 @@ pub async fn request_change(
     limited(send(state, &user, Some(&address), user_id, ctx.ip.clone()).await?)
 }
 
+/// After an admin changed `before`'s address (set at once, on the admin's authority):
+/// unless they marked it verified, the new address gets a link to prove it and the old
+/// verified one a notice. The change has committed; a mail that cannot be queued is
+/// logged, and the admin can send the link again.
+pub async fn after_admin_change(state: &AppState, before: &UserRow, actor: &str) {
+    if state.config.mail.is_none() {
+        return;
+    }
+    let after = match crate::store::users::find_by_id(&state.db, &before.id).await {
+        Ok(Some(after)) => after,
+        _ => return,
+    };
+    let changed = !matches!((&before.email, &after.email), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+    let Some(address) = after.email.as_deref().filter(|_| changed && !after.email_verified) else { return };
+    let queued = async {
+        if super::mail::take_address_token(state, address, EmailTokenPurpose::Verify).await?.is_err() {
+            return Ok::<usize, Error>(0);
+        }
+        let now = state.now();
+        let old = before.email.as_deref().filter(|_| before.email_verified);
+        let (token, mails) = prepare(state, &after.id, &after.username, address, old, now);
+        let event = NewAuditEvent::success(now, actor, "email.verification_mailed", &after.id)
+            .details(serde_json::json!({ "notice_to_old_address": old.is_some() }));
+        store::issue(&state.db, token, &mails, event).await?;
+        Ok(mails.len())
+    };
+    match queued.await {
+        Ok(count) => super::mail::count_queued(state, count),
+        Err(e) => tracing::warn!(user_id = %after.id, error = %e, "the new address's verification link was not queued"),
+    }
+}
+
 /// A limit reached, as the 429 the caller sees.
 pub fn limited(verdict: Result<(), u64>) -> Result<()> {
     verdict.map_err(|wait| Error::RateLimited { retry_after_secs: wait })
@@ -140,7 +178,7 @@ pub fn limited(verdict: Result<(), u64>) -> Result<()> {
 /// The link's token and account, if it still works (the hosted page asks before it
 /// shows its button: a mail scanner's GET must not verify anything).
 pub async fn check(state: &AppState, token: &str) -> Result<(EmailTokenRow, UserRow)> {
-    if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+    if !super::mail::plausible(token, TOKEN_PREFIX) {
         return Err(invalid_token());
     }
     store::live_token(&state.db, EmailTokenPurpose::Verify, &sha256_hex(token), state.now())
@@ -150,7 +188,7 @@ pub async fn check(state: &AppState, token: &str) -> Result<(EmailTokenRow, User
 
 /// Follows a verification link: its address becomes the account's, verified.
 pub async fn complete(state: &AppState, token: &Secret<String>, ip: Option<String>) -> Result<UserRow> {
-    if !token.expose().starts_with(TOKEN_PREFIX) || token.expose().len() > 128 {
+    if !super::mail::plausible(token.expose(), TOKEN_PREFIX) {
         return Err(invalid_token());
     }
     let now = state.now();

@@ -1,6 +1,7 @@
 //! Secret handling: the `Secret` wrapper, randomness, constant-time comparison,
 //! password hashing and the master key that encrypts private material at rest.
 
+pub mod dpop;
 pub mod master_key;
 pub mod passkeys;
 pub mod password;

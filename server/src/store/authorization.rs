@@ -234,6 +234,21 @@ async fn touch_sso_session(db: &impl ConnectionTrait, touch: &SsoTouch) -> Store
 }
 
 /// A user's login sessions, newest first, ended ones included (the caller filters).
+/// Ends every sign-in of `user_id` still in progress — hosted sign-ins past their
+/// password, second-factor challenges, passkey ceremonies — inside the caller's
+/// transaction: a password just replaced (or an account disabled) must not let a sign-in
+/// begun before it finish.
+pub async fn end_sign_ins_in_progress(db: &impl ConnectionTrait, user_id: &str) -> StoreResult<()> {
+    use super::entities::webauthn_ceremonies;
+    authorization_requests::Entity::delete_many()
+        .filter(authorization_requests::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    webauthn_ceremonies::Entity::delete_many().filter(webauthn_ceremonies::Column::UserId.eq(user_id)).exec(db).await?;
+    super::mfa::delete_challenges_of(db, user_id).await?;
+    Ok(())
+}
+
 pub async fn sso_sessions_of(db: &impl ConnectionTrait, user_id: &str) -> StoreResult<Vec<SsoSessionRow>> {
     Ok(sso_sessions::Entity::find()
         .filter(sso_sessions::Column::UserId.eq(user_id))

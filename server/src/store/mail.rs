@@ -10,7 +10,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use super::audit::{self, NewAuditEvent};
-use super::entities::{EmailTokenPurpose, OutboxKind, OutboxState, email_tokens, outbox, users, webauthn_ceremonies};
+use super::entities::{EmailTokenPurpose, OutboxKind, OutboxState, email_tokens, outbox, users};
 use super::users::UserRow;
 use super::{StoreError, StoreResult};
 
@@ -38,7 +38,10 @@ pub struct NewEmailToken {
     pub purpose: EmailTokenPurpose,
     pub token_hash: String,
     pub email: String,
-    pub password_fingerprint: Option<String>,
+    /// For a reset link: how to fingerprint a password hash. The fingerprint is taken
+    /// from the user's row as locked by [`issue`], so a password changed at the same
+    /// moment either precedes the link (and it holds) or kills it.
+    pub fingerprint_of: Option<fn(&str) -> String>,
     pub now: i64,
     pub expires_at: i64,
 }
@@ -87,7 +90,8 @@ pub async fn issue(
         .filter(email_tokens::Column::Purpose.eq(token.purpose))
         .exec(&*txn)
         .await?;
-    insert_token(&*txn, token, mails).await?;
+    let fingerprint = token.fingerprint_of.map(|of| of(&user.password_hash));
+    insert_token(&*txn, token, fingerprint, mails).await?;
     audit::record(&txn, event).await?;
     txn.commit().await?;
     Ok(true)
@@ -95,7 +99,12 @@ pub async fn issue(
 
 /// Inserts `token` and the mail that carries it inside the caller's transaction (an
 /// account's creation uses it, so the account and its first link commit together).
-pub async fn insert_token(db: &impl ConnectionTrait, token: NewEmailToken, mails: &[QueuedMail]) -> StoreResult<()> {
+pub async fn insert_token(
+    db: &impl ConnectionTrait,
+    token: NewEmailToken,
+    password_fingerprint: Option<String>,
+    mails: &[QueuedMail],
+) -> StoreResult<()> {
     let now = token.now;
     email_tokens::ActiveModel {
         id: Set(uuid::Uuid::new_v4().to_string()),
@@ -103,22 +112,13 @@ pub async fn insert_token(db: &impl ConnectionTrait, token: NewEmailToken, mails
         purpose: Set(token.purpose),
         token_hash: Set(token.token_hash),
         email: Set(token.email),
-        password_fingerprint: Set(token.password_fingerprint),
+        password_fingerprint: Set(password_fingerprint),
         created_at: Set(token.now),
         expires_at: Set(token.expires_at),
     }
     .insert(db)
     .await?;
     queue(db, mails, now).await
-}
-
-/// Queues mail that carries no token (a notice), with its audit event.
-pub async fn queue_notice(db: &super::Db, mails: &[QueuedMail], now: i64, event: NewAuditEvent) -> StoreResult<()> {
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    queue(&*txn, mails, now).await?;
-    audit::record(&txn, event).await?;
-    txn.commit().await?;
-    Ok(())
 }
 
 /// A live token of `purpose` by its hash, without taking it (the hosted page shows the
@@ -142,20 +142,40 @@ pub async fn live_token(
     Ok(user.map(|user| (token, user)))
 }
 
-/// Takes (deletes) a token of `purpose` by its hash inside `txn`: the one live token,
-/// or `None` (unknown, used, or expired — an expired one is deleted too).
+/// Takes (deletes) a token of `purpose` by its hash inside `txn`, with its user's row
+/// locked first — the order [`issue`] and every user change lock in, so a link used
+/// while another is being issued waits instead of deadlocking: the one live token and
+/// the locked user, or `None` (unknown, used, or expired — an expired one is deleted too).
 async fn take(
     txn: &super::WriteTxn,
     purpose: EmailTokenPurpose,
     token_hash: &str,
     now: i64,
-) -> StoreResult<Option<EmailTokenRow>> {
+) -> StoreResult<Option<(EmailTokenRow, UserRow)>> {
+    let owner: Option<String> = email_tokens::Entity::find()
+        .select_only()
+        .column(email_tokens::Column::UserId)
+        .filter(email_tokens::Column::TokenHash.eq(token_hash))
+        .filter(email_tokens::Column::Purpose.eq(purpose))
+        .into_tuple()
+        .one(&**txn)
+        .await?;
+    let Some(owner) = owner else { return Ok(None) };
+    let user = users::Entity::find_by_id(owner).lock_exclusive().one(&**txn).await?;
     let taken = email_tokens::Entity::delete_many()
         .filter(email_tokens::Column::TokenHash.eq(token_hash))
         .filter(email_tokens::Column::Purpose.eq(purpose))
         .exec_with_returning(&**txn)
         .await?;
-    Ok(taken.into_iter().next().filter(|token| token.expires_at > now))
+    let token = taken.into_iter().next().filter(|token| token.expires_at > now);
+    Ok(token.zip(user).filter(|(token, user)| token.user_id == user.id))
+}
+
+/// Deletes every mailed link of a user (its address changed: links sent to the old one,
+/// or for an address asked for before, must not work), inside the caller's transaction.
+pub async fn delete_tokens_of(db: &impl ConnectionTrait, user_id: &str) -> StoreResult<()> {
+    email_tokens::Entity::delete_many().filter(email_tokens::Column::UserId.eq(user_id)).exec(db).await?;
+    Ok(())
 }
 
 /// How a link's use ended.
@@ -183,12 +203,11 @@ pub async fn complete_reset(
     event: impl FnOnce(&UserRow) -> NewAuditEvent,
 ) -> StoreResult<Completed> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    let Some(token) = take(&txn, EmailTokenPurpose::Reset, token_hash, now).await? else {
+    let Some((token, user)) = take(&txn, EmailTokenPurpose::Reset, token_hash, now).await? else {
         txn.commit().await?;
         return Ok(Completed::Invalid);
     };
-    let user = users::Entity::find_by_id(token.user_id.clone()).lock_exclusive().one(&*txn).await?;
-    let Some(user) = user.filter(|u| {
+    let Some(user) = Some(user).filter(|u| {
         u.status == super::entities::UserStatus::Active
             && token.password_fingerprint.as_deref() == Some(fingerprint_of(&u.password_hash).as_str())
     }) else {
@@ -211,11 +230,7 @@ pub async fn complete_reset(
         return Ok(Completed::Invalid);
     };
     super::sessions::revoke_all_in(&*txn, &user.id, Default::default(), "password_reset", now).await?;
-    super::mfa::delete_challenges_of(&*txn, &user.id).await?;
-    webauthn_ceremonies::Entity::delete_many()
-        .filter(webauthn_ceremonies::Column::UserId.eq(user.id.as_str()))
-        .exec(&*txn)
-        .await?;
+    super::authorization::end_sign_ins_in_progress(&*txn, &user.id).await?;
     email_tokens::Entity::delete_many()
         .filter(email_tokens::Column::UserId.eq(user.id.as_str()))
         .filter(email_tokens::Column::Purpose.eq(EmailTokenPurpose::Reset))
@@ -236,10 +251,14 @@ pub async fn complete_verification(
     event: impl FnOnce(&UserRow) -> NewAuditEvent,
 ) -> StoreResult<Completed> {
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
-    let Some(token) = take(&txn, EmailTokenPurpose::Verify, token_hash, now).await? else {
+    let Some((token, user)) = take(&txn, EmailTokenPurpose::Verify, token_hash, now).await? else {
         txn.commit().await?;
         return Ok(Completed::Invalid);
     };
+    if user.status != super::entities::UserStatus::Active {
+        txn.commit().await?;
+        return Ok(Completed::Invalid);
+    }
     let updated = users::Entity::update_many()
         .col_expr(users::Column::Email, Expr::value(token.email.as_str()))
         .col_expr(users::Column::EmailVerified, Expr::value(true))
@@ -263,6 +282,13 @@ pub async fn complete_verification(
             }
         },
     };
+    // A reset link mailed to an address the account no longer has dies with it.
+    email_tokens::Entity::delete_many()
+        .filter(email_tokens::Column::UserId.eq(user.id.as_str()))
+        .filter(email_tokens::Column::Purpose.eq(EmailTokenPurpose::Reset))
+        .filter(email_tokens::Column::Email.ne(token.email.as_str()))
+        .exec(&*txn)
+        .await?;
     audit::record(&txn, event(&user)).await?;
     txn.commit().await?;
     Ok(Completed::Done(Box::new(user)))
@@ -272,7 +298,8 @@ pub async fn complete_verification(
 /// holds an `@`, else by its normalised username.
 pub async fn user_by_verified_email(db: &impl ConnectionTrait, email: &str) -> StoreResult<Option<UserRow>> {
     Ok(users::Entity::find()
-        .filter(Expr::expr(Func::lower(Expr::col(users::Column::Email))).eq(email.to_lowercase()))
+        // lower() on both sides: the engine's own folding, as its unique index uses.
+        .filter(Expr::expr(Func::lower(Expr::col(users::Column::Email))).eq(Func::lower(Expr::value(email))))
         .filter(users::Column::EmailVerified.eq(true))
         .one(db)
         .await?)

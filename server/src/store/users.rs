@@ -85,7 +85,7 @@ pub async fn create(
         .await?;
     }
     if let Some((token, mails)) = verification {
-        super::mail::insert_token(&*txn, token, &mails).await?;
+        super::mail::insert_token(&*txn, token, None, &mails).await?;
     }
     super::audit::record(&txn, event).await?;
     txn.commit().await?;
@@ -288,7 +288,8 @@ pub async fn update(
     let txn = super::begin_write(db, super::Starts::WithWrite).await?;
     lock_admin_changes(&txn).await?;
     let had_admin = any_active_with_role(&*txn, ADMIN_ROLE).await?;
-    let Some(row) = find_by_id(&*txn, user_id).await? else {
+    // Locked: a verification completing at the same time waits, and then sees this.
+    let Some(row) = users::Entity::find_by_id(user_id.to_string()).lock_exclusive().one(&*txn).await? else {
         return Ok(None);
     };
     let current_email = row.email.clone();
@@ -303,6 +304,8 @@ pub async fn update(
         active.email = Set(email);
         if !same {
             active.email_verified = Set(false);
+            // Links mailed to the old address (or for an address asked for before) die.
+            super::mail::delete_tokens_of(&*txn, user_id).await?;
         }
     }
     if let Some(verified) = changes.email_verified {
@@ -342,7 +345,7 @@ pub async fn update(
         };
         super::sessions::revoke_all_in(&*txn, user_id, keep, reason, now).await?;
         // A login half done with the old password (or by the now disabled user) ends too.
-        super::mfa::delete_challenges_of(&*txn, user_id).await?;
+        super::authorization::end_sign_ins_in_progress(&*txn, user_id).await?;
     }
     super::audit::record(&txn, event).await?;
     txn.commit().await?;

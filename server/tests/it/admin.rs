@@ -44,6 +44,8 @@ async fn fixtures(server: &TestServer, admin: &str, n: usize) -> Fixtures {
     )
     .await;
     let user_id = user["user"]["id"].as_str().unwrap().to_string();
+    // A verified address, which a reset link may be mailed to.
+    call(server, admin, Method::PATCH, &format!("/admin/users/{user_id}"), Some(json!({"email_verified": true}))).await;
     call(
         server,
         admin,

@@ -56,6 +56,15 @@ struct Inbox {
 }
 
 impl mailin_embedded::Handler for Inbox {
+    /// `bounce…@` addresses do not exist here: a permanent refusal (550).
+    fn rcpt(&mut self, to: &str) -> mailin_embedded::Response {
+        if to.trim_start_matches('<').starts_with("bounce") {
+            mailin_embedded::response::NO_MAILBOX
+        } else {
+            mailin_embedded::response::OK
+        }
+    }
+
     fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> mailin_embedded::Response {
         self.to = to.to_vec();
         self.data.clear();
@@ -322,37 +331,33 @@ async fn a_reset_request_answers_the_same_bytes_and_time_whether_or_not_the_acco
     }
     inbox.nth_to("eve@example.com", 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // (let stray background work finish before counting)
-    assert!(inbox.to("nobody@example.com").is_empty() && inbox.to("fay@example.com").is_empty());
+    assert!(inbox.to("nobody@example.com").is_empty());
+    // (fay's address was mailed its verification link when the admin set it; no reset.)
+    let fay_mail = inbox.to("fay@example.com");
+    assert!(
+        fay_mail.iter().all(|m| m.subject().contains("Confirm")),
+        "{:?}",
+        fay_mail.iter().map(Received::subject).collect::<Vec<_>>()
+    );
 
-    // Timing: the medians of 50 interleaved requests each are within 10%. The work a
-    // known account causes runs after the answer, so it cannot show in the answer's time;
-    // a short pause between requests keeps one request's background work out of the
-    // next one's measurement.
-    let mut verdicts = Vec::new();
-    for _round in 0..3 {
-        let (mut known, mut unknown) = (Vec::new(), Vec::new());
-        for i in 0..100 {
-            let login = if i % 2 == 0 { "eve@example.com" } else { "nobody@example.com" };
-            let started = Instant::now();
-            let resp = request_reset(&server, login).await;
-            let took = started.elapsed();
-            assert_eq!(resp.status(), 202);
-            resp.bytes().await.unwrap();
-            if i % 2 == 0 {
-                known.push(took)
-            } else {
-                unknown.push(took)
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let (k, u) = (median(known), median(unknown));
-        let ratio = k.as_secs_f64() / u.as_secs_f64();
-        verdicts.push((k, u, ratio));
-        if (0.9..=1.1).contains(&ratio) {
-            return;
-        }
+    // Timing: the medians of interleaved requests (200 each, after a warm-up, so the
+    // medians are steady on a shared machine) are within 10%. The work a known account
+    // causes runs after the answer, so it cannot show in the answer's time.
+    for _ in 0..20 {
+        request_reset(&server, "nobody").await.bytes().await.unwrap();
     }
-    panic!("the medians differ by more than 10% in three rounds on {}: {verdicts:?}", backend());
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for i in 0..400 {
+        let login = if i % 2 == 0 { "eve@example.com" } else { "nobody@example.com" };
+        let started = Instant::now();
+        let resp = request_reset(&server, login).await;
+        resp.bytes().await.unwrap();
+        let took = started.elapsed();
+        if i % 2 == 0 { known.push(took) } else { unknown.push(took) }
+    }
+    let (k, u) = (median(known), median(unknown));
+    let ratio = k.as_secs_f64() / u.as_secs_f64();
+    assert!((0.9..=1.1).contains(&ratio), "medians {k:?} (known) and {u:?} (unknown) on {}", backend());
 }
 
 #[tokio::test]
@@ -365,13 +370,13 @@ async fn one_address_is_sent_at_most_its_hourly_share() {
     })
     .await;
     let admin = admin(&server).await;
-    verified_user(&server, &inbox, &admin, "gus", "gus@example.com").await; // the first of the hour's 4
+    verified_user(&server, &inbox, &admin, "gus", "gus@example.com").await;
     for _ in 0..6 {
         assert_eq!(request_reset(&server, "gus").await.status(), 202, "the answer never tells");
     }
-    inbox.nth_to("gus@example.com", 4).await;
+    inbox.nth_to("gus@example.com", 5).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // (time for any mail beyond the share to show up)
-    assert_eq!(inbox.to("gus@example.com").len(), 4, "the verification and 3 resets, then the limit");
+    assert_eq!(inbox.to("gus@example.com").len(), 5, "the verification, then 4 resets: the reset share");
     // The admin's link counts against the same share: 429.
     let (status, body) = call(
         &server,
@@ -384,7 +389,21 @@ async fn one_address_is_sent_at_most_its_hourly_share() {
     assert_eq!((status, body["error"].as_str()), (429, Some("rate_limited")), "{body}");
     server.clock.advance(15 * 60);
     assert_eq!(request_reset(&server, "gus").await.status(), 202);
-    inbox.nth_to("gus@example.com", 5).await;
+    inbox.nth_to("gus@example.com", 6).await;
+    // Another purpose has a share of its own: registrations giving gus's address cannot
+    // spend the resets gus needs.
+    for i in 0..6 {
+        server
+            .post("/auth/register")
+            .json(&json!({"username": format!("squatter{i}"), "password": PASSWORD, "email": "gus@example.com"}))
+            .sent()
+            .await;
+    }
+    server.clock.advance(15 * 60);
+    assert_eq!(request_reset(&server, "gus").await.status(), 202);
+    // The verification, 4 + 1 resets, 3 verifications (what was left of that share), and
+    // this reset: 10.
+    inbox.nth_to("gus@example.com", 10).await;
 }
 
 async fn gus_id(server: &TestServer) -> String {
@@ -438,6 +457,39 @@ async fn a_message_waits_out_a_dead_relay_and_a_restart_and_is_delivered_once() 
     assert_eq!(inbox.to("hal@example.com").len(), 1, "delivered once");
     let verified = node.post("/auth/email/verify").json(&json!({"token": mail.token()})).sent().await;
     assert_eq!(verified.status(), 204, "the link from before the restart works");
+}
+
+#[tokio::test]
+async fn a_message_the_relay_refuses_for_good_is_given_up_audited_and_emptied() {
+    let (inbox, port) = Inbox::start();
+    let server = mailing_server(port, |_| {}).await;
+    let admin = admin(&server).await;
+    let dead_before = server.state.metrics.mail.with_label_values(&["dead"]).get();
+    let (status, _) = call(
+        &server,
+        &admin,
+        reqwest::Method::POST,
+        "/admin/users",
+        Some(json!({"username": "ola", "password": PASSWORD, "email": "bounce@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let dead = || async {
+        let rows =
+            latchkey_server::store::outbox::of_recipient(&server.state.db, "bounce@example.com", 10).await.unwrap();
+        rows.first().is_some_and(|row| row.state == latchkey_server::store::entities::OutboxState::Dead)
+    };
+    eventually("the refused message is dead", Duration::from_secs(20), dead).await;
+    let row = latchkey_server::store::outbox::of_recipient(&server.state.db, "bounce@example.com", 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(row.attempts, 1, "a 550 is not retried");
+    assert!(row.payload.is_empty(), "its content is dropped");
+    assert!(row.last_error.as_deref().is_some_and(|e| e.contains("550")), "{:?}", row.last_error);
+    assert!(server.audit_actions().await.contains(&("mail.dead".into(), Some(row.id.clone()))));
+    assert_eq!(server.state.metrics.mail.with_label_values(&["dead"]).get(), dead_before + 1);
+    assert!(inbox.all().is_empty());
 }
 
 #[tokio::test]
@@ -526,14 +578,21 @@ async fn self_registration_can_require_a_verified_address_and_a_change_of_addres
     let blocked = server.spa_post("/auth/login").json(&json!({"username": "jo", "password": PASSWORD})).sent().await;
     assert_error(blocked, 403, "email_not_verified").await;
 
+    // Whoever knows the password gets a fresh link (an old one may have expired or been
+    // lost), which replaces the first.
+    let first = inbox.nth_to("jo@example.com", 1).await.token();
+    let token = inbox.nth_to("jo@example.com", 2).await.token();
+    let stale = server.post("/auth/email/verify").json(&json!({"token": first})).sent().await;
+    assert_error(stale, 400, "invalid_email_token").await;
+
     // The link, followed in a browser: the GET shows a button and changes nothing.
-    let mail = inbox.nth_to("jo@example.com", 1).await;
-    let token = mail.token();
     let page = server.get(&format!("/ui/verify-email?token={token}")).sent().await;
     assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     let (cookie, csrf, body) = form_of(page).await;
     assert!(body.contains("jo@example.com"), "{body}");
-    assert_eq!(server.login_status("jo", PASSWORD).await, 403, "opening the link verified nothing");
+    let jo = latchkey_server::store::users::find_by_username(&server.state.db, "jo").await.unwrap().unwrap();
+    assert!(!jo.email_verified, "opening the link verified nothing");
     let forged = server
         .post("/ui/verify-email")
         .header("cookie", format!("lk_browser={cookie}"))
@@ -562,7 +621,7 @@ async fn self_registration_can_require_a_verified_address_and_a_change_of_addres
     assert_error(change("not the password").await, 401, "invalid_credentials").await;
     assert_eq!(change(PASSWORD).await.status(), 202);
     let link = inbox.nth_to("jo@new.example", 1).await;
-    let notice = inbox.nth_to("jo@example.com", 2).await;
+    let notice = inbox.nth_to("jo@example.com", 3).await;
     assert!(notice.text().contains("j***@new.example"), "{}", notice.text());
     assert!(!notice.text().contains("token="), "the notice carries no link");
     let me: Value = server.me(&access).await.json().await.unwrap();
@@ -679,4 +738,73 @@ async fn the_file_transport_writes_each_message_readable_by_its_owner_only() {
     assert_eq!(std::fs::metadata(&outbox).unwrap().permissions().mode() & 0o777, 0o700);
     let text = std::fs::read_to_string(file).unwrap();
     assert!(text.contains("ned@example.com") && text.contains("multipart/alternative"));
+}
+
+#[tokio::test]
+async fn a_process_killed_with_mail_queued_sends_it_after_its_restart() {
+    let (dir, url) = crate::harness::database_for_nodes().await;
+    let port = free_port();
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let env = [
+        ("LATCHKEY_MAIL__TRANSPORT", "smtp"),
+        ("LATCHKEY_MAIL__FROM", "Latchkey <no-reply@latchkey.test>"),
+        ("LATCHKEY_MAIL__SMTP_URL", smtp_url.as_str()),
+        ("LATCHKEY_MAIL__TLS", "none"),
+        ("LATCHKEY_MAIL__TIMEOUT_SECS", "1"),
+        ("LATCHKEY_MAIL__RETRY_BASE_SECS", "1"),
+        ("LATCHKEY_MAIL__RETRY_MAX_SECS", "1"),
+    ];
+    let mut node = crate::refresh::spawn_node_with(&url, dir.path(), &env);
+    let base = crate::refresh::wait_for_listen(&mut node);
+    let http = reqwest::Client::new();
+    let registered = http
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"username": "kay", "password": PASSWORD, "email": "kay@example.com"}))
+        .sent()
+        .await;
+    assert_eq!(registered.status(), 201);
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    eventually("an attempt against the dead relay", Duration::from_secs(20), || async {
+        let rows = latchkey_server::store::outbox::of_recipient(&db, "kay@example.com", 10).await.unwrap();
+        rows.first().is_some_and(|row| row.attempts >= 1)
+    })
+    .await;
+    node.kill().unwrap(); // SIGKILL: no shutdown, no last write
+    node.wait().unwrap();
+
+    let inbox = Inbox::serve(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let mut restarted = crate::refresh::spawn_node_with(&url, dir.path(), &env);
+    crate::refresh::wait_for_listen(&mut restarted);
+    let mail = inbox.nth_to("kay@example.com", 1).await;
+    assert!(mail.token().starts_with("lk_ev_"));
+    tokio::time::sleep(Duration::from_millis(2500)).await; // (more ticks of the loop)
+    restarted.kill().ok();
+    assert_eq!(inbox.to("kay@example.com").len(), 1, "sent once after the restart on {}", backend());
+}
+
+#[tokio::test]
+async fn a_reset_ends_a_sign_in_begun_with_the_old_password() {
+    use crate::code_flow::{Browser, at_page, authorize, code_for, exchange, register_rp, sign_in, verify_id_token};
+    let (inbox, port) = Inbox::start();
+    let server = mailing_server(port, |_| {}).await;
+    let admin = admin(&server).await;
+    verified_user(&server, &inbox, &admin, "pia", "pia@example.com").await;
+    // The id_token's email scope vouches for the verified address.
+    let wiki = register_rp(&server, "wiki", false, true).await;
+    let code = code_for(&server, &mut Browser::new(), &wiki, "pia").await;
+    let tokens: Value = exchange(&server, &wiki, &code, &wiki.verifier).await.json().await.unwrap();
+    let id = verify_id_token(&server, tokens["id_token"].as_str().unwrap(), "wiki").await;
+    assert_eq!((id["email"].as_str(), id["email_verified"].as_bool()), (Some("pia@example.com"), Some(true)));
+    let rp = register_rp(&server, "grafana", false, true).await;
+    let mut browser = Browser::new();
+    let page = at_page(authorize(&server, &mut browser, &rp, &[]).await);
+    let consent = at_page(sign_in(&server, &mut browser, &page, "pia").await);
+    assert!(consent.contains("Allow access?"), "parked at consent, past the password: {consent}");
+
+    assert_eq!(request_reset(&server, "pia").await.status(), 202);
+    let token = inbox.nth_to("pia@example.com", 2).await.token();
+    assert_eq!(complete_reset(&server, &token, NEW_PASSWORD).await.status(), 204);
+    let allowed = browser.submit(&server, "/ui/consent", &consent, &[("decision", "allow")]).await;
+    assert_eq!(allowed.status(), 400, "the sign-in begun with the old password is over");
+    assert!(allowed.text().await.unwrap().contains("expired"));
 }
