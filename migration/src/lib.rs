@@ -21,6 +21,7 @@ mod m20261202_000010_backchannel_logout;
 mod m20261202_000011_account_client;
 mod m20261202_000012_passkeys;
 mod m20261203_000013_mail;
+mod m20261203_000014_dpop;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_account_client::Migration),
             Box::new(m20261202_000012_passkeys::Migration),
             Box::new(m20261203_000013_mail::Migration),
+            Box::new(m20261203_000014_dpop::Migration),
         ]
     }
 }

@@ -43,7 +43,8 @@ pub async fn purge(state: &AppState) -> Result<Option<Purged>> {
     }
     done.challenges = drain(|| purge::expired_challenges(&state.db, now, batch), batch).await?
         + drain(|| purge::expired_ceremonies(&state.db, now, batch), batch).await?
-        + drain(|| purge::expired_email_tokens(&state.db, now, batch), batch).await?;
+        + drain(|| purge::expired_email_tokens(&state.db, now, batch), batch).await?
+        + drain(|| purge::expired_dpop_proofs(&state.db, now, batch), batch).await?;
     let grace_ended = now - config.tokens.refresh_grace.as_secs() as i64;
     done.sealed_children = drain(|| purge::sealed_children(&state.db, grace_ended, batch), batch).await?;
     // A code is kept past its use only as long as it could still be presented again

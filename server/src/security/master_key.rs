@@ -30,8 +30,13 @@ pub enum MasterKeyError {
 #[error("decryption failed (wrong master key or corrupted data)")]
 pub struct DecryptError;
 
+/// The HKDF salt of every key derived from the master key (its purpose is the info).
+const DERIVATION_SALT: &[u8] = b"latchkey master key derivations v1";
+
 pub struct MasterKey {
     key: LessSafeKey,
+    /// HKDF's pseudo-random key over the master key, for keys of other purposes.
+    derivations: aws_lc_rs::hkdf::Prk,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -44,7 +49,18 @@ impl MasterKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         // AES-256 accepts any 32-byte key, so construction cannot fail.
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).unwrap_or_else(|_| unreachable!());
-        Self { key: LessSafeKey::new(unbound) }
+        let salt = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, DERIVATION_SALT);
+        Self { key: LessSafeKey::new(unbound), derivations: salt.extract(bytes) }
+    }
+
+    /// An HMAC-SHA-256 key for `purpose`, derived from the master key with HKDF: every
+    /// node holding the master key derives the same one, and no two purposes share one.
+    pub fn hmac_key(&self, purpose: &str) -> aws_lc_rs::hmac::Key {
+        self.derivations
+            .expand(&[purpose.as_bytes()], aws_lc_rs::hmac::HMAC_SHA256)
+            .map(aws_lc_rs::hmac::Key::from)
+            // HKDF-SHA-256 expands to 32 bytes for any info.
+            .unwrap_or_else(|_| unreachable!())
     }
 
     /// Loads the key, creating a fresh one (mode 0600) if the file does not exist yet.
@@ -151,6 +167,17 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_are_the_same_for_one_master_key_and_differ_by_purpose() {
+        let tag = |key: &MasterKey, purpose: &str| {
+            aws_lc_rs::hmac::sign(&key.hmac_key(purpose), b"message").as_ref().to_vec()
+        };
+        let (a, b) = (MasterKey::from_bytes(&[7u8; 32]), MasterKey::from_bytes(&[7u8; 32]));
+        assert_eq!(tag(&a, "dpop-nonce"), tag(&b, "dpop-nonce"), "every node derives the same key");
+        assert_ne!(tag(&a, "dpop-nonce"), tag(&a, "other"));
+        assert_ne!(tag(&a, "dpop-nonce"), tag(&MasterKey::from_bytes(&[8u8; 32]), "dpop-nonce"));
+    }
 
     #[test]
     fn round_trip_and_context_binding() {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod authorization;
 pub mod clients;
 pub mod columns;
+pub mod dpop;
 pub mod entities;
 pub mod keys;
 pub mod mail;

@@ -6,8 +6,8 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Query
 
 use super::audit::{self, ANCHOR, AuditChain, ChainBreak, ChainPoint, ChainWalk};
 use super::entities::{
-    OutboxState, audit_events, authorization_codes, authorization_requests, email_tokens, mfa_challenges, outbox,
-    refresh_tokens, sessions, sso_sessions, webauthn_ceremonies,
+    OutboxState, audit_events, authorization_codes, authorization_requests, dpop_proofs, email_tokens, mfa_challenges,
+    outbox, refresh_tokens, sessions, sso_sessions, webauthn_ceremonies,
 };
 use super::{Db, Starts, StoreResult, begin_write};
 
@@ -105,6 +105,12 @@ pub async fn expired_challenges(db: &impl ConnectionTrait, before: i64, batch: u
 pub async fn expired_ceremonies(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
     let expired = Condition::all().add(webauthn_ceremonies::Column::ExpiresAt.lt(before));
     delete_batch::<webauthn_ceremonies::Entity>(db, webauthn_ceremonies::Column::Id, expired, batch).await
+}
+
+/// DPoP proofs whose `iat` window has closed (they would be refused anyway).
+pub async fn expired_dpop_proofs(db: &impl ConnectionTrait, before: i64, batch: u64) -> StoreResult<u64> {
+    let expired = Condition::all().add(dpop_proofs::Column::ExpiresAt.lt(before));
+    delete_batch::<dpop_proofs::Entity>(db, dpop_proofs::Column::ProofKey, expired, batch).await
 }
 
 /// Mailed links (reset, verification) nobody followed in time.

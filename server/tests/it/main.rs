@@ -13,6 +13,7 @@ mod cli;
 mod code_flow;
 mod cookie_flow;
 mod defences;
+mod dpop;
 mod e2e;
 mod forged_tokens;
 mod hardening;

@@ -9,6 +9,7 @@ pub mod authorization_requests;
 pub mod client_roles;
 pub mod clients;
 pub mod consents;
+pub mod dpop_proofs;
 pub mod email_tokens;
 pub mod mfa_challenges;
 pub mod outbox;
