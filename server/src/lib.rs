@@ -141,6 +141,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         node_id: uuid::Uuid::new_v4().to_string(),
         webauthn,
         mailer,
+        reset_lookups: std::sync::Arc::new(tokio::sync::Semaphore::new(domain::reset::LOOKUPS_AT_ONCE)),
     });
     domain::users::check_confusables_at_startup(&state).await.map_err(StartupError::Startup)?;
     domain::passkeys::check_policy_roles_at_startup(&state).await.map_err(StartupError::Startup)?;

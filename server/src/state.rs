@@ -31,6 +31,8 @@ pub struct Inner {
     pub webauthn: Option<webauthn_rs::Webauthn>,
     /// Where mail goes; `None` when no mail is configured (see `config.mail`).
     pub mailer: Option<Box<dyn crate::mail::Mailer>>,
+    /// Password reset lookups running after their answers (see `domain::reset`).
+    pub reset_lookups: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

@@ -487,7 +487,7 @@ impl AuthApi {
     }
 
     /// Set a new password with a reset link's token (policy checked). Every session of
-    /// the user ends, and lockouts are cleared. 400 `invalid_email_token` for a link
+    /// the user ends, and lockouts are cleared. 401 `invalid_email_token` for a link
     /// that is unknown, used, expired, replaced or issued before a password change.
     #[oai(path = "/password-reset/complete", method = "post", operation_id = "completePasswordReset")]
     async fn complete_password_reset(
@@ -505,7 +505,8 @@ impl AuthApi {
     }
 
     /// Confirm an email address with a verification link's token: it becomes the
-    /// account's, verified. 409 `email_taken` when another account verified it first.
+    /// account's, verified. 401 `invalid_email_token` for a dead link; 409 `email_taken`
+    /// when another account verified the address first.
     #[oai(path = "/email/verify", method = "post", operation_id = "verifyEmail")]
     async fn verify_email(
         &self,

@@ -118,6 +118,10 @@ impl From<Error> for ApiError {
             Error::InvalidSecondFactor => {
                 Self::Unauthorized(ErrorBody::new(ErrorCode::InvalidCode, description), BEARER_CHALLENGE.to_string())
             }
+            Error::InvalidLink => Self::Unauthorized(
+                ErrorBody::new(ErrorCode::InvalidEmailToken, description),
+                BEARER_CHALLENGE.to_string(),
+            ),
             Error::InvalidPasskey(_) => {
                 Self::Unauthorized(ErrorBody::new(ErrorCode::InvalidPasskey, description), BEARER_CHALLENGE.to_string())
             }

@@ -165,7 +165,7 @@ pub async fn take_address_token(
 /// The one answer for a mailed link that cannot be used: unknown, used, expired,
 /// replaced by a newer one, or no longer matching the account.
 pub fn invalid_link() -> Error {
-    Error::bad_request(ErrorCode::InvalidEmailToken, "this link is invalid, used or expired; ask for a new one")
+    Error::InvalidLink
 }
 
 /// Whether `token` could be one of ours with `prefix` (before any lookup).

@@ -45,6 +45,11 @@ pub enum Error {
     /// A passkey's answer was refused (401; registration answers 400).
     #[error("{0}")]
     InvalidPasskey(String),
+    /// A mailed link (reset, verification) that cannot be used: unknown, used, expired,
+    /// replaced or no longer matching its account (401 `invalid_email_token`, like any
+    /// other refused credential).
+    #[error("this link is invalid, used or expired; ask for a new one")]
+    InvalidLink,
     /// A missing, malformed, expired or revoked bearer token (401).
     #[error("{0}")]
     InvalidToken(String),

@@ -32,14 +32,9 @@ pub use super::mail::invalid_link as invalid_token;
 /// How long the lookup waits after the answer (see [`request`]).
 const ANSWER_FIRST: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Reset requests being looked up at once, at most; beyond, a request is dropped (its
-/// answer, given already, is the same either way).
-const LOOKUPS_AT_ONCE: usize = 64;
-
-fn lookups() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE))
-}
+/// Reset requests being looked up at once on a node, at most; beyond, a request is
+/// dropped (its answer, given already, is the same either way).
+pub const LOOKUPS_AT_ONCE: usize = 64;
 
 /// A password hash's fingerprint: a link records the one it was issued under.
 fn fingerprint(password_hash: &str) -> String {
@@ -55,7 +50,7 @@ pub fn request(state: &AppState, login: &str, ip: Option<String>) -> Result<()> 
     if login.is_empty() || login.chars().count() > 254 || login.chars().any(char::is_control) {
         return Err(Error::bad_request(ErrorCode::InvalidRequest, "give a username or an email address"));
     }
-    let Ok(slot) = lookups().try_acquire() else {
+    let Ok(slot) = state.reset_lookups.clone().try_acquire_owned() else {
         tracing::warn!("password reset requests arrive faster than they are looked up; one is dropped");
         return Ok(());
     };

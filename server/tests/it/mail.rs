@@ -206,7 +206,7 @@ async fn a_forgotten_password_is_reset_through_a_mailed_link_and_every_session_e
 
     assert_error(complete_reset(&server, &token, "short").await, 400, "invalid_password").await;
     assert_eq!(complete_reset(&server, &token, NEW_PASSWORD).await.status(), 204);
-    assert_error(complete_reset(&server, &token, "yet another passphrase").await, 400, "invalid_email_token").await;
+    assert_error(complete_reset(&server, &token, "yet another passphrase").await, 401, "invalid_email_token").await;
 
     assert_eq!(server.refresh(&cookie).await.status(), 401, "the reset ended the session");
     assert_eq!(server.login_status("ada", PASSWORD).await, 401, "the old password is gone");
@@ -237,14 +237,14 @@ async fn a_reset_link_dies_when_used_expired_replaced_or_outlived_by_a_password_
     // Expired: the link works for 30 minutes of the (injected) clock.
     let token = reset_token(&server, &inbox, "bea", next()).await;
     server.clock.advance(30 * 60 + 1);
-    assert_error(complete_reset(&server, &token, NEW_PASSWORD).await, 400, "invalid_email_token").await;
+    assert_error(complete_reset(&server, &token, NEW_PASSWORD).await, 401, "invalid_email_token").await;
     let hosted = server.get(&format!("/ui/password-reset?token={token}")).sent().await;
     assert_eq!(hosted.status(), 400, "the hosted page says so too");
 
     // Replaced by a newer reset.
     let older = reset_token(&server, &inbox, "bea", next()).await;
     let newer = reset_token(&server, &inbox, "bea", next()).await;
-    assert_error(complete_reset(&server, &older, NEW_PASSWORD).await, 400, "invalid_email_token").await;
+    assert_error(complete_reset(&server, &older, NEW_PASSWORD).await, 401, "invalid_email_token").await;
 
     // Outlived by a password change.
     let (access, _) = server.login("bea").await;
@@ -255,7 +255,7 @@ async fn a_reset_link_dies_when_used_expired_replaced_or_outlived_by_a_password_
         .sent()
         .await;
     assert_eq!(changed.status(), 204);
-    assert_error(complete_reset(&server, &newer, NEW_PASSWORD).await, 400, "invalid_email_token").await;
+    assert_error(complete_reset(&server, &newer, NEW_PASSWORD).await, 401, "invalid_email_token").await;
 
     // Another user's link resets that user, never this one.
     assert_eq!(request_reset(&server, "cal").await.status(), 202);
@@ -263,7 +263,7 @@ async fn a_reset_link_dies_when_used_expired_replaced_or_outlived_by_a_password_
     assert_eq!(complete_reset(&server, &cal_token, NEW_PASSWORD).await.status(), 204);
     assert_eq!(server.login_status("bea", NEW_PASSWORD).await, 401);
     assert_eq!(server.login_status("cal", NEW_PASSWORD).await, 200);
-    assert_error(complete_reset(&server, "lk_pr_not-a-token", NEW_PASSWORD).await, 400, "invalid_email_token").await;
+    assert_error(complete_reset(&server, "lk_pr_not-a-token", NEW_PASSWORD).await, 401, "invalid_email_token").await;
 }
 
 #[tokio::test]
@@ -583,7 +583,7 @@ async fn self_registration_can_require_a_verified_address_and_a_change_of_addres
     let first = inbox.nth_to("jo@example.com", 1).await.token();
     let token = inbox.nth_to("jo@example.com", 2).await.token();
     let stale = server.post("/auth/email/verify").json(&json!({"token": first})).sent().await;
-    assert_error(stale, 400, "invalid_email_token").await;
+    assert_error(stale, 401, "invalid_email_token").await;
 
     // The link, followed in a browser: the GET shows a button and changes nothing.
     let page = server.get(&format!("/ui/verify-email?token={token}")).sent().await;

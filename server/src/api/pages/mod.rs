@@ -211,6 +211,7 @@ fn error_page(req: &Request, state: &AppState, err: &Error) -> Response {
         Error::BadRequest { description, .. } => (StatusCode::BAD_REQUEST, description.clone()),
         Error::NotFound(_) => (StatusCode::NOT_FOUND, EN.not_found.to_string()),
         Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, EN.rate_limited.to_string()),
+        Error::InvalidLink => (StatusCode::BAD_REQUEST, err.to_string()),
         Error::Forbidden { description, .. } => (StatusCode::FORBIDDEN, description.clone()),
         Error::Conflict { description, .. } => (StatusCode::CONFLICT, description.clone()),
         Error::Busy { .. } | Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, EN.busy.to_string()),
