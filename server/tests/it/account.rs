@@ -12,7 +12,7 @@ use crate::code_flow::{register_rp, sign_in};
 use crate::harness::{Fetch, PASSWORD, TestServer, backend, user_with_roles};
 
 /// The account page of `browser`, signing in as `username` first when it has to.
-async fn open_account(server: &TestServer, browser: &mut Browser, username: &str) -> String {
+pub async fn open_account(server: &TestServer, browser: &mut Browser, username: &str) -> String {
     let resp = browser.get(&server.url("/account")).await;
     match follow(server, browser, resp).await {
         Landed::AtPage(url, page) if page.contains("current-password") && url.contains("/ui/signin") => {
@@ -27,7 +27,13 @@ async fn open_account(server: &TestServer, browser: &mut Browser, username: &str
 }
 
 /// Posts one of the account page's forms (with its CSRF token) and follows the redirect.
-async fn post(server: &TestServer, browser: &mut Browser, page: &str, path: &str, fields: &[(&str, &str)]) -> String {
+pub async fn post(
+    server: &TestServer,
+    browser: &mut Browser,
+    page: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> String {
     let csrf = hidden(page, "csrf_token");
     let mut form = vec![("csrf_token", csrf.as_str())];
     form.extend_from_slice(fields);

@@ -808,3 +808,50 @@ async fn a_reset_ends_a_sign_in_begun_with_the_old_password() {
     assert_eq!(allowed.status(), 400, "the sign-in begun with the old password is over");
     assert!(allowed.text().await.unwrap().contains("expired"));
 }
+
+#[tokio::test]
+async fn the_account_page_changes_the_address_and_mails_the_link_again() {
+    use crate::account::{open_account, post};
+    use crate::code_flow::Browser;
+    let (inbox, port) = Inbox::start();
+    let server = mailing_server(port, |_| {}).await;
+    let admin = admin(&server).await;
+    verified_user(&server, &inbox, &admin, "quinn", "quinn@example.com").await;
+    let mut browser = Browser::new();
+    let page = open_account(&server, &mut browser, "quinn").await;
+    assert!(page.contains("quinn@example.com") && page.contains("/account/email"), "{page}");
+    assert!(!page.contains("not confirmed"), "a verified address is shown as such");
+
+    let wrong = [("email", "quinn@new.example"), ("password", "not the password")];
+    let page = post(&server, &mut browser, &page, "/account/email", &wrong).await;
+    assert!(page.contains("That password is not right."), "{page}");
+    let good = [("email", "quinn@new.example"), ("password", PASSWORD)];
+    let page = post(&server, &mut browser, &page, "/account/email", &good).await;
+    assert!(page.contains("A confirmation link is on its way"), "{page}");
+    assert!(page.contains("A confirmation link was sent to quinn@new.example"), "the pending change is shown: {page}");
+    let first = inbox.nth_to("quinn@new.example", 1).await.token();
+    inbox.nth_to("quinn@example.com", 2).await; // the notice to the old address
+
+    // An admin sets an address at once, unverified: the page offers the link again.
+    let quinn = latchkey_server::store::users::find_by_username(&server.state.db, "quinn").await.unwrap().unwrap();
+    let (status, _) = call(
+        &server,
+        &admin,
+        reqwest::Method::PATCH,
+        &format!("/admin/users/{}", quinn.id),
+        Some(json!({"email": "quinn@admin.example"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    inbox.nth_to("quinn@admin.example", 1).await;
+    let stale = server.post("/auth/email/verify").json(&json!({"token": first})).sent().await;
+    assert_error(stale, 401, "invalid_email_token").await; // the address changed: old links die
+    let page = open_account(&server, &mut browser, "quinn").await;
+    assert!(page.contains("not confirmed") && page.contains("/account/email/verification"), "{page}");
+    let page = post(&server, &mut browser, &page, "/account/email/verification", &[]).await;
+    assert!(page.contains("A confirmation link is on its way to your address."), "{page}");
+    let link = inbox.nth_to("quinn@admin.example", 2).await;
+    assert_eq!(server.post("/auth/email/verify").json(&json!({"token": link.token()})).sent().await.status(), 204);
+    let page = open_account(&server, &mut browser, "quinn").await;
+    assert!(page.contains("quinn@admin.example") && !page.contains("not confirmed"), "{page}");
+}
