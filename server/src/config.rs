@@ -578,6 +578,9 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Mail {
     pub transport: MailTransport,
+    /// `public_url`'s host: the name the SMTP client greets with and the domain of every
+    /// Message-ID.
+    pub host: String,
     pub from: lettre::message::Mailbox,
     pub timeout: Duration,
     pub max_attempts: u32,
@@ -1216,6 +1219,7 @@ impl Mail {
         };
         Ok(Mail {
             transport,
+            host: public_url.host_str().unwrap_or("localhost").trim_matches(['[', ']']).to_string(),
             from,
             timeout: positive("mail.timeout_secs", m.timeout_secs)?,
             max_attempts: m.max_attempts,

@@ -119,13 +119,10 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         None => None,
     };
     let mailer = match &config.mail {
-        Some(mail) => {
-            let host = url::Url::parse(&config.issuer).ok().and_then(|u| u.host_str().map(str::to_string));
-            Some(
-                mail::mailer(mail, host.as_deref().unwrap_or("localhost"))
-                    .map_err(|e| StartupError::Config(config::ConfigError(format!("invalid `mail`: {e}"))))?,
-            )
-        }
+        Some(mail) => Some(
+            mail::mailer(mail)
+                .map_err(|e| StartupError::Config(config::ConfigError(format!("invalid `mail`: {e}"))))?,
+        ),
         None => None,
     };
     let state = AppState::new(Inner {

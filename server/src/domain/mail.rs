@@ -98,12 +98,10 @@ async fn attempt(state: &AppState, mailer: &dyn Mailer, claim: Claimed) -> Resul
     let Some(composed) = unseal(state, &claim) else {
         return give_up(state, &claim, "its content cannot be read (sealed under another master key?)").await;
     };
-    let host = url::Url::parse(&state.config.issuer).ok().and_then(|u| u.host_str().map(str::to_string));
-    let failure =
-        match crate::mail::message(&config.from, host.as_deref().unwrap_or("localhost"), &claim.row.id, &composed) {
-            Err(e) => Some(e),
-            Ok(message) => mailer.send(&message).await.err(),
-        };
+    let failure = match crate::mail::message(&config.from, &config.host, &claim.row.id, &composed) {
+        Err(e) => Some(e),
+        Ok(message) => mailer.send(&message).await.err(),
+    };
     let Some(failure) = failure else {
         if outbox::mark_delivered(&state.db, &claim, state.now()).await? {
             state.metrics.mail.with_label_values(&["sent"]).inc();

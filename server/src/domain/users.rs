@@ -337,8 +337,8 @@ pub async fn admin_update(state: &AppState, user_id: &str, update: AdminUpdate, 
         Err(Error::Conflict { code: ErrorCode::Conflict, .. }) => return Err(super::verification::email_taken()),
         other => other?,
     };
-    super::verification::after_admin_change(state, &before, by.actor()).await;
-    get(state, &view.id).await
+    super::verification::after_admin_change(state, &before, &view, by.actor()).await;
+    Ok(view)
 }
 
 /// Mails the user a verification link (to its current address) or a password reset

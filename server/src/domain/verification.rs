@@ -142,14 +142,10 @@ pub async fn request_change(
 /// unless they marked it verified, the new address gets a link to prove it and the old
 /// verified one a notice. The change has committed; a mail that cannot be queued is
 /// logged, and the admin can send the link again.
-pub async fn after_admin_change(state: &AppState, before: &UserRow, actor: &str) {
+pub async fn after_admin_change(state: &AppState, before: &UserRow, after: &super::users::UserView, actor: &str) {
     if state.config.mail.is_none() {
         return;
     }
-    let after = match crate::store::users::find_by_id(&state.db, &before.id).await {
-        Ok(Some(after)) => after,
-        _ => return,
-    };
     let changed = !matches!((&before.email, &after.email), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
     let Some(address) = after.email.as_deref().filter(|_| changed && !after.email_verified) else { return };
     let queued = async {

@@ -59,7 +59,8 @@ pub trait Mailer: Send + Sync {
 
 /// The mailer `config` names. Reading the SMTP password file happens here, at start-up,
 /// so a missing file stops the server instead of every message.
-pub fn mailer(config: &MailConfig, hello_name: &str) -> Result<Box<dyn Mailer>, String> {
+pub fn mailer(config: &MailConfig) -> Result<Box<dyn Mailer>, String> {
+    let hello_name = config.host.as_str();
     match &config.transport {
         MailTransport::File { dir } => Ok(Box::new(FileMailer::new(dir.clone())?)),
         MailTransport::Smtp { host, port, tls, username, password_file } => {
