@@ -111,6 +111,9 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// Its token requests must carry a DPoP proof.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
     pub created_at: String,
     pub updated_at: String,
 }

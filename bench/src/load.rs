@@ -32,14 +32,21 @@ pub enum Scenario {
     /// A usernameless passkey sign-in through the JSON API: start, the authenticator's
     /// ES256 assertion (a software one, in the load generator), finish → tokens.
     Passkey,
+    /// `client-credentials` with a DPoP proof (RFC 9449) on every request, each signed
+    /// by the load generator with the connection's P-256 key: a bound token.
+    DpopClientCredentials,
+    /// `refresh` of a DPoP-bound cookie session, a fresh proof with each.
+    DpopRefresh,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Jwks,
         Scenario::Me,
         Scenario::ClientCredentials,
+        Scenario::DpopClientCredentials,
         Scenario::Refresh,
+        Scenario::DpopRefresh,
         Scenario::Login,
         Scenario::Passkey,
         Scenario::Mixed,
@@ -57,6 +64,100 @@ struct Account {
     browser: Option<BrowserState>,
     /// Its passkey, registered at seeding (the bench's own server only).
     passkey: Option<latchkey_softpasskey::SoftPasskey>,
+    /// Its DPoP key and a second session bound to it (Latchkey only).
+    dpop: Option<DpopSession>,
+}
+
+/// A DPoP client's P-256 key and the latest nonce the server handed it.
+struct DpopKey {
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+    /// The proof header, base64url: the same for every proof of this key.
+    header: String,
+    nonce: Option<String>,
+}
+
+impl DpopKey {
+    fn new() -> anyhow::Result<Self> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| anyhow::anyhow!("P-256 key generation failed"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .map_err(|_| anyhow::anyhow!("P-256 key parsing failed"))?;
+        let point = pair.public_key().as_ref();
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])});
+        let header = b64(serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}).to_string().as_bytes());
+        Ok(Self { pair, header, nonce: None })
+    }
+
+    /// A proof of `method` `url` (the issuer's URL, not the address the load goes to).
+    fn proof(&self, method: &str, url: &str) -> String {
+        let iat = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({"jti": uuid::Uuid::new_v4().simple().to_string(), "htm": method, "htu": url, "iat": iat});
+        if let Some(nonce) = &self.nonce {
+            claims["nonce"] = serde_json::json!(nonce);
+        }
+        let input = format!("{}.{}", self.header, b64(claims.to_string().as_bytes()));
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self.pair.sign(&rng, input.as_bytes()) {
+            Ok(signature) => format!("{input}.{}", b64(signature.as_ref())),
+            Err(_) => input,
+        }
+    }
+
+    /// Keeps the nonce an answer carries; true when the answer asks for the request
+    /// again with it (`use_dpop_nonce`, whose body need not be read to know: a 400
+    /// bringing a new nonce to a proof that had none or an old one).
+    fn keep_nonce(&mut self, resp: &reqwest::Response) -> bool {
+        let Some(nonce) = resp.headers().get("dpop-nonce").and_then(|v| v.to_str().ok()) else { return false };
+        let changed = self.nonce.as_deref() != Some(nonce);
+        self.nonce = Some(nonce.to_string());
+        changed && resp.status() == 400
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An account's DPoP key and the refresh cookie of its session bound to that key.
+struct DpopSession {
+    key: DpopKey,
+    refresh_token: String,
+}
+
+/// A DPoP request with the nonce dance: sent once, and once more when the answer hands
+/// a new nonce back with `use_dpop_nonce`.
+async fn with_proof(
+    key: &mut DpopKey,
+    url: &str,
+    send: impl Fn(String) -> reqwest::RequestBuilder,
+) -> Option<reqwest::Response> {
+    let resp = send(key.proof("POST", url)).send().await.ok()?;
+    if !key.keep_nonce(&resp) {
+        return Some(resp);
+    }
+    let again = send(key.proof("POST", url)).send().await.ok()?;
+    key.keep_nonce(&again);
+    Some(again)
+}
+
+/// A DPoP login of `username`: its key and the bound session's refresh cookie.
+async fn dpop_login(http: &reqwest::Client, base: &str, issuer: &str, username: &str) -> anyhow::Result<DpopSession> {
+    let mut key = DpopKey::new()?;
+    let url = format!("{issuer}/auth/login");
+    let body = serde_json::json!({"username": username, "password": PASSWORD});
+    let resp = with_proof(&mut key, &url, |proof| {
+        http.post(format!("{base}/auth/login")).header("x-requested-with", "latchkey").header("dpop", proof).json(&body)
+    })
+    .await
+    .context("seeding: DPoP login did not answer")?;
+    if resp.status() != 200 {
+        bail!("seeding: DPoP login returned {}", resp.status());
+    }
+    let refresh_token = cookie_of(resp.headers()).context("seeding: DPoP login set no cookie")?;
+    Ok(DpopSession { key, refresh_token })
 }
 
 /// A browser signed in at the hosted pages: its cookies, and a sign-in it left open.
@@ -89,6 +190,8 @@ pub struct Fixture {
     authorize_query: String,
     /// The origin of the server's pages, as a browser's WebAuthn answers name it.
     origin: String,
+    /// The issuer URL: DPoP proofs name URLs under it.
+    issuer: String,
 }
 
 impl Fixture {
@@ -108,6 +211,7 @@ impl Fixture {
     ) -> anyhow::Result<Self> {
         let http = load_client(concurrency)?;
         let authorize_query = authorize_query();
+        let issuer = issuer_of(&http, base).await?;
         let run = uuid::Uuid::new_v4().simple().to_string();
         let mut accounts = Vec::new();
         for i in 0..concurrency {
@@ -129,10 +233,27 @@ impl Fixture {
                 ),
                 false => (None, None),
             };
-            accounts.push(Arc::new(Mutex::new(Account { username, refresh_token, access_token, browser, passkey })));
+            let dpop = Some(dpop_login(&http, base, &issuer, &username).await?);
+            accounts.push(Arc::new(Mutex::new(Account {
+                username,
+                refresh_token,
+                access_token,
+                browser,
+                passkey,
+                dpop,
+            })));
         }
-        let origin = issuer_origin(&http, base).await?;
-        Ok(Self { base: base.to_string(), http, accounts, client, flavor: Flavor::Latchkey, authorize_query, origin })
+        let origin = url::Url::parse(&issuer)?.origin().ascii_serialization();
+        Ok(Self {
+            base: base.to_string(),
+            http,
+            accounts,
+            client,
+            flavor: Flavor::Latchkey,
+            authorize_query,
+            origin,
+            issuer,
+        })
     }
 
     /// The peer's fixture: its service client and the refresh tokens it minted.
@@ -148,6 +269,7 @@ impl Fixture {
                     access_token: String::new(),
                     browser: None,
                     passkey: None,
+                    dpop: None,
                 }))
             })
             .collect();
@@ -159,6 +281,7 @@ impl Fixture {
             flavor: Flavor::Peer(Arc::new(peer.endpoints.clone())),
             origin: String::new(),
             authorize_query: String::new(),
+            issuer: String::new(),
         })
     }
 }
@@ -305,6 +428,8 @@ enum Op {
     CodeFlow,
     SignInPage,
     Passkey,
+    DpopClientCredentials,
+    DpopRefresh,
 }
 
 /// One refresh at a peer's token endpoint. A reply carrying an id_token counts as an
@@ -355,7 +480,55 @@ async fn step(fixture: &Fixture, account: &Mutex<Account>, op: Op) -> bool {
     }
     match op {
         // The peer runs only the scenarios both servers have.
-        Op::Me | Op::Login | Op::CodeFlow | Op::SignInPage | Op::Passkey if peer.is_some() => false,
+        Op::Me
+        | Op::Login
+        | Op::CodeFlow
+        | Op::SignInPage
+        | Op::Passkey
+        | Op::DpopClientCredentials
+        | Op::DpopRefresh
+            if peer.is_some() =>
+        {
+            false
+        }
+        Op::DpopClientCredentials => {
+            let Some((id, secret)) = &fixture.client else { return false };
+            let mut account = account.lock().await;
+            let Some(session) = account.dpop.as_mut() else { return false };
+            let url = format!("{}/oauth2/token", fixture.issuer);
+            let resp = with_proof(&mut session.key, &url, |proof| {
+                http.post(format!("{base}/oauth2/token"))
+                    .basic_auth(id, Some(secret))
+                    .header("dpop", proof)
+                    .form(&[("grant_type", "client_credentials")])
+            })
+            .await;
+            match resp {
+                Some(resp) if resp.status() == 200 => {
+                    resp.json::<serde_json::Value>().await.is_ok_and(|body| body["token_type"] == "DPoP")
+                }
+                _ => false,
+            }
+        }
+        Op::DpopRefresh => {
+            let mut account = account.lock().await;
+            let Some(session) = account.dpop.as_mut() else { return false };
+            let url = format!("{}/auth/refresh", fixture.issuer);
+            let cookie = format!("lk_refresh={}", session.refresh_token);
+            let resp = with_proof(&mut session.key, &url, |proof| {
+                http.post(format!("{base}/auth/refresh"))
+                    .header("x-requested-with", "latchkey")
+                    .header("cookie", &cookie)
+                    .header("dpop", proof)
+            })
+            .await;
+            let Some(resp) = resp.filter(|r| r.status() == 200) else { return false };
+            match cookie_of(resp.headers()) {
+                Some(rotated) => session.refresh_token = rotated,
+                None => return false,
+            }
+            resp.json::<serde_json::Value>().await.is_ok_and(|body| body["token_type"] == "DPoP")
+        }
         Op::Passkey => passkey_sign_in(fixture, account).await.is_ok_and(|signed_in| signed_in),
         Op::CodeFlow => code_flow(fixture, account).await,
         Op::SignInPage => {
@@ -452,10 +625,14 @@ async fn register_passkey(
 
 /// The origin of the issuer the discovery document names.
 async fn issuer_origin(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    Ok(url::Url::parse(&issuer_of(http, base).await?)?.origin().ascii_serialization())
+}
+
+/// The issuer the discovery document names.
+async fn issuer_of(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
     let discovery: serde_json::Value =
         http.get(format!("{base}/.well-known/openid-configuration")).send().await?.json().await?;
-    let issuer = discovery["issuer"].as_str().context("no issuer in the discovery document")?;
-    Ok(url::Url::parse(issuer)?.origin().ascii_serialization())
+    Ok(discovery["issuer"].as_str().context("no issuer in the discovery document")?.to_string())
 }
 
 /// One usernameless passkey sign-in: start, sign, finish; true when tokens came back.
@@ -633,7 +810,12 @@ pub async fn run_scenario(
         println!("  skipped: no relying party to sign in to (the bench starts its own server for it)");
         return Err(Skipped("the code-flow scenarios need the bench's own server").into());
     }
-    if scenario == Scenario::ClientCredentials && fixture.client.is_none() {
+    let has_dpop = fixture.accounts.first().is_some_and(|a| a.try_lock().is_ok_and(|a| a.dpop.is_some()));
+    if matches!(scenario, Scenario::DpopClientCredentials | Scenario::DpopRefresh) && !has_dpop {
+        println!("  skipped: DPoP scenarios run against Latchkey only");
+        return Err(Skipped("the DPoP scenarios need a Latchkey").into());
+    }
+    if matches!(scenario, Scenario::ClientCredentials | Scenario::DpopClientCredentials) && fixture.client.is_none() {
         println!("  skipped: no confidential client (pass --client-id/--client-secret with --target)");
         return Err(Skipped("client-credentials needs a confidential client (--client-id/--client-secret)").into());
     }
@@ -646,6 +828,8 @@ pub async fn run_scenario(
         Scenario::CodeFlow => (0..concurrency).map(|i| (i, constant(Op::CodeFlow))).collect(),
         Scenario::SignInPage => (0..concurrency).map(|i| (i, constant(Op::SignInPage))).collect(),
         Scenario::Passkey => (0..concurrency).map(|i| (i, constant(Op::Passkey))).collect(),
+        Scenario::DpopClientCredentials => (0..concurrency).map(|i| (i, constant(Op::DpopClientCredentials))).collect(),
+        Scenario::DpopRefresh => (0..concurrency).map(|i| (i, constant(Op::DpopRefresh))).collect(),
         Scenario::Mixed => {
             // 1 login : 20 refresh : 200 me, interleaved on every connection.
             let pick: Picker = Arc::new(|n| match n % 221 {
@@ -807,12 +991,28 @@ pub fn print_table(outcomes: &[Outcome]) {
     }
 }
 
+/// DPoP's price beside the same grant without it, in the same run: each DPoP row's rate
+/// as a fraction of its bearer twin's (the target: at least 85%).
+pub fn print_dpop_overhead(outcomes: &[Outcome]) {
+    let rate = |name: &str| outcomes.iter().find(|o| o.scenario == name).map(|o| o.per_sec);
+    for (bearer, dpop) in [("client-credentials", "dpop-client-credentials"), ("refresh", "dpop-refresh")] {
+        if let (Some(plain), Some(bound)) = (rate(bearer), rate(dpop)) {
+            println!(
+                "DPoP: {dpop} {bound:.0}/s = {:.0}% of {bearer} {plain:.0}/s (overhead {:.0}%)",
+                bound / plain * 100.0,
+                (1.0 - bound / plain) * 100.0
+            );
+        }
+    }
+}
+
 /// The ceilings a scenario's rows are compared with.
 pub fn bounds_of(scenario: Scenario) -> &'static [Bound] {
     match scenario {
         Scenario::Jwks => &[],
         Scenario::Me => &[Bound::Verify],
         Scenario::ClientCredentials | Scenario::Refresh => &[Bound::Sign],
+        Scenario::DpopClientCredentials | Scenario::DpopRefresh => &[Bound::Sign],
         Scenario::Login => &[Bound::Argon2],
         Scenario::Mixed => &[Bound::Verify, Bound::Argon2],
         Scenario::CodeFlow => &[Bound::Sign],
@@ -830,7 +1030,9 @@ fn signatures_per_op(row: &str) -> f64 {
 fn bound_of_row(row: &str) -> Option<Bound> {
     match row.split(" @ ").next().unwrap_or(row) {
         "login" | "saturating logins" => Some(Bound::Argon2),
-        "refresh" | "client-credentials" | "code-flow" | "passkey" => Some(Bound::Sign),
+        "refresh" | "client-credentials" | "code-flow" | "passkey" | "dpop-refresh" | "dpop-client-credentials" => {
+            Some(Bound::Sign)
+        }
         "me" | "mixed: me only" => Some(Bound::Verify),
         _ => None,
     }

@@ -202,6 +202,7 @@ fn main() -> anyhow::Result<()> {
     drop(postgres);
     if !report.scenarios.is_empty() {
         load::print_table(&report.scenarios);
+        load::print_dpop_overhead(&report.scenarios);
     }
     if let Some(ms) = report.startup_existing_ms {
         println!(

@@ -88,6 +88,10 @@ pub enum ErrorCode {
     EmailNotVerified,
     /// `no_email`: The account has no email address to send to.
     NoEmail,
+    /// `invalid_dpop_proof`: The DPoP proof (RFC 9449) is missing, malformed, replayed, or does not match the request or the key the token is bound to.
+    InvalidDpopProof,
+    /// `use_dpop_nonce`: Send the DPoP proof again with the nonce in the `DPoP-Nonce` response header (RFC 9449 §8).
+    UseDpopNonce,
     /// `mfa_enrolment_required`: The account's roles require a second factor (TOTP or a passkey) and it has none; enrol one first.
     MfaEnrolmentRequired,
     /// `last_factor`: The account's roles require a second factor, and this is its last one.
@@ -185,6 +189,8 @@ impl ErrorCode {
         ErrorCode::EmailTaken,
         ErrorCode::EmailNotVerified,
         ErrorCode::NoEmail,
+        ErrorCode::InvalidDpopProof,
+        ErrorCode::UseDpopNonce,
         ErrorCode::MfaEnrolmentRequired,
         ErrorCode::LastFactor,
         ErrorCode::PublicClient,
@@ -255,6 +261,8 @@ impl ErrorCode {
             ErrorCode::EmailTaken => "email_taken",
             ErrorCode::EmailNotVerified => "email_not_verified",
             ErrorCode::NoEmail => "no_email",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
             ErrorCode::LastFactor => "last_factor",
             ErrorCode::PublicClient => "public_client",

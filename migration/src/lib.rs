@@ -22,6 +22,7 @@ mod m20261202_000011_account_client;
 mod m20261202_000012_passkeys;
 mod m20261203_000013_mail;
 mod m20261203_000014_dpop;
+mod m20261203_000015_dpop_binding;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_passkeys::Migration),
             Box::new(m20261203_000013_mail::Migration),
             Box::new(m20261203_000014_dpop::Migration),
+            Box::new(m20261203_000015_dpop_binding::Migration),
         ]
     }
 }

@@ -133,6 +133,10 @@ pub struct ClientCreateArgs {
     /// Every logout token it gets must carry `sid`.
     #[arg(long)]
     backchannel_logout_session_required: bool,
+    /// Refuse its token requests without a DPoP proof (RFC 9449), so its tokens are
+    /// always bound to its key.
+    #[arg(long = "dpop-bound")]
+    dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +392,7 @@ async fn create_client(config: Config, args: ClientCreateArgs) -> Result<ExitCod
         token_endpoint_auth_method: args.token_endpoint_auth_method,
         backchannel_logout_uri: args.backchannel_logout_uri,
         backchannel_logout_session_required: args.backchannel_logout_session_required,
+        dpop_bound_access_tokens: args.dpop_bound_access_tokens,
     };
     match domain::clients::create(&state, new, &domain::rbac::Grantor::operator("cli")).await {
         Ok((client, secret)) => {

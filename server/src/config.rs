@@ -68,6 +68,7 @@ pub struct RawConfig {
     pub backchannel_logout: RawBackchannelLogout,
     pub passkeys: RawPasskeys,
     pub registration: RawRegistration,
+    pub dpop: RawDpop,
     /// Outgoing mail (password reset, address verification). Off when absent.
     pub mail: Option<RawMail>,
 }
@@ -282,6 +283,24 @@ pub struct RawMfa {
     pub require_for_roles: Vec<String>,
 }
 
+/// DPoP (RFC 9449): sender-constrained tokens for clients that send proofs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDpop {
+    /// Every proof must carry a nonce this server issued (`DPoP-Nonce`), so a proof
+    /// cannot be made ahead of time and kept (§8). A client without one is answered
+    /// `use_dpop_nonce` with a fresh nonce, once.
+    pub require_nonce: bool,
+    /// A nonce is handed out for this long and accepted for one more such period.
+    pub nonce_window_secs: u64,
+}
+
+impl Default for RawDpop {
+    fn default() -> Self {
+        Self { require_nonce: true, nonce_window_secs: 60 }
+    }
+}
+
 /// Passkeys (WebAuthn).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -474,6 +493,7 @@ impl Default for RawConfig {
             backchannel_logout: RawBackchannelLogout::default(),
             passkeys: RawPasskeys::default(),
             registration: RawRegistration::default(),
+            dpop: RawDpop::default(),
             mail: None,
         }
     }
@@ -572,6 +592,14 @@ pub struct Config {
     pub require_verified_email: bool,
     /// `None` when no mail is configured: what needs mail is off.
     pub mail: Option<Mail>,
+    pub dpop: Dpop,
+}
+
+/// Checked DPoP settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Dpop {
+    pub require_nonce: bool,
+    pub nonce_window_secs: i64,
 }
 
 /// Checked mail settings.
@@ -853,6 +881,7 @@ impl RawConfig {
             passkeys: Passkeys::checked(&self.passkeys, &public_url)?,
             require_verified_email: self.registration.require_verified_email,
             mail: self.mail.as_ref().map(|m| Mail::checked(m, &public_url)).transpose()?,
+            dpop: Dpop::try_from(&self.dpop)?,
         })
         .and_then(|config| {
             if config.require_verified_email && config.mail.is_none() {
@@ -1233,6 +1262,18 @@ impl Mail {
 /// The origin (scheme, host, port) of `url`, as a URL.
 fn origin_url(url: &url::Url) -> url::Url {
     url::Url::parse(&url.origin().ascii_serialization()).unwrap_or_else(|_| url.clone())
+}
+
+impl TryFrom<&RawDpop> for Dpop {
+    type Error = ConfigError;
+
+    fn try_from(d: &RawDpop) -> Result<Self, ConfigError> {
+        // A proof's iat may be 300 s old; a nonce that outlived that would add nothing.
+        if !(10..=300).contains(&d.nonce_window_secs) {
+            return Err(invalid("dpop.nonce_window_secs", "must be 10-300"));
+        }
+        Ok(Self { require_nonce: d.require_nonce, nonce_window_secs: d.nonce_window_secs as i64 })
+    }
 }
 
 impl TryFrom<&RawBackchannelLogout> for BackchannelLogout {

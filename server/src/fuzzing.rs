@@ -57,6 +57,7 @@ static SIGNED: LazyLock<(KeySet, String)> = LazyLock::new(|| {
         sid: Some("session-1".into()),
         auth_time: Some(NOW),
         amr: vec!["pwd".into()],
+        cnf: None,
     };
     let token = claims.sign(&keys).expect("a signed token");
     (keys, token)

@@ -125,6 +125,10 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         ),
         None => None,
     };
+    let dpop_nonces = security::dpop::Nonces::new(
+        master_key.hmac_key(security::dpop::NONCE_KEY_PURPOSE),
+        config.dpop.nonce_window_secs,
+    );
     let state = AppState::new(Inner {
         config,
         db,
@@ -139,6 +143,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
         webauthn,
         mailer,
         reset_lookups: std::sync::Arc::new(tokio::sync::Semaphore::new(domain::reset::LOOKUPS_AT_ONCE)),
+        dpop_nonces,
     });
     domain::users::check_confusables_at_startup(&state).await.map_err(StartupError::Startup)?;
     domain::passkeys::check_policy_roles_at_startup(&state).await.map_err(StartupError::Startup)?;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub backchannel_logout_latency: prometheus::Histogram,
     /// Mail by outcome: `queued`, `sent`, `retried`, `dead`.
     pub mail: IntCounterVec,
+    /// DPoP proofs refused, by reason: `invalid`, `nonce` (none or stale), `replay`.
+    pub dpop_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -74,6 +76,12 @@ impl Metrics {
             mail.with_label_values(&[outcome]);
         }
         registry.register(Box::new(mail.clone()))?;
+        let dpop_refused =
+            IntCounterVec::new(Opts::new("dpop_proofs_refused_total", "DPoP proofs refused by reason"), &["reason"])?;
+        for reason in ["invalid", "nonce", "replay"] {
+            dpop_refused.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(dpop_refused.clone()))?;
         registry.register(Box::new(outbox_pending.clone()))?;
         registry.register(Box::new(backchannel_logout.clone()))?;
         registry.register(Box::new(backchannel_logout_latency.clone()))?;
@@ -105,6 +113,7 @@ impl Metrics {
             backchannel_logout,
             backchannel_logout_latency,
             mail,
+            dpop_refused,
         })
     }
 

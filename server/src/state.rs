@@ -33,6 +33,8 @@ pub struct Inner {
     pub mailer: Option<Box<dyn crate::mail::Mailer>>,
     /// Password reset lookups running after their answers (see `domain::reset`).
     pub reset_lookups: std::sync::Arc<tokio::sync::Semaphore>,
+    /// DPoP nonces, under a key every node derives from the master key.
+    pub dpop_nonces: crate::security::dpop::Nonces,
 }
 
 impl AppState {

@@ -133,6 +133,13 @@ fn detail(client: &Client) -> Detail {
                 ),
             ),
             ("Visible roles", Value::maybe(client.visible_roles.as_ref().map(|r| r.join(", ")).as_deref())),
+            (
+                "DPoP",
+                Value::Text(
+                    if client.dpop_bound_access_tokens { "required (tokens bound to its key)" } else { "optional" }
+                        .into(),
+                ),
+            ),
             ("Created", Value::Time(client.created_at.clone())),
             ("Updated", Value::Time(client.updated_at.clone())),
         ],

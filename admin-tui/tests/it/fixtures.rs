@@ -114,6 +114,7 @@ pub fn clients() -> Page<Client> {
         token_endpoint_auth_method: None,
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        dpop_bound_access_tokens: id == "billing-svc",
         created_at: "2026-11-23T12:30:03+00:00".into(),
         updated_at: "2026-11-23T12:30:03+00:00".into(),
     };

@@ -12,6 +12,7 @@ use super::ApiTags;
 use super::bearer::BearerAuth;
 use super::browser::{clear_refresh_cookie, request_context};
 use super::documented::{ClientIdWord, IdWord};
+use super::dpop::proved_context;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::models::{
     AccessTokenResponse, ChangePasswordRequest, LoginRequest, LoginResponse, MfaLoginRequest, PasswordRequest,
@@ -137,8 +138,8 @@ fn issued(state: &AppState, endpoint: &CookieEndpoint, tokens: IssuedTokens, now
     };
     TokenIssued::Ok(
         Json(AccessTokenResponse {
+            token_type: tokens.token_type().into(),
             access_token: tokens.access_token,
-            token_type: "Bearer".into(),
             expires_in: tokens.expires_in,
             scope: tokens.scope,
         }),
@@ -201,7 +202,7 @@ impl AuthApi {
         body: Json<LoginRequest>,
     ) -> ApiResult<LoginResult> {
         let password = Secret::new(body.0.password);
-        let ctx = request_context(req);
+        let ctx = proved_context(req).await?;
         match sessions::login(&state, &body.0.username, &password, &ctx).await? {
             LoginOutcome::Tokens(tokens) => {
                 let TokenIssued::Ok(Json(access), cookie, cache) = issued(&state, &endpoint, tokens, ctx.now);
@@ -254,7 +255,7 @@ impl AuthApi {
     ) -> ApiResult<TokenIssued> {
         let body = body.0;
         let factor = second_factor(body.code, body.recovery_code)?;
-        let ctx = request_context(req);
+        let ctx = proved_context(req).await?;
         let tokens = mfa::complete_login(&state, &Secret::new(body.mfa_token), factor, &ctx).await?;
         Ok(issued(&state, &endpoint, tokens, ctx.now))
     }
@@ -288,7 +289,7 @@ impl AuthApi {
         body: Json<PasskeyLoginFinishRequest>,
     ) -> ApiResult<TokenIssued> {
         let body = body.0;
-        let ctx = request_context(req);
+        let ctx = proved_context(req).await?;
         let token = body.mfa_token.map(Secret::new);
         let tokens =
             mfa::finish_passkey_login(&state, &body.ceremony_id, body.credential, token.as_ref(), &ctx).await?;
@@ -575,7 +576,7 @@ impl AuthApi {
             return Err(cookie_flow_error(Error::invalid_refresh_token()));
         };
         let client = sessions::first_party_client(&state, SPA_CLIENT_ID).await?;
-        let ctx = request_context(req);
+        let ctx = proved_context(req).await?;
         let tokens = sessions::refresh(&state, &client, token, &ctx).await.map_err(cookie_flow_error)?;
         Ok(issued(&state, &endpoint, tokens, ctx.now))
     }

@@ -25,6 +25,7 @@ pub fn request_context(req: &Request) -> RequestContext {
         ip: state.and_then(|s| client_ip(req, &s.config.rate_limits)).map(|ip| ip.to_string()),
         user_agent: req.header(USER_AGENT).map(str::to_string),
         now: state.map_or_else(|| crate::clock::Clock::now(&crate::clock::SystemClock), AppState::now),
+        dpop_jkt: None,
     }
 }
 

@@ -41,7 +41,7 @@ pub async fn client_cors<E: Endpoint>(next: E, mut req: Request) -> poem::Result
         let mut preflight = Response::builder().status(StatusCode::NO_CONTENT).body(Body::empty());
         let headers = preflight.headers_mut();
         headers.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
-        headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
+        headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type, dpop"));
         headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         preflight
     } else {
@@ -53,7 +53,9 @@ pub async fn client_cors<E: Endpoint>(next: E, mut req: Request) -> poem::Result
             Ok(response) => response.into_response(),
             Err(err) => super::error::render_error(err).await,
         };
-        response.headers_mut().insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("www-authenticate"));
+        response
+            .headers_mut()
+            .insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("www-authenticate, dpop-nonce"));
         response
     };
     let headers = response.headers_mut();

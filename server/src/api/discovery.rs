@@ -48,6 +48,7 @@ fn metadata(state: &AppState) -> MetadataResponse {
         response_types_supported: words(&["code"]),
         response_modes_supported: words(&["query"]),
         code_challenge_methods_supported: words(&["S256"]),
+        dpop_signing_alg_values_supported: words(&crate::security::dpop::ALGORITHMS),
         subject_types_supported: words(&["public"]),
         id_token_signing_alg_values_supported: words(&["RS256"]),
         token_endpoint_auth_methods_supported: auth_methods(),

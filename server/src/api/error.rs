@@ -66,6 +66,15 @@ pub enum ApiError {
 }
 
 const BEARER_CHALLENGE: &str = r#"Bearer realm="latchkey""#;
+/// A protected resource's challenge without an error: either scheme will do.
+const RESOURCE_CHALLENGE: &str = r#"Bearer realm="latchkey", DPoP algs="ES256 EdDSA Ed25519 RS256 PS256""#;
+/// The DPoP challenge a protected resource adds (RFC 9449 §7.1): the proof algorithms.
+const DPOP_ALGS: &str = r#"algs="ES256 EdDSA Ed25519 RS256 PS256""#;
+
+/// A challenge's `error_description`, quoted safely.
+fn quoted(description: &str) -> String {
+    description.replace(['"', '\\'], "'")
+}
 
 impl ApiError {
     pub fn bad_request(code: ErrorCode, description: impl Into<String>) -> Self {
@@ -76,22 +85,39 @@ impl ApiError {
         let description = description.into();
         // RFC 6750 §3.1: a token lacking the needed permission gets a Bearer challenge.
         let challenge = (code == ErrorCode::InsufficientScope).then(|| {
-            format!(
-                r#"{BEARER_CHALLENGE}, error="insufficient_scope", error_description="{}""#,
-                description.replace(['"', '\\'], "'")
-            )
+            format!(r#"{BEARER_CHALLENGE}, error="insufficient_scope", error_description="{}""#, quoted(&description))
         });
         Self::Forbidden(ErrorBody::new(code, description), challenge)
     }
 
-    /// 401 for our own bearer-protected API (RFC 6750 §3).
+    /// 401 for our own bearer-protected API (RFC 6750 §3), naming the DPoP scheme too.
     pub fn invalid_token(description: impl Into<String>) -> Self {
         let description = description.into();
         let challenge = format!(
-            r#"{BEARER_CHALLENGE}, error="invalid_token", error_description="{}""#,
-            description.replace(['"', '\\'], "'")
+            r#"{BEARER_CHALLENGE}, error="invalid_token", error_description="{}", DPoP {DPOP_ALGS}"#,
+            quoted(&description)
         );
         Self::Unauthorized(ErrorBody::new(ErrorCode::InvalidToken, description), challenge)
+    }
+
+    /// 401 for a protected resource called with the DPoP scheme (RFC 9449 §7.1):
+    /// `invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`, as a DPoP challenge.
+    pub fn dpop_challenge(code: ErrorCode, description: impl Into<String>) -> Self {
+        let description = description.into();
+        let challenge = format!(r#"DPoP error="{code}", error_description="{}", {DPOP_ALGS}"#, quoted(&description));
+        Self::Unauthorized(ErrorBody::new(code, description), challenge)
+    }
+
+    /// A domain error met at a protected resource called with the DPoP scheme: refused
+    /// credentials become DPoP challenges, anything else answers as usual.
+    pub fn at_dpop_resource(err: Error) -> Self {
+        let description = err.to_string();
+        match err {
+            Error::InvalidToken(_) => Self::dpop_challenge(ErrorCode::InvalidToken, description),
+            Error::InvalidDpopProof(_) => Self::dpop_challenge(ErrorCode::InvalidDpopProof, description),
+            Error::UseDpopNonce => Self::dpop_challenge(ErrorCode::UseDpopNonce, description),
+            other => other.into(),
+        }
     }
 
     /// RFC 6749 §5.2: `invalid_client` is 401 with a challenge, everything else 400,
@@ -130,6 +156,9 @@ impl From<Error> for ApiError {
             Error::Conflict { code, .. } => ApiError::Conflict(ErrorBody::new(code, description)),
             Error::OAuth { code, description } => ApiError::oauth(code, description),
             Error::RefreshRaced => ApiError::oauth(ErrorCode::InvalidGrant, description),
+            // At the authorization server's endpoints (RFC 9449 §5, §8): 400.
+            Error::InvalidDpopProof(_) => ApiError::oauth(ErrorCode::InvalidDpopProof, description),
+            Error::UseDpopNonce => ApiError::oauth(ErrorCode::UseDpopNonce, description),
             Error::RateLimited { retry_after_secs } => {
                 ApiError::TooManyRequests(ErrorBody::new(ErrorCode::RateLimited, description), retry_after_secs)
             }
@@ -211,7 +240,7 @@ pub async fn render_error(err: poem::Error) -> Response {
         .content_type("application/json; charset=utf-8")
         .body(serde_json::json!({ "error": code.as_str(), "error_description": description }).to_string());
     if status == StatusCode::UNAUTHORIZED {
-        out.headers_mut().insert(WWW_AUTHENTICATE, poem::http::HeaderValue::from_static(BEARER_CHALLENGE));
+        out.headers_mut().insert(WWW_AUTHENTICATE, poem::http::HeaderValue::from_static(RESOURCE_CHALLENGE));
     }
     if let Some(value) = retry_after {
         out.headers_mut().insert(RETRY_AFTER, value);
@@ -225,6 +254,13 @@ mod tests {
     use poem::{EndpointExt, Route, handler};
 
     use super::*;
+
+    #[test]
+    fn the_dpop_challenges_name_every_algorithm_a_proof_may_use() {
+        let algs = crate::security::dpop::ALGORITHMS.join(" ");
+        assert_eq!(DPOP_ALGS, format!(r#"algs="{algs}""#));
+        assert!(RESOURCE_CHALLENGE.ends_with(DPOP_ALGS));
+    }
 
     #[handler]
     fn explode() -> &'static str {

@@ -10,6 +10,7 @@ pub mod client_cors;
 pub mod discovery;
 pub mod document;
 pub mod documented;
+pub mod dpop;
 pub mod error;
 pub mod form;
 pub mod models;
@@ -98,9 +99,10 @@ pub fn app(state: AppState) -> impl Endpoint {
             .allow_origins(crate::config::normalise_origin(&config.issuer))
             .allow_credentials(true)
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PATCH, Method::PUT])
-            .allow_headers(["authorization", "content-type", browser::CSRF_HEADER])
-            // A bearer client tells a refused token from other 401s by the challenge.
-            .expose_headers(["www-authenticate"])
+            .allow_headers(["authorization", "content-type", browser::CSRF_HEADER, dpop::DPOP_HEADER])
+            // A bearer client tells a refused token from other 401s by the challenge; a
+            // DPoP client needs the nonce.
+            .expose_headers(["www-authenticate", dpop::NONCE_HEADER])
             .max_age(600)
     });
     let max_body = config.max_body_bytes;
@@ -121,6 +123,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     route
         // Innermost, so a panic still passes through the request log and metrics.
         .with(poem::middleware::CatchPanic::new().with_handler(error::PanicAnswer))
+        .around(dpop::nonce_header)
         // Inside CORS, so a browser can read the refusal of a malformed body; inside the
         // body limit, so the body it reads is bounded.
         .around(move |next, req| {

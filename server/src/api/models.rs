@@ -168,7 +168,8 @@ pub struct ChangePasswordRequest {
 #[derive(Object)]
 pub struct AccessTokenResponse {
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` when the request carried a DPoP proof: the session is then
+    /// bound to that key, and so is the access token.
     pub token_type: String,
     /// Lifetime of the access token in seconds.
     pub expires_in: u64,
@@ -305,6 +306,7 @@ impl SessionResponse {
 #[derive(Object)]
 pub struct TokenResponse {
     pub access_token: String,
+    /// `Bearer`, or `DPoP` when the request carried a DPoP proof (RFC 9449 §5).
     pub token_type: String,
     pub expires_in: u64,
     #[oai(skip_serializing_if_is_none)]
@@ -345,6 +347,15 @@ pub struct IntrospectionResponse {
     pub sid: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     pub roles: Option<Vec<String>>,
+    /// A DPoP-bound access token's key (RFC 9449 §6.2).
+    #[oai(skip_serializing_if_is_none)]
+    pub cnf: Option<ConfirmationClaim>,
+}
+
+/// `cnf` of a DPoP-bound token: the SHA-256 thumbprint (RFC 7638) of its key.
+#[derive(Debug, Object)]
+pub struct ConfirmationClaim {
+    pub jkt: String,
 }
 
 /// OpenID Connect userinfo (Core §5.3): `sub`, and the claims the token's scopes
@@ -393,6 +404,8 @@ pub struct ServerMetadata {
     pub response_types_supported: Vec<String>,
     pub response_modes_supported: Vec<String>,
     pub code_challenge_methods_supported: Vec<String>,
+    /// RFC 9449 §5.1: the algorithms a DPoP proof may be signed with.
+    pub dpop_signing_alg_values_supported: Vec<String>,
     pub subject_types_supported: Vec<String>,
     pub id_token_signing_alg_values_supported: Vec<String>,
     pub token_endpoint_auth_methods_supported: Vec<String>,

@@ -14,7 +14,7 @@ use super::bearer::UserInfoAuth;
 use super::browser::request_context;
 use super::error::{ApiError, ApiResult};
 use super::form::OAuthForm;
-use super::models::{IntrospectionResponse, TokenResponse, UserInfoResponse};
+use super::models::{ConfirmationClaim, IntrospectionResponse, TokenResponse, UserInfoResponse};
 use super::route_facts::{Charged, ChargedByHandler, buckets};
 use crate::domain::oauth::{self, ClientCredentials, TokenRequest};
 use crate::domain::{Error, ErrorCode};
@@ -186,11 +186,12 @@ impl OAuthApi {
             redirect_uri: form.redirect_uri,
             code_verifier: form.code_verifier.map(Secret::new),
         };
-        let tokens = oauth::token(&state, &creds, request, &request_context(req)).await.map_err(oauth_error)?;
+        let ctx = super::dpop::proved_context(req).await?;
+        let tokens = oauth::token(&state, &creds, request, &ctx).await.map_err(oauth_error)?;
         Ok(TokenIssued::Ok(
             Json(TokenResponse {
+                token_type: tokens.token_type().into(),
                 access_token: tokens.access_token,
-                token_type: "Bearer".into(),
                 expires_in: tokens.expires_in,
                 refresh_token: tokens.refresh_token.map(|t| t.expose().clone()),
                 scope: tokens.scope,
@@ -244,6 +245,7 @@ impl OAuthApi {
                 jti: result.jti,
                 sid: result.sid,
                 roles: result.roles,
+                cnf: result.cnf.map(|cnf| ConfirmationClaim { jkt: cnf.jkt }),
             }),
             "no-store".into(),
         ))

@@ -7,7 +7,7 @@ use crate::store::attempts;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::clients::ClientRow;
 use crate::store::users::{self, Factor, UserRow};
-use crate::tokens::{AccessClaims, TokenError};
+use crate::tokens::{AccessClaims, Confirmation, TokenError};
 
 use super::{Error, Result, new_id};
 
@@ -19,12 +19,22 @@ pub struct RequestContext {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub now: i64,
+    /// The thumbprint of the key the request's DPoP proof proved, once the proof has
+    /// passed every check (`domain::dpop`); what it issues is bound to that key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl RequestContext {
     /// A change an operator makes (no client address), at `now`.
     pub fn internal(now: i64) -> Self {
-        Self { ip: None, user_agent: None, now }
+        Self { ip: None, user_agent: None, now, dpop_jkt: None }
+    }
+
+    /// The key a session started by `client` in this request is bound to: a public
+    /// client's proof key (RFC 9449 §5). A confidential client's refresh token is bound
+    /// by its authentication already, and stays unbound.
+    pub fn session_binding(&self, client: &ClientRow) -> Option<String> {
+        (client.client_type == crate::store::entities::ClientType::Public).then(|| self.dpop_jkt.clone()).flatten()
     }
 }
 
@@ -40,6 +50,15 @@ pub struct IssuedTokens {
     pub session_id: Option<String>,
     /// OpenID Connect: issued by the code exchange when `openid` was granted.
     pub id_token: Option<String>,
+    /// Whether the access token is bound to a DPoP key (`token_type` is then `DPoP`).
+    pub dpop_bound: bool,
+}
+
+impl IssuedTokens {
+    /// `token_type` of the answer (RFC 9449 §5: `DPoP` for a bound access token).
+    pub fn token_type(&self) -> &'static str {
+        if self.dpop_bound { "DPoP" } else { "Bearer" }
+    }
 }
 
 /// Checks a username and password. The attempt is reserved in the database before the
@@ -153,6 +172,8 @@ pub struct AccessGrant<'a> {
     pub session_id: Option<&'a str>,
     pub auth_time: Option<i64>,
     pub amr: Vec<String>,
+    /// The DPoP key the token is bound to (`cnf.jkt`), if any.
+    pub dpop_jkt: Option<&'a str>,
     /// The request's instant: `iat`, `nbf` and `exp` count from it.
     pub now: i64,
 }
@@ -175,6 +196,7 @@ pub fn mint_access_token(state: &AppState, grant: AccessGrant<'_>) -> Result<(St
         sid: grant.session_id.map(str::to_string),
         auth_time: grant.auth_time,
         amr: grant.amr,
+        cnf: grant.dpop_jkt.map(|jkt| Confirmation { jkt: jkt.to_string() }),
     };
     let token = claims.sign(&state.keys.current()).map_err(|e| Error::Internal(e.to_string()))?;
     Ok((token, ttl))

@@ -151,6 +151,8 @@ pub struct AuthorizeParams {
     pub display: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is to be bound to.
+    pub dpop_jkt: Option<String>,
     /// A parameter given more than once: the request is refused.
     pub repeated: Option<String>,
 }
@@ -185,6 +187,7 @@ impl AuthorizeParams {
                 "display" => &mut params.display,
                 "request" => &mut params.request,
                 "request_uri" => &mut params.request_uri,
+                "dpop_jkt" => &mut params.dpop_jkt,
                 _ => continue,
             };
             if value.is_empty() {
@@ -223,6 +226,9 @@ pub struct AuthorizationRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub id_token_hint: Option<String>,
+    /// The DPoP key the code is bound to (RFC 9449 §10).
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -323,6 +329,11 @@ pub fn check_request(client: Option<&ClientRow>, params: &AuthorizeParams) -> Re
     if code_challenge.len() != 43 || !is_pkce_string(&code_challenge) {
         return Err(refuse("invalid_request", "code_challenge must be a base64url SHA-256 (43 characters)".into()));
     }
+    // A SHA-256 thumbprint in base64url (RFC 7638): 43 characters.
+    if params.dpop_jkt.as_deref().is_some_and(|jkt| jkt.len() != 43 || !is_pkce_string(jkt) || jkt.contains(['.', '~']))
+    {
+        return Err(refuse("invalid_request", "dpop_jkt must be a base64url SHA-256 key thumbprint".into()));
+    }
     let prompt = parse_prompt(params.prompt.as_deref()).map_err(|d| refuse("invalid_request", d))?;
     let max_age = match params.max_age.as_deref() {
         None => None,
@@ -342,6 +353,7 @@ pub fn check_request(client: Option<&ClientRow>, params: &AuthorizeParams) -> Re
         max_age,
         login_hint: params.login_hint.clone(),
         id_token_hint: params.id_token_hint.clone(),
+        dpop_jkt: params.dpop_jkt.clone(),
     })
 }
 
@@ -442,6 +454,7 @@ mod tests {
             token_endpoint_auth_method: "none".into(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            dpop_bound_access_tokens: false,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct NewClient {
     pub backchannel_logout_uri: Option<String>,
     /// Whether every logout token it gets must carry `sid`.
     pub backchannel_logout_session_required: bool,
+    /// Its token requests must carry a DPoP proof (RFC 9449 §5.2).
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// A `backchannel_logout_uri` (Back-Channel Logout §2.2): an absolute https URI (http
@@ -273,12 +275,14 @@ pub async fn create(
         token_endpoint_auth_method: validate_auth_method(new.token_endpoint_auth_method.as_deref(), new.confidential)?,
         backchannel_logout_uri: validate_backchannel_uri(new.backchannel_logout_uri.as_deref())?,
         backchannel_logout_session_required: new.backchannel_logout_session_required,
+        dpop_bound_access_tokens: new.dpop_bound_access_tokens,
     };
     let details = serde_json::json!({
         "grant_types": row.grant_types, "roles": new.roles, "type": row.client_type.as_str(),
         "redirect_uris": row.redirect_uris, "first_party": row.first_party,
         "backchannel_logout_uri": row.backchannel_logout_uri,
         "backchannel_logout_session_required": row.backchannel_logout_session_required,
+        "dpop_bound_access_tokens": row.dpop_bound_access_tokens,
     });
     let audit = event(now, actor, "client.create", &new.client_id, details);
     let row = clients::insert(&state.db, row, &new.roles, audit).await.map_err(map_store)?;
@@ -324,6 +328,7 @@ pub struct ClientUpdate {
     /// A new URI, or `Some(None)` for none; `None` keeps it.
     pub backchannel_logout_uri: Option<Option<String>>,
     pub backchannel_logout_session_required: Option<bool>,
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by: &Grantor<'_>) -> Result<ClientView> {
@@ -383,6 +388,7 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
             .map(|uri| validate_backchannel_uri(uri.as_deref()))
             .transpose()?,
         backchannel_logout_session_required: update.backchannel_logout_session_required,
+        dpop_bound_access_tokens: update.dpop_bound_access_tokens,
     };
     check_code_flow(
         changes.grant_types.as_deref().unwrap_or(&current.row.grant_types),
@@ -393,6 +399,7 @@ pub async fn update(state: &AppState, client_id: &str, update: ClientUpdate, by:
         "redirect_uris": changes.redirect_uris, "first_party": changes.first_party,
         "backchannel_logout_uri": changes.backchannel_logout_uri,
         "backchannel_logout_session_required": changes.backchannel_logout_session_required,
+        "dpop_bound_access_tokens": changes.dpop_bound_access_tokens,
     });
     let audit = event(now, actor, "client.update", client_id, details);
     clients::update(&state.db, client_id, changes, now, audit)

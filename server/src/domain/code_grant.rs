@@ -5,7 +5,7 @@
 //! id_token when `openid` was granted. A code that comes back a second time revokes
 //! everything the first redemption issued (RFC 6749 §4.1.2).
 
-use crate::security::{Secret, generate_token, sha256_hex};
+use crate::security::{Secret, constant_time_eq, generate_token, sha256_hex};
 use crate::state::AppState;
 use crate::store::TokenStore;
 use crate::store::audit::NewAuditEvent;
@@ -35,9 +35,16 @@ fn invalid_grant(description: &str) -> Error {
 }
 
 /// Why a spent code does not grant anything; `None` when it does.
-fn refusal(row: &CodeRow, client: &ClientRow, presented: &Presented<'_>, now: i64) -> Option<&'static str> {
+fn refusal(row: &CodeRow, client: &ClientRow, presented: &Presented<'_>, ctx: &RequestContext) -> Option<&'static str> {
+    let now = ctx.now;
     if row.client_id != client.client_id {
         return Some("the code was issued to another client");
+    }
+    // RFC 9449 §10: the authorization request named the key the code is for.
+    if let Some(bound) = row.dpop_jkt.as_deref()
+        && !ctx.dpop_jkt.as_deref().is_some_and(|proved| constant_time_eq(proved.as_bytes(), bound.as_bytes()))
+    {
+        return Some("the code is bound to a DPoP key (dpop_jkt): send a DPoP proof by that key");
     }
     if row.expires_at <= now {
         return Some("the code has expired");
@@ -77,7 +84,7 @@ pub async fn exchange(
     let session_id = new_id();
     let mut refused = None;
     let judge = |row: &CodeRow| {
-        if let Some(reason) = refusal(row, client, &presented, now) {
+        if let Some(reason) = refusal(row, client, &presented, ctx) {
             refused = Some(reason);
             return None;
         }
@@ -95,6 +102,7 @@ pub async fn exchange(
                 auth_time: row.auth_time,
                 scope: row.scope.clone(),
                 sso_session_id: row.sso_session_id.clone(),
+                dpop_jkt: ctx.session_binding(client),
             },
             refresh_token: refresh_token.as_ref().map(|token| NewRefreshToken {
                 id: new_id(),
@@ -135,6 +143,7 @@ pub async fn exchange(
         auth_time: row.auth_time,
         amr: amr.clone(),
         roles: roles.clone(),
+        dpop_jkt: ctx.dpop_jkt.as_deref(),
     };
     let mut tokens = answer_for_session(state, client, grant, refresh_token.map(|t| (t, idle_expires_at)), now)?;
     if row.scope.split_ascii_whitespace().any(|s| s == "openid") {

@@ -10,6 +10,7 @@ pub mod authorize;
 pub mod backchannel;
 pub mod clients;
 pub mod code_grant;
+pub mod dpop;
 pub mod grants;
 pub mod keys;
 pub mod lockout;
@@ -63,6 +64,14 @@ pub enum Error {
     /// An OAuth protocol error, answered in RFC 6749 §5.2 form.
     #[error("{code}: {description}")]
     OAuth { code: ErrorCode, description: String },
+    /// A DPoP proof that does not pass (`invalid_dpop_proof`: 400 at the authorization
+    /// server's endpoints, a 401 DPoP challenge at a protected resource).
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// A DPoP proof without a nonce we issued lately (`use_dpop_nonce`, RFC 9449 §8);
+    /// the answer carries a fresh one in `DPoP-Nonce`.
+    #[error("send the DPoP proof again with the nonce in the DPoP-Nonce header")]
+    UseDpopNonce,
     /// The refresh token was rotated moments ago by a concurrent request (grace window).
     #[error("refresh token already rotated; retry with the newest refresh token")]
     RefreshRaced,

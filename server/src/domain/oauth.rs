@@ -13,7 +13,7 @@ use crate::security::{Secret, constant_time_eq, sha256_hex};
 use crate::state::AppState;
 use crate::store::clients::ClientRow;
 use crate::store::sessions::{self as session_store, Notify};
-use crate::tokens::{AccessClaims, REFRESH_TOKEN_PREFIX};
+use crate::tokens::{AccessClaims, Confirmation, REFRESH_TOKEN_PREFIX};
 
 use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, check_password, mint_access_token};
 use super::passkeys::AfterPassword;
@@ -139,6 +139,12 @@ pub async fn token(
         ));
     };
     let client = authenticate_client(state, creds).await?;
+    if client.dpop_bound_access_tokens && ctx.dpop_jkt.is_none() {
+        return Err(Error::oauth(
+            ErrorCode::InvalidDpopProof,
+            "this client must send a DPoP proof with every token request",
+        ));
+    }
     if !allows_grant(&client, grant) {
         return Err(Error::oauth(
             ErrorCode::UnauthorizedClient,
@@ -205,7 +211,7 @@ pub async fn token(
                 Err(e) => Err(e),
             }
         }
-        GrantType::ClientCredentials => client_credentials(state, &client, request.scope.as_deref(), ctx.now).await,
+        GrantType::ClientCredentials => client_credentials(state, &client, request.scope.as_deref(), ctx).await,
     }
 }
 
@@ -214,8 +220,9 @@ async fn client_credentials(
     state: &AppState,
     client: &ClientRow,
     scope: Option<&str>,
-    now: i64,
+    ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
+    let (now, dpop_jkt) = (ctx.now, ctx.dpop_jkt.as_deref());
     if client.client_type != ClientType::Confidential {
         return Err(Error::oauth(ErrorCode::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
@@ -233,6 +240,7 @@ async fn client_credentials(
             session_id: None,
             auth_time: None,
             amr: Vec::new(),
+            dpop_jkt,
             now,
         },
     )?;
@@ -244,6 +252,7 @@ async fn client_credentials(
         refresh_expires_at: None,
         session_id: None,
         id_token: None,
+        dpop_bound: dpop_jkt.is_some(),
     })
 }
 
@@ -307,6 +316,8 @@ pub struct Introspection {
     pub jti: Option<String>,
     pub sid: Option<String>,
     pub roles: Option<Vec<String>>,
+    /// The DPoP key an access token is bound to.
+    pub cnf: Option<Confirmation>,
 }
 
 /// `POST /oauth2/introspect`, for confidential clients only.
@@ -354,7 +365,9 @@ pub async fn introspect(state: &AppState, client: &ClientRow, token: &Secret<Str
     };
     Ok(Introspection {
         active: true,
-        token_type: Some("Bearer"),
+        // RFC 9449 §6.2: a bound token's type is DPoP, and its cnf is told.
+        token_type: Some(if claims.cnf.is_some() { "DPoP" } else { "Bearer" }),
+        cnf: claims.cnf,
         client_id: Some(claims.client_id),
         sub: Some(claims.sub),
         username,

@@ -93,6 +93,7 @@ pub async fn start(
             auth_time: now,
             scope: scope.to_string(),
             sso_session_id: None,
+            dpop_jkt: ctx.session_binding(client),
         },
         NewRefreshToken {
             id: new_id(),
@@ -120,6 +121,7 @@ pub async fn start(
         auth_time: now,
         amr: amr.iter().map(|s| s.to_string()).collect(),
         roles,
+        dpop_jkt: ctx.dpop_jkt.as_deref(),
     };
     answer_for_session(state, client, grant, Some((refresh_token, idle_expires_at)), now)
 }
@@ -221,10 +223,33 @@ pub async fn refresh(
         TokenState::Rotated => state.tokens.child_of(&read.token.id).await?,
         _ => None,
     };
-    match judge_refresh(&read, child.as_ref(), &client.client_id, now, grace_secs) {
+    let verdict = judge_refresh(&read, child.as_ref(), &client.client_id, now, grace_secs);
+    // A bound session answers only its key's holder; reuse is judged (and revokes)
+    // whoever presents the token.
+    if matches!(verdict, Verdict::Rotate | Verdict::Replay) {
+        check_binding(&read.session, ctx)?;
+    }
+    match verdict {
         Verdict::Rotate => rotate(state, client, presented, read, now, ctx).await,
         Verdict::Replay => replay(state, client, presented, &read, child, now, ctx).await,
         verdict => Err(answer_refusal(state, verdict, &read.token, &read.session, now, ctx).await?),
+    }
+}
+
+/// A session bound to a DPoP key (RFC 9449 §5) is refreshed only with a proof by that
+/// key; nothing is rotated or revoked when it is missing or another key's.
+pub fn check_binding(session: &SessionRow, ctx: &RequestContext) -> Result<()> {
+    let Some(bound) = session.dpop_jkt.as_deref() else { return Ok(()) };
+    match ctx.dpop_jkt.as_deref() {
+        Some(proved) if constant_time_eq(proved.as_bytes(), bound.as_bytes()) => Ok(()),
+        Some(_) => Err(Error::oauth(
+            super::ErrorCode::InvalidGrant,
+            "the refresh token is bound to another DPoP key than the proof's",
+        )),
+        None => Err(Error::oauth(
+            super::ErrorCode::InvalidGrant,
+            "the refresh token is bound to a DPoP key: send a DPoP proof by that key",
+        )),
     }
 }
 
@@ -284,7 +309,7 @@ async fn rotate(
         }
     }
     state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
-    issue(state, client, &read, child_token, idle_expires_at, now)
+    issue(state, client, &read, child_token, idle_expires_at, ctx)
 }
 
 /// The answer to a refresh: a fresh access token beside `refresh_token`.
@@ -294,7 +319,7 @@ fn issue(
     RefreshRead { session, user, roles, .. }: &RefreshRead,
     refresh_token: Secret<String>,
     refresh_expires_at: i64,
-    now: i64,
+    ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
     let Some(user) = user else { return Err(Error::invalid_refresh_token()) };
     let grant = SessionGrant {
@@ -304,8 +329,9 @@ fn issue(
         auth_time: session.auth_time,
         amr: session.amr.split_ascii_whitespace().map(str::to_string).collect(),
         roles: roles.clone(),
+        dpop_jkt: ctx.dpop_jkt.as_deref(),
     };
-    answer_for_session(state, client, grant, Some((refresh_token, refresh_expires_at)), now)
+    answer_for_session(state, client, grant, Some((refresh_token, refresh_expires_at)), ctx.now)
 }
 
 /// What an access token minted for a user's session says about it.
@@ -316,6 +342,8 @@ pub(super) struct SessionGrant<'a> {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub roles: Vec<String>,
+    /// The DPoP key the access token is bound to: the request's proof key.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// The answer for a user's session at `now`: a fresh access token beside its
@@ -339,6 +367,7 @@ pub(super) fn answer_for_session(
             session_id: Some(grant.session_id),
             auth_time: Some(grant.auth_time),
             amr: grant.amr,
+            dpop_jkt: grant.dpop_jkt,
             now,
         },
     )?;
@@ -350,6 +379,7 @@ pub(super) fn answer_for_session(
         refresh_token: refresh.map(|(token, _)| token),
         session_id: Some(grant.session_id.to_string()),
         id_token: None,
+        dpop_bound: grant.dpop_jkt.is_some(),
     })
 }
 
@@ -375,7 +405,7 @@ async fn replay(
     state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
     state.metrics.refresh_replayed.inc();
     tracing::info!(session_id = %read.session.id, "refresh answered again with the same child (lost answer)");
-    issue(state, client, read, child_token, child.expires_at, now)
+    issue(state, client, read, child_token, child.expires_at, ctx)
 }
 
 /// The error for a verdict other than [`Verdict::Rotate`]; on [`Verdict::Reuse`] it
@@ -607,6 +637,7 @@ mod tests {
             auth_time: NOW - 3600,
             scope: "openid".into(),
             sso_session_id: None,
+            dpop_jkt: None,
         }
     }
 

@@ -796,6 +796,7 @@ async fn issue_code(
         expires_at: now + CODE_TTL_SECS,
         used_at: None,
         session_id: None,
+        dpop_jkt: request.dpop_jkt.clone(),
     };
     let event = NewAuditEvent::success(now, signed.user_id, "authorization.granted", &request.client_id)
         .ip(ctx.ip.clone())

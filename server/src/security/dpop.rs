@@ -22,11 +22,15 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The signature algorithms a proof may use, as `dpop_signing_alg_values_supported`
-/// says them.
-pub const ALGORITHMS: [&str; 4] = ["ES256", "EdDSA", "RS256", "PS256"];
+/// says them. `Ed25519` is EdDSA's fully specified name (RFC 9864), which current
+/// clients (oauth4webapi) put in their proofs.
+pub const ALGORITHMS: [&str; 5] = ["ES256", "EdDSA", "Ed25519", "RS256", "PS256"];
 
 /// Members that only a private (or symmetric) key has: a proof carrying any is refused.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// What the nonce key is derived for (see [`crate::security::master_key::MasterKey::hmac_key`]).
+pub const NONCE_KEY_PURPOSE: &str = "dpop-nonce";
 
 /// How far `iat` may lie in the past, and in the future (clock skew).
 pub const MAX_AGE_SECS: i64 = 300;
@@ -103,11 +107,13 @@ pub fn verify(proof: &str, expected: &Expected<'_>, now: i64) -> Result<Verified
         return Err(ProofError::Malformed);
     }
     let mut parts = proof.split('.');
-    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(ProofError::Malformed);
     };
     let header: Value = URL_SAFE_NO_PAD
-        .decode(header)
+        .decode(header_b64)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or(ProofError::Malformed)?;
@@ -123,19 +129,20 @@ pub fn verify(proof: &str, expected: &Expected<'_>, now: i64) -> Result<Verified
     let parsed: jsonwebtoken::jwk::Jwk =
         serde_json::from_value(Value::Object(jwk.clone())).map_err(|_| ProofError::BadKey)?;
     let key = jsonwebtoken::DecodingKey::from_jwk(&parsed).map_err(|_| ProofError::BadKey)?;
-    let algorithm: jsonwebtoken::Algorithm = alg.parse().map_err(|_| ProofError::UnsupportedAlgorithm)?;
-    let mut validation = jsonwebtoken::Validation::new(algorithm);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    let claims = jsonwebtoken::decode::<Claims>(proof, &key, &validation)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => ProofError::BadSignature,
-            jsonwebtoken::errors::ErrorKind::Json(_) => ProofError::MissingClaim,
-            _ => ProofError::BadSignature,
-        })?
-        .claims;
+    let algorithm = match alg {
+        "Ed25519" => jsonwebtoken::Algorithm::EdDSA,
+        other => other.parse().map_err(|_| ProofError::UnsupportedAlgorithm)?,
+    };
+    // The signature over the first two parts, checked before the claims are read.
+    let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
+    if !jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &key, algorithm).unwrap_or(false) {
+        return Err(ProofError::BadSignature);
+    }
+    let claims: Claims = URL_SAFE_NO_PAD
+        .decode(claims_b64)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or(ProofError::MissingClaim)?;
     let (Some(jti), Some(htm), Some(htu), Some(iat)) = (claims.jti, claims.htm, claims.htu, claims.iat) else {
         return Err(ProofError::MissingClaim);
     };
@@ -208,7 +215,7 @@ fn thumbprint_for(jwk: &serde_json::Map<String, Value>, alg: &str) -> Result<Str
             }
             format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#)
         }
-        ("EdDSA", "OKP", Some("Ed25519")) => {
+        ("EdDSA" | "Ed25519", "OKP", Some("Ed25519")) => {
             let (x, xb) = canonical(jwk, "x")?;
             if xb.len() != 32 {
                 return Err(ProofError::BadKey);
@@ -337,10 +344,13 @@ mod tests {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
         let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
-        let header = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk});
-        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims(5).to_string().as_bytes()));
-        let proof = format!("{input}.{}", b64(pair.sign(input.as_bytes()).as_ref()));
-        assert!(verify(&proof, &expected(), 5).is_ok());
+        // Under its polymorphic name and its fully specified one (RFC 9864).
+        for alg in ["EdDSA", "Ed25519"] {
+            let header = json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk});
+            let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims(5).to_string().as_bytes()));
+            let proof = format!("{input}.{}", b64(pair.sign(input.as_bytes()).as_ref()));
+            assert!(verify(&proof, &expected(), 5).is_ok(), "{alg}");
+        }
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub async fn insert(db: &super::Db, row: ClientRow, roles: &[String], event: New
         token_endpoint_auth_method: Set(row.token_endpoint_auth_method),
         backchannel_logout_uri: Set(row.backchannel_logout_uri),
         backchannel_logout_session_required: Set(row.backchannel_logout_session_required),
+        dpop_bound_access_tokens: Set(row.dpop_bound_access_tokens),
     }
     .insert(&*txn)
     .await?;
@@ -122,6 +123,7 @@ pub struct ClientChanges {
     pub token_endpoint_auth_method: Option<String>,
     pub backchannel_logout_uri: Option<Option<String>>,
     pub backchannel_logout_session_required: Option<bool>,
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 pub async fn update(
@@ -174,6 +176,9 @@ pub async fn update(
     }
     if let Some(required) = changes.backchannel_logout_session_required {
         active.backchannel_logout_session_required = Set(required);
+    }
+    if let Some(required) = changes.dpop_bound_access_tokens {
+        active.dpop_bound_access_tokens = Set(required);
     }
     active.updated_at = Set(now);
     let row = active.update(&*txn).await?;

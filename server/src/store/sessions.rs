@@ -34,6 +34,8 @@ pub struct NewSession {
     pub scope: String,
     /// The browser login session (SSO) whose code made it, if any.
     pub sso_session_id: Option<String>,
+    /// The DPoP key its refreshes must prove (a public client's proof at the start).
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +86,7 @@ pub async fn insert(
         auth_time: Set(session.auth_time),
         scope: Set(session.scope),
         sso_session_id: Set(session.sso_session_id),
+        dpop_jkt: Set(session.dpop_jkt),
     }
     .insert(db)
     .await?;

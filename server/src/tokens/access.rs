@@ -30,6 +30,16 @@ pub struct AccessClaims {
     pub auth_time: Option<UnixTime>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// The key the token is bound to (RFC 9449 §6.1): presented only with a DPoP proof
+    /// by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// `cnf` of a DPoP-bound token: the RFC 7638 thumbprint of the client's key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 /// The JOSE header fields we look at (RFC 7515 §4.1).
@@ -167,6 +177,7 @@ mod tests {
             sid: Some("s".into()),
             auth_time: Some(now),
             amr: vec!["pwd".into()],
+            cnf: None,
         }
     }
 
@@ -255,6 +266,7 @@ mod size_tests {
             sid: Some("01a2086d-3590-73fa-b1f0-83e71616629c".into()),
             auth_time: Some(1_800_000_000),
             amr: vec!["pwd".into()],
+            cnf: None,
         };
         let token = claims.sign(&keys).unwrap();
         assert!(token.len() < 1600, "token with 20 roles is {} bytes", token.len());

@@ -7,7 +7,7 @@ pub mod id_token;
 pub mod keys;
 pub mod logout_token;
 
-pub use access::{AccessClaims, TokenError};
+pub use access::{AccessClaims, Confirmation, TokenError};
 pub use id_token::IdClaims;
 pub use keys::{KeyMaterial, KeyRing, KeySet, PublishedKey};
 

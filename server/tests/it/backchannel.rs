@@ -141,6 +141,7 @@ async fn password_client(server: &TestServer, receiver: &Receiver, client_id: &s
         token_endpoint_auth_method: None,
         backchannel_logout_uri: Some(receiver.uri(client_id)),
         backchannel_logout_session_required: sid_required,
+        dpop_bound_access_tokens: false,
     };
     let operator = latchkey_server::domain::rbac::Grantor::operator("test");
     let (_, secret) = latchkey_server::domain::clients::create(&server.state, new, &operator).await.unwrap();

@@ -80,6 +80,7 @@ pub async fn register_rp(server: &TestServer, client_id: &str, first_party: bool
         token_endpoint_auth_method: None,
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        dpop_bound_access_tokens: false,
     };
     let operator = latchkey_server::domain::rbac::Grantor::operator("test");
     let (_, secret) = latchkey_server::domain::clients::create(&server.state, new, &operator).await.unwrap();

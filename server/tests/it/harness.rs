@@ -337,6 +337,7 @@ impl TestServer {
             token_endpoint_auth_method: None,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            dpop_bound_access_tokens: false,
         };
         let (_, secret) = latchkey_server::domain::clients::create(
             &self.state,

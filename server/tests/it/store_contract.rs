@@ -47,6 +47,7 @@ async fn new_session(server: &TestServer, user_id: &str, first: &str, now: i64) 
             auth_time: now,
             scope: "openid".into(),
             sso_session_id: None,
+            dpop_jkt: None,
         },
         NewRefreshToken {
             id: format!("{first}-id"),
@@ -292,6 +293,7 @@ fn code_row(code: &str, user_id: &str, sso_session_id: Option<&str>, now: i64) -
         expires_at: now + 60,
         used_at: None,
         session_id: None,
+        dpop_jkt: None,
     }
 }
 
@@ -315,6 +317,7 @@ fn grant_for(row: &CodeRow, now: i64, refresh: Option<&str>) -> Grant {
             auth_time: row.auth_time,
             scope: row.scope.clone(),
             sso_session_id: row.sso_session_id.clone(),
+            dpop_jkt: None,
         },
         refresh_token: refresh.map(|token| NewRefreshToken {
             id: format!("{token}-id"),

@@ -64,6 +64,7 @@ impl AdminClientsApi {
             token_endpoint_auth_method: body.token_endpoint_auth_method.map(|m| m.0),
             backchannel_logout_uri: body.backchannel_logout_uri,
             backchannel_logout_session_required: body.backchannel_logout_session_required,
+            dpop_bound_access_tokens: body.dpop_bound_access_tokens,
         };
         let (client, secret) = clients::create(auth.state(), new, &admin.grantor()).await?;
         Ok(Created::New(Json(CreatedClientResponse {
@@ -109,6 +110,7 @@ impl AdminClientsApi {
                 Some(body.backchannel_logout_uri.take())
             },
             backchannel_logout_session_required: body.backchannel_logout_session_required,
+            dpop_bound_access_tokens: body.dpop_bound_access_tokens,
         };
         let client = clients::update(auth.state(), &client_id.0, update, &admin.grantor()).await?;
         Ok(Json(client.into()))

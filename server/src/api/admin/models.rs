@@ -170,6 +170,9 @@ pub struct ClientResponse {
     /// Whether every logout token it gets carries `sid` (sessions without a browser
     /// sign-in then tell it nothing).
     pub backchannel_logout_session_required: bool,
+    /// Its token requests must carry a DPoP proof (RFC 9449 §5.2): its tokens are
+    /// always bound to its key.
+    pub dpop_bound_access_tokens: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -197,6 +200,7 @@ impl From<ClientView> for ClientResponse {
             token_endpoint_auth_method: Some(row.token_endpoint_auth_method).filter(|m| !m.is_empty()),
             backchannel_logout_uri: row.backchannel_logout_uri,
             backchannel_logout_session_required: row.backchannel_logout_session_required,
+            dpop_bound_access_tokens: row.dpop_bound_access_tokens,
             created_at: to_datetime(row.created_at),
             updated_at: to_datetime(row.updated_at),
         }
@@ -243,6 +247,9 @@ pub struct CreateClientRequest {
     /// Whether every logout token it gets must carry `sid`.
     #[oai(default)]
     pub backchannel_logout_session_required: bool,
+    /// Refuse its token requests without a DPoP proof (RFC 9449 §5.2).
+    #[oai(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 // No Debug: it carries secrets.
@@ -285,6 +292,8 @@ pub struct UpdateClientRequest {
     pub backchannel_logout_uri: MaybeUndefined<String>,
     #[oai(skip_serializing_if_is_none)]
     pub backchannel_logout_session_required: Option<bool>,
+    #[oai(skip_serializing_if_is_none)]
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 // No Debug: it carries secrets.

@@ -19,6 +19,8 @@ pub struct Model {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub session_id: Option<String>,
+    /// The authorization request's `dpop_jkt` (RFC 9449 §10): the exchange must prove it.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -27,6 +27,8 @@ pub struct Model {
     pub backchannel_logout_uri: Option<String>,
     /// Whether every logout token it gets must carry `sid`.
     pub backchannel_logout_session_required: bool,
+    /// Every token request must carry a DPoP proof (RFC 9449 §5.2).
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,9 @@ pub struct Model {
     pub scope: String,
     /// The browser login session (SSO) it was made through, if any.
     pub sso_session_id: Option<String>,
+    /// The DPoP key (RFC 7638 thumbprint) its refreshes must prove, for a public client
+    /// whose first tokens came with a proof.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -232,6 +232,7 @@ from_row!(SessionRow {
     auth_time,
     scope,
     sso_session_id,
+    dpop_jkt,
 });
 from_row!(UserRow {
     id,
@@ -271,6 +272,7 @@ from_row!(ClientRow {
     token_endpoint_auth_method,
     backchannel_logout_uri,
     backchannel_logout_session_required,
+    dpop_bound_access_tokens,
 });
 
 from_row!(SsoSessionRow {
@@ -316,6 +318,7 @@ from_row!(CodeRow {
     expires_at,
     used_at,
     session_id,
+    dpop_jkt,
 });
 
 // The statement texts are built once: they key the prepared-statement cache, and the
@@ -379,8 +382,8 @@ static CODE: LazyLock<String> = LazyLock::new(|| {
 fn insert_code(conn: &Connection, code: &CodeRow) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO authorization_codes (code_hash, client_id, user_id, sso_session_id, redirect_uri, \
-         code_challenge, scope, nonce, auth_time, amr, created_at, expires_at, used_at, session_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         code_challenge, scope, nonce, auth_time, amr, created_at, expires_at, used_at, session_id, dpop_jkt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         code.code_hash,
@@ -397,6 +400,7 @@ fn insert_code(conn: &Connection, code: &CodeRow) -> rusqlite::Result<()> {
         code.expires_at,
         code.used_at,
         code.session_id,
+        code.dpop_jkt,
     ])?;
     Ok(())
 }
@@ -404,8 +408,8 @@ fn insert_code(conn: &Connection, code: &CodeRow) -> rusqlite::Result<()> {
 fn insert_session(conn: &Connection, session: &NewSession) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO sessions (id, user_id, client_id, created_at, last_used_at, idle_expires_at, \
-         absolute_expires_at, revoked_at, revoked_reason, ip, user_agent, amr, auth_time, scope, sso_session_id) \
-         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?10, ?11, ?12)",
+         absolute_expires_at, revoked_at, revoked_reason, ip, user_agent, amr, auth_time, scope, sso_session_id, \
+         dpop_jkt) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         session.id,
@@ -420,6 +424,7 @@ fn insert_session(conn: &Connection, session: &NewSession) -> rusqlite::Result<(
         session.auth_time,
         session.scope,
         session.sso_session_id,
+        session.dpop_jkt,
     ])?;
     Ok(())
 }
