@@ -15,6 +15,18 @@
     alg_none       alg none, no signature
     hs256_pubkey   HS256 with the public key's PEM as the HMAC secret
     foreign_key    signed by a throwaway RSA key under PEM's kid
+
+DPoP (RFC 9449), with an ES256 key of the client's:
+  forge_tokens.py dpopkey PEM         writes a new P-256 key (PKCS#8), prints its RFC 7638
+                                      thumbprint (what a bound token's cnf.jkt must be)
+  forge_tokens.py dpoptoken PEM TOKEN_URL CLIENT_ID CLIENT_SECRET
+                                      a client_credentials grant (client_secret_basic) with a
+                                      proof by PEM, retried once with the server's nonce when
+                                      it answers 400 use_dpop_nonce; prints the access token
+                                      after checking token_type DPoP and cnf.jkt
+  forge_tokens.py proof PEM METHOD URL [ACCESS_TOKEN]
+                                      prints a fresh proof for METHOD URL (with ath, the
+                                      hash of ACCESS_TOKEN, when given)
 """
 
 import base64
@@ -23,10 +35,14 @@ import hmac
 import json
 import sys
 import time
+import urllib.error
+import urllib.request
+import uuid
+from urllib.parse import quote_plus
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 
 def b64(data: bytes) -> str:
@@ -44,7 +60,7 @@ def thumbprint(public_key: rsa.RSAPublicKey) -> str:
     return b64(hashlib.sha256(json.dumps(jwk, separators=(",", ":")).encode()).digest())
 
 
-def load(path: str) -> rsa.RSAPrivateKey:
+def load(path: str):
     with open(path, "rb") as f:
         return serialization.load_pem_private_key(f.read(), password=None)
 
@@ -93,6 +109,69 @@ def tokens(path: str, issuer: str, audience: str, subject: str) -> None:
         print(name, token)
 
 
+def ec_jwk(public_key: ec.EllipticCurvePublicKey) -> dict:
+    """The public JWK of a P-256 key, its members in RFC 7638 order."""
+    numbers = public_key.public_numbers()
+    return {"crv": "P-256", "kty": "EC",
+            "x": b64(numbers.x.to_bytes(32, "big")), "y": b64(numbers.y.to_bytes(32, "big"))}
+
+
+def jkt(jwk: dict) -> str:
+    return b64(hashlib.sha256(json.dumps(jwk, separators=(",", ":"), sort_keys=True).encode()).digest())
+
+
+def dpopkey(path: str) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    with open(path, "wb") as f:
+        f.write(pem)
+    print(jkt(ec_jwk(key.public_key())))
+
+
+def make_proof(key, method: str, url: str, access_token=None, nonce=None) -> str:
+    claims = {"jti": str(uuid.uuid4()), "htm": method, "htu": url, "iat": int(time.time())}
+    if access_token is not None:
+        claims["ath"] = b64(hashlib.sha256(access_token.encode()).digest())
+    if nonce is not None:
+        claims["nonce"] = nonce
+    headers = {"typ": "dpop+jwt", "jwk": ec_jwk(key.public_key())}
+    return jwt.encode(claims, key, algorithm="ES256", headers=headers)
+
+
+def dpoptoken(path: str, token_url: str, client_id: str, client_secret: str) -> None:
+    key = load(path)
+    basic = base64.b64encode(f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()).decode()  # RFC 6749 §2.3.1, RFC 7617
+    nonce = None
+    for attempt in (1, 2):
+        request = urllib.request.Request(
+            token_url, data=b"grant_type=client_credentials", method="POST",
+            headers={"Authorization": f"Basic {basic}", "Accept": "application/json",
+                     "Content-Type": "application/x-www-form-urlencoded",
+                     "DPoP": make_proof(key, "POST", token_url, nonce=nonce)})
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                body = json.load(response)
+            break
+        except urllib.error.HTTPError as err:
+            text = err.read().decode(errors="replace")
+            try:
+                error = json.loads(text).get("error")
+            except ValueError:
+                error = None
+            nonce = err.headers.get("DPoP-Nonce")
+            if attempt == 1 and err.code == 400 and error == "use_dpop_nonce" and nonce:
+                continue
+            sys.exit(f"token endpoint: {err.code} {text[:300]} (DPoP-Nonce: {nonce})")
+    if str(body.get("token_type", "")).lower() != "dpop":
+        sys.exit(f"token_type is {body.get('token_type')!r}, not DPoP")
+    token = body["access_token"]
+    bound = jwt.decode(token, options={"verify_signature": False}).get("cnf", {}).get("jkt")
+    if bound != jkt(ec_jwk(key.public_key())):
+        sys.exit(f"the access token's cnf.jkt is {bound!r}, not the proof key's thumbprint")
+    print(token)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) == 2 and argv[0] == "genkey":
         genkey(argv[1])
@@ -100,6 +179,12 @@ def main(argv: list[str]) -> None:
         print(jwt.get_unverified_header(argv[1]).get("kid", ""))
     elif len(argv) == 5 and argv[0] == "tokens":
         tokens(*argv[1:])
+    elif len(argv) == 2 and argv[0] == "dpopkey":
+        dpopkey(argv[1])
+    elif len(argv) == 5 and argv[0] == "dpoptoken":
+        dpoptoken(*argv[1:])
+    elif len(argv) in (4, 5) and argv[0] == "proof":
+        print(make_proof(load(argv[1]), argv[2], argv[3], *argv[4:]))
     else:
         sys.exit(__doc__)
 

@@ -7,6 +7,9 @@
 #     RP-initiated logout (buildEndSessionUrl) and back-channel logout tokens verified with jose,
 #     the account page (sessions, password change, TOTP enrolment, axe-core);
 #     password reset by mail through a real SMTP server on loopback (smtp-server, mailparser);
+#     DPoP (RFC 9449) with openid-client's getDPoPHandle — client_credentials, the code flow
+#     and refresh, the nonce dance — and oauth4webapi's validateJwtAccessToken(requireDPoP)
+#     as a resource server (tests/dpop.test.mjs);
 #   - Authlib (Python, no browser): discovery metadata, the id_token and at_hash.
 # Installs what it needs (chromium from Debian, npm ci, Authlib into a venv cached under
 # ~/.cache/latchkey-authlib/) and never builds the server.

@@ -5,7 +5,11 @@
 # reader, a user without the role, a client_credentials service), tokens it signs itself
 # with a key imported into Latchkey (expired, wrong aud, wrong iss, typ JWT), forgeries
 # (alg none, HS256 keyed with the public key, a foreign key under Latchkey's kid), and,
-# after a key rotation and with no restart, a token signed by the new key.
+# after a key rotation and with no restart, a token signed by the new key. The node example
+# also meets DPoP (RFC 9449): a client_credentials token bound to a key of ours (proofs made
+# by forge_tokens.py, the server's nonce answered) is taken with a proof for its URL, and
+# refused as Bearer, without a proof, replayed, or with a proof for another URL, another
+# token (ath) or by another key.
 # Prints a line per failed check and ends with `resource servers: N passed, M failed`;
 # exits non-zero if a check failed or anything could not run.
 #   EXAMPLES="node python go java rust"  which examples (default: all five)
@@ -183,6 +187,18 @@ expect_kid "$READER" "$TEST_KID"
 PLAIN=$(password_token plain "plain password 1")
 SERVICE=$(curl -sS --fail-with-body "$ISSUER/oauth2/token" -u "reports-svc:$SVC_SECRET" \
   -d grant_type=client_credentials | json_field access_token)
+# The examples that check DPoP proofs; each gets reports-svc's token bound to our key.
+DPOP_EXAMPLES=(node)
+DPOP=""
+if [[ " $EXAMPLES " == *" node "* ]]; then
+  forge dpopkey "$WORK/dpop-key.pem" >/dev/null
+  forge dpopkey "$WORK/other-dpop-key.pem" >/dev/null
+  # A failure here is the DPoP checks' alone: the others still run.
+  DPOP=$(forge dpoptoken "$WORK/dpop-key.pem" "$ISSUER/oauth2/token" reports-svc "$SVC_SECRET" 2>"$WORK/dpop.err") || {
+    DPOP=""
+    for ex in "${DPOP_EXAMPLES[@]}"; do fail "$ex" "no DPoP-bound token from Latchkey: $(head -c 300 "$WORK/dpop.err")"; done
+  }
+fi
 declare -A FORGED=()
 while read -r name token; do FORGED[$name]=$token; done < <(forge tokens "$WORK/test-key.pem" "$ISSUER" latchkey "$READER_ID")
 [ "${#FORGED[@]}" -eq 8 ]
@@ -211,12 +227,12 @@ for ex in "${READY[@]}"; do
   if [ -n "$up" ]; then RUNNING+=("$ex"); else fail "$ex" "did not answer GET /healthz within 60 s"; fi
 done
 
-# check EXAMPLE WHAT EXPECTED_STATUS TOKEN [SUB]: GET /reports with TOKEN as the bearer
-# ("" for none); a 200 must also carry {"reports": [...], "sub": SUB}.
-check() {
-  local ex=$1 what=$2 want=$3 token=$4 sub=${5:-} status
-  local args=(-s -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' --max-time 15)
-  [ -z "$token" ] || args+=(-H "Authorization: Bearer $token")
+# probe EXAMPLE WHAT EXPECTED_STATUS SUB [CURL_ARG...]: GET /reports with the CURL_ARGs
+# (its headers); a 200 must also carry {"reports": [...], "sub": SUB}.
+probe() {
+  local ex=$1 what=$2 want=$3 sub=$4 status
+  shift 4
+  local args=(-s -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' --max-time 15 "$@")
   : >"$WORK/body"
   : >"$WORK/headers"
   status=$(curl "${args[@]}" "http://127.0.0.1:${PORT_OF[$ex]}/reports") || status="no answer"
@@ -228,6 +244,41 @@ sys.exit(0 if isinstance(body.get("reports"), list) and body.get("sub") == sys.a
   else
     fail "$ex" "$what: wanted $want, got $status $(head -c 200 "$WORK/body")$(grep -i '^www-authenticate:' "$WORK/headers" | head -c 200 | tr -d '\r')"
   fi
+}
+
+# check EXAMPLE WHAT EXPECTED_STATUS TOKEN [SUB]: with TOKEN as the bearer ("" for none).
+check() {
+  local ex=$1 what=$2 want=$3 token=$4 sub=${5:-} auth=()
+  [ -z "$token" ] || auth=(-H "Authorization: Bearer $token")
+  probe "$ex" "$what" "$want" "$sub" "${auth[@]}"
+}
+
+# check_dpop EXAMPLE WHAT EXPECTED_STATUS TOKEN PROOF [SUB]: with `Authorization: DPoP TOKEN`
+# and, unless PROOF is "", `DPoP: PROOF`.
+check_dpop() {
+  local ex=$1 what=$2 want=$3 token=$4 proof=$5 sub=${6:-}
+  local args=(-H "Authorization: DPoP $token")
+  [ -z "$proof" ] || args+=(-H "DPoP: $proof")
+  probe "$ex" "$what" "$want" "$sub" "${args[@]}"
+}
+
+# dpop_checks EXAMPLE: reports-svc's DPoP-bound token ($DPOP, bound to dpop-key.pem) with
+# proofs made here for GET /reports (iat now, a fresh jti each).
+dpop_checks() {
+  local ex=$1 url="http://127.0.0.1:${PORT_OF[$1]}/reports" key="$WORK/dpop-key.pem" proof
+  proof=$(forge proof "$key" GET "$url" "$DPOP")
+  check_dpop "$ex" "DPoP-bound token with its proof" 200 "$DPOP" "$proof" reports-svc
+  check_dpop "$ex" "the same DPoP proof again (a replay)" 401 "$DPOP" "$proof"
+  check "$ex" "DPoP-bound token sent as a bearer token" 401 "$DPOP"
+  check_dpop "$ex" "DPoP-bound token without a proof" 401 "$DPOP" ""
+  check_dpop "$ex" "DPoP proof for another URL" 401 "$DPOP" \
+    "$(forge proof "$key" GET "http://127.0.0.1:${PORT_OF[$ex]}/elsewhere" "$DPOP")"
+  check_dpop "$ex" "DPoP proof for another method" 401 "$DPOP" "$(forge proof "$key" POST "$url" "$DPOP")"
+  check_dpop "$ex" "DPoP proof whose ath is another token's" 401 "$DPOP" "$(forge proof "$key" GET "$url" "$SERVICE")"
+  check_dpop "$ex" "DPoP proof by another key" 401 "$DPOP" "$(forge proof "$WORK/other-dpop-key.pem" GET "$url" "$DPOP")"
+  check_dpop "$ex" "unbound token sent with the DPoP scheme" 401 "$SERVICE" "$(forge proof "$key" GET "$url" "$SERVICE")"
+  # The control: a fresh proof still passes after all those refusals.
+  check_dpop "$ex" "DPoP-bound token with a fresh proof" 200 "$DPOP" "$(forge proof "$key" GET "$url" "$DPOP")" reports-svc
 }
 
 STAGE="checking the examples"
@@ -245,6 +296,7 @@ for ex in "${RUNNING[@]}"; do
   check "$ex" "alg none token" 401 "${FORGED[alg_none]}"
   check "$ex" "HS256 token keyed with the public key" 401 "${FORGED[hs256_pubkey]}"
   check "$ex" "token signed by a foreign key under Latchkey's kid" 401 "${FORGED[foreign_key]}"
+  if [[ " ${DPOP_EXAMPLES[*]} " == *" $ex "* ]] && [ -n "$DPOP" ]; then dpop_checks "$ex"; fi
 done
 
 # ---- rotate: the examples, still running, must find the new key in the JWKS themselves ----

@@ -2,8 +2,8 @@
 # The reference SPA: install (npm ci, lock file committed), generate its API client from
 # openapi/openapi.json, type-check and build both pages, then run the browser tests in
 # Debian's Chromium through playwright-core (no browser download), one file after the
-# other: the cookie flow (tests/browser.test.mjs) and the code flow with oidc-client-ts
-# (tests/oidc.test.mjs).
+# other: the cookie flow (tests/browser.test.mjs), the cookie flow bound to the page's
+# DPoP key (tests/dpop.test.mjs) and the code flow with oidc-client-ts (tests/oidc.test.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/chromium ]; then

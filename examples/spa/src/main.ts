@@ -3,8 +3,11 @@ import { addPasskey, passkeyLogin, passkeysSupported } from "./passkeys";
 
 // The API's origin differs from this page's (CORS with credentials is exercised for
 // real). `?api=` overrides it, which the browser tests use.
-const apiBase = new URLSearchParams(location.search).get("api") ?? "http://127.0.0.1:8080";
-const api = makeApi(apiBase);
+const query = new URLSearchParams(location.search);
+const apiBase = query.get("api") ?? "http://127.0.0.1:8080";
+// The session is bound to a DPoP key of this browser (src/dpop.ts); `?dpop=off` runs the
+// plain cookie flow, with Bearer tokens, which the browser tests also drive.
+const api = makeApi(apiBase, { dpop: query.get("dpop") !== "off" });
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const show = (id: string, visible: boolean) => $(id).classList.toggle("hidden", !visible);

@@ -72,7 +72,7 @@ export async function passkeyLogin(api: Api): Promise<LoginResult> {
     headers: CSRF,
   });
   if (!finished.data) return { kind: "error", message: finished.error?.error_description ?? "the passkey was refused" };
-  return signedInWith(finished.data.access_token);
+  return signedInWith(finished.data);
 }
 
 /// Registers a passkey on this device for the signed-in user, whose password the server

@@ -1,6 +1,8 @@
 // The reference SPA in Debian's Chromium, driven by playwright-core, against the real
 // Latchkey server on another origin (so CORS with credentials and the CSRF header are
-// exercised for real). The server runs with a 2-second access-token lifetime.
+// exercised for real). The server runs with a 2-second access-token lifetime. The app runs
+// with `?dpop=off`: the plain cookie flow with Bearer tokens, for apps that do not opt in
+// to DPoP (tests/dpop.test.mjs drives the app as it ships, with DPoP).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -121,7 +123,7 @@ after(async () => {
   server?.kill();
 });
 
-const appUrl = (origin) => `${origin}/?api=${encodeURIComponent(api)}`;
+const appUrl = (origin) => `${origin}/?api=${encodeURIComponent(api)}&dpop=off`;
 
 /// Closing a tab aborts its requests; a refresh aborted after the server rotated the
 /// token would lose the new cookie. Let the app go quiet first, as a user would.
@@ -163,7 +165,10 @@ test("the app keeps working past access-token expiry through silent refresh", as
   const page = await context.newPage();
   const startup = page.waitForResponse((r) => r.url().endsWith("/auth/refresh") && r.status() === 200);
   await page.goto(appUrl(spa.url));
-  const { access_token: held } = await (await startup).json();
+  const started = await startup;
+  const { access_token: held, token_type } = await started.json();
+  assert.equal(token_type, "Bearer", "without DPoP, plain Bearer tokens");
+  assert.equal(await started.request().headerValue("dpop"), null, "and no proof");
   await page.waitForSelector("#signed-in:not(.hidden)");
   // The server's clock is its own: wait until it refuses the token the page holds.
   await eventually("the 2-second access token to expire on the server", 10_000, async () => {
@@ -377,7 +382,7 @@ test("a passkey added in the app then signs in with no password, through the JSO
         automaticPresenceSimulation: true,
       },
     });
-    await page.goto(`${localSpa}/?api=${encodeURIComponent(localApi)}`);
+    await page.goto(`${localSpa}/?api=${encodeURIComponent(localApi)}&dpop=off`);
     await page.waitForSelector("#login-form:not(.hidden)");
     await page.fill("#username", "passkey-user");
     await page.fill("#password", PASSWORD);
