@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("pem_key", pem_key),
     ("second_factor", second_factor),
     ("token_form", token_form),
+    ("dpop_proof", dpop_proof),
 ];
 
 const ISSUER: &str = "https://issuer.example";
@@ -81,6 +82,44 @@ pub fn access_token(data: &[u8]) {
     };
     if AccessClaims::verify(&token, keys, ISSUER, AUDIENCE, NOW, 0).is_ok() {
         assert_eq!(&token, signed, "a token the key did not sign verified");
+    }
+}
+
+/// An Ed25519 key (its signatures are not malleable) and the one DPoP proof it signed,
+/// for `POST {DPOP_HTU}` at [`NOW`].
+static DPOP_SIGNED: LazyLock<String> = LazyLock::new(|| {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    let pair = Ed25519KeyPair::from_seed_unchecked(&[42; 32]).expect("an Ed25519 key");
+    let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key())});
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk});
+    let claims = serde_json::json!({"jti": "j-1", "htm": "POST", "htu": DPOP_HTU, "iat": NOW});
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()));
+    format!("{input}.{signature}")
+});
+
+const DPOP_HTU: &str = "https://issuer.example/oauth2/token";
+
+/// The DPoP proof verifier never panics and accepts nothing but the one proof the key
+/// signed: the first byte chooses whether the rest is the whole proof, the claims
+/// between the real header and signature, or the header before the real claims and
+/// signature (so the fuzzer reaches past the framing without forging a signature).
+pub fn dpop_proof(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let signed = &*DPOP_SIGNED;
+    let mut parts = signed.split('.');
+    let (header, claims, signature) =
+        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let proof = match mode % 3 {
+        0 => text.to_string(),
+        1 => format!("{header}.{}.{signature}", URL_SAFE_NO_PAD.encode(text)),
+        _ => format!("{}.{claims}.{signature}", URL_SAFE_NO_PAD.encode(text)),
+    };
+    let expected = crate::security::dpop::Expected { method: "POST", htu: DPOP_HTU, access_token: None };
+    if crate::security::dpop::verify(&proof, &expected, NOW).is_ok() {
+        assert_eq!(&proof, signed, "a proof the key did not sign verified");
     }
 }
 

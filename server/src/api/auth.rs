@@ -191,7 +191,9 @@ impl AuthApi {
 
     /// Log in with username and password. Returns an access token and sets the
     /// refresh cookie. Like every cookie endpoint, requires `X-Requested-With: latchkey`
-    /// and, from a browser, an allowed `Origin` (else 403 `csrf_check_failed`).
+    /// and, from a browser, an allowed `Origin` (else 403 `csrf_check_failed`). With a
+    /// `DPoP` proof (RFC 9449) the session is bound to its key: every refresh must then
+    /// carry a proof by that key.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -562,8 +564,9 @@ impl AuthApi {
     }
 
     /// Exchange the refresh cookie for a new access token; the cookie is rotated.
-    /// 401 means the session is over; 409 means another tab refreshed at the same
-    /// moment (retry once with the new cookie).
+    /// 401 means the session is over (or, for a session bound to a DPoP key, that the
+    /// `DPoP` proof is missing or by another key); 409 means another tab refreshed at
+    /// the same moment (retry once with the new cookie).
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,

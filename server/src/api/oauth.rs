@@ -158,8 +158,10 @@ fn oauth_error(err: Error) -> ApiError {
 
 #[OpenApi(prefix_path = "/oauth2", tag = "ApiTags::OAuth")]
 impl OAuthApi {
-    /// Token endpoint: `refresh_token`, `password` (allowed clients only) and
-    /// `client_credentials` (confidential clients) grants.
+    /// Token endpoint: `authorization_code`, `refresh_token`, `password` (allowed clients
+    /// only) and `client_credentials` (confidential clients) grants. With a `DPoP` header
+    /// (RFC 9449) the tokens are bound to the proof's key (`token_type: DPoP`); without a
+    /// nonce from `DPoP-Nonce` the answer is 400 `use_dpop_nonce` with one.
     #[oai(path = "/token", method = "post", operation_id = "token")]
     async fn token(
         &self,

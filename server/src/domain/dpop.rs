@@ -8,7 +8,10 @@
 use crate::security::dpop::{self, Expected, MAX_AGE_SECS, MAX_FUTURE_SECS, VerifiedProof};
 use crate::security::{constant_time_eq, sha256_hex};
 use crate::state::AppState;
+use crate::store::clients::ClientRow;
 use crate::tokens::Confirmation;
+
+use super::auth::RequestContext;
 
 use super::{Error, Result};
 
@@ -53,6 +56,15 @@ pub async fn check(state: &AppState, request: &ProofRequest<'_>, now: i64) -> Re
     Ok(Some(verified))
 }
 
+/// RFC 9449 §5.2: a client registered with `dpop_bound_access_tokens` is given tokens
+/// only for a proof — at the token endpoint and on the cookie endpoints alike.
+pub fn check_client_demand(client: &ClientRow, ctx: &RequestContext) -> Result<()> {
+    if client.dpop_bound_access_tokens && ctx.dpop_jkt.is_none() {
+        return Err(Error::InvalidDpopProof("this client must send a DPoP proof with every token request".into()));
+    }
+    Ok(())
+}
+
 /// How an access token came to a protected resource.
 pub enum Presentation<'a> {
     /// `Authorization: Bearer`.
@@ -70,8 +82,9 @@ pub fn judge_presentation(cnf: Option<&Confirmation>, presented: Presentation<'_
             "this token is bound to a DPoP key: send it as `Authorization: DPoP` with a proof".into(),
         )),
         (Some(cnf), Presentation::Dpop(proof)) if constant_time_eq(cnf.jkt.as_bytes(), proof.jkt.as_bytes()) => Ok(()),
+        // RFC 9449 §7.1: the token does not hold for this key (a valid proof, another key).
         (Some(_), Presentation::Dpop(_)) => {
-            Err(Error::InvalidDpopProof("the proof's key is not the one the token is bound to".into()))
+            Err(Error::InvalidToken("invalid DPoP key binding: the token is bound to another key".into()))
         }
         (None, Presentation::Dpop(_)) => {
             Err(Error::InvalidToken("this token is not bound to a DPoP key: send it as a Bearer token".into()))
@@ -101,7 +114,7 @@ mod tests {
         assert!(judge_presentation(None, Presentation::Bearer).is_ok());
         assert!(judge_presentation(Some(&cnf), Presentation::Dpop(&mine)).is_ok());
         assert!(matches!(judge_presentation(Some(&cnf), Presentation::Bearer), Err(Error::InvalidToken(_))));
-        assert!(matches!(judge_presentation(Some(&cnf), Presentation::Dpop(&theirs)), Err(Error::InvalidDpopProof(_))));
+        assert!(matches!(judge_presentation(Some(&cnf), Presentation::Dpop(&theirs)), Err(Error::InvalidToken(_))));
         assert!(matches!(judge_presentation(None, Presentation::Dpop(&mine)), Err(Error::InvalidToken(_))));
     }
 

@@ -139,12 +139,7 @@ pub async fn token(
         ));
     };
     let client = authenticate_client(state, creds).await?;
-    if client.dpop_bound_access_tokens && ctx.dpop_jkt.is_none() {
-        return Err(Error::oauth(
-            ErrorCode::InvalidDpopProof,
-            "this client must send a DPoP proof with every token request",
-        ));
-    }
+    super::dpop::check_client_demand(&client, ctx)?;
     if !allows_grant(&client, grant) {
         return Err(Error::oauth(
             ErrorCode::UnauthorizedClient,

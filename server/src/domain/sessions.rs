@@ -71,6 +71,7 @@ pub async fn start(
     amr: &[&str],
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
+    super::dpop::check_client_demand(client, ctx)?;
     let now = ctx.now;
     let config = &state.config;
     let absolute_expires_at = now + config.tokens.session_absolute_lifetime.as_secs() as i64;
@@ -213,6 +214,7 @@ pub async fn refresh(
     presented: &Secret<String>,
     ctx: &RequestContext,
 ) -> Result<IssuedTokens> {
+    super::dpop::check_client_demand(client, ctx)?;
     let now = ctx.now;
     let grace_secs = state.config.tokens.refresh_grace.as_secs() as i64;
     let Some(read) = state.tokens.token_for_refresh(&sha256_hex(presented.expose())).await? else {
@@ -287,6 +289,9 @@ async fn rotate(
         child_hash: sha256_hex(child_token.expose()),
         child_expires_at: idle_expires_at,
         child_sealed: sealed_child::seal(presented, &child_token),
+        // RFC 9449 §5: a public client's refresh token is bound once it comes with a
+        // proof (a session begun before the client used DPoP becomes bound here).
+        binds_dpop_jkt: session.dpop_jkt.is_none().then(|| ctx.session_binding(client)).flatten(),
     };
     match state.tokens.rotate(&rotation).await? {
         RotateOutcome::Rotated => {}

@@ -120,14 +120,20 @@ pub fn verify(proof: &str, expected: &Expected<'_>, now: i64) -> Result<Verified
     if !header["typ"].as_str().is_some_and(|typ| typ.eq_ignore_ascii_case("dpop+jwt")) {
         return Err(ProofError::WrongType);
     }
+    // Extensions a verifier must understand (RFC 7515 §4.1.11): we understand none.
+    if header.get("crit").is_some() {
+        return Err(ProofError::Malformed);
+    }
     let alg = header["alg"].as_str().filter(|alg| ALGORITHMS.contains(alg)).ok_or(ProofError::UnsupportedAlgorithm)?;
     let jwk = header.get("jwk").and_then(Value::as_object).ok_or(ProofError::BadKey)?;
     if PRIVATE_MEMBERS.iter().any(|member| jwk.contains_key(*member)) {
         return Err(ProofError::PrivateKey);
     }
-    let jkt = thumbprint_for(jwk, alg)?;
-    let parsed: jsonwebtoken::jwk::Jwk =
-        serde_json::from_value(Value::Object(jwk.clone())).map_err(|_| ProofError::BadKey)?;
+    let required = required_members(jwk, alg)?;
+    let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(required.as_bytes()));
+    // The key is made of the members the thumbprint hashes and nothing else, so an
+    // optional member (`alg`, `key_ops`, `kid`) can neither refuse nor change it.
+    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_str(&required).map_err(|_| ProofError::BadKey)?;
     let key = jsonwebtoken::DecodingKey::from_jwk(&parsed).map_err(|_| ProofError::BadKey)?;
     let algorithm = match alg {
         "Ed25519" => jsonwebtoken::Algorithm::EdDSA,
@@ -200,8 +206,9 @@ fn canonical<'a>(jwk: &'a serde_json::Map<String, Value>, member: &str) -> Resul
     Ok((text, bytes))
 }
 
-/// The RFC 7638 thumbprint of a public `jwk` that fits `alg`, checking the key's shape.
-fn thumbprint_for(jwk: &serde_json::Map<String, Value>, alg: &str) -> Result<String, ProofError> {
+/// The required members of a public `jwk` that fits `alg`, as RFC 7638 hashes them for
+/// the thumbprint (lexicographic order, no whitespace), checking the key's shape.
+fn required_members(jwk: &serde_json::Map<String, Value>, alg: &str) -> Result<String, ProofError> {
     let kty = jwk.get("kty").and_then(Value::as_str).ok_or(ProofError::BadKey)?;
     let crv = jwk.get("crv").and_then(Value::as_str);
     // Members in lexicographic order, as §3.3 requires; the values are JSON strings of
@@ -233,13 +240,14 @@ fn thumbprint_for(jwk: &serde_json::Map<String, Value>, alg: &str) -> Result<Str
         }
         _ => return Err(ProofError::BadKey),
     };
-    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(input.as_bytes())))
+    Ok(input)
 }
 
 /// Server nonces (`DPoP-Nonce`, RFC 9449 §8), stateless: the HMAC of a time window's
 /// number under a key every node derives from the master key, so any node accepts
 /// another's. The current window's nonce is handed out; it and the previous window's are
-/// accepted, so a nonce lives between one and two windows.
+/// accepted, so a nonce lives between one and two windows — and the next window's, so a
+/// node whose clock runs a little behind another's takes the nonces that one hands out.
 pub struct Nonces {
     key: hmac::Key,
     window_secs: i64,
@@ -260,10 +268,13 @@ impl Nonces {
         self.for_window(now.div_euclid(self.window_secs))
     }
 
-    /// Whether `nonce` is one this server handed out within the last one or two windows.
+    /// Whether `nonce` is one this server handed out within the last one or two windows
+    /// (or the next window's, handed out by a node whose clock is ahead).
     pub fn is_fresh(&self, nonce: &str, now: i64) -> bool {
         let window = now.div_euclid(self.window_secs);
-        [window, window - 1].iter().any(|w| super::constant_time_eq(nonce.as_bytes(), self.for_window(*w).as_bytes()))
+        [window, window - 1, window + 1]
+            .iter()
+            .any(|w| super::constant_time_eq(nonce.as_bytes(), self.for_window(*w).as_bytes()))
     }
 }
 
@@ -329,12 +340,30 @@ mod tests {
     }
 
     #[test]
+    fn optional_jwk_members_change_nothing() {
+        let (pair, jwk) = es256();
+        let plain = verify(
+            &sign_es256(&pair, &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}), &claims(7)),
+            &expected(),
+            7,
+        )
+        .unwrap();
+        let mut dressed = jwk.clone();
+        dressed["alg"] = json!("ES256");
+        dressed["key_ops"] = json!(["verify", "something-new"]);
+        dressed["kid"] = json!("mine");
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": dressed});
+        let verified = verify(&sign_es256(&pair, &header, &claims(7)), &expected(), 7).unwrap();
+        assert_eq!(verified.jkt, plain.jkt, "the thumbprint hashes the required members only");
+    }
+
+    #[test]
     fn the_rfc_7638_example_key_has_the_rfc_thumbprint() {
         // RFC 7638 §3.1.
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
         let jwk = json!({"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"});
         assert_eq!(
-            thumbprint_for(jwk.as_object().unwrap(), "RS256").unwrap(),
+            URL_SAFE_NO_PAD.encode(Sha256::digest(required_members(jwk.as_object().unwrap(), "RS256").unwrap())),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
     }
@@ -379,6 +408,10 @@ mod tests {
             (with(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}), &claims(now)), ProofError::PrivateKey),
             (with(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": padded}), &claims(now)), ProofError::BadKey),
             (with(&json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}), &claims(now)), ProofError::BadKey),
+            (
+                with(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk, "crit": ["exp"]}), &claims(now)),
+                ProofError::Malformed,
+            ),
             (sign_es256(&other, &header, &claims(now)), ProofError::BadSignature),
             (with(&header, &json!({"htm": "POST", "htu": HTU, "iat": now})), ProofError::MissingClaim),
             (with(&header, &json!({"jti": "a", "htm": "GET", "htu": HTU, "iat": now})), ProofError::WrongMethod),
@@ -455,6 +488,9 @@ mod tests {
         assert!(nonces.is_fresh(&issued, 1000));
         assert!(nonces.is_fresh(&issued, 1199), "the next window still takes it");
         assert!(!nonces.is_fresh(&issued, 1500), "two windows on, it is stale");
+        // 1000 is in window 3 (900..1200): a node at 850, in window 2, takes it too.
+        assert!(nonces.is_fresh(&issued, 850), "a node a little behind takes the next window's");
+        assert!(!nonces.is_fresh(&issued, 550), "but not one two windows behind");
         let other = Nonces::new(hmac::Key::new(hmac::HMAC_SHA256, b"k2"), 300);
         assert!(!other.is_fresh(&issued, 1000), "another key's nonce is not ours");
         assert!(!nonces.is_fresh("made-up", 1000));

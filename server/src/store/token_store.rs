@@ -43,6 +43,9 @@ pub struct Rotation {
     /// The child sealed under a key derived from the parent (`security::sealed_child`),
     /// kept on the parent row so a retry within the grace window gets the same child.
     pub child_sealed: String,
+    /// The DPoP key an unbound session becomes bound to with this rotation (a public
+    /// client's first refresh with a proof); a session already bound keeps its key.
+    pub binds_dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

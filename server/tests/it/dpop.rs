@@ -160,24 +160,32 @@ async fn each_bad_proof_at_the_token_endpoint_is_refused() {
     };
     // Signed by `other`, naming `key`'s jwk.
     let foreign = other.sign(&key.header(), &good);
-    let cases: Vec<(&str, String)> = vec![
-        ("wrong htm", key.sign(&key.header(), &claims("GET", &token_url, now))),
-        ("another path", key.sign(&key.header(), &claims("POST", &format!("{issuer}/oauth2/revoke"), now))),
-        ("another host", key.sign(&key.header(), &claims("POST", "http://evil.example/oauth2/token", now))),
-        ("iat too old", key.sign(&key.header(), &claims("POST", &token_url, now - 301))),
-        ("iat in the future", key.sign(&key.header(), &claims("POST", &token_url, now + 31))),
-        ("a private key in jwk", key.sign(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private_jwk}), &good)),
-        ("alg none", unsigned("none")),
-        ("HS256", hs256),
-        ("signed by another key", foreign),
-        ("typ JWT", key.sign(&json!({"typ": "JWT", "alg": "ES256", "jwk": key.jwk}), &good)),
-        ("not a JWS", "garbage".into()),
+    // Each with the reason it must be refused for (its error_description).
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("wrong htm", key.sign(&key.header(), &claims("GET", &token_url, now)), "htm"),
+        ("another path", key.sign(&key.header(), &claims("POST", &format!("{issuer}/oauth2/revoke"), now)), "htu"),
+        ("another host", key.sign(&key.header(), &claims("POST", "http://evil.example/oauth2/token", now)), "htu"),
+        ("iat too old", key.sign(&key.header(), &claims("POST", &token_url, now - 301)), "too old"),
+        ("iat in the future", key.sign(&key.header(), &claims("POST", &token_url, now + 31)), "in the future"),
+        (
+            "a private key in jwk",
+            key.sign(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private_jwk}), &good),
+            "private key",
+        ),
+        ("alg none", unsigned("none"), "alg is not allowed"),
+        ("HS256", hs256, "alg is not allowed"),
+        ("signed by another key", foreign, "signature"),
+        ("typ JWT", key.sign(&json!({"typ": "JWT", "alg": "ES256", "jwk": key.jwk}), &good), "typ"),
+        ("not a JWS", "garbage".into(), "compact JWS"),
     ];
-    for (what, proof) in cases {
+    for (what, proof, reason) in cases {
         let resp = client_credentials(&server, &secret, Some(proof)).await;
+        let status = resp.status();
         let body = resp.text().await.unwrap();
         let error: Value = serde_json::from_str(&body).unwrap_or_default();
+        assert_eq!(status, 400, "{what} on {}: {body}", backend());
         assert_eq!(error["error"], "invalid_dpop_proof", "{what} on {}: {body}", backend());
+        assert!(error["error_description"].as_str().unwrap_or_default().contains(reason), "{what}: {body}");
     }
     // A query on htu is ignored (RFC 9449 §4.3: compared without query and fragment).
     let with_query = key.sign(&key.header(), &claims("POST", &format!("{token_url}?x=1#f"), now));
@@ -241,6 +249,15 @@ async fn a_client_that_requires_dpop_is_refused_without_a_proof() {
     let nonce = nonce_from_refusal(&server, &key).await;
     let proof = key.proof(&server, "POST", "/oauth2/token", &Extra { nonce: Some(&nonce), ..Default::default() });
     assert_eq!(client_credentials(&server, &secret, Some(proof)).await.status(), 200);
+    // The SPA's client, so required, takes no cookie login or refresh without a proof.
+    let (_, cookie) = server.signed_in("gus").await;
+    let update =
+        latchkey_server::domain::clients::ClientUpdate { dpop_bound_access_tokens: Some(true), ..Default::default() };
+    latchkey_server::domain::clients::update(&server.state, "spa", update, &operator).await.unwrap();
+    let login = server.spa_post("/auth/login").json(&json!({"username": "gus", "password": PASSWORD})).sent().await;
+    assert_error(login, 400, "invalid_dpop_proof").await;
+    assert_error(refresh_with(&server, &cookie, None).await, 400, "invalid_dpop_proof").await;
+    dpop_login(&server, &key, "gus").await;
 }
 
 /// A DPoP login through the cookie flow: (access token, refresh cookie, nonce).
@@ -262,6 +279,24 @@ async fn dpop_login(server: &TestServer, key: &ClientKey, username: &str) -> (St
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["token_type"], "DPoP");
     (body["access_token"].as_str().unwrap().to_string(), cookie, nonce)
+}
+
+#[tokio::test]
+async fn logins_refused_for_their_nonce_are_no_password_attempts() {
+    let server = TestServer::start().await;
+    server.register("hal").await;
+    let key = ClientKey::new();
+    // Far more wrong passwords than the lockout allows, each refused for its nonce first.
+    for _ in 0..3 * server.state.config.lockout.threshold {
+        let resp = server
+            .spa_post("/auth/login")
+            .header("dpop", key.proof(&server, "POST", "/auth/login", &Extra::default()))
+            .json(&json!({"username": "hal", "password": "not the password"}))
+            .sent()
+            .await;
+        assert_error(resp, 400, "use_dpop_nonce").await;
+    }
+    dpop_login(&server, &key, "hal").await;
 }
 
 async fn refresh_with(server: &TestServer, cookie: &str, proof: Option<String>) -> reqwest::Response {
@@ -295,14 +330,10 @@ async fn the_spa_refresh_cookie_is_bound_to_its_key_and_reuse_still_revokes() {
     // The old cookie after the grace window, even without a proof, is reuse: the
     // session ends, so the rotated cookie is dead too.
     server.clock.advance(server.state.config.tokens.refresh_grace.as_secs() as i64 + 1);
-    let nonce = refresh_with(&server, &rotated, Some(key.proof(&server, "POST", "/auth/refresh", &Extra::default())))
-        .await
-        .headers()
-        .get("dpop-nonce")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let asked =
+        refresh_with(&server, &rotated, Some(key.proof(&server, "POST", "/auth/refresh", &Extra::default()))).await;
+    assert_eq!(asked.status(), 400, "a proof without the nonce spends nothing");
+    let nonce = asked.headers().get("dpop-nonce").unwrap().to_str().unwrap().to_string();
     let with_nonce = Extra { nonce: Some(&nonce), ..Default::default() };
     assert_error(refresh_with(&server, &cookie, None).await, 401, "invalid_grant").await;
     let after = refresh_with(&server, &rotated, Some(key.proof(&server, "POST", "/auth/refresh", &with_nonce))).await;
@@ -311,12 +342,31 @@ async fn the_spa_refresh_cookie_is_bound_to_its_key_and_reuse_still_revokes() {
 }
 
 #[tokio::test]
-async fn a_session_started_without_a_proof_keeps_refreshing_without_one() {
+async fn a_session_begun_without_a_proof_is_bound_by_its_first_refresh_with_one() {
     let server = TestServer::start().await;
     let (_, cookie) = server.signed_in("bob").await;
     let resp = refresh_with(&server, &cookie, None).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap()["token_type"], "Bearer");
+    let cookie = refresh_cookie(resp.headers()).unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["token_type"],
+        "Bearer",
+        "without a proof it stays a bearer session"
+    );
+    // The app turns DPoP on: its next refresh binds the session (RFC 9449 §5).
+    let key = ClientKey::new();
+    let asked =
+        refresh_with(&server, &cookie, Some(key.proof(&server, "POST", "/auth/refresh", &Extra::default()))).await;
+    let nonce = asked.headers().get("dpop-nonce").unwrap().to_str().unwrap().to_string();
+    assert_error(asked, 400, "use_dpop_nonce").await;
+    let with_nonce = Extra { nonce: Some(&nonce), ..Default::default() };
+    let bound = refresh_with(&server, &cookie, Some(key.proof(&server, "POST", "/auth/refresh", &with_nonce))).await;
+    assert_eq!(bound.status(), 200, "the same cookie, now with a proof, on {}", backend());
+    let cookie = refresh_cookie(bound.headers()).unwrap();
+    assert_eq!(bound.json::<Value>().await.unwrap()["token_type"], "DPoP");
+    assert_error(refresh_with(&server, &cookie, None).await, 401, "invalid_grant").await;
+    let again = refresh_with(&server, &cookie, Some(key.proof(&server, "POST", "/auth/refresh", &with_nonce))).await;
+    assert_eq!(again.status(), 200, "its key's holder goes on");
 }
 
 async fn me_with(server: &TestServer, scheme: &str, token: &str, proof: Option<String>) -> reqwest::Response {
@@ -357,21 +407,25 @@ async fn protected_resources_take_a_bound_token_only_with_a_proof_by_its_key() {
     assert!(challenge(&as_bearer).contains(r#"DPoP algs=""#), "{}", challenge(&as_bearer));
     assert_error(as_bearer, 401, "invalid_token").await;
     // No proof, a proof without ath, with another token's ath, for another path or
-    // method, by another key.
+    // method: bad proofs; a good proof by another key: the token does not hold for it.
     let other = ClientKey::new();
     let cases = vec![
-        ("no proof", None),
-        ("no ath", Some(at(&Extra { nonce: Some(&nonce), access_token: None }))),
-        ("another token's ath", Some(at(&Extra { nonce: Some(&nonce), access_token: Some("another") }))),
-        ("another path", Some(key.proof(&server, "GET", "/auth/sessions", &good))),
-        ("another method", Some(key.proof(&server, "POST", "/auth/me", &good))),
-        ("another key", Some(other.proof(&server, "GET", "/auth/me", &good))),
+        ("no proof", None, "invalid_dpop_proof"),
+        ("no ath", Some(at(&Extra { nonce: Some(&nonce), access_token: None })), "invalid_dpop_proof"),
+        (
+            "another token's ath",
+            Some(at(&Extra { nonce: Some(&nonce), access_token: Some("another") })),
+            "invalid_dpop_proof",
+        ),
+        ("another path", Some(key.proof(&server, "GET", "/auth/sessions", &good)), "invalid_dpop_proof"),
+        ("another method", Some(key.proof(&server, "POST", "/auth/me", &good)), "invalid_dpop_proof"),
+        ("another key", Some(other.proof(&server, "GET", "/auth/me", &good)), "invalid_token"),
     ];
-    for (what, proof) in cases {
+    for (what, proof, code) in cases {
         let resp = me_with(&server, "DPoP", &access, proof).await;
         assert_eq!(resp.status(), 401, "{what}");
-        assert!(challenge(&resp).starts_with("DPoP "), "{what}: {}", challenge(&resp));
-        assert_error(resp, 401, "invalid_dpop_proof").await;
+        assert!(challenge(&resp).starts_with(&format!(r#"DPoP error="{code}""#)), "{what}: {}", challenge(&resp));
+        assert_error(resp, 401, code).await;
     }
     // An unbound token does not take the DPoP scheme.
     let (plain, _) = server.signed_in("dave").await;
@@ -433,6 +487,34 @@ async fn discovery_and_cors_tell_browsers_and_clients_about_dpop() {
     let exposed = refused.headers().get("access-control-expose-headers").unwrap().to_str().unwrap().to_lowercase();
     assert!(exposed.contains("dpop-nonce"), "the nonce is readable by the page: {exposed}");
     assert!(refused.headers().contains_key("dpop-nonce"));
+    // A client's own registered origin, at the token endpoint.
+    server.create_client("svc", true, &["client_credentials"], &[]).await;
+    let update = latchkey_server::domain::clients::ClientUpdate {
+        allowed_origins: Some(vec!["https://rp.example".into()]),
+        ..Default::default()
+    };
+    let operator = latchkey_server::domain::rbac::Grantor::operator("test");
+    latchkey_server::domain::clients::update(&server.state, "svc", update, &operator).await.unwrap();
+    let preflight = server
+        .http
+        .request(reqwest::Method::OPTIONS, server.url("/oauth2/token"))
+        .header("origin", "https://rp.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "dpop")
+        .sent()
+        .await;
+    let allowed = preflight.headers().get("access-control-allow-headers").unwrap().to_str().unwrap().to_lowercase();
+    assert!(allowed.contains("dpop"), "a client's origin may send the DPoP header: {allowed}");
+    let answered = server
+        .post("/oauth2/token")
+        .header("origin", "https://rp.example")
+        .header("dpop", key.proof(&server, "POST", "/oauth2/token", &Extra::default()))
+        .form(&[("grant_type", "client_credentials")])
+        .sent()
+        .await;
+    assert_eq!(answered.headers().get("access-control-allow-origin").unwrap(), "https://rp.example");
+    let exposed = answered.headers().get("access-control-expose-headers").unwrap().to_str().unwrap().to_lowercase();
+    assert!(exposed.contains("dpop-nonce"), "{exposed}");
 }
 #[tokio::test]
 async fn a_proof_is_seen_once_across_nodes_and_purged_after_its_window() {
@@ -514,6 +596,14 @@ async fn a_code_asked_for_one_key_is_exchanged_only_with_its_proof_and_binds_the
     let stolen = exchange_with(&server, &rp, &code, Some(thief.proof(&server, "POST", "/oauth2/token", &extra))).await;
     assert_error(stolen, 400, "invalid_grant").await;
     let code = code_bound_to(&server, &mut browser, &rp, &key.jkt(), "erin").await;
+    // Refused proofs spend nothing: neither a stale nonce nor a proof for another URL
+    // uses the code up.
+    let stale = Extra { nonce: Some("not-ours"), ..Default::default() };
+    let asked = exchange_with(&server, &rp, &code, Some(key.proof(&server, "POST", "/oauth2/token", &stale))).await;
+    assert_error(asked, 400, "use_dpop_nonce").await;
+    let elsewhere =
+        exchange_with(&server, &rp, &code, Some(key.proof(&server, "POST", "/oauth2/revoke", &extra))).await;
+    assert_error(elsewhere, 400, "invalid_dpop_proof").await;
     let resp = exchange_with(&server, &rp, &code, Some(key.proof(&server, "POST", "/oauth2/token", &extra))).await;
     assert_eq!(resp.status(), 200, "the key's holder exchanges the code on {}", backend());
     let tokens: Value = resp.json().await.unwrap();

@@ -80,6 +80,7 @@ fn rotation(parent: &str, session_id: &str, child: &str, now: i64) -> Rotation {
         child_hash: sha256_hex(child),
         child_expires_at: now + IDLE,
         child_sealed: format!("sealed-{child}"),
+        binds_dpop_jkt: None,
     }
 }
 

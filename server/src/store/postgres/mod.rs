@@ -40,7 +40,7 @@ const ROTATE: &str = "WITH live AS ( \
         UPDATE refresh_tokens SET state = $4, used_at = $2, child_sealed = $10 \
         WHERE id = $3 AND state = $5 AND EXISTS (SELECT 1 FROM live) RETURNING id), \
     touched AS ( \
-        UPDATE sessions SET last_used_at = $2, idle_expires_at = $6 \
+        UPDATE sessions SET last_used_at = $2, idle_expires_at = $6, dpop_jkt = coalesce(dpop_jkt, $11) \
         WHERE id IN (SELECT id FROM live) AND EXISTS (SELECT 1 FROM swapped) RETURNING id), \
     inserted AS ( \
         INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, state, created_at, used_at, expires_at) \
@@ -105,6 +105,7 @@ impl TokenStore for PostgresTokens {
                 rotation.child_hash.as_str().into(),
                 rotation.child_expires_at.into(),
                 rotation.child_sealed.as_str().into(),
+                rotation.binds_dpop_jkt.clone().into(),
             ],
         );
         let row =

@@ -564,10 +564,10 @@ impl TokenStore for SqliteTokens {
             }
             let touched = txn
                 .prepare_cached(
-                    "UPDATE sessions SET last_used_at = ?1, idle_expires_at = ?2 WHERE id = ?3 \
-                     AND revoked_at IS NULL AND idle_expires_at > ?1 AND absolute_expires_at > ?1",
+                    "UPDATE sessions SET last_used_at = ?1, idle_expires_at = ?2, dpop_jkt = coalesce(dpop_jkt, ?4) \
+                     WHERE id = ?3 AND revoked_at IS NULL AND idle_expires_at > ?1 AND absolute_expires_at > ?1",
                 )?
-                .execute(params![rotation.now, rotation.idle_expires_at, rotation.session_id])?;
+                .execute(params![rotation.now, rotation.idle_expires_at, rotation.session_id, rotation.binds_dpop_jkt])?;
             if touched != 1 {
                 return Ok(RotateOutcome::SessionNotActive);
             }
