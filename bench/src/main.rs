@@ -15,6 +15,7 @@
 mod ceilings;
 mod load;
 mod peer;
+mod pgbench;
 mod postgres;
 mod scale;
 mod server;
@@ -136,6 +137,10 @@ struct Report {
     skipped: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     peers: Vec<PeerComparison>,
+    /// On PostgreSQL: pgbench's rate for the statements of one refresh, on the same
+    /// database and connection count, measured after the scenarios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pgbench_refresh_per_sec: Option<f64>,
 }
 
 impl Report {
@@ -151,6 +156,7 @@ impl Report {
             scenarios: Vec::new(),
             skipped: Vec::new(),
             peers: Vec::new(),
+            pgbench_refresh_per_sec: None,
         }
     }
 }
@@ -203,6 +209,20 @@ fn main() -> anyhow::Result<()> {
     if !report.scenarios.is_empty() {
         load::print_table(&report.scenarios);
         load::print_dpop_overhead(&report.scenarios);
+    }
+    if let Some(ceiling) = report.pgbench_refresh_per_sec {
+        let refresh = report.scenarios.iter().find(|o| o.scenario == "refresh");
+        println!(
+            "PostgreSQL ceiling: pgbench runs one refresh's statements (client, joined read, rotation) at {ceiling:.0}/s \
+             on {} connections; refresh is {}",
+            report.concurrency,
+            refresh.map_or("not measured".into(), |r| format!(
+                "{:.0}/s = {:.0}% of it ({} of the signing ceiling)",
+                r.per_sec,
+                r.per_sec / ceiling * 100.0,
+                r.ratio_to_bound.map_or("-".into(), |b| format!("{:.0}%", b * 100.0))
+            )),
+        );
     }
     if let Some(ms) = report.startup_existing_ms {
         println!(
@@ -397,6 +417,12 @@ async fn run(args: &Args, mut setup: Setup<'_>, probe: &Probe<'_>) -> anyhow::Re
             Err(e) if e.downcast_ref::<load::Skipped>().is_some() => report.skipped.push(format!("{scenario:?}: {e}")),
             Err(e) => return Err(e),
         }
+    }
+    // Last: pgbench rotates the accounts' tokens, which no scenario may meet again.
+    if let Some(database) = ours.bench_database.as_ref().filter(|_| args.scenarios.contains(&Scenario::Refresh)) {
+        println!("running pgbench with one refresh's statements for {:?}…", args.duration);
+        let tps = pgbench::refresh_statements(database, args.concurrency, args.duration).await?;
+        report.pgbench_refresh_per_sec = Some(tps);
     }
     ours.stop(setup.postgres).await?;
     Ok(report)

@@ -8,6 +8,7 @@
 use crate::security::dpop::{self, Expected, MAX_AGE_SECS, MAX_FUTURE_SECS, VerifiedProof};
 use crate::security::{constant_time_eq, sha256_hex};
 use crate::state::AppState;
+use crate::store::TokenStore;
 use crate::store::clients::ClientRow;
 use crate::tokens::Confirmation;
 
@@ -49,7 +50,7 @@ pub async fn check(state: &AppState, request: &ProofRequest<'_>, now: i64) -> Re
     }
     // Kept while the proof's iat could still pass; then the purge takes it.
     let kept_until = verified.iat.max(now) + MAX_AGE_SECS + MAX_FUTURE_SECS;
-    if !crate::store::dpop::first_use(&state.db, &replay_key(&verified), kept_until).await? {
+    if !state.tokens.first_use_of_proof(&replay_key(&verified), kept_until).await? {
         refused("replay");
         return Err(Error::InvalidDpopProof("this DPoP proof was used before".into()));
     }

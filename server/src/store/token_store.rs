@@ -90,6 +90,11 @@ pub trait TokenStore: Send + Sync {
     /// Applies `rotation` (see [`Rotation`]).
     fn rotate(&self, rotation: &Rotation) -> impl Future<Output = StoreResult<RotateOutcome>> + Send;
 
+    /// Records the DPoP proof `proof_key` names, kept until `expires_at`: true the first
+    /// time, false when any node saw it before (one statement, so of two nodes seeing
+    /// one proof at once exactly one gets true). On every DPoP request's path.
+    fn first_use_of_proof(&self, proof_key: &str, expires_at: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+
     /// A user (`None` if there is no such user) with their role names, sorted.
     fn user_with_roles(
         &self,
@@ -182,6 +187,10 @@ impl TokenStore for Engine {
 
     async fn rotate(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
         on_engine!(self, store => store.rotate(rotation))
+    }
+
+    async fn first_use_of_proof(&self, proof_key: &str, expires_at: i64) -> StoreResult<bool> {
+        on_engine!(self, store => store.first_use_of_proof(proof_key, expires_at))
     }
 
     async fn user_with_roles(&self, user_id: &str) -> StoreResult<Option<(UserRow, Vec<String>)>> {

@@ -9,6 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use latchkey_server::store::TokenStore;
+
 use super::harness::{Fetch, PASSWORD, TestServer, assert_error, backend, refresh_cookie, user_with_roles};
 
 fn b64(bytes: &[u8]) -> String {
@@ -523,8 +525,8 @@ async fn a_proof_is_seen_once_across_nodes_and_purged_after_its_window() {
     let key = latchkey_server::security::sha256_hex("jkt.jti-1");
     let now = first.clock.now_secs();
     let seen = |server: &TestServer| {
-        let (db, key) = (server.state.db.clone(), key.clone());
-        async move { latchkey_server::store::dpop::first_use(&db, &key, now + 300).await.unwrap() }
+        let (state, key) = (server.state.clone(), key.clone());
+        async move { state.tokens.first_use_of_proof(&key, now + 300).await.unwrap() }
     };
     assert!(seen(&first).await, "first use on {}", backend());
     assert!(!seen(&first).await, "the same proof again on the same node");
@@ -532,8 +534,8 @@ async fn a_proof_is_seen_once_across_nodes_and_purged_after_its_window() {
     // Both at once on two nodes: exactly one wins.
     let other = latchkey_server::security::sha256_hex("jkt.jti-2");
     let (a, b) = tokio::join!(
-        latchkey_server::store::dpop::first_use(&first.state.db, &other, now + 300),
-        latchkey_server::store::dpop::first_use(&second.state.db, &other, now + 300),
+        first.state.tokens.first_use_of_proof(&other, now + 300),
+        second.state.tokens.first_use_of_proof(&other, now + 300),
     );
     assert_eq!(u8::from(a.unwrap()) + u8::from(b.unwrap()), 1);
     first.clock.advance(301);

@@ -25,7 +25,8 @@ impl PostgresTokens {
     }
 }
 
-static TOKEN_FOR_REFRESH: std::sync::LazyLock<String> =
+/// The joined read of a refresh (public: the bench's database ceiling runs it as is).
+pub static TOKEN_FOR_REFRESH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| columns::token_for_refresh_sql("string_agg"));
 
 /// [`TokenStore::rotate`] as one statement instead of five. It locks the session row
@@ -33,7 +34,7 @@ static TOKEN_FOR_REFRESH: std::sync::LazyLock<String> =
 /// one session queue instead of deadlocking; under READ COMMITTED a row changed by a
 /// concurrent transaction is re-checked against its newest version, so exactly one
 /// of two concurrent rotations swaps the token.
-const ROTATE: &str = "WITH live AS ( \
+pub const ROTATE: &str = "WITH live AS ( \
         SELECT id FROM sessions WHERE id = $1 AND revoked_at IS NULL \
         AND idle_expires_at > $2 AND absolute_expires_at > $2 FOR UPDATE), \
     swapped AS ( \
@@ -119,6 +120,10 @@ impl TokenStore for PostgresTokens {
             (0, 0, 1..) => RotateOutcome::SessionNotActive,
             _ => RotateOutcome::TokenNotActive,
         })
+    }
+
+    async fn first_use_of_proof(&self, proof_key: &str, expires_at: i64) -> StoreResult<bool> {
+        super::dpop::first_use(&self.db, proof_key, expires_at).await
     }
 
     async fn user_with_roles(&self, user_id: &str) -> StoreResult<Option<(UserRow, Vec<String>)>> {

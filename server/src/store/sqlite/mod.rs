@@ -613,6 +613,19 @@ impl TokenStore for SqliteTokens {
         })
     }
 
+    async fn first_use_of_proof(&self, proof_key: &str, expires_at: i64) -> StoreResult<bool> {
+        let writer = self.writer_lock.lock().await;
+        let inserted = self.write(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO dpop_proofs (proof_key, expires_at) VALUES (?1, ?2) ON CONFLICT (proof_key) DO NOTHING",
+            )?
+            .execute(params![proof_key, expires_at])
+        });
+        drop(writer);
+        tokio::task::yield_now().await; // as in `rotate`
+        Ok(inserted? == 1)
+    }
+
     async fn issue_code(&self, issue: CodeIssue) -> StoreResult<bool> {
         let writer = self.writer_lock.lock().await;
         let issued = self.write(|conn| {
