@@ -10,11 +10,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { createHash, randomUUID } from "node:crypto";
-import { chromium } from "playwright-core";
 import * as client from "openid-client";
 import * as oauth from "oauth4webapi";
 import { SignJWT, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader } from "jose";
-import { Latchkey, freePort } from "./latchkey.mjs";
+import { Latchkey, freePort, launchChromium } from "./latchkey.mjs";
 
 const ALGS = ["ES256", "EdDSA", "Ed25519", "RS256", "PS256"];
 /// The audience of Latchkey's access tokens when nothing else is configured.
@@ -246,18 +245,7 @@ test("oauth4webapi's validateJwtAccessToken (requireDPoP) as a resource server: 
 
 /// Debian's Chromium, started on first use, as relying-party.test.mjs starts it.
 async function newContext() {
-  browser ??= await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  browser ??= await launchChromium();
   const context = await browser.newContext();
   context.setDefaultTimeout(10_000);
   return context;

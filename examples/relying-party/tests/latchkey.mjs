@@ -9,10 +9,27 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as OTPAuth from "otpauth";
+import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..", "..");
 export const serverBin = process.env.SERVER_BIN ?? join(repo, "target", "debug", "latchkey");
+
+/// Debian's Chromium, headless, as every suite here drives it (CHROMIUM overrides the path).
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+}
 
 export function freePort() {
   return new Promise((resolve, reject) => {

@@ -10,9 +10,8 @@ import { createRequire } from "node:module";
 import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import * as OTPAuth from "otpauth";
-import { Latchkey, freePort } from "./latchkey.mjs";
+import { Latchkey, freePort, launchChromium } from "./latchkey.mjs";
 import { startInbox } from "./inbox.mjs";
 import { startRelyingParty } from "../rp.mjs";
 
@@ -81,18 +80,7 @@ before(async () => {
     port: wikiPort,
     auth: "post",
   });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

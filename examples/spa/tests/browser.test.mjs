@@ -6,12 +6,12 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, existsSync, mkdirSync } from "node:fs";
+import { mkdtempSync, existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, extname, dirname } from "node:path";
+import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { freePort, serveDist, eventually, waitReady } from "./support.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -21,48 +21,6 @@ const artifacts = join(root, "artifacts");
 const PASSWORD = "browser test password";
 
 let server, api, spa, evil, browser, context;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/// Serves dist/ like any static host would.
-function serveDist(port) {
-  const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
-  const http = createServer((req, res) => {
-    const path = new URL(req.url, "http://x").pathname;
-    let file = join(root, "dist", path === "/" ? "index.html" : path);
-    if (!existsSync(file)) file = join(root, "dist", "index.html");
-    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
-    res.end(readFileSync(file));
-  });
-  return new Promise((resolve) => http.listen(port, "127.0.0.1", () => resolve(http)));
-}
-
-/// Waits for `condition` (async) for up to `ms`, failing loudly with `what`.
-async function eventually(what, ms, condition) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
-}
-
-async function waitReady(url) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error("the server did not become ready");
-}
 
 before(async () => {
   assert.ok(existsSync(serverBin), `build the server first (${serverBin})`);
