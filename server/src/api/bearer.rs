@@ -165,18 +165,23 @@ token_scheme!(
     check_admin
 );
 
-/// An admin API call as its checker resolved it: the caller, and the server state the
-/// call acts on (so a handler needs no second extractor for it).
+/// An admin API call as its checker resolved it: the caller, the server state the call
+/// acts on (so a handler needs no second extractor for it), and whether its token is
+/// DPoP-bound (so it came with the DPoP scheme, in which a refusal then challenges).
 pub struct AdminCall {
     principal: Principal,
     state: AppState,
+    dpop: bool,
 }
 
 impl AdminAuth {
     /// The caller, if it holds `permission`.
     pub fn require(&self, permission: Permission) -> Result<&Principal, ApiError> {
-        self.0.principal.require(permission)?;
-        Ok(&self.0.principal)
+        match self.0.principal.require(permission) {
+            Ok(()) => Ok(&self.0.principal),
+            Err(Error::Forbidden { code, description }) => Err(ApiError::forbidden_for(code, description, self.0.dpop)),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The server state the call acts on.
@@ -188,6 +193,8 @@ impl AdminAuth {
 async fn check_admin(req: &Request) -> Result<AdminCall, ApiError> {
     let authenticated = authenticate(req, Accepts::OurApi).await?;
     let state = app_state(req)?;
+    // A bound token passes only with the DPoP scheme (see `authenticate`).
+    let dpop = authenticated.claims.cnf.is_some();
     let principal = crate::domain::rbac::principal(state, authenticated).await.map_err(ApiError::from)?;
-    Ok(AdminCall { principal, state: state.clone() })
+    Ok(AdminCall { principal, state: state.clone(), dpop })
 }

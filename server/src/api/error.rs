@@ -82,10 +82,21 @@ impl ApiError {
     }
 
     pub fn forbidden(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self::forbidden_for(code, description, false)
+    }
+
+    /// [`Self::forbidden`] for a token sent with the DPoP scheme (`dpop`) or as Bearer:
+    /// RFC 6750 §3.1 and RFC 9449 §7.1 — a token lacking the needed permission gets a
+    /// challenge of the scheme it came with.
+    pub fn forbidden_for(code: ErrorCode, description: impl Into<String>, dpop: bool) -> Self {
         let description = description.into();
-        // RFC 6750 §3.1: a token lacking the needed permission gets a Bearer challenge.
         let challenge = (code == ErrorCode::InsufficientScope).then(|| {
-            format!(r#"{BEARER_CHALLENGE}, error="insufficient_scope", error_description="{}""#, quoted(&description))
+            let (scheme, algs) = if dpop {
+                ("DPoP ".to_string(), format!(", {DPOP_ALGS}"))
+            } else {
+                (format!("{BEARER_CHALLENGE}, "), String::new())
+            };
+            format!(r#"{scheme}error="insufficient_scope", error_description="{}"{algs}"#, quoted(&description))
         });
         Self::Forbidden(ErrorBody::new(code, description), challenge)
     }

@@ -461,6 +461,22 @@ async fn userinfo_and_the_admin_api_take_dpop_bound_tokens() {
     assert_error(as_bearer, 401, "invalid_token").await;
     let userinfo_bearer = server.get("/oauth2/userinfo").bearer_auth(&access).sent().await;
     assert_error(userinfo_bearer, 401, "invalid_token").await;
+    // A bound token without the permission: 403 with a challenge in its own scheme.
+    server.register("ivy").await;
+    let (plain_user, _, nonce) = dpop_login(&server, &key, "ivy").await;
+    let extra = Extra { access_token: Some(&plain_user), nonce: Some(&nonce) };
+    let refused = server
+        .get("/admin/users")
+        .header("authorization", format!("DPoP {plain_user}"))
+        .header("dpop", key.proof(&server, "GET", "/admin/users", &extra))
+        .sent()
+        .await;
+    assert!(challenge(&refused).starts_with(r#"DPoP error="insufficient_scope""#), "{}", challenge(&refused));
+    assert_error(refused, 403, "insufficient_scope").await;
+    let (bearer, _) = server.login("ivy").await;
+    let refused = server.get("/admin/users").bearer_auth(&bearer).sent().await;
+    assert!(challenge(&refused).starts_with(r#"Bearer realm="latchkey", error="insufficient_scope""#));
+    assert_error(refused, 403, "insufficient_scope").await;
 }
 
 #[tokio::test]
