@@ -649,3 +649,39 @@ async fn a_code_asked_for_one_key_is_exchanged_only_with_its_proof_and_binds_the
     let landed = super::code_flow::authorize(&server, &mut browser, &rp, &[("dpop_jkt", "short")]).await;
     assert_eq!(super::code_flow::at_client(landed)["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn the_password_grant_of_a_public_client_binds_its_refresh_token() {
+    let server = TestServer::start().await;
+    server.register("jo").await;
+    let key = ClientKey::new();
+    let nonce = nonce_from_refusal(&server, &key).await;
+    let extra = Extra { nonce: Some(&nonce), ..Default::default() };
+    // The console's client: public, with the password and refresh_token grants.
+    let form =
+        [("grant_type", "password"), ("client_id", "latchkey-admin"), ("username", "jo"), ("password", PASSWORD)];
+    let resp = server
+        .post("/oauth2/token")
+        .header("dpop", key.proof(&server, "POST", "/oauth2/token", &extra))
+        .form(&form)
+        .sent()
+        .await;
+    assert_eq!(resp.status(), 200, "on {}", backend());
+    let tokens: Value = resp.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "DPoP");
+    assert_eq!(payload(tokens["access_token"].as_str().unwrap())["cnf"]["jkt"], key.jkt());
+    let refresh = |proof: Option<String>| {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", "latchkey-admin"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ];
+        let mut req = server.post("/oauth2/token").form(&form);
+        if let Some(proof) = proof {
+            req = req.header("dpop", proof);
+        }
+        req.sent()
+    };
+    assert_error(refresh(None).await, 400, "invalid_grant").await;
+    assert_eq!(refresh(Some(key.proof(&server, "POST", "/oauth2/token", &extra))).await.status(), 200);
+}
