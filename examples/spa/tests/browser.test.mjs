@@ -10,8 +10,7 @@ import { mkdtempSync, existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-import { freePort, serveDist, eventually, waitReady } from "./support.mjs";
+import { freePort, serveDist, eventually, waitReady, launchChromium } from "./support.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -59,18 +58,7 @@ before(async () => {
   assert.equal(reg.status, 201);
   spa = { url: spa, http: await serveDist(spaPort) };
   evil = { url: evil, http: await serveDist(evilPort) };
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
   context = await browser.newContext();
 });
 

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, extname, dirname, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./support.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -102,18 +102,7 @@ before(async () => {
   assert.ok(ready, `latchkey was not ready within 20 s:\n${serverLog.join("")}`);
 
   statics = await serveDist(spaPort, { issuer, client_id: CLIENT_ID });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
   // One browser profile for every test: Latchkey's SSO cookie lives here.
   context = await browser.newContext();
   context.setDefaultTimeout(10_000);

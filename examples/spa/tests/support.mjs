@@ -1,9 +1,10 @@
 // What the browser suites share: free ports, the built app served like any static host
-// would, waiting for the server and for a condition.
+// would, waiting for the server and for a condition, and Debian's Chromium.
 import { createServer } from "node:http";
 import { readFileSync, existsSync } from "node:fs";
 import { join, extname, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
 
 /// The SPA's directory (dist/ is under it).
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -48,4 +49,20 @@ export async function waitReady(url) {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error("the server did not become ready");
+}
+
+/// Debian's Chromium, headless (CHROMIUM overrides the path).
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
 }

@@ -42,19 +42,19 @@ pub async fn proved_context(req: &Request) -> Result<RequestContext, ApiError> {
 /// the current nonce when nonces are required, so a client always holds a fresh one
 /// (RFC 9449 §8.2) — on errors too, which is how `use_dpop_nonce` hands it out.
 pub async fn nonce_header<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let state = req.data::<AppState>().filter(|s| s.config.dpop.require_nonce).cloned();
-    let uses_dpop = state.is_some()
-        && (req.headers().contains_key(DPOP_HEADER)
-            || req
-                .headers()
-                .get(poem::http::header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .is_some_and(|h| h.get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("dpop "))));
+    let uses_dpop = req.headers().contains_key(DPOP_HEADER)
+        || req
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| h.get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case("dpop ")));
+    // Only a DPoP request holds on to the state (most requests are not).
+    let state = uses_dpop.then(|| req.data::<AppState>().filter(|s| s.config.dpop.require_nonce).cloned()).flatten();
     let mut response = match next.call(req).await {
         Ok(response) => response.into_response(),
         Err(err) => super::error::render_error(err).await,
     };
-    if let Some(state) = state.filter(|_| uses_dpop)
+    if let Some(state) = state
         && let Ok(nonce) = HeaderValue::from_str(&state.dpop_nonces.current(state.now()))
     {
         response.headers_mut().insert(NONCE_HEADER, nonce);

@@ -90,17 +90,24 @@ async fn nonce_from_refusal(server: &TestServer, key: &ClientKey) -> String {
     nonce
 }
 
+/// `req` with `proof` as its `DPoP` header, when there is one.
+fn with_proof(req: reqwest::RequestBuilder, proof: Option<String>) -> reqwest::RequestBuilder {
+    match proof {
+        Some(proof) => req.header("dpop", proof),
+        None => req,
+    }
+}
+
 fn payload(token: &str) -> Value {
     let part = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
 async fn client_credentials(server: &TestServer, secret: &str, proof: Option<String>) -> reqwest::Response {
-    let mut req =
-        server.post("/oauth2/token").basic_auth("svc", Some(secret)).form(&[("grant_type", "client_credentials")]);
-    if let Some(proof) = proof {
-        req = req.header("dpop", proof);
-    }
+    let req = with_proof(
+        server.post("/oauth2/token").basic_auth("svc", Some(secret)).form(&[("grant_type", "client_credentials")]),
+        proof,
+    );
     req.sent().await
 }
 
@@ -302,10 +309,7 @@ async fn logins_refused_for_their_nonce_are_no_password_attempts() {
 }
 
 async fn refresh_with(server: &TestServer, cookie: &str, proof: Option<String>) -> reqwest::Response {
-    let mut req = server.cookie_post("/auth/refresh", cookie);
-    if let Some(proof) = proof {
-        req = req.header("dpop", proof);
-    }
+    let req = with_proof(server.cookie_post("/auth/refresh", cookie), proof);
     req.sent().await
 }
 
@@ -372,10 +376,7 @@ async fn a_session_begun_without_a_proof_is_bound_by_its_first_refresh_with_one(
 }
 
 async fn me_with(server: &TestServer, scheme: &str, token: &str, proof: Option<String>) -> reqwest::Response {
-    let mut req = server.get("/auth/me").header("authorization", format!("{scheme} {token}"));
-    if let Some(proof) = proof {
-        req = req.header("dpop", proof);
-    }
+    let req = with_proof(server.get("/auth/me").header("authorization", format!("{scheme} {token}")), proof);
     req.sent().await
 }
 
@@ -590,10 +591,7 @@ async fn exchange_with(
         ("code_verifier", rp.verifier.as_str()),
         ("client_id", rp.client_id.as_str()),
     ];
-    let mut req = server.post("/oauth2/token").form(&form);
-    if let Some(proof) = proof {
-        req = req.header("dpop", proof);
-    }
+    let req = with_proof(server.post("/oauth2/token").form(&form), proof);
     req.sent().await
 }
 
@@ -629,14 +627,14 @@ async fn a_code_asked_for_one_key_is_exchanged_only_with_its_proof_and_binds_the
     assert_eq!(payload(tokens["access_token"].as_str().unwrap())["cnf"]["jkt"], key.jkt());
     // A public client's refresh token is bound to the key too.
     let refresh = |proof: Option<String>| {
-        let mut req = server.post("/oauth2/token").form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", "notes"),
-        ]);
-        if let Some(proof) = proof {
-            req = req.header("dpop", proof);
-        }
+        let req = with_proof(
+            server.post("/oauth2/token").form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                ("client_id", "notes"),
+            ]),
+            proof,
+        );
         req.sent()
     };
     assert_error(refresh(None).await, 400, "invalid_grant").await;
@@ -676,10 +674,7 @@ async fn the_password_grant_of_a_public_client_binds_its_refresh_token() {
             ("client_id", "latchkey-admin"),
             ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
         ];
-        let mut req = server.post("/oauth2/token").form(&form);
-        if let Some(proof) = proof {
-            req = req.header("dpop", proof);
-        }
+        let req = with_proof(server.post("/oauth2/token").form(&form), proof);
         req.sent()
     };
     assert_error(refresh(None).await, 400, "invalid_grant").await;
