@@ -1,6 +1,8 @@
 //! This machine's physical limits, measured in-process in the same run: RS256 signatures
-//! and verifications per second with a pre-parsed aws-lc key, and Argon2id hashes per
-//! second at the server's configured parameters, on one core and on all cores.
+//! and verifications per second with a pre-parsed aws-lc key, Argon2id hashes per
+//! second at the server's configured parameters, and the two ES256 operations a DPoP
+//! proof costs (the client's signature, the server's verification with the key parsed
+//! from the proof's `jwk` each time, as the server must), on one core and on all cores.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{self, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use aws_lc_rs::signature::{
+    self, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -23,6 +27,8 @@ pub struct Ceilings {
     pub rs256_sign_per_sec: Rate,
     pub rs256_verify_per_sec: Rate,
     pub argon2id_hash_per_sec: Rate,
+    pub es256_sign_per_sec: Rate,
+    pub es256_verify_per_sec: Rate,
 }
 
 /// Runs `work` on `threads` threads for `window`; returns operations per second.
@@ -55,6 +61,8 @@ pub enum Bound {
     Sign,
     Verify,
     Argon2,
+    ProofSign,
+    ProofVerify,
 }
 
 type Work = Arc<dyn Fn() + Send + Sync>;
@@ -65,6 +73,8 @@ pub struct Workloads {
     sign: Work,
     verify: Work,
     hash: Work,
+    proof_sign: Work,
+    proof_verify: Work,
 }
 
 impl Workloads {
@@ -109,7 +119,8 @@ impl Workloads {
                 );
             });
         }) as Work;
-        Ok(Self { cores, sign, verify, hash })
+        let (proof_sign, proof_verify) = proof_workloads()?;
+        Ok(Self { cores, sign, verify, hash, proof_sign, proof_verify })
     }
 
     pub fn cores(&self) -> usize {
@@ -121,6 +132,8 @@ impl Workloads {
             Bound::Sign => self.sign.clone(),
             Bound::Verify => self.verify.clone(),
             Bound::Argon2 => self.hash.clone(),
+            Bound::ProofSign => self.proof_sign.clone(),
+            Bound::ProofVerify => self.proof_verify.clone(),
         }
     }
 
@@ -135,6 +148,8 @@ impl Workloads {
             rs256_sign_per_sec: both(Bound::Sign, window),
             rs256_verify_per_sec: both(Bound::Verify, window),
             argon2id_hash_per_sec: both(Bound::Argon2, window * 2),
+            es256_sign_per_sec: both(Bound::ProofSign, window),
+            es256_verify_per_sec: both(Bound::ProofVerify, window),
         }
     }
 
@@ -144,4 +159,29 @@ impl Workloads {
         let window = if bound == Bound::Argon2 { window * 2 } else { window };
         rate(self.cores, window, self.work(bound))
     }
+}
+
+/// A DPoP proof's two signature operations: signing about a proof's bytes, and verifying
+/// them with the public key taken from its uncompressed point (no parsed key kept).
+fn proof_workloads() -> anyhow::Result<(Work, Work)> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let document = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| anyhow::anyhow!("P-256 keygen failed"))?;
+    let pair = Arc::new(
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, document.as_ref())
+            .map_err(|_| anyhow::anyhow!("P-256 key parse failed"))?,
+    );
+    let message = vec![b'x'; 400]; // about a proof's header and claims
+    let sign = {
+        let (pair, message) = (pair.clone(), message.clone());
+        Arc::new(move || {
+            let _ = pair.sign(&aws_lc_rs::rand::SystemRandom::new(), &message);
+        }) as Work
+    };
+    let signature = pair.sign(&rng, &message).map_err(|_| anyhow::anyhow!("P-256 sign failed"))?.as_ref().to_vec();
+    let point = pair.public_key().as_ref().to_vec();
+    let verify = Arc::new(move || {
+        let _ = signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point).verify(&message, &signature);
+    }) as Work;
+    Ok((sign, verify))
 }

@@ -208,7 +208,7 @@ fn main() -> anyhow::Result<()> {
     drop(postgres);
     if !report.scenarios.is_empty() {
         load::print_table(&report.scenarios);
-        load::print_dpop_overhead(&report.scenarios);
+        load::print_dpop_overhead(&report.scenarios, &report.ceilings);
     }
     if let Some(ceiling) = report.pgbench_refresh_per_sec {
         let refresh = report.scenarios.iter().find(|o| o.scenario == "refresh");
@@ -261,6 +261,14 @@ fn print_ceilings(c: &Ceilings) {
     println!(
         "  Argon2id hash {:>9.1}/s on one core, {:>9.1}/s on {} cores",
         c.argon2id_hash_per_sec.one_core, c.argon2id_hash_per_sec.all_cores, c.cores
+    );
+    println!(
+        "  ES256 sign    {:>9.0}/s on one core, {:>9.0}/s on {} cores",
+        c.es256_sign_per_sec.one_core, c.es256_sign_per_sec.all_cores, c.cores
+    );
+    println!(
+        "  ES256 verify  {:>9.0}/s on one core, {:>9.0}/s on {} cores (key parsed each time)",
+        c.es256_verify_per_sec.one_core, c.es256_verify_per_sec.all_cores, c.cores
     );
 }
 

@@ -91,8 +91,10 @@ pub trait TokenStore: Send + Sync {
     fn rotate(&self, rotation: &Rotation) -> impl Future<Output = StoreResult<RotateOutcome>> + Send;
 
     /// Records the DPoP proof `proof_key` names, kept until `expires_at`: true the first
-    /// time, false when any node saw it before (one statement, so of two nodes seeing
-    /// one proof at once exactly one gets true). On every DPoP request's path.
+    /// time, false when any node saw it before (the table's unique key decides, so of
+    /// two nodes seeing one proof at once exactly one gets true). On every DPoP
+    /// request's path, so the proofs of concurrent requests share one commit
+    /// (`store::dpop`).
     fn first_use_of_proof(&self, proof_key: &str, expires_at: i64) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// A user (`None` if there is no such user) with their role names, sorted.

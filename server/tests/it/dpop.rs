@@ -555,10 +555,25 @@ async fn a_proof_is_seen_once_across_nodes_and_purged_after_its_window() {
         second.state.tokens.first_use_of_proof(&other, now + 300),
     );
     assert_eq!(u8::from(a.unwrap()) + u8::from(b.unwrap()), 1);
+    // Many at once on both nodes, each proof four times: the proofs share batches
+    // (one commit for many), and each is still a first use exactly once.
+    let keys: Vec<String> = (0..16).map(|i| latchkey_server::security::sha256_hex(&format!("jkt.many-{i}"))).collect();
+    let attempts = keys.iter().cycle().take(64).enumerate().map(|(i, key)| {
+        let state = if i % 2 == 0 { first.state.clone() } else { second.state.clone() };
+        let key = key.clone();
+        tokio::spawn(async move { (key.clone(), state.tokens.first_use_of_proof(&key, now + 300).await.unwrap()) })
+    });
+    let mut firsts = std::collections::HashMap::<String, u32>::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        let (key, first_use) = attempt.await.unwrap();
+        *firsts.entry(key).or_default() += u32::from(first_use);
+    }
+    assert_eq!(firsts.len(), 16);
+    assert!(firsts.values().all(|&n| n == 1), "each proof is a first use once: {firsts:?}");
     first.clock.advance(301);
     let purged =
         latchkey_server::store::purge::expired_dpop_proofs(&first.state.db, first.clock.now_secs(), 100).await.unwrap();
-    assert_eq!(purged, 2, "a proof past its window is no longer kept");
+    assert_eq!(purged, 18, "a proof past its window is no longer kept");
     assert!(seen(&first).await, "(and a row gone is a first use again — its iat check refuses it anyway)");
 }
 

@@ -8,20 +8,31 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryRes
 use super::authorization::{self, CodeIssue, CodeRow, Grant, InteractionRow, Redemption, SsoSessionRow};
 use super::clients::{self, ClientRow};
 use super::columns;
+use super::dpop::{self, ProofQueue};
 use super::entities::{refresh_tokens, sessions, users};
 use super::sessions::{RefreshTokenRow, SessionRow};
 use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
 use super::users::UserRow;
 use super::{Db, StoreResult};
 
-#[derive(Debug)]
 pub struct PostgresTokens {
     db: Db,
+    /// DPoP proofs waiting for the next batch (see [`super::dpop`]).
+    proofs: ProofQueue,
+    /// Held while one batch of proofs is written: the proofs that arrive meanwhile wait
+    /// for the next one.
+    proof_writer: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for PostgresTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTokens").finish_non_exhaustive()
+    }
 }
 
 impl PostgresTokens {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, proofs: ProofQueue::default(), proof_writer: tokio::sync::Mutex::new(()) }
     }
 }
 
@@ -123,7 +134,22 @@ impl TokenStore for PostgresTokens {
     }
 
     async fn first_use_of_proof(&self, proof_key: &str, expires_at: i64) -> StoreResult<bool> {
-        super::dpop::first_use(&self.db, proof_key, expires_at).await
+        let answer = self.proofs.enqueue(proof_key, expires_at);
+        let writing = self.proof_writer.lock().await;
+        let batch = self.proofs.take();
+        if !batch.is_empty() {
+            // The batch is written by a task of its own, so a request that goes away
+            // mid-write (its future dropped) cannot leave the others in it unanswered.
+            let db = self.db.clone();
+            let written = tokio::spawn(async move {
+                let recorded = dpop::record_postgres(&db, &batch.rows()).await;
+                batch.answer(recorded);
+            });
+            // A panic in it drops the batch's senders, which `verdict` reports.
+            let _ = written.await;
+        }
+        drop(writing);
+        dpop::verdict(answer).await
     }
 
     async fn user_with_roles(&self, user_id: &str) -> StoreResult<Option<(UserRow, Vec<String>)>> {

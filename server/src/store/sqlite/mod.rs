@@ -47,6 +47,8 @@ pub struct SqliteTokens {
     writer: Mutex<Connection>,
     commits: AtomicUsize,
     checkpoint: std::sync::mpsc::SyncSender<()>,
+    /// DPoP proofs waiting for the writer (see [`super::dpop`]).
+    proofs: super::dpop::ProofQueue,
 }
 
 /// Inline commits between two checkpoints (a few MiB of WAL at most).
@@ -119,6 +121,7 @@ impl SqliteTokens {
             writer: Mutex::new(writer),
             commits: AtomicUsize::new(0),
             checkpoint,
+            proofs: super::dpop::ProofQueue::default(),
         })
     }
 
@@ -614,16 +617,36 @@ impl TokenStore for SqliteTokens {
     }
 
     async fn first_use_of_proof(&self, proof_key: &str, expires_at: i64) -> StoreResult<bool> {
+        let answer = self.proofs.enqueue(proof_key, expires_at);
         let writer = self.writer_lock.lock().await;
-        let inserted = self.write(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO dpop_proofs (proof_key, expires_at) VALUES (?1, ?2) ON CONFLICT (proof_key) DO NOTHING",
-            )?
-            .execute(params![proof_key, expires_at])
-        });
+        // Every proof queued while this task waited for the writer goes into one
+        // transaction (see `store::dpop`). Written and answered without an await in
+        // between, so each proof taken is answered before the lock is released; an
+        // empty queue means an earlier holder took (and answered) this one.
+        let batch = self.proofs.take();
+        if !batch.is_empty() {
+            let recorded = self.write(|conn| {
+                let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let mut inserted = std::collections::HashSet::new();
+                for (key, expires_at) in batch.rows() {
+                    let added = txn
+                        .prepare_cached(
+                            "INSERT INTO dpop_proofs (proof_key, expires_at) VALUES (?1, ?2) \
+                             ON CONFLICT (proof_key) DO NOTHING",
+                        )?
+                        .execute(params![key, expires_at])?;
+                    if added == 1 {
+                        inserted.insert(key.to_string());
+                    }
+                }
+                txn.commit()?;
+                Ok(inserted)
+            });
+            batch.answer(recorded);
+        }
         drop(writer);
         tokio::task::yield_now().await; // as in `rotate`
-        Ok(inserted? == 1)
+        super::dpop::verdict(answer).await
     }
 
     async fn issue_code(&self, issue: CodeIssue) -> StoreResult<bool> {
