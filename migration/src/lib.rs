@@ -23,6 +23,7 @@ mod m20261202_000012_passkeys;
 mod m20261203_000013_mail;
 mod m20261203_000014_dpop;
 mod m20261203_000015_dpop_binding;
+mod m20261203_000016_change_notifications;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000013_mail::Migration),
             Box::new(m20261203_000014_dpop::Migration),
             Box::new(m20261203_000015_dpop_binding::Migration),
+            Box::new(m20261203_000016_change_notifications::Migration),
         ]
     }
 }

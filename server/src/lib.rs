@@ -110,7 +110,7 @@ pub async fn build_state(config: Config, clock: SharedClock) -> Result<AppState,
     let metrics = metrics::Metrics::new()?;
     // One reader per core that can run a request at once, and two to spare.
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
-    let tokens = store::Engine::for_database(&db, readers, &config).map_err(StartupError::Store)?;
+    let tokens = store::Engine::for_database(&db, readers, &config, &metrics).map_err(StartupError::Store)?;
     let webauthn = match &config.passkeys {
         Some(passkeys) => Some(
             security::passkeys::relying_party(passkeys, &config.branding.product_name)

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub mail: IntCounterVec,
     /// DPoP proofs refused, by reason: `invalid`, `nonce` (none or stale), `replay`.
     pub dpop_refused: IntCounterVec,
+    /// PostgreSQL's caches (`store::postgres::cache`): lookups, changes applied, and
+    /// whether the change listener is connected.
+    pub cache: crate::store::postgres::cache::CacheMetrics,
 }
 
 impl Metrics {
@@ -82,6 +85,20 @@ impl Metrics {
             dpop_refused.with_label_values(&[reason]);
         }
         registry.register(Box::new(dpop_refused.clone()))?;
+        let cache = crate::store::postgres::cache::CacheMetrics {
+            lookups: IntCounterVec::new(
+                Opts::new("cache_lookups_total", "PostgreSQL cache lookups by cache and outcome (hit, miss, bypass)"),
+                &["cache", "outcome"],
+            )?,
+            changes: IntCounter::new("cache_changes_applied_total", "Change notifications applied to the caches")?,
+            listening: IntGauge::new(
+                "cache_listener_connected",
+                "1 while the change listener is connected and the caches trusted (PostgreSQL)",
+            )?,
+        };
+        registry.register(Box::new(cache.lookups.clone()))?;
+        registry.register(Box::new(cache.changes.clone()))?;
+        registry.register(Box::new(cache.listening.clone()))?;
         registry.register(Box::new(outbox_pending.clone()))?;
         registry.register(Box::new(backchannel_logout.clone()))?;
         registry.register(Box::new(backchannel_logout_latency.clone()))?;
@@ -114,6 +131,7 @@ impl Metrics {
             backchannel_logout_latency,
             mail,
             dpop_refused,
+            cache,
         })
     }
 

@@ -268,8 +268,7 @@ async fn authenticate_for(state: &AppState, token: &str, audience: &str) -> Resu
     let Some(sid) = &claims.sid else {
         return Ok(Authenticated { claims, user: None });
     };
-    let found = state.tokens.session_with_user(sid).await?;
-    let Some((session, user)) = found.filter(|(s, _)| s.is_live(now)) else {
+    let Some((session, user)) = state.tokens.live_session_with_user(sid, now).await? else {
         return Err(Error::InvalidToken("the session of this token has ended".into()));
     };
     if session.user_id != claims.sub {

@@ -3,9 +3,10 @@
 //!
 //! Permissions are strings, so operators can invent their own (`billing:read`) for
 //! their resource servers without a release; [`Permission`] names the ones Latchkey
-//! itself enforces. Effective permissions are read from the database on every admin
-//! request, so a role change applies to the admin API at once; the `roles` claim of
-//! access tokens follows at the next refresh.
+//! itself enforces. Effective permissions are read on every admin request (on
+//! PostgreSQL through the caches every change invalidates on every node), so a role
+//! change applies to the admin API at once; the `roles` claim of access tokens follows
+//! at the next refresh.
 
 use crate::store::TokenStore;
 use crate::store::entities::UserStatus;
@@ -175,7 +176,7 @@ impl<'a> Grantor<'a> {
         if roles.iter().any(|r| r == ADMIN_ROLE) {
             return Err(self.refuse(state, operation, target, "the admin role (only a full admin grants it)").await);
         }
-        let permissions = roles::permissions_of(&state.db, roles).await?;
+        let permissions = state.tokens.permissions_of(roles).await?;
         self.check_permissions(state, operation, target, &permissions).await
     }
 
@@ -216,7 +217,7 @@ pub async fn principal(state: &AppState, authenticated: super::auth::Authenticat
     } else {
         state.tokens.client_role_names(&claims.client_id).await?
     };
-    let mut permissions = roles::permissions_of(&state.db, &role_names).await?;
+    let mut permissions = state.tokens.permissions_of(&role_names).await?;
     let full_admin = role_names.iter().any(|r| r == ADMIN_ROLE);
     if full_admin {
         permissions.extend(Permission::ALL.iter().map(|p| p.as_str().to_string()));

@@ -200,7 +200,7 @@ pub(super) async fn set_point(txn: &DatabaseTransaction, name: &str, point: Chai
 /// the first's work done.
 pub async fn link_pending(db: &Db, limit: u64) -> StoreResult<u64> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-    let txn = begin_write(db, Starts::WithWrite).await?;
+    let txn = begin_write(db, Starts::WithWrite).await?.changes_no_cached_rows();
     let head = lock_head(&txn, 0).await?;
     let pending = audit_events::Entity::find()
         .filter(audit_events::Column::ChainSeq.is_null())
@@ -245,7 +245,7 @@ pub fn row_content(row: &AuditRow, seq: i64) -> Content<'_> {
 
 /// [`record`] in a transaction of its own, for an event no other change goes with.
 pub async fn record_alone(db: &Db, event: NewAuditEvent) -> StoreResult<()> {
-    let txn = begin_write(db, Starts::WithWrite).await?;
+    let txn = begin_write(db, Starts::WithWrite).await?.changes_no_cached_rows();
     record(&txn, event).await?;
     txn.commit().await?;
     Ok(())

@@ -46,7 +46,7 @@ pub async fn find(db: &impl ConnectionTrait, kid: &str) -> StoreResult<Option<Si
 /// Returns false when another node did it first (nothing changes then).
 pub async fn promote(db: &super::Db, kid: &str, now: i64, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
     use sea_orm::sea_query::Expr;
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?.changes_no_cached_rows();
     // Retire first: the unique index allows only one active key at any moment.
     signing_keys::Entity::update_many()
         .col_expr(signing_keys::Column::State, Expr::value(KeyState::Retired))
@@ -75,7 +75,7 @@ pub async fn promote(db: &super::Db, kid: &str, now: i64, event: super::audit::N
 /// Emergency: the key is withdrawn from the JWKS at once.
 pub async fn revoke(db: &super::Db, kid: &str, now: i64, event: super::audit::NewAuditEvent) -> StoreResult<bool> {
     use sea_orm::sea_query::Expr;
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?.changes_no_cached_rows();
     let revoked = signing_keys::Entity::update_many()
         .col_expr(signing_keys::Column::State, Expr::value(KeyState::Revoked))
         .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))

@@ -25,6 +25,7 @@ pub mod users;
 pub use token_store::{Engine, RefreshRead, RotateOutcome, Rotation, TokenStore};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use latchkey_migration::{Migrator, MigratorTrait};
@@ -44,6 +45,10 @@ use crate::config::Config;
 pub struct Db {
     conn: DatabaseConnection,
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Writes this process committed through this pool: PostgreSQL's caches empty
+    /// themselves when it moves, so this node's own changes are seen by its next read
+    /// at once, before their notification comes back (`postgres::cache`).
+    local_writes: Arc<AtomicU64>,
 }
 
 impl Db {
@@ -63,6 +68,19 @@ impl Db {
     pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.conn
     }
+
+    /// The count of writes committed through this pool (see the field).
+    pub(crate) fn local_writes(&self) -> Arc<AtomicU64> {
+        self.local_writes.clone()
+    }
+
+    /// Counts a committed write that may change a cached row, or passes an error through.
+    fn counted<T>(&self, sql: &str, result: Result<T, DbErr>) -> Result<T, DbErr> {
+        if result.is_ok() && writes(sql) && may_change_cached_rows(sql) {
+            self.local_writes.fetch_add(1, Ordering::Release);
+        }
+        result
+    }
 }
 
 /// Reads go straight to the pool. On SQLite a write sent on its own (not inside a
@@ -77,23 +95,30 @@ impl ConnectionTrait for Db {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        let _writer = self.queue_if_write(&stmt.sql).await?;
-        self.conn.execute_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let _writer = self.queue_if_write(&sql).await?;
+        let result = self.conn.execute_raw(stmt).await;
+        self.counted(&sql, result)
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         let _writer = self.queue_if_write(sql).await?;
-        self.conn.execute_unprepared(sql).await
+        let result = self.conn.execute_unprepared(sql).await;
+        self.counted(sql, result)
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let _writer = self.queue_if_write(&stmt.sql).await?;
-        self.conn.query_one_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let _writer = self.queue_if_write(&sql).await?;
+        let result = self.conn.query_one_raw(stmt).await;
+        self.counted(&sql, result)
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let _writer = self.queue_if_write(&stmt.sql).await?;
-        self.conn.query_all_raw(stmt).await
+        let sql = stmt.sql.clone();
+        let _writer = self.queue_if_write(&sql).await?;
+        let result = self.conn.query_all_raw(stmt).await;
+        self.counted(&sql, result)
     }
 
     fn support_returning(&self) -> bool {
@@ -117,6 +142,13 @@ impl Db {
             Err(_) => Err(DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout)),
         }
     }
+}
+
+/// Whether a statement may change a row PostgreSQL's caches hold (sessions, users,
+/// clients, roles and their links), judged by the table names it mentions — a superset
+/// (`sso_sessions` counts too), so a miss only costs the node its caches.
+fn may_change_cached_rows(sql: &str) -> bool {
+    ["sessions", "users", "clients", "roles"].iter().any(|table| sql.contains(table))
 }
 
 /// Whether a statement changes rows, judged by its first keyword.
@@ -173,6 +205,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct WriteTxn {
     txn: sea_orm::DatabaseTransaction,
     _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Counted at commit, unless the transaction says it changes no cached row.
+    local_writes: Option<Arc<AtomicU64>>,
 }
 
 /// How a write transaction begins, which decides whether SQLite's write lock must be
@@ -198,12 +232,25 @@ pub async fn begin_write(db: &Db, starts: Starts) -> Result<WriteTxn, DbErr> {
         // connection has since overtaken — which fails at once with SQLITE_BUSY_SNAPSHOT.
         txn.execute_unprepared("UPDATE seaql_migrations SET version = version WHERE 1 = 0").await?;
     }
-    Ok(WriteTxn { txn, _writer: writer })
+    Ok(WriteTxn { txn, _writer: writer, local_writes: Some(db.local_writes()) })
 }
 
 impl WriteTxn {
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        self.txn.commit().await?;
+        if let Some(local_writes) = &self.local_writes {
+            local_writes.fetch_add(1, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Declares that this transaction changes none of the rows PostgreSQL's caches hold
+    /// (it writes audit events, the outbox, signing keys): its commit leaves this node's
+    /// caches as they are. (A wrong declaration would only delay this node's own view of
+    /// its change until the change's notification comes back.)
+    pub fn changes_no_cached_rows(mut self) -> Self {
+        self.local_writes = None;
+        self
     }
 
     pub async fn rollback(self) -> Result<(), DbErr> {
@@ -229,7 +276,7 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn connect(config: &Config) -> Result<Db, DbErr> {
     let conn = connect_pool(config).await?;
     let sqlite_writer = (conn.get_database_backend() == DbBackend::Sqlite).then(Default::default);
-    Ok(Db { conn, sqlite_writer })
+    Ok(Db { conn, sqlite_writer, local_writes: Arc::default() })
 }
 
 async fn connect_pool(config: &Config) -> Result<DatabaseConnection, DbErr> {
@@ -372,7 +419,11 @@ mod tests {
     async fn a_standalone_write_queues_on_the_sqlite_writer_lock() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("lock.db").display());
-        let db = Db { conn: Database::connect(&url).await.unwrap(), sqlite_writer: Some(Default::default()) };
+        let db = Db {
+            conn: Database::connect(&url).await.unwrap(),
+            sqlite_writer: Some(Default::default()),
+            local_writes: std::sync::Arc::default(),
+        };
         db.execute_unprepared("CREATE TABLE t (x INTEGER)").await.unwrap();
 
         let held = db.sqlite_writer().unwrap().clone().lock_owned().await;

@@ -249,7 +249,7 @@ pub async fn mark_retry(
     next_attempt_at: i64,
     error: &str,
 ) -> StoreResult<bool> {
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?.changes_no_cached_rows();
     let updated = outbox::Entity::update_many()
         .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
         .col_expr(outbox::Column::LastError, Expr::value(error))
@@ -275,7 +275,7 @@ pub async fn mark_dead(
     error: &str,
     event: NewAuditEvent,
 ) -> StoreResult<bool> {
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?.changes_no_cached_rows();
     let updated = finished(claim)
         .col_expr(outbox::Column::State, Expr::value(OutboxState::Dead))
         .col_expr(outbox::Column::FinishedAt, Expr::value(now))
@@ -394,7 +394,7 @@ pub async fn delivery_state(db: &impl ConnectionTrait, recipient: &str) -> Store
 /// Puts a recipient's dead messages back in the queue, due now with their attempts
 /// counted afresh, with the audit event, in one transaction; how many.
 pub async fn requeue_dead(db: &super::Db, recipient: &str, now: i64, mut event: NewAuditEvent) -> StoreResult<u64> {
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?.changes_no_cached_rows();
     let requeued = outbox::Entity::update_many()
         .col_expr(outbox::Column::State, Expr::value(OutboxState::Pending))
         .col_expr(outbox::Column::Attempts, Expr::value(0))

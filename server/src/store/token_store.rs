@@ -8,6 +8,7 @@
 //! Whatever a hot path of a new feature reads or writes goes behind this trait too;
 //! everything else stays shared sea-orm code in the other `store` modules.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use super::authorization::{CodeIssue, CodeRow, Grant, InteractionRow, Redemption, SsoSessionRow};
@@ -67,6 +68,17 @@ pub trait TokenStore: Send + Sync {
         session_id: &str,
     ) -> impl Future<Output = StoreResult<Option<(SessionRow, Option<UserRow>)>>> + Send;
 
+    /// The session if it is live at `now` (not revoked, before both deadlines), with its
+    /// user (gone if deleted): the bearer check of our own API. On PostgreSQL a cached
+    /// copy, which every change to the session or the user drops on every node
+    /// (`postgres::cache`); its `last_used_at` and `idle_expires_at` may lag behind a
+    /// refresh (they only move later).
+    fn live_session_with_user(
+        &self,
+        session_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<(SessionRow, Option<UserRow>)>>> + Send;
+
     /// Everything a refresh reads before it rotates, in one query.
     fn token_for_refresh(&self, token_hash: &str) -> impl Future<Output = StoreResult<Option<RefreshRead>>> + Send;
 
@@ -86,6 +98,9 @@ pub trait TokenStore: Send + Sync {
 
     /// The client's role names (carried by its `client_credentials` tokens), sorted.
     fn client_role_names(&self, client_id: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// The permissions the roles `role_names` grant together.
+    fn permissions_of(&self, role_names: &[String]) -> impl Future<Output = StoreResult<BTreeSet<String>>> + Send;
 
     /// Applies `rotation` (see [`Rotation`]).
     fn rotate(&self, rotation: &Rotation) -> impl Future<Output = StoreResult<RotateOutcome>> + Send;
@@ -140,11 +155,28 @@ pub enum Engine {
 impl Engine {
     /// The implementation for `db`'s engine. On SQLite it opens `readers` inline
     /// connections to the same file (see [`super::sqlite`]).
-    pub fn for_database(db: &Db, readers: usize, config: &crate::config::Config) -> StoreResult<Self> {
+    pub fn for_database(
+        db: &Db,
+        readers: usize,
+        config: &crate::config::Config,
+        metrics: &crate::metrics::Metrics,
+    ) -> StoreResult<Self> {
         Ok(match db.backend() {
-            sea_orm::DbBackend::Postgres => Engine::Postgres(super::postgres::PostgresTokens::new(db.clone())),
+            sea_orm::DbBackend::Postgres => {
+                Engine::Postgres(super::postgres::PostgresTokens::new(db.clone(), metrics.cache.clone()))
+            }
             _ => Engine::Sqlite(super::sqlite::SqliteTokens::open(db, readers, config.sqlite_synchronous)?),
         })
+    }
+}
+
+impl Engine {
+    /// PostgreSQL's change listener, followed (`None` on SQLite, which caches nothing).
+    pub fn listener_status(&self) -> Option<tokio::sync::watch::Receiver<super::postgres::cache::ListenerStatus>> {
+        match self {
+            Engine::Sqlite(_) => None,
+            Engine::Postgres(store) => Some(store.listener_status()),
+        }
     }
 }
 
@@ -161,6 +193,14 @@ macro_rules! on_engine {
 impl TokenStore for Engine {
     async fn session_with_user(&self, session_id: &str) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
         on_engine!(self, store => store.session_with_user(session_id))
+    }
+
+    async fn live_session_with_user(
+        &self,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        on_engine!(self, store => store.live_session_with_user(session_id, now))
     }
 
     async fn token_for_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRead>> {
@@ -185,6 +225,10 @@ impl TokenStore for Engine {
 
     async fn client_role_names(&self, client_id: &str) -> StoreResult<Vec<String>> {
         on_engine!(self, store => store.client_role_names(client_id))
+    }
+
+    async fn permissions_of(&self, role_names: &[String]) -> StoreResult<BTreeSet<String>> {
+        on_engine!(self, store => store.permissions_of(role_names))
     }
 
     async fn rotate(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {

@@ -8,6 +8,7 @@ mod account;
 mod admin;
 mod audit_chain;
 mod backchannel;
+mod caches;
 mod claims;
 mod cli;
 mod code_flow;

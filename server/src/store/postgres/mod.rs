@@ -1,9 +1,14 @@
 //! The PostgreSQL engine of the token paths ([`TokenStore`]), through sea-orm's pool.
 //! Reads are one query each; rotation is one statement (one round trip), see
-//! [`PostgresTokens::rotate`].
+//! [`PostgresTokens::rotate`]. Sessions (for the bearer check), clients, role names and
+//! permissions are read through this node's [`cache`], which every change invalidates
+//! on every node through `LISTEN/NOTIFY`.
+
+pub mod cache;
 
 use crate::store::entities::TokenState;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
+use std::collections::BTreeSet;
 
 use super::authorization::{self, CodeIssue, CodeRow, Grant, InteractionRow, Redemption, SsoSessionRow};
 use super::clients::{self, ClientRow};
@@ -14,9 +19,12 @@ use super::sessions::{RefreshTokenRow, SessionRow};
 use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
 use super::users::UserRow;
 use super::{Db, StoreResult};
+use cache::{CacheMetrics, Caches, ListenerStatus, Lookup, Ticket};
+use std::sync::Arc;
 
 pub struct PostgresTokens {
     db: Db,
+    caches: Arc<Caches>,
     /// DPoP proofs waiting for the next batch (see [`super::dpop`]).
     proofs: ProofQueue,
     /// Held while one batch of proofs is written: the proofs that arrive meanwhile wait
@@ -31,8 +39,38 @@ impl std::fmt::Debug for PostgresTokens {
 }
 
 impl PostgresTokens {
-    pub fn new(db: Db) -> Self {
-        Self { db, proofs: ProofQueue::default(), proof_writer: tokio::sync::Mutex::new(()) }
+    /// The engine, with its change listener started (on the current tokio runtime; with
+    /// none, as in a one-off command, nothing is cached).
+    pub fn new(db: Db, metrics: CacheMetrics) -> Self {
+        let caches = Arc::new(Caches::new(db.local_writes(), metrics));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let pool = db.connection().get_postgres_connection_pool().clone();
+            runtime.spawn(cache::listen(Arc::downgrade(&caches), pool));
+        }
+        Self { db, caches, proofs: ProofQueue::default(), proof_writer: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Follows the change listener (tests wait on it).
+    pub fn listener_status(&self) -> tokio::sync::watch::Receiver<ListenerStatus> {
+        self.caches.status()
+    }
+}
+
+/// Reads through a cache: a hit answers; a miss reads `load` and keeps its answer when
+/// still current; while the cache is not trusted, `load` answers and nothing is kept.
+async fn through<V: Clone>(
+    lookup: Lookup<V>,
+    load: impl Future<Output = StoreResult<V>>,
+    fill: impl FnOnce(Ticket, V),
+) -> StoreResult<V> {
+    match lookup {
+        Lookup::Hit(value) => Ok(value),
+        Lookup::Miss(ticket) => {
+            let value = load.await?;
+            fill(ticket, value.clone());
+            Ok(value)
+        }
+        Lookup::Bypass => load.await,
     }
 }
 
@@ -65,6 +103,29 @@ impl TokenStore for PostgresTokens {
         Ok(sessions::Entity::find_by_id(session_id.to_string()).find_also_related(users::Entity).one(&self.db).await?)
     }
 
+    async fn live_session_with_user(
+        &self,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        let ticket = match self.caches.session(session_id) {
+            Lookup::Hit(found) if found.0.is_live(now) => return Ok(Some(found)),
+            // Its idle deadline may have moved on since it was cached (a refresh
+            // notifies nothing): read it again.
+            Lookup::Hit(_) => {
+                self.caches.forget_session(session_id);
+                None
+            }
+            Lookup::Miss(ticket) => Some(ticket),
+            Lookup::Bypass => None,
+        };
+        let found = self.session_with_user(session_id).await?.filter(|(session, _)| session.is_live(now));
+        if let (Some(ticket), Some(found)) = (ticket, &found) {
+            self.caches.fill_session(ticket, session_id, found.clone());
+        }
+        Ok(found)
+    }
+
     async fn token_for_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRead>> {
         let statement =
             Statement::from_sql_and_values(DbBackend::Postgres, TOKEN_FOR_REFRESH.as_str(), [token_hash.into()]);
@@ -91,15 +152,38 @@ impl TokenStore for PostgresTokens {
     }
 
     async fn user_role_names(&self, user_id: &str) -> StoreResult<Vec<String>> {
-        super::users::role_names(&self.db, user_id).await
+        through(self.caches.user_roles(user_id), super::users::role_names(&self.db, user_id), |ticket, roles| {
+            self.caches.fill_user_roles(ticket, user_id, roles)
+        })
+        .await
     }
 
     async fn client(&self, client_id: &str) -> StoreResult<Option<ClientRow>> {
-        clients::find(&self.db, client_id).await
+        through(self.caches.client(client_id), clients::find(&self.db, client_id), |ticket, client| {
+            self.caches.fill_client(ticket, client_id, client)
+        })
+        .await
     }
 
     async fn client_role_names(&self, client_id: &str) -> StoreResult<Vec<String>> {
-        clients::role_names(&self.db, client_id).await
+        through(self.caches.client_roles(client_id), clients::role_names(&self.db, client_id), |ticket, roles| {
+            self.caches.fill_client_roles(ticket, client_id, roles)
+        })
+        .await
+    }
+
+    async fn permissions_of(&self, role_names: &[String]) -> StoreResult<BTreeSet<String>> {
+        let mut permissions = BTreeSet::new();
+        for role in role_names {
+            let of_role = through(
+                self.caches.permissions(role),
+                super::roles::permissions_of(&self.db, std::slice::from_ref(role)),
+                |ticket, found: BTreeSet<String>| self.caches.fill_permissions(ticket, role, found),
+            )
+            .await?;
+            permissions.extend(of_role);
+        }
+        Ok(permissions)
     }
 
     async fn rotate(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
@@ -142,7 +226,8 @@ impl TokenStore for PostgresTokens {
             // mid-write (its future dropped) cannot leave the others in it unanswered.
             let db = self.db.clone();
             let written = tokio::spawn(async move {
-                let recorded = dpop::record_postgres(&db, &batch.rows()).await;
+                // Around `Db`'s count of local writes: a proof changes no cached row.
+                let recorded = dpop::record_postgres(db.connection(), &batch.rows()).await;
                 batch.answer(recorded);
             });
             // A panic in it drops the batch's senders, which `verdict` reports.

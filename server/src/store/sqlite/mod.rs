@@ -17,6 +17,7 @@
 //! position.
 
 use crate::store::entities::TokenState;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -497,6 +498,14 @@ impl TokenStore for SqliteTokens {
         })
     }
 
+    async fn live_session_with_user(
+        &self,
+        session_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        Ok(self.session_with_user(session_id).await?.filter(|(session, _)| session.is_live(now)))
+    }
+
     async fn token_for_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRead>> {
         let at_session = RefreshTokenRow::COLUMNS.len();
         let at_user = at_session + SessionRow::COLUMNS.len();
@@ -543,6 +552,19 @@ impl TokenStore for SqliteTokens {
     async fn client_role_names(&self, client_id: &str) -> StoreResult<Vec<String>> {
         self.read(|conn| {
             role_names(conn, "SELECT role_name FROM client_roles WHERE client_id = ?1 ORDER BY role_name", client_id)
+        })
+    }
+
+    async fn permissions_of(&self, role_names: &[String]) -> StoreResult<BTreeSet<String>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached("SELECT permission FROM role_permissions WHERE role_name = ?1")?;
+            let mut permissions = BTreeSet::new();
+            for role in role_names {
+                for permission in statement.query_map([role], |row| row.get(0))? {
+                    permissions.insert(permission?);
+                }
+            }
+            Ok(permissions)
         })
     }
 
