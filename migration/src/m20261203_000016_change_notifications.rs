@@ -5,11 +5,13 @@
 //! operator's own SQL. The payloads are `kind:key` (see the server's `store::cache`):
 //!
 //! - `session:<id>` — a session changed or went, except the columns a refresh touches
-//!   (`last_used_at`, `idle_expires_at` only grow; `dpop_jkt` is set once, by the
-//!   refresh that binds it, and no cache reads it), so refreshing notifies nothing;
+//!   (`last_used_at`; `idle_expires_at` while it moves later — an earlier one, as after
+//!   the idle timeout was shortened, notifies; `dpop_jkt`, set once by the refresh that
+//!   binds it, which no cached read uses), so refreshing notifies nothing;
 //! - `user:<id>` — a user changed or went, or their roles changed;
 //! - `client:<id>` — a client changed or went, or its roles changed;
-//! - `role:<name>` — a role's permissions changed, or the role went.
+//! - `role:<name>` — a role's permissions changed, or the role went;
+//! - `truncate:<table>` — any of those tables was truncated (nodes empty their caches).
 //!
 //! SQLite runs one node and caches nothing, so it gets none of this.
 
@@ -44,6 +46,19 @@ END
 $$
 "#;
 
+/// A truncate has no rows to name: `truncate:<table>`, which nodes answer by emptying
+/// their caches.
+const TRUNCATE_FUNCTION: &str = r#"
+CREATE OR REPLACE FUNCTION latchkey_notify_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('latchkey_changes', 'truncate:' || TG_TABLE_NAME);
+    RETURN NULL;
+END
+$$
+"#;
+
+const TRUNCATED: &[&str] = &["sessions", "users", "user_roles", "clients", "client_roles", "roles", "role_permissions"];
+
 /// (trigger, table, events, kind, key column, condition).
 const TRIGGERS: &[(&str, &str, &str, &str, &str, &str)] = &[
     (
@@ -53,7 +68,8 @@ const TRIGGERS: &[(&str, &str, &str, &str, &str, &str)] = &[
         "session",
         "id",
         "WHEN ((to_jsonb(OLD) - ARRAY['last_used_at', 'idle_expires_at', 'dpop_jkt']) \
-         IS DISTINCT FROM (to_jsonb(NEW) - ARRAY['last_used_at', 'idle_expires_at', 'dpop_jkt']))",
+         IS DISTINCT FROM (to_jsonb(NEW) - ARRAY['last_used_at', 'idle_expires_at', 'dpop_jkt']) \
+         OR NEW.idle_expires_at < OLD.idle_expires_at)",
     ),
     ("sessions_notify_delete", "sessions", "DELETE", "session", "id", ""),
     ("users_notify_change", "users", "UPDATE OR DELETE", "user", "id", ""),
@@ -79,6 +95,14 @@ impl MigrationTrait for Migration {
             ))
             .await?;
         }
+        db.execute_unprepared(TRUNCATE_FUNCTION).await?;
+        for table in TRUNCATED {
+            db.execute_unprepared(&format!(
+                "CREATE TRIGGER {table}_notify_truncate AFTER TRUNCATE ON {table} FOR EACH STATEMENT \
+                 EXECUTE FUNCTION latchkey_notify_truncate()"
+            ))
+            .await?;
+        }
         Ok(())
     }
 
@@ -90,7 +114,11 @@ impl MigrationTrait for Migration {
         for (name, table, ..) in TRIGGERS {
             db.execute_unprepared(&format!("DROP TRIGGER {name} ON {table}")).await?;
         }
+        for table in TRUNCATED {
+            db.execute_unprepared(&format!("DROP TRIGGER {table}_notify_truncate ON {table}")).await?;
+        }
         db.execute_unprepared("DROP FUNCTION latchkey_notify_change()").await?;
+        db.execute_unprepared("DROP FUNCTION latchkey_notify_truncate()").await?;
         Ok(())
     }
 }

@@ -63,10 +63,19 @@ impl ProofBatch {
     }
 
     /// The rows to insert: each key once (two requests may carry one proof; the second
-    /// is a replay of the first even within a batch).
+    /// is a replay of the first even within a batch), in key order — two nodes' batches
+    /// sharing keys then wait on each other's uncommitted rows in the same order, and
+    /// never deadlock.
     pub fn rows(&self) -> Vec<(&str, i64)> {
         let mut seen = HashSet::with_capacity(self.pending.len());
-        self.pending.iter().filter(|p| seen.insert(p.key.as_str())).map(|p| (p.key.as_str(), p.expires_at)).collect()
+        let mut rows: Vec<(&str, i64)> = self
+            .pending
+            .iter()
+            .filter(|p| seen.insert(p.key.as_str()))
+            .map(|p| (p.key.as_str(), p.expires_at))
+            .collect();
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        rows
     }
 
     /// Answers every queued proof: given the keys the batch inserted (none had a row
@@ -113,7 +122,8 @@ pub async fn record_postgres(db: &impl ConnectionTrait, rows: &[(&str, i64)]) ->
     let expiries: Vec<i64> = rows.iter().map(|(_, expires_at)| *expires_at).collect();
     let statement = Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "INSERT INTO dpop_proofs (proof_key, expires_at) SELECT * FROM unnest($1::text[], $2::bigint[]) \
+        "INSERT INTO dpop_proofs (proof_key, expires_at) \
+         SELECT key, expires_at FROM unnest($1::text[], $2::bigint[]) AS batch (key, expires_at) ORDER BY key \
          ON CONFLICT (proof_key) DO NOTHING RETURNING proof_key",
         [keys.into(), expiries.into()],
     );
@@ -128,7 +138,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_answers_each_proof_and_a_key_twice_is_a_replay_the_second_time() {
         let queue = ProofQueue::default();
-        let answers: Vec<_> = ["a", "b", "a", "c"].iter().map(|key| queue.enqueue(key, 10)).collect();
+        let answers: Vec<_> = ["b", "a", "a", "c"].iter().map(|key| queue.enqueue(key, 10)).collect();
         let batch = queue.take();
         assert!(queue.take().is_empty(), "taking empties the queue");
         assert_eq!(batch.rows(), vec![("a", 10), ("b", 10), ("c", 10)]);
@@ -138,7 +148,7 @@ mod tests {
         for answer in answers {
             verdicts.push(verdict(answer).await.unwrap());
         }
-        assert_eq!(verdicts, [true, true, false, false]);
+        assert_eq!(verdicts, [true, true, false, false], "b, then a, then a again, then c");
     }
 
     #[tokio::test]

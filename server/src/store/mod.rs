@@ -145,10 +145,11 @@ impl Db {
 }
 
 /// Whether a statement may change a row PostgreSQL's caches hold (sessions, users,
-/// clients, roles and their links), judged by the table names it mentions — a superset
-/// (`sso_sessions` counts too), so a miss only costs the node its caches.
+/// clients, roles and their links — `role` covers `roles`, `user_roles`, `client_roles`
+/// and `role_permissions`), judged by the table names it mentions: a superset
+/// (`sso_sessions` counts too), so a false match only costs the node its caches.
 fn may_change_cached_rows(sql: &str) -> bool {
-    ["sessions", "users", "clients", "roles"].iter().any(|table| sql.contains(table))
+    ["sessions", "users", "clients", "role"].iter().any(|table| sql.contains(table))
 }
 
 /// Whether a statement changes rows, judged by its first keyword.

@@ -535,7 +535,11 @@ async fn discovery_and_cors_tell_browsers_and_clients_about_dpop() {
     let exposed = answered.headers().get("access-control-expose-headers").unwrap().to_str().unwrap().to_lowercase();
     assert!(exposed.contains("dpop-nonce"), "{exposed}");
 }
-#[tokio::test]
+
+/// Multi-threaded: on SQLite the two nodes are two writers of one file, and a node
+/// waiting in SQLite's busy handler must not hold up the thread the other node needs to
+/// finish its transaction (two processes would not share one either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_proof_is_seen_once_across_nodes_and_purged_after_its_window() {
     let first = TestServer::start().await;
     let second = first.second_node().await;
@@ -559,7 +563,8 @@ async fn a_proof_is_seen_once_across_nodes_and_purged_after_its_window() {
     // (one commit for many), and each is still a first use exactly once.
     let keys: Vec<String> = (0..16).map(|i| latchkey_server::security::sha256_hex(&format!("jkt.many-{i}"))).collect();
     let attempts = keys.iter().cycle().take(64).enumerate().map(|(i, key)| {
-        let state = if i % 2 == 0 { first.state.clone() } else { second.state.clone() };
+        // The first round of keys on one node, the next on the other: each key on both.
+        let state = if (i / 16) % 2 == 0 { first.state.clone() } else { second.state.clone() };
         let key = key.clone();
         tokio::spawn(async move { (key.clone(), state.tokens.first_use_of_proof(&key, now + 300).await.unwrap()) })
     });

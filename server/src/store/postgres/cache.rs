@@ -55,6 +55,13 @@ const USER_ROLES: usize = 16_384;
 const CLIENTS: usize = 4_096;
 const ROLES: usize = 1_024;
 
+/// Every node sends a `ping:` on the channel this often, and a listener that has heard
+/// nothing (no change, no node's ping) for [`SILENCE`] takes its connection for dead: a
+/// half-open TCP connection (a failover, a firewall dropping the flow) reports no error,
+/// and would otherwise leave the caches trusted while nothing arrives.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+const SILENCE: Duration = Duration::from_secs(12);
+
 /// After a lost connection or a failed attempt, wait this long before the next attempt
 /// (doubling up to the maximum while attempts fail): a database that is restarting is
 /// not hammered, and meanwhile every read goes to it.
@@ -149,7 +156,8 @@ impl Maps {
                 self.client_roles.remove(id);
             }
             Some(("role", name)) => self.permissions.remove(name),
-            // Not a payload this version writes (a newer node's?): forget everything.
+            // Names no row (a truncate) or is not a payload this version knows (a newer
+            // node's?): forget everything.
             _ => self.clear(),
         }
     }
@@ -319,6 +327,9 @@ impl Caches {
     }
 
     fn applied(&self, payload: &str) {
+        if payload.starts_with("ping:") {
+            return; // a heartbeat (see `HEARTBEAT`): heard, and nothing changed
+        }
         self.lock().apply(payload);
         self.metrics.changes.inc();
         self.status.send_modify(|s| match payload.split_once(':').map(|(kind, _)| kind) {
@@ -344,6 +355,9 @@ pub enum Lookup<V> {
 /// caches and applies each notification; on any failure distrusts them and connects
 /// again. Ends when the caches are gone (their server stopped) or the pool is closed.
 pub async fn listen(caches: Weak<Caches>, pool: PgPool) {
+    // However this task ends — returning, panicking, its runtime shutting down — the
+    // caches stop being trusted with it.
+    let _deaf_when_gone = DistrustOnDrop(caches.clone());
     let mut retry = RETRY_FIRST;
     loop {
         let mut listener = match subscribe(&pool).await {
@@ -366,13 +380,15 @@ pub async fn listen(caches: Weak<Caches>, pool: PgPool) {
             }
         };
         let lost = loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => {
+            // Dropping `try_recv` on silence is safe: the connection is given up then.
+            match tokio::time::timeout(SILENCE, listener.try_recv()).await {
+                Ok(Ok(Some(notification))) => {
                     let Some(caches) = caches.upgrade() else { return };
                     caches.applied(notification.payload());
                 }
-                Ok(None) => break "the connection closed".to_string(),
-                Err(e) => break e.to_string(),
+                Ok(Ok(None)) => break "the connection closed".to_string(),
+                Ok(Err(e)) => break e.to_string(),
+                Err(_) => break format!("nothing heard for {} s, not even a heartbeat", SILENCE.as_secs()),
             }
         };
         let Some(live) = caches.upgrade() else { return };
@@ -383,6 +399,33 @@ pub async fn listen(caches: Weak<Caches>, pool: PgPool) {
         }
         tracing::warn!(reason = %lost, "lost the change listener's connection; the caches are off until it is back");
         tokio::time::sleep(retry).await;
+    }
+}
+
+/// Sends this node's heartbeat every [`HEARTBEAT`] while the caches live (through the
+/// pool, so it also shows the listener that the database still answers).
+pub async fn heartbeat(caches: Weak<Caches>, pool: PgPool) {
+    let mut ticks = tokio::time::interval(HEARTBEAT);
+    loop {
+        ticks.tick().await;
+        if caches.strong_count() == 0 {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, 'ping:')").bind(CHANNEL).execute(&pool).await;
+        if let Err(e) = sent {
+            // The listener hears the silence; nothing more to do here.
+            tracing::debug!(error = %e, "the cache heartbeat was not sent");
+        }
+    }
+}
+
+struct DistrustOnDrop(Weak<Caches>);
+
+impl Drop for DistrustOnDrop {
+    fn drop(&mut self) {
+        if let Some(caches) = self.0.upgrade() {
+            caches.disconnected();
+        }
     }
 }
 
@@ -485,7 +528,7 @@ mod tests {
     }
 
     #[test]
-    fn a_notification_drops_what_it_names_and_an_unknown_one_drops_everything() {
+    fn a_notification_drops_what_it_names_a_heartbeat_nothing_and_a_truncate_everything() {
         let (caches, _) = caches();
         caches.connected(1);
         for role in ["a", "b"] {
@@ -495,7 +538,9 @@ mod tests {
         caches.applied("role:a");
         miss(caches.permissions("a"));
         assert!(matches!(caches.permissions("b"), Lookup::Hit(_)));
-        caches.applied("something:new");
+        caches.applied("ping:");
+        assert!(matches!(caches.permissions("b"), Lookup::Hit(_)), "a heartbeat drops nothing");
+        caches.applied("truncate:roles");
         miss(caches.permissions("b"));
     }
 

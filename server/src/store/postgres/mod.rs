@@ -45,7 +45,8 @@ impl PostgresTokens {
         let caches = Arc::new(Caches::new(db.local_writes(), metrics));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let pool = db.connection().get_postgres_connection_pool().clone();
-            runtime.spawn(cache::listen(Arc::downgrade(&caches), pool));
+            runtime.spawn(cache::listen(Arc::downgrade(&caches), pool.clone()));
+            runtime.spawn(cache::heartbeat(Arc::downgrade(&caches), pool));
         }
         Self { db, caches, proofs: ProofQueue::default(), proof_writer: tokio::sync::Mutex::new(()) }
     }
