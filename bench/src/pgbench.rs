@@ -1,6 +1,7 @@
 //! A ceiling for the database itself: `pgbench` (from the PostgreSQL packages) running
-//! the statements one refresh sends PostgreSQL — the client lookup, the joined read of
-//! token, session, user and roles, and the rotation — taken from the server's own code,
+//! the statement one refresh sends PostgreSQL — the joined read of token, session, user
+//! and roles with the rotation, one round trip (the client comes from the server's
+//! cache) — taken from the server's own code,
 //! on Latchkey's own database, over as many connections as the load used. Refresh's
 //! rate beside this one tells how much of a refresh is PostgreSQL's (its durable commit
 //! above all) and how much is ours.
@@ -17,9 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use latchkey_server::store::columns;
-use latchkey_server::store::entities::clients;
-use latchkey_server::store::postgres::{ROTATE, TOKEN_FOR_REFRESH};
+use latchkey_server::store::postgres::READ_AND_ROTATE;
 use sea_orm::ConnectionTrait;
 
 use crate::postgres::Database;
@@ -40,43 +39,46 @@ const IDLE_SECS: i64 = 14 * 24 * 3600;
 /// A sealed child is this long in the server (base64 of nonce, token and tag).
 const SEALED: &str = "pgbench-sealed-child-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123";
 
-/// The script: one refresh's statements, with pgbench variables where the server binds
-/// parameters.
+/// The script: one refresh's statement, with pgbench variables where the server binds
+/// parameters. (The client is read from the server's cache, so nothing is sent for it.)
 fn script() -> String {
-    let client =
-        format!("SELECT {} FROM clients WHERE client_id = 'spa' LIMIT 1;", columns::names::<clients::Entity>());
-    let read = TOKEN_FOR_REFRESH.replace("$1", ":hash");
-    // $1 session, $2 now, $3 token, $4/$5 states, $6 idle deadline, $7/$8 child id and
-    // hash, $9 its expiry, $10 sealed child, $11 the DPoP key bound (none here). Replaced
-    // from the highest number down, so `$1` does not eat the front of `$10`.
+    // See `READ_AND_ROTATE` for the parameters. Replaced from the highest number down,
+    // so `$1` does not eat the front of `$10`.
     let params = [
-        ("$11", "NULL".to_string()),
-        ("$10", format!("'{SEALED}'")),
-        ("$9", format!("(:now + {IDLE_SECS})")),
-        ("$8", ":child".to_string()),
-        ("$7", ":child".to_string()),
-        ("$6", format!("(:now + {IDLE_SECS})")),
-        ("$5", "'active'".to_string()),
-        ("$4", "'rotated'".to_string()),
-        ("$3", ":tid".to_string()),
+        ("$14", "'active'".to_string()),
+        ("$13", "'active'".to_string()),
+        ("$12", "'rotated'".to_string()),
+        ("$11", "ARRAY['mfa', 'swk', 'hwk']::text[]".to_string()),
+        ("$10", "ARRAY[]::text[]".to_string()),
+        ("$9", "NULL".to_string()),
+        ("$8", "NULL".to_string()),
+        ("$7", format!("'{SEALED}'")),
+        ("$6", ":child".to_string()),
+        ("$5", ":child".to_string()),
+        ("$4", IDLE_SECS.to_string()),
+        ("$3", "'spa'".to_string()),
         ("$2", ":now".to_string()),
-        ("$1", ":sid".to_string()),
+        ("$1", ":hash".to_string()),
     ];
-    let rotate = params.iter().fold(ROTATE.to_string(), |sql, (from, to)| sql.replace(from, to));
+    let statement = params.iter().fold(READ_AND_ROTATE.to_string(), |sql, (from, to)| sql.replace(from, to));
+    // pgbench's \gset needs exactly one row, and the server's statement answers none for
+    // an unknown token (a client's first transaction): the same statement, answering
+    // only whether it rotated.
+    let statement = statement.replace(SERVER_ANSWER, "SELECT (SELECT count(*) FROM inserted) AS rotated");
     format!(
         "\\set child random(1000000000000, 9000000000000000000)\n\
-         {client}\n\
-         {read};\n\
-         {rotate} \\gset\n\
-         \\if :inserted = 1\n\
-         \\set tid :child\n\
+         {statement} \\gset\n\
+         \\if :rotated = 1\n\
          \\set hash :child\n\
          \\else\n\
-         SELECT t.id AS tid, t.token_hash AS hash, t.session_id AS sid FROM refresh_tokens t \
+         SELECT t.token_hash AS hash FROM refresh_tokens t \
          WHERE t.state = 'active' ORDER BY t.id OFFSET :client_id LIMIT 1 \\gset\n\
          \\endif\n"
     )
 }
+
+/// How the server's statement ends (replaced in the script, see there).
+const SERVER_ANSWER: &str = "SELECT r.*, (SELECT count(*) FROM inserted) AS rotated FROM r";
 
 /// Transactions per second of [`script`] over `connections` for `window`, after checking
 /// that nearly every transaction did rotate a token (else it measured something cheaper).
@@ -108,8 +110,7 @@ fn run(database: &Database, connections: usize, window: Duration) -> anyhow::Res
     let out = Command::new(pgbench()?)
         .args(["--no-vacuum", "--protocol=prepared", "--client", &connections.to_string(), "--jobs", "2"])
         .args(["--time", &window.as_secs().max(1).to_string()])
-        .args(["--define", &format!("now={now}"), "--define", "tid=none", "--define", "hash=none"])
-        .args(["--define", "sid=none", "--file"])
+        .args(["--define", &format!("now={now}"), "--define", "hash=none", "--file"])
         .arg(&path)
         .arg(database.url())
         .output()
@@ -141,5 +142,7 @@ mod tests {
         assert!(!script.contains('$'), "a parameter left unbound: {script}");
         assert!(script.contains("FOR UPDATE"), "the rotation is the server's own statement");
         assert!(script.contains("string_agg"), "and so is the joined read");
+        assert!(READ_AND_ROTATE.ends_with(SERVER_ANSWER), "the answer replaced is the server's");
+        assert!(!script.contains("SELECT r.*"), "and it was replaced");
     }
 }

@@ -19,7 +19,7 @@ use crate::store::clients::ClientRow;
 use crate::store::entities::{TokenState, UserStatus};
 use crate::store::sessions::{self as store, NewRefreshToken, NewSession, Notify, RefreshTokenRow, SessionRow};
 use crate::store::users::{self, UserRow};
-use crate::store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
+use crate::store::{RefreshAttempt, RefreshRead, RotateOutcome, Rotation, TokenStore};
 use crate::tokens::REFRESH_TOKEN_PREFIX;
 
 use super::auth::{AccessGrant, IssuedTokens, RequestContext, audience_for, mint_access_token};
@@ -217,9 +217,30 @@ pub async fn refresh(
     super::dpop::check_client_demand(client, ctx)?;
     let now = ctx.now;
     let grace_secs = state.config.tokens.refresh_grace.as_secs() as i64;
-    let Some(read) = state.tokens.token_for_refresh(&sha256_hex(presented.expose())).await? else {
+    // The child is made up front, so an engine that can (PostgreSQL) reads and rotates
+    // in one round trip when the read passes the rule below; otherwise nothing of it
+    // was stored, and the refresh is judged (and rotated) as before.
+    let child_token = generate_token(REFRESH_TOKEN_PREFIX);
+    let attempt = RefreshAttempt {
+        client_id: client.client_id.clone(),
+        now,
+        idle_timeout_secs: state.config.tokens.session_idle_timeout.as_secs() as i64,
+        child_id: new_id(),
+        child_hash: sha256_hex(child_token.expose()),
+        child_sealed: sealed_child::seal(presented, &child_token),
+        proof_jkt: ctx.dpop_jkt.clone(),
+        binds_dpop_jkt: ctx.session_binding(client),
+        mfa_roles: state.config.mfa.require_for_roles.clone(),
+        strong_amr: super::passkeys::SATISFIES_POLICY.iter().map(|amr| amr.to_string()).collect(),
+    };
+    let Some((read, rotated)) = state.tokens.read_and_rotate(&sha256_hex(presented.expose()), &attempt).await? else {
         return Err(Error::invalid_refresh_token());
     };
+    if rotated {
+        let idle_expires_at = (now + attempt.idle_timeout_secs).min(read.session.absolute_expires_at);
+        state.metrics.tokens_issued.with_label_values(&["refresh_token"]).inc();
+        return issue(state, client, &read, child_token, idle_expires_at, ctx);
+    }
     // Only a rotated token has a child; the hot path (an active token) skips the read.
     let child = match read.token.state {
         TokenState::Rotated => state.tokens.child_of(&read.token.id).await?,

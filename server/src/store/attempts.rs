@@ -41,7 +41,7 @@ pub async fn take(db: &Db, key: &str, now_ms: i64, shape: Shape) -> StoreResult<
          WHERE attempt_buckets.tat <= {now_p} + {tolerance_p} RETURNING tat"
     );
     let values: [Value; 4] = [key.into(), now_ms.into(), shape.interval_ms.into(), shape.tolerance_ms().into()];
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?.changes_no_cached_rows();
     let taken = txn.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await?.is_some();
     let verdict = if taken {
         Ok(())
@@ -65,7 +65,7 @@ pub async fn purge_full(db: &Db, now_ms: i64) -> StoreResult<u64> {
     let backend = db.get_database_backend();
     let p = if backend == DbBackend::Postgres { "$1" } else { "?1" };
     let sql = format!("DELETE FROM attempt_buckets WHERE tat < {p}");
-    let txn = super::begin_write(db, super::Starts::WithWrite).await?;
+    let txn = super::begin_write(db, super::Starts::WithWrite).await?.changes_no_cached_rows();
     let deleted = txn.execute_raw(Statement::from_sql_and_values(backend, sql, [now_ms.into()])).await?.rows_affected();
     txn.commit().await?;
     Ok(deleted)

@@ -22,7 +22,7 @@ pub mod sqlite;
 pub mod token_store;
 pub mod users;
 
-pub use token_store::{Engine, RefreshRead, RotateOutcome, Rotation, TokenStore};
+pub use token_store::{Engine, RefreshAttempt, RefreshRead, RotateOutcome, Rotation, TokenStore};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

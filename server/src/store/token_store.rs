@@ -49,6 +49,30 @@ pub struct Rotation {
     pub binds_dpop_jkt: Option<String>,
 }
 
+/// What a refresh's rotation needs that does not depend on what the refresh reads: the
+/// engine that can (PostgreSQL) reads and rotates in one statement when the read
+/// passes the same rule `domain::sessions` judges by — the token active and unexpired,
+/// for this client; its session live; its user active; the session's DPoP key, if
+/// bound, the proof's; the MFA policy met — and otherwise only reads.
+#[derive(Debug, Clone)]
+pub struct RefreshAttempt {
+    pub client_id: String,
+    pub now: i64,
+    /// The session's idle deadline becomes `now` plus this, never past its absolute one.
+    pub idle_timeout_secs: i64,
+    pub child_id: String,
+    pub child_hash: String,
+    pub child_sealed: String,
+    /// The key of the request's DPoP proof, if it came with one.
+    pub proof_jkt: Option<String>,
+    /// As [`Rotation::binds_dpop_jkt`] (kept only by a session not bound yet).
+    pub binds_dpop_jkt: Option<String>,
+    /// `mfa.require_for_roles`: a user holding one of them refreshes only a session whose
+    /// `amr` holds one of `strong_amr`.
+    pub mfa_roles: Vec<String>,
+    pub strong_amr: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RotateOutcome {
     Rotated,
@@ -101,6 +125,17 @@ pub trait TokenStore: Send + Sync {
 
     /// The permissions the roles `role_names` grant together.
     fn permissions_of(&self, role_names: &[String]) -> impl Future<Output = StoreResult<BTreeSet<String>>> + Send;
+
+    /// The read of [`Self::token_for_refresh`] and, where the engine can fold them into
+    /// one round trip (PostgreSQL), the rotation `attempt` describes when the read
+    /// passes its rule: the read with whether it rotated. SQLite, whose inline read and
+    /// rotation cost no round trips, only reads (never `true`); a refresh not rotated
+    /// here is judged and rotated as before.
+    fn read_and_rotate(
+        &self,
+        token_hash: &str,
+        attempt: &RefreshAttempt,
+    ) -> impl Future<Output = StoreResult<Option<(RefreshRead, bool)>>> + Send;
 
     /// Applies `rotation` (see [`Rotation`]).
     fn rotate(&self, rotation: &Rotation) -> impl Future<Output = StoreResult<RotateOutcome>> + Send;
@@ -205,6 +240,14 @@ impl TokenStore for Engine {
 
     async fn token_for_refresh(&self, token_hash: &str) -> StoreResult<Option<RefreshRead>> {
         on_engine!(self, store => store.token_for_refresh(token_hash))
+    }
+
+    async fn read_and_rotate(
+        &self,
+        token_hash: &str,
+        attempt: &RefreshAttempt,
+    ) -> StoreResult<Option<(RefreshRead, bool)>> {
+        on_engine!(self, store => store.read_and_rotate(token_hash, attempt))
     }
 
     async fn token_with_session(&self, token_hash: &str) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {

@@ -8,7 +8,7 @@ use latchkey_server::security::sha256_hex;
 use latchkey_server::store::audit::NewAuditEvent;
 use latchkey_server::store::entities::TokenState;
 use latchkey_server::store::sessions::{self, NewRefreshToken, NewSession};
-use latchkey_server::store::{RotateOutcome, Rotation, TokenStore};
+use latchkey_server::store::{RefreshAttempt, RotateOutcome, Rotation, TokenStore};
 
 use crate::harness::{TestServer, backend, user_with_roles};
 
@@ -158,6 +158,66 @@ async fn rotation_swaps_the_token_touches_the_session_and_inserts_the_child() {
     assert!(tokens.token_for_refresh(&sha256_hex("rot-c")).await.unwrap().is_none(), "no second child");
     let session = tokens.session_with_user(&session_id).await.unwrap().unwrap().0;
     assert_eq!(session.last_used_at, later, "a lost swap touches nothing");
+    server.stop().await;
+}
+
+fn attempt(client_id: &str, child: &str, now: i64, proof_jkt: Option<&str>) -> RefreshAttempt {
+    RefreshAttempt {
+        client_id: client_id.into(),
+        now,
+        idle_timeout_secs: IDLE,
+        child_id: format!("{child}-id"),
+        child_hash: sha256_hex(child),
+        child_sealed: format!("sealed-{child}"),
+        proof_jkt: proof_jkt.map(str::to_string),
+        binds_dpop_jkt: None,
+        mfa_roles: Vec::new(),
+        strong_amr: vec!["mfa".into()],
+    }
+}
+
+/// PostgreSQL reads and rotates in one statement when the read passes the refresh
+/// rule, and only reads otherwise; SQLite only reads (and the domain rotates).
+#[tokio::test]
+async fn read_and_rotate_rotates_in_one_go_only_what_the_rule_allows() {
+    let server = TestServer::start().await;
+    let (_, now, session_id) = ada_with_session(&server, "rr-a").await;
+    let tokens = &server.state.tokens;
+    let one_go = backend() == "postgres";
+
+    // Another client's: read, never rotated.
+    let (read, rotated) =
+        tokens.read_and_rotate(&sha256_hex("rr-a"), &attempt("svc", "rr-x", now, None)).await.unwrap().unwrap();
+    assert!(!rotated, "another client's token on {}", backend());
+    assert_eq!(read.token.state, TokenState::Active);
+    // A user whose roles need a second factor, in a password-only session: not rotated.
+    assert!(!read.roles.is_empty(), "ada holds the default role");
+    let mut strict = attempt("spa", "rr-x", now, None);
+    strict.mfa_roles = read.roles.clone();
+    assert!(!tokens.read_and_rotate(&sha256_hex("rr-a"), &strict).await.unwrap().unwrap().1);
+    assert_eq!(token_state(&server, "rr-a").await, TokenState::Active, "nothing was spent");
+
+    let (read, rotated) =
+        tokens.read_and_rotate(&sha256_hex("rr-a"), &attempt("spa", "rr-b", now + 5, None)).await.unwrap().unwrap();
+    assert_eq!(rotated, one_go, "{}", backend());
+    assert_eq!((read.session.id.as_str(), read.token.state), (session_id.as_str(), TokenState::Active), "the read");
+    if one_go {
+        assert_eq!(token_state(&server, "rr-a").await, TokenState::Rotated);
+        let child = tokens.token_for_refresh(&sha256_hex("rr-b")).await.unwrap().expect("the child");
+        assert_eq!(child.token.parent_id.as_deref(), Some("rr-a-id"));
+        assert_eq!((child.session.last_used_at, child.session.idle_expires_at), (now + 5, now + 5 + IDLE));
+        // The same token again: read as rotated, nothing more happens.
+        let (again, rotated) =
+            tokens.read_and_rotate(&sha256_hex("rr-a"), &attempt("spa", "rr-c", now + 6, None)).await.unwrap().unwrap();
+        assert!(!rotated);
+        assert_eq!(again.token.state, TokenState::Rotated);
+        assert!(tokens.token_for_refresh(&sha256_hex("rr-c")).await.unwrap().is_none());
+    } else {
+        assert_eq!(token_state(&server, "rr-a").await, TokenState::Active, "SQLite only reads");
+    }
+    assert!(
+        tokens.read_and_rotate(&sha256_hex("unknown"), &attempt("spa", "rr-d", now, None)).await.unwrap().is_none()
+    );
     server.stop().await;
 }
 

@@ -48,9 +48,10 @@ use crate::store::users::UserRow;
 /// The channel the triggers of migration 16 notify.
 pub const CHANNEL: &str = "latchkey_changes";
 
-/// Entries per map: at about 1 KiB a session with its user, the sessions map stays under
-/// 16 MiB; clients and roles are few.
+/// Entries per map: at about half a KiB a session and as much a user, the two stay under
+/// 16 MiB together; clients and roles are few.
 const SESSIONS: usize = 16_384;
+const USERS: usize = 16_384;
 const USER_ROLES: usize = 16_384;
 const CLIENTS: usize = 4_096;
 const ROLES: usize = 1_024;
@@ -117,7 +118,9 @@ struct Maps {
     generation: u64,
     /// The node's count of committed writes when the maps were last emptied for one.
     seen_writes: u64,
-    sessions: Bounded<String, (SessionRow, Option<UserRow>)>,
+    sessions: Bounded<String, SessionRow>,
+    /// The users of cached sessions, apart, so a user's change drops one entry.
+    users: Bounded<String, UserRow>,
     user_roles: Bounded<String, Vec<String>>,
     clients: Bounded<String, Option<ClientRow>>,
     client_roles: Bounded<String, Vec<String>>,
@@ -130,6 +133,7 @@ impl Maps {
             generation,
             seen_writes: 0,
             sessions: Bounded::new(SESSIONS),
+            users: Bounded::new(USERS),
             user_roles: Bounded::new(USER_ROLES),
             clients: Bounded::new(CLIENTS),
             client_roles: Bounded::new(CLIENTS),
@@ -148,7 +152,7 @@ impl Maps {
         match payload.split_once(':') {
             Some(("session", id)) => self.sessions.remove(id),
             Some(("user", id)) => {
-                self.sessions.retain(|_, (session, _)| session.user_id != id);
+                self.users.remove(id);
                 self.user_roles.remove(id);
             }
             Some(("client", id)) => {
@@ -252,12 +256,33 @@ impl Caches {
         }
     }
 
-    pub fn session(&self, id: &str) -> Lookup<(SessionRow, Option<UserRow>)> {
-        self.lookup(Cached::Session, id, |m| &m.sessions)
+    /// A session with its user: a hit only when both are cached.
+    pub fn session(&self, id: &str) -> Lookup<(SessionRow, UserRow)> {
+        if !self.trusted.load(Ordering::Acquire) {
+            self.count(Cached::Session, "bypass");
+            return Lookup::Bypass;
+        }
+        let maps = self.current();
+        let found = maps.sessions.get(id).and_then(|session| Some((session, maps.users.get(&session.user_id)?)));
+        match found {
+            Some((session, user)) => {
+                self.count(Cached::Session, "hit");
+                Lookup::Hit((session.clone(), user.clone()))
+            }
+            None => {
+                self.count(Cached::Session, "miss");
+                Lookup::Miss(Ticket(maps.generation))
+            }
+        }
     }
 
-    pub fn fill_session(&self, ticket: Ticket, id: &str, value: (SessionRow, Option<UserRow>)) {
-        self.fill(ticket, id, value, |m| &mut m.sessions);
+    /// Keeps a session and its user (a session whose user is gone is not kept).
+    pub fn fill_session(&self, ticket: Ticket, id: &str, session: SessionRow, user: UserRow) {
+        let mut maps = self.current();
+        if maps.generation == ticket.0 && self.trusted.load(Ordering::Acquire) {
+            maps.users.insert(user.id.clone(), user);
+            maps.sessions.insert(id.to_string(), session);
+        }
     }
 
     /// Drops one cached session (read again when it looked idle-expired).
@@ -457,10 +482,6 @@ impl<V> Bounded<String, V> {
 
     fn remove(&mut self, key: &str) {
         self.entries.remove(key);
-    }
-
-    fn retain(&mut self, keep: impl FnMut(&String, &mut V) -> bool) {
-        self.entries.retain(keep);
     }
 }
 

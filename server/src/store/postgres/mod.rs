@@ -1,12 +1,13 @@
 //! The PostgreSQL engine of the token paths ([`TokenStore`]), through sea-orm's pool.
-//! Reads are one query each; rotation is one statement (one round trip), see
-//! [`PostgresTokens::rotate`]. Sessions (for the bearer check), clients, role names and
+//! Reads are one query each; a refresh is one statement (one round trip) that reads
+//! and, when the read allows it, rotates ([`READ_AND_ROTATE`]); a rotation judged after
+//! a read is one statement too ([`ROTATE`]). Sessions (for the bearer check), clients, role names and
 //! permissions are read through this node's [`cache`], which every change invalidates
 //! on every node through `LISTEN/NOTIFY`.
 
 pub mod cache;
 
-use crate::store::entities::TokenState;
+use crate::store::entities::{TokenState, UserStatus};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement};
 use std::collections::BTreeSet;
 
@@ -16,7 +17,7 @@ use super::columns;
 use super::dpop::{self, ProofQueue};
 use super::entities::{refresh_tokens, sessions, users};
 use super::sessions::{RefreshTokenRow, SessionRow};
-use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
+use super::token_store::{RefreshAttempt, RefreshRead, RotateOutcome, Rotation, TokenStore};
 use super::users::UserRow;
 use super::{Db, StoreResult};
 use cache::{CacheMetrics, Caches, ListenerStatus, Lookup, Ticket};
@@ -57,6 +58,16 @@ impl PostgresTokens {
     }
 }
 
+/// A row of [`TOKEN_FOR_REFRESH`] (or of [`READ_AND_ROTATE`], which returns its columns).
+fn refresh_read(row: &sea_orm::QueryResult) -> StoreResult<RefreshRead> {
+    Ok(RefreshRead {
+        token: RefreshTokenRow::from_query_result(row, "t_")?,
+        session: SessionRow::from_query_result(row, "s_")?,
+        user: UserRow::from_query_result_optional(row, "u_")?,
+        roles: columns::split_roles(row.try_get("", "roles")?),
+    })
+}
+
 /// Reads through a cache: a hit answers; a miss reads `load` and keeps its answer when
 /// still current; while the cache is not trusted, `load` answers and nothing is kept.
 async fn through<V: Clone>(
@@ -78,6 +89,43 @@ async fn through<V: Clone>(
 /// The joined read of a refresh (public: the bench's database ceiling runs it as is).
 pub static TOKEN_FOR_REFRESH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| columns::token_for_refresh_sql("string_agg"));
+
+/// [`TokenStore::read_and_rotate`]: the joined read of [`TOKEN_FOR_REFRESH`] and, when
+/// it passes the refresh rule (see [`RefreshAttempt`]), the rotation of [`ROTATE`] —
+/// one round trip. The read is the statement's snapshot; the rotation locks the session
+/// and re-checks the token against their newest versions, as [`ROTATE`] does, so a
+/// concurrent rotation or revocation makes it rotate nothing (and the caller judges
+/// the read again, as before). Parameters: $1 token hash, $2 now, $3 client id, $4 idle
+/// timeout, $5 child id, $6 child hash, $7 child sealed, $8 the proof's key, $9 the key to
+/// bind, $10 the roles that need a second factor, $11 the `amr` values that are one,
+/// $12 rotated, $13 active, $14 the active user status.
+pub static READ_AND_ROTATE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH r AS ({read}), \
+        ok AS ( \
+            SELECT t_id, s_id, LEAST($2 + $4, s_absolute_expires_at) AS idle FROM r \
+            WHERE s_client_id = $3 AND t_state = $13 AND t_expires_at > $2 \
+            AND s_revoked_at IS NULL AND s_idle_expires_at > $2 AND s_absolute_expires_at > $2 \
+            AND u_status = $14 AND (s_dpop_jkt IS NULL OR s_dpop_jkt = $8) \
+            AND (NOT (string_to_array(coalesce(roles, ''), ' ') && $10::text[]) \
+                 OR string_to_array(s_amr, ' ') && $11::text[])), \
+        live AS ( \
+            SELECT id FROM sessions WHERE id = (SELECT s_id FROM ok) AND revoked_at IS NULL \
+            AND idle_expires_at > $2 AND absolute_expires_at > $2 FOR UPDATE), \
+        swapped AS ( \
+            UPDATE refresh_tokens SET state = $12, used_at = $2, child_sealed = $7 \
+            WHERE id = (SELECT t_id FROM ok) AND state = $13 AND EXISTS (SELECT 1 FROM live) RETURNING id), \
+        touched AS ( \
+            UPDATE sessions SET last_used_at = $2, idle_expires_at = (SELECT idle FROM ok), \
+            dpop_jkt = coalesce(dpop_jkt, $9) \
+            WHERE id IN (SELECT id FROM live) AND EXISTS (SELECT 1 FROM swapped) RETURNING id), \
+        inserted AS ( \
+            INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, state, created_at, used_at, expires_at) \
+            SELECT $5, s_id, t_id, $6, $13, $2, NULL, idle FROM ok WHERE EXISTS (SELECT 1 FROM touched) RETURNING id) \
+        SELECT r.*, (SELECT count(*) FROM inserted) AS rotated FROM r",
+        read = TOKEN_FOR_REFRESH.as_str()
+    )
+});
 
 /// [`TokenStore::rotate`] as one statement instead of five. It locks the session row
 /// first, in the same order as `sessions::revoke`, so a rotation and a revocation of
@@ -110,7 +158,7 @@ impl TokenStore for PostgresTokens {
         now: i64,
     ) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
         let ticket = match self.caches.session(session_id) {
-            Lookup::Hit(found) if found.0.is_live(now) => return Ok(Some(found)),
+            Lookup::Hit((session, user)) if session.is_live(now) => return Ok(Some((session, Some(user)))),
             // Its idle deadline may have moved on since it was cached (a refresh
             // notifies nothing): read it again.
             Lookup::Hit(_) => {
@@ -121,8 +169,8 @@ impl TokenStore for PostgresTokens {
             Lookup::Bypass => None,
         };
         let found = self.session_with_user(session_id).await?.filter(|(session, _)| session.is_live(now));
-        if let (Some(ticket), Some(found)) = (ticket, &found) {
-            self.caches.fill_session(ticket, session_id, found.clone());
+        if let (Some(ticket), Some((session, Some(user)))) = (ticket, &found) {
+            self.caches.fill_session(ticket, session_id, session.clone(), user.clone());
         }
         Ok(found)
     }
@@ -131,12 +179,37 @@ impl TokenStore for PostgresTokens {
         let statement =
             Statement::from_sql_and_values(DbBackend::Postgres, TOKEN_FOR_REFRESH.as_str(), [token_hash.into()]);
         let Some(row) = self.db.query_one_raw(statement).await? else { return Ok(None) };
-        Ok(Some(RefreshRead {
-            token: RefreshTokenRow::from_query_result(&row, "t_")?,
-            session: SessionRow::from_query_result(&row, "s_")?,
-            user: UserRow::from_query_result_optional(&row, "u_")?,
-            roles: columns::split_roles(row.try_get("", "roles")?),
-        }))
+        Ok(Some(refresh_read(&row)?))
+    }
+
+    async fn read_and_rotate(
+        &self,
+        token_hash: &str,
+        attempt: &RefreshAttempt,
+    ) -> StoreResult<Option<(RefreshRead, bool)>> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            READ_AND_ROTATE.as_str(),
+            [
+                token_hash.into(),
+                attempt.now.into(),
+                attempt.client_id.as_str().into(),
+                attempt.idle_timeout_secs.into(),
+                attempt.child_id.as_str().into(),
+                attempt.child_hash.as_str().into(),
+                attempt.child_sealed.as_str().into(),
+                attempt.proof_jkt.clone().into(),
+                attempt.binds_dpop_jkt.clone().into(),
+                attempt.mfa_roles.clone().into(),
+                attempt.strong_amr.clone().into(),
+                TokenState::Rotated.into(),
+                TokenState::Active.into(),
+                UserStatus::Active.as_str().into(),
+            ],
+        );
+        let Some(row) = self.db.query_one_raw(statement).await? else { return Ok(None) };
+        let rotated: i64 = row.try_get("", "rotated")?;
+        Ok(Some((refresh_read(&row)?, rotated == 1)))
     }
 
     async fn token_with_session(&self, token_hash: &str) -> StoreResult<Option<(RefreshTokenRow, SessionRow)>> {

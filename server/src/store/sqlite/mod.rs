@@ -34,7 +34,7 @@ use super::entities::{
 };
 use super::sessions::{NewRefreshToken, NewSession};
 use super::sessions::{RefreshTokenRow, SessionRow};
-use super::token_store::{RefreshRead, RotateOutcome, Rotation, TokenStore};
+use super::token_store::{RefreshAttempt, RefreshRead, RotateOutcome, Rotation, TokenStore};
 use super::users::UserRow;
 use super::{Db, StoreError, StoreResult};
 
@@ -496,6 +496,14 @@ impl TokenStore for SqliteTokens {
                 .query_row([session_id], |row| Ok((SessionRow::at(row, 0)?, UserRow::joined_at(row, at_user)?)))
                 .optional()
         })
+    }
+
+    async fn read_and_rotate(
+        &self,
+        token_hash: &str,
+        _attempt: &RefreshAttempt,
+    ) -> StoreResult<Option<(RefreshRead, bool)>> {
+        Ok(self.token_for_refresh(token_hash).await?.map(|read| (read, false)))
     }
 
     async fn live_session_with_user(
