@@ -213,7 +213,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(ceiling) = report.pgbench_refresh_per_sec {
         let refresh = report.scenarios.iter().find(|o| o.scenario == "refresh");
         println!(
-            "PostgreSQL ceiling: pgbench runs one refresh's statements (client, joined read, rotation) at {ceiling:.0}/s \
+            "PostgreSQL ceiling: pgbench runs one refresh's statement (the read and the rotation in one) at {ceiling:.0}/s \
              on {} connections; refresh is {}",
             report.concurrency,
             refresh.map_or("not measured".into(), |r| format!(

@@ -10,7 +10,8 @@
 //! whether it rotated, and the script carries the child on to its next transaction (the
 //! child's id and hash are a random number, the stored hash of a token the load never
 //! presents). A client whose token is gone (its first transaction, or one another
-//! client rotated first) takes the next active token in the table — a query a real
+//! client rotated first) takes the next token in the table the statement may rotate
+//! (a `spa` session's, unbound, live, of an active user) — a query a real
 //! refresh does not make, so it runs only then.
 
 use std::path::PathBuf;
@@ -71,8 +72,11 @@ fn script() -> String {
          \\if :rotated = 1\n\
          \\set hash :child\n\
          \\else\n\
-         SELECT t.token_hash AS hash FROM refresh_tokens t \
-         WHERE t.state = 'active' ORDER BY t.id OFFSET :client_id LIMIT 1 \\gset\n\
+         SELECT t.token_hash AS hash FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+         JOIN users u ON u.id = s.user_id WHERE t.state = 'active' AND t.expires_at > :now \
+         AND s.client_id = 'spa' AND s.dpop_jkt IS NULL AND s.revoked_at IS NULL \
+         AND s.idle_expires_at > :now AND s.absolute_expires_at > :now AND u.status = 'active' \
+         ORDER BY t.id OFFSET :client_id LIMIT 1 \\gset\n\
          \\endif\n"
     )
 }

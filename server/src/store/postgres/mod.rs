@@ -19,7 +19,7 @@ use super::entities::{refresh_tokens, sessions, users};
 use super::sessions::{RefreshTokenRow, SessionRow};
 use super::token_store::{RefreshAttempt, RefreshRead, RotateOutcome, Rotation, TokenStore};
 use super::users::UserRow;
-use super::{Db, StoreResult};
+use super::{Db, StoreError, StoreResult};
 use cache::{CacheMetrics, Caches, ListenerStatus, Lookup, Ticket};
 use std::sync::Arc;
 
@@ -28,10 +28,15 @@ pub struct PostgresTokens {
     caches: Arc<Caches>,
     /// DPoP proofs waiting for the next batch (see [`super::dpop`]).
     proofs: ProofQueue,
-    /// Held while one batch of proofs is written: the proofs that arrive meanwhile wait
-    /// for the next one.
-    proof_writer: tokio::sync::Mutex<()>,
+    /// A permit is held while a batch of proofs is written; the proofs that arrive
+    /// meanwhile go into the next. A few batches may be in flight at once: a batch's
+    /// round trip is slowed by whatever CPU work the runtime runs meanwhile (signing),
+    /// and one batch at a time made every DPoP request wait for two of them.
+    proof_writers: tokio::sync::Semaphore,
 }
+
+/// Batches of DPoP proofs written at once (see `proof_writers`).
+const PROOF_BATCHES_IN_FLIGHT: usize = 4;
 
 impl std::fmt::Debug for PostgresTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,7 +54,12 @@ impl PostgresTokens {
             runtime.spawn(cache::listen(Arc::downgrade(&caches), pool.clone()));
             runtime.spawn(cache::heartbeat(Arc::downgrade(&caches), pool));
         }
-        Self { db, caches, proofs: ProofQueue::default(), proof_writer: tokio::sync::Mutex::new(()) }
+        Self {
+            db,
+            caches,
+            proofs: ProofQueue::default(),
+            proof_writers: tokio::sync::Semaphore::new(PROOF_BATCHES_IN_FLIGHT),
+        }
     }
 
     /// Follows the change listener (tests wait on it).
@@ -293,7 +303,9 @@ impl TokenStore for PostgresTokens {
 
     async fn first_use_of_proof(&self, proof_key: &str, expires_at: i64) -> StoreResult<bool> {
         let answer = self.proofs.enqueue(proof_key, expires_at);
-        let writing = self.proof_writer.lock().await;
+        // The semaphore is never closed, so acquiring fails only if it were.
+        let writing =
+            self.proof_writers.acquire().await.map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
         let batch = self.proofs.take();
         if !batch.is_empty() {
             // The batch is written by a task of its own, so a request that goes away
